@@ -1,0 +1,56 @@
+/* Status codes shared by every module, generated from one table.
+ *
+ * Foreign error types (natsStatus, CURLcode, errno, Python exceptions) are
+ * translated into these once, in the module that owns the foreign library;
+ * none crosses a public header. */
+#ifndef CL_STATUS_H
+#define CL_STATUS_H
+
+#include <stdarg.h>
+
+#define CL_STATUS_MAP(X)                                                    \
+    X(OK, "ok")                                                             \
+    X(ERR_NOMEM, "out of memory")                                           \
+    X(ERR_INVALID, "invalid argument")                                      \
+    X(ERR_NOT_FOUND, "not found")                                           \
+    X(ERR_EXISTS, "already exists")                                         \
+    X(ERR_CONFLICT, "concurrent modification")                              \
+    X(ERR_TIMEOUT, "timed out")                                             \
+    X(ERR_UNREACHABLE, "cannot reach nats-server")                          \
+    X(ERR_NO_RESPONDERS, "no actor is listening on that subject")           \
+    X(ERR_BUS, "bus error")                                                 \
+    X(ERR_IO, "I/O error")                                                  \
+    X(ERR_PYTHON, "python error")                                           \
+    X(ERR_DIGEST, "digest mismatch")                                        \
+    X(ERR_TOO_LARGE, "too large")                                           \
+    X(ERR_CLOSED, "closed")
+
+typedef enum {
+#define CL__STATUS_ENUM(name, text) CL_##name,
+    CL_STATUS_MAP(CL__STATUS_ENUM)
+#undef CL__STATUS_ENUM
+    CL__STATUS_COUNT
+} cl_status;
+
+/* A status plus a human-readable message that says what was wrong. */
+typedef struct {
+    cl_status code;
+    char msg[512];
+} cl_err;
+
+/* Short name ("ERR_TIMEOUT") and generic text ("timed out") of a status. */
+const char *cl_status_name(cl_status s);
+const char *cl_status_text(cl_status s);
+
+/* Sets err (which may be NULL) and returns code, so callers can write
+ * `return cl_err_set(err, CL_ERR_INVALID, "field '%s' ...", name);`. */
+cl_status cl_err_set(cl_err *err, cl_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+cl_status cl_err_vset(cl_err *err, cl_status code, const char *fmt, va_list ap);
+void cl_err_clear(cl_err *err);
+
+/* Prepends "what: " to an existing message (for context while unwinding). */
+void cl_err_prefix(cl_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

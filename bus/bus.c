@@ -1,0 +1,377 @@
+/* Connections, publish/subscribe and request/reply over cnats. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+#include "cl_clock.h"
+#include "cl_log.h"
+
+struct cl_sub {
+    natsSubscription *sub;
+    cl_bus *bus;
+    cl_msg_cb cb;
+    void *closure;
+};
+
+static natsStatus init_status = NATS_OK;
+static int init_done;
+
+void cl_bus_opts_init(cl_bus_opts *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+}
+
+cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what)
+{
+    cl_status code;
+    switch (s) {
+    case NATS_OK:
+        return CL_OK;
+    case NATS_TIMEOUT:
+        code = CL_ERR_TIMEOUT;
+        break;
+    case NATS_NO_RESPONDERS:
+        code = CL_ERR_NO_RESPONDERS;
+        break;
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+        code = CL_ERR_UNREACHABLE;
+        break;
+    case NATS_NOT_FOUND:
+        code = CL_ERR_NOT_FOUND;
+        break;
+    case NATS_NO_MEMORY:
+        code = CL_ERR_NOMEM;
+        break;
+    case NATS_MAX_PAYLOAD:
+        code = CL_ERR_TOO_LARGE;
+        break;
+    case NATS_INVALID_ARG:
+    case NATS_INVALID_SUBJECT:
+        code = CL_ERR_INVALID;
+        break;
+    default:
+        code = CL_ERR_BUS;
+        break;
+    }
+    const char *detail = nats_GetLastError(NULL);
+    if (detail == NULL || detail[0] == '\0')
+        detail = natsStatus_GetText(s);
+    return cl_err_set(err, code, "%s: %s", what, detail);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    cl_warn("disconnected from nats-server; reconnecting");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    cl_info("reconnected to nats-server");
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+                           void *closure)
+{
+    (void)nc;
+    (void)closure;
+    const char *subj = sub != NULL ? natsSubscription_GetSubject(sub) : NULL;
+    cl_warn("bus error%s%s: %s", subj ? " on " : "", subj ? subj : "", natsStatus_GetText(err));
+}
+
+cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
+{
+    if (!init_done) {
+        /* nats_Open is idempotent; -1 keeps cnats' default spin count. */
+        init_status = nats_Open(-1);
+        init_done = 1;
+    }
+    if (init_status != NATS_OK)
+        return cl__bus_status(init_status, err, "cannot initialise the NATS client");
+
+    const char *url = opts && opts->url ? opts->url : CL_DEFAULT_NATS_URL;
+    const char *prefix = opts && opts->prefix ? opts->prefix : CL_DEFAULT_PREFIX;
+    cl_bus *bus = calloc(1, sizeof(*bus));
+    if (bus == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    bus->prefix = strdup(prefix);
+    bus->url = strdup(url);
+    natsOptions *no = NULL;
+    natsStatus s = natsMutex_Create(&bus->js_mu);
+    if (s == NATS_OK)
+        s = natsOptions_Create(&no);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(no, url);
+    if (s == NATS_OK && opts && opts->name)
+        s = natsOptions_SetName(no, opts->name);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(no, opts && opts->connect_timeout_ms > 0
+                                           ? opts->connect_timeout_ms
+                                           : 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(no, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(no, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectBufSize(no, 32 * 1024 * 1024);
+    if (s == NATS_OK && opts && opts->send_asap)
+        s = natsOptions_SetSendAsap(no, true);
+    if (s == NATS_OK && opts && opts->retry_forever)
+        s = natsOptions_SetRetryOnFailedConnect(no, true, NULL, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(no, on_disconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(no, on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(no, on_async_error, NULL);
+    /* Pending limits high enough for bursts of queries. */
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPendingMsgs(no, 1 << 20);
+    if (s != NATS_OK || bus->prefix == NULL || bus->url == NULL) {
+        cl__bus_status(s != NATS_OK ? s : NATS_NO_MEMORY, err, "cannot set connection options");
+        natsOptions_Destroy(no);
+        cl_bus_free(bus);
+        return err ? err->code : CL_ERR_BUS;
+    }
+    s = natsConnection_Connect(&bus->nc, no);
+    natsOptions_Destroy(no);
+    if (s != NATS_OK) {
+        cl_err e;
+        cl__bus_status(s, &e, "x");
+        cl_err_set(err, s == NATS_NO_SERVER ? CL_ERR_UNREACHABLE : e.code,
+                   "cannot reach nats-server at %s: %s (is nats-server running? start one with "
+                   "'clipper start' or pass --nats URL)",
+                   url, s == NATS_NO_SERVER ? "no server is listening there" : e.msg + 3);
+        cl_bus_free(bus);
+        return err ? err->code : CL_ERR_UNREACHABLE;
+    }
+    *out = bus;
+    return CL_OK;
+}
+
+void cl_bus_free(cl_bus *bus)
+{
+    if (bus == NULL)
+        return;
+    if (bus->nc != NULL) {
+        natsConnection_FlushTimeout(bus->nc, 1000);
+        natsConnection_Close(bus->nc);
+    }
+    jsCtx_Destroy(bus->js);
+    natsConnection_Destroy(bus->nc);
+    natsMutex_Destroy(bus->js_mu);
+    free(bus->prefix);
+    free(bus->url);
+    free(bus);
+}
+
+cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err)
+{
+    natsStatus s = NATS_OK;
+    natsMutex_Lock(bus->js_mu);
+    if (bus->js == NULL) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 5000;
+        s = natsConnection_JetStream(&bus->js, bus->nc, &jo);
+    }
+    *out = bus->js;
+    natsMutex_Unlock(bus->js_mu);
+    return cl__bus_status(s, err, "cannot use JetStream (is nats-server started with -js?)");
+}
+
+const char *cl_bus_prefix(const cl_bus *bus)
+{
+    return bus->prefix;
+}
+
+const char *cl_bus_url(const cl_bus *bus)
+{
+    return bus->url;
+}
+
+int64_t cl_bus_max_payload(const cl_bus *bus)
+{
+    return natsConnection_GetMaxPayload(bus->nc);
+}
+
+bool cl_bus_is_connected(const cl_bus *bus)
+{
+    return natsConnection_Status(bus->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+cl_status cl_bus_publish(cl_bus *bus, const char *subject, const void *data, size_t len)
+{
+    if (len > (size_t)cl_bus_max_payload(bus))
+        return CL_ERR_TOO_LARGE;
+    return cl__bus_status(natsConnection_Publish(bus->nc, subject, data, (int)len), NULL, "");
+}
+
+cl_status cl_bus_publish_request(cl_bus *bus, const char *subject, const char *reply,
+                                 const void *data, size_t len)
+{
+    if (len > (size_t)cl_bus_max_payload(bus))
+        return CL_ERR_TOO_LARGE;
+    return cl__bus_status(natsConnection_PublishRequest(bus->nc, subject, reply, data, (int)len),
+                          NULL, "");
+}
+
+cl_status cl_bus_flush(cl_bus *bus, int timeout_ms)
+{
+    return cl__bus_status(natsConnection_FlushTimeout(bus->nc, timeout_ms), NULL, "flush");
+}
+
+cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, size_t len,
+                         int timeout_ms, cl_msg **reply)
+{
+    if (len > (size_t)cl_bus_max_payload(bus))
+        return CL_ERR_TOO_LARGE;
+    natsMsg *m = NULL;
+    natsStatus s = natsConnection_Request(&m, bus->nc, subject, data, (int)len, timeout_ms);
+    if (s != NATS_OK)
+        return cl__bus_status(s, NULL, "");
+    *reply = (cl_msg *)m;
+    return CL_OK;
+}
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    cl_sub *s = closure;
+    s->cb(s->bus, (cl_msg *)msg, s->closure);
+}
+
+cl_status cl_bus_subscribe(cl_sub **out, cl_bus *bus, const char *subject, const char *queue,
+                           cl_msg_cb cb, void *closure)
+{
+    cl_sub *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return CL_ERR_NOMEM;
+    s->bus = bus;
+    s->cb = cb;
+    s->closure = closure;
+    natsStatus ns = queue ? natsConnection_QueueSubscribe(&s->sub, bus->nc, subject, queue, on_msg, s)
+                          : natsConnection_Subscribe(&s->sub, bus->nc, subject, on_msg, s);
+    if (ns == NATS_OK)
+        ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
+    if (ns != NATS_OK) {
+        natsSubscription_Destroy(s->sub);
+        free(s);
+        return cl__bus_status(ns, NULL, "subscribe");
+    }
+    *out = s;
+    return CL_OK;
+}
+
+cl_status cl_bus_subscribe_sync(cl_sub **out, cl_bus *bus, const char *subject, const char *queue)
+{
+    cl_sub *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return CL_ERR_NOMEM;
+    s->bus = bus;
+    natsStatus ns = queue ? natsConnection_QueueSubscribeSync(&s->sub, bus->nc, subject, queue)
+                          : natsConnection_SubscribeSync(&s->sub, bus->nc, subject);
+    if (ns == NATS_OK)
+        ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
+    if (ns != NATS_OK) {
+        natsSubscription_Destroy(s->sub);
+        free(s);
+        return cl__bus_status(ns, NULL, "subscribe");
+    }
+    *out = s;
+    return CL_OK;
+}
+
+cl_status cl_sub_next(cl_sub *sub, cl_msg **out, int timeout_ms)
+{
+    natsMsg *m = NULL;
+    natsStatus s = natsSubscription_NextMsg(&m, sub->sub, timeout_ms);
+    if (s == NATS_OK) {
+        *out = (cl_msg *)m;
+        return CL_OK;
+    }
+    if (s == NATS_TIMEOUT)
+        return CL_ERR_TIMEOUT;
+    if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED)
+        return CL_ERR_CLOSED;
+    return cl__bus_status(s, NULL, "next message");
+}
+
+int cl_sub_pending(cl_sub *sub)
+{
+    int msgs = 0;
+    if (natsSubscription_GetPending(sub->sub, &msgs, NULL) != NATS_OK)
+        return 0;
+    return msgs;
+}
+
+void cl_sub_free(cl_sub *sub)
+{
+    if (sub == NULL)
+        return;
+    /* Unsubscribe stops delivery; Destroy waits for nothing, so after
+     * Unsubscribe returns a callback may still be running on the delivery
+     * thread. Draining would wait; callers stop their sources first. */
+    natsSubscription_Unsubscribe(sub->sub);
+    natsSubscription_Destroy(sub->sub);
+    free(sub);
+}
+
+const char *cl_msg_subject(const cl_msg *msg)
+{
+    return natsMsg_GetSubject((natsMsg *)msg);
+}
+
+const char *cl_msg_reply(const cl_msg *msg)
+{
+    return natsMsg_GetReply((natsMsg *)msg);
+}
+
+const void *cl_msg_data(const cl_msg *msg)
+{
+    return natsMsg_GetData((natsMsg *)msg);
+}
+
+size_t cl_msg_len(const cl_msg *msg)
+{
+    int n = natsMsg_GetDataLength((natsMsg *)msg);
+    return n > 0 ? (size_t)n : 0;
+}
+
+bool cl_msg_is_no_responders(const cl_msg *msg)
+{
+    return natsMsg_IsNoResponders((natsMsg *)msg);
+}
+
+cl_status cl_msg_respond(cl_bus *bus, const cl_msg *msg, const void *data, size_t len)
+{
+    const char *reply = cl_msg_reply(msg);
+    if (reply == NULL || reply[0] == '\0')
+        return CL_OK;
+    return cl_bus_publish(bus, reply, data, len);
+}
+
+void cl_msg_free(cl_msg *msg)
+{
+    natsMsg_Destroy((natsMsg *)msg);
+}
+
+void cl_bus_new_token(char out[23])
+{
+    /* natsInbox is "_INBOX.<22 chars of NUID>"; reuse the NUID part. */
+    natsInbox *inbox = NULL;
+    if (natsInbox_Create(&inbox) == NATS_OK) {
+        const char *p = strrchr(inbox, '.');
+        snprintf(out, 23, "%s", p ? p + 1 : inbox);
+        natsInbox_Destroy(inbox);
+    } else {
+        snprintf(out, 23, "t%llx", (unsigned long long)cl_mono_us());
+    }
+}

@@ -1,0 +1,22 @@
+/* Shared by the bus/ sources only: cnats handles behind cl_bus. */
+#ifndef CL_BUS_INTERNAL_H
+#define CL_BUS_INTERNAL_H
+
+#include <nats/nats.h>
+
+#include "cl_bus.h"
+
+struct cl_bus {
+    natsConnection *nc;
+    jsCtx *js; /* created on first use by cl__bus_js */
+    natsMutex *js_mu;
+    char *prefix;
+    char *url;
+};
+
+/* Translates a cnats status (and its last error text) into err. */
+cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what);
+/* The connection's JetStream context (created once, thread-safe). */
+cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err);
+
+#endif

@@ -1,0 +1,34 @@
+/* Model artifacts on JetStream, chunked below the server's max payload and
+ * checked by SHA-256 digest.
+ *
+ * Stream "<PREFIX>_ARTIFACTS" (file storage, one message per subject):
+ *   <p>.artifact.<model>.<version>.c.<index>   chunk index (0-based)
+ *   <p>.artifact.<model>.<version>.meta        {"size","chunks","chunk_size","sha256"}
+ * The meta message is written last, so its presence means the artifact is
+ * complete. A new put for the same model version replaces the old one. */
+#ifndef CL_ARTIFACT_H
+#define CL_ARTIFACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cl_bus.h"
+#include "cl_status.h"
+
+#define CL_SHA256_HEX 65 /* 64 hex digits + NUL */
+
+/* Stores data as the artifact of model:version. digest_hex (may be NULL)
+ * receives the SHA-256 in lowercase hex. */
+cl_status cl_artifact_put(cl_bus *bus, const char *model, const char *version, const void *data,
+                          size_t len, char digest_hex[CL_SHA256_HEX], cl_err *err);
+/* Fetches and verifies. *data is malloc'd (free it). CL_ERR_NOT_FOUND when
+ * there is no complete artifact; CL_ERR_DIGEST when the bytes do not match. */
+cl_status cl_artifact_get(cl_bus *bus, const char *model, const char *version, void **data,
+                          size_t *len, char digest_hex[CL_SHA256_HEX], cl_err *err);
+/* Removes the artifact of model:version (absent is CL_OK). */
+cl_status cl_artifact_delete(cl_bus *bus, const char *model, const char *version, cl_err *err);
+
+/* SHA-256 of data as lowercase hex. */
+void cl_sha256_hex(const void *data, size_t len, char out[CL_SHA256_HEX]);
+
+#endif

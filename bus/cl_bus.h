@@ -1,0 +1,95 @@
+/* The bus: the only module that includes the NATS client (cnats).
+ *
+ * Everything the actors and tools need from NATS is here: connections with
+ * reconnect, publish, subscribe (callback or pull), request/reply, and the
+ * message view. cnats types never cross this header; cl_msg and cl_sub are
+ * opaque.
+ *
+ * Threads: callbacks run on cnats delivery threads. A callback must not
+ * block and must not call cl_bus_request(); hand work to a thread of your
+ * own (or use a pull subscription, cl_bus_subscribe_sync + cl_sub_next). */
+#ifndef CL_BUS_H
+#define CL_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cl_status.h"
+
+#define CL_DEFAULT_NATS_URL "nats://127.0.0.1:4222"
+#define CL_DEFAULT_PREFIX "clipper"
+
+typedef struct cl_bus cl_bus;
+typedef struct cl_sub cl_sub;
+typedef struct cl_msg cl_msg;
+
+typedef struct {
+    const char *url;       /* NULL: CL_DEFAULT_NATS_URL. Comma-separated list allowed. */
+    const char *name;      /* connection name shown by nats-server; may be NULL */
+    const char *prefix;    /* subject prefix; NULL: CL_DEFAULT_PREFIX */
+    bool send_asap;        /* write each publish at once (latency) instead of
+                              letting the flusher batch them (throughput) */
+    int connect_timeout_ms; /* 0: 2000 */
+    bool retry_forever;    /* keep trying the first connect instead of failing */
+} cl_bus_opts;
+
+void cl_bus_opts_init(cl_bus_opts *opts);
+
+/* Connects. On failure err says which URL could not be reached and why.
+ * Once connected, the connection reconnects forever on its own. */
+cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err);
+/* Flushes, closes and frees. NULL is a no-op. */
+void cl_bus_free(cl_bus *bus);
+
+const char *cl_bus_prefix(const cl_bus *bus); /* valid for the bus' lifetime */
+const char *cl_bus_url(const cl_bus *bus);
+/* The server's max payload in bytes (1 MiB by default). */
+int64_t cl_bus_max_payload(const cl_bus *bus);
+bool cl_bus_is_connected(const cl_bus *bus);
+
+cl_status cl_bus_publish(cl_bus *bus, const char *subject, const void *data, size_t len);
+cl_status cl_bus_publish_request(cl_bus *bus, const char *subject, const char *reply,
+                                 const void *data, size_t len);
+/* Pushes buffered outgoing data now (a round trip to the server). */
+cl_status cl_bus_flush(cl_bus *bus, int timeout_ms);
+
+/* Blocking request/reply. Never call from a bus callback. On success *reply
+ * is owned by the caller (cl_msg_free). CL_ERR_NO_RESPONDERS when nobody
+ * listens, CL_ERR_TIMEOUT when nobody answered in time. */
+cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, size_t len,
+                         int timeout_ms, cl_msg **reply);
+
+/* Callback subscription. The callback owns msg and must cl_msg_free it. */
+typedef void (*cl_msg_cb)(cl_bus *bus, cl_msg *msg, void *closure);
+/* queue may be NULL (every subscriber gets every message) or a queue group. */
+cl_status cl_bus_subscribe(cl_sub **out, cl_bus *bus, const char *subject, const char *queue,
+                           cl_msg_cb cb, void *closure);
+/* Pull subscription: read it with cl_sub_next from a thread of your own. */
+cl_status cl_bus_subscribe_sync(cl_sub **out, cl_bus *bus, const char *subject,
+                                const char *queue);
+/* Next message, waiting up to timeout_ms (0: do not wait). CL_ERR_TIMEOUT
+ * when none arrived; CL_ERR_CLOSED once the subscription is gone. */
+cl_status cl_sub_next(cl_sub *sub, cl_msg **out, int timeout_ms);
+/* Messages received by the client but not yet delivered to the callback. */
+int cl_sub_pending(cl_sub *sub);
+/* Unsubscribes and frees. After it returns no callback of sub runs. NULL is a no-op. */
+void cl_sub_free(cl_sub *sub);
+
+const char *cl_msg_subject(const cl_msg *msg);
+const char *cl_msg_reply(const cl_msg *msg); /* NULL when none */
+const void *cl_msg_data(const cl_msg *msg);  /* NUL-terminated by cnats */
+size_t cl_msg_len(const cl_msg *msg);
+/* True when a request got the "no responders" status instead of a reply. */
+bool cl_msg_is_no_responders(const cl_msg *msg);
+/* Publishes data to the message's reply subject (no-op when it has none). */
+cl_status cl_msg_respond(cl_bus *bus, const cl_msg *msg, const void *data, size_t len);
+void cl_msg_free(cl_msg *msg);
+
+/* A unique token usable in subjects (for inboxes and ids): [A-Za-z0-9]{22}. */
+void cl_bus_new_token(char out[23]);
+
+/* Internal: cnats handle for the other bus modules (kv, artifact). */
+struct __natsConnection;
+
+#endif

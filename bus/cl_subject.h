@@ -1,0 +1,57 @@
+/* Subjects are built and validated here and nowhere else.
+ *
+ * Layout (<p> is the cluster's prefix, "clipper" by default):
+ *   <p>.predict.<app>                  public: Clipper predict body -> response
+ *   <p>.update.<app>                   public: Clipper feedback body
+ *   <p>.admin.<command>                admin commands (request/reply, JSON)
+ *   <p>.route.task.<model>.<version>   frontend -> router: task batches (wire)
+ *   <p>.route.pull.<model>.<version>   replica -> router: "idle, send work" (JSON)
+ *   <p>.replica.work.<model>.<version>.<replica>  router -> replica: batch (wire)
+ *   <p>.replica.hb.<model>.<version>.<replica>    replica heartbeat (JSON)
+ *   <p>.fe.<frontend>.results          replica/router -> frontend: results (wire)
+ *   <p>.cm.<command>                   container manager commands (JSON)
+ *   <p>.artifact.<model>.<version>.>   artifact chunks on JetStream
+ */
+#ifndef CL_SUBJECT_H
+#define CL_SUBJECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cl_status.h"
+
+#define CL_SUBJECT_MAX 512
+#define CL_TOKEN_MAX 128
+
+/* A token is one subject element: 1..CL_TOKEN_MAX bytes of printable ASCII
+ * without '.', '*', '>', whitespace or '/'. Returns false and explains in
+ * err (naming what, e.g. "application name") when it is not. */
+bool cl_token_valid(const char *token, const char *what, cl_err *err);
+
+/* Joins prefix and tokens with '.', validating each token. tokens ends with
+ * NULL. Returns CL_ERR_INVALID (with err) on a bad token, CL_ERR_TOO_LARGE
+ * when out (CL_SUBJECT_MAX bytes) is too small. */
+cl_status cl_subject_build(char out[CL_SUBJECT_MAX], cl_err *err, const char *prefix, ...)
+    __attribute__((sentinel));
+
+/* Convenience builders (all validate their tokens). */
+cl_status cl_subj_predict(char out[CL_SUBJECT_MAX], const char *prefix, const char *app, cl_err *err);
+cl_status cl_subj_update(char out[CL_SUBJECT_MAX], const char *prefix, const char *app, cl_err *err);
+cl_status cl_subj_admin(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err);
+cl_status cl_subj_route_task(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
+                             const char *version, cl_err *err);
+cl_status cl_subj_route_pull(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
+                             const char *version, cl_err *err);
+cl_status cl_subj_replica_work(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
+                               const char *version, const char *replica, cl_err *err);
+cl_status cl_subj_replica_hb(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
+                             const char *version, const char *replica, cl_err *err);
+cl_status cl_subj_fe_results(char out[CL_SUBJECT_MAX], const char *prefix, const char *frontend,
+                             cl_err *err);
+cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err);
+
+/* Splits subject into at most max tokens in place (subject is modified).
+ * Returns the count, or -1 when there are more than max. */
+int cl_subject_split(char *subject, char **tokens, int max);
+
+#endif
