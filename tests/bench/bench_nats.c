@@ -1,0 +1,270 @@
+/* Load generator over the project's bus (cnats underneath).
+ *
+ * One client measures two things against any request/reply subject:
+ *   - sequential latency: one request at a time on a connection that writes
+ *     each message at once (send_asap), p50/p99 over --count requests;
+ *   - pipelined throughput: --window requests kept outstanding on a
+ *     connection that lets cnats batch writes, for --seconds.
+ *
+ * With --echo it also serves a bare echo responder on the subject (its own
+ * connection), which is the floor: the best request/reply the bus allows.
+ * Prints one JSON object per measurement on stdout. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_bus.h"
+#include "cl_clock.h"
+#include "cl_log.h"
+
+typedef struct {
+    const char *url;
+    const char *subject;
+    const char *body;
+    int count;
+    int window;
+    double seconds;
+    int echo;
+    const char *label;
+} bench_opts;
+
+static void echo_cb(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)closure;
+    cl_msg_respond(bus, msg, cl_msg_data(msg), cl_msg_len(msg));
+    cl_msg_free(msg);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int connect_bus(cl_bus **bus, const char *url, bool asap)
+{
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.url = url;
+    o.name = "clipper-bench";
+    o.send_asap = asap;
+    cl_err err;
+    if (cl_bus_connect(bus, &o, &err) != CL_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int sequential(const bench_opts *o)
+{
+    cl_bus *bus;
+    if (connect_bus(&bus, o->url, true) != 0)
+        return -1;
+    uint64_t *lat = calloc((size_t)o->count, sizeof(*lat));
+    size_t len = strlen(o->body);
+    int ok = 0;
+    /* Warm up connections, caches and the interpreter on the other side. */
+    for (int i = 0; i < 50; i++) {
+        cl_msg *r;
+        if (cl_bus_request(bus, o->subject, o->body, len, 5000, &r) == CL_OK)
+            cl_msg_free(r);
+    }
+    for (int i = 0; i < o->count; i++) {
+        cl_msg *r;
+        uint64_t t0 = cl_mono_us();
+        if (cl_bus_request(bus, o->subject, o->body, len, 5000, &r) != CL_OK)
+            continue;
+        lat[ok++] = cl_mono_us() - t0;
+        cl_msg_free(r);
+    }
+    qsort(lat, (size_t)ok, sizeof(*lat), cmp_u64);
+    if (ok == 0) {
+        fprintf(stderr, "bench: no request to %s was answered\n", o->subject);
+        free(lat);
+        cl_bus_free(bus);
+        return -1;
+    }
+    printf("{\"label\":\"%s\",\"kind\":\"sequential\",\"subject\":\"%s\",\"requests\":%d,"
+           "\"answered\":%d,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64
+           ",\"max_us\":%" PRIu64 "}\n",
+           o->label, o->subject, o->count, ok, lat[ok / 2], lat[ok * 9 / 10], lat[ok * 99 / 100],
+           lat[ok - 1]);
+    fflush(stdout);
+    free(lat);
+    cl_bus_free(bus);
+    return 0;
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int outstanding;
+    uint64_t done;
+    uint64_t *sent_at; /* per slot, monotonic us */
+    uint64_t *lat;
+    size_t nlat, caplat;
+    int window;
+} pipe_state;
+
+static void reply_cb(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)bus;
+    pipe_state *st = closure;
+    const char *subj = cl_msg_subject(msg);
+    const char *dot = strrchr(subj, '.');
+    int slot = dot ? atoi(dot + 1) : 0;
+    uint64_t now = cl_mono_us();
+    pthread_mutex_lock(&st->mu);
+    if (slot >= 0 && slot < st->window && st->nlat < st->caplat)
+        st->lat[st->nlat++] = now - st->sent_at[slot];
+    st->outstanding--;
+    st->done++;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    cl_msg_free(msg);
+}
+
+static int pipelined(const bench_opts *o)
+{
+    cl_bus *bus;
+    if (connect_bus(&bus, o->url, false) != 0)
+        return -1;
+    pipe_state st = {.window = o->window};
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cv, NULL);
+    st.sent_at = calloc((size_t)o->window, sizeof(uint64_t));
+    st.caplat = 4000000;
+    st.lat = calloc(st.caplat, sizeof(uint64_t));
+    char token[23], inbox[128], reply[160];
+    cl_bus_new_token(token);
+    snprintf(inbox, sizeof(inbox), "_BENCH.%s.*", token);
+    cl_sub *sub;
+    if (cl_bus_subscribe(&sub, bus, inbox, NULL, reply_cb, &st) != CL_OK) {
+        fprintf(stderr, "bench: cannot subscribe\n");
+        return -1;
+    }
+    cl_bus_flush(bus, 2000);
+    size_t len = strlen(o->body);
+    uint64_t sent = 0, start = cl_mono_us();
+    uint64_t end = start + (uint64_t)(o->seconds * 1e6);
+    int slot = 0;
+    pthread_mutex_lock(&st.mu);
+    while (cl_mono_us() < end) {
+        while (st.outstanding >= o->window) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&st.cv, &st.mu, &ts);
+            if (cl_mono_us() >= end)
+                break;
+        }
+        if (cl_mono_us() >= end)
+            break;
+        st.outstanding++;
+        st.sent_at[slot] = cl_mono_us();
+        pthread_mutex_unlock(&st.mu);
+        snprintf(reply, sizeof(reply), "_BENCH.%s.%d", token, slot);
+        cl_bus_publish_request(bus, o->subject, reply, o->body, len);
+        sent++;
+        slot = (slot + 1) % o->window;
+        pthread_mutex_lock(&st.mu);
+    }
+    uint64_t done = st.done;
+    pthread_mutex_unlock(&st.mu);
+    double secs = (double)(cl_mono_us() - start) / 1e6;
+    /* Let stragglers land before tearing down. */
+    cl_sleep_ms(500);
+    cl_sub_free(sub);
+    pthread_mutex_lock(&st.mu);
+    size_t n = st.nlat;
+    qsort(st.lat, n, sizeof(uint64_t), cmp_u64);
+    pthread_mutex_unlock(&st.mu);
+    printf("{\"label\":\"%s\",\"kind\":\"pipelined\",\"subject\":\"%s\",\"window\":%d,"
+           "\"seconds\":%.2f,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64
+           ",\"throughput_rps\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "}\n",
+           o->label, o->subject, o->window, secs, sent, done, (double)done / secs,
+           n ? st.lat[n / 2] : 0, n ? st.lat[n * 99 / 100] : 0);
+    fflush(stdout);
+    free(st.sent_at);
+    free(st.lat);
+    cl_bus_free(bus);
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: clipper-bench --nats URL --subject S [--body JSON] [--count N]\n"
+            "                     [--window W] [--seconds S] [--echo] [--label L]\n"
+            "  --echo      also serve an echo responder on S (the bus floor)\n"
+            "  --count N   sequential requests for the latency figure (default 5000; 0 skips)\n"
+            "  --window W  outstanding requests for throughput (default 256; 0 skips)\n");
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {.url = CL_DEFAULT_NATS_URL, .subject = NULL, .body = "{\"input\":[1.0]}",
+                    .count = 5000, .window = 256, .seconds = 5, .label = "run"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--echo") == 0) {
+            o.echo = 1;
+            continue;
+        }
+        if (v == NULL) {
+            usage();
+            return 2;
+        }
+        if (strcmp(a, "--nats") == 0)
+            o.url = v;
+        else if (strcmp(a, "--subject") == 0)
+            o.subject = v;
+        else if (strcmp(a, "--body") == 0)
+            o.body = v;
+        else if (strcmp(a, "--count") == 0)
+            o.count = atoi(v);
+        else if (strcmp(a, "--window") == 0)
+            o.window = atoi(v);
+        else if (strcmp(a, "--seconds") == 0)
+            o.seconds = atof(v);
+        else if (strcmp(a, "--label") == 0)
+            o.label = v;
+        else {
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (o.subject == NULL) {
+        usage();
+        return 2;
+    }
+    cl_log_set_name("bench");
+    cl_bus *echo_bus = NULL;
+    cl_sub *echo_sub = NULL;
+    if (o.echo) {
+        /* The echo responder writes each reply at once, as the frontend
+         * does, so the floor and the product are measured alike. */
+        if (connect_bus(&echo_bus, o.url, true) != 0)
+            return 1;
+        if (cl_bus_subscribe(&echo_sub, echo_bus, o.subject, NULL, echo_cb, NULL) != CL_OK)
+            return 1;
+        cl_bus_flush(echo_bus, 2000);
+    }
+    int rc = 0;
+    if (o.count > 0 && sequential(&o) != 0)
+        rc = 1;
+    if (o.window > 0 && pipelined(&o) != 0)
+        rc = 1;
+    cl_sub_free(echo_sub);
+    cl_bus_free(echo_bus);
+    return rc;
+}
