@@ -30,6 +30,14 @@ typedef struct {
     const char *label;
 } bench_opts;
 
+/* A reply that is a default output or an error is counted apart: a fast
+ * wrong answer must not pass for a fast right one. */
+static int reply_is_bad(const cl_msg *msg)
+{
+    const char *d = cl_msg_data(msg);
+    return strstr(d, "\"default\":true") != NULL || strstr(d, "\"error\"") != NULL;
+}
+
 static void echo_cb(cl_bus *bus, cl_msg *msg, void *closure)
 {
     (void)closure;
@@ -65,7 +73,7 @@ static int sequential(const bench_opts *o)
         return -1;
     uint64_t *lat = calloc((size_t)o->count, sizeof(*lat));
     size_t len = strlen(o->body);
-    int ok = 0;
+    int ok = 0, bad = 0;
     /* Warm up connections, caches and the interpreter on the other side. */
     for (int i = 0; i < 50; i++) {
         cl_msg *r;
@@ -78,6 +86,7 @@ static int sequential(const bench_opts *o)
         if (cl_bus_request(bus, o->subject, o->body, len, 5000, &r) != CL_OK)
             continue;
         lat[ok++] = cl_mono_us() - t0;
+        bad += reply_is_bad(r);
         cl_msg_free(r);
     }
     qsort(lat, (size_t)ok, sizeof(*lat), cmp_u64);
@@ -88,9 +97,9 @@ static int sequential(const bench_opts *o)
         return -1;
     }
     printf("{\"label\":\"%s\",\"kind\":\"sequential\",\"subject\":\"%s\",\"requests\":%d,"
-           "\"answered\":%d,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64
+           "\"answered\":%d,\"bad\":%d,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64
            ",\"max_us\":%" PRIu64 "}\n",
-           o->label, o->subject, o->count, ok, lat[ok / 2], lat[ok * 9 / 10], lat[ok * 99 / 100],
+           o->label, o->subject, o->count, ok, bad, lat[ok / 2], lat[ok * 9 / 10], lat[ok * 99 / 100],
            lat[ok - 1]);
     fflush(stdout);
     free(lat);
@@ -103,6 +112,7 @@ typedef struct {
     pthread_cond_t cv;
     int outstanding;
     uint64_t done;
+    uint64_t bad;
     uint64_t *sent_at; /* per slot, monotonic us */
     uint64_t *lat;
     size_t nlat, caplat;
@@ -117,7 +127,9 @@ static void reply_cb(cl_bus *bus, cl_msg *msg, void *closure)
     const char *dot = strrchr(subj, '.');
     int slot = dot ? atoi(dot + 1) : 0;
     uint64_t now = cl_mono_us();
+    int bad = reply_is_bad(msg);
     pthread_mutex_lock(&st->mu);
+    st->bad += (uint64_t)bad;
     if (slot >= 0 && slot < st->window && st->nlat < st->caplat)
         st->lat[st->nlat++] = now - st->sent_at[slot];
     st->outstanding--;
@@ -187,9 +199,9 @@ static int pipelined(const bench_opts *o)
     qsort(st.lat, n, sizeof(uint64_t), cmp_u64);
     pthread_mutex_unlock(&st.mu);
     printf("{\"label\":\"%s\",\"kind\":\"pipelined\",\"subject\":\"%s\",\"window\":%d,"
-           "\"seconds\":%.2f,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64
+           "\"seconds\":%.2f,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"bad\":%" PRIu64
            ",\"throughput_rps\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "}\n",
-           o->label, o->subject, o->window, secs, sent, done, (double)done / secs,
+           o->label, o->subject, o->window, secs, sent, done, st.bad, (double)done / secs,
            n ? st.lat[n / 2] : 0, n ? st.lat[n * 99 / 100] : 0);
     fflush(stdout);
     free(st.sent_at);
