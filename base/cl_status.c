@@ -62,5 +62,5 @@ void cl_err_prefix(cl_err *err, const char *fmt, ...)
     va_end(ap);
     char old[sizeof(err->msg)];
     memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s: %s", head, old);
+    snprintf(err->msg, sizeof(err->msg), "%.200s: %.*s", head, (int)(sizeof(err->msg) - 204), old);
 }

@@ -1,7 +1,9 @@
 /* Connections, publish/subscribe and request/reply over cnats. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus_internal.h"
 #include "cl_clock.h"
@@ -12,10 +14,24 @@ struct cl_sub {
     cl_bus *bus;
     cl_msg_cb cb;
     void *closure;
+    /* Callback subscriptions: cnats calls on_complete once the delivery
+     * thread is done with the subscription; cl_sub_free waits for it. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool complete;
+    bool free_on_complete; /* freed from its own callback */
 };
 
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static natsStatus init_status = NATS_OK;
-static int init_done;
+/* The subscription whose callback runs on this thread, if any. */
+static _Thread_local cl_sub *current_sub;
+
+static void init_nats(void)
+{
+    /* -1 keeps cnats' default spin count. */
+    init_status = nats_Open(-1);
+}
 
 void cl_bus_opts_init(cl_bus_opts *opts)
 {
@@ -64,8 +80,13 @@ cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what)
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
-    (void)nc;
     (void)closure;
+    /* Runs later on cnats' callback thread, possibly after cl_bus_free:
+     * look only at nc (which cnats keeps alive), never at our cl_bus. */
+    natsConnStatus st = natsConnection_Status(nc);
+    if (st == NATS_CONN_STATUS_CLOSED || st == NATS_CONN_STATUS_DRAINING_SUBS ||
+        st == NATS_CONN_STATUS_DRAINING_PUBS)
+        return;
     cl_warn("disconnected from nats-server; reconnecting");
 }
 
@@ -87,11 +108,7 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
 
 cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
 {
-    if (!init_done) {
-        /* nats_Open is idempotent; -1 keeps cnats' default spin count. */
-        init_status = nats_Open(-1);
-        init_done = 1;
-    }
+    pthread_once(&init_once, init_nats);
     if (init_status != NATS_OK)
         return cl__bus_status(init_status, err, "cannot initialise the NATS client");
 
@@ -100,12 +117,11 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     cl_bus *bus = calloc(1, sizeof(*bus));
     if (bus == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&bus->js_mu, NULL);
     bus->prefix = strdup(prefix);
     bus->url = strdup(url);
     natsOptions *no = NULL;
-    natsStatus s = natsMutex_Create(&bus->js_mu);
-    if (s == NATS_OK)
-        s = natsOptions_Create(&no);
+    natsStatus s = natsOptions_Create(&no);
     if (s == NATS_OK)
         s = natsOptions_SetURL(no, url);
     if (s == NATS_OK && opts && opts->name)
@@ -165,7 +181,7 @@ void cl_bus_free(cl_bus *bus)
     }
     jsCtx_Destroy(bus->js);
     natsConnection_Destroy(bus->nc);
-    natsMutex_Destroy(bus->js_mu);
+    pthread_mutex_destroy(&bus->js_mu);
     free(bus->prefix);
     free(bus->url);
     free(bus);
@@ -174,7 +190,7 @@ void cl_bus_free(cl_bus *bus)
 cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err)
 {
     natsStatus s = NATS_OK;
-    natsMutex_Lock(bus->js_mu);
+    pthread_mutex_lock(&bus->js_mu);
     if (bus->js == NULL) {
         jsOptions jo;
         jsOptions_Init(&jo);
@@ -182,7 +198,7 @@ cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err)
         s = natsConnection_JetStream(&bus->js, bus->nc, &jo);
     }
     *out = bus->js;
-    natsMutex_Unlock(bus->js_mu);
+    pthread_mutex_unlock(&bus->js_mu);
     return cl__bus_status(s, err, "cannot use JetStream (is nats-server started with -js?)");
 }
 
@@ -245,26 +261,68 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     (void)nc;
     (void)sub;
     cl_sub *s = closure;
+    cl_sub *outer = current_sub;
+    current_sub = s;
     s->cb(s->bus, (cl_msg *)msg, s->closure);
+    current_sub = outer;
+}
+
+static void sub_destroy(cl_sub *s)
+{
+    natsSubscription_Destroy(s->sub);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* Runs on the delivery thread after its last callback for s. */
+static void on_complete(void *closure)
+{
+    cl_sub *s = closure;
+    pthread_mutex_lock(&s->mu);
+    bool self_free = s->free_on_complete;
+    s->complete = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (self_free)
+        sub_destroy(s);
+}
+
+static cl_sub *sub_alloc(cl_bus *bus)
+{
+    cl_sub *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->bus = bus;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    return s;
 }
 
 cl_status cl_bus_subscribe(cl_sub **out, cl_bus *bus, const char *subject, const char *queue,
                            cl_msg_cb cb, void *closure)
 {
-    cl_sub *s = calloc(1, sizeof(*s));
+    cl_sub *s = sub_alloc(bus);
     if (s == NULL)
         return CL_ERR_NOMEM;
-    s->bus = bus;
     s->cb = cb;
     s->closure = closure;
+    /* Subscribe in two steps so on_complete is set before any delivery. */
     natsStatus ns = queue ? natsConnection_QueueSubscribe(&s->sub, bus->nc, subject, queue, on_msg, s)
                           : natsConnection_Subscribe(&s->sub, bus->nc, subject, on_msg, s);
     if (ns == NATS_OK)
+        ns = natsSubscription_SetOnCompleteCB(s->sub, on_complete, s);
+    if (ns == NATS_OK)
         ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
     if (ns != NATS_OK) {
-        natsSubscription_Destroy(s->sub);
-        free(s);
-        return cl__bus_status(ns, NULL, "subscribe");
+        cl_status st = cl__bus_status(ns, NULL, "subscribe");
+        if (s->sub != NULL) {
+            /* The delivery thread may already run: free through cl_sub_free. */
+            cl_sub_free(s);
+        } else {
+            sub_destroy(s);
+        }
+        return st;
     }
     *out = s;
     return CL_OK;
@@ -272,18 +330,18 @@ cl_status cl_bus_subscribe(cl_sub **out, cl_bus *bus, const char *subject, const
 
 cl_status cl_bus_subscribe_sync(cl_sub **out, cl_bus *bus, const char *subject, const char *queue)
 {
-    cl_sub *s = calloc(1, sizeof(*s));
+    cl_sub *s = sub_alloc(bus);
     if (s == NULL)
         return CL_ERR_NOMEM;
-    s->bus = bus;
     natsStatus ns = queue ? natsConnection_QueueSubscribeSync(&s->sub, bus->nc, subject, queue)
                           : natsConnection_SubscribeSync(&s->sub, bus->nc, subject);
     if (ns == NATS_OK)
         ns = natsSubscription_SetPendingLimits(s->sub, -1, -1);
     if (ns != NATS_OK) {
-        natsSubscription_Destroy(s->sub);
-        free(s);
-        return cl__bus_status(ns, NULL, "subscribe");
+        cl_status st = cl__bus_status(ns, NULL, "subscribe");
+        natsSubscription_Unsubscribe(s->sub);
+        sub_destroy(s);
+        return st;
     }
     *out = s;
     return CL_OK;
@@ -316,12 +374,35 @@ void cl_sub_free(cl_sub *sub)
 {
     if (sub == NULL)
         return;
-    /* Unsubscribe stops delivery; Destroy waits for nothing, so after
-     * Unsubscribe returns a callback may still be running on the delivery
-     * thread. Draining would wait; callers stop their sources first. */
     natsSubscription_Unsubscribe(sub->sub);
-    natsSubscription_Destroy(sub->sub);
-    free(sub);
+    if (sub->cb == NULL) {
+        sub_destroy(sub);
+        return;
+    }
+    /* A callback may still be running on the delivery thread: wait until
+     * cnats says it is done (on_complete), unless we are that callback, in
+     * which case on_complete frees sub once we return. */
+    pthread_mutex_lock(&sub->mu);
+    if (current_sub == sub && !sub->complete) {
+        sub->free_on_complete = true;
+        pthread_mutex_unlock(&sub->mu);
+        return;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    int rc = 0;
+    while (!sub->complete && rc == 0)
+        rc = pthread_cond_timedwait(&sub->cv, &sub->mu, &deadline);
+    bool complete = sub->complete;
+    pthread_mutex_unlock(&sub->mu);
+    if (!complete) {
+        /* Leak rather than free memory a stuck callback may still use. */
+        cl_warn("subscription on %s did not stop within 10 s",
+                natsSubscription_GetSubject(sub->sub));
+        return;
+    }
+    sub_destroy(sub);
 }
 
 const char *cl_msg_subject(const cl_msg *msg)

@@ -2,6 +2,8 @@
 #ifndef CL_BUS_INTERNAL_H
 #define CL_BUS_INTERNAL_H
 
+#include <pthread.h>
+
 #include <nats/nats.h>
 
 #include "cl_bus.h"
@@ -9,7 +11,7 @@
 struct cl_bus {
     natsConnection *nc;
     jsCtx *js; /* created on first use by cl__bus_js */
-    natsMutex *js_mu;
+    pthread_mutex_t js_mu; /* guards js */
     char *prefix;
     char *url;
 };

@@ -21,7 +21,9 @@
 #include "cl_status.h"
 
 typedef struct cl_kv cl_kv;
-typedef struct cl_kv_watch cl_kv_watch;
+/* The watcher type is cl_kv_watcher: a type cannot share the name of the
+ * function cl_kv_watch. */
+typedef struct cl_kv_watch cl_kv_watcher;
 
 /* Opens the cluster's bucket, creating it (file storage) if needed. */
 cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err);
@@ -52,9 +54,9 @@ typedef void (*cl_kv_watch_cb)(void *closure, const char *key, const char *value
                                uint64_t rev, bool deleted);
 /* Watches keys matching pattern (NATS wildcards, e.g. "app.*" or ">").
  * Runs cb from its own thread until cl_kv_watch_free. */
-cl_status cl_kv_watch(cl_kv_watch **out, cl_kv *kv, const char *pattern, cl_kv_watch_cb cb,
+cl_status cl_kv_watch(cl_kv_watcher **out, cl_kv *kv, const char *pattern, cl_kv_watch_cb cb,
                       void *closure, cl_err *err);
 /* Stops the watcher and joins its thread; no callback runs after. */
-void cl_kv_watch_free(cl_kv_watch *w);
+void cl_kv_watch_free(cl_kv_watcher *w);
 
 #endif

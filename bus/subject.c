@@ -23,7 +23,7 @@ bool cl_token_valid(const char *token, const char *what, cl_err *err)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)token[i];
         const char *why = NULL;
-        char buf[48];
+        char buf[96];
         if (c == '.' || c == '*' || c == '>' || c == '/') {
             snprintf(buf, sizeof(buf), "it may not contain '%c'", c);
             why = buf;
@@ -60,13 +60,11 @@ static bool prefix_valid(const char *prefix, cl_err *err)
         return cl_err_set(err, CL_ERR_TOO_LARGE, "subject prefix is too long"), false;
     strcpy(copy, prefix);
     char *save = NULL;
-    const char *p = copy;
     if (copy[0] == '.' || copy[strlen(copy) - 1] == '.' || strstr(copy, "..") != NULL)
         return cl_err_set(err, CL_ERR_INVALID,
                           "subject prefix '%s' is not valid: it has an empty element", prefix),
                false;
     for (char *tok = strtok_r(copy, ".", &save); tok != NULL; tok = strtok_r(NULL, ".", &save)) {
-        (void)p;
         if (!cl_token_valid(tok, "subject prefix element", err))
             return false;
     }

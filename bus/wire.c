@@ -114,7 +114,8 @@ cl_status cl_wire_tasks_add(cl_buf *out, const cl_task *t)
     put_u32(p + 16, t->slo_us);
     p[20] = t->input_type;
     put_u16(p + 21, t->reply_len);
-    memcpy(p + 23, t->reply, t->reply_len);
+    if (t->reply_len > 0)
+        memcpy(p + 23, t->reply, t->reply_len);
     p += 23 + t->reply_len;
     put_u32(p, t->input_len);
     if (t->input_len > 0)
@@ -191,9 +192,9 @@ cl_status cl_wire_tasks_decode(const void *data, size_t len, cl_task **out, uint
         t->input = p + off;
         off += t->input_len;
         if (t->input_type >= CL__INPUT_COUNT) {
+            unsigned type = t->input_type; /* t dies with tasks */
             free(tasks);
-            return cl_err_set(err, CL_ERR_INVALID, "task %u has unknown input type %u", i,
-                              t->input_type);
+            return cl_err_set(err, CL_ERR_INVALID, "task %u has unknown input type %u", i, type);
         }
         continue;
     truncated:

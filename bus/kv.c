@@ -1,0 +1,371 @@
+/* Cluster state in the JetStream KV bucket "<prefix>_state": open/create,
+ * the CAS writes (create, update), reads, key listing, and watchers that
+ * run callbacks from a thread of their own. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+#include "cl_kv.h"
+#include "cl_log.h"
+
+struct cl_kv {
+    cl_bus *bus;
+    jsCtx *js;
+    kvStore *store;
+    char bucket[128];
+    char pre[160]; /* "$KV.<bucket>." */
+};
+
+struct cl_kv_watch {
+    kvWatcher *w;
+    cl_kv_watch_cb cb;
+    void *closure;
+    pthread_t thread;
+    atomic_bool stop;
+};
+
+/* Bucket names allow [A-Za-z0-9_-]; anything else in the prefix becomes '_'. */
+static void bucket_name(const char *prefix, char out[128])
+{
+    size_t n = 0;
+    for (const char *p = prefix; *p != '\0' && n < 120; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        out[n++] = ok ? c : '_';
+    }
+    memcpy(out + n, "_state", 7);
+}
+
+cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
+{
+    jsCtx *js;
+    cl_status st = cl__bus_js(bus, &js, err);
+    if (st != CL_OK)
+        return st;
+    cl_kv *kv = calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    kv->bus = bus;
+    kv->js = js;
+    bucket_name(cl_bus_prefix(bus), kv->bucket);
+    snprintf(kv->pre, sizeof(kv->pre), "$KV.%s.", kv->bucket);
+
+    natsStatus s = js_KeyValue(&kv->store, js, kv->bucket);
+    if (s == NATS_NOT_FOUND) {
+        kvConfig cfg;
+        kvConfig_Init(&cfg);
+        cfg.Bucket = kv->bucket;
+        cfg.History = 1;
+        cfg.StorageType = js_FileStorage;
+        s = js_CreateKeyValue(&kv->store, js, &cfg);
+        /* Another process may have created it at the same moment (the
+         * server then refuses a differing config); bind to theirs. */
+        if (s != NATS_OK) {
+            s = js_KeyValue(&kv->store, js, kv->bucket);
+        }
+    }
+    if (s != NATS_OK) {
+        char what[200];
+        snprintf(what, sizeof(what), "cannot open the state bucket '%s'", kv->bucket);
+        st = cl__bus_status(s, err, what);
+        if (st == CL_ERR_NOT_FOUND)
+            st = err ? (err->code = CL_ERR_BUS) : CL_ERR_BUS;
+        free(kv);
+        return st;
+    }
+    *out = kv;
+    return CL_OK;
+}
+
+void cl_kv_free(cl_kv *kv)
+{
+    if (kv == NULL)
+        return;
+    kvStore_Destroy(kv->store);
+    free(kv);
+}
+
+static cl_status key_error(natsStatus s, cl_err *err, const char *op, const char *key)
+{
+    char what[320];
+    snprintf(what, sizeof(what), "cannot %s key '%s'", op, key);
+    return cl__bus_status(s, err, what);
+}
+
+cl_status cl_kv_get(cl_kv *kv, const char *key, char **value, size_t *len, uint64_t *rev,
+                    cl_err *err)
+{
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, kv->store, key);
+    if (s == NATS_NOT_FOUND)
+        return cl_err_set(err, CL_ERR_NOT_FOUND, "key '%s' not found", key);
+    if (s != NATS_OK)
+        return key_error(s, err, "read", key);
+    int n = kvEntry_ValueLen(e);
+    size_t sz = n > 0 ? (size_t)n : 0;
+    char *v = malloc(sz + 1);
+    if (v == NULL) {
+        kvEntry_Destroy(e);
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    }
+    if (sz > 0)
+        memcpy(v, kvEntry_Value(e), sz);
+    v[sz] = '\0';
+    *value = v;
+    if (len != NULL)
+        *len = sz;
+    if (rev != NULL)
+        *rev = kvEntry_Revision(e);
+    kvEntry_Destroy(e);
+    return CL_OK;
+}
+
+/* Publishes value to key with an optional expectation on the key's last
+ * revision. *wrong_seq tells that the expectation failed. */
+static natsStatus put_expect(cl_kv *kv, const char *key, const void *value, size_t len,
+                             bool expect_none, uint64_t expect_rev, uint64_t *rev, bool *wrong_seq)
+{
+    char subj[512];
+    *wrong_seq = false;
+    if (snprintf(subj, sizeof(subj), "%s%s", kv->pre, key) >= (int)sizeof(subj))
+        return NATS_INVALID_ARG;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.ExpectNoMessage = expect_none;
+    po.ExpectLastSubjectSeq = expect_rev;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_Publish(&pa, kv->js, subj, value, (int)len, &po, &jerr);
+    if (s == NATS_OK && rev != NULL)
+        *rev = pa->Sequence;
+    if (s != NATS_OK && jerr == JSStreamWrongLastSequenceErr)
+        *wrong_seq = true;
+    jsPubAck_Destroy(pa);
+    return s;
+}
+
+static bool key_ok(const char *key, cl_err *err)
+{
+    if (key == NULL || key[0] == '\0')
+        return cl_err_set(err, CL_ERR_INVALID, "key is empty"), false;
+    for (const char *p = key; *p; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-' || c == '/' || c == '\\' || c == '=';
+        if (!ok)
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "key '%s' is not valid: it may contain only letters, digits and "
+                              "'._-/\\=' (found '%c')",
+                              key, c),
+                   false;
+    }
+    if (key[0] == '.' || key[strlen(key) - 1] == '.' || strstr(key, "..") != NULL)
+        return cl_err_set(err, CL_ERR_INVALID, "key '%s' is not valid: it has an empty element",
+                          key),
+               false;
+    return true;
+}
+
+cl_status cl_kv_create(cl_kv *kv, const char *key, const void *value, size_t len, uint64_t *rev,
+                       cl_err *err)
+{
+    if (!key_ok(key, err))
+        return CL_ERR_INVALID;
+    bool wrong;
+    natsStatus s = put_expect(kv, key, value, len, true, 0, rev, &wrong);
+    if (s == NATS_OK)
+        return CL_OK;
+    if (!wrong)
+        return key_error(s, err, "create", key);
+    /* The subject has a message: a live value, or a delete marker that we
+     * may replace (compare-and-set on the marker's revision). */
+    kvEntryList hist = {0};
+    s = kvStore_History(&hist, kv->store, key, NULL);
+    if (s == NATS_NOT_FOUND || (s == NATS_OK && hist.Count == 0)) {
+        kvEntryList_Destroy(&hist);
+        return cl_err_set(err, CL_ERR_CONFLICT, "key '%s' changed while creating it", key);
+    }
+    if (s != NATS_OK)
+        return key_error(s, err, "create", key);
+    kvEntry *last = hist.Entries[hist.Count - 1];
+    kvOperation op = kvEntry_Operation(last);
+    uint64_t last_rev = kvEntry_Revision(last);
+    kvEntryList_Destroy(&hist);
+    if (op == kvOp_Put)
+        return cl_err_set(err, CL_ERR_EXISTS, "key '%s' already exists", key);
+    s = put_expect(kv, key, value, len, false, last_rev, rev, &wrong);
+    if (s == NATS_OK)
+        return CL_OK;
+    if (wrong) {
+        return cl_err_set(err, CL_ERR_EXISTS, "key '%s' already exists", key);
+    }
+    return key_error(s, err, "create", key);
+}
+
+cl_status cl_kv_put(cl_kv *kv, const char *key, const void *value, size_t len, uint64_t *rev,
+                    cl_err *err)
+{
+    if (!key_ok(key, err))
+        return CL_ERR_INVALID;
+    uint64_t r = 0;
+    natsStatus s = kvStore_Put(&r, kv->store, key, value, (int)len);
+    if (s != NATS_OK)
+        return key_error(s, err, "write", key);
+    if (rev != NULL)
+        *rev = r;
+    return CL_OK;
+}
+
+cl_status cl_kv_update(cl_kv *kv, const char *key, const void *value, size_t len,
+                       uint64_t last_rev, uint64_t *rev, cl_err *err)
+{
+    if (!key_ok(key, err))
+        return CL_ERR_INVALID;
+    bool wrong;
+    natsStatus s = put_expect(kv, key, value, len, last_rev == 0, last_rev, rev, &wrong);
+    if (s == NATS_OK)
+        return CL_OK;
+    if (wrong) {
+        return cl_err_set(err, CL_ERR_CONFLICT,
+                          "key '%s' was changed by someone else (its revision is no longer %llu)",
+                          key, (unsigned long long)last_rev);
+    }
+    return key_error(s, err, "update", key);
+}
+
+cl_status cl_kv_delete(cl_kv *kv, const char *key, cl_err *err)
+{
+    if (!key_ok(key, err))
+        return CL_ERR_INVALID;
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, kv->store, key);
+    kvEntry_Destroy(e);
+    if (s == NATS_NOT_FOUND) {
+        return CL_OK;
+    }
+    s = kvStore_Delete(kv->store, key);
+    if (s != NATS_OK)
+        return key_error(s, err, "delete", key);
+    return CL_OK;
+}
+
+cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count, cl_err *err)
+{
+    kvKeysList list = {0};
+    *keys = NULL;
+    *count = 0;
+    natsStatus s = kvStore_Keys(&list, kv->store, NULL);
+    if (s == NATS_NOT_FOUND) {
+        return CL_OK;
+    }
+    if (s != NATS_OK)
+        return cl__bus_status(s, err, "cannot list the state keys");
+    size_t plen = prefix ? strlen(prefix) : 0;
+    char **out = calloc(list.Count > 0 ? (size_t)list.Count : 1, sizeof(*out));
+    if (out == NULL) {
+        kvKeysList_Destroy(&list);
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    }
+    size_t n = 0;
+    for (int i = 0; i < list.Count; i++) {
+        if (plen > 0 && strncmp(list.Keys[i], prefix, plen) != 0)
+            continue;
+        out[n] = strdup(list.Keys[i]);
+        if (out[n] == NULL) {
+            cl_kv_keys_free(out, n);
+            kvKeysList_Destroy(&list);
+            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        }
+        n++;
+    }
+    kvKeysList_Destroy(&list);
+    *keys = out;
+    *count = n;
+    return CL_OK;
+}
+
+void cl_kv_keys_free(char **keys, size_t count)
+{
+    if (keys == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+static void *watch_main(void *arg)
+{
+    cl_kv_watcher *w = arg;
+    bool initial = true;
+    while (!atomic_load(&w->stop)) {
+        kvEntry *e = NULL;
+        natsStatus s = kvWatcher_Next(&e, w->w, 200);
+        if (s == NATS_TIMEOUT) {
+            continue;
+        }
+        if (s != NATS_OK) {
+            if (!atomic_load(&w->stop))
+                cl_warn("state watcher stopped: %s", natsStatus_GetText(s));
+            break;
+        }
+        if (e == NULL) {
+            if (initial) {
+                initial = false;
+                w->cb(w->closure, NULL, NULL, 0, 0, false);
+            }
+            continue;
+        }
+        kvOperation op = kvEntry_Operation(e);
+        bool deleted = op == kvOp_Delete || op == kvOp_Purge;
+        /* Before the marker only existing values count. */
+        if (!(initial && deleted)) {
+            int n = kvEntry_ValueLen(e);
+            w->cb(w->closure, kvEntry_Key(e), deleted ? NULL : kvEntry_ValueString(e),
+                  deleted || n < 0 ? 0 : (size_t)n, kvEntry_Revision(e), deleted);
+        }
+        kvEntry_Destroy(e);
+    }
+    return NULL;
+}
+
+cl_status cl_kv_watch(cl_kv_watcher **out, cl_kv *kv, const char *pattern, cl_kv_watch_cb cb,
+                      void *closure, cl_err *err)
+{
+    cl_kv_watcher *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    w->cb = cb;
+    w->closure = closure;
+    atomic_init(&w->stop, false);
+    natsStatus s = (pattern == NULL || strcmp(pattern, ">") == 0)
+                       ? kvStore_WatchAll(&w->w, kv->store, NULL)
+                       : kvStore_Watch(&w->w, kv->store, pattern, NULL);
+    if (s != NATS_OK) {
+        free(w);
+        char what[300];
+        snprintf(what, sizeof(what), "cannot watch state keys '%s'", pattern ? pattern : ">");
+        return cl__bus_status(s, err, what);
+    }
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        kvWatcher_Destroy(w->w);
+        free(w);
+        return cl_err_set(err, CL_ERR_NOMEM, "cannot start the state watcher thread");
+    }
+    *out = w;
+    return CL_OK;
+}
+
+void cl_kv_watch_free(cl_kv_watcher *w)
+{
+    if (w == NULL)
+        return;
+    atomic_store(&w->stop, true);
+    kvWatcher_Stop(w->w);
+    pthread_join(w->thread, NULL);
+    kvWatcher_Destroy(w->w);
+    free(w);
+}

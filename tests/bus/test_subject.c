@@ -1,0 +1,169 @@
+/* Unit tests of subject tokens, builders and splitting (bus/subject.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cl_subject.h"
+
+static void test_plain_names_are_valid_tokens(void **state)
+{
+    (void)state;
+    cl_err err;
+    assert_true(cl_token_valid("my-app_1", "application name", &err));
+    assert_true(cl_token_valid("v1:2@x", "model version", &err));
+    char max[CL_TOKEN_MAX + 1];
+    memset(max, 'a', CL_TOKEN_MAX);
+    max[CL_TOKEN_MAX] = '\0';
+    assert_true(cl_token_valid(max, "model name", &err));
+}
+
+static void check_invalid(const char *token, const char *expect)
+{
+    cl_err err = {0};
+    assert_false(cl_token_valid(token, "application name", &err));
+    assert_int_equal(err.code, CL_ERR_INVALID);
+    if (strstr(err.msg, expect) == NULL)
+        fail_msg("message '%s' lacks '%s'", err.msg, expect);
+}
+
+static void test_a_dot_in_a_name_is_rejected_with_a_clear_message(void **state)
+{
+    (void)state;
+    cl_err err;
+    assert_false(cl_token_valid("a.b", "application name", &err));
+    assert_string_equal(err.msg, "application name 'a.b' is not valid: it may not contain '.'");
+}
+
+static void test_wildcards_slash_and_whitespace_are_rejected(void **state)
+{
+    (void)state;
+    check_invalid("a*", "it may not contain '*'");
+    check_invalid(">", "it may not contain '>'");
+    check_invalid("a/b", "it may not contain '/'");
+    check_invalid("a b", "whitespace");
+    check_invalid("a\tb", "whitespace");
+    check_invalid("caf\xc3\xa9", "printable ASCII");
+    check_invalid("a\x01", "printable ASCII");
+}
+
+static void test_empty_and_too_long_names_are_rejected(void **state)
+{
+    (void)state;
+    check_invalid("", "application name is empty");
+    check_invalid(NULL, "application name is empty");
+    char big[CL_TOKEN_MAX + 2];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    check_invalid(big, "129 bytes long");
+}
+
+static void test_builders_follow_the_protocol_layout(void **state)
+{
+    (void)state;
+    char s[CL_SUBJECT_MAX];
+    cl_err err;
+    assert_int_equal(cl_subj_predict(s, "clipper", "app1", &err), CL_OK);
+    assert_string_equal(s, "clipper.predict.app1");
+    assert_int_equal(cl_subj_update(s, "clipper", "app1", &err), CL_OK);
+    assert_string_equal(s, "clipper.update.app1");
+    assert_int_equal(cl_subj_admin(s, "c2", "add_app", &err), CL_OK);
+    assert_string_equal(s, "c2.admin.add_app");
+    assert_int_equal(cl_subj_route_task(s, "clipper", "m", "1", &err), CL_OK);
+    assert_string_equal(s, "clipper.route.task.m.1");
+    assert_int_equal(cl_subj_route_pull(s, "clipper", "m", "1", &err), CL_OK);
+    assert_string_equal(s, "clipper.route.pull.m.1");
+    assert_int_equal(cl_subj_replica_work(s, "clipper", "m", "1", "3", &err), CL_OK);
+    assert_string_equal(s, "clipper.replica.work.m.1.3");
+    assert_int_equal(cl_subj_replica_hb(s, "clipper", "m", "1", "3", &err), CL_OK);
+    assert_string_equal(s, "clipper.replica.hb.m.1.3");
+    assert_int_equal(cl_subj_fe_results(s, "clipper", "fe7", &err), CL_OK);
+    assert_string_equal(s, "clipper.fe.fe7.results");
+    assert_int_equal(cl_subj_cm(s, "clipper", "add_replica", &err), CL_OK);
+    assert_string_equal(s, "clipper.cm.add_replica");
+}
+
+static void test_builders_name_the_bad_part(void **state)
+{
+    (void)state;
+    char s[CL_SUBJECT_MAX];
+    cl_err err;
+    assert_int_equal(cl_subj_predict(s, "clipper", "a.b", &err), CL_ERR_INVALID);
+    assert_string_equal(err.msg, "application name 'a.b' is not valid: it may not contain '.'");
+    assert_int_equal(cl_subj_route_task(s, "clipper", "m", "v*", &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "model version 'v*'"));
+    assert_int_equal(cl_subj_replica_work(s, "clipper", "m>", "1", "0", &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "model name 'm>'"));
+    assert_int_equal(cl_subj_replica_hb(s, "clipper", "m", "1", "", &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "replica id is empty"));
+    assert_int_equal(cl_subj_fe_results(s, "clipper", "f e", &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "frontend id"));
+    assert_int_equal(cl_subj_admin(s, "clipper", "x/y", &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "admin command"));
+}
+
+static void test_bad_prefixes_are_rejected(void **state)
+{
+    (void)state;
+    char s[CL_SUBJECT_MAX];
+    cl_err err;
+    assert_int_equal(cl_subj_predict(s, "", "a", &err), CL_ERR_INVALID);
+    assert_int_equal(cl_subj_predict(s, "clip*", "a", &err), CL_ERR_INVALID);
+    assert_int_equal(cl_subj_predict(s, "a..b", "a", &err), CL_ERR_INVALID);
+    assert_int_equal(cl_subj_predict(s, "a.b", "app", &err), CL_OK);
+    assert_string_equal(s, "a.b.predict.app");
+}
+
+static void test_generic_builder_joins_and_checks_size(void **state)
+{
+    (void)state;
+    char s[CL_SUBJECT_MAX];
+    cl_err err;
+    assert_int_equal(cl_subject_build(s, &err, "p", "x", "y", "z", (const char *)NULL), CL_OK);
+    assert_string_equal(s, "p.x.y.z");
+    assert_int_equal(cl_subject_build(s, &err, "p", (const char *)NULL), CL_OK);
+    assert_string_equal(s, "p");
+    assert_int_equal(cl_subject_build(s, &err, "p", "x.y", (const char *)NULL), CL_ERR_INVALID);
+    char tok[CL_TOKEN_MAX + 1];
+    memset(tok, 't', CL_TOKEN_MAX);
+    tok[CL_TOKEN_MAX] = '\0';
+    assert_int_equal(cl_subject_build(s, &err, "p", tok, tok, tok, tok, (const char *)NULL),
+                     CL_ERR_TOO_LARGE);
+}
+
+static void test_split_returns_tokens_and_refuses_too_many(void **state)
+{
+    (void)state;
+    char s[] = "clipper.replica.work.m.1.3";
+    char *t[8];
+    assert_int_equal(cl_subject_split(s, t, 8), 6);
+    assert_string_equal(t[0], "clipper");
+    assert_string_equal(t[3], "m");
+    assert_string_equal(t[5], "3");
+    char s2[] = "a.b.c";
+    assert_int_equal(cl_subject_split(s2, t, 2), -1);
+    char s3[] = "one";
+    assert_int_equal(cl_subject_split(s3, t, 1), 1);
+    assert_string_equal(t[0], "one");
+    char s4[] = "";
+    assert_int_equal(cl_subject_split(s4, t, 4), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_names_are_valid_tokens),
+        cmocka_unit_test(test_a_dot_in_a_name_is_rejected_with_a_clear_message),
+        cmocka_unit_test(test_wildcards_slash_and_whitespace_are_rejected),
+        cmocka_unit_test(test_empty_and_too_long_names_are_rejected),
+        cmocka_unit_test(test_builders_follow_the_protocol_layout),
+        cmocka_unit_test(test_builders_name_the_bad_part),
+        cmocka_unit_test(test_bad_prefixes_are_rejected),
+        cmocka_unit_test(test_generic_builder_joins_and_checks_size),
+        cmocka_unit_test(test_split_returns_tokens_and_refuses_too_many),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
