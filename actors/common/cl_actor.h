@@ -33,4 +33,38 @@ void cl_actor_request_stop(void);
 cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *name,
                            bool send_asap);
 
+/* ---- Shared command-line parsing (additive helpers) ----
+ *
+ * A typical main:
+ *   cl_actor_opts opts;
+ *   cl_actor_opts_init(&opts);
+ *   for (int i = 1; i < argc; i++) {
+ *       int r = cl_actor_parse_common(&opts, argc, argv, &i, &err);
+ *       if (r < 0) { fprintf(stderr, "%s\n", err.msg); return 2; }
+ *       if (r > 0) continue;
+ *       ... the actor's own options, else "unknown option" ...
+ *   }
+ */
+
+/* Fills opts from CLIPPER_NATS_URL and CLIPPER_PREFIX, else the defaults
+ * (CL_DEFAULT_NATS_URL, CL_DEFAULT_PREFIX). The strings are borrowed from
+ * the environment or argv; they live as long as the process. */
+void cl_actor_opts_init(cl_actor_opts *opts);
+
+/* Consumes argv[*i] when it is a common option: "--nats URL", "--nats=URL",
+ * "--prefix P", "--prefix=P". On a two-word option *i is advanced past the
+ * value. Returns 1 when consumed, 0 when argv[*i] is not a common option,
+ * -1 with err set when its value is missing or the prefix is not valid. */
+int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl_err *err);
+
+/* The lines describing the common options, for an actor's --help. */
+const char *cl_actor_common_usage(void);
+
+/* For actors with no options of their own: parses argv (common options and
+ * -h/--help). Returns 0 to run; 1 after printing usage for --help (exit 0);
+ * 2 after printing an error and the usage for a bad argument (exit 2).
+ * usage_line is e.g. "clipper run admin [options]". */
+int cl_actor_parse_args(cl_actor_opts *opts, int argc, char **argv, const char *usage_line,
+                        const char *description);
+
 #endif

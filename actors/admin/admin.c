@@ -1,0 +1,200 @@
+/* The admin actor's lifecycle: a pull subscription on <p>.admin.* in queue
+ * group "admin", read by one worker thread of its own (so no bus callback
+ * ever waits on the KV store), the reply envelope, and the process entry
+ * point. The commands themselves are in apps.c, models.c, containers.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin_internal.h"
+#include "cl_actor.h"
+#include "cl_clock.h"
+#include "cl_json.h"
+#include "cl_log.h"
+
+#define POLL_MS 200
+#define CONFLICT_TRIES 16
+
+/* {"ok":true,"result":...} or {"ok":false,"error":"..."}; consumes rep. */
+static char *envelope(admin_reply *rep, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o != NULL) {
+        cJSON_AddBoolToObject(o, "ok", rep->error == NULL);
+        if (rep->error == NULL) {
+            cJSON_AddItemToObject(o, "result", rep->result);
+            rep->result = NULL;
+        } else {
+            cJSON_AddStringToObject(o, "error", rep->error);
+        }
+    }
+    char *text = o ? cl_json_print(o) : NULL;
+    cJSON_Delete(o);
+    cl__admin_reply_reset(rep);
+    *len = text ? strlen(text) : 0;
+    return text;
+}
+
+static bool is_query(const char *command)
+{
+    return strncmp(command, "get_", 4) == 0 || strcmp(command, "ping") == 0;
+}
+
+static void handle(cl_admin *a, cl_msg *msg)
+{
+    uint64_t t0 = cl_mono_us();
+    const char *subject = cl_msg_subject(msg);
+    const char *command = strlen(subject) > a->command_offset ? subject + a->command_offset : "";
+    admin_reply rep = {0};
+    for (int tries = 1;; tries++) {
+        cl_status st = cl__admin_dispatch(a, command, cl_msg_data(msg), cl_msg_len(msg), &rep);
+        if (st != CL_ERR_CONFLICT)
+            break;
+        cl__admin_reply_reset(&rep);
+        if (tries == CONFLICT_TRIES) {
+            cl__admin_fail(&rep, "Internal error: the cluster state kept changing during %s; "
+                                 "try again",
+                           command);
+            break;
+        }
+        cl_debug("%s: lost a compare-and-set race, retrying", command);
+    }
+    bool ok = rep.error == NULL;
+    if (!ok) /* one line: a parse error's schema stays out of the log */
+        cl_info("%s failed: %.*s", command, (int)strcspn(rep.error, "\n"), rep.error);
+    else if (!is_query(command) && cJSON_IsString(rep.result))
+        cl_info("%s: %s", command, rep.result->valuestring);
+    else
+        cl_debug("%s: ok", command);
+
+    /* Counted before replying, so a STATS right after the reply sees it. */
+    cl_service_count(a->svc, !ok, (cl_mono_us() - t0) * 1000);
+    size_t len;
+    char *text = envelope(&rep, &len);
+    cl_status st = text ? cl_msg_respond(a->bus, msg, text, len) : CL_ERR_NOMEM;
+    if (st == CL_ERR_TOO_LARGE) {
+        free(text);
+        cl__admin_fail(&rep, "The reply to %s is too large for the bus (%zu bytes)", command,
+                       len);
+        text = envelope(&rep, &len);
+        st = text ? cl_msg_respond(a->bus, msg, text, len) : CL_ERR_NOMEM;
+    }
+    if (st != CL_OK)
+        cl_warn("%s: cannot send the reply: %s", command, cl_status_text(st));
+    free(text);
+    cl_msg_free(msg);
+}
+
+static void *worker(void *arg)
+{
+    cl_admin *a = arg;
+    while (!atomic_load(&a->stop)) {
+        cl_msg *msg = NULL;
+        cl_status st = cl_sub_next(a->sub, &msg, POLL_MS);
+        if (st == CL_ERR_TIMEOUT)
+            continue;
+        if (st == CL_ERR_CLOSED)
+            break;
+        if (st != CL_OK) {
+            cl_warn("admin: reading requests failed: %s", cl_status_text(st));
+            cl_sleep_ms(POLL_MS);
+            continue;
+        }
+        handle(a, msg);
+    }
+    return NULL;
+}
+
+cl_status cl_admin_start(cl_admin **out, cl_bus *bus, cl_err *err)
+{
+    cl_admin *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    a->bus = bus;
+    atomic_init(&a->stop, false);
+    cl_status st = cl_kv_open(&a->kv, bus, err);
+    if (st != CL_OK) {
+        cl_err_prefix(err, "cannot open the cluster state");
+        goto fail;
+    }
+    st = cl_replicas_start(&a->replicas, bus, NULL, NULL, err);
+    if (st != CL_OK)
+        goto fail;
+    st = cl_subject_build(a->subject, err, cl_bus_prefix(bus), "admin", NULL);
+    if (st != CL_OK)
+        goto fail;
+    a->command_offset = strlen(a->subject) + 1;
+    if (a->command_offset + 2 > sizeof(a->subject)) {
+        st = cl_err_set(err, CL_ERR_TOO_LARGE, "subject prefix is too long");
+        goto fail;
+    }
+    strcat(a->subject, ".*");
+    st = cl_bus_subscribe_sync(&a->sub, bus, a->subject, "admin");
+    if (st != CL_OK) {
+        cl_err_set(err, st, "cannot subscribe to %s: %s", a->subject, cl_status_text(st));
+        goto fail;
+    }
+    const char *endpoints[] = {a->subject, NULL};
+    cl_service_info info = {.name = "clipper-admin",
+                            .version = CL_VERSION,
+                            .description = "Clipper management commands on <prefix>.admin.<command>",
+                            .endpoints = endpoints};
+    st = cl_service_start(&a->svc, bus, &info, err);
+    if (st != CL_OK)
+        goto fail;
+    if (pthread_create(&a->worker, NULL, worker, a) != 0) {
+        st = cl_err_set(err, CL_ERR_NOMEM, "cannot start the admin worker thread");
+        goto fail;
+    }
+    a->worker_started = true;
+    /* The subscription is known to the server once this returns, so a
+     * request sent right after start is answered. */
+    cl_bus_flush(bus, 2000);
+    *out = a;
+    return CL_OK;
+fail:
+    cl_admin_free(a);
+    return st;
+}
+
+void cl_admin_free(cl_admin *a)
+{
+    if (a == NULL)
+        return;
+    atomic_store(&a->stop, true);
+    if (a->worker_started)
+        pthread_join(a->worker, NULL);
+    cl_sub_free(a->sub);
+    cl_service_free(a->svc);
+    cl_replicas_free(a->replicas);
+    cl_kv_free(a->kv);
+    free(a);
+}
+
+int cl_admin_main(int argc, char **argv)
+{
+    cl_log_set_name("admin");
+    cl_actor_block_signals();
+    cl_actor_opts opts;
+    int r = cl_actor_parse_args(&opts, argc, argv, "clipper run admin [options]",
+                                "Answers Clipper's management commands on "
+                                "<prefix>.admin.<command>; the only writer of the cluster state.");
+    if (r != 0)
+        return r == 1 ? 0 : 2;
+    cl_bus *bus = NULL;
+    if (cl_actor_connect(&bus, &opts, "clipper-admin", false) != CL_OK)
+        return 1;
+    cl_admin *a = NULL;
+    cl_err err;
+    if (cl_admin_start(&a, bus, &err) != CL_OK) {
+        cl_error("cannot start the admin: %s", err.msg);
+        cl_bus_free(bus);
+        return 1;
+    }
+    cl_info("serving %s.admin.* (queue group admin)", opts.prefix);
+    int sig = cl_actor_wait_stop();
+    cl_info("stopping (%s)", sig ? strsignal(sig) : "stop requested");
+    cl_admin_free(a);
+    cl_bus_free(bus);
+    return 0;
+}

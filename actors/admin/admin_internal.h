@@ -1,0 +1,137 @@
+/* Shared by the admin actor's sources only: the actor's state, the reply
+ * under construction, request-field readers with Clipper's error texts,
+ * and cluster-state helpers. */
+#ifndef CL_ADMIN_INTERNAL_H
+#define CL_ADMIN_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl_admin.h"
+#include "cl_bus.h"
+#include "cl_kv.h"
+#include "cl_replicas.h"
+#include "cl_service.h"
+#include "cl_state.h"
+#include "cl_subject.h"
+
+struct cl_admin {
+    cl_bus *bus; /* borrowed */
+    cl_kv *kv;
+    cl_replicas *replicas;
+    cl_service *svc;
+    cl_sub *sub; /* pull subscription on <p>.admin.*, queue group "admin" */
+    char subject[CL_SUBJECT_MAX];
+    size_t command_offset; /* where <command> starts in a request subject */
+    pthread_t worker;
+    bool worker_started;
+    atomic_bool stop;
+};
+
+/* One command's outcome: exactly one of result (success) and error. */
+typedef struct {
+    cJSON *result;
+    char *error;
+} admin_reply;
+
+void cl__admin_reply_reset(admin_reply *rep);
+/* Success with a JSON string result (printf-style). */
+void cl__admin_ok_text(admin_reply *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Success with a JSON value (consumed; NULL means out of memory). */
+void cl__admin_ok_json(admin_reply *rep, cJSON *value);
+void cl__admin_fail(admin_reply *rep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A request body being read. Every reader fills rep with Clipper's parse
+ * error ("Error parsing JSON: <what>. Expected JSON schema: <schema>") and
+ * returns false when the field is missing or has the wrong type. */
+typedef struct {
+    cJSON *root;
+    const char *schema;
+    admin_reply *rep;
+} admin_req;
+
+bool cl__req_parse(admin_req *q, const void *data, size_t len, const char *schema,
+                   admin_reply *rep);
+void cl__req_done(admin_req *q);
+bool cl__req_string(admin_req *q, const char *key, const char **out);
+bool cl__req_int(admin_req *q, const char *key, int64_t *out);
+bool cl__req_bool(admin_req *q, const char *key, bool *out);
+bool cl__req_string_array(admin_req *q, const char *key, const cJSON **out);
+/* Optional fields: absent leaves *out untouched; a wrong type fails. */
+bool cl__req_opt_string(admin_req *q, const char *key, const char **out);
+bool cl__req_opt_int(admin_req *q, const char *key, int64_t *out);
+
+/* ---- cluster state (store.c) ----
+ * Readers return CL_OK, CL_ERR_NOT_FOUND when the entry is absent (or its
+ * name could never be a key), or another code with rep holding an
+ * "Internal error: ..." text. */
+cl_status cl__store_app(cl_admin *a, const char *name, cl_app *app, uint64_t *rev,
+                        admin_reply *rep);
+cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl_model *m,
+                          uint64_t *rev, admin_reply *rep);
+cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint64_t *rev,
+                            admin_reply *rep);
+/* Keys under prefix, sorted; free with cl_kv_keys_free. */
+cl_status cl__store_keys(cl_admin *a, const char *prefix, char ***keys, size_t *n,
+                         admin_reply *rep);
+/* Writes value (consumed) at key: created when rev is 0, else
+ * compare-and-set on rev. CL_ERR_EXISTS and CL_ERR_CONFLICT are returned
+ * without touching rep; other failures fill it. */
+cl_status cl__store_write(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
+                          admin_reply *rep);
+/* Makes version the current one of model (create / compare-and-set,
+ * retried on races). */
+cl_status cl__store_set_current(cl_admin *a, const char *model, const char *version,
+                                admin_reply *rep);
+/* Clipper's input-type check for a model version about to become current:
+ * every app linked to model must share its input type. CL_ERR_INVALID
+ * with rep filled when one does not. */
+cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
+                                admin_reply *rep);
+
+/* Clipper's check for names grouped in its Redis values, kept for its
+ * text: "Invalid <what> supplied: <value>. Contains one of: ',', ':'". */
+bool cl__admin_group_ok(const char *value, const char *what, admin_reply *rep);
+
+/* Shared texts. */
+extern const char cl__verbose_schema[];    /* {"verbose" := bool} */
+extern const char cl__valid_input_types[]; /* "Valid input types: ..." */
+
+/* The command handlers (apps.c, models.c, containers.c). Each fills rep;
+ * CL_ERR_CONFLICT asks for a rerun after a lost compare-and-set. */
+typedef cl_status (*admin_handler)(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_add_app(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_delete_app(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_get_all_applications(cl_admin *a, const void *data, size_t len,
+                                       admin_reply *rep);
+cl_status cl__cmd_get_application(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_get_linked_models(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_delete_model_links(cl_admin *a, const void *data, size_t len,
+                                     admin_reply *rep);
+cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_get_model(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_delete_versioned_model(cl_admin *a, const void *data, size_t len,
+                                         admin_reply *rep);
+cl_status cl__cmd_set_model_version(cl_admin *a, const void *data, size_t len,
+                                    admin_reply *rep);
+cl_status cl__cmd_set_num_replicas(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_get_all_containers(cl_admin *a, const void *data, size_t len,
+                                     admin_reply *rep);
+cl_status cl__cmd_get_container(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+
+/* Runs one command. Returns CL_ERR_CONFLICT when a compare-and-set write
+ * lost a race and the whole command must run again (rep is then reset). */
+cl_status cl__admin_dispatch(cl_admin *a, const char *command, const void *data, size_t len,
+                             admin_reply *rep);
+/* Writes the comma-separated list of the commands (for the unknown-command
+ * error) into out. */
+void cl__admin_known_commands(char *out, size_t cap);
+
+#endif

@@ -1,0 +1,199 @@
+/* The admin's reads and writes of the cluster state in the KV bucket.
+ * Reads go straight to the bucket (not to a watched view) so a command
+ * always sees the writes of the command before it. Writes use create or
+ * compare-and-set so two admins never lose each other's changes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin_internal.h"
+#include "cl_json.h"
+#include "cl_wire.h"
+
+#define SET_CURRENT_TRIES 16
+
+static cl_status internal(admin_reply *rep, const char *what, const char *key, const cl_err *err)
+{
+    cl__admin_fail(rep, "Internal error: cannot %s '%s' in the cluster state: %s", what, key,
+                   err->msg);
+    return err->code != CL_OK ? err->code : CL_ERR_BUS;
+}
+
+/* Gets key; CL_ERR_NOT_FOUND untouched, other errors reported. */
+static cl_status get(cl_admin *a, const char *key, char **value, size_t *len, uint64_t *rev,
+                     admin_reply *rep)
+{
+    cl_err err;
+    cl_status st = cl_kv_get(a->kv, key, value, len, rev, &err);
+    if (st == CL_OK || st == CL_ERR_NOT_FOUND)
+        return st;
+    return internal(rep, "read", key, &err);
+}
+
+cl_status cl__store_app(cl_admin *a, const char *name, cl_app *app, uint64_t *rev,
+                        admin_reply *rep)
+{
+    char key[CL_KEY_MAX];
+    if (cl_key_app(key, name, NULL) != CL_OK)
+        return CL_ERR_NOT_FOUND;
+    char *value = NULL;
+    size_t len = 0;
+    cl_status st = get(a, key, &value, &len, rev, rep);
+    if (st != CL_OK)
+        return st;
+    cl_err err;
+    st = cl_app_from_json(app, value, len, &err);
+    free(value);
+    if (st != CL_OK)
+        return internal(rep, "decode", key, &err);
+    return CL_OK;
+}
+
+cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl_model *m,
+                          uint64_t *rev, admin_reply *rep)
+{
+    char key[CL_KEY_MAX];
+    if (cl_key_model(key, name, version, NULL) != CL_OK)
+        return CL_ERR_NOT_FOUND;
+    char *value = NULL;
+    size_t len = 0;
+    cl_status st = get(a, key, &value, &len, rev, rep);
+    if (st != CL_OK)
+        return st;
+    cl_err err;
+    st = cl_model_from_json(m, value, len, &err);
+    free(value);
+    if (st != CL_OK)
+        return internal(rep, "decode", key, &err);
+    return CL_OK;
+}
+
+cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint64_t *rev,
+                            admin_reply *rep)
+{
+    char key[CL_KEY_MAX];
+    if (cl_key_current(key, name, NULL) != CL_OK)
+        return CL_ERR_NOT_FOUND;
+    char *value = NULL;
+    size_t len = 0;
+    cl_status st = get(a, key, &value, &len, rev, rep);
+    if (st != CL_OK)
+        return st;
+    cl_err err;
+    *version = cl_current_from_json(value, len, &err);
+    free(value);
+    if (*version == NULL)
+        return internal(rep, "decode", key, &err);
+    return CL_OK;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+cl_status cl__store_keys(cl_admin *a, const char *prefix, char ***keys, size_t *n,
+                         admin_reply *rep)
+{
+    cl_err err;
+    cl_status st = cl_kv_keys(a->kv, prefix, keys, n, &err);
+    if (st != CL_OK)
+        return internal(rep, "list the keys under", prefix, &err);
+    if (*n > 1)
+        qsort(*keys, *n, sizeof(char *), cmp_str);
+    return CL_OK;
+}
+
+/* Writes text (consumed): created when rev is 0, else compare-and-set. */
+static cl_status write_text(cl_admin *a, const char *key, char *text, uint64_t rev,
+                            admin_reply *rep)
+{
+    if (text == NULL) {
+        cl__admin_fail(rep, "Internal error: out of memory");
+        return CL_ERR_NOMEM;
+    }
+    cl_err err;
+    cl_status st = rev == 0 ? cl_kv_create(a->kv, key, text, strlen(text), NULL, &err)
+                            : cl_kv_update(a->kv, key, text, strlen(text), rev, NULL, &err);
+    free(text);
+    if (st == CL_OK || st == CL_ERR_EXISTS || st == CL_ERR_CONFLICT)
+        return st;
+    return internal(rep, "write", key, &err);
+}
+
+cl_status cl__store_write(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
+                          admin_reply *rep)
+{
+    char *text = value ? cl_json_print(value) : NULL;
+    cJSON_Delete(value);
+    return write_text(a, key, text, rev, rep);
+}
+
+cl_status cl__store_set_current(cl_admin *a, const char *model, const char *version,
+                                admin_reply *rep)
+{
+    char key[CL_KEY_MAX];
+    cl_err err;
+    if (cl_key_current(key, model, &err) != CL_OK) {
+        cl__admin_fail(rep, "%s", err.msg);
+        return CL_ERR_INVALID;
+    }
+    for (int i = 0; i < SET_CURRENT_TRIES; i++) {
+        char *old = NULL;
+        uint64_t rev = 0;
+        cl_status st = cl__store_current(a, model, &old, &rev, rep);
+        free(old);
+        if (st == CL_ERR_NOT_FOUND)
+            rev = 0;
+        else if (st != CL_OK)
+            return st;
+        st = write_text(a, key, cl_current_to_json(version), rev, rep);
+        if (st != CL_ERR_EXISTS && st != CL_ERR_CONFLICT)
+            return st;
+    }
+    cl__admin_fail(rep, "Internal error: '%s' kept changing while setting it; try again", key);
+    return CL_ERR_CONFLICT;
+}
+
+cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
+                                admin_reply *rep)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    cl_status st = cl__store_keys(a, "app.", &keys, &n, rep);
+    if (st != CL_OK)
+        return st;
+    for (size_t i = 0; i < n && st == CL_OK; i++) {
+        cl_app app;
+        cl_status gs = cl__store_app(a, keys[i] + 4, &app, NULL, rep);
+        if (gs == CL_ERR_NOT_FOUND)
+            continue;
+        if (gs != CL_OK) {
+            st = gs;
+            break;
+        }
+        for (size_t j = 0; j < app.n_linked; j++) {
+            if (strcmp(app.linked_models[j], model) == 0 && app.input_type != input_type) {
+                cl__admin_fail(
+                    rep,
+                    "Model with name '%s' is already linked to app '%s' using input type '%s'. "
+                    "The input type you provided for a new version of the model, '%s', is not "
+                    "compatible.",
+                    model, app.name, cl_input_type_name((cl_input_type)app.input_type),
+                    cl_input_type_name((cl_input_type)input_type));
+                st = CL_ERR_INVALID;
+                break;
+            }
+        }
+        cl_app_deinit(&app);
+    }
+    cl_kv_keys_free(keys, n);
+    return st;
+}
+
+bool cl__admin_group_ok(const char *value, const char *what, admin_reply *rep)
+{
+    if (strchr(value, ',') == NULL && strchr(value, ':') == NULL)
+        return true;
+    cl__admin_fail(rep, "Invalid %s supplied: %s. Contains one of: ',', ':'", what, value);
+    return false;
+}

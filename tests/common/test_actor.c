@@ -1,0 +1,136 @@
+/* Unit tests of the actor process plumbing (actors/common/actor.c):
+ * common options with environment fallbacks, and stopping. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cl_actor.h"
+
+static void test_opts_default_without_environment(void **state)
+{
+    (void)state;
+    unsetenv("CLIPPER_NATS_URL");
+    unsetenv("CLIPPER_PREFIX");
+    cl_actor_opts o;
+    cl_actor_opts_init(&o);
+    assert_string_equal(o.nats_url, CL_DEFAULT_NATS_URL);
+    assert_string_equal(o.prefix, CL_DEFAULT_PREFIX);
+}
+
+static void test_opts_fall_back_to_the_environment(void **state)
+{
+    (void)state;
+    setenv("CLIPPER_NATS_URL", "nats://10.0.0.1:4000", 1);
+    setenv("CLIPPER_PREFIX", "blue", 1);
+    cl_actor_opts o;
+    cl_actor_opts_init(&o);
+    assert_string_equal(o.nats_url, "nats://10.0.0.1:4000");
+    assert_string_equal(o.prefix, "blue");
+    unsetenv("CLIPPER_NATS_URL");
+    unsetenv("CLIPPER_PREFIX");
+}
+
+static void test_command_line_overrides_environment_in_both_spellings(void **state)
+{
+    (void)state;
+    setenv("CLIPPER_PREFIX", "blue", 1);
+    char *argv[] = {"x", "--nats", "nats://h:1", "--prefix=green", "--other", NULL};
+    int argc = 5;
+    cl_actor_opts o;
+    cl_actor_opts_init(&o);
+    cl_err err;
+    int i = 1;
+    assert_int_equal(cl_actor_parse_common(&o, argc, argv, &i, &err), 1);
+    assert_int_equal(i, 2);
+    i++;
+    assert_int_equal(cl_actor_parse_common(&o, argc, argv, &i, &err), 1);
+    assert_int_equal(i, 3);
+    i++;
+    assert_int_equal(cl_actor_parse_common(&o, argc, argv, &i, &err), 0);
+    assert_string_equal(o.nats_url, "nats://h:1");
+    assert_string_equal(o.prefix, "green");
+    unsetenv("CLIPPER_PREFIX");
+}
+
+static void test_missing_value_and_bad_prefix_are_errors(void **state)
+{
+    (void)state;
+    cl_actor_opts o;
+    cl_actor_opts_init(&o);
+    cl_err err;
+    char *argv1[] = {"x", "--nats", NULL};
+    int i = 1;
+    assert_int_equal(cl_actor_parse_common(&o, 2, argv1, &i, &err), -1);
+    assert_non_null(strstr(err.msg, "--nats needs a value"));
+    char *argv2[] = {"x", "--prefix", "a*b", NULL};
+    i = 1;
+    assert_int_equal(cl_actor_parse_common(&o, 3, argv2, &i, &err), -1);
+    assert_non_null(strstr(err.msg, "invalid prefix 'a*b'"));
+    char *argv3[] = {"x", "--natsy", NULL};
+    i = 1;
+    assert_int_equal(cl_actor_parse_common(&o, 2, argv3, &i, &err), 0);
+}
+
+static void test_parse_args_reports_help_and_unknown_arguments(void **state)
+{
+    (void)state;
+    cl_actor_opts o;
+    char *ok[] = {"x", "--prefix", "p1", NULL};
+    assert_int_equal(cl_actor_parse_args(&o, 3, ok, "x [options]", NULL), 0);
+    assert_string_equal(o.prefix, "p1");
+    char *bad[] = {"x", "--bogus", NULL};
+    assert_int_equal(cl_actor_parse_args(&o, 2, bad, "x [options]", NULL), 2);
+    char *help[] = {"x", "--help", NULL};
+    assert_int_equal(cl_actor_parse_args(&o, 2, help, "x [options]", "Does x."), 1);
+}
+
+static void test_requested_stop_wakes_the_waiter_with_zero(void **state)
+{
+    (void)state;
+    cl_actor_request_stop();
+    assert_int_equal(cl_actor_wait_stop(), 0);
+}
+
+static void test_sigterm_wakes_the_waiter_with_its_number(void **state)
+{
+    (void)state;
+    cl_actor_block_signals();
+    kill(getpid(), SIGTERM);
+    assert_int_equal(cl_actor_wait_stop(), SIGTERM);
+    raise(SIGINT);
+    assert_int_equal(cl_actor_wait_stop(), SIGINT);
+}
+
+static void test_connect_to_nowhere_fails_clearly(void **state)
+{
+    (void)state;
+    cl_actor_opts o = {.nats_url = "nats://127.0.0.1:1", .prefix = "p"};
+    cl_bus *bus = NULL;
+    assert_int_not_equal(cl_actor_connect(&bus, &o, "test", false), CL_OK);
+    assert_null(bus);
+    cl_actor_opts bad = {.nats_url = "nats://127.0.0.1:1", .prefix = "a b"};
+    assert_int_equal(cl_actor_connect(&bus, &bad, "test", false), CL_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_opts_default_without_environment),
+        cmocka_unit_test(test_opts_fall_back_to_the_environment),
+        cmocka_unit_test(test_command_line_overrides_environment_in_both_spellings),
+        cmocka_unit_test(test_missing_value_and_bad_prefix_are_errors),
+        cmocka_unit_test(test_parse_args_reports_help_and_unknown_arguments),
+        cmocka_unit_test(test_requested_stop_wakes_the_waiter_with_zero),
+        cmocka_unit_test(test_sigterm_wakes_the_waiter_with_its_number),
+        cmocka_unit_test(test_connect_to_nowhere_fails_clearly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
