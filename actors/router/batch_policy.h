@@ -1,0 +1,41 @@
+/* How many tasks the router may send a replica in one batch.
+ *
+ * Fixed: when the model's batch_size is not -1, every batch is capped at it.
+ * Adaptive (batch_size == -1): additive increase, multiplicative decrease,
+ * as in the Clipper paper (NSDI '17, section 4.3), kept per replica. The
+ * router measures each batch's latency from dispatch to the replica's next
+ * pull and reports it here with the batch's tightest SLO:
+ *   - latency under the SLO and the batch was full: cap += 1;
+ *   - latency over the SLO: cap = max(1, floor(cap * 0.9));
+ *   - otherwise (not full, or exactly at the SLO): unchanged.
+ * The cap starts at 1 and never exceeds the policy's bound.
+ *
+ * Pure: no clock, no I/O, no locking. */
+#ifndef CL_BATCH_POLICY_H
+#define CL_BATCH_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CL_BATCH_ADAPTIVE (-1)
+#define CL_BATCH_DEFAULT_BOUND 1024u
+
+typedef struct {
+    uint32_t cap;   /* adaptive cap, 1..bound */
+    uint32_t bound; /* largest adaptive cap */
+} cl_batch_policy;
+
+/* bound 0 means CL_BATCH_DEFAULT_BOUND. */
+void cl_batch_policy_init(cl_batch_policy *p, uint32_t bound);
+
+/* The largest batch to send now, given the model's configured batch_size
+ * (CL_BATCH_ADAPTIVE or a fixed size; a fixed size below 1 counts as 1). */
+uint32_t cl_batch_policy_limit(const cl_batch_policy *p, int64_t batch_size);
+
+/* Feeds back one completed batch: its size, the limit it was cut to, its
+ * latency and the smallest SLO among its tasks (both in microseconds).
+ * Only changes the cap when batch_size is CL_BATCH_ADAPTIVE. */
+void cl_batch_policy_observe(cl_batch_policy *p, int64_t batch_size, uint32_t size,
+                             uint32_t limit, uint64_t latency_us, uint64_t slo_us);
+
+#endif
