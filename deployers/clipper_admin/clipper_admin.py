@@ -1,0 +1,572 @@
+"""ClipperConnection: Clipper 0.4's management API over the NATS bus.
+
+Every management call is an admin command on <prefix>.admin.<command> with
+the body Clipper's management REST took (docs/protocol.md), sent through
+the container manager's bus. Errors carry Clipper's texts.
+
+Deploying differs from Clipper underneath, not in the API: no image is built
+or pushed. The model's artifact (the cloudpickled function) is uploaded to
+JetStream, `add_model` registers the version with its artifact digest and
+wanted replica count, the container manager actor starts the replicas, and
+the call waits until one reports "ready" (or raises at once with the cause
+when one reports "failed").
+"""
+import json
+import logging
+import os
+import re
+import time
+import urllib.request
+
+from ._admin import admin_call
+from .container_manager import CONTAINERLESS_MODEL_IMAGE
+from .exceptions import ClipperException, UnconnectedException
+from .version import __registry__, __version__
+
+DEFAULT_LABEL = []
+DEFAULT_PREDICTION_CACHE_SIZE_BYTES = 33554432
+CLIPPER_TEMP_DIR = "/tmp/clipper"
+
+# How long a deploy waits for a replica of the new version to be ready.
+# Overridable per connection (ClipperConnection.replica_ready_timeout_s) or
+# by the environment.
+DEFAULT_REPLICA_READY_TIMEOUT_S = float(os.environ.get("CLIPPER_DEPLOY_TIMEOUT_S", "60"))
+
+PYTHON_CLOSURE_RUNTIME = "python-closure"
+
+logging.basicConfig(
+    format='%(asctime)s %(levelname)-8s [%(filename)s:%(lineno)d] %(message)s',
+    datefmt='%y-%m-%d:%H:%M:%S',
+    level=logging.INFO)
+
+logger = logging.getLogger(__name__)
+
+deployment_regex = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+
+
+class ClusterAdapter(logging.LoggerAdapter):
+    """Prefixes every log line with the cluster's name, as Clipper did."""
+
+    def process(self, msg, kwargs):
+        return "[{cluster}] {msg}".format(cluster=self.extra["cluster"], msg=msg), kwargs
+
+
+class ClipperConnection(object):
+    def __init__(self, container_manager):
+        """Creates a new ClipperConnection object, the primary way of
+        starting and managing a Clipper cluster.
+
+        Parameters
+        ----------
+        container_manager : ``clipper_admin.container_manager.ContainerManager``
+            Which container manager to use, for example
+            ``clipper_admin.LocalContainerManager()``.
+        """
+        self.connected = False
+        self.cm = container_manager
+        self.logger = ClusterAdapter(logger, {"cluster": self.cm.cluster_identifier})
+        self.replica_ready_timeout_s = DEFAULT_REPLICA_READY_TIMEOUT_S
+        self._artifacts = {}  # (name, version) -> (sha256, size) from build_model
+
+    # ---- plumbing ----------------------------------------------------------
+
+    def _require_connection(self):
+        if not self.connected:
+            raise UnconnectedException()
+
+    def _admin(self, command, body):
+        self._require_connection()
+        bus = getattr(self.cm, "bus", None)
+        if bus is None or bus.closed:
+            raise UnconnectedException()
+        return admin_call(bus, command, body)
+
+    @property
+    def bus(self):
+        """The clipper_admin._bus.Bus of the cluster (for queries over NATS)."""
+        self._require_connection()
+        return self.cm.bus
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    def start_clipper(self,
+                      query_frontend_image='{}/query_frontend:{}'.format(
+                          __registry__, __version__),
+                      mgmt_frontend_image='{}/management_frontend:{}'.format(
+                          __registry__, __version__),
+                      frontend_exporter_image='{}/frontend-exporter:{}'.format(
+                          __registry__, __version__),
+                      cache_size=DEFAULT_PREDICTION_CACHE_SIZE_BYTES,
+                      qf_http_thread_pool_size=1,
+                      qf_http_timeout_request=5,
+                      qf_http_timeout_content=300,
+                      num_frontend_replicas=1):
+        """Starts a new Clipper cluster and connects to it.
+
+        The image arguments are accepted for compatibility and unused: the
+        actors are native processes. cache_size is the prediction cache's
+        size in bytes.
+
+        Raises
+        ------
+        :py:exc:`clipper.ClipperException`
+        """
+        try:
+            self.cm.start_clipper(query_frontend_image, mgmt_frontend_image,
+                                  frontend_exporter_image, cache_size,
+                                  qf_http_thread_pool_size, qf_http_timeout_request,
+                                  qf_http_timeout_content, num_frontend_replicas)
+        except ClipperException as e:
+            self.logger.warning("Error starting Clipper: {}".format(e.msg))
+            raise e
+        # The manager waited for the cluster's ready line; make sure the
+        # admin answers through the same bus this connection will use.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                admin_call(self.cm.bus, "get_all_applications", {"verbose": False},
+                           timeout_ms=5000, log_errors=False)
+                break
+            except ClipperException as e:
+                if time.monotonic() > deadline:
+                    raise ClipperException(
+                        "Clipper started but its admin does not answer: {}".format(e.msg))
+                self.logger.info("Clipper still initializing.")
+                time.sleep(0.5)
+        self.logger.info("Clipper is running")
+        self.connected = True
+
+    def connect(self):
+        """Connects to a running Clipper cluster."""
+        self.cm.connect()
+        self.connected = True
+        self.logger.info("Successfully connected to Clipper cluster at {}".format(
+            self.cm.get_query_addr()))
+
+    def stop_all(self, graceful=True):
+        """Stops every process of the cluster, model replicas included.
+
+        Parameters
+        ----------
+        graceful : bool
+            When False, processes are killed (SIGKILL) instead of being
+            asked to stop.
+        """
+        self.cm.stop_all(graceful=graceful)
+        self.connected = False
+        self.logger.info("Stopped all Clipper cluster and all model containers")
+
+    # ---- applications ------------------------------------------------------
+
+    def register_application(self, name, input_type, default_output, slo_micros):
+        """Registers a new application with Clipper.
+
+        Parameters
+        ----------
+        name : str
+            The name of the application.
+        input_type : str
+            One of "integers", "floats", "doubles", "bytes", or "strings".
+        default_output : str
+            Returned when no prediction is available in time.
+        slo_micros : int
+            The query latency objective in microseconds.
+
+        Raises
+        ------
+        :py:exc:`clipper.UnconnectedException`
+        :py:exc:`clipper.ClipperException`
+        """
+        self._admin("add_app", {
+            "name": name,
+            "input_type": input_type,
+            "default_output": default_output,
+            "latency_slo_micros": slo_micros,
+        })
+        self.logger.info("Application {app} was successfully registered".format(app=name))
+
+    def delete_application(self, name):
+        self.logger.warning(
+            "[DEPRECATED] Use 'unregister_application' API instead of this.")
+        self.unregister_application(name)
+
+    def unregister_application(self, name):
+        self._admin("delete_app", {"name": name})
+        self.logger.info("Application {app} was successfully unregistered".format(app=name))
+
+    def link_model_to_app(self, app_name, model_name):
+        """Routes requests from the application to the model (at its
+        current version)."""
+        self._admin("add_model_links", {"app_name": app_name, "model_names": [model_name]})
+        self.logger.info("Model {model} is now linked to application {app}".format(
+            model=model_name, app=app_name))
+
+    def unlink_model_from_app(self, app_name, model_name):
+        self._admin("delete_model_links", {"app_name": app_name, "model_names": [model_name]})
+        self.logger.info("Model {model} is now removed to application {app}".format(
+            model=model_name, app=app_name))
+
+    def get_all_apps(self, verbose=False):
+        return self._admin("get_all_applications", {"verbose": verbose})
+
+    def get_app_info(self, name):
+        info = self._admin("get_application", {"name": name})
+        if not info:
+            self.logger.warning("Application {} is not registered with Clipper".format(name))
+            return None
+        return info
+
+    def get_linked_models(self, app_name):
+        return self._admin("get_linked_models", {"app_name": app_name})
+
+    # ---- models ------------------------------------------------------------
+
+    @staticmethod
+    def _validate_versioned_model_name(name, version):
+        for what, value in (("name", name), ("version", version)):
+            if deployment_regex.match(value) is None:
+                raise ClipperException(
+                    "Invalid value: {value}: a model {what} must be a valid DNS-1123 "
+                    "subdomain. It must consist of lower case alphanumeric characters, "
+                    "'-' or '.', and must start and end with an alphanumeric character "
+                    "(e.g. 'example.com', regex used for validation is '{reg}'".format(
+                        value=value, what=what, reg=deployment_regex.pattern))
+
+    def build_and_deploy_model(self, name, version, input_type, model_data_path,
+                               base_image, labels=None, container_registry=None,
+                               num_replicas=1, batch_size=-1, pkgs_to_install=None):
+        """Uploads the model in model_data_path and deploys it."""
+        self._require_connection()
+        image = self.build_model(name, version, model_data_path, base_image,
+                                 container_registry, pkgs_to_install)
+        self.deploy_model(name, version, input_type, image, labels, num_replicas, batch_size)
+
+    def build_model(self, name, version, model_data_path, base_image,
+                    container_registry=None, pkgs_to_install=None):
+        """Uploads a model's artifact to the cluster's bus.
+
+        No image is built: model_data_path is a directory holding the
+        cloudpickled function ``func.pkl`` (what Clipper's deployers wrote)
+        or the path of such a file. Its bytes travel over JetStream and the
+        replicas load them. Returns the runtime image name to pass to
+        deploy_model (base_image). container_registry is unused.
+        """
+        version = str(version)
+        self._validate_versioned_model_name(name, version)
+        self._require_connection()
+        path = model_data_path
+        if os.path.isdir(path):
+            path = os.path.join(path, "func.pkl")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ClipperException(
+                "Cannot read the model artifact {}: {} (model_data_path must be a "
+                "directory holding func.pkl, or such a file)".format(path, e))
+        if pkgs_to_install:
+            self.logger.warning("pkgs_to_install is not supported; replicas run with the "
+                                "packages of the runtime's Python: {}".format(pkgs_to_install))
+        self._upload_artifact(name, version, data)
+        return base_image
+
+    def _upload_artifact(self, name, version, data):
+        self._require_connection()
+        # Replacing the artifact of a registered version would change what
+        # its running replicas serve after a restart: refuse early.
+        existing = self._admin("get_model", {"model_name": name, "model_version": version})
+        if existing:
+            msg = ("Received error status code: 400 and message: model with name '{}' and "
+                   "version '{}' already exists".format(name, version))
+            self.logger.error(msg)
+            raise ClipperException(msg)
+        from ._bus import BusError
+        try:
+            sha = self.cm.bus.put_artifact(name, version, data)
+        except BusError as e:
+            raise ClipperException("Cannot upload the artifact of model {}:{} ({} bytes): "
+                                   "{}".format(name, version, len(data), e))
+        self._artifacts[(name, version)] = (sha, len(data))
+        self.logger.info("Uploaded the artifact of model {}:{} ({} bytes, sha256 {})".format(
+            name, version, len(data), sha))
+        return sha
+
+    def deploy_model(self, name, version, input_type, image, labels=None, num_replicas=1,
+                     batch_size=-1):
+        """Registers a model version and waits for its replicas.
+
+        When build_model uploaded an artifact for this version, the
+        replicas run it with the Python closure runtime.
+        """
+        version = str(version)
+        self._validate_versioned_model_name(name, version)
+        self._require_connection()
+        artifact = self._artifacts.get((name, version))
+        runtime = PYTHON_CLOSURE_RUNTIME if artifact is not None else None
+        self._add_model(name, version, input_type, image, labels, batch_size,
+                        num_replicas, runtime, artifact)
+        self._artifacts.pop((name, version), None)
+        if num_replicas > 0:
+            self.wait_for_model_ready(name, version)
+
+    def _add_model(self, name, version, input_type, container_name, labels, batch_size,
+                   num_replicas, runtime=None, artifact=None):
+        body = {
+            "model_name": name,
+            "model_version": version,
+            "labels": labels if labels is not None else DEFAULT_LABEL,
+            "input_type": input_type,
+            "container_name": container_name,
+            "model_data_path": "DEPRECATED",
+            "batch_size": batch_size,
+            "num_replicas": num_replicas,
+        }
+        if runtime is not None:
+            body["runtime"] = runtime
+        if artifact is not None:
+            body["artifact_sha256"], body["artifact_size"] = artifact
+        self._admin("add_model", body)
+        self.logger.info("Successfully registered model {name}:{version}".format(
+            name=name, version=version))
+
+    def deploy_artifact(self, name, version, input_type, data, container_name,
+                        runtime=PYTHON_CLOSURE_RUNTIME, labels=None, num_replicas=1,
+                        batch_size=-1, ready_timeout_s=None):
+        """Uploads data as the artifact of name:version, registers the
+        version for runtime and waits until a replica is ready. What the
+        deployers call."""
+        version = str(version)
+        self._validate_versioned_model_name(name, version)
+        self._require_connection()
+        sha = self._upload_artifact(name, version, data)
+        self._add_model(name, version, input_type, container_name, labels, batch_size,
+                        num_replicas, runtime, (sha, len(data)))
+        self._artifacts.pop((name, version), None)
+        if num_replicas > 0:
+            self.wait_for_model_ready(name, version, ready_timeout_s)
+
+    def wait_for_model_ready(self, name, version, timeout_s=None):
+        """Waits until a replica of name:version reports "ready".
+
+        A replica that reports "failed" raises ClipperException with its
+        cause at once (an import error in the function, for example).
+        """
+        timeout_s = self.replica_ready_timeout_s if timeout_s is None else timeout_s
+        version = str(version)
+        deadline = time.monotonic() + timeout_s
+        seen = []
+        while True:
+            rows = self._admin("get_all_containers", {"verbose": True}) or []
+            seen = [r for r in rows if isinstance(r, dict) and r.get("model_name") == name
+                    and str(r.get("model_version")) == version]
+            for r in seen:
+                if r.get("state") == "failed":
+                    msg = ("Replica {} of model {}:{} failed: {}".format(
+                        r.get("model_replica_id"), name, version,
+                        r.get("cause") or "(no cause given)"))
+                    self.logger.error(msg)
+                    raise ClipperException(msg)
+            if any(r.get("state", "ready") == "ready" for r in seen):
+                self.logger.info("Model {}:{} is ready".format(name, version))
+                return
+            if time.monotonic() > deadline:
+                msg = ("No replica of model {}:{} became ready within {:.0f} s; replicas "
+                       "seen: {}. The replica logs are in get_clipper_logs().".format(
+                           name, version, timeout_s, json.dumps(seen) if seen else "none"))
+                self.logger.error(msg)
+                raise ClipperException(msg)
+            time.sleep(0.1)
+
+    def register_model(self, name, version, input_type, image=None, labels=None,
+                       batch_size=-1):
+        """Registers a model version without starting any replica."""
+        version = str(version)
+        self._add_model(name, version, input_type,
+                        image if image is not None else CONTAINERLESS_MODEL_IMAGE,
+                        labels, batch_size, 0)
+
+    def get_current_model_version(self, name):
+        self._require_connection()
+        for m in self.get_all_models(verbose=True) or []:
+            if m.get("model_name") == name and m.get("is_current_version"):
+                return m["model_version"]
+        raise ClipperException("No versions of model {} registered with Clipper".format(name))
+
+    def get_num_replicas(self, name, version=None):
+        self._require_connection()
+        if version is None:
+            version = self.get_current_model_version(name)
+        else:
+            version = str(version)
+        return self.cm.get_num_replicas(name, version)
+
+    def set_num_replicas(self, name, num_replicas, version=None):
+        """Sets the number of replicas of a model version (default: the
+        current one) and waits until that many are ready."""
+        self._require_connection()
+        if version is None:
+            version = self.get_current_model_version(name)
+        else:
+            version = str(version)
+        model_data = self.get_model_info(name, version)
+        if model_data is None:
+            raise ClipperException(
+                "Cannot add container for non-registered model {name}:{version}".format(
+                    name=name, version=version))
+        image = model_data.get("container_name")
+        if image == CONTAINERLESS_MODEL_IMAGE:
+            raise ClipperException(
+                "Cannot resize the replica set for containerless model {name}:{version}".format(
+                    name=name, version=version))
+        self.cm.set_num_replicas(name, version, model_data.get("input_type"), image,
+                                 num_replicas)
+
+    def get_all_models(self, verbose=False):
+        return self._admin("get_all_models", {"verbose": verbose})
+
+    def get_model_info(self, name, version):
+        info = self._admin("get_model", {"model_name": name, "model_version": str(version)})
+        if not info:
+            self.logger.warning("Model {}:{} is not registered with Clipper.".format(
+                name, version))
+            return None
+        return info
+
+    def get_all_model_replicas(self, verbose=False):
+        return self._admin("get_all_containers", {"verbose": verbose})
+
+    def get_model_replica_info(self, name, version, replica_id):
+        info = self._admin("get_container", {"model_name": name,
+                                             "model_version": str(version),
+                                             "replica_id": replica_id})
+        if not info:
+            self.logger.warning("No model replica {}:{}:{} is registered".format(
+                name, version, replica_id))
+            return None
+        return info
+
+    def set_model_version(self, name, version, num_replicas=None):
+        """Makes version the current version of the model (rollback or
+        roll-forward); optionally sets its replica count."""
+        self._require_connection()
+        version = str(version)
+        self._admin("set_model_version", {"model_name": name, "model_version": version})
+        if num_replicas is not None:
+            self.set_num_replicas(name, num_replicas, version)
+
+    # ---- stopping models ---------------------------------------------------
+
+    def _unregister_versioned_models(self, model_versions_dict):
+        for name, versions in model_versions_dict.items():
+            for version in versions:
+                self._admin("delete_versioned_model",
+                            {"model_name": name, "model_version": str(version)})
+                self.logger.info("Model {}:{} was successfully deleted".format(name, version))
+
+    def stop_models(self, model_names):
+        """Stops every replica of every version of the models and
+        unregisters those versions."""
+        self._require_connection()
+        model_info = self.get_all_models(verbose=True) or []
+        model_dict = {}
+        for m in model_info:
+            if m["model_name"] in model_names:
+                model_dict.setdefault(m["model_name"], []).append(m["model_version"])
+        self.cm.stop_models(model_dict)
+        self._unregister_versioned_models(model_dict)
+        self.logger.info("Stopped all containers for these models and versions:\n{}".format(
+            model_dict))
+
+    def stop_versioned_models(self, model_versions_dict):
+        self._require_connection()
+        self.cm.stop_models(model_versions_dict)
+        self._unregister_versioned_models(model_versions_dict)
+        self.logger.info("Stopped all containers for these models and versions:\n{}".format(
+            model_versions_dict))
+
+    def stop_inactive_model_versions(self, model_names):
+        self._require_connection()
+        model_info = self.get_all_models(verbose=True) or []
+        model_dict = {}
+        for m in model_info:
+            if m["model_name"] in model_names and not m.get("is_current_version"):
+                model_dict.setdefault(m["model_name"], []).append(m["model_version"])
+        self.cm.stop_models(model_dict)
+        self._unregister_versioned_models(model_dict)
+        self.logger.info("Stopped all containers for these models and versions:\n{}".format(
+            model_dict))
+
+    def stop_all_model_containers(self):
+        """Stops every model replica and unregisters every model version."""
+        self._require_connection()
+        model_info = self.get_all_models(verbose=True) or []
+        model_dict = {}
+        for m in model_info:
+            model_dict.setdefault(m["model_name"], []).append(m["model_version"])
+        self.cm.stop_all_model_containers()
+        self._unregister_versioned_models(model_dict)
+        self.logger.info("Stopped all Clipper model containers")
+
+    # ---- inspection --------------------------------------------------------
+
+    def get_clipper_logs(self, logging_dir="clipper_logs/"):
+        """Copies the cluster's logs into logging_dir; returns their paths."""
+        return self.cm.get_logs(logging_dir)
+
+    def inspect_instance(self):
+        """The query frontend's metrics (GET /metrics), as a dict."""
+        self._require_connection()
+        url = "http://{host}/metrics".format(host=self.cm.get_query_addr())
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read().decode("utf-8") or "{}")
+        except (OSError, ValueError) as e:
+            raise ClipperException("Cannot read metrics from {}: {}".format(url, e))
+
+    def get_query_addr(self):
+        """The query frontend's HTTP address, "host:port" without scheme."""
+        self._require_connection()
+        return self.cm.get_query_addr()
+
+    def get_metric_addr(self):
+        self._require_connection()
+        return self.cm.get_metric_addr()
+
+    def get_admin_addr(self):
+        self._require_connection()
+        return self.cm.get_admin_addr()
+
+    def test_predict_function(self, query, func, input_type):
+        """Runs func on query offline, as a replica would, and returns its
+        output; a type mismatch returns the string "Invalid input type"."""
+        import numpy as np
+        import cloudpickle
+
+        if not self.connected:
+            self.connect()
+        query_data = list(x for x in list(query.values()))
+        query_key = list(query.keys())
+        if query_key[0] == "input_batch":
+            query_data = query_data[0]
+        try:
+            flattened_data = [item for sublist in query_data for item in sublist]
+        except TypeError:
+            return "Invalid input type"
+        checks = {
+            "integers": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "floats": lambda v: isinstance(v, float),
+            "doubles": lambda v: isinstance(v, float),
+            "bytes": lambda v: isinstance(v, int),
+            "strings": lambda v: isinstance(v, str),
+        }
+        check = checks.get(input_type)
+        if check is None or not all(check(v) for v in flattened_data):
+            return "Invalid input type"
+        dtypes = {"integers": np.int32, "floats": np.float32, "doubles": np.float64,
+                  "bytes": np.int8}
+        if input_type == "strings":
+            numpy_data = query_data
+        else:
+            numpy_data = list(np.array(x, dtype=dtypes[input_type]) for x in query_data)
+        reloaded = cloudpickle.loads(cloudpickle.dumps(func))
+        return reloaded(numpy_data)

@@ -1,0 +1,122 @@
+"""Clipper's container-manager interface and constants.
+
+A container manager starts, finds and stops a cluster's processes. Clipper's
+managers drove Docker or Kubernetes; here every actor is on a NATS bus, so a
+manager also hands ClipperConnection its connection to that bus (``bus``),
+over which every admin command travels.
+"""
+import abc
+
+# Clipper's ports and labels, kept for scripts that import them.
+CLIPPER_INTERNAL_QUERY_PORT = 1337
+CLIPPER_INTERNAL_MANAGEMENT_PORT = 1338
+CLIPPER_INTERNAL_RPC_PORT = 7000
+CLIPPER_INTERNAL_METRIC_PORT = 1390
+CLIPPER_INTERNAL_REDIS_PORT = 6379
+CLIPPER_INTERNAL_FLUENTD_PORT = 24224
+
+CLIPPER_DOCKER_LABEL = "ai.clipper.container.label"
+CLIPPER_NAME_LABEL = "ai.clipper.name"
+CLIPPER_MODEL_CONTAINER_LABEL = "ai.clipper.model_container.label"
+CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL = "ai.clipper.query_frontend.label"
+CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL = "ai.clipper.management_frontend.label"
+CLIPPER_QUERY_FRONTEND_ID_LABEL = "ai.clipper.query_frontend.id"
+CONTAINERLESS_MODEL_IMAGE = "NO_CONTAINER"
+
+CLIPPER_DOCKER_PORT_LABELS = {
+    'redis': 'ai.clipper.redis.port',
+    'query_rest': 'ai.clipper.query_frontend.query.port',
+    'query_rpc': 'ai.clipper.query_frontend.rpc.port',
+    'management': 'ai.clipper.management.port',
+    'metric': 'ai.clipper.metric.port',
+    'fluentd': 'ai.clipper.fluentd.port',
+}
+CLIPPER_METRIC_CONFIG_LABEL = 'ai.clipper.metric.config'
+CLIPPER_FLUENTD_CONFIG_LABEL = 'ai.clipper.fluentd.config'
+
+# The delimiter of the model-container label "<name>_<version>": DNS names
+# cannot contain '_', so it splits without ambiguity.
+_MODEL_CONTAINER_LABEL_DELIMITER = "_"
+
+
+def create_model_container_label(name, version):
+    return "{name}{delim}{version}".format(
+        name=name, delim=_MODEL_CONTAINER_LABEL_DELIMITER, version=version)
+
+
+def parse_model_container_label(label):
+    splits = label.split(_MODEL_CONTAINER_LABEL_DELIMITER)
+    if len(splits) != 2:
+        raise ValueError(
+            "Unable to parse model container label {}".format(label))
+    return splits
+
+
+class ContainerManager(abc.ABC):
+    """Starts and stops a cluster and its model replicas.
+
+    Besides Clipper's abstract methods, a manager that is connected exposes
+    ``bus`` (a clipper_admin._bus.Bus on the cluster's prefix) and
+    ``cluster_identifier``.
+    """
+
+    bus = None
+    cluster_identifier = None
+
+    @abc.abstractmethod
+    def start_clipper(self, query_frontend_image, mgmt_frontend_image,
+                      frontend_exporter_image, cache_size,
+                      qf_http_thread_pool_size, qf_http_timeout_request,
+                      qf_http_timeout_content, num_frontend_replicas):
+        # Must leave the manager connected.
+        pass
+
+    @abc.abstractmethod
+    def connect(self):
+        pass
+
+    @abc.abstractmethod
+    def deploy_model(self, name, version, input_type, image):
+        pass
+
+    @abc.abstractmethod
+    def get_num_replicas(self, name, version):
+        pass
+
+    @abc.abstractmethod
+    def set_num_replicas(self, name, version, input_type, image, num_replicas):
+        pass
+
+    @abc.abstractmethod
+    def get_logs(self, logging_dir):
+        """Copies the cluster's logs into logging_dir; returns their paths."""
+        pass
+
+    @abc.abstractmethod
+    def stop_models(self, models):
+        """Stops the replicas of the given models.
+
+        models is a dict mapping a model name to a list of versions.
+        """
+        pass
+
+    @abc.abstractmethod
+    def stop_all_model_containers(self):
+        pass
+
+    @abc.abstractmethod
+    def stop_all(self, graceful=True):
+        """Stops every process of the cluster this manager started."""
+        pass
+
+    @abc.abstractmethod
+    def get_admin_addr(self):
+        pass
+
+    @abc.abstractmethod
+    def get_query_addr(self):
+        pass
+
+    @abc.abstractmethod
+    def get_metric_addr(self):
+        pass

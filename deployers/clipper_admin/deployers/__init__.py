@@ -1,0 +1,1 @@
+"""Model deployers: turn a trained model into a served model version."""
