@@ -1,7 +1,45 @@
-/* The frontend actor's process entry point (dispatched by 'clipper run frontend'). */
+/* The frontend actor's process entry point (dispatched by 'clipper run frontend'),
+ * and an in-process API (used by the tests and by anything embedding a frontend).
+ *
+ * A frontend takes queries on <p>.predict.<app> (NATS request/reply, queue
+ * group "frontend") and on HTTP (POST /<app>/predict), validates them the
+ * way Clipper did, sends one task per input to the router, and answers
+ * with the model's outputs or, at the latency SLO, the app's default. See
+ * docs/protocol.md "The flow of one query" and actors/frontend/README.md. */
 #ifndef CL_FRONTEND_H
 #define CL_FRONTEND_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cl_bus.h"
+#include "cl_status.h"
+
 int cl_frontend_main(int argc, char **argv);
+
+typedef struct cl_frontend cl_frontend;
+
+typedef struct {
+    const char *http_host; /* NULL: "0.0.0.0" */
+    int http_port;         /* 1337 by default; 0: a free port; -1: no HTTP */
+    int http_threads;      /* MHD event-loop threads; 0: 2 */
+    uint32_t max_pending;  /* tasks in flight before 503; 0: 1 << 20 */
+    size_t max_body;       /* largest HTTP body before 413; 0: 16 MiB */
+} cl_frontend_opts;
+
+void cl_frontend_opts_init(cl_frontend_opts *opts);
+
+/* Starts a frontend on bus (borrowed: it must outlive the frontend; open
+ * it with send_asap for latency). Loads the cluster state, subscribes,
+ * starts HTTP. opts may be NULL for the defaults. */
+cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_opts *opts,
+                            cl_err *err);
+/* Stops taking queries, lets the ones in flight finish (each gets its
+ * answer, at the latest at its deadline), then frees. NULL is a no-op. */
+void cl_frontend_free(cl_frontend *fe);
+/* The HTTP port actually bound (useful with http_port 0), or -1 without HTTP. */
+int cl_frontend_http_port(const cl_frontend *fe);
+/* This frontend's id: results come on <p>.fe.<id>.results. */
+const char *cl_frontend_id(const cl_frontend *fe);
 
 #endif

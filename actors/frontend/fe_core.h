@@ -1,0 +1,170 @@
+/* The frontend's insides, shared by its own files only: the actor's state,
+ * a query in flight, and the steps every intake (NATS, HTTP) goes through:
+ *
+ *   prepare  decode and validate the body, resolve the model version from
+ *            the view; either an immediate reply (error, default, empty
+ *            batch) or a prepared query;
+ *   commit   register the query's tasks in the table and arm its deadline
+ *            timer, then append the tasks to an outbox (coalesced per
+ *            model version) that the caller flushes;
+ *   finish   results, deadlines and send failures fill the query's
+ *            entries; the last one delivers the reply (NATS publish or
+ *            HTTP resume) outside the lock.
+ *
+ * One mutex (fe->mu) guards the task table, the deadline heap and every
+ * query's entries. Nothing here blocks on the network while holding it. */
+#ifndef CL_FE_CORE_H
+#define CL_FE_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cl_buf.h"
+#include "cl_bus.h"
+#include "cl_frontend.h"
+#include "cl_kv.h"
+#include "cl_service.h"
+#include "cl_subject.h"
+#include "cl_view.h"
+#include "cl_wire.h"
+#include "fe_decode.h"
+#include "fe_encode.h"
+#include "fe_metrics.h"
+#include "fe_pending.h"
+
+#define CL_FE_DEFAULT_PORT 1337
+#define CL_FE_DEFAULT_THREADS 2
+#define CL_FE_DEFAULT_MAX_PENDING (1u << 20)
+#define CL_FE_DEFAULT_MAX_BODY ((size_t)16 << 20)
+/* Outgoing task batches: at most this many tasks or this old (µs) before
+ * they are published even while more queries are waiting. */
+#define CL_FE_BATCH_MAX_TASKS 1024
+#define CL_FE_BATCH_MAX_AGE_US 2000
+/* Fixed bytes of one encoded task besides its reply subject and input. */
+#define CL_FE_TASK_OVERHEAD 27
+#define CL_FE_BATCH_HEADER 8
+
+typedef struct fe_http fe_http;
+typedef struct fe_http_req fe_http_req;
+
+typedef struct {
+    uint64_t query_id;
+    uint64_t task_id;
+    int kind; /* cl_fe_answer_kind, or -1 while waiting */
+    char *text;
+    size_t len;
+} fe_entry;
+
+typedef struct fe_query {
+    cl_fe_timer timer; /* deadline; first member (see query_of_timer) */
+    struct fe_query *next_done;
+    fe_http_req *http; /* HTTP origin, or NULL */
+    char *reply;       /* NATS reply subject, or NULL */
+    char *app;
+    char *default_output;
+    char *model, *version;
+    uint64_t start_us; /* monotonic */
+    size_t n, remaining;
+    fe_entry e[];
+} fe_query;
+
+typedef struct {
+    int status; /* HTTP status */
+    char *body; /* malloc'd, NUL-terminated; NULL means out of memory */
+} cl_fe_reply;
+
+typedef struct {
+    fe_query *q;
+    cl_fe_inputs in;
+    int input_type;
+    uint64_t slo_us;
+    uint64_t start_wall; /* wall clock when the query arrived: deadline = start_wall + slo */
+    char subject[CL_SUBJECT_MAX]; /* <p>.route.task.<model>.<version> */
+} cl_fe_prep;
+
+typedef struct {
+    char subject[CL_SUBJECT_MAX];
+    cl_buf buf;
+    uint32_t count;
+    uint64_t first_us;
+} fe_out_batch;
+
+/* Task batches waiting to be published, one per model version. Owned by
+ * one thread. */
+typedef struct {
+    fe_out_batch *v;
+    size_t n, cap;
+} cl_fe_outbox;
+
+struct cl_frontend {
+    cl_bus *bus;
+    const char *prefix;
+    char id[23];
+    char results_subject[CL_SUBJECT_MAX];
+    size_t results_len;
+    size_t max_payload;
+    cl_frontend_opts opts;
+    char *http_host;
+
+    cl_kv *kv;
+    cl_view *view;
+    cl_service *svc;
+    cl_fe_metrics *metrics;
+
+    cl_sub *predict_sub, *update_sub, *results_sub;
+    pthread_t intake_th, update_th, results_th, timer_th;
+    bool intake_started, update_started, results_started, timer_started;
+    atomic_bool stop_intake; /* no new queries */
+    atomic_bool stop_all;    /* results and timer threads end */
+
+    pthread_mutex_t mu;
+    pthread_cond_t timer_cv; /* new earliest deadline, or stop */
+    pthread_cond_t idle_cv;  /* n_queries dropped to 0 */
+    cl_fe_table table;
+    cl_fe_heap heap;
+    size_t n_queries;
+
+    fe_http *http;
+};
+
+/* fe_query.c */
+bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t len,
+                   cl_fe_prep *prep, cl_fe_reply *reply);
+void cl_fe_prep_deinit(cl_fe_prep *prep);
+/* prep->q must have its origin (http or reply) set. Consumes prep. Returns
+ * false with *reply (503) when too many tasks are in flight. */
+bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_reply *reply);
+cl_fe_reply cl_fe_update(cl_frontend *fe, const char *app, const char *body, size_t len);
+cl_fe_reply cl_fe_error_reply(int status, const char *error, const char *cause);
+/* Fills the entries of these results (from replicas, the router, or a
+ * failed send); late ones are dropped. Takes fe->mu. */
+void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n);
+/* Answers every expired query (timer thread). Returns the next deadline or
+ * 0 when none. Takes fe->mu. */
+uint64_t cl_fe_expire(cl_frontend *fe, uint64_t now_us);
+/* Answers every query still waiting, with the default (shutdown). */
+void cl_fe_expire_all(cl_frontend *fe);
+
+/* fe_outbox.c */
+void cl_fe_outbox_init(cl_fe_outbox *ob);
+void cl_fe_outbox_deinit(cl_fe_outbox *ob);
+cl_status cl_fe_outbox_add(cl_frontend *fe, cl_fe_outbox *ob, const char *subject,
+                           const cl_task *task);
+void cl_fe_outbox_flush(cl_frontend *fe, cl_fe_outbox *ob);
+/* Monotonic time the oldest waiting task was added, 0 when empty. */
+uint64_t cl_fe_outbox_oldest(const cl_fe_outbox *ob);
+size_t cl_fe_outbox_tasks(const cl_fe_outbox *ob);
+
+/* fe_http.c */
+cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err);
+int cl_fe_http_port(const fe_http *h);
+/* Waits (up to timeout_ms) until no HTTP request is being served. */
+void cl_fe_http_wait_idle(fe_http *h, int timeout_ms);
+void cl_fe_http_free(fe_http *h);
+/* Hands a finished reply to a suspended request and resumes it (any thread).
+ * Takes ownership of body. */
+void cl_fe_http_complete(fe_http_req *req, int status, char *body);
+
+#endif

@@ -1,0 +1,329 @@
+/* Predict and feedback body decoding (see fe_decode.h). */
+#include <endian.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cl_wire.h"
+#include "fe_decode.h"
+
+const char CL_FE_PREDICT_SCHEMA[] =
+    "\n  {\n   \"input\" := [double] | [int] | [string] | [byte] | [float],\n  }\n";
+const char CL_FE_UPDATE_SCHEMA[] = "\n  {\n   \"uid\" := string,\n   \"input\" := [double] | "
+                                   "[int] | [string] | [byte] | [float],\n   \"label\" := "
+                                   "double\n  }\n";
+
+/* rapidjson's IsFloat range. */
+#define FLOAT_LIMIT 3.4028234e38
+
+void cl_fe_inputs_init(cl_fe_inputs *in)
+{
+    memset(in, 0, sizeof(*in));
+    cl_buf_init(&in->data);
+}
+
+void cl_fe_inputs_deinit(cl_fe_inputs *in)
+{
+    if (in == NULL)
+        return;
+    free(in->off);
+    cl_buf_deinit(&in->data);
+    cl_fe_inputs_init(in);
+}
+
+char *cl_fe_json_error_cause(const char *what, const char *schema)
+{
+    cl_buf b;
+    cl_buf_init(&b);
+    if (cl_buf_printf(&b, "Error parsing JSON: %s. Expected JSON schema: %s", what, schema) !=
+        CL_OK) {
+        cl_buf_deinit(&b);
+        return NULL;
+    }
+    return cl_buf_steal(&b, NULL);
+}
+
+static cl_status nomem(cl_err *err)
+{
+    return cl_err_set(err, CL_ERR_NOMEM, "out of memory while decoding the inputs");
+}
+
+static cl_status require_object(const cl_fe_doc *doc, cl_err *err)
+{
+    if (!cJSON_IsObject(doc->root))
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "Can only get key-value pair from an object, not from type %s",
+                          cl_fe_json_type(doc->root));
+    return CL_OK;
+}
+
+/* Clipper's check_kv_type_and_return: present and of the expected type. */
+static cl_status get_typed(const cJSON *obj, const char *key, int type, const char *type_name,
+                           const cJSON **out, cl_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v == NULL)
+        return cl_err_set(err, CL_ERR_INVALID, "JSON object does not have required key: %s", key);
+    if ((v->type & 0xff) != type)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "Type mismatch! JSON key %s expected type %sbut found type %s", key,
+                          type_name, cl_fe_json_type(v));
+    *out = v;
+    return CL_OK;
+}
+
+cl_status cl_fe_decode_version(const cl_fe_doc *doc, const char **version, cl_err *err)
+{
+    *version = NULL;
+    if (require_object(doc, err) != CL_OK)
+        return CL_ERR_INVALID;
+    if (cJSON_GetObjectItemCaseSensitive(doc->root, "version") == NULL)
+        return CL_OK;
+    const cJSON *v = NULL;
+    if (get_typed(doc->root, "version", cJSON_String, "String", &v, err) != CL_OK)
+        return CL_ERR_INVALID;
+    *version = v->valuestring;
+    return CL_OK;
+}
+
+static cl_status put_bytes(cl_buf *b, const void *p, size_t n, cl_err *err)
+{
+    return cl_buf_append(b, p, n) == CL_OK ? CL_OK : nomem(err);
+}
+
+/* One element of a numeric array: checks it the way rapidjson's IsDouble /
+ * IsFloat / IsInt did and appends its little-endian bytes. *num is the
+ * index of the element's literal in doc->nums when it is a number. */
+static cl_status put_number(const cl_fe_doc *doc, const cJSON *elem, size_t *num, int type,
+                            cl_buf *b, cl_err *err)
+{
+    static const char *const names[] = {
+        [CL_INPUT_INTEGERS] = "int", [CL_INPUT_FLOATS] = "float", [CL_INPUT_DOUBLES] = "double"};
+    bool ok = false;
+    uint8_t flags = 0;
+    if (cJSON_IsNumber(elem)) {
+        if (*num >= doc->n_nums) /* cannot happen: every number was scanned */
+            return cl_err_set(err, CL_ERR_INVALID, "internal error: number literal not found");
+        flags = doc->nums[(*num)++].flags;
+    }
+    double d = elem->valuedouble;
+    if (cJSON_IsNumber(elem)) {
+        switch (type) {
+        case CL_INPUT_DOUBLES:
+            ok = (flags & CL_FE_NUM_DOUBLE) != 0;
+            break;
+        case CL_INPUT_FLOATS:
+            ok = (flags & CL_FE_NUM_DOUBLE) != 0 && d >= -FLOAT_LIMIT && d <= FLOAT_LIMIT;
+            break;
+        default:
+            ok = (flags & CL_FE_NUM_DOUBLE) == 0 && d >= INT32_MIN && d <= INT32_MAX;
+            break;
+        }
+    }
+    if (!ok)
+        return cl_err_set(err, CL_ERR_INVALID, "Array input of type %s is not of type %s",
+                          cl_fe_json_type(elem), names[type]);
+    if (type == CL_INPUT_DOUBLES) {
+        uint64_t u;
+        memcpy(&u, &d, sizeof(u));
+        u = htole64(u);
+        return put_bytes(b, &u, sizeof(u), err);
+    }
+    if (type == CL_INPUT_FLOATS) {
+        float f = (float)d;
+        uint32_t u;
+        memcpy(&u, &f, sizeof(u));
+        u = htole32(u);
+        return put_bytes(b, &u, sizeof(u), err);
+    }
+    uint32_t u = htole32((uint32_t)(int32_t)d);
+    return put_bytes(b, &u, sizeof(u), err);
+}
+
+static cl_status put_numbers(const cl_fe_doc *doc, const cJSON *arr, size_t *num, int type,
+                             cl_buf *b, cl_err *err)
+{
+    for (const cJSON *e = arr->child; e != NULL; e = e->next)
+        if (put_number(doc, e, num, type, b, err) != CL_OK)
+            return CL_ERR_INVALID;
+    return CL_OK;
+}
+
+/* Base64 through OpenSSL's decoder, which rejects characters outside the
+ * alphabet and input that does not end on a whole quantum. */
+static cl_status put_base64(const char *s, cl_buf *b, cl_err *err)
+{
+    size_t len = strlen(s);
+    if (len > INT32_MAX / 2)
+        return cl_err_set(err, CL_ERR_INVALID, "Base64 input is too large");
+    /* OpenSSL treats '-' as end of input; only the alphabet may pass. */
+    size_t ok = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                          "0123456789+/= \t\r\n");
+    if (ok != len) {
+        unsigned char c = (unsigned char)s[ok];
+        if (c > 0x20 && c < 0x7f)
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "String input is not valid base64: character '%c' at position "
+                              "%zu is outside the base64 alphabet",
+                              c, ok);
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "String input is not valid base64: byte 0x%02x at position %zu is "
+                          "outside the base64 alphabet",
+                          c, ok);
+    }
+    if (cl_buf_reserve(b, len / 4 * 3 + 80) != CL_OK)
+        return nomem(err);
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    if (ctx == NULL)
+        return nomem(err);
+    EVP_DecodeInit(ctx);
+    int n1 = 0, n2 = 0;
+    uint8_t *out = b->data + b->len;
+    int rc = EVP_DecodeUpdate(ctx, out, &n1, (const unsigned char *)s, (int)len);
+    if (rc >= 0)
+        rc = EVP_DecodeFinal(ctx, out + n1, &n2);
+    EVP_ENCODE_CTX_free(ctx);
+    if (rc < 0)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "String input is not valid base64: it has a character outside the "
+                          "base64 alphabet or its length is not a multiple of 4");
+    b->len += (size_t)n1 + (size_t)n2;
+    return CL_OK;
+}
+
+static cl_status put_string_or_bytes(const cJSON *s, int type, cl_buf *b, cl_err *err)
+{
+    if (type == CL_INPUT_BYTES)
+        return put_base64(s->valuestring, b, err);
+    return put_bytes(b, s->valuestring, strlen(s->valuestring), err);
+}
+
+static cl_status alloc_offsets(cl_fe_inputs *out, size_t n, cl_err *err)
+{
+    out->off = calloc(n + 1, sizeof(*out->off));
+    if (out->off == NULL)
+        return nomem(err);
+    out->n = n;
+    return CL_OK;
+}
+
+/* Clipper's parse_single_input on key ("input"). */
+static cl_status decode_single(const cl_fe_doc *doc, const char *key, int type,
+                               cl_fe_inputs *out, cl_err *err)
+{
+    const cJSON *v = NULL;
+    if (alloc_offsets(out, 1, err) != CL_OK)
+        return CL_ERR_NOMEM;
+    if (type == CL_INPUT_STRINGS || type == CL_INPUT_BYTES) {
+        if (get_typed(doc->root, key, cJSON_String, "String", &v, err) != CL_OK)
+            return CL_ERR_INVALID;
+        if (put_string_or_bytes(v, type, &out->data, err) != CL_OK)
+            return CL_ERR_INVALID;
+    } else {
+        if (get_typed(doc->root, key, cJSON_Array, "Array", &v, err) != CL_OK)
+            return CL_ERR_INVALID;
+        size_t num = cl_fe_doc_num_index(doc, v);
+        if (put_numbers(doc, v, &num, type, &out->data, err) != CL_OK)
+            return CL_ERR_INVALID;
+    }
+    out->off[1] = out->data.len;
+    return CL_OK;
+}
+
+static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out, cl_err *err)
+{
+    const cJSON *v = NULL;
+    if (get_typed(doc->root, "input_batch", cJSON_Array, "Array", &v, err) != CL_OK)
+        return CL_ERR_INVALID;
+    if (alloc_offsets(out, (size_t)cJSON_GetArraySize(v), err) != CL_OK)
+        return CL_ERR_NOMEM;
+    out->batch = true;
+    size_t num = cl_fe_doc_num_index(doc, v);
+    size_t i = 0;
+    for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
+        if (type == CL_INPUT_STRINGS && !cJSON_IsString(e))
+            return cl_err_set(err, CL_ERR_INVALID, "Array input of type %s is not of type string",
+                              cl_fe_json_type(e));
+        if (type == CL_INPUT_BYTES && !cJSON_IsString(e))
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "PredictionData of type %s is not of type base64-encoded string",
+                              cl_fe_json_type(e));
+        if (type == CL_INPUT_STRINGS || type == CL_INPUT_BYTES) {
+            if (put_string_or_bytes(e, type, &out->data, err) != CL_OK)
+                return CL_ERR_INVALID;
+        } else {
+            if (!cJSON_IsArray(e))
+                return cl_err_set(err, CL_ERR_INVALID,
+                                  "Array input of type %s is not of type array",
+                                  cl_fe_json_type(e));
+            if (put_numbers(doc, e, &num, type, &out->data, err) != CL_OK)
+                return CL_ERR_INVALID;
+        }
+        out->off[i + 1] = out->data.len;
+    }
+    return CL_OK;
+}
+
+static cl_status check_type(int type, cl_err *err)
+{
+    if (type < 0 || type >= CL__INPUT_COUNT)
+        return cl_err_set(err, CL_ERR_INVALID, "input_type is not a valid type");
+    return CL_OK;
+}
+
+cl_status cl_fe_decode_inputs(const cl_fe_doc *doc, int input_type, cl_fe_inputs *out,
+                              cl_err *err)
+{
+    cl_fe_inputs_deinit(out);
+    cl_status s = check_type(input_type, err);
+    if (s == CL_OK)
+        s = require_object(doc, err);
+    if (s != CL_OK)
+        return s;
+    if (cJSON_GetObjectItemCaseSensitive(doc->root, "input") != NULL)
+        s = decode_single(doc, "input", input_type, out, err);
+    else if (cJSON_GetObjectItemCaseSensitive(doc->root, "input_batch") != NULL)
+        s = decode_batch(doc, input_type, out, err);
+    else
+        s = cl_err_set(err, CL_ERR_INVALID,
+                       "JSON object does not have required keys input or input_batch");
+    if (s != CL_OK)
+        cl_fe_inputs_deinit(out);
+    return s;
+}
+
+cl_status cl_fe_decode_update(const cl_fe_doc *doc, int input_type, int64_t *uid,
+                              cl_fe_inputs *input, double *label, cl_err *err)
+{
+    cl_fe_inputs_deinit(input);
+    const cJSON *v = NULL;
+    cl_status s = check_type(input_type, err);
+    if (s == CL_OK)
+        s = require_object(doc, err);
+    if (s == CL_OK)
+        s = get_typed(doc->root, "uid", cJSON_Number, "Number", &v, err);
+    if (s != CL_OK)
+        return s;
+    const cl_fe_num *lit = &doc->nums[cl_fe_doc_num_index(doc, v)];
+    char buf[72];
+    snprintf(buf, sizeof(buf), "%.*s", (int)(lit->len < 64 ? lit->len : 64),
+             doc->text + lit->off);
+    errno = 0;
+    long long u = strtoll(buf, NULL, 10);
+    if ((lit->flags & CL_FE_NUM_DOUBLE) || errno == ERANGE)
+        return cl_err_set(err, CL_ERR_INVALID, "PredictionData of type Number is not of type long");
+    *uid = u;
+    s = decode_single(doc, "input", input_type, input, err);
+    if (s == CL_OK)
+        s = get_typed(doc->root, "label", cJSON_Number, "Number", &v, err);
+    if (s != CL_OK) {
+        cl_fe_inputs_deinit(input);
+        return s;
+    }
+    *label = v->valuedouble;
+    return CL_OK;
+}

@@ -1,0 +1,121 @@
+/* Clipper's predict response and error bodies (see fe_encode.h). */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "fe_encode.h"
+#include "fe_json.h"
+
+const char CL_FE_EXPLAIN_NO_MODEL[] = "No connected models found for query";
+const char CL_FE_EXPLAIN_SLO[] =
+    "Failed to retrieve a prediction response within the specified latency SLO";
+
+static bool add(cJSON *obj, const char *key, cJSON *v)
+{
+    if (v == NULL)
+        return false;
+    if (!cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        return false;
+    }
+    return true;
+}
+
+/* A NUL-terminated copy of a counted string, for cJSON. */
+static cJSON *counted_string(const char *s, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (c == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(c, s, len);
+    c[len] = '\0';
+    cJSON *v = cJSON_CreateString(c);
+    free(c);
+    return v;
+}
+
+static cJSON *answer_json(const cl_fe_answer *a, const char *default_output)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL && add(o, "query_id", cJSON_CreateNumber((double)a->query_id));
+    switch (a->kind) {
+    case CL_FE_ANSWER_OUTPUT:
+        ok = ok && add(o, "output", cl_fe_output_value(a->text ? a->text : "", a->len)) &&
+             add(o, "default", cJSON_CreateFalse());
+        break;
+    case CL_FE_ANSWER_MODEL_ERROR:
+        ok = ok && add(o, "error", cJSON_CreateString("Model error")) &&
+             add(o, "cause", counted_string(a->text ? a->text : "", a->len));
+        break;
+    default: {
+        const char *d = default_output ? default_output : "";
+        ok = ok && add(o, "output", cl_fe_output_value(d, strlen(d))) &&
+             add(o, "default", cJSON_CreateTrue()) &&
+             add(o, "default_explanation",
+                 cJSON_CreateString(a->kind == CL_FE_ANSWER_SLO ? CL_FE_EXPLAIN_SLO
+                                                                : CL_FE_EXPLAIN_NO_MODEL));
+        break;
+    }
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static char *print_and_free(cJSON *root)
+{
+    char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return s;
+}
+
+char *cl_fe_encode_answers(const cl_fe_answer *answers, size_t n, const char *default_output,
+                           int *http_status)
+{
+    *http_status = 200;
+    if (n == 1) {
+        if (answers[0].kind == CL_FE_ANSWER_MODEL_ERROR) {
+            *http_status = 500;
+            char *cause = malloc(answers[0].len + 1);
+            if (cause == NULL)
+                return NULL;
+            memcpy(cause, answers[0].text ? answers[0].text : "", answers[0].len);
+            cause[answers[0].len] = '\0';
+            char *body = cl_fe_encode_error("Model error", cause);
+            free(cause);
+            return body;
+        }
+        return print_and_free(answer_json(&answers[0], default_output));
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_CreateArray();
+    if (root == NULL || !add(root, "batch_predictions", arr)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cJSON *a = answer_json(&answers[i], default_output);
+        if (a == NULL || !cJSON_AddItemToArray(arr, a)) {
+            cJSON_Delete(a);
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+    return print_and_free(root);
+}
+
+char *cl_fe_encode_error(const char *error, const char *cause)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL || !add(o, "error", cJSON_CreateString(error)) ||
+        !add(o, "cause", cJSON_CreateString(cause))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return print_and_free(o);
+}

@@ -1,0 +1,526 @@
+/* One query's life: prepare, commit, finish, deliver (see fe_core.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_clock.h"
+#include "cl_log.h"
+#include "fe_core.h"
+
+/* Clipper's query ids: one process-wide counter from 0. */
+static atomic_uint_fast64_t next_query_id;
+
+#define OOM_BODY "{\"error\":\"Internal error\",\"cause\":\"The frontend ran out of memory\"}"
+
+static fe_query *query_of_timer(cl_fe_timer *t)
+{
+    return (fe_query *)(void *)t; /* the timer is the first member */
+}
+
+static char *xstrdup(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+static char *printf_alloc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *printf_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+cl_fe_reply cl_fe_error_reply(int status, const char *error, const char *cause)
+{
+    cl_fe_reply r = {status, cl_fe_encode_error(error, cause ? cause : "out of memory")};
+    return r;
+}
+
+static cl_fe_reply json_error(const char *what, const char *schema)
+{
+    char *cause = cl_fe_json_error_cause(what, schema);
+    cl_fe_reply r = cl_fe_error_reply(400, "Json error", cause);
+    free(cause);
+    return r;
+}
+
+static cl_fe_reply unknown_app(const char *app)
+{
+    char *cause = printf_alloc("No application named '%s' is registered", app);
+    cl_fe_reply r = cl_fe_error_reply(404, "Unknown application", cause);
+    free(cause);
+    return r;
+}
+
+static void query_free(fe_query *q)
+{
+    if (q == NULL)
+        return;
+    for (size_t i = 0; i < q->n; i++)
+        free(q->e[i].text);
+    free(q->reply);
+    free(q->app);
+    free(q->default_output);
+    free(q->model);
+    free(q->version);
+    free(q);
+}
+
+static fe_query *query_new(size_t n, const char *app, const char *default_output,
+                           uint64_t start_us)
+{
+    fe_query *q = calloc(1, sizeof(*q) + n * sizeof(q->e[0]));
+    if (q == NULL)
+        return NULL;
+    q->timer.pos = SIZE_MAX;
+    q->n = q->remaining = n;
+    q->start_us = start_us;
+    q->app = xstrdup(app);
+    q->default_output = xstrdup(default_output);
+    if (q->app == NULL || q->default_output == NULL) {
+        query_free(q);
+        return NULL;
+    }
+    uint64_t first = atomic_fetch_add(&next_query_id, n);
+    for (size_t i = 0; i < n; i++) {
+        q->e[i].query_id = first + i;
+        q->e[i].kind = -1;
+    }
+    return q;
+}
+
+static bool is_default(int kind)
+{
+    return kind == CL_FE_ANSWER_NO_MODEL || kind == CL_FE_ANSWER_SLO;
+}
+
+/* Encodes q's reply and records its metrics. */
+static char *render(cl_frontend *fe, fe_query *q, int *status)
+{
+    uint64_t now = cl_mono_us();
+    uint64_t latency = now - q->start_us;
+    cl_fe_answer stack[16];
+    cl_fe_answer *a = q->n <= 16 ? stack : malloc(q->n * sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    for (size_t i = 0; i < q->n; i++) {
+        const fe_entry *e = &q->e[i];
+        a[i] = (cl_fe_answer){e->query_id, e->kind, e->text, e->len};
+        cl_fe_metrics_app(fe->metrics, q->app, latency, is_default(e->kind), now);
+        if (q->model != NULL && !is_default(e->kind))
+            cl_fe_metrics_model(fe->metrics, q->model, q->version, latency, now);
+    }
+    char *body = cl_fe_encode_answers(a, q->n, q->default_output, status);
+    if (a != stack)
+        free(a);
+    return body;
+}
+
+/* Sends q's reply (NATS or HTTP) and frees q. Never called with fe->mu held. */
+static void deliver(cl_frontend *fe, fe_query *q)
+{
+    int status = 500;
+    char *body = render(fe, q, &status);
+    if (body == NULL) {
+        status = 500;
+        body = strdup(OOM_BODY);
+    }
+    if (q->http != NULL) {
+        cl_fe_http_complete(q->http, status, body);
+    } else if (q->reply != NULL && body != NULL) {
+        size_t len = strlen(body);
+        cl_status s = cl_bus_publish(fe->bus, q->reply, body, len);
+        if (s == CL_ERR_TOO_LARGE) {
+            char *cause = printf_alloc("The reply is %zu bytes; the bus carries at most %zu bytes "
+                                       "per message. Send fewer inputs per request.",
+                                       len, fe->max_payload);
+            char *err = cl_fe_encode_error("Response too large", cause);
+            if (err != NULL)
+                cl_bus_publish(fe->bus, q->reply, err, strlen(err));
+            free(err);
+            free(cause);
+        } else if (s != CL_OK) {
+            cl_warn("cannot send a reply to %s: %s", q->reply, cl_status_text(s));
+        }
+        free(body);
+    } else {
+        free(body);
+    }
+    if (fe->svc != NULL)
+        cl_service_count(fe->svc, status >= 400, (cl_mono_us() - q->start_us) * 1000);
+    query_free(q);
+}
+
+static void deliver_list(cl_frontend *fe, fe_query *done)
+{
+    while (done != NULL) {
+        fe_query *next = done->next_done;
+        deliver(fe, done);
+        done = next;
+    }
+}
+
+/* With fe->mu held: the query has no waiting entry left. */
+static void query_done(cl_frontend *fe, fe_query *q, fe_query **done)
+{
+    cl_fe_heap_remove(&fe->heap, &q->timer);
+    q->next_done = *done;
+    *done = q;
+    if (--fe->n_queries == 0)
+        pthread_cond_broadcast(&fe->idle_cv);
+}
+
+/* With fe->mu held: fills entry idx (its task id already taken out). */
+static void finish_entry(cl_frontend *fe, fe_query *q, uint32_t idx, int kind, const char *text,
+                         size_t len, fe_query **done)
+{
+    fe_entry *e = &q->e[idx];
+    if (e->kind != -1)
+        return;
+    e->kind = kind;
+    if (kind == CL_FE_ANSWER_OUTPUT || kind == CL_FE_ANSWER_MODEL_ERROR) {
+        e->text = malloc(len + 1);
+        if (e->text != NULL) {
+            memcpy(e->text, text, len);
+            e->text[len] = '\0';
+            e->len = len;
+        } else {
+            e->kind = CL_FE_ANSWER_MODEL_ERROR; /* says so instead of an empty output */
+        }
+    }
+    if (--q->remaining == 0)
+        query_done(fe, q, done);
+}
+
+static int kind_of(uint8_t status)
+{
+    switch (status) {
+    case CL_RESULT_OK:
+        return CL_FE_ANSWER_OUTPUT;
+    case CL_RESULT_MODEL_ERROR:
+        return CL_FE_ANSWER_MODEL_ERROR;
+    case CL_RESULT_EXPIRED:
+        return CL_FE_ANSWER_SLO;
+    default: /* no replica, replica lost, or a status this build does not know */
+        return CL_FE_ANSWER_NO_MODEL;
+    }
+}
+
+void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n)
+{
+    fe_query *done = NULL;
+    pthread_mutex_lock(&fe->mu);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t idx = 0;
+        fe_query *q = cl_fe_table_take(&fe->table, results[i].task_id, &idx);
+        if (q == NULL)
+            continue; /* late: the query was already answered */
+        finish_entry(fe, q, idx, kind_of(results[i].status), results[i].data, results[i].len,
+                     &done);
+    }
+    pthread_mutex_unlock(&fe->mu);
+    deliver_list(fe, done);
+}
+
+/* With fe->mu held: answers q's waiting entries with kind. */
+static void answer_rest(cl_frontend *fe, fe_query *q, int kind, fe_query **done)
+{
+    for (size_t i = 0; i < q->n && q->remaining > 0; i++) {
+        if (q->e[i].kind != -1)
+            continue;
+        cl_fe_table_take(&fe->table, q->e[i].task_id, NULL);
+        finish_entry(fe, q, (uint32_t)i, kind, NULL, 0, done);
+    }
+}
+
+uint64_t cl_fe_expire(cl_frontend *fe, uint64_t now_us)
+{
+    fe_query *done = NULL;
+    pthread_mutex_lock(&fe->mu);
+    cl_fe_timer *t;
+    while ((t = cl_fe_heap_peek(&fe->heap)) != NULL && t->deadline <= now_us)
+        answer_rest(fe, query_of_timer(t), CL_FE_ANSWER_SLO, &done);
+    t = cl_fe_heap_peek(&fe->heap);
+    uint64_t next = t ? t->deadline : 0;
+    pthread_mutex_unlock(&fe->mu);
+    deliver_list(fe, done);
+    return next;
+}
+
+void cl_fe_expire_all(cl_frontend *fe)
+{
+    fe_query *done = NULL;
+    pthread_mutex_lock(&fe->mu);
+    cl_fe_timer *t;
+    while ((t = cl_fe_heap_peek(&fe->heap)) != NULL)
+        answer_rest(fe, query_of_timer(t), CL_FE_ANSWER_NO_MODEL, &done);
+    pthread_mutex_unlock(&fe->mu);
+    deliver_list(fe, done);
+}
+
+/* Answers a query that needs no model (no link, no current version). */
+static cl_fe_reply answer_now(cl_frontend *fe, fe_query *q, int kind)
+{
+    for (size_t i = 0; i < q->n; i++)
+        q->e[i].kind = kind;
+    cl_fe_reply r = {500, NULL};
+    r.body = render(fe, q, &r.status);
+    query_free(q);
+    return r;
+}
+
+void cl_fe_prep_deinit(cl_fe_prep *prep)
+{
+    query_free(prep->q);
+    prep->q = NULL;
+    cl_fe_inputs_deinit(&prep->in);
+}
+
+/* The view, under its read lock: what the app resolves to. Returns 0 to
+ * route (model and version set), 1 for "no model" (default output), 2
+ * for an error reply (*reply set), 3 for an unknown app. */
+static int resolve(cl_frontend *fe, const char *app_name, const char *version, int *input_type,
+                   int64_t *slo, char **model, char **ver, cl_fe_reply *reply)
+{
+    int outcome = 3;
+    char *cause = NULL;
+    cl_view_rdlock(fe->view);
+    const cl_app *app = cl_view_app(fe->view, app_name);
+    if (app != NULL) {
+        *input_type = app->input_type;
+        *slo = app->latency_slo_micros;
+        const char *linked = app->n_linked > 0 ? app->linked_models[0] : NULL;
+        const char *v = NULL;
+        if (version != NULL) {
+            if (linked == NULL)
+                cause = printf_alloc("No model is linked to application %s", app_name);
+            else if (app->n_linked > 1)
+                cause = printf_alloc("Too many models linked to application %s", app_name);
+            else if (cl_view_model(fe->view, linked, version) == NULL)
+                cause = printf_alloc("Requested version: %s does not exist for model: %s",
+                                     version, linked);
+            else
+                v = version;
+        } else if (linked != NULL) {
+            v = cl_view_current(fe->view, linked);
+        }
+        if (v != NULL) {
+            *model = strdup(linked);
+            *ver = strdup(v);
+            outcome = 0;
+        } else {
+            outcome = version != NULL ? 2 : 1;
+        }
+    }
+    cl_view_unlock(fe->view);
+    if (outcome == 2)
+        *reply = cl_fe_error_reply(400, "Query processing error", cause);
+    free(cause);
+    if (outcome == 0 && (*model == NULL || *ver == NULL)) {
+        *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
+        outcome = 2;
+    }
+    return outcome;
+}
+
+bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t len,
+                   cl_fe_prep *prep, cl_fe_reply *reply)
+{
+    uint64_t start = cl_mono_us();
+    memset(prep, 0, sizeof(*prep));
+    cl_fe_inputs_init(&prep->in);
+    prep->start_wall = cl_wall_us();
+
+    /* The route exists only for a registered app, whatever the body. */
+    char *default_output = NULL;
+    cl_view_rdlock(fe->view);
+    const cl_app *a = cl_view_app(fe->view, app);
+    if (a != NULL)
+        default_output = xstrdup(a->default_output);
+    cl_view_unlock(fe->view);
+    if (a == NULL) {
+        *reply = unknown_app(app);
+        return false;
+    }
+
+    cl_fe_doc doc;
+    cl_err err;
+    const char *version = NULL;
+    char *model = NULL, *ver = NULL;
+    int input_type = 0;
+    int64_t slo = 0;
+    bool routed = false;
+    if (cl_fe_doc_parse(&doc, body, len, &err) != CL_OK) {
+        *reply = json_error(err.msg, CL_FE_PREDICT_SCHEMA);
+        goto out_nodoc;
+    }
+    if (cl_fe_decode_version(&doc, &version, &err) != CL_OK) {
+        *reply = json_error(err.msg, CL_FE_PREDICT_SCHEMA);
+        goto out;
+    }
+    int outcome = resolve(fe, app, version, &input_type, &slo, &model, &ver, reply);
+    if (outcome == 3) {
+        *reply = unknown_app(app);
+        goto out;
+    }
+    if (outcome == 2)
+        goto out;
+    if (cl_fe_decode_inputs(&doc, input_type, &prep->in, &err) != CL_OK) {
+        *reply = err.code == CL_ERR_NOMEM
+                     ? cl_fe_error_reply(500, "Internal error", err.msg)
+                     : json_error(err.msg, CL_FE_PREDICT_SCHEMA);
+        goto out;
+    }
+    fe_query *q = query_new(prep->in.n, app, default_output, start);
+    if (q == NULL) {
+        *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
+        goto out;
+    }
+    if (prep->in.n == 0) {
+        *reply = answer_now(fe, q, CL_FE_ANSWER_OUTPUT);
+        goto out;
+    }
+    if (outcome == 1 ||
+        cl_subj_route_task(prep->subject, fe->prefix, model, ver, &err) != CL_OK) {
+        if (outcome != 1)
+            cl_warn("app %s: cannot route to %s:%s: %s", app, model, ver, err.msg);
+        *reply = answer_now(fe, q, CL_FE_ANSWER_NO_MODEL);
+        goto out;
+    }
+    for (size_t i = 0; i < prep->in.n; i++) {
+        size_t need = CL_FE_BATCH_HEADER + CL_FE_TASK_OVERHEAD + fe->results_len +
+                      cl_fe_input_len(&prep->in, i);
+        if (need > fe->max_payload) {
+            char *cause = printf_alloc(
+                "Input %zu is %zu bytes once encoded; the bus carries at most %zu bytes per "
+                "message",
+                i, need, fe->max_payload);
+            *reply = cl_fe_error_reply(413, "Input too large", cause);
+            free(cause);
+            query_free(q);
+            goto out;
+        }
+    }
+    q->model = model;
+    q->version = ver;
+    model = ver = NULL;
+    prep->q = q;
+    prep->input_type = input_type;
+    prep->slo_us = slo > 0 ? (uint64_t)slo : 0;
+    routed = true;
+out:
+    cl_fe_doc_deinit(&doc);
+out_nodoc:
+    free(default_output);
+    free(model);
+    free(ver);
+    if (!routed)
+        cl_fe_inputs_deinit(&prep->in);
+    return routed;
+}
+
+bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_reply *reply)
+{
+    fe_query *q = prep->q;
+    size_t n = q->n;
+    uint64_t *ids = malloc(n * sizeof(*ids));
+    const char *refusal = NULL;
+    if (ids == NULL) {
+        *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
+        cl_fe_prep_deinit(prep);
+        return false;
+    }
+    pthread_mutex_lock(&fe->mu);
+    if (atomic_load(&fe->stop_intake)) {
+        refusal = "The frontend is shutting down";
+    } else if (!cl_fe_table_room(&fe->table, n)) {
+        refusal = "Too many queries are in flight; try again later";
+    } else {
+        size_t i = 0;
+        for (; i < n; i++)
+            if (cl_fe_table_add(&fe->table, q, (uint32_t)i, &ids[i]) != CL_OK)
+                break;
+        q->timer.deadline = q->start_us + prep->slo_us;
+        if (i < n || cl_fe_heap_push(&fe->heap, &q->timer) != CL_OK) {
+            while (i-- > 0)
+                cl_fe_table_take(&fe->table, ids[i], NULL);
+            refusal = "The frontend ran out of memory";
+        } else {
+            for (i = 0; i < n; i++)
+                q->e[i].task_id = ids[i];
+            fe->n_queries++;
+            if (cl_fe_heap_peek(&fe->heap) == &q->timer)
+                pthread_cond_signal(&fe->timer_cv);
+        }
+    }
+    pthread_mutex_unlock(&fe->mu);
+    if (refusal != NULL) {
+        char *cause = printf_alloc("%s (at most %u tasks in flight)", refusal, fe->table.max);
+        *reply = cl_fe_error_reply(503, "Service unavailable", cause);
+        free(cause);
+        free(ids);
+        cl_fe_prep_deinit(prep);
+        return false;
+    }
+    /* From here q belongs to the table: another thread may answer and free
+     * it at any moment, so only ids and prep->in are used. */
+    prep->q = NULL;
+    uint64_t slo = prep->slo_us;
+    for (size_t i = 0; i < n; i++) {
+        cl_task t = {
+            .task_id = ids[i],
+            .deadline_us = prep->start_wall + slo,
+            .slo_us = slo > UINT32_MAX ? UINT32_MAX : (uint32_t)slo,
+            .input_type = (uint8_t)prep->input_type,
+            .reply_len = (uint16_t)fe->results_len,
+            .reply = fe->results_subject,
+            .input_len = (uint32_t)cl_fe_input_len(&prep->in, i),
+            .input = cl_fe_input_data(&prep->in, i),
+        };
+        if (cl_fe_outbox_add(fe, ob, prep->subject, &t) != CL_OK) {
+            cl_result r = {.task_id = ids[i], .status = CL_RESULT_NO_REPLICA};
+            cl_fe_complete(fe, &r, 1);
+        }
+    }
+    free(ids);
+    cl_fe_prep_deinit(prep);
+    return true;
+}
+
+cl_fe_reply cl_fe_update(cl_frontend *fe, const char *app, const char *body, size_t len)
+{
+    int input_type = 0;
+    cl_view_rdlock(fe->view);
+    const cl_app *a = cl_view_app(fe->view, app);
+    if (a != NULL)
+        input_type = a->input_type;
+    cl_view_unlock(fe->view);
+    if (a == NULL)
+        return unknown_app(app);
+
+    cl_fe_doc doc;
+    cl_err err;
+    cl_fe_inputs in;
+    cl_fe_inputs_init(&in);
+    int64_t uid = 0;
+    double label = 0;
+    cl_fe_reply r = {200, NULL};
+    if (cl_fe_doc_parse(&doc, body, len, &err) != CL_OK ||
+        cl_fe_decode_update(&doc, input_type, &uid, &in, &label, &err) != CL_OK) {
+        /* Clipper answered feedback errors in plain text. */
+        r.status = 400;
+        r.body = cl_fe_json_error_cause(err.msg, CL_FE_UPDATE_SCHEMA);
+    } else {
+        /* Feedback is accepted and, as in Clipper, not used by any policy. */
+        r.body = strdup("Feedback received? 1");
+    }
+    cl_fe_doc_deinit(&doc);
+    cl_fe_inputs_deinit(&in);
+    return r;
+}

@@ -1,0 +1,396 @@
+/* The frontend actor: its lifecycle and its threads.
+ *
+ *   intake   pulls <p>.predict.* (queue group "frontend"), prepares and
+ *            commits each query, coalesces tasks per model version while
+ *            more messages are waiting, publishes when none are;
+ *   update   pulls <p>.update.* and answers feedback;
+ *   results  pulls <p>.fe.<id>.results and fills the queries' entries;
+ *   timer    answers each query still waiting at its deadline;
+ *   HTTP     libmicrohttpd's threads (fe_http.c).
+ *
+ * Every subscription is a pull subscription read by a thread of ours, so
+ * no NATS callback ever runs our code, and stopping is: flag, join. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cl_actor.h"
+#include "cl_clock.h"
+#include "cl_log.h"
+#include "fe_core.h"
+
+#define POLL_MS 100
+/* How long a stopping frontend waits for the queries in flight. */
+#define DRAIN_MS 5000
+#define OOM_BODY "{\"error\":\"Internal error\",\"cause\":\"The frontend ran out of memory\"}"
+
+void cl_frontend_opts_init(cl_frontend_opts *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->http_host = "0.0.0.0";
+    opts->http_port = CL_FE_DEFAULT_PORT;
+    opts->http_threads = CL_FE_DEFAULT_THREADS;
+    opts->max_pending = CL_FE_DEFAULT_MAX_PENDING;
+    opts->max_body = CL_FE_DEFAULT_MAX_BODY;
+}
+
+static void respond(cl_frontend *fe, const cl_msg *m, cl_fe_reply *r)
+{
+    const char *body = r->body ? r->body : OOM_BODY;
+    cl_status s = cl_msg_respond(fe->bus, m, body, strlen(body));
+    if (s != CL_OK)
+        cl_warn("cannot answer on %s: %s", cl_msg_reply(m), cl_status_text(s));
+    cl_service_count(fe->svc, r->status >= 400, 0);
+    free(r->body);
+    r->body = NULL;
+}
+
+/* The last token of <p>.predict.<app> or <p>.update.<app>. */
+static const char *app_of(const cl_msg *m)
+{
+    const char *subject = cl_msg_subject(m);
+    const char *dot = strrchr(subject, '.');
+    return dot ? dot + 1 : subject;
+}
+
+static void handle_predict(cl_frontend *fe, const cl_msg *m, cl_fe_outbox *ob)
+{
+    const char *reply = cl_msg_reply(m);
+    if (reply == NULL || reply[0] == '\0') {
+        cl_debug("dropping a predict message on %s without a reply subject", cl_msg_subject(m));
+        return;
+    }
+    cl_fe_prep prep;
+    cl_fe_reply r;
+    if (!cl_fe_prepare(fe, app_of(m), cl_msg_data(m), cl_msg_len(m), &prep, &r)) {
+        respond(fe, m, &r);
+        return;
+    }
+    prep.q->reply = strdup(reply);
+    if (prep.q->reply == NULL) {
+        cl_fe_prep_deinit(&prep);
+        r = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
+        respond(fe, m, &r);
+        return;
+    }
+    if (!cl_fe_commit(fe, &prep, ob, &r))
+        respond(fe, m, &r);
+}
+
+static void *intake_main(void *arg)
+{
+    cl_frontend *fe = arg;
+    cl_fe_outbox ob;
+    cl_fe_outbox_init(&ob);
+    while (!atomic_load(&fe->stop_intake)) {
+        cl_msg *m = NULL;
+        cl_status s = cl_sub_next(fe->predict_sub, &m, POLL_MS);
+        if (s == CL_OK) {
+            handle_predict(fe, m, &ob);
+            cl_msg_free(m);
+        } else if (s == CL_ERR_CLOSED) {
+            break;
+        } else if (s != CL_ERR_TIMEOUT) {
+            cl_warn("reading predict requests: %s", cl_status_text(s));
+            cl_sleep_ms(10);
+        }
+        /* Coalesce while more queries wait; publish when none do, or
+         * when the oldest task has waited long enough. */
+        if (cl_fe_outbox_tasks(&ob) > 0 &&
+            (cl_sub_pending(fe->predict_sub) == 0 ||
+             cl_mono_us() - cl_fe_outbox_oldest(&ob) >= CL_FE_BATCH_MAX_AGE_US))
+            cl_fe_outbox_flush(fe, &ob);
+    }
+    cl_fe_outbox_flush(fe, &ob);
+    cl_fe_outbox_deinit(&ob);
+    return NULL;
+}
+
+static void *update_main(void *arg)
+{
+    cl_frontend *fe = arg;
+    while (!atomic_load(&fe->stop_intake)) {
+        cl_msg *m = NULL;
+        cl_status s = cl_sub_next(fe->update_sub, &m, POLL_MS);
+        if (s == CL_ERR_CLOSED)
+            break;
+        if (s != CL_OK) {
+            if (s != CL_ERR_TIMEOUT)
+                cl_sleep_ms(10);
+            continue;
+        }
+        if (cl_msg_reply(m) != NULL && cl_msg_reply(m)[0] != '\0') {
+            cl_fe_reply r = cl_fe_update(fe, app_of(m), cl_msg_data(m), cl_msg_len(m));
+            respond(fe, m, &r);
+        }
+        cl_msg_free(m);
+    }
+    return NULL;
+}
+
+static void *results_main(void *arg)
+{
+    cl_frontend *fe = arg;
+    while (!atomic_load(&fe->stop_all)) {
+        cl_msg *m = NULL;
+        cl_status s = cl_sub_next(fe->results_sub, &m, POLL_MS);
+        if (s == CL_ERR_CLOSED)
+            break;
+        if (s != CL_OK) {
+            if (s != CL_ERR_TIMEOUT)
+                cl_sleep_ms(10);
+            continue;
+        }
+        cl_result *rs = NULL;
+        uint32_t n = 0;
+        cl_err err;
+        if (cl_wire_results_decode(cl_msg_data(m), cl_msg_len(m), &rs, &n, &err) == CL_OK)
+            cl_fe_complete(fe, rs, n);
+        else
+            cl_warn("ignoring a malformed result batch on %s: %s", fe->results_subject, err.msg);
+        free(rs);
+        cl_msg_free(m);
+    }
+    return NULL;
+}
+
+static struct timespec mono_abs(uint64_t us)
+{
+    struct timespec ts = {.tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000};
+    return ts;
+}
+
+static void *timer_main(void *arg)
+{
+    cl_frontend *fe = arg;
+    pthread_mutex_lock(&fe->mu);
+    while (!atomic_load(&fe->stop_all)) {
+        uint64_t now = cl_mono_us();
+        cl_fe_timer *t = cl_fe_heap_peek(&fe->heap);
+        if (t != NULL && t->deadline <= now) {
+            pthread_mutex_unlock(&fe->mu);
+            cl_fe_expire(fe, now);
+            pthread_mutex_lock(&fe->mu);
+            continue;
+        }
+        /* Re-checked under the lock: a commit that arms an earlier timer
+         * signals while we wait, so no wake-up is lost. */
+        uint64_t until = t != NULL && t->deadline < now + 1000000 ? t->deadline : now + 1000000;
+        struct timespec ts = mono_abs(until);
+        pthread_cond_timedwait(&fe->timer_cv, &fe->mu, &ts);
+    }
+    pthread_mutex_unlock(&fe->mu);
+    return NULL;
+}
+
+static cl_status start_thread(pthread_t *th, bool *started, void *(*fn)(void *), cl_frontend *fe,
+                              const char *what, cl_err *err)
+{
+    int rc = pthread_create(th, NULL, fn, fe);
+    if (rc != 0)
+        return cl_err_set(err, CL_ERR_NOMEM, "cannot start the %s thread: %s", what,
+                          strerror(rc));
+    *started = true;
+    return CL_OK;
+}
+
+static void stats(void *closure, cJSON *data)
+{
+    cl_frontend *fe = closure;
+    pthread_mutex_lock(&fe->mu);
+    double queries = (double)fe->n_queries, tasks = (double)fe->table.used;
+    pthread_mutex_unlock(&fe->mu);
+    cJSON_AddNumberToObject(data, "queries_in_flight", queries);
+    cJSON_AddNumberToObject(data, "tasks_in_flight", tasks);
+    cJSON_AddStringToObject(data, "results_subject", fe->results_subject);
+    cJSON_AddNumberToObject(data, "http_port", cl_frontend_http_port(fe));
+}
+
+static cl_status subscribe_public(cl_frontend *fe, cl_sub **out, const char *verb, cl_err *err)
+{
+    char subject[CL_SUBJECT_MAX];
+    int n = snprintf(subject, sizeof(subject), "%s.%s.*", fe->prefix, verb);
+    if (n < 0 || (size_t)n >= sizeof(subject))
+        return cl_err_set(err, CL_ERR_TOO_LARGE, "prefix '%s' is too long", fe->prefix);
+    cl_status s = cl_bus_subscribe_sync(out, fe->bus, subject, "frontend");
+    if (s != CL_OK)
+        return cl_err_set(err, s, "cannot subscribe to %s: %s", subject, cl_status_text(s));
+    return CL_OK;
+}
+
+cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_opts *opts,
+                            cl_err *err)
+{
+    cl_frontend *fe = calloc(1, sizeof(*fe));
+    if (fe == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    fe->bus = bus;
+    fe->prefix = cl_bus_prefix(bus);
+    cl_frontend_opts_init(&fe->opts);
+    if (opts != NULL) {
+        fe->opts = *opts;
+        if (fe->opts.http_threads <= 0)
+            fe->opts.http_threads = CL_FE_DEFAULT_THREADS;
+        if (fe->opts.max_pending == 0)
+            fe->opts.max_pending = CL_FE_DEFAULT_MAX_PENDING;
+        if (fe->opts.max_body == 0)
+            fe->opts.max_body = CL_FE_DEFAULT_MAX_BODY;
+    }
+    fe->http_host = strdup(fe->opts.http_host ? fe->opts.http_host : "0.0.0.0");
+    fe->opts.http_host = fe->http_host;
+
+    pthread_mutex_init(&fe->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&fe->timer_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&fe->idle_cv, NULL);
+    cl_fe_table_init(&fe->table, fe->opts.max_pending);
+    cl_fe_heap_init(&fe->heap);
+
+    cl_status s = CL_OK;
+    int64_t mp = cl_bus_max_payload(bus);
+    fe->max_payload = mp > 0 ? (size_t)mp : 1024 * 1024;
+    cl_bus_new_token(fe->id);
+    if (fe->http_host == NULL || cl_fe_metrics_new(&fe->metrics, cl_mono_us()) != CL_OK) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    s = cl_subj_fe_results(fe->results_subject, fe->prefix, fe->id, err);
+    if (s != CL_OK)
+        goto fail;
+    fe->results_len = strlen(fe->results_subject);
+
+    s = cl_kv_open(&fe->kv, bus, err);
+    if (s == CL_OK)
+        s = cl_view_start(&fe->view, fe->kv, NULL, NULL, err);
+    if (s != CL_OK) {
+        cl_err_prefix(err, "cannot load the cluster state");
+        goto fail;
+    }
+
+    s = cl_bus_subscribe_sync(&fe->results_sub, bus, fe->results_subject, NULL);
+    if (s != CL_OK) {
+        cl_err_set(err, s, "cannot subscribe to %s: %s", fe->results_subject,
+                   cl_status_text(s));
+        goto fail;
+    }
+    s = start_thread(&fe->results_th, &fe->results_started, results_main, fe, "results", err);
+    if (s == CL_OK)
+        s = start_thread(&fe->timer_th, &fe->timer_started, timer_main, fe, "timer", err);
+    if (s == CL_OK)
+        s = subscribe_public(fe, &fe->predict_sub, "predict", err);
+    if (s == CL_OK)
+        s = subscribe_public(fe, &fe->update_sub, "update", err);
+    if (s != CL_OK)
+        goto fail;
+    /* The subscriptions are known to the server before we say we are up. */
+    s = cl_bus_flush(bus, 2000);
+    if (s != CL_OK) {
+        cl_err_set(err, s, "cannot reach nats-server to register the subscriptions");
+        goto fail;
+    }
+    s = start_thread(&fe->intake_th, &fe->intake_started, intake_main, fe, "intake", err);
+    if (s == CL_OK)
+        s = start_thread(&fe->update_th, &fe->update_started, update_main, fe, "update", err);
+    if (s == CL_OK && fe->opts.http_port >= 0)
+        s = cl_fe_http_start(&fe->http, fe, err);
+    if (s != CL_OK)
+        goto fail;
+
+    char predict[CL_SUBJECT_MAX], update[CL_SUBJECT_MAX];
+    snprintf(predict, sizeof(predict), "%s.predict.*", fe->prefix);
+    snprintf(update, sizeof(update), "%s.update.*", fe->prefix);
+    const char *const endpoints[] = {predict, update, fe->results_subject, NULL};
+    cl_service_info info = {
+        .name = "clipper-frontend",
+        .version = CL_VERSION,
+        .description = "Clipper query frontend: predictions over NATS and HTTP",
+        .endpoints = endpoints,
+        .stats = stats,
+        .closure = fe,
+    };
+    s = cl_service_start(&fe->svc, bus, &info, err);
+    if (s != CL_OK)
+        goto fail;
+    *out = fe;
+    return CL_OK;
+fail:
+    cl_frontend_free(fe);
+    return s;
+}
+
+static void join(pthread_t th, bool *started)
+{
+    if (*started)
+        pthread_join(th, NULL);
+    *started = false;
+}
+
+void cl_frontend_free(cl_frontend *fe)
+{
+    if (fe == NULL)
+        return;
+    /* 1. Stop intake: no new query is accepted from here on. */
+    atomic_store(&fe->stop_intake, true);
+    join(fe->intake_th, &fe->intake_started);
+    join(fe->update_th, &fe->update_started);
+    cl_sub_free(fe->predict_sub);
+    cl_sub_free(fe->update_sub);
+    fe->predict_sub = fe->update_sub = NULL;
+
+    /* 2. Let the queries in flight finish (results or deadlines), then
+     * answer any left with the default. */
+    if (fe->results_started && fe->timer_started) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += DRAIN_MS / 1000;
+        pthread_mutex_lock(&fe->mu);
+        while (fe->n_queries > 0)
+            if (pthread_cond_timedwait(&fe->idle_cv, &fe->mu, &ts) != 0)
+                break;
+        pthread_mutex_unlock(&fe->mu);
+    }
+    cl_fe_expire_all(fe);
+
+    /* 3. HTTP: every suspended request has its reply; let them go out. */
+    if (fe->http != NULL) {
+        cl_fe_http_wait_idle(fe->http, 2000);
+        cl_fe_http_free(fe->http);
+        fe->http = NULL;
+    }
+
+    /* 4. The internal threads. */
+    atomic_store(&fe->stop_all, true);
+    pthread_mutex_lock(&fe->mu);
+    pthread_cond_broadcast(&fe->timer_cv);
+    pthread_mutex_unlock(&fe->mu);
+    join(fe->results_th, &fe->results_started);
+    join(fe->timer_th, &fe->timer_started);
+    cl_sub_free(fe->results_sub);
+    /* Last: until here answers were still being counted for STATS. */
+    cl_service_free(fe->svc);
+
+    cl_view_free(fe->view);
+    cl_kv_free(fe->kv);
+    cl_fe_metrics_free(fe->metrics);
+    cl_fe_table_deinit(&fe->table);
+    cl_fe_heap_deinit(&fe->heap);
+    pthread_cond_destroy(&fe->timer_cv);
+    pthread_cond_destroy(&fe->idle_cv);
+    pthread_mutex_destroy(&fe->mu);
+    free(fe->http_host);
+    free(fe);
+}
+
+int cl_frontend_http_port(const cl_frontend *fe)
+{
+    return fe != NULL && fe->http != NULL ? cl_fe_http_port(fe->http) : -1;
+}
+
+const char *cl_frontend_id(const cl_frontend *fe)
+{
+    return fe->id;
+}

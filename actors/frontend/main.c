@@ -1,0 +1,148 @@
+/* 'clipper run frontend': options, then run until SIGINT/SIGTERM. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_actor.h"
+#include "cl_frontend.h"
+#include "cl_log.h"
+
+static const char USAGE_LINE[] = "clipper run frontend [options]";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s\n"
+            "Takes queries on <prefix>.predict.<app> (NATS) and on HTTP, sends them to the\n"
+            "router and answers with the model's output or the app's default output.\n\n"
+            "options:\n"
+            "  --http-host H  address to serve HTTP on (default 0.0.0.0)\n"
+            "  --http-port N  HTTP port (default 1337; 0 picks a free one; -1: no HTTP)\n"
+            "  --http-threads N\n"
+            "                 HTTP event-loop threads (default 2)\n"
+            "  --max-pending N\n"
+            "                 tasks in flight before answering 503 (default 1048576)\n"
+            "%s",
+            USAGE_LINE, cl_actor_common_usage());
+}
+
+/* "--name V" or "--name=V": returns V and advances *i, or NULL. */
+static const char *value_of(const char *name, int argc, char **argv, int *i, bool *missing)
+{
+    size_t n = strlen(name);
+    const char *arg = argv[*i];
+    if (strncmp(arg, name, n) != 0)
+        return NULL;
+    if (arg[n] == '=')
+        return arg + n + 1;
+    if (arg[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Returns 0 to run, 1 to exit 0 (help), 2 on a bad argument. */
+static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *fopts)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        cl_err err;
+        int r = cl_actor_parse_common(aopts, argc, argv, &i, &err);
+        if (r < 0) {
+            fprintf(stderr, "error: %s\n\n", err.msg);
+            usage(stderr);
+            return 2;
+        }
+        if (r > 0)
+            continue;
+        bool missing = false;
+        const char *v;
+        long n = 0;
+        const char *bad = NULL;
+        if ((v = value_of("--http-host", argc, argv, &i, &missing)) != NULL) {
+            if (v[0] == '\0')
+                bad = "--http-host needs a host name or address";
+            fopts->http_host = v;
+        } else if ((v = value_of("--http-port", argc, argv, &i, &missing)) != NULL) {
+            if (!parse_int(v, -1, 65535, &n))
+                bad = "--http-port needs a port number from 0 to 65535, or -1 for no HTTP";
+            fopts->http_port = (int)n;
+        } else if ((v = value_of("--http-threads", argc, argv, &i, &missing)) != NULL) {
+            if (!parse_int(v, 1, 1024, &n))
+                bad = "--http-threads needs a number from 1 to 1024";
+            fopts->http_threads = (int)n;
+        } else if ((v = value_of("--max-pending", argc, argv, &i, &missing)) != NULL) {
+            if (!parse_int(v, 1, 1L << 30, &n))
+                bad = "--max-pending needs a number from 1 to 1073741824";
+            fopts->max_pending = (uint32_t)n;
+        } else if (missing) {
+            bad = "this option needs a value";
+        } else {
+            fprintf(stderr, "error: unknown argument '%s'\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        if (bad != NULL) {
+            fprintf(stderr, "error: %s (got '%s')\n\n", bad, v ? v : argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int cl_frontend_main(int argc, char **argv)
+{
+    cl_log_set_name("frontend");
+    cl_actor_opts aopts;
+    cl_actor_opts_init(&aopts);
+    cl_frontend_opts fopts;
+    cl_frontend_opts_init(&fopts);
+    int r = parse(argc, argv, &aopts, &fopts);
+    if (r != 0)
+        return r == 1 ? 0 : 2;
+
+    cl_actor_block_signals();
+    cl_bus *bus = NULL;
+    if (cl_actor_connect(&bus, &aopts, "clipper-frontend", true) != CL_OK)
+        return 1;
+    cl_frontend *fe = NULL;
+    cl_err err;
+    if (cl_frontend_start(&fe, bus, &fopts, &err) != CL_OK) {
+        cl_error("cannot start the frontend: %s", err.msg);
+        cl_bus_free(bus);
+        return 1;
+    }
+    int port = cl_frontend_http_port(fe);
+    if (port >= 0)
+        cl_info("serving %s.predict.* on %s and HTTP on %s:%d", cl_bus_prefix(bus),
+                cl_bus_url(bus), fopts.http_host, port);
+    else
+        cl_info("serving %s.predict.* on %s (HTTP disabled)", cl_bus_prefix(bus),
+                cl_bus_url(bus));
+    int sig = cl_actor_wait_stop();
+    cl_info("stopping%s: finishing the queries in flight", sig ? " on signal" : "");
+    cl_frontend_free(fe);
+    cl_bus_free(bus);
+    cl_info("stopped");
+    return 0;
+}
