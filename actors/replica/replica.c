@@ -1,0 +1,516 @@
+/* The replica actor: serves one model version.
+ *
+ * Main thread: joins the bus, heartbeats "starting", reads the model entry
+ * from the KV state, fetches the artifact (digest checked), starts the
+ * embedded Python and loads the function; any failure there is a "failed"
+ * heartbeat with its cause and exit code 3. Then it subscribes to its work
+ * subject, pulls once, heartbeats "ready" and waits for SIGINT/SIGTERM.
+ *
+ * Worker thread (the only one that calls the model): reads batches from a
+ * pull subscription, calls the model once per batch, publishes the results
+ * grouped per reply subject, and pulls again; while idle it repeats the pull
+ * every second so a restarted router learns about it. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cl_actor.h"
+#include "cl_artifact.h"
+#include "cl_clock.h"
+#include "cl_kv.h"
+#include "cl_log.h"
+#include "cl_replica.h"
+#include "cl_state.h"
+#include "cl_wire.h"
+#include "py_runtime.h"
+#include "replica_internal.h"
+
+#ifndef CL_RUNTIME_DIR
+#error "CL_RUNTIME_DIR (the directory of clipper_runtime.py) must be defined by the build"
+#endif
+#ifndef CL_PYTHON_HOME
+#error "CL_PYTHON_HOME (the prefix of the embedded Python) must be defined by the build"
+#endif
+
+#define PULL_REPEAT_US 1000000u /* an idle replica pulls again every second */
+#define POLL_MS 100             /* how often the worker checks for a stop */
+#define CAUSE_MAX 1024
+
+typedef struct {
+    cl__replica_opts opts;
+    uint32_t id;
+    char id_str[16];
+    char hb_subject[CL_SUBJECT_MAX];
+    char work_subject[CL_SUBJECT_MAX];
+    char pull_subject[CL_SUBJECT_MAX];
+    char *pull_body;
+
+    cl_bus *bus;
+    cl_kv *kv;
+    cl_service *svc;
+    cl__hb *hb;
+    cl_py *py;
+    cl_model model;
+    bool model_decoded;
+    cl_sub *work;
+
+    pthread_t worker;
+    bool worker_started;
+    atomic_bool stopping;
+    atomic_bool worker_failed;
+    char worker_cause[CAUSE_MAX]; /* written by the worker before it requests a stop */
+    cl__replies replies;          /* the worker's */
+
+    atomic_uint_fast64_t batches;
+    atomic_uint_fast64_t queries;
+    atomic_uint_fast64_t failed_queries;
+    atomic_uint_fast64_t python_us;
+} replica;
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static void add_stats(void *closure, cJSON *data)
+{
+    replica *r = closure;
+    cJSON_AddStringToObject(data, "model_name", r->opts.model);
+    cJSON_AddStringToObject(data, "model_version", r->opts.version);
+    cJSON_AddNumberToObject(data, "replica_id", (double)r->id);
+    cJSON_AddNumberToObject(data, "batches", (double)atomic_load(&r->batches));
+    cJSON_AddNumberToObject(data, "queries", (double)atomic_load(&r->queries));
+    cJSON_AddNumberToObject(data, "model_errors", (double)atomic_load(&r->failed_queries));
+    cJSON_AddNumberToObject(data, "python_ms", (double)atomic_load(&r->python_us) / 1000.0);
+}
+
+/* ---------------------------------------------------------------- start */
+
+static cl_status build_subjects(replica *r, cl_err *err)
+{
+    const char *p = cl_bus_prefix(r->bus);
+    cl_status st = cl_subj_replica_hb(r->hb_subject, p, r->opts.model, r->opts.version, r->id_str, err);
+    if (st == CL_OK)
+        st = cl_subj_replica_work(r->work_subject, p, r->opts.model, r->opts.version, r->id_str, err);
+    if (st == CL_OK)
+        st = cl_subj_route_pull(r->pull_subject, p, r->opts.model, r->opts.version, err);
+    if (st == CL_OK && !(r->pull_body = cl__replica_pull_body(r->id)))
+        st = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    return st;
+}
+
+static cl_status start_heartbeat(replica *r, cl_err *err)
+{
+    cl_replica_info info;
+    memset(&info, 0, sizeof(info));
+    snprintf(info.model, sizeof(info.model), "%s", r->opts.model);
+    snprintf(info.version, sizeof(info.version), "%s", r->opts.version);
+    info.replica_id = r->id;
+    snprintf(info.state, sizeof(info.state), "starting");
+    if (gethostname(info.host, sizeof(info.host) - 1) != 0)
+        snprintf(info.host, sizeof(info.host), "unknown");
+    info.pid = (int)getpid();
+    return cl__hb_start(&r->hb, r->bus, r->hb_subject, &info, err);
+}
+
+/* Reads and decodes model.<name>.<version>. */
+static cl_status read_model(replica *r, char *cause)
+{
+    const char *m = r->opts.model, *v = r->opts.version;
+    char key[CL_KEY_MAX];
+    char *value = NULL;
+    size_t len = 0;
+    cl_err err;
+    cl_err_clear(&err);
+
+    cl_status st = cl_kv_open(&r->kv, r->bus, &err);
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "cannot open the cluster state: %s", err.msg);
+        return st;
+    }
+    st = cl_key_model(key, m, v, &err);
+    if (st == CL_OK)
+        st = cl_kv_get(r->kv, key, &value, &len, NULL, &err);
+    if (st == CL_ERR_NOT_FOUND) {
+        snprintf(cause, CAUSE_MAX,
+                 "model %s:%s is not registered (the cluster state has no key '%s')", m, v, key);
+        return st;
+    }
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "cannot read model %s:%s from the cluster state: %s", m, v,
+                 err.msg);
+        return st;
+    }
+    st = cl_model_from_json(&r->model, value, len, &err);
+    free(value);
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "the cluster state's entry for model %s:%s is invalid: %s", m,
+                 v, err.msg);
+        return st;
+    }
+    r->model_decoded = true;
+    if (r->model.input_type < 0 || r->model.input_type >= CL__INPUT_COUNT) {
+        snprintf(cause, CAUSE_MAX, "model %s:%s has an unknown input type (%d)", m, v,
+                 r->model.input_type);
+        return CL_ERR_INVALID;
+    }
+    return CL_OK;
+}
+
+/* Fetches the artifact and checks it against the model entry's digest. */
+static cl_status fetch_artifact(replica *r, void **data, size_t *len, char *cause)
+{
+    const char *m = r->opts.model, *v = r->opts.version;
+    char digest[CL_SHA256_HEX];
+    cl_err err;
+    cl_err_clear(&err);
+    cl_status st = cl_artifact_get(r->bus, m, v, data, len, digest, &err);
+    if (st == CL_ERR_NOT_FOUND) {
+        snprintf(cause, CAUSE_MAX,
+                 "no artifact is stored for model %s:%s (deploy its function first, e.g. with "
+                 "deploy_python_closure)",
+                 m, v);
+        return st;
+    }
+    if (st == CL_ERR_DIGEST) {
+        /* err names the model and what did not match */
+        snprintf(cause, CAUSE_MAX, "%s (upload the model's artifact again)", err.msg);
+        return st;
+    }
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "cannot fetch the artifact of model %s:%s: %s", m, v, err.msg);
+        return st;
+    }
+    const char *want = r->model.artifact_sha256;
+    if (want && *want && strcmp(want, digest) != 0) {
+        snprintf(cause, CAUSE_MAX,
+                 "the artifact of model %s:%s has SHA-256 %s, but the model entry expects %s "
+                 "(was it replaced after the model was registered?)",
+                 m, v, digest, want);
+        free(*data);
+        *data = NULL;
+        return CL_ERR_DIGEST;
+    }
+    cl_info("fetched the artifact of model %s:%s (%zu bytes, sha256 %.12s...)", m, v, *len, digest);
+    return CL_OK;
+}
+
+static cl_status load(replica *r, char *cause)
+{
+    void *data = NULL;
+    size_t len = 0;
+    cl_err err;
+    cl_err_clear(&err);
+
+    cl_status st = read_model(r, cause);
+    if (st != CL_OK)
+        return st;
+    cl__hb_set_model(r->hb, cl_input_type_name((cl_input_type)r->model.input_type),
+                     r->model.runtime);
+
+    st = fetch_artifact(r, &data, &len, cause);
+    if (st != CL_OK)
+        return st;
+
+    const char *home = env_or("CLIPPER_PYTHON_HOME", CL_PYTHON_HOME);
+    const char *runtime_dir = env_or("CLIPPER_RUNTIME_DIR", CL_RUNTIME_DIR);
+    uint64_t t0 = cl_mono_us();
+    st = cl_py_start(&r->py, home, runtime_dir, &err);
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "cannot start the embedded Python: %s", err.msg);
+        free(data);
+        return st;
+    }
+    char *why = NULL;
+    st = cl_py_load(r->py, r->model.runtime, data, len, NULL, r->opts.model, r->opts.version, &why);
+    free(data);
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "%s", why ? why : "out of memory while loading the model");
+        free(why);
+        return st;
+    }
+    cl_info("loaded model %s:%s (runtime %s, input type %s) in %.1f ms", r->opts.model,
+            r->opts.version,
+            r->model.runtime && *r->model.runtime ? r->model.runtime : "python-closure",
+            cl_input_type_name((cl_input_type)r->model.input_type),
+            (double)(cl_mono_us() - t0) / 1000.0);
+    return CL_OK;
+}
+
+/* ----------------------------------------------------------------- work */
+
+static void pull(replica *r)
+{
+    cl_status st = cl_bus_publish(r->bus, r->pull_subject, r->pull_body, strlen(r->pull_body));
+    if (st != CL_OK)
+        cl_debug("pull not published: %s", cl_status_text(st));
+}
+
+static void add_result(replica *r, const cl_task *t, uint8_t status, const void *data, size_t len)
+{
+    cl_status st = cl__replies_add(&r->replies, t->reply, t->reply_len, t->task_id, status, data,
+                                   (uint32_t)len);
+    if (st == CL_ERR_INVALID)
+        cl_warn("task %llu has no valid reply subject; its result is dropped",
+                (unsigned long long)t->task_id);
+    else if (st != CL_OK)
+        cl_error("cannot build the result of task %llu: %s", (unsigned long long)t->task_id,
+                 cl_status_text(st));
+}
+
+static void handle_batch(replica *r, const cl_msg *msg)
+{
+    cl_task *tasks = NULL;
+    uint32_t n = 0;
+    cl_err err;
+    cl_err_clear(&err);
+    if (cl_wire_tasks_decode(cl_msg_data(msg), cl_msg_len(msg), &tasks, &n, &err) != CL_OK) {
+        cl_warn("dropping a malformed work batch (%zu bytes): %s", cl_msg_len(msg), err.msg);
+        return;
+    }
+    uint64_t t0 = cl_mono_us();
+    const int type = r->model.input_type;
+    const uint8_t **inputs = calloc(n ? n : 1, sizeof(*inputs));
+    size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+    size_t *slot = calloc(n ? n : 1, sizeof(*slot)); /* task -> model input, or SIZE_MAX */
+    cl_py_batch out;
+    cl_py_batch_init(&out);
+    cl_status st = CL_ERR_NOMEM;
+    size_t m = 0;
+    if (inputs && lens && slot) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (tasks[i].input_type != type) {
+                slot[i] = SIZE_MAX;
+                continue;
+            }
+            inputs[m] = tasks[i].input;
+            lens[m] = tasks[i].input_len;
+            slot[i] = m++;
+        }
+        st = m ? cl_py_predict(r->py, type, inputs, lens, m, &out) : CL_OK;
+    }
+
+    cl__replies_reset(&r->replies);
+    uint64_t failed = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const cl_task *t = &tasks[i];
+        if (!slot || slot[i] == SIZE_MAX) {
+            char text[200];
+            int len = slot ? snprintf(text, sizeof(text),
+                                      "Input type %s does not match the model's input type %s",
+                                      cl_input_type_name((cl_input_type)t->input_type),
+                                      cl_input_type_name((cl_input_type)type))
+                           : snprintf(text, sizeof(text), "The replica ran out of memory");
+            add_result(r, t, CL_RESULT_MODEL_ERROR, text, (size_t)len);
+            failed++;
+        } else if (st == CL_OK) {
+            add_result(r, t, CL_RESULT_OK, out.text.data + out.offsets[slot[i]],
+                       out.lens[slot[i]]);
+        } else {
+            const char *text = out.error ? out.error : "The replica ran out of memory";
+            add_result(r, t, CL_RESULT_MODEL_ERROR, text, strlen(text));
+            failed++;
+        }
+    }
+    for (size_t i = 0; i < r->replies.count; i++) {
+        const cl__reply *b = &r->replies.items[i];
+        cl_status pst = cl_bus_publish(r->bus, b->subject, b->buf.data, b->buf.len);
+        if (pst != CL_OK)
+            cl_warn("cannot publish %u results to %s: %s", cl_wire_count(&b->buf), b->subject,
+                    cl_status_text(pst));
+    }
+
+    uint64_t total_us = cl_mono_us() - t0;
+    atomic_fetch_add(&r->batches, 1);
+    atomic_fetch_add(&r->queries, n);
+    atomic_fetch_add(&r->failed_queries, failed);
+    atomic_fetch_add(&r->python_us, out.call_us);
+    if (r->svc)
+        cl_service_count(r->svc, failed > 0, total_us * 1000u);
+    cl_debug("batch of %u: python call %.3f ms, total %.3f ms, %llu failed", n,
+             (double)out.call_us / 1000.0, (double)total_us / 1000.0, (unsigned long long)failed);
+
+    cl_py_batch_deinit(&out);
+    free(slot);
+    free(lens);
+    free(inputs);
+    free(tasks);
+}
+
+static void *work_loop(void *arg)
+{
+    replica *r = arg;
+    uint64_t last_pull = cl_mono_us(); /* the main thread pulled before "ready" */
+    while (!atomic_load(&r->stopping)) {
+        cl_msg *msg = NULL;
+        cl_status st = cl_sub_next(r->work, &msg, POLL_MS);
+        if (st == CL_ERR_TIMEOUT) {
+            if (cl_mono_us() - last_pull >= PULL_REPEAT_US) {
+                pull(r);
+                last_pull = cl_mono_us();
+            }
+            continue;
+        }
+        if (st != CL_OK) {
+            snprintf(r->worker_cause, sizeof(r->worker_cause),
+                     "the work subscription on %s ended: %s", r->work_subject, cl_status_text(st));
+            atomic_store(&r->worker_failed, true);
+            cl_actor_request_stop();
+            break;
+        }
+        handle_batch(r, msg);
+        cl_msg_free(msg);
+        if (atomic_load(&r->stopping))
+            break; /* the batch in hand is answered; take no more */
+        pull(r);
+        last_pull = cl_mono_us();
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void cleanup(replica *r)
+{
+    if (r->worker_started)
+        pthread_join(r->worker, NULL);
+    cl_sub_free(r->work);
+    cl__hb_free(r->hb);
+    cl_service_free(r->svc);
+    cl_py_free(r->py);
+    cl_kv_free(r->kv);
+    cl_bus_free(r->bus); /* flushes what is still buffered */
+    if (r->model_decoded)
+        cl_model_deinit(&r->model);
+    cl__replies_deinit(&r->replies);
+    free(r->pull_body);
+}
+
+static int fail(replica *r, const char *cause)
+{
+    cl_error("replica %s of model %s:%s failed: %s", r->id_str, r->opts.model, r->opts.version,
+             cause);
+    if (r->hb) {
+        cl__hb_set_state(r->hb, "failed", cause);
+        cl_bus_flush(r->bus, 2000);
+    }
+    atomic_store(&r->stopping, true);
+    cleanup(r);
+    return CL_REPLICA_EXIT_FAILED;
+}
+
+/* True when SIGINT or SIGTERM arrived (they are blocked, so they wait for
+ * cl_actor_wait_stop): loading cannot be interrupted, but a replica told
+ * to stop meanwhile should not announce itself ready. */
+static bool stop_pending(void)
+{
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        return false;
+    return sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1;
+}
+
+static int serve(replica *r)
+{
+    cl_err err;
+    cl_err_clear(&err);
+    char cause[CAUSE_MAX] = "";
+
+    if (cl_actor_connect(&r->bus, &r->opts.actor, "clipper-replica", true) != CL_OK) {
+        cleanup(r);
+        return CL_REPLICA_EXIT_ERROR;
+    }
+    cl__replies_init(&r->replies, (size_t)cl_bus_max_payload(r->bus));
+    if (build_subjects(r, &err) != CL_OK || start_heartbeat(r, &err) != CL_OK) {
+        cl_error("%s", err.msg);
+        cleanup(r);
+        return CL_REPLICA_EXIT_ERROR;
+    }
+
+    const char *const endpoints[] = {r->work_subject, NULL};
+    cl_service_info svc = {
+        .name = "clipper-replica",
+        .version = CL_VERSION,
+        .description = "Clipper model replica: runs one model version in an embedded Python",
+        .endpoints = endpoints,
+        .stats = add_stats,
+        .closure = r,
+    };
+    if (cl_service_start(&r->svc, r->bus, &svc, &err) != CL_OK)
+        cl_warn("the service API is not available: %s", err.msg); /* not fatal */
+
+    if (load(r, cause) != CL_OK)
+        return fail(r, cause);
+
+    if (stop_pending()) {
+        cl_info("a stop signal arrived while loading: not serving");
+    } else {
+        if (cl_bus_subscribe_sync(&r->work, r->bus, r->work_subject, NULL) != CL_OK) {
+            snprintf(cause, sizeof(cause), "cannot subscribe to %s", r->work_subject);
+            return fail(r, cause);
+        }
+        /* Pull before announcing "ready", so a router that reacts to the
+         * heartbeat already has this replica in its idle list. */
+        pull(r);
+        cl__hb_set_state(r->hb, "ready", NULL);
+        if (pthread_create(&r->worker, NULL, work_loop, r) != 0)
+            return fail(r, "cannot start the worker thread");
+        r->worker_started = true;
+        cl_info("replica %s of model %s:%s is ready on %s", r->id_str, r->opts.model,
+                r->opts.version, r->work_subject);
+    }
+
+    int sig = cl_actor_wait_stop();
+    if (atomic_load(&r->worker_failed))
+        return fail(r, r->worker_cause);
+    cl_info("stopping (%s)", sig ? strsignal(sig) : "requested");
+    cl__hb_set_state(r->hb, "stopped", NULL);
+    atomic_store(&r->stopping, true);
+    if (r->worker_started) {
+        pthread_join(r->worker, NULL); /* finishes the batch in hand */
+        r->worker_started = false;
+    }
+    cleanup(r);
+    return CL_REPLICA_EXIT_OK;
+}
+
+int cl_replica_main(int argc, char **argv)
+{
+    cl_actor_block_signals();
+    cl_log_set_name("replica");
+
+    replica *r = calloc(1, sizeof(*r));
+    if (!r) {
+        fprintf(stderr, "out of memory\n");
+        return CL_REPLICA_EXIT_ERROR;
+    }
+    cl_err err;
+    cl_err_clear(&err);
+    const char *program = "clipper run replica";
+    if (cl__replica_opts_parse(&r->opts, argc, argv, &err) != CL_OK) {
+        fprintf(stderr, "%s: %s\n\n", program, err.msg);
+        cl__replica_usage(stderr, program);
+        free(r);
+        return CL_REPLICA_EXIT_USAGE;
+    }
+    if (r->opts.help) {
+        cl__replica_usage(stdout, program);
+        free(r);
+        return CL_REPLICA_EXIT_OK;
+    }
+    r->id = r->opts.replica_id_given ? r->opts.replica_id : cl__replica_random_id();
+    snprintf(r->id_str, sizeof(r->id_str), "%u", (unsigned)r->id);
+    char name[64];
+    snprintf(name, sizeof(name), "replica %s", r->id_str);
+    cl_log_set_name(name);
+
+    int rc = serve(r);
+    free(r);
+    return rc;
+}
