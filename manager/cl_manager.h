@@ -1,7 +1,59 @@
-/* The container-manager actor's process entry point ('clipper run manager'). */
+/* The container-manager actor: keeps as many replicas of each model version
+ * running as its KV entry wants (num_replicas), through a backend (see
+ * cl_backend.h; this build has "local": child processes).
+ *
+ * It watches the cluster state (cl_view) and reconciles on every change and
+ * every 500 ms: starts missing replicas, stops extras (SIGTERM, then
+ * SIGKILL after the grace period), stops every replica of a deleted model
+ * version, and replaces a replica that ended. One that keeps ending is
+ * restarted after 0.5 s, 1 s, 2 s, ... up to 30 s (the count resets once
+ * one has run for 30 s), and each end is logged with the last lines of the
+ * replica's output. A replica that has sent heartbeats and then stays
+ * silent (twice CL_REPLICA_TIMEOUT_MS) while its process lives is hung: it
+ * is killed and so replaced.
+ *
+ * It answers, on the bus (request/reply, JSON):
+ *   <p>.cm.status  -> [{"model","version","replica","state","pid","started_at",
+ *                       "restarts","last_exit","last_exit_code","log_file",
+ *                       "replica_id","heartbeat","cause","next_start_at"}, ...]
+ *                     replica is the manager's number for it (0, 1, ...);
+ *                     state is "running", "stopping" or "waiting" (ended,
+ *                     restart pending, at next_start_at); last_exit is e.g.
+ *                     "exit code 3" or null; heartbeat is the state the
+ *                     replica last announced ("starting", "ready", "failed"
+ *                     with cause, or "silent") or null before its first
+ *   <p>.cm.logs    -> {"host","log_dir","files":[<every file in log_dir>]}
+ * (the request body is ignored), and the NATS service API as
+ * "clipper-manager". */
 #ifndef CL_MANAGER_H
 #define CL_MANAGER_H
 
+#include "cl_bus.h"
+#include "cl_status.h"
+
+typedef struct cl_manager cl_manager;
+
+typedef struct {
+    const char *backend;     /* NULL: "local" */
+    const char *log_dir;     /* NULL: ./clipper_logs */
+    const char *replica_cmd; /* program run as '<cmd> run replica ...'; NULL: env
+                                CLIPPER_REPLICA_CMD, else this executable */
+    const char *nats_url;    /* the URL given to replicas; NULL: the bus' URL */
+    int reconcile_ms;        /* 0: 500 */
+    int stop_grace_ms;       /* SIGTERM to SIGKILL; 0: 5000 */
+} cl_manager_opts;
+
+void cl_manager_opts_init(cl_manager_opts *opts);
+
+/* Starts watching the state of bus' cluster and reconciling. bus is
+ * borrowed and must outlive the manager. */
+cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts *opts,
+                           cl_err *err);
+/* Stops every replica it started (SIGTERM, SIGKILL after the grace period),
+ * waits for them, and frees. NULL is a no-op. */
+void cl_manager_free(cl_manager *m);
+
+/* The process entry point ('clipper run manager'). */
 int cl_manager_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,22 @@
+/* The clipper program's subcommands (one file each) and the small helpers
+ * they share. Exit codes: 0 success, 1 the command failed, 2 bad usage. */
+#ifndef CLI_INTERNAL_H
+#define CLI_INTERNAL_H
+
+#include <stdio.h>
+
+int cl__cli_start(int argc, char **argv);
+int cl__cli_admin(int argc, char **argv);
+int cl__cli_predict(int argc, char **argv);
+
+/* Matches argv[*i] against "--name VALUE" / "--name=VALUE". Returns 1 and
+ * sets *out (advancing *i past a separate value), 0 when argv[*i] is not
+ * that option, -1 after printing "<cmd>: option --name needs a value". */
+int cl__cli_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
+                       const char **out);
+/* Parses a whole decimal number in [min, max]; prints an error naming the
+ * option and returns -1 when it is not one. */
+int cl__cli_parse_int(const char *cmd, const char *option, const char *text, long min, long max,
+                      long *out);
+
+#endif

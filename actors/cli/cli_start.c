@@ -1,0 +1,616 @@
+/* 'clipper start': a whole cluster on this machine.
+ *
+ * Starts a nats-server with JetStream (unless --nats names one), then the
+ * admin, router, frontend and container manager as 'clipper run ...'
+ * children of this executable, waits until the admin answers ping and the
+ * frontend's HTTP port accepts connections, and prints one line on stdout:
+ *   clipper: cluster ready nats=<url> prefix=<p> query=http://<host>:<port>
+ * Then it watches its children (saying so when one dies) until SIGINT,
+ * SIGTERM or SIGHUP, and stops everything in order: frontend, router and
+ * admin; then the manager, which stops its replicas; nats-server last.
+ *
+ * Every child is in a process group of its own, so a terminal's Ctrl-C
+ * reaches only this process and the order above holds, and every child
+ * has PR_SET_PDEATHSIG, so nothing outlives a killed 'clipper start'. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl_actor.h"
+#include "cl_clock.h"
+#include "cl_log.h"
+#include "cl_proc.h"
+#include "cl_subject.h"
+#include "cli_internal.h"
+
+#define NATS_READY_MS 15000
+#define CLUSTER_READY_MS 60000
+#define ACTOR_STOP_MS 10000
+#define MANAGER_STOP_MS 20000
+#define NATS_STOP_MS 10000
+
+typedef struct {
+    const char *name; /* "nats-server", "admin", ... */
+    pid_t pid;        /* 0: not started or already reaped */
+} child;
+
+enum { C_NATS, C_ADMIN, C_ROUTER, C_FRONTEND, C_MANAGER, C_COUNT };
+
+typedef struct {
+    const char *prefix;
+    const char *nats_arg; /* --nats, or NULL: run our own */
+    const char *data_dir;
+    const char *log_dir;
+    const char *http_host;
+    long nats_port;
+    long http_port;
+    char url[512];
+    char exe[PATH_MAX];
+    char data_abs[PATH_MAX];
+    char log_abs[PATH_MAX];
+    char nats_log[PATH_MAX + 32];
+    child kids[C_COUNT];
+} cluster;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipper start [options]\n"
+            "\n"
+            "Starts a whole cluster on this machine: a nats-server with JetStream (unless\n"
+            "--nats is given), the admin, router, frontend and container manager. Prints\n"
+            "'clipper: cluster ready ...' on stdout once queries can be sent, and runs until\n"
+            "Ctrl-C or SIGTERM, which stop everything it started.\n"
+            "\n"
+            "options:\n"
+            "  --nats URL        use this nats-server (with JetStream) instead of starting one\n"
+            "  --data-dir DIR    JetStream store and logs (default ./clipper-data)\n"
+            "  --nats-port N     port of the nats-server it starts (default 4222)\n"
+            "  --prefix P        subject prefix of the cluster (env CLIPPER_PREFIX; default "
+            "clipper)\n"
+            "  --http-port N     the frontend's HTTP port for queries (default 1337)\n"
+            "  --http-host H     the address it listens on (default 0.0.0.0)\n"
+            "  --log-dir DIR     nats-server and model replica logs (default DATA/logs)\n"
+            "  -h, --help        show this help\n"
+            "\n"
+            "Environment: CLIPPER_NATS_SERVER (the nats-server program), CLIPPER_LOG.\n");
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+static void watched_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGCHLD);
+}
+
+/* Waits up to timeout_ms for a signal. Returns SIGINT/SIGTERM/SIGHUP when
+ * one asks us to stop, 0 otherwise (timeout, or a child changed state). */
+static int wait_signal(int timeout_ms)
+{
+    sigset_t set;
+    watched_signals(&set);
+    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+    int sig = sigtimedwait(&set, NULL, &ts);
+    return sig == SIGCHLD || sig < 0 ? 0 : sig;
+}
+
+/* ---- children ------------------------------------------------------------ */
+
+static void signal_child(const child *c, int sig)
+{
+    if (c->pid > 0 && kill(-c->pid, sig) != 0)
+        kill(c->pid, sig);
+}
+
+/* Reaps children that ended and says so. Returns the index of the first
+ * one that ended, or -1. */
+static int reap(cluster *cl, bool quiet)
+{
+    int first = -1;
+    for (int i = 0; i < C_COUNT; i++) {
+        child *c = &cl->kids[i];
+        int code;
+        if (c->pid <= 0 || !cl_proc_reaped(c->pid, &code))
+            continue;
+        if (!quiet) {
+            char how[128];
+            cl_proc_describe(code, how, sizeof(how));
+            fprintf(stderr, "clipper: %s%s (pid %d) exited: %s\n", c->name,
+                    i == C_NATS ? "" : " actor", (int)c->pid, how);
+        }
+        c->pid = 0;
+        if (first < 0)
+            first = i;
+    }
+    return first;
+}
+
+/* SIGTERM to the given children, wait up to ms, SIGKILL what is left. */
+static void stop_children(cluster *cl, const int *which, int n, int ms)
+{
+    bool any = false;
+    for (int k = 0; k < n; k++) {
+        if (cl->kids[which[k]].pid > 0) {
+            signal_child(&cl->kids[which[k]], SIGTERM);
+            any = true;
+        }
+    }
+    if (!any)
+        return;
+    uint64_t until = cl_mono_us() + (uint64_t)ms * 1000u;
+    for (;;) {
+        bool alive = false;
+        for (int k = 0; k < n; k++) {
+            child *c = &cl->kids[which[k]];
+            int code;
+            if (c->pid > 0 && cl_proc_reaped(c->pid, &code))
+                c->pid = 0;
+            alive = alive || c->pid > 0;
+        }
+        if (!alive)
+            return;
+        if (cl_mono_us() >= until)
+            break;
+        cl_sleep_ms(20);
+    }
+    for (int k = 0; k < n; k++) {
+        child *c = &cl->kids[which[k]];
+        if (c->pid <= 0)
+            continue;
+        fprintf(stderr, "clipper: %s (pid %d) did not stop within %d ms; killing it\n", c->name,
+                (int)c->pid, ms);
+        signal_child(c, SIGKILL);
+        int code;
+        cl_proc_wait(c->pid, -1, &code);
+        c->pid = 0;
+    }
+}
+
+static void stop_cluster(cluster *cl)
+{
+    static const int front[] = {C_FRONTEND, C_ROUTER, C_ADMIN};
+    static const int mgr[] = {C_MANAGER};
+    static const int nats[] = {C_NATS};
+    stop_children(cl, front, 3, ACTOR_STOP_MS);
+    stop_children(cl, mgr, 1, MANAGER_STOP_MS);
+    stop_children(cl, nats, 1, NATS_STOP_MS);
+}
+
+static int spawn(cluster *cl, int which, char *const argv[], int out_fd)
+{
+    cl_proc_opts po = {.stdout_fd = out_fd, .stderr_fd = out_fd == STDERR_FILENO ? -1 : out_fd,
+                       .new_pgroup = true};
+    cl_err err;
+    if (cl_proc_spawn(&cl->kids[which].pid, argv, &po, &err) != CL_OK) {
+        fprintf(stderr, "clipper start: cannot start %s: %s\n", cl->kids[which].name, err.msg);
+        cl->kids[which].pid = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- network checks ------------------------------------------------------ */
+
+static bool parse_ipv4(const char *host, struct sockaddr_in *a, int port)
+{
+    memset(a, 0, sizeof(*a));
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    return inet_pton(AF_INET, host, &a->sin_addr) == 1;
+}
+
+/* True when something already listens on host:port (EADDRINUSE). */
+static bool port_taken(const char *host, int port)
+{
+    struct sockaddr_in a;
+    if (!parse_ipv4(host, &a, port))
+        return false; /* a name or IPv6: let the server itself tell */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    bool taken = bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno == EADDRINUSE;
+    close(fd);
+    return taken;
+}
+
+/* True when host:port accepts a TCP connection within timeout_ms. */
+static bool tcp_accepts(const char *host, int port, int timeout_ms)
+{
+    struct sockaddr_in a;
+    if (strcmp(host, "0.0.0.0") == 0)
+        host = "127.0.0.1";
+    if (!parse_ipv4(host, &a, port))
+        return false;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return false;
+    bool ok = false;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        ok = true;
+    } else if (errno == EINPROGRESS) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int e = 0;
+        socklen_t elen = sizeof(e);
+        ok = poll(&p, 1, timeout_ms) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) == 0 && e == 0;
+    }
+    close(fd);
+    return ok;
+}
+
+static void print_tail(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[1500];
+    struct stat st;
+    ssize_t n = 0;
+    if (fstat(fd, &st) == 0) {
+        off_t from = st.st_size > (off_t)sizeof(buf) - 1 ? st.st_size - (off_t)sizeof(buf) + 1 : 0;
+        n = pread(fd, buf, sizeof(buf) - 1, from);
+    }
+    close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        fprintf(stderr, "--- last lines of %s:\n%s%s", path, buf, buf[n - 1] == '\n' ? "" : "\n");
+    }
+}
+
+/* ---- the steps ------------------------------------------------------------ */
+
+static int start_nats(cluster *cl)
+{
+    char prog[PATH_MAX];
+    static const char *const extra[] = {"/usr/sbin", "/usr/bin", "/usr/local/bin",
+                                        "/usr/local/sbin", NULL};
+    const char *want = getenv("CLIPPER_NATS_SERVER");
+    if (want == NULL || want[0] == '\0')
+        want = "nats-server";
+    if (!cl_proc_find_program(want, extra, prog, sizeof(prog))) {
+        fprintf(stderr,
+                "clipper start: cannot find the nats-server program ('%s' is not on PATH or "
+                "not executable). Install it (e.g. 'apt-get install nats-server'), set "
+                "CLIPPER_NATS_SERVER to its path, or pass --nats URL of a running server.\n",
+                want);
+        return -1;
+    }
+    if (port_taken("127.0.0.1", (int)cl->nats_port)) {
+        fprintf(stderr,
+                "clipper start: port %ld on 127.0.0.1 is already in use (another nats-server "
+                "or cluster?). Choose another with --nats-port N, or join that server with "
+                "--nats nats://127.0.0.1:%ld.\n",
+                cl->nats_port, cl->nats_port);
+        return -1;
+    }
+    char store[PATH_MAX + 16], port[16];
+    snprintf(store, sizeof(store), "%s/jetstream", cl->data_abs);
+    snprintf(port, sizeof(port), "%ld", cl->nats_port);
+    snprintf(cl->nats_log, sizeof(cl->nats_log), "%s/nats-server.log", cl->log_abs);
+    int fd = open(cl->nats_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "clipper start: cannot open %s: %s\n", cl->nats_log, strerror(errno));
+        return -1;
+    }
+    char *argv[] = {prog, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL};
+    fprintf(stderr, "clipper: starting nats-server on 127.0.0.1:%ld (JetStream in %s, log %s)\n",
+            cl->nats_port, store, cl->nats_log);
+    int rc = spawn(cl, C_NATS, argv, fd);
+    close(fd);
+    if (rc != 0)
+        return -1;
+    snprintf(cl->url, sizeof(cl->url), "nats://127.0.0.1:%ld", cl->nats_port);
+
+    uint64_t until = cl_mono_us() + (uint64_t)NATS_READY_MS * 1000u;
+    while (!tcp_accepts("127.0.0.1", (int)cl->nats_port, 200)) {
+        if (reap(cl, true) == C_NATS) {
+            fprintf(stderr, "clipper start: nats-server exited before accepting connections\n");
+            print_tail(cl->nats_log);
+            return -1;
+        }
+        int sig = wait_signal(100);
+        if (sig != 0) {
+            fprintf(stderr, "clipper: %s while starting; stopping\n", strsignal(sig));
+            return -1;
+        }
+        if (cl_mono_us() >= until) {
+            fprintf(stderr, "clipper start: nats-server did not accept connections on port %ld "
+                            "within %d s\n",
+                    cl->nats_port, NATS_READY_MS / 1000);
+            print_tail(cl->nats_log);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int start_actors(cluster *cl)
+{
+    char http_port[16];
+    snprintf(http_port, sizeof(http_port), "%ld", cl->http_port);
+    char *url = cl->url, *prefix = (char *)cl->prefix, *exe = cl->exe;
+    char *admin[] = {exe, "run", "admin", "--nats", url, "--prefix", prefix, NULL};
+    char *router[] = {exe, "run", "router", "--nats", url, "--prefix", prefix, NULL};
+    char *frontend[] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
+                        "--http-port", http_port, "--http-host", (char *)cl->http_host, NULL};
+    char *manager[] = {exe, "run", "manager", "--nats", url, "--prefix", prefix,
+                       "--log-dir", cl->log_abs, NULL};
+    fprintf(stderr, "clipper: starting the admin, router, frontend and manager (prefix '%s')\n",
+            cl->prefix);
+    /* Actors write only logs; stdout stays ours, for the ready line. */
+    if (spawn(cl, C_ADMIN, admin, STDERR_FILENO) != 0 ||
+        spawn(cl, C_ROUTER, router, STDERR_FILENO) != 0 ||
+        spawn(cl, C_FRONTEND, frontend, STDERR_FILENO) != 0 ||
+        spawn(cl, C_MANAGER, manager, STDERR_FILENO) != 0)
+        return -1;
+    return 0;
+}
+
+/* True once <p>.admin.ping answers {"ok": true, ...}. */
+static bool admin_answers(cl_bus *bus, const char *subject)
+{
+    cl_msg *reply = NULL;
+    if (cl_bus_request(bus, subject, "{}", 2, 1000, &reply) != CL_OK)
+        return false;
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
+    bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok"));
+    cJSON_Delete(j);
+    cl_msg_free(reply);
+    return ok;
+}
+
+static cl_bus *connect_bus(const cluster *cl)
+{
+    cl_bus_opts bo;
+    cl_bus_opts_init(&bo);
+    bo.url = cl->url;
+    bo.prefix = cl->prefix;
+    bo.name = "clipper-start";
+    cl_err err;
+    cl_bus *bus = NULL;
+    if (cl_bus_connect(&bus, &bo, &err) != CL_OK) {
+        fprintf(stderr, "clipper start: %s\n", err.msg);
+        return NULL;
+    }
+    return bus;
+}
+
+static int wait_ready(cluster *cl, cl_bus *bus)
+{
+    char ping[CL_SUBJECT_MAX];
+    cl_subj_admin(ping, cl->prefix, "ping", NULL);
+    bool admin_ok = false, http_ok = false;
+    int rc = -1;
+    uint64_t until = cl_mono_us() + (uint64_t)CLUSTER_READY_MS * 1000u;
+    for (;;) {
+        int died = reap(cl, false);
+        if (died >= 0) {
+            fprintf(stderr, "clipper start: the %s stopped while the cluster was starting (its "
+                            "messages are above); stopping\n",
+                    cl->kids[died].name);
+            if (died == C_NATS)
+                print_tail(cl->nats_log);
+            break;
+        }
+        if (!admin_ok)
+            admin_ok = admin_answers(bus, ping);
+        if (!http_ok)
+            http_ok = tcp_accepts(cl->http_host, (int)cl->http_port, 200);
+        if (admin_ok && http_ok) {
+            rc = 0;
+            break;
+        }
+        if (cl_mono_us() >= until) {
+            fprintf(stderr, "clipper start: the cluster was not ready within %d s (%s)\n",
+                    CLUSTER_READY_MS / 1000,
+                    !admin_ok ? "the admin does not answer ping"
+                              : "the frontend's HTTP port does not accept connections");
+            break;
+        }
+        int sig = wait_signal(100);
+        if (sig != 0) {
+            fprintf(stderr, "clipper: %s while starting; stopping\n", strsignal(sig));
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Runs until asked to stop. Returns the exit code. */
+static int supervise(cluster *cl)
+{
+    for (;;) {
+        int sig = wait_signal(1000);
+        int died;
+        while ((died = reap(cl, false)) >= 0) {
+            if (died == C_NATS) {
+                fprintf(stderr, "clipper: nats-server is gone; stopping the cluster\n");
+                print_tail(cl->nats_log);
+                return 1;
+            }
+        }
+        if (sig != 0) {
+            fprintf(stderr, "clipper: %s; stopping the cluster\n", strsignal(sig));
+            return 0;
+        }
+    }
+}
+
+static int parse(cluster *cl, int argc, char **argv)
+{
+    cl_actor_opts ao;
+    cl_actor_opts_init(&ao);
+    cl->prefix = ao.prefix;
+    cl->data_dir = "./clipper-data";
+    cl->http_host = "0.0.0.0";
+    cl->nats_port = 4222;
+    cl->http_port = 1337;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strncmp(argv[i], "--prefix", 8) == 0 && (argv[i][8] == '\0' || argv[i][8] == '=')) {
+            cl_err err;
+            if (cl_actor_parse_common(&ao, argc, argv, &i, &err) < 0) {
+                fprintf(stderr, "clipper start: %s\n", err.msg);
+                return 2;
+            }
+            cl->prefix = ao.prefix;
+            continue;
+        }
+        if ((r = cl__cli_take_value("clipper start", "--nats", argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            cl->nats_arg = v;
+        } else if ((r = cl__cli_take_value("clipper start", "--data-dir", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0)
+                return 2;
+            cl->data_dir = v;
+        } else if ((r = cl__cli_take_value("clipper start", "--log-dir", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0)
+                return 2;
+            cl->log_dir = v;
+        } else if ((r = cl__cli_take_value("clipper start", "--http-host", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0)
+                return 2;
+            cl->http_host = v;
+        } else if ((r = cl__cli_take_value("clipper start", "--nats-port", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0 || cl__cli_parse_int("clipper start", "--nats-port", v, 1, 65535,
+                                           &cl->nats_port) != 0)
+                return 2;
+        } else if ((r = cl__cli_take_value("clipper start", "--http-port", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0 || cl__cli_parse_int("clipper start", "--http-port", v, 1, 65535,
+                                           &cl->http_port) != 0)
+                return 2;
+        } else {
+            fprintf(stderr, "clipper start: unknown argument '%s'\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (cl->nats_arg != NULL && cl->nats_arg[0] == '\0') {
+        fprintf(stderr, "clipper start: --nats needs a URL\n");
+        return 2;
+    }
+    return 0;
+}
+
+static int prepare_dirs(cluster *cl)
+{
+    cl_err err;
+    char log_dir[PATH_MAX];
+    if (cl_proc_mkdirs(cl->data_dir, &err) != CL_OK) {
+        fprintf(stderr, "clipper start: data directory: %s\n", err.msg);
+        return -1;
+    }
+    if (realpath(cl->data_dir, cl->data_abs) == NULL) {
+        fprintf(stderr, "clipper start: data directory %s: %s\n", cl->data_dir, strerror(errno));
+        return -1;
+    }
+    if (cl->log_dir == NULL) {
+        snprintf(log_dir, sizeof(log_dir), "%.*s/logs", PATH_MAX - 8, cl->data_abs);
+        cl->log_dir = log_dir;
+    }
+    if (cl_proc_mkdirs(cl->log_dir, &err) != CL_OK) {
+        fprintf(stderr, "clipper start: log directory: %s\n", err.msg);
+        return -1;
+    }
+    if (realpath(cl->log_dir, cl->log_abs) == NULL) {
+        fprintf(stderr, "clipper start: log directory %s: %s\n", cl->log_dir, strerror(errno));
+        return -1;
+    }
+    cl->log_dir = cl->log_abs;
+    return 0;
+}
+
+int cl__cli_start(int argc, char **argv)
+{
+    /* Before any thread exists, so every thread (cnats') inherits the mask
+     * and the signals wait for sigtimedwait. */
+    sigset_t set;
+    watched_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    cl_log_set_name("start");
+
+    static cluster cl;
+    memset(&cl, 0, sizeof(cl));
+    static const char *const names[C_COUNT] = {"nats-server", "admin", "router", "frontend",
+                                               "manager"};
+    for (int i = 0; i < C_COUNT; i++)
+        cl.kids[i].name = names[i];
+    int r = parse(&cl, argc, argv);
+    if (r != 0)
+        return r == 1 ? 0 : 2;
+
+    cl_err err;
+    if (cl_proc_self_exe(cl.exe, sizeof(cl.exe), &err) != CL_OK) {
+        fprintf(stderr, "clipper start: %s\n", err.msg);
+        return 1;
+    }
+    if (prepare_dirs(&cl) != 0)
+        return 1;
+    if (port_taken(cl.http_host, (int)cl.http_port)) {
+        fprintf(stderr, "clipper start: the HTTP port %ld on %s is already in use; choose "
+                        "another with --http-port N\n",
+                cl.http_port, cl.http_host);
+        return 1;
+    }
+
+    int rc = 1;
+    cl_bus *bus = NULL;
+    if (cl.nats_arg != NULL) {
+        snprintf(cl.url, sizeof(cl.url), "%s", cl.nats_arg);
+    } else if (start_nats(&cl) != 0) {
+        goto out;
+    }
+    if ((bus = connect_bus(&cl)) == NULL)
+        goto out;
+    if (start_actors(&cl) != 0 || wait_ready(&cl, bus) != 0)
+        goto out;
+    /* Our own connection is not needed while the cluster runs. */
+    cl_bus_free(bus);
+    bus = NULL;
+
+    const char *shown = strcmp(cl.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cl.http_host;
+    printf("clipper: cluster ready nats=%s prefix=%s query=http://%s:%ld\n", cl.url, cl.prefix,
+           shown, cl.http_port);
+    fflush(stdout);
+    rc = supervise(&cl);
+out:
+    cl_bus_free(bus);
+    stop_cluster(&cl);
+    fprintf(stderr, "clipper: cluster stopped\n");
+    return rc;
+}

@@ -1,0 +1,275 @@
+/* The local backend: replicas are child processes of the manager.
+ *
+ * Each replica runs '<command> run replica --nats URL --prefix P --model M
+ * --version V' in a process group of its own (so stopping it also stops
+ * what it spawned, a JVM for PySpark for instance), dies with the thread
+ * that started it (PR_SET_PDEATHSIG), and appends its output to
+ * <log_dir>/<model>_<version>-<n>.log, so a restarted replica keeps the
+ * history of the ones before it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cl_backend.h"
+#include "cl_log.h"
+#include "cl_proc.h"
+
+#define HEADER_MARK " clipper manager starts:"
+
+typedef struct {
+    cl_backend base;
+    char *nats_url;
+    char *prefix;
+    char *log_dir;
+    char *command;
+    cl_backend_replica *live; /* started, not yet reported ended */
+    size_t n_live;
+    size_t cap_live;
+} local_backend;
+
+static void signal_group(int pid, int sig)
+{
+    /* The replica leads its own process group; fall back to the pid alone
+     * in case the group is already gone. */
+    if (kill(-pid, sig) != 0)
+        kill(pid, sig);
+}
+
+static void write_header(int fd, char *const argv[])
+{
+    char line[2048];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int n = (int)strftime(line, sizeof(line), "--- %Y-%m-%dT%H:%M:%SZ" HEADER_MARK, &tm);
+    for (size_t i = 0; argv[i] != NULL && n > 0 && (size_t)n < sizeof(line); i++)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, " %s", argv[i]);
+    if (n > 0 && (size_t)n < sizeof(line) - 1) {
+        line[n++] = '\n';
+        ssize_t w = write(fd, line, (size_t)n);
+        (void)w;
+    }
+}
+
+static cl_status local_start(cl_backend *b, const char *model, const char *version, unsigned n,
+                             cl_backend_replica *out, cl_err *err)
+{
+    local_backend *lb = (local_backend *)b;
+    cl_backend_replica r;
+    memset(&r, 0, sizeof(r));
+    r.wait_fd = -1;
+    if (snprintf(r.log, sizeof(r.log), "%s/%s_%s-%u.log", lb->log_dir, model, version, n) >=
+        (int)sizeof(r.log))
+        return cl_err_set(err, CL_ERR_INVALID, "log file path too long for %s:%s", model, version);
+    if (lb->n_live == lb->cap_live) {
+        size_t cap = lb->cap_live ? lb->cap_live * 2 : 8;
+        cl_backend_replica *p = realloc(lb->live, cap * sizeof(*p));
+        if (p == NULL)
+            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        lb->live = p;
+        lb->cap_live = cap;
+    }
+    int fd = open(r.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return cl_err_set(err, CL_ERR_IO, "cannot open the replica's log file %s: %s", r.log,
+                          strerror(errno));
+    char *argv[] = {lb->command, "run", "replica", "--nats", lb->nats_url,
+                    "--prefix", lb->prefix, "--model", (char *)model,
+                    "--version", (char *)version, NULL};
+    write_header(fd, argv);
+    cl_proc_opts po = {.stdout_fd = fd, .stderr_fd = fd, .new_pgroup = true};
+    pid_t pid;
+    cl_status s = cl_proc_spawn(&pid, argv, &po, err);
+    if (s != CL_OK) {
+        char line[700];
+        int len = snprintf(line, sizeof(line), "--- %s\n", err ? err->msg : "cannot start");
+        if (len > 0) {
+            ssize_t w = write(fd, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+            (void)w;
+        }
+        close(fd);
+        return s;
+    }
+    close(fd);
+    r.pid = (int)pid;
+    snprintf(r.id, sizeof(r.id), "%d", r.pid);
+    /* A pidfd lets the manager sleep until a replica ends instead of
+     * finding out at its next periodic pass. */
+    r.wait_fd = pidfd_open(pid, 0);
+    lb->live[lb->n_live++] = r;
+    *out = r;
+    return CL_OK;
+}
+
+static void local_stop(cl_backend *b, const cl_backend_replica *r, bool force)
+{
+    (void)b;
+    if (r->pid > 0)
+        signal_group(r->pid, force ? SIGKILL : SIGTERM);
+}
+
+static void forget(local_backend *lb, int pid)
+{
+    for (size_t i = 0; i < lb->n_live; i++) {
+        if (lb->live[i].pid == pid) {
+            if (lb->live[i].wait_fd >= 0)
+                close(lb->live[i].wait_fd);
+            lb->live[i] = lb->live[--lb->n_live];
+            return;
+        }
+    }
+}
+
+static bool local_poll(cl_backend *b, const cl_backend_replica *r, int *exit_code)
+{
+    local_backend *lb = (local_backend *)b;
+    if (!cl_proc_reaped(r->pid, exit_code))
+        return false;
+    /* Whatever the replica left in its group goes with it. */
+    kill(-r->pid, SIGKILL);
+    forget(lb, r->pid);
+    return true;
+}
+
+static void local_tail(cl_backend *b, const cl_backend_replica *r, char *buf, size_t size)
+{
+    (void)b;
+    buf[0] = '\0';
+    if (size < 2)
+        return;
+    int fd = open(r->log, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        size_t want = size - 1;
+        off_t from = st.st_size > (off_t)want ? st.st_size - (off_t)want : 0;
+        ssize_t n = pread(fd, buf, want, from);
+        if (n > 0) {
+            buf[n] = '\0';
+            /* Start at a whole line when the read began mid-file. */
+            char *start = buf;
+            if (from > 0) {
+                char *nl = strchr(buf, '\n');
+                if (nl != NULL)
+                    start = nl + 1;
+            }
+            /* Only the last run: skip past the header write_header put
+             * before it, when it is in the window. */
+            for (char *h = start; (h = strstr(h, HEADER_MARK)) != NULL; h++) {
+                char *nl = strchr(h, '\n');
+                if (nl != NULL)
+                    start = nl + 1;
+            }
+            memmove(buf, start, strlen(start) + 1);
+            size_t len = strlen(buf);
+            while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                buf[--len] = '\0';
+        }
+    }
+    close(fd);
+}
+
+static size_t local_list(cl_backend *b, cl_backend_replica **out)
+{
+    local_backend *lb = (local_backend *)b;
+    *out = NULL;
+    if (lb->n_live == 0)
+        return 0;
+    *out = malloc(lb->n_live * sizeof(**out));
+    if (*out == NULL)
+        return 0;
+    memcpy(*out, lb->live, lb->n_live * sizeof(**out));
+    return lb->n_live;
+}
+
+static void local_free(cl_backend *b)
+{
+    local_backend *lb = (local_backend *)b;
+    for (size_t i = 0; i < lb->n_live; i++) {
+        int code;
+        signal_group(lb->live[i].pid, SIGKILL);
+        cl_proc_wait(lb->live[i].pid, -1, &code);
+        if (lb->live[i].wait_fd >= 0)
+            close(lb->live[i].wait_fd);
+    }
+    free(lb->live);
+    free(lb->nats_url);
+    free(lb->prefix);
+    free(lb->log_dir);
+    free(lb->command);
+    free(lb);
+}
+
+static const cl_backend_ops local_ops = {
+    .name = "local",
+    .start = local_start,
+    .stop = local_stop,
+    .poll = local_poll,
+    .tail = local_tail,
+    .list = local_list,
+    .free = local_free,
+};
+
+cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err)
+{
+    char exe[PATH_MAX];
+    if (cfg->command != NULL && cfg->command[0] != '\0') {
+        if (!cl_proc_find_program(cfg->command, NULL, exe, sizeof(exe)))
+            return cl_err_set(err, CL_ERR_NOT_FOUND,
+                              "the replica command '%s' is not an executable program",
+                              cfg->command);
+    } else {
+        cl_status s = cl_proc_self_exe(exe, sizeof(exe), err);
+        if (s != CL_OK)
+            return s;
+    }
+    const char *log_dir = cfg->log_dir ? cfg->log_dir : "./clipper_logs";
+    cl_status s = cl_proc_mkdirs(log_dir, err);
+    if (s != CL_OK) {
+        cl_err_prefix(err, "log directory");
+        return s;
+    }
+    char abs_dir[PATH_MAX];
+    if (realpath(log_dir, abs_dir) == NULL)
+        return cl_err_set(err, CL_ERR_IO, "cannot resolve the log directory %s: %s", log_dir,
+                          strerror(errno));
+    local_backend *lb = calloc(1, sizeof(*lb));
+    if (lb == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    lb->base.ops = &local_ops;
+    lb->nats_url = strdup(cfg->nats_url ? cfg->nats_url : "nats://127.0.0.1:4222");
+    lb->prefix = strdup(cfg->prefix ? cfg->prefix : "clipper");
+    lb->log_dir = strdup(abs_dir);
+    lb->command = strdup(exe);
+    if (!lb->nats_url || !lb->prefix || !lb->log_dir || !lb->command) {
+        local_free(&lb->base);
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    }
+    cl_debug("local backend: replicas run '%s run replica', logs in %s", exe, abs_dir);
+    *out = &lb->base;
+    return CL_OK;
+}
+
+cl_status cl_backend_new(cl_backend **out, const char *name, const cl_backend_config *cfg,
+                         cl_err *err)
+{
+    if (name == NULL || strcmp(name, "local") == 0)
+        return cl_backend_local_new(out, cfg, err);
+    return cl_err_set(err, CL_ERR_INVALID,
+                      "unknown backend '%s' (this build knows: local)", name);
+}
+
+void cl_backend_free(cl_backend *b)
+{
+    if (b != NULL)
+        b->ops->free(b);
+}

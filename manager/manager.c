@@ -1,0 +1,864 @@
+/* The container manager's reconcile loop and its bus endpoints.
+ *
+ * One thread of our own owns every replica slot: it polls the backend,
+ * compares the live slots with the wanted counts read from the view, starts
+ * and stops replicas, and publishes a JSON snapshot for the status and logs
+ * requests. It sleeps in poll() on an eventfd (a view change or a stop
+ * request) and on each replica's pidfd (it ended), so it reacts at once,
+ * and at the latest every reconcile period. Bus callbacks (view changes,
+ * cm.status, cm.logs) never touch the slots: they poke the eventfd or copy
+ * the last snapshot, and return. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl_actor.h"
+#include "cl_backend.h"
+#include "cl_clock.h"
+#include "cl_json.h"
+#include "cl_kv.h"
+#include "cl_log.h"
+#include "cl_manager.h"
+#include "cl_proc.h"
+#include "cl_replicas.h"
+#include "cl_service.h"
+#include "cl_subject.h"
+#include "cl_view.h"
+
+#define BACKOFF_FIRST_US 500000u
+#define BACKOFF_MAX_US 30000000u
+#define HEALTHY_RUN_US 30000000u /* a replica that ran this long resets its backoff */
+#define MAX_REPLICAS_PER_VERSION 128
+#define TAIL_BYTES 1200
+
+typedef enum { SLOT_RUNNING, SLOT_STOPPING, SLOT_WAITING } slot_state;
+
+static const char *const state_names[] = {"running", "stopping", "waiting"};
+
+/* One wanted (or being stopped) replica of a model version. */
+typedef struct {
+    char *model;
+    char *version;
+    unsigned n;
+    slot_state state;
+    bool has_rep;           /* rep is a live backend replica */
+    cl_backend_replica rep;
+    char log[1024];         /* last known log file */
+    unsigned runs;          /* times started; restarts = runs - 1 */
+    unsigned fails;         /* consecutive ends that came too soon */
+    bool has_exit;
+    int last_exit;
+    uint64_t started_wall_us;
+    uint64_t started_mono_us;
+    uint64_t next_start_mono_us; /* SLOT_WAITING */
+    uint64_t next_start_wall_us;
+    uint64_t stop_deadline_us;   /* SLOT_STOPPING, monotonic */
+    bool killed;
+    /* What the replica's heartbeats say (matched by host and pid). */
+    bool hb_seen;
+    uint64_t hb_last_us; /* monotonic time of the last one */
+    uint32_t replica_id;
+    char hb_state[16];
+    char hb_cause[1024];
+} slot;
+
+typedef struct {
+    char *model;
+    char *version;
+    int64_t wanted;
+} want;
+
+struct cl_manager {
+    cl_bus *bus;
+    cl_kv *kv;
+    cl_view *view;
+    cl_backend *backend;
+    cl_service *svc;
+    cl_replicas *replicas;
+    uint64_t connected_since_us; /* 0 while the bus is down */
+    uint64_t cap_warned_us;
+    cl_sub *sub_status;
+    cl_sub *sub_logs;
+    char *log_dir;
+    char host[256];
+    int reconcile_ms;
+    int grace_ms;
+
+    pthread_t thread;
+    bool thread_started;
+    int wake_fd; /* eventfd: something changed, or stop */
+    atomic_bool stop;
+
+    /* Owned by the reconcile thread. */
+    slot *slots;
+    size_t n_slots;
+    size_t cap_slots;
+
+    pthread_mutex_t snap_mu; /* the two snapshots */
+    char *status_json;
+    char *logs_json;
+};
+
+void cl_manager_opts_init(cl_manager_opts *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+}
+
+/* ---- slots --------------------------------------------------------- */
+
+static slot *slot_add(cl_manager *m, const char *model, const char *version, unsigned n)
+{
+    if (m->n_slots == m->cap_slots) {
+        size_t cap = m->cap_slots ? m->cap_slots * 2 : 16;
+        slot *p = realloc(m->slots, cap * sizeof(*p));
+        if (p == NULL)
+            return NULL;
+        m->slots = p;
+        m->cap_slots = cap;
+    }
+    slot *s = &m->slots[m->n_slots];
+    memset(s, 0, sizeof(*s));
+    s->model = strdup(model);
+    s->version = strdup(version);
+    if (s->model == NULL || s->version == NULL) {
+        free(s->model);
+        free(s->version);
+        return NULL;
+    }
+    s->n = n;
+    s->state = SLOT_WAITING;
+    s->next_start_mono_us = 0; /* start at once */
+    m->n_slots++;
+    return s;
+}
+
+static void slot_remove(cl_manager *m, size_t i)
+{
+    free(m->slots[i].model);
+    free(m->slots[i].version);
+    m->slots[i] = m->slots[--m->n_slots];
+}
+
+static bool slot_is(const slot *s, const char *model, const char *version)
+{
+    return strcmp(s->model, model) == 0 && strcmp(s->version, version) == 0;
+}
+
+/* The lowest replica number not used by any slot of model:version, so log
+ * files are reused as replicas come and go. */
+static unsigned free_number(const cl_manager *m, const char *model, const char *version)
+{
+    for (unsigned n = 0;; n++) {
+        bool used = false;
+        for (size_t i = 0; i < m->n_slots && !used; i++)
+            used = slot_is(&m->slots[i], model, version) && m->slots[i].n == n;
+        if (!used)
+            return n;
+    }
+}
+
+static void log_end(cl_manager *m, const slot *s, int pid, int code, uint64_t ran_us,
+                    uint64_t delay_us)
+{
+    char how[128];
+    cl_proc_describe(code, how, sizeof(how));
+    char tail[TAIL_BYTES];
+    m->backend->ops->tail(m->backend, &s->rep, tail, sizeof(tail));
+    cl_warn("replica %s:%s #%u (pid %d) ended: %s%s after %.1f s; restarting in %.1f s "
+            "(%u failure%s in a row). Last lines of %s:\n%s",
+            s->model, s->version, s->n, pid, how,
+            code == 3 ? " (the replica could not load the model)" : "",
+            (double)ran_us / 1e6, (double)delay_us / 1e6, s->fails, s->fails == 1 ? "" : "s",
+            s->log, tail[0] ? tail : "(no output)");
+}
+
+/* A replica we did not ask to stop has ended (or could not start):
+ * schedule its restart with exponential backoff. */
+static void schedule_restart(slot *s, uint64_t now, uint64_t ran_us)
+{
+    if (ran_us >= HEALTHY_RUN_US)
+        s->fails = 0;
+    s->fails++;
+    uint64_t delay = BACKOFF_FIRST_US;
+    for (unsigned i = 1; i < s->fails && delay < BACKOFF_MAX_US; i++)
+        delay *= 2;
+    if (delay > BACKOFF_MAX_US)
+        delay = BACKOFF_MAX_US;
+    s->state = SLOT_WAITING;
+    s->next_start_mono_us = now + delay;
+    s->next_start_wall_us = cl_wall_us() + delay;
+}
+
+static void start_slot(cl_manager *m, slot *s, uint64_t now)
+{
+    cl_err err;
+    cl_err_clear(&err);
+    cl_backend_replica rep;
+    cl_status st = m->backend->ops->start(m->backend, s->model, s->version, s->n, &rep, &err);
+    s->runs++;
+    s->started_wall_us = cl_wall_us();
+    s->started_mono_us = now;
+    if (st != CL_OK) {
+        schedule_restart(s, now, 0);
+        cl_error("cannot start replica %s:%s #%u: %s; trying again in %.1f s", s->model,
+                 s->version, s->n, err.msg,
+                 (double)(s->next_start_mono_us - now) / 1e6);
+        return;
+    }
+    s->rep = rep;
+    s->has_rep = true;
+    snprintf(s->log, sizeof(s->log), "%s", rep.log);
+    s->state = SLOT_RUNNING;
+    s->killed = false;
+    s->hb_seen = false;
+    s->hb_last_us = 0;
+    s->hb_state[0] = '\0';
+    s->hb_cause[0] = '\0';
+    cl_info("started replica %s:%s #%u (%s %s, log %s)%s", s->model, s->version, s->n,
+            rep.pid ? "pid" : "id", rep.id, rep.log, s->runs > 1 ? " as a restart" : "");
+}
+
+static void stop_slot(cl_manager *m, slot *s, uint64_t now, const char *why)
+{
+    if (s->state == SLOT_STOPPING)
+        return;
+    cl_info("stopping replica %s:%s #%u (%s %s): %s", s->model, s->version, s->n,
+            s->rep.pid ? "pid" : "id", s->rep.id, why);
+    m->backend->ops->stop(m->backend, &s->rep, false);
+    s->state = SLOT_STOPPING;
+    s->stop_deadline_us = now + (uint64_t)m->grace_ms * 1000u;
+    s->killed = false;
+}
+
+/* ---- reconcile ----------------------------------------------------- */
+
+static void poll_ended(cl_manager *m, uint64_t now)
+{
+    for (size_t i = 0; i < m->n_slots;) {
+        slot *s = &m->slots[i];
+        int code;
+        if (!s->has_rep || !m->backend->ops->poll(m->backend, &s->rep, &code)) {
+            i++;
+            continue;
+        }
+        s->has_rep = false;
+        s->has_exit = true;
+        s->last_exit = code;
+        if (s->state == SLOT_STOPPING) {
+            char how[128];
+            cl_proc_describe(code, how, sizeof(how));
+            cl_info("replica %s:%s #%u (pid %d) stopped: %s", s->model, s->version, s->n,
+                    s->rep.pid, how);
+            slot_remove(m, i);
+            continue;
+        }
+        uint64_t ran = now - s->started_mono_us;
+        schedule_restart(s, now, ran);
+        log_end(m, s, s->rep.pid, code, ran, s->next_start_mono_us - now);
+        i++;
+    }
+}
+
+static size_t read_wanted(cl_manager *m, want **out)
+{
+    *out = NULL;
+    cl_view_rdlock(m->view);
+    size_t count = cl_view_model_count(m->view);
+    want *w = count ? calloc(count, sizeof(*w)) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; w != NULL && i < count; i++) {
+        const cl_model *md = cl_view_model_at(m->view, i);
+        if (md == NULL || md->name == NULL || md->version == NULL)
+            continue;
+        w[n].model = strdup(md->name);
+        w[n].version = strdup(md->version);
+        w[n].wanted = md->num_replicas;
+        if (w[n].model == NULL || w[n].version == NULL) {
+            free(w[n].model);
+            free(w[n].version);
+            continue;
+        }
+        n++;
+    }
+    cl_view_unlock(m->view);
+    *out = w;
+    return n;
+}
+
+static void free_wanted(want *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(w[i].model);
+        free(w[i].version);
+    }
+    free(w);
+}
+
+/* Brings model:version to `wanted` active (running or waiting) slots. */
+static void scale_to(cl_manager *m, const char *model, const char *version, int64_t wanted,
+                     uint64_t now)
+{
+    if (wanted < 0)
+        wanted = 0;
+    if (wanted > MAX_REPLICAS_PER_VERSION) {
+        if (now - m->cap_warned_us > 60000000u || m->cap_warned_us == 0) {
+            cl_warn("model %s:%s wants %" PRId64 " replicas; this manager runs at most %d",
+                    model, version, wanted, MAX_REPLICAS_PER_VERSION);
+            m->cap_warned_us = now;
+        }
+        wanted = MAX_REPLICAS_PER_VERSION;
+    }
+    int64_t active = 0;
+    for (size_t i = 0; i < m->n_slots; i++) {
+        if (slot_is(&m->slots[i], model, version) && m->slots[i].state != SLOT_STOPPING)
+            active++;
+    }
+    while (active < wanted) {
+        if (slot_add(m, model, version, free_number(m, model, version)) == NULL) {
+            cl_error("out of memory adding a replica of %s:%s", model, version);
+            return;
+        }
+        active++;
+    }
+    while (active > wanted) {
+        /* Drop a waiting slot first (nothing runs), else the highest-numbered
+         * running one. */
+        size_t pick = m->n_slots;
+        for (size_t i = 0; i < m->n_slots; i++) {
+            slot *s = &m->slots[i];
+            if (!slot_is(s, model, version) || s->state == SLOT_STOPPING)
+                continue;
+            if (pick == m->n_slots) {
+                pick = i;
+                continue;
+            }
+            slot *p = &m->slots[pick];
+            bool s_wait = s->state == SLOT_WAITING, p_wait = p->state == SLOT_WAITING;
+            if ((s_wait && !p_wait) || (s_wait == p_wait && s->n > p->n))
+                pick = i;
+        }
+        if (pick == m->n_slots)
+            break;
+        if (m->slots[pick].state == SLOT_WAITING) {
+            slot_remove(m, pick);
+        } else {
+            char why[96];
+            snprintf(why, sizeof(why), "scaling down to %" PRId64, wanted);
+            stop_slot(m, &m->slots[pick], now, why);
+        }
+        active--;
+    }
+}
+
+/* A replica whose heartbeats stopped while its process lives on is hung:
+ * kill it, and poll_ended restarts it like any replica that ended. Only
+ * replicas heard from before count (a replica that never heartbeats, or a
+ * backend without heartbeats, is left alone), and silence is counted only
+ * from when our own bus connection was up, so a bus outage kills nothing.
+ * The router gives a replica up after CL_REPLICA_TIMEOUT_MS; we wait twice
+ * as long, so a brief stall is not fatal. */
+static void check_heartbeats(cl_manager *m, uint64_t now)
+{
+    if (!cl_bus_is_connected(m->bus)) {
+        m->connected_since_us = 0;
+        return;
+    }
+    if (m->connected_since_us == 0)
+        m->connected_since_us = now;
+    cl_replica_info *live = NULL;
+    size_t n = cl_replicas_snapshot(m->replicas, NULL, NULL, &live);
+    uint64_t timeout = (uint64_t)CL_REPLICA_TIMEOUT_MS * 1000u;
+    for (size_t i = 0; i < m->n_slots; i++) {
+        slot *s = &m->slots[i];
+        if (s->state != SLOT_RUNNING || !s->has_rep || s->rep.pid <= 0)
+            continue;
+        const cl_replica_info *hb = NULL;
+        for (size_t j = 0; j < n && hb == NULL; j++) {
+            if (live[j].pid == s->rep.pid && strcmp(live[j].host, m->host) == 0 &&
+                strcmp(live[j].model, s->model) == 0 && strcmp(live[j].version, s->version) == 0)
+                hb = &live[j];
+        }
+        if (hb != NULL) {
+            s->hb_seen = true;
+            s->hb_last_us = hb->last_seen_us;
+            s->replica_id = hb->replica_id;
+            snprintf(s->hb_state, sizeof(s->hb_state), "%s", hb->state);
+            snprintf(s->hb_cause, sizeof(s->hb_cause), "%s", hb->cause);
+            continue;
+        }
+        if (!s->hb_seen)
+            continue;
+        uint64_t from = s->hb_last_us > m->connected_since_us ? s->hb_last_us
+                                                               : m->connected_since_us;
+        uint64_t silent = now > from ? now - from : 0;
+        if (silent >= timeout)
+            snprintf(s->hb_state, sizeof(s->hb_state), "silent");
+        if (silent >= 2 * timeout) {
+            cl_warn("replica %s:%s #%u (pid %d, replica id %u) has sent no heartbeat for %.1f s "
+                    "but its process is alive: killing it to replace it",
+                    s->model, s->version, s->n, s->rep.pid, s->replica_id,
+                    (double)(now - s->hb_last_us) / 1e6);
+            m->backend->ops->stop(m->backend, &s->rep, true);
+            s->hb_seen = false;
+        }
+    }
+    free(live);
+}
+
+static void reconcile(cl_manager *m)
+{
+    uint64_t now = cl_mono_us();
+    poll_ended(m, now);
+    check_heartbeats(m, now);
+
+    want *w;
+    size_t nw = read_wanted(m, &w);
+    /* Versions no longer in the state: stop all their replicas. */
+    for (size_t i = 0; i < m->n_slots;) {
+        slot *s = &m->slots[i];
+        bool found = false;
+        for (size_t j = 0; j < nw && !found; j++)
+            found = slot_is(s, w[j].model, w[j].version);
+        if (found || s->state == SLOT_STOPPING) {
+            i++;
+        } else if (s->state == SLOT_WAITING) {
+            slot_remove(m, i);
+        } else {
+            stop_slot(m, s, now, "its model version was deleted");
+            i++;
+        }
+    }
+    for (size_t j = 0; j < nw; j++)
+        scale_to(m, w[j].model, w[j].version, w[j].wanted, now);
+    free_wanted(w, nw);
+
+    for (size_t i = 0; i < m->n_slots; i++) {
+        slot *s = &m->slots[i];
+        if (s->state == SLOT_WAITING && s->next_start_mono_us <= now) {
+            start_slot(m, s, now);
+        } else if (s->state == SLOT_STOPPING && !s->killed && now >= s->stop_deadline_us) {
+            cl_warn("replica %s:%s #%u (pid %d) did not stop within %d ms; killing it",
+                    s->model, s->version, s->n, s->rep.pid, m->grace_ms);
+            m->backend->ops->stop(m->backend, &s->rep, true);
+            s->killed = true;
+        }
+    }
+}
+
+/* How long the loop may sleep: until the next periodic pass, a pending
+ * restart or a stop deadline, whichever comes first. */
+static uint64_t next_wait_us(const cl_manager *m)
+{
+    uint64_t now = cl_mono_us();
+    uint64_t wait = (uint64_t)m->reconcile_ms * 1000u;
+    for (size_t i = 0; i < m->n_slots; i++) {
+        const slot *s = &m->slots[i];
+        uint64_t at = 0;
+        if (s->state == SLOT_WAITING)
+            at = s->next_start_mono_us;
+        else if (s->state == SLOT_STOPPING && !s->killed)
+            at = s->stop_deadline_us;
+        else
+            continue;
+        uint64_t d = at > now ? at - now : 0;
+        if (d < wait)
+            wait = d;
+    }
+    return wait < 10000 ? 10000 : wait;
+}
+
+/* ---- snapshots for the bus endpoints -------------------------------- */
+
+static void iso_time(uint64_t wall_us, char *buf, size_t size)
+{
+    time_t t = (time_t)(wall_us / 1000000u);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, size, "%s.%03uZ", base, (unsigned)(wall_us % 1000000u / 1000u));
+}
+
+static int compare_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every file in the log directory (current and past replicas, and what
+ * else keeps its log there), sorted, as absolute paths. */
+static void add_log_files(const cl_manager *m, cJSON *files)
+{
+    DIR *d = opendir(m->log_dir);
+    if (d == NULL)
+        return;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || (e->d_type != DT_REG && e->d_type != DT_UNKNOWN))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            char **p = realloc(names, ncap * sizeof(*p));
+            if (p == NULL)
+                break;
+            names = p;
+            cap = ncap;
+        }
+        if (asprintf(&names[n], "%s/%s", m->log_dir, e->d_name) >= 0)
+            n++;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(names, n, sizeof(*names), compare_str);
+    for (size_t i = 0; i < n; i++) {
+        cJSON_AddItemToArray(files, cJSON_CreateString(names[i]));
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void publish_snapshot(cl_manager *m)
+{
+    cJSON *list = cJSON_CreateArray();
+    cJSON *logs = cJSON_CreateObject();
+    cJSON *files = cJSON_CreateArray();
+    if (list == NULL || logs == NULL || files == NULL)
+        goto out;
+    for (size_t i = 0; i < m->n_slots; i++) {
+        const slot *s = &m->slots[i];
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL)
+            goto out;
+        cJSON_AddItemToArray(list, o);
+        cJSON_AddStringToObject(o, "model", s->model);
+        cJSON_AddStringToObject(o, "version", s->version);
+        cJSON_AddNumberToObject(o, "replica", s->n);
+        cJSON_AddStringToObject(o, "state", state_names[s->state]);
+        if (s->has_rep && s->rep.pid > 0)
+            cJSON_AddNumberToObject(o, "pid", s->rep.pid);
+        else
+            cJSON_AddNullToObject(o, "pid");
+        if (s->runs > 0) {
+            char t[48];
+            iso_time(s->started_wall_us, t, sizeof(t));
+            cJSON_AddStringToObject(o, "started_at", t);
+        } else {
+            cJSON_AddNullToObject(o, "started_at");
+        }
+        cJSON_AddNumberToObject(o, "restarts", s->runs > 0 ? s->runs - 1 : 0);
+        if (s->has_exit) {
+            char how[128];
+            cl_proc_describe(s->last_exit, how, sizeof(how));
+            cJSON_AddStringToObject(o, "last_exit", how);
+            cJSON_AddNumberToObject(o, "last_exit_code", s->last_exit);
+        } else {
+            cJSON_AddNullToObject(o, "last_exit");
+            cJSON_AddNullToObject(o, "last_exit_code");
+        }
+        if (s->log[0])
+            cJSON_AddStringToObject(o, "log_file", s->log);
+        else
+            cJSON_AddNullToObject(o, "log_file");
+        if (s->hb_state[0] != '\0' && s->state == SLOT_RUNNING) {
+            cJSON_AddNumberToObject(o, "replica_id", s->replica_id);
+            cJSON_AddStringToObject(o, "heartbeat", s->hb_state);
+            if (s->hb_cause[0] != '\0')
+                cJSON_AddStringToObject(o, "cause", s->hb_cause);
+        } else {
+            cJSON_AddNullToObject(o, "replica_id");
+            cJSON_AddNullToObject(o, "heartbeat");
+        }
+        if (s->state == SLOT_WAITING) {
+            char t[48];
+            iso_time(s->next_start_wall_us, t, sizeof(t));
+            cJSON_AddStringToObject(o, "next_start_at", t);
+        }
+    }
+    add_log_files(m, files);
+    cJSON_AddStringToObject(logs, "host", m->host);
+    cJSON_AddStringToObject(logs, "log_dir", m->log_dir);
+    cJSON_AddItemToObject(logs, "files", files);
+    files = NULL;
+    char *sj = cl_json_print(list);
+    char *lj = cl_json_print(logs);
+    if (sj == NULL || lj == NULL) {
+        free(sj);
+        free(lj);
+        goto out;
+    }
+    pthread_mutex_lock(&m->snap_mu);
+    free(m->status_json);
+    free(m->logs_json);
+    m->status_json = sj;
+    m->logs_json = lj;
+    pthread_mutex_unlock(&m->snap_mu);
+out:
+    cJSON_Delete(list);
+    cJSON_Delete(logs);
+    cJSON_Delete(files);
+}
+
+/* ---- the thread ----------------------------------------------------- */
+
+static void sleep_until_event(cl_manager *m, uint64_t wait_us);
+
+static void stop_everything(cl_manager *m)
+{
+    uint64_t now = cl_mono_us();
+    for (size_t i = 0; i < m->n_slots;) {
+        if (m->slots[i].state == SLOT_WAITING) {
+            slot_remove(m, i);
+            continue;
+        }
+        stop_slot(m, &m->slots[i], now, "the manager is stopping");
+        i++;
+    }
+    while (m->n_slots > 0) {
+        now = cl_mono_us();
+        poll_ended(m, now);
+        for (size_t i = 0; i < m->n_slots; i++) {
+            slot *s = &m->slots[i];
+            if (!s->killed && now >= s->stop_deadline_us) {
+                cl_warn("replica %s:%s #%u (pid %d) did not stop within %d ms; killing it",
+                        s->model, s->version, s->n, s->rep.pid, m->grace_ms);
+                m->backend->ops->stop(m->backend, &s->rep, true);
+                s->killed = true;
+            }
+        }
+        if (m->n_slots > 0)
+            sleep_until_event(m, 50000);
+    }
+    publish_snapshot(m);
+}
+
+static void wake(cl_manager *m)
+{
+    uint64_t one = 1;
+    ssize_t w = write(m->wake_fd, &one, sizeof(one));
+    (void)w; /* a saturated counter already means "wake up" */
+}
+
+/* Sleeps until woken, a replica ends, or wait_us passes. */
+static void sleep_until_event(cl_manager *m, uint64_t wait_us)
+{
+    struct pollfd fds[1 + 256];
+    nfds_t n = 0;
+    fds[n++] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};
+    for (size_t i = 0; i < m->n_slots && n < sizeof(fds) / sizeof(fds[0]); i++) {
+        if (m->slots[i].has_rep && m->slots[i].rep.wait_fd >= 0)
+            fds[n++] = (struct pollfd){.fd = m->slots[i].rep.wait_fd, .events = POLLIN};
+    }
+    int timeout = (int)((wait_us + 999) / 1000);
+    if (poll(fds, n, timeout) > 0 && (fds[0].revents & POLLIN)) {
+        uint64_t count;
+        ssize_t r = read(m->wake_fd, &count, sizeof(count));
+        (void)r;
+    }
+}
+
+static void *run(void *arg)
+{
+    cl_manager *m = arg;
+    while (!atomic_load(&m->stop)) {
+        reconcile(m);
+        publish_snapshot(m);
+        sleep_until_event(m, next_wait_us(m));
+    }
+    stop_everything(m);
+    return NULL;
+}
+
+static void on_view_change(void *closure, const char *key)
+{
+    cl_manager *m = closure;
+    if (key != NULL && strncmp(key, "model.", 6) != 0)
+        return;
+    wake(m);
+}
+
+static void on_replica_change(void *closure, const cl_replica_info *info, bool removed)
+{
+    (void)info;
+    (void)removed;
+    wake(closure);
+}
+
+static void on_request(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    cl_manager *m = closure;
+    uint64_t t0 = cl_mono_us();
+    const char *dot = strrchr(cl_msg_subject(msg), '.');
+    bool logs = dot != NULL && strcmp(dot + 1, "logs") == 0;
+    pthread_mutex_lock(&m->snap_mu);
+    char *reply = strdup(logs ? (m->logs_json ? m->logs_json : "{}")
+                              : (m->status_json ? m->status_json : "[]"));
+    pthread_mutex_unlock(&m->snap_mu);
+    if (reply != NULL) {
+        cl_msg_respond(bus, msg, reply, strlen(reply));
+    } else {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        cl_msg_respond(bus, msg, oom, sizeof(oom) - 1);
+    }
+    free(reply);
+    cl_service_count(m->svc, reply == NULL, (cl_mono_us() - t0) * 1000u);
+    cl_msg_free(msg);
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+static void stats_cb(void *closure, cJSON *data)
+{
+    cl_manager *m = closure;
+    pthread_mutex_lock(&m->snap_mu);
+    cJSON *list = m->status_json ? cJSON_Parse(m->status_json) : NULL;
+    pthread_mutex_unlock(&m->snap_mu);
+    int running = 0, waiting = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+        if (cJSON_IsString(st) && strcmp(st->valuestring, "running") == 0)
+            running++;
+        else if (cJSON_IsString(st) && strcmp(st->valuestring, "waiting") == 0)
+            waiting++;
+    }
+    cJSON_Delete(list);
+    cJSON_AddNumberToObject(data, "replicas_running", running);
+    cJSON_AddNumberToObject(data, "replicas_waiting", waiting);
+}
+
+cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts *opts,
+                           cl_err *err)
+{
+    cl_manager_opts defaults;
+    cl_manager_opts_init(&defaults);
+    if (opts == NULL)
+        opts = &defaults;
+    cl_status s = CL_OK;
+    cl_manager *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    m->bus = bus;
+    m->reconcile_ms = opts->reconcile_ms > 0 ? opts->reconcile_ms : 500;
+    m->grace_ms = opts->stop_grace_ms > 0 ? opts->stop_grace_ms : 5000;
+    pthread_mutex_init(&m->snap_mu, NULL);
+    atomic_init(&m->stop, false);
+    m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->wake_fd < 0) {
+        s = cl_err_set(err, CL_ERR_IO, "cannot create an eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (gethostname(m->host, sizeof(m->host)) != 0)
+        snprintf(m->host, sizeof(m->host), "localhost");
+
+    const char *cmd = opts->replica_cmd;
+    if (cmd == NULL || cmd[0] == '\0')
+        cmd = getenv("CLIPPER_REPLICA_CMD");
+    cl_backend_config cfg = {
+        .nats_url = opts->nats_url ? opts->nats_url : cl_bus_url(bus),
+        .prefix = cl_bus_prefix(bus),
+        .log_dir = opts->log_dir ? opts->log_dir : "./clipper_logs",
+        .command = cmd,
+    };
+    s = cl_backend_new(&m->backend, opts->backend, &cfg, err);
+    if (s != CL_OK)
+        goto fail;
+    char abs_dir[4096];
+    m->log_dir = strdup(realpath(cfg.log_dir, abs_dir) ? abs_dir : cfg.log_dir);
+    if (m->log_dir == NULL) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    publish_snapshot(m);
+
+    char subj_status[CL_SUBJECT_MAX], subj_logs[CL_SUBJECT_MAX];
+    s = cl_subj_cm(subj_status, cl_bus_prefix(bus), "status", err);
+    if (s == CL_OK)
+        s = cl_subj_cm(subj_logs, cl_bus_prefix(bus), "logs", err);
+    if (s != CL_OK)
+        goto fail;
+    const char *endpoints[] = {subj_status, subj_logs, NULL};
+    cl_service_info info = {
+        .name = "clipper-manager",
+        .version = CL_VERSION,
+        .description = "Clipper container manager: runs model replicas (backend local)",
+        .endpoints = endpoints,
+        .stats = stats_cb,
+        .closure = m,
+    };
+    s = cl_service_start(&m->svc, bus, &info, err);
+    if (s != CL_OK)
+        goto fail;
+    s = cl_bus_subscribe(&m->sub_status, bus, subj_status, NULL, on_request, m);
+    if (s == CL_OK)
+        s = cl_bus_subscribe(&m->sub_logs, bus, subj_logs, NULL, on_request, m);
+    if (s != CL_OK) {
+        cl_err_set(err, s, "cannot subscribe to %s: %s", subj_status, cl_status_text(s));
+        goto fail;
+    }
+
+    s = cl_replicas_start(&m->replicas, bus, on_replica_change, m, err);
+    if (s != CL_OK)
+        goto fail;
+    s = cl_kv_open(&m->kv, bus, err);
+    if (s != CL_OK)
+        goto fail;
+    s = cl_view_start(&m->view, m->kv, on_view_change, m, err);
+    if (s != CL_OK)
+        goto fail;
+    if (pthread_create(&m->thread, NULL, run, m) != 0) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "cannot create the reconcile thread");
+        goto fail;
+    }
+    m->thread_started = true;
+    cl_info("container manager running (backend %s, logs in %s)", m->backend->ops->name,
+            m->log_dir);
+    *out = m;
+    return CL_OK;
+fail:
+    cl_manager_free(m);
+    return s;
+}
+
+void cl_manager_free(cl_manager *m)
+{
+    if (m == NULL)
+        return;
+    /* Requests first, so nobody reads a snapshot being torn down. */
+    cl_sub_free(m->sub_status);
+    cl_sub_free(m->sub_logs);
+    if (m->thread_started) {
+        atomic_store(&m->stop, true);
+        wake(m);
+        pthread_join(m->thread, NULL);
+    }
+    cl_view_free(m->view);
+    cl_kv_free(m->kv);
+    cl_replicas_free(m->replicas);
+    cl_service_free(m->svc);
+    cl_backend_free(m->backend);
+    for (size_t i = 0; i < m->n_slots; i++) {
+        free(m->slots[i].model);
+        free(m->slots[i].version);
+    }
+    free(m->slots);
+    free(m->status_json);
+    free(m->logs_json);
+    free(m->log_dir);
+    if (m->wake_fd >= 0)
+        close(m->wake_fd);
+    pthread_mutex_destroy(&m->snap_mu);
+    free(m);
+}

@@ -1,0 +1,481 @@
+/* Integration tests of the clipper program: help texts, clear errors, and
+ * 'clipper start' bringing a whole cluster up on free ports and taking it
+ * down again on SIGINT without leaving a process behind. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cl_test_nats.h"
+
+#ifndef CLIPPER
+#error "CLIPPER must name the clipper program"
+#endif
+
+#define MAX_OUT 65536
+
+typedef struct {
+    int code; /* exit code, or 128 + signal */
+    char out[MAX_OUT];
+    char err[MAX_OUT];
+} result;
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void slurp(FILE *f, char *buf)
+{
+    rewind(f);
+    size_t n = fread(buf, 1, MAX_OUT - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Runs clipper with the NULL-terminated arguments (after "clipper"), with
+ * extra environment "K=V" entries (NULL-terminated, may be NULL), killing
+ * it after timeout_ms. */
+static void run_env(result *r, const char *const *env, int timeout_ms, const char *const *args)
+{
+    const char *argv[32];
+    int argc = 0;
+    argv[argc++] = CLIPPER;
+    for (int i = 0; args[i] != NULL && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    FILE *out = tmpfile(), *err = tmpfile();
+    assert_non_null(out);
+    assert_non_null(err);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fileno(out), STDOUT_FILENO);
+        dup2(fileno(err), STDERR_FILENO);
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, STDIN_FILENO);
+        for (int i = 0; env != NULL && env[i] != NULL; i++)
+            putenv((char *)env[i]);
+        execv(CLIPPER, (char *const *)argv);
+        _exit(127);
+    }
+    long until = now_ms() + timeout_ms;
+    int st = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < until)
+        sleep_ms(20);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fclose(out);
+        fclose(err);
+        fail_msg("clipper %s did not finish within %d ms", args[0], timeout_ms);
+    }
+    r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    slurp(out, r->out);
+    slurp(err, r->err);
+}
+
+#define RUN(r, timeout, ...) \
+    run_env((r), NULL, (timeout), (const char *const[]){__VA_ARGS__, NULL})
+
+static result *new_result(void)
+{
+    result *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    return r;
+}
+
+/* ---- help and usage -------------------------------------------------------- */
+
+static void test_help_exits_0_and_lists_the_commands(void **state)
+{
+    (void)state;
+    result *r = new_result();
+    RUN(r, 5000, "--help");
+    assert_int_equal(r->code, 0);
+    const char *cmds[] = {"start", "run", "admin", "predict", "version"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        assert_non_null(strstr(r->out, cmds[i]));
+    free(r);
+}
+
+static void test_every_subcommand_help_exits_0(void **state)
+{
+    (void)state;
+    const char *const cmds[][3] = {
+        {"start", "--help", NULL},   {"run", "--help", NULL},
+        {"admin", "--help", NULL},   {"predict", "--help", NULL},
+        {"version", "--help", NULL}, {"run", "admin", "--help"},
+        {"run", "router", "--help"}, {"run", "frontend", "--help"},
+        {"run", "replica", "--help"}, {"run", "manager", "--help"},
+    };
+    result *r = new_result();
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        const char *args[4] = {cmds[i][0], cmds[i][1], cmds[i][2], NULL};
+        run_env(r, NULL, 5000, args);
+        if (r->code != 0 || strstr(r->out, "usage") == NULL)
+            fail_msg("clipper %s %s %s: exit %d, stdout:\n%s\nstderr:\n%s", cmds[i][0],
+                     cmds[i][1], cmds[i][2] ? cmds[i][2] : "", r->code, r->out, r->err);
+    }
+    free(r);
+}
+
+static void test_version_prints_the_version(void **state)
+{
+    (void)state;
+    result *r = new_result();
+    RUN(r, 5000, "version");
+    assert_int_equal(r->code, 0);
+    assert_non_null(strstr(r->out, "clipper 0."));
+    free(r);
+}
+
+static void test_unknown_subcommand_exits_2_with_a_message(void **state)
+{
+    (void)state;
+    result *r = new_result();
+    RUN(r, 5000, "frobnicate");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "unknown command 'frobnicate'"));
+    RUN(r, 5000, "run", "toaster");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "unknown actor 'toaster'"));
+    RUN(r, 5000, "start", "--bogus");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "unknown argument '--bogus'"));
+    RUN(r, 5000, "start", "--http-port", "99999");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "--http-port must be a whole number"));
+    free(r);
+}
+
+/* ---- admin and predict errors ------------------------------------------------ */
+
+static void test_admin_ping_with_unreachable_bus_says_so(void **state)
+{
+    (void)state;
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl_test_free_port());
+    result *r = new_result();
+    RUN(r, 10000, "admin", "ping", "--nats", url);
+    assert_int_equal(r->code, 1);
+    if (strstr(r->err, "cannot reach nats-server") == NULL || strstr(r->err, url) == NULL)
+        fail_msg("unclear error: %s", r->err);
+    assert_string_equal(r->out, "");
+    free(r);
+}
+
+static void test_admin_body_that_is_not_json_is_refused_before_sending(void **state)
+{
+    (void)state;
+    result *r = new_result();
+    /* No bus at this URL: the body must be rejected before connecting. */
+    RUN(r, 5000, "admin", "add_app", "{\"name\": ", "--nats", "nats://127.0.0.1:1");
+    assert_int_equal(r->code, 1);
+    assert_non_null(strstr(r->err, "not valid JSON"));
+    assert_null(strstr(r->err, "cannot reach"));
+    free(r);
+}
+
+static void test_admin_and_predict_without_actors_say_nobody_answers(void **state)
+{
+    (void)state;
+    cl_test_nats srv;
+    assert_int_equal(cl_test_nats_start(&srv), 0);
+    result *r = new_result();
+    RUN(r, 10000, "admin", "ping", "--nats", srv.url, "--prefix", "lonely");
+    int admin_code = r->code;
+    char *admin_err = strdup(r->err);
+    RUN(r, 10000, "predict", "app1", "{\"input\": [1.0]}", "--nats", srv.url, "--prefix",
+        "lonely");
+    cl_test_nats_stop(&srv);
+    assert_int_equal(admin_code, 1);
+    if (strstr(admin_err, "no admin is running") == NULL)
+        fail_msg("unclear error: %s", admin_err);
+    free(admin_err);
+    assert_int_equal(r->code, 1);
+    if (strstr(r->err, "no frontend is running") == NULL)
+        fail_msg("unclear error: %s", r->err);
+    free(r);
+}
+
+static void test_start_with_nats_port_taken_says_so(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t alen = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    char port[16], http[16], dir[] = "/tmp/cl-cli-test-XXXXXX";
+    snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+    snprintf(http, sizeof(http), "%d", cl_test_free_port());
+    assert_non_null(mkdtemp(dir));
+    result *r = new_result();
+    RUN(r, 10000, "start", "--nats-port", port, "--http-port", http, "--data-dir", dir);
+    close(fd);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(r->code, 1);
+    if (strstr(r->err, "already in use") == NULL || strstr(r->err, port) == NULL)
+        fail_msg("unclear error: %s", r->err);
+    free(r);
+}
+
+static void test_start_without_nats_server_program_says_so(void **state)
+{
+    (void)state;
+    char http[16], nport[16], dir[] = "/tmp/cl-cli-test-XXXXXX";
+    snprintf(http, sizeof(http), "%d", cl_test_free_port());
+    snprintf(nport, sizeof(nport), "%d", cl_test_free_port());
+    assert_non_null(mkdtemp(dir));
+    result *r = new_result();
+    const char *env[] = {"CLIPPER_NATS_SERVER=/nonexistent/nats-server", NULL};
+    const char *args[] = {"start", "--nats-port", nport, "--http-port", http, "--data-dir", dir,
+                          NULL};
+    run_env(r, env, 10000, args);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(r->code, 1);
+    if (strstr(r->err, "cannot find the nats-server program") == NULL)
+        fail_msg("unclear error: %s", r->err);
+    free(r);
+}
+
+/* ---- a whole cluster --------------------------------------------------------- */
+
+static int parent_of(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close = strrchr(buf, ')');
+    int ppid = -1;
+    char state;
+    if (close == NULL || sscanf(close + 2, "%c %d", &state, &ppid) != 2)
+        return -1;
+    return ppid;
+}
+
+/* Every process below root (children, grandchildren, ...). */
+static int descendants(int root, int *out, int max)
+{
+    int n = 0;
+    bool grew = true;
+    while (grew) {
+        grew = false;
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d != NULL && (e = readdir(d)) != NULL) {
+            int pid = atoi(e->d_name);
+            if (pid <= 0)
+                continue;
+            bool known = false;
+            for (int i = 0; i < n && !known; i++)
+                known = out[i] == pid;
+            if (known)
+                continue;
+            int pp = parent_of(pid);
+            bool below = pp == root;
+            for (int i = 0; i < n && !below; i++)
+                below = out[i] == pp;
+            if (below && n < max) {
+                out[n++] = pid;
+                grew = true;
+            }
+        }
+        if (d != NULL)
+            closedir(d);
+    }
+    return n;
+}
+
+static bool alive(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close = strrchr(buf, ')');
+    return close != NULL && close[2] != 'Z';
+}
+
+static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void **state)
+{
+    (void)state;
+    char nport[16], http[16], dir[] = "/tmp/cl-cli-test-XXXXXX", url[64];
+    int np = cl_test_free_port();
+    snprintf(nport, sizeof(nport), "%d", np);
+    snprintf(http, sizeof(http), "%d", cl_test_free_port());
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", np);
+    assert_non_null(mkdtemp(dir));
+    char errpath[128];
+    snprintf(errpath, sizeof(errpath), "%s.stderr", dir);
+
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        int e = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(e, STDERR_FILENO);
+        close(pipefd[0]);
+        execl(CLIPPER, CLIPPER, "start", "--nats-port", nport, "--http-port", http,
+              "--data-dir", dir, "--prefix", "clitest", (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+
+    /* Read stdout until the ready line (or the program ends). */
+    char out[4096] = "";
+    size_t len = 0;
+    long until = now_ms() + 90000;
+    bool ready = false;
+    while (!ready && now_ms() < until) {
+        struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+        if (poll(&p, 1, 200) == 1) {
+            ssize_t n = read(pipefd[0], out + len, sizeof(out) - 1 - len);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+            out[len] = '\0';
+            ready = strstr(out, "cluster ready") != NULL && strchr(out, '\n') != NULL;
+        }
+    }
+    close(pipefd[0]);
+    int kids[256];
+    int nkids = descendants(pid, kids, 256);
+    result *r = new_result();
+    int router = 0;
+    if (ready) {
+        RUN(r, 15000, "admin", "ping", "--nats", url, "--prefix", "clitest");
+        /* An actor that dies is reported. */
+        for (int i = 0; i < nkids && router == 0; i++) {
+            char path[64], cmd[512];
+            snprintf(path, sizeof(path), "/proc/%d/cmdline", kids[i]);
+            FILE *f = fopen(path, "r");
+            if (f == NULL)
+                continue;
+            size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+            fclose(f);
+            cmd[n] = '\0';
+            for (size_t k = 0; k + 1 < n; k++)
+                if (cmd[k] == '\0')
+                    cmd[k] = ' ';
+            if (strstr(cmd, " run router ") != NULL)
+                router = kids[i];
+        }
+        if (router > 0)
+            kill(router, SIGKILL);
+        sleep_ms(1500);
+    }
+
+    kill(pid, SIGINT);
+    int st = 0;
+    pid_t w = 0;
+    long stop_until = now_ms() + 40000;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < stop_until)
+        sleep_ms(50);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    sleep_ms(100);
+    int left = 0;
+    for (int i = 0; i < nkids; i++) {
+        if (alive(kids[i])) {
+            left++;
+            kill(kids[i], SIGKILL);
+        }
+    }
+    static char errtext[65536];
+    errtext[0] = '\0';
+    FILE *ef = fopen(errpath, "r");
+    if (ef != NULL) {
+        size_t n = fread(errtext, 1, sizeof(errtext) - 1, ef);
+        errtext[n] = '\0';
+        fclose(ef);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, errpath);
+    assert_int_equal(system(cmd), 0);
+
+    if (!ready)
+        fail_msg("no 'cluster ready' line; stdout:\n%s\nstderr:\n%s", out, errtext);
+    char want[256];
+    snprintf(want, sizeof(want), "clipper: cluster ready nats=%s prefix=clitest query=http://", url);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, http));
+    /* nats-server, admin, router, frontend, manager at least */
+    if (nkids < 5)
+        fail_msg("expected at least 5 processes under clipper start, found %d", nkids);
+    if (r->code != 0 || strcmp(r->out, "PONG\n") != 0)
+        fail_msg("admin ping: exit %d, stdout '%s', stderr '%s'", r->code, r->out, r->err);
+    free(r);
+    char said[128];
+    snprintf(said, sizeof(said), "router actor (pid %d) exited: killed by signal 9", router);
+    if (router == 0 || strstr(errtext, said) == NULL)
+        fail_msg("the router's death was not reported (pid %d); stderr:\n%s", router, errtext);
+    if (w == 0)
+        fail_msg("clipper start did not stop within 40 s of SIGINT; stderr:\n%s", errtext);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    if (left != 0)
+        fail_msg("%d of %d processes started by clipper start outlived it", left, nkids);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_exits_0_and_lists_the_commands),
+        cmocka_unit_test(test_every_subcommand_help_exits_0),
+        cmocka_unit_test(test_version_prints_the_version),
+        cmocka_unit_test(test_unknown_subcommand_exits_2_with_a_message),
+        cmocka_unit_test(test_admin_ping_with_unreachable_bus_says_so),
+        cmocka_unit_test(test_admin_body_that_is_not_json_is_refused_before_sending),
+        cmocka_unit_test(test_admin_and_predict_without_actors_say_nobody_answers),
+        cmocka_unit_test(test_start_with_nats_port_taken_says_so),
+        cmocka_unit_test(test_start_without_nats_server_program_says_so),
+        cmocka_unit_test(test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

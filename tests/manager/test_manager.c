@@ -1,0 +1,702 @@
+/* Integration tests of the container manager against a real nats-server:
+ * model entries are written to the KV bucket, the manager runs in this
+ * process with fake_replica as its replica program, and the tests count
+ * the children it really has (from /proc), not only what it reports. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "cl_bus.h"
+#include "cl_clock.h"
+#include "cl_kv.h"
+#include "cl_manager.h"
+#include "cl_state.h"
+#include "cl_test_nats.h"
+#include "cl_wire.h"
+
+#ifndef FAKE_REPLICA
+#error "FAKE_REPLICA must name the fake replica program"
+#endif
+#ifndef MANAGER_PROC
+#error "MANAGER_PROC must name the manager test program"
+#endif
+
+static cl_test_nats srv;
+
+typedef struct {
+    char prefix[40];
+    char log_dir[256];
+    cl_bus *bus;
+    cl_kv *kv;
+    cl_manager *mgr;
+    int saved_stderr; /* >= 0 while stderr is captured */
+    char stderr_path[300];
+} fixture;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void rm_rf(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char p[1024];
+            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Reads /proc/<pid>/stat: state and parent. False when gone. */
+static bool proc_stat(int pid, char *state, int *ppid, char *comm, size_t comm_size)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *open = strchr(buf, '(');
+    char *close = strrchr(buf, ')');
+    if (open == NULL || close == NULL)
+        return false;
+    snprintf(comm, comm_size, "%.*s", (int)(close - open - 1), open + 1);
+    return sscanf(close + 2, "%c %d", state, ppid) == 2;
+}
+
+/* Live (not zombie) fake replicas whose parent is ppid and whose model
+ * starts with model_prefix (NULL: any). */
+static int live_replicas(int ppid, const char *model_prefix, int *pids, int max)
+{
+    int count = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char state, comm[64];
+        int parent;
+        if (!proc_stat(pid, &state, &parent, comm, sizeof(comm)) || parent != ppid ||
+            state == 'Z' || strcmp(comm, "fake_replica") != 0)
+            continue;
+        if (model_prefix != NULL) {
+            char path[64], cmd[2048];
+            snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+            FILE *f = fopen(path, "r");
+            if (f == NULL)
+                continue;
+            size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+            fclose(f);
+            cmd[n] = '\0';
+            bool match = false;
+            for (size_t i = 0; i + 1 < n; i += strlen(cmd + i) + 1) {
+                if (strcmp(cmd + i, "--model") == 0) {
+                    const char *m = cmd + i + strlen(cmd + i) + 1;
+                    match = strncmp(m, model_prefix, strlen(model_prefix)) == 0;
+                    break;
+                }
+            }
+            if (!match)
+                continue;
+        }
+        if (count < max)
+            pids[count] = pid;
+        count++;
+    }
+    closedir(d);
+    return count;
+}
+
+static int count_replicas(const char *model_prefix)
+{
+    int pids[256];
+    return live_replicas(getpid(), model_prefix, pids, 256);
+}
+
+/* Waits up to timeout_ms for count_replicas(model) == want. */
+static bool wait_count(const char *model, int want, int timeout_ms)
+{
+    uint64_t until = cl_mono_us() + (uint64_t)timeout_ms * 1000u;
+    do {
+        if (count_replicas(model) == want)
+            return true;
+        cl_sleep_ms(50);
+    } while (cl_mono_us() < until);
+    return count_replicas(model) == want;
+}
+
+/* Kills whatever fake replicas a failed test left behind. */
+static void kill_leftovers(int ppid)
+{
+    int pids[256];
+    int n = live_replicas(ppid, NULL, pids, 256);
+    for (int i = 0; i < n && i < 256; i++) {
+        kill(pids[i], SIGKILL);
+        int st;
+        waitpid(pids[i], &st, 0);
+    }
+}
+
+static void put_model(fixture *fx, const char *name, const char *version, int64_t replicas)
+{
+    cl_model m;
+    memset(&m, 0, sizeof(m));
+    m.name = (char *)name;
+    m.version = (char *)version;
+    m.input_type = CL_INPUT_DOUBLES;
+    m.container_name = "NO_CONTAINER";
+    m.model_data_path = "DEPRECATED";
+    m.batch_size = -1;
+    m.num_replicas = replicas;
+    m.runtime = "python-closure";
+    m.artifact_sha256 = "";
+    cJSON *j = cl_model_to_json(&m);
+    assert_non_null(j);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char key[CL_KEY_MAX];
+    cl_err err;
+    assert_int_equal(cl_key_model(key, name, version, &err), CL_OK);
+    assert_int_equal(cl_kv_put(fx->kv, key, s, strlen(s), NULL, &err), CL_OK);
+    free(s);
+}
+
+static void delete_model(fixture *fx, const char *name, const char *version)
+{
+    char key[CL_KEY_MAX];
+    cl_err err;
+    assert_int_equal(cl_key_model(key, name, version, &err), CL_OK);
+    assert_int_equal(cl_kv_delete(fx->kv, key, &err), CL_OK);
+}
+
+/* Asks <p>.cm.<command> and returns the parsed reply. */
+static cJSON *cm_request(fixture *fx, const char *command)
+{
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.cm.%s", fx->prefix, command);
+    cl_msg *reply = NULL;
+    assert_int_equal(cl_bus_request(fx->bus, subject, "{}", 2, 3000, &reply), CL_OK);
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
+    cl_msg_free(reply);
+    assert_non_null(j);
+    return j;
+}
+
+/* The status entry of model:version #n, or NULL (borrowed from list). */
+static const cJSON *status_entry(const cJSON *list, const char *model, int n)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        const cJSON *mm = cJSON_GetObjectItem(o, "model");
+        const cJSON *r = cJSON_GetObjectItem(o, "replica");
+        if (cJSON_IsString(mm) && strcmp(mm->valuestring, model) == 0 && cJSON_IsNumber(r) &&
+            r->valueint == n)
+            return o;
+    }
+    return NULL;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)size + 1);
+    size_t n = fread(buf, 1, (size_t)size, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void capture_stderr(fixture *fx)
+{
+    snprintf(fx->stderr_path, sizeof(fx->stderr_path), "%s/manager-stderr.txt", fx->log_dir);
+    fflush(stderr);
+    fx->saved_stderr = dup(STDERR_FILENO);
+    int fd = open(fx->stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
+static void restore_stderr(fixture *fx)
+{
+    if (fx->saved_stderr < 0)
+        return;
+    fflush(stderr);
+    dup2(fx->saved_stderr, STDERR_FILENO);
+    close(fx->saved_stderr);
+    fx->saved_stderr = -1;
+}
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return cl_test_nats_start(&srv);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    return cl_test_nats_stop(&srv);
+}
+
+static int start_manager(fixture *fx, int grace_ms)
+{
+    cl_manager_opts o;
+    cl_manager_opts_init(&o);
+    o.log_dir = fx->log_dir;
+    o.replica_cmd = FAKE_REPLICA;
+    o.stop_grace_ms = grace_ms;
+    cl_err err;
+    cl_err_clear(&err);
+    if (cl_manager_start(&fx->mgr, fx->bus, &o, &err) != CL_OK) {
+        fprintf(stderr, "cl_manager_start: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_bus(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    fx->saved_stderr = -1;
+    char token[23];
+    cl_bus_new_token(token);
+    snprintf(fx->prefix, sizeof(fx->prefix), "t%s", token);
+    snprintf(fx->log_dir, sizeof(fx->log_dir), "/tmp/cl-manager-test-XXXXXX");
+    if (mkdtemp(fx->log_dir) == NULL)
+        return -1;
+    cl_bus_opts bo;
+    cl_bus_opts_init(&bo);
+    bo.url = srv.url;
+    bo.prefix = fx->prefix;
+    cl_err err;
+    if (cl_bus_connect(&fx->bus, &bo, &err) != CL_OK ||
+        cl_kv_open(&fx->kv, fx->bus, &err) != CL_OK) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    if (setup_bus(state) != 0)
+        return -1;
+    return start_manager(*state, 1000);
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    restore_stderr(fx);
+    cl_manager_free(fx->mgr);
+    kill_leftovers(getpid());
+    cl_kv_free(fx->kv);
+    cl_bus_free(fx->bus);
+    rm_rf(fx->log_dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_scaling_0_2_1_0_starts_and_stops_children(void **state)
+{
+    fixture *fx = *state;
+    put_model(fx, "scale", "1", 0);
+    cl_sleep_ms(1200);
+    assert_int_equal(count_replicas("scale"), 0);
+
+    put_model(fx, "scale", "1", 2);
+    assert_true(wait_count("scale", 2, 5000));
+    cl_sleep_ms(1200); /* and no more than that */
+    assert_int_equal(count_replicas("scale"), 2);
+
+    cJSON *st = cm_request(fx, "status");
+    assert_int_equal(cJSON_GetArraySize(st), 2);
+    for (int n = 0; n < 2; n++) {
+        const cJSON *e = status_entry(st, "scale", n);
+        assert_non_null(e);
+        assert_string_equal(cJSON_GetObjectItem(e, "version")->valuestring, "1");
+        assert_string_equal(cJSON_GetObjectItem(e, "state")->valuestring, "running");
+        assert_true(cJSON_GetObjectItem(e, "pid")->valueint > 0);
+        assert_int_equal(cJSON_GetObjectItem(e, "restarts")->valueint, 0);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(e, "started_at")));
+        char want[512];
+        snprintf(want, sizeof(want), "/scale_1-%d.log", n);
+        const char *log = cJSON_GetObjectItem(e, "log_file")->valuestring;
+        assert_non_null(strstr(log, want));
+        char *text = read_file(log);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "fake replica start scale:1"));
+        free(text);
+    }
+    cJSON_Delete(st);
+
+    cJSON *logs = cm_request(fx, "logs");
+    const cJSON *files = cJSON_GetObjectItem(logs, "files");
+    assert_int_equal(cJSON_GetArraySize(files), 2);
+    assert_non_null(strstr(cJSON_GetArrayItem(files, 0)->valuestring, "/scale_1-0.log"));
+    assert_non_null(strstr(cJSON_GetArrayItem(files, 1)->valuestring, "/scale_1-1.log"));
+    assert_true(cJSON_IsString(cJSON_GetObjectItem(logs, "log_dir")));
+    cJSON_Delete(logs);
+
+    put_model(fx, "scale", "1", 1);
+    assert_true(wait_count("scale", 1, 5000));
+    cl_sleep_ms(1200);
+    assert_int_equal(count_replicas("scale"), 1);
+
+    put_model(fx, "scale", "1", 0);
+    assert_true(wait_count("scale", 0, 5000));
+    /* The status catches up at the manager's next pass. */
+    int entries = -1;
+    for (int i = 0; i < 40 && entries != 0; i++) {
+        st = cm_request(fx, "status");
+        entries = cJSON_GetArraySize(st);
+        cJSON_Delete(st);
+        if (entries != 0)
+            cl_sleep_ms(50);
+    }
+    assert_int_equal(entries, 0);
+}
+
+static void test_killed_replica_is_replaced(void **state)
+{
+    fixture *fx = *state;
+    put_model(fx, "victim", "7", 1);
+    assert_true(wait_count("victim", 1, 5000));
+    int pids[4];
+    assert_int_equal(live_replicas(getpid(), "victim", pids, 4), 1);
+    int old = pids[0];
+
+    assert_int_equal(kill(old, SIGKILL), 0);
+    uint64_t until = cl_mono_us() + 5000000u;
+    int now_pid = old;
+    while (cl_mono_us() < until) {
+        if (live_replicas(getpid(), "victim", pids, 4) == 1 && pids[0] != old) {
+            now_pid = pids[0];
+            break;
+        }
+        cl_sleep_ms(50);
+    }
+    assert_int_not_equal(now_pid, old);
+
+    cJSON *st = cm_request(fx, "status");
+    const cJSON *e = status_entry(st, "victim", 0);
+    assert_non_null(e);
+    assert_int_equal(cJSON_GetObjectItem(e, "restarts")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(e, "last_exit_code")->valueint, -9);
+    assert_non_null(strstr(cJSON_GetObjectItem(e, "last_exit")->valuestring, "signal 9"));
+    cJSON_Delete(st);
+}
+
+/* Start times (monotonic µs) the fake replica wrote into a log file. */
+static int start_times(const char *path, long long *out, int max)
+{
+    char *text = read_file(path);
+    if (text == NULL)
+        return 0;
+    int n = 0;
+    for (char *p = text; (p = strstr(p, "mono_us=")) != NULL; p += 8) {
+        if (n < max)
+            out[n] = atoll(p + 8);
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+static void test_replica_exiting_3_is_restarted_with_backoff_and_logged(void **state)
+{
+    fixture *fx = *state;
+    capture_stderr(fx);
+    put_model(fx, "crash", "1", 1);
+    char log[512];
+    snprintf(log, sizeof(log), "%s/crash_1-0.log", fx->log_dir);
+
+    /* Starts at about 0, 0.5, 1.5 and 3.5 s: wait for the fourth. */
+    long long t[16];
+    uint64_t until = cl_mono_us() + 9000000u;
+    while (start_times(log, t, 16) < 4 && cl_mono_us() < until)
+        cl_sleep_ms(100);
+    int n = start_times(log, t, 16);
+    restore_stderr(fx);
+    assert_true(n >= 4);
+    /* Each wait at least the backoff (0.5 s, 1 s, 2 s) and not far more. */
+    long long expect[] = {500000, 1000000, 2000000};
+    for (int i = 0; i < 3; i++) {
+        long long gap = t[i + 1] - t[i];
+        if (gap < expect[i] - 50000 || gap > expect[i] + 1500000)
+            fail_msg("restart %d came %lld us after the previous start, expected about %lld", i + 1,
+                     gap, expect[i]);
+    }
+
+    cJSON *st = cm_request(fx, "status");
+    const cJSON *e = status_entry(st, "crash", 0);
+    assert_non_null(e);
+    assert_int_equal(cJSON_GetObjectItem(e, "last_exit_code")->valueint, 3);
+    assert_true(cJSON_GetObjectItem(e, "restarts")->valueint >= 3);
+    cJSON_Delete(st);
+
+    /* The manager said why, with the replica's last words. */
+    char *said = read_file(fx->stderr_path);
+    assert_non_null(said);
+    if (strstr(said, "exit code 3") == NULL || strstr(said, "cannot load model crash:1: boom") == NULL)
+        fail_msg("manager log lacks the cause:\n%s", said);
+    free(said);
+}
+
+static void test_deleting_a_model_version_stops_only_its_replicas(void **state)
+{
+    fixture *fx = *state;
+    put_model(fx, "gone", "1", 2);
+    put_model(fx, "kept", "1", 1);
+    assert_true(wait_count("gone", 2, 5000));
+    assert_true(wait_count("kept", 1, 5000));
+
+    delete_model(fx, "gone", "1");
+    assert_true(wait_count("gone", 0, 5000));
+    cl_sleep_ms(700);
+    assert_int_equal(count_replicas("kept"), 1);
+
+    cJSON *st = cm_request(fx, "status");
+    assert_int_equal(cJSON_GetArraySize(st), 1);
+    assert_non_null(status_entry(st, "kept", 0));
+    cJSON_Delete(st);
+}
+
+static void test_replica_ignoring_sigterm_is_killed_after_grace(void **state)
+{
+    fixture *fx = *state; /* grace 1000 ms */
+    put_model(fx, "stubborn", "1", 1);
+    assert_true(wait_count("stubborn", 1, 5000));
+    cl_sleep_ms(300); /* let it install its SIG_IGN */
+    uint64_t t0 = cl_mono_us();
+    put_model(fx, "stubborn", "1", 0);
+    cl_sleep_ms(600);
+    assert_int_equal(count_replicas("stubborn"), 1); /* still there: ignores SIGTERM */
+    assert_true(wait_count("stubborn", 0, 4000));
+    assert_true(cl_mono_us() - t0 >= 900000u);
+}
+
+static void test_hung_replica_is_killed_and_replaced(void **state)
+{
+    fixture *fx = *state;
+    put_model(fx, "hang", "1", 1);
+    assert_true(wait_count("hang", 1, 5000));
+    int pids[4];
+    assert_int_equal(live_replicas(getpid(), "hang", pids, 4), 1);
+    int first = pids[0];
+
+    /* Its heartbeats show in the status. */
+    bool seen_ready = false;
+    for (int i = 0; i < 40 && !seen_ready; i++) {
+        cJSON *st = cm_request(fx, "status");
+        const cJSON *e = status_entry(st, "hang", 0);
+        const cJSON *hb = e ? cJSON_GetObjectItem(e, "heartbeat") : NULL;
+        seen_ready = cJSON_IsString(hb) && strcmp(hb->valuestring, "ready") == 0 &&
+                     cJSON_GetObjectItem(e, "replica_id")->valueint == first;
+        cJSON_Delete(st);
+        if (!seen_ready)
+            cl_sleep_ms(100);
+    }
+    assert_true(seen_ready);
+
+    /* Silent from about 3 s on: gone for the table at 6.5 s, killed at about
+     * 10 s, restarted 0.5 s later. */
+    uint64_t t0 = cl_mono_us();
+    int now_pid = first;
+    while (cl_mono_us() - t0 < 20000000u) {
+        if (live_replicas(getpid(), "hang", pids, 4) == 1 && pids[0] != first) {
+            now_pid = pids[0];
+            break;
+        }
+        cl_sleep_ms(100);
+    }
+    assert_int_not_equal(now_pid, first);
+    assert_true(cl_mono_us() - t0 >= 4000000u); /* not before it went silent */
+    cJSON *st = cm_request(fx, "status");
+    const cJSON *e = status_entry(st, "hang", 0);
+    assert_non_null(e);
+    assert_int_equal(cJSON_GetObjectItem(e, "last_exit_code")->valueint, -9);
+    cJSON_Delete(st);
+}
+
+static void test_manager_answers_the_nats_service_api(void **state)
+{
+    fixture *fx = *state;
+    cl_msg *reply = NULL;
+    assert_int_equal(cl_bus_request(fx->bus, "$SRV.INFO.clipper-manager", "", 0, 3000, &reply),
+                     CL_OK);
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
+    cl_msg_free(reply);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "name")->valuestring, "clipper-manager");
+    char *text = cJSON_PrintUnformatted(j);
+    char want[128];
+    snprintf(want, sizeof(want), "%s.cm.status", fx->prefix);
+    if (strstr(text, want) == NULL)
+        fail_msg("INFO does not list %s: %s", want, text);
+    free(text);
+    cJSON_Delete(j);
+}
+
+static void test_missing_replica_program_is_a_clear_error(void **state)
+{
+    fixture *fx = *state;
+    cl_manager_opts o;
+    cl_manager_opts_init(&o);
+    o.log_dir = fx->log_dir;
+    o.replica_cmd = "/nonexistent/replica-program";
+    cl_err err;
+    cl_err_clear(&err);
+    cl_manager *m = NULL;
+    assert_int_equal(cl_manager_start(&m, fx->bus, &o, &err), CL_ERR_NOT_FOUND);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "/nonexistent/replica-program"));
+
+    o.replica_cmd = FAKE_REPLICA;
+    o.backend = "docker";
+    assert_int_equal(cl_manager_start(&m, fx->bus, &o, &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "unknown backend 'docker'"));
+}
+
+static void test_status_ignores_a_garbage_request_body(void **state)
+{
+    fixture *fx = *state;
+    put_model(fx, "body", "1", 1);
+    assert_true(wait_count("body", 1, 5000));
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.cm.status", fx->prefix);
+    cl_msg *reply = NULL;
+    assert_int_equal(cl_bus_request(fx->bus, subject, "\x01garbage{", 9, 3000, &reply), CL_OK);
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
+    cl_msg_free(reply);
+    assert_true(cJSON_IsArray(j));
+    assert_non_null(status_entry(j, "body", 0));
+    cJSON_Delete(j);
+}
+
+/* The manager as a process: SIGTERM stops every replica before it exits 0. */
+static void test_sigterm_of_manager_process_leaves_no_replica(void **state)
+{
+    fixture *fx = *state; /* no in-process manager for this one */
+    put_model(fx, "orphan", "1", 2);
+    pid_t mgr = fork();
+    assert_true(mgr >= 0);
+    if (mgr == 0) {
+        execl(MANAGER_PROC, MANAGER_PROC, "--nats", srv.url, "--prefix", fx->prefix,
+              "--log-dir", fx->log_dir, "--replica-cmd", FAKE_REPLICA, (char *)NULL);
+        _exit(127);
+    }
+    int pids[8];
+    int n = 0;
+    uint64_t until = cl_mono_us() + 8000000u;
+    while ((n = live_replicas(mgr, "orphan", pids, 8)) < 2 && cl_mono_us() < until)
+        cl_sleep_ms(50);
+    if (n != 2) {
+        kill(mgr, SIGKILL);
+        int st;
+        waitpid(mgr, &st, 0);
+        fail_msg("the manager process started %d replicas, expected 2", n);
+    }
+    assert_int_equal(kill(mgr, SIGTERM), 0);
+    int st = 0;
+    pid_t r = 0;
+    until = cl_mono_us() + 10000000u;
+    while ((r = waitpid(mgr, &st, WNOHANG)) == 0 && cl_mono_us() < until)
+        cl_sleep_ms(50);
+    if (r != mgr) {
+        kill(mgr, SIGKILL);
+        waitpid(mgr, &st, 0);
+        kill(pids[0], SIGKILL);
+        kill(pids[1], SIGKILL);
+        fail_msg("the manager did not exit within 10 s of SIGTERM");
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        if (kill(pids[i], 0) == 0 || errno != ESRCH) {
+            kill(pids[i], SIGKILL);
+            fail_msg("replica pid %d outlived its manager", pids[i]);
+        }
+    }
+}
+
+static void test_manager_process_rejects_unknown_backend(void **state)
+{
+    (void)state;
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDERR_FILENO);
+        execl(MANAGER_PROC, MANAGER_PROC, "--backend", "kubernetes", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_scaling_0_2_1_0_starts_and_stops_children, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_killed_replica_is_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_exiting_3_is_restarted_with_backoff_and_logged,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deleting_a_model_version_stops_only_its_replicas,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_ignoring_sigterm_is_killed_after_grace, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hung_replica_is_killed_and_replaced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_manager_answers_the_nats_service_api, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_missing_replica_program_is_a_clear_error, setup_bus,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_status_ignores_a_garbage_request_body, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_of_manager_process_leaves_no_replica,
+                                        setup_bus, teardown),
+        cmocka_unit_test(test_manager_process_rejects_unknown_backend),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
