@@ -121,13 +121,14 @@ uint32_t cl__replica_random_id(void)
     return v;
 }
 
-char *cl__replica_pull_body(uint32_t replica_id)
+char *cl__replica_pull_body(uint32_t replica_id, uint64_t completed)
 {
     cJSON *obj = cJSON_CreateObject();
     if (!obj)
         return NULL;
     char *out = NULL;
-    if (cJSON_AddNumberToObject(obj, "replica_id", (double)replica_id))
+    if (cJSON_AddNumberToObject(obj, "replica_id", (double)replica_id) &&
+        cJSON_AddNumberToObject(obj, "completed", (double)completed))
         out = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     return out;

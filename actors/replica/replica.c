@@ -46,7 +46,7 @@ typedef struct {
     char hb_subject[CL_SUBJECT_MAX];
     char work_subject[CL_SUBJECT_MAX];
     char pull_subject[CL_SUBJECT_MAX];
-    char *pull_body;
+    atomic_uint_fast64_t completed; /* work messages answered, said in each pull */
 
     cl_bus *bus;
     cl_kv *kv;
@@ -100,8 +100,6 @@ static cl_status build_subjects(replica *r, cl_err *err)
         st = cl_subj_replica_work(r->work_subject, p, r->opts.model, r->opts.version, r->id_str, err);
     if (st == CL_OK)
         st = cl_subj_route_pull(r->pull_subject, p, r->opts.model, r->opts.version, err);
-    if (st == CL_OK && !(r->pull_body = cl__replica_pull_body(r->id)))
-        st = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     return st;
 }
 
@@ -247,9 +245,12 @@ static cl_status load(replica *r, char *cause)
 
 static void pull(replica *r)
 {
-    cl_status st = cl_bus_publish(r->bus, r->pull_subject, r->pull_body, strlen(r->pull_body));
+    char *body = cl__replica_pull_body(r->id, atomic_load(&r->completed));
+    cl_status st = body ? cl_bus_publish(r->bus, r->pull_subject, body, strlen(body))
+                        : CL_ERR_NOMEM;
     if (st != CL_OK)
-        cl_debug("pull not published: %s", cl_status_text(st));
+        cl_warn("pull not published: %s", cl_status_text(st));
+    free(body);
 }
 
 static void add_result(replica *r, const cl_task *t, uint8_t status, const void *data, size_t len)
@@ -366,6 +367,7 @@ static void *work_loop(void *arg)
         }
         handle_batch(r, msg);
         cl_msg_free(msg);
+        atomic_fetch_add(&r->completed, 1);
         if (atomic_load(&r->stopping))
             break; /* the batch in hand is answered; take no more */
         pull(r);
@@ -389,7 +391,6 @@ static void cleanup(replica *r)
     if (r->model_decoded)
         cl_model_deinit(&r->model);
     cl__replies_deinit(&r->replies);
-    free(r->pull_body);
 }
 
 static int fail(replica *r, const char *cause)

@@ -41,8 +41,10 @@ cl_status cl__replica_opts_parse(cl__replica_opts *opts, int argc, char **argv, 
 void cl__replica_usage(FILE *out, const char *program);
 /* A random replica id in 1 .. 2^31-1. */
 uint32_t cl__replica_random_id(void);
-/* The pull body {"replica_id": id} (malloc'd). */
-char *cl__replica_pull_body(uint32_t replica_id);
+/* The pull body {"replica_id": id, "completed": n} (malloc'd): n is the
+ * number of batches answered so far, so the router can tell a repeated
+ * idle pull that crossed a new batch from the end of that batch. */
+char *cl__replica_pull_body(uint32_t replica_id, uint64_t completed);
 
 /* ------------------------------------------------ result batches (replies) */
 

@@ -42,6 +42,7 @@ typedef struct event {
     char version[CL_TOKEN_MAX + 1];
     uint32_t replica_id;      /* pull, replica, send failed */
     uint64_t batch_seq;       /* send failed */
+    int64_t completed;        /* pull: batches the replica completed, -1 unknown */
     bool removed;             /* replica */
     char state[16];           /* replica */
     size_t n;                 /* tasks */
@@ -199,16 +200,25 @@ out:
     cl_msg_free(msg);
 }
 
-static cl_status decode_pull(const void *data, size_t len, uint32_t *replica_id, cl_err *err)
+static cl_status decode_pull(const void *data, size_t len, uint32_t *replica_id,
+                             int64_t *completed, cl_err *err)
 {
     cJSON *obj = NULL;
     int64_t id;
+    bool has_completed = false;
     cl_status s = cl_json_parse_object(&obj, data, len, err);
     if (s == CL_OK)
         s = cl_json_get_int(obj, "replica_id", &id, err);
     if (s == CL_OK && (id < 0 || id > UINT32_MAX))
         s = cl_err_set(err, CL_ERR_INVALID, "field 'replica_id' must be in 0..%u, got %lld",
                        UINT32_MAX, (long long)id);
+    if (s == CL_OK)
+        s = cl_json_opt_int(obj, "completed", completed, &has_completed, err);
+    if (s == CL_OK && has_completed && *completed < 0)
+        s = cl_err_set(err, CL_ERR_INVALID, "field 'completed' must be >= 0, got %lld",
+                       (long long)*completed);
+    if (s == CL_OK && !has_completed)
+        *completed = -1;
     if (s == CL_OK)
         *replica_id = (uint32_t)id;
     cJSON_Delete(obj);
@@ -224,8 +234,9 @@ static void on_pull(cl_bus *bus, cl_msg *msg, void *closure)
     cl_err err;
     char model[CL_TOKEN_MAX + 1], version[CL_TOKEN_MAX + 1];
     uint32_t id = 0;
+    int64_t completed = -1;
     if (!parse_subject(r, subject, "route.pull", model, version, &err) ||
-        decode_pull(cl_msg_data(msg), cl_msg_len(msg), &id, &err) != CL_OK) {
+        decode_pull(cl_msg_data(msg), cl_msg_len(msg), &id, &completed, &err) != CL_OK) {
         cl_warn("ignoring malformed pull on %s: %s", subject, err.msg);
         count_malformed(r);
         goto out;
@@ -239,6 +250,7 @@ static void on_pull(cl_bus *bus, cl_msg *msg, void *closure)
     strcpy(ev->model, model);
     strcpy(ev->version, version);
     ev->replica_id = id;
+    ev->completed = completed;
     post(r, ev);
     cl_service_count(r->svc, 0, (cl_mono_us() - t0) * 1000);
 out:
@@ -285,7 +297,8 @@ static void handle(cl_router *r, cl__outbox *ob, event *ev, uint64_t wall, uint6
         ev->n = 0; /* the scheduler owns them now */
         break;
     case EV_PULL:
-        cl__sched_pull(s, ob, ev->model, ev->version, ev->replica_id, wall, mono);
+        cl__sched_pull_counted(s, ob, ev->model, ev->version, ev->replica_id, ev->completed,
+                               wall, mono);
         break;
     case EV_REPLICA:
         cl__sched_replica(s, ob, ev->model, ev->version, ev->replica_id, ev->state, ev->removed,

@@ -289,6 +289,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
     rep->inflight_slo_us = min_slo;
     rep->dispatched_mono_us = now_mono_us;
     rep->batch_seq = s->next_batch_seq++;
+    rep->dispatched++;
     rep->idle = false;
     m->batch_seq = rep->batch_seq;
     cl__outbox_push(ob, m);
@@ -356,6 +357,13 @@ static void complete_batch(cl__sched *s, cl__replica *rep, uint64_t now_mono_us)
 void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char *version,
                     uint32_t replica_id, uint64_t now_wall_us, uint64_t now_mono_us)
 {
+    cl__sched_pull_counted(s, ob, model, version, replica_id, -1, now_wall_us, now_mono_us);
+}
+
+void cl__sched_pull_counted(cl__sched *s, cl__outbox *ob, const char *model,
+                            const char *version, uint32_t replica_id, int64_t completed,
+                            uint64_t now_wall_us, uint64_t now_mono_us)
+{
     cl__queue *q = queue_get(s, model, version);
     cl__replica *rep = q ? replica_get(s, q, replica_id) : NULL;
     if (rep == NULL) {
@@ -367,6 +375,12 @@ void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char 
                 model, version);
     rep->pulled = true;
     rep->last_pull_mono_us = now_mono_us;
+    if (completed >= 0) {
+        if (rep->n_inflight > 0 && (uint64_t)completed < rep->dispatched)
+            return; /* a repeat pull that crossed the batch now in flight */
+        /* After a router restart the replica has done more than we sent. */
+        rep->dispatched = (uint64_t)completed;
+    }
     complete_batch(s, rep, now_mono_us);
     if (!rep->idle) {
         rep->idle = true;
@@ -459,6 +473,8 @@ void cl__sched_send_failed(cl__sched *s, cl__outbox *ob, const char *model, cons
     }
     s->stats.batches_dispatched--;
     s->stats.tasks_dispatched -= rep->n_inflight;
+    if (rep->dispatched > 0)
+        rep->dispatched--; /* it never got it, so it will not count it */
     rep->n_inflight = 0;
     rep->idle = false; /* until it pulls again */
     dispatch(s, ob, q, now_wall_us, now_mono_us);

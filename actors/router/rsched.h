@@ -56,6 +56,7 @@ typedef struct cl__replica {
     uint64_t inflight_slo_us;      /* smallest SLO in it; 0: unknown */
     uint64_t dispatched_mono_us;
     uint64_t batch_seq;
+    uint64_t dispatched;  /* batches sent to it (and not failed to send) */
     cl_batch_policy policy;
 } cl__replica;
 
@@ -106,6 +107,13 @@ void cl__sched_tasks(cl__sched *s, cl__outbox *ob, const char *model, const char
  * flight, if any, is done (its latency feeds the batch-size policy). */
 void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char *version,
                     uint32_t replica_id, uint64_t now_wall_us, uint64_t now_mono_us);
+/* The same, with the number of batches the replica says it has completed
+ * (-1: not said). A pull whose count is below the batches sent to it is a
+ * repeat that crossed a batch on its way: it proves the replica alive but
+ * does not complete the batch in flight. */
+void cl__sched_pull_counted(cl__sched *s, cl__outbox *ob, const char *model,
+                            const char *version, uint32_t replica_id, int64_t completed,
+                            uint64_t now_wall_us, uint64_t now_mono_us);
 /* A heartbeat state change ("starting", "ready", ...) or a removal. A
  * removed, "failed" or "stopped" replica's batch in flight is answered 4;
  * when the version has no ready replica left its queue is answered 3. */

@@ -155,17 +155,20 @@ static void test_random_ids_are_nonzero_31_bit_and_vary(void **state)
     assert_true(differs);
 }
 
-static void test_pull_body_is_json_with_the_replica_id(void **state)
+static void test_pull_body_is_json_with_the_replica_id_and_completed_count(void **state)
 {
     (void)state;
-    char *body = cl__replica_pull_body(2147483647u);
+    char *body = cl__replica_pull_body(2147483647u, 42);
     assert_non_null(body);
     cJSON *o = cJSON_Parse(body);
     assert_non_null(o);
     cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "replica_id");
     assert_true(cJSON_IsNumber(id));
     assert_true(id->valuedouble == 2147483647.0);
-    assert_int_equal(cJSON_GetArraySize(o), 1);
+    cJSON *done = cJSON_GetObjectItemCaseSensitive(o, "completed");
+    assert_true(cJSON_IsNumber(done));
+    assert_true(done->valuedouble == 42.0);
+    assert_int_equal(cJSON_GetArraySize(o), 2);
     cJSON_Delete(o);
     free(body);
 }
@@ -184,7 +187,7 @@ int main(void)
         cmocka_unit_test_setup(test_help_needs_nothing_else, clear_env),
         cmocka_unit_test_setup(test_environment_gives_nats_url_and_prefix, clear_env),
         cmocka_unit_test(test_random_ids_are_nonzero_31_bit_and_vary),
-        cmocka_unit_test(test_pull_body_is_json_with_the_replica_id),
+        cmocka_unit_test(test_pull_body_is_json_with_the_replica_id_and_completed_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

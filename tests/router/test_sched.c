@@ -227,6 +227,49 @@ static void test_one_batch_in_flight_per_replica_until_it_pulls(void **state)
     assert_int_equal(p.work_ids[0][0], 2);
 }
 
+static void test_repeat_pull_that_crossed_a_batch_does_not_complete_it(void **state)
+{
+    fixture *f = *state;
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, T0, M0);
+    cl__rtask *a[1] = {task(1, T0 + 50 * MS, 100000, "px.fe.a.results")};
+    send_tasks(f, a, 1, T0, M0);
+    cl__rtask *b[1] = {task(2, T0 + 50 * MS, 100000, "px.fe.a.results")};
+    send_tasks(f, b, 1, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    /* The replica's idle repeat (still 0 completed) crossed batch 1. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, T0 + MS, M0 + MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0);
+    /* Batch 1 done: now task 2 goes. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 1, T0 + 2 * MS, M0 + 2 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_ids[0][0], 2);
+}
+
+static void test_pull_count_above_what_was_sent_resyncs_after_a_router_restart(void **state)
+{
+    fixture *f = *state;
+    /* A new router meets a replica that has answered 41 batches before. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 41, T0, M0);
+    cl__rtask *a[1] = {task(1, T0 + 50 * MS, 100000, "px.fe.a.results")};
+    send_tasks(f, a, 1, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 41, T0 + MS, M0 + MS);
+    cl__rtask *b[1] = {task(2, T0 + 50 * MS, 100000, "px.fe.a.results")};
+    send_tasks(f, b, 1, T0 + MS, M0 + MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0); /* 41 < 42 sent: still in flight */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 42, T0 + 2 * MS, M0 + 2 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_ids[0][0], 2);
+}
+
 static void test_two_replicas_share_one_queue(void **state)
 {
     fixture *f = *state;
@@ -462,6 +505,8 @@ int main(void)
         T(test_pull_dispatches_in_deadline_order_to_the_replica_subject),
         T(test_fixed_batch_size_caps_the_batch),
         T(test_one_batch_in_flight_per_replica_until_it_pulls),
+        T(test_repeat_pull_that_crossed_a_batch_does_not_complete_it),
+        T(test_pull_count_above_what_was_sent_resyncs_after_a_router_restart),
         T(test_two_replicas_share_one_queue),
         T(test_adaptive_cap_grows_when_full_and_fast),
         T(test_adaptive_cap_backs_off_when_slow),
