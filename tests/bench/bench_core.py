@@ -75,7 +75,7 @@ def main():
         python_deployer.create_endpoint(conn, "noop", "doubles",
                                         lambda xs: ["1.0"] * len(xs),
                                         slo_micros=2000000)
-        url = cm.nats_url
+        url = cm.bus_url
         prefix = cm.prefix
         # Let the frontend's view settle before measuring.
         time.sleep(0.5)
