@@ -9,6 +9,8 @@
 #include "cl_log.h"
 #include "cl_manager.h"
 
+static const char CMD[] = "clipper run manager";
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -28,27 +30,6 @@ static void usage(FILE *f)
             cl_actor_common_usage());
 }
 
-/* "--name VALUE" or "--name=VALUE". */
-static int take_value(const char *name, int argc, char **argv, int *i, const char **out)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0)
-        return 0;
-    if (a[len] == '=') {
-        *out = a + len + 1;
-        return 1;
-    }
-    if (a[len] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "clipper run manager: option %s needs a value\n", name);
-        return -1;
-    }
-    *out = argv[++*i];
-    return 1;
-}
-
 int cl_manager_main(int argc, char **argv)
 {
     cl_actor_block_signals();
@@ -65,7 +46,7 @@ int cl_manager_main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         int r = cl_actor_parse_common(&aopts, argc, argv, &i, &err);
         if (r < 0) {
-            fprintf(stderr, "clipper run manager: %s\n", err.msg);
+            fprintf(stderr, "%s: %s\n", CMD, err.msg);
             return 2;
         }
         if (r > 0)
@@ -74,21 +55,21 @@ int cl_manager_main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-        if ((r = take_value("--backend", argc, argv, &i, &mopts.backend)) != 0 ||
-            (r = take_value("--log-dir", argc, argv, &i, &mopts.log_dir)) != 0 ||
-            (r = take_value("--data-dir", argc, argv, &i, &data_dir)) != 0 ||
-            (r = take_value("--replica-cmd", argc, argv, &i, &mopts.replica_cmd)) != 0) {
+        if ((r = cl_actor_take_value(CMD, "--backend", argc, argv, &i, &mopts.backend)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--log-dir", argc, argv, &i, &mopts.log_dir)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--data-dir", argc, argv, &i, &data_dir)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-cmd", argc, argv, &i,
+                                     &mopts.replica_cmd)) != 0) {
             if (r < 0)
                 return 2;
             continue;
         }
-        fprintf(stderr, "clipper run manager: unknown option '%s'\n\n", argv[i]);
+        fprintf(stderr, "%s: unknown option '%s'\n\n", CMD, argv[i]);
         usage(stderr);
         return 2;
     }
     if (mopts.backend != NULL && strcmp(mopts.backend, "local") != 0) {
-        fprintf(stderr, "clipper run manager: unknown backend '%s' (this build has: local)\n",
-                mopts.backend);
+        fprintf(stderr, "%s: unknown backend '%s' (this build has: local)\n", CMD, mopts.backend);
         return 2;
     }
     if (mopts.log_dir == NULL && data_dir != NULL) {

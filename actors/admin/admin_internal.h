@@ -62,6 +62,13 @@ bool cl__req_string(admin_req *q, const char *key, const char **out);
 bool cl__req_int(admin_req *q, const char *key, int64_t *out);
 bool cl__req_bool(admin_req *q, const char *key, bool *out);
 bool cl__req_string_array(admin_req *q, const char *key, const cJSON **out);
+/* Parses the body and reads its "model_name" and "model_version" (the
+ * start of every command on one model version). */
+bool cl__req_model(admin_req *q, const void *data, size_t len, const char *schema,
+                   const char **name, const char **version, admin_reply *rep);
+/* "input_type", a name or alias of one (cl_input_type); an unknown one
+ * fails with Clipper's "Invalid input_type ..." text. */
+bool cl__req_input_type(admin_req *q, int *out);
 /* Optional fields: absent leaves *out untouched; a wrong type fails. */
 bool cl__req_opt_string(admin_req *q, const char *key, const char **out);
 bool cl__req_opt_int(admin_req *q, const char *key, int64_t *out);
@@ -84,6 +91,13 @@ cl_status cl__store_keys(cl_admin *a, const char *prefix, char ***keys, size_t *
  * without touching rep; other failures fill it. */
 cl_status cl__store_write(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
                           admin_reply *rep);
+/* Writes value (consumed) over revision rev (> 0) of key. CL_ERR_CONFLICT,
+ * without touching rep, when the entry changed meanwhile (the command
+ * must run again); other failures fill rep. */
+cl_status cl__store_update(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
+                           admin_reply *rep);
+/* Deletes key; a failure fills rep with an "Internal error: ..." text. */
+cl_status cl__store_delete(cl_admin *a, const char *key, admin_reply *rep);
 /* Makes version the current one of model (create / compare-and-set,
  * retried on races). */
 cl_status cl__store_set_current(cl_admin *a, const char *model, const char *version,
@@ -93,6 +107,16 @@ cl_status cl__store_set_current(cl_admin *a, const char *model, const char *vers
  * with rep filled when one does not. */
 cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
                                 admin_reply *rep);
+
+/* get_all_applications and get_all_models: reads {"verbose": bool}, then
+ * answers a list with one element per key under prefix, in key order, made
+ * by item (a name, or an object when verbose). item may change key in
+ * place; it returns CL_ERR_NOT_FOUND to leave the key out (not an entry,
+ * or deleted meanwhile) and another error, with rep filled, to fail. */
+typedef cl_status (*admin_list_item)(cl_admin *a, char *key, bool verbose, cJSON **item,
+                                     admin_reply *rep);
+cl_status cl__admin_list(cl_admin *a, const void *data, size_t len, const char *prefix,
+                         admin_list_item item, admin_reply *rep);
 
 /* Clipper's check for names grouped in its Redis values, kept for its
  * text: "Invalid <what> supplied: <value>. Contains one of: ',', ':'". */

@@ -63,18 +63,13 @@ static cJSON *app_reply(const cl_app *app)
 cl_status cl__cmd_add_app(cl_admin *a, const void *data, size_t len, admin_reply *rep)
 {
     admin_req q;
-    const char *name, *type_name, *default_output;
+    const char *name, *default_output;
+    int input_type;
     int64_t slo;
     cl_status result = CL_OK;
     if (!cl__req_parse(&q, data, len, ADD_APP_SCHEMA, rep) || !cl__req_string(&q, "name", &name) ||
-        !cl__req_string(&q, "input_type", &type_name))
-        goto out;
-    int input_type = cl_input_type_parse(type_name);
-    if (input_type < 0) {
-        cl__admin_fail(rep, "Invalid input_type '%s'. %s", type_name, cl__valid_input_types);
-        goto out;
-    }
-    if (!cl__req_string(&q, "default_output", &default_output) ||
+        !cl__req_input_type(&q, &input_type) ||
+        !cl__req_string(&q, "default_output", &default_output) ||
         !cl__req_int(&q, "latency_slo_micros", &slo))
         goto out;
     if (slo <= 0 || slo > MAX_SLO_MICROS) {
@@ -122,53 +117,35 @@ cl_status cl__cmd_delete_app(cl_admin *a, const void *data, size_t len, admin_re
         goto out;
     cl_app_deinit(&app);
     char key[CL_KEY_MAX];
-    cl_err err;
     cl_key_app(key, name, NULL);
-    if (cl_kv_delete(a->kv, key, &err) != CL_OK)
-        cl__admin_fail(rep, "Internal error: cannot delete '%s' from the cluster state: %s", key,
-                       err.msg);
-    else
+    if (cl__store_delete(a, key, rep) == CL_OK)
         cl__admin_ok_text(rep, "Successfully deleted application with name '%s'", name);
 out:
     cl__req_done(&q);
     return CL_OK;
 }
 
+/* One element of get_all_applications (cl__admin_list). */
+static cl_status app_item(cl_admin *a, char *key, bool verbose, cJSON **item, admin_reply *rep)
+{
+    const char *name = key + 4; /* "app.<name>" */
+    if (!verbose) {
+        *item = cJSON_CreateString(name);
+        return CL_OK;
+    }
+    cl_app app;
+    cl_status st = cl__store_app(a, name, &app, NULL, rep);
+    if (st == CL_OK) {
+        *item = app_reply(&app);
+        cl_app_deinit(&app);
+    }
+    return st;
+}
+
 cl_status cl__cmd_get_all_applications(cl_admin *a, const void *data, size_t len,
                                        admin_reply *rep)
 {
-    admin_req q;
-    bool verbose;
-    char **keys = NULL;
-    size_t n = 0;
-    if (!cl__req_parse(&q, data, len, cl__verbose_schema, rep) ||
-        !cl__req_bool(&q, "verbose", &verbose))
-        goto out;
-    if (cl__store_keys(a, "app.", &keys, &n, rep) != CL_OK)
-        goto out;
-    cJSON *list = cJSON_CreateArray();
-    for (size_t i = 0; list && i < n; i++) {
-        const char *name = keys[i] + 4;
-        if (!verbose) {
-            cJSON_AddItemToArray(list, cJSON_CreateString(name));
-            continue;
-        }
-        cl_app app;
-        cl_status st = cl__store_app(a, name, &app, NULL, rep);
-        if (st == CL_ERR_NOT_FOUND)
-            continue; /* deleted meanwhile */
-        if (st != CL_OK) {
-            cJSON_Delete(list);
-            goto out;
-        }
-        cJSON_AddItemToArray(list, app_reply(&app));
-        cl_app_deinit(&app);
-    }
-    cl__admin_ok_json(rep, list);
-out:
-    cl_kv_keys_free(keys, n);
-    cl__req_done(&q);
-    return CL_OK;
+    return cl__admin_list(a, data, len, "app.", app_item, rep);
 }
 
 cl_status cl__cmd_get_application(cl_admin *a, const void *data, size_t len, admin_reply *rep)
@@ -231,6 +208,30 @@ static cl_status current_input_type(cl_admin *a, const char *model, int *type, a
     return st;
 }
 
+/* The start of add_model_links and delete_model_links: the request and
+ * the app it names, with its revision. CL_ERR_NOT_FOUND when there is no
+ * such app (rep untouched); another error with rep filled. */
+static cl_status links_request(cl_admin *a, admin_req *q, const void *data, size_t len,
+                               const char **app_name, const cJSON **names, cl_app *app,
+                               uint64_t *rev, admin_reply *rep)
+{
+    if (!cl__req_parse(q, data, len, LINKS_SCHEMA, rep) ||
+        !cl__req_string(q, "app_name", app_name) ||
+        !cl__req_string_array(q, "model_names", names))
+        return CL_ERR_INVALID;
+    return cl__store_app(a, *app_name, app, rev, rep);
+}
+
+/* Writes app back at app_name's key over revision rev. CL_ERR_CONFLICT asks
+ * for a rerun. */
+static cl_status save_app(cl_admin *a, const char *app_name, const cl_app *app, uint64_t rev,
+                          admin_reply *rep)
+{
+    char key[CL_KEY_MAX];
+    cl_key_app(key, app_name, NULL);
+    return cl__store_update(a, key, cl_app_to_json(app), rev, rep);
+}
+
 cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, admin_reply *rep)
 {
     admin_req q;
@@ -239,11 +240,7 @@ cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, adm
     cl_app app = {0};
     uint64_t rev = 0;
     cl_status result = CL_OK;
-    if (!cl__req_parse(&q, data, len, LINKS_SCHEMA, rep) ||
-        !cl__req_string(&q, "app_name", &app_name) ||
-        !cl__req_string_array(&q, "model_names", &names))
-        goto out;
-    cl_status st = cl__store_app(a, app_name, &app, &rev, rep);
+    cl_status st = links_request(a, &q, data, len, &app_name, &names, &app, &rev, rep);
     if (st == CL_ERR_NOT_FOUND)
         cl__admin_fail(rep, "No app with name '%s' exists.", app_name);
     if (st != CL_OK)
@@ -305,10 +302,8 @@ cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, adm
     }
     app.linked_models = links;
     app.linked_models[app.n_linked++] = copy;
-    char key[CL_KEY_MAX];
-    cl_key_app(key, app_name, NULL);
-    st = cl__store_write(a, key, cl_app_to_json(&app), rev, rep);
-    if (st == CL_ERR_CONFLICT || st == CL_ERR_EXISTS)
+    st = save_app(a, app_name, &app, rev, rep);
+    if (st == CL_ERR_CONFLICT)
         result = CL_ERR_CONFLICT;
     else if (st == CL_OK)
         cl__admin_ok_text(rep, "Successfully linked model with name '%s' to application '%s'",
@@ -327,11 +322,7 @@ cl_status cl__cmd_delete_model_links(cl_admin *a, const void *data, size_t len, 
     cl_app app = {0};
     uint64_t rev = 0;
     cl_status result = CL_OK;
-    if (!cl__req_parse(&q, data, len, LINKS_SCHEMA, rep) ||
-        !cl__req_string(&q, "app_name", &app_name) ||
-        !cl__req_string_array(&q, "model_names", &names))
-        goto out;
-    cl_status st = cl__store_app(a, app_name, &app, &rev, rep);
+    cl_status st = links_request(a, &q, data, len, &app_name, &names, &app, &rev, rep);
     if (st == CL_ERR_NOT_FOUND)
         cl__admin_fail(rep, "No app with name %s exists.", app_name);
     if (st != CL_OK)
@@ -361,10 +352,8 @@ cl_status cl__cmd_delete_model_links(cl_admin *a, const void *data, size_t len, 
             app.linked_models[kept++] = app.linked_models[i];
     }
     app.n_linked = kept;
-    char key[CL_KEY_MAX];
-    cl_key_app(key, app_name, NULL);
-    st = cl__store_write(a, key, cl_app_to_json(&app), rev, rep);
-    if (st == CL_ERR_CONFLICT || st == CL_ERR_EXISTS)
+    st = save_app(a, app_name, &app, rev, rep);
+    if (st == CL_ERR_CONFLICT)
         result = CL_ERR_CONFLICT;
     else if (st == CL_OK)
         cl__admin_ok_text(rep, "Success!");

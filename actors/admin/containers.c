@@ -89,9 +89,7 @@ cl_status cl__cmd_get_container(cl_admin *a, const void *data, size_t len, admin
     admin_req q;
     const char *name, *version;
     int64_t replica_id;
-    if (!cl__req_parse(&q, data, len, CONTAINER_SCHEMA, rep) ||
-        !cl__req_string(&q, "model_name", &name) ||
-        !cl__req_string(&q, "model_version", &version) ||
+    if (!cl__req_model(&q, data, len, CONTAINER_SCHEMA, &name, &version, rep) ||
         !cl__req_int(&q, "replica_id", &replica_id))
         goto out;
     cl_replica_info *live = NULL;

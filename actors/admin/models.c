@@ -96,23 +96,15 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
 {
     admin_req q;
     cl_model m = {0};
-    const char *name, *version, *type_name, *container, *data_path;
+    const char *name, *version, *container, *data_path;
     const char *runtime = DEFAULT_RUNTIME, *sha = "";
     const cJSON *labels;
+    int input_type;
     int64_t batch_size, artifact_size = 0, num_replicas = 0;
     cl_status result = CL_OK;
-    if (!cl__req_parse(&q, data, len, ADD_MODEL_SCHEMA, rep) ||
-        !cl__req_string(&q, "model_name", &name) ||
-        !cl__req_string(&q, "model_version", &version) ||
-        !cl__req_string_array(&q, "labels", &labels) ||
-        !cl__req_string(&q, "input_type", &type_name))
-        goto out;
-    int input_type = cl_input_type_parse(type_name);
-    if (input_type < 0) {
-        cl__admin_fail(rep, "Invalid input_type '%s'. %s", type_name, cl__valid_input_types);
-        goto out;
-    }
-    if (!cl__req_string(&q, "container_name", &container) ||
+    if (!cl__req_model(&q, data, len, ADD_MODEL_SCHEMA, &name, &version, rep) ||
+        !cl__req_string_array(&q, "labels", &labels) || !cl__req_input_type(&q, &input_type) ||
+        !cl__req_string(&q, "container_name", &container) ||
         !cl__req_string(&q, "model_data_path", &data_path) ||
         !cl__req_int(&q, "batch_size", &batch_size) ||
         !cl__req_opt_string(&q, "runtime", &runtime) ||
@@ -230,53 +222,50 @@ static bool split_key(char *key, const char **name, const char **version)
     return true;
 }
 
-cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+/* One element of get_all_models (cl__admin_list). */
+static cl_status model_item(cl_admin *a, char *key, bool verbose, cJSON **item,
+                            admin_reply *rep)
 {
-    admin_req q;
-    bool verbose;
-    char **keys = NULL;
-    size_t n = 0;
-    if (!cl__req_parse(&q, data, len, cl__verbose_schema, rep) ||
-        !cl__req_bool(&q, "verbose", &verbose))
-        goto out;
-    if (cl__store_keys(a, "model.", &keys, &n, rep) != CL_OK)
-        goto out;
-    cJSON *list = cJSON_CreateArray();
-    for (size_t i = 0; list && i < n; i++) {
-        const char *name, *version;
-        if (!split_key(keys[i], &name, &version))
-            continue;
-        if (!verbose) {
-            char id[2 * CL_KEY_MAX];
-            snprintf(id, sizeof(id), "%s:%s", name, version);
-            cJSON_AddItemToArray(list, cJSON_CreateString(id));
-            continue;
-        }
-        cl_model m;
-        cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
-        if (st == CL_ERR_NOT_FOUND)
-            continue; /* deleted meanwhile */
-        if (st != CL_OK) {
-            cJSON_Delete(list);
-            goto out;
-        }
-        cJSON_AddItemToArray(list, model_reply(&m, is_current(a, name, version)));
+    const char *name, *version;
+    if (!split_key(key, &name, &version))
+        return CL_ERR_NOT_FOUND;
+    if (!verbose) {
+        char id[2 * CL_KEY_MAX];
+        snprintf(id, sizeof(id), "%s:%s", name, version);
+        *item = cJSON_CreateString(id);
+        return CL_OK;
+    }
+    cl_model m;
+    cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
+    if (st == CL_OK) {
+        *item = model_reply(&m, is_current(a, name, version));
         cl_model_deinit(&m);
     }
-    cl__admin_ok_json(rep, list);
-out:
-    cl_kv_keys_free(keys, n);
-    cl__req_done(&q);
-    return CL_OK;
+    return st;
+}
+
+cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+{
+    return cl__admin_list(a, data, len, "model.", model_item, rep);
+}
+
+/* Reads model name:version for a command that needs it to exist; fails
+ * with Clipper's text when it does not. */
+static cl_status existing_model(cl_admin *a, const char *name, const char *version, cl_model *m,
+                                uint64_t *rev, admin_reply *rep)
+{
+    cl_status st = cl__store_model(a, name, version, m, rev, rep);
+    if (st == CL_ERR_NOT_FOUND)
+        cl__admin_fail(rep, "model with name '%s' and version '%s' does not exist", name,
+                       version);
+    return st;
 }
 
 cl_status cl__cmd_get_model(cl_admin *a, const void *data, size_t len, admin_reply *rep)
 {
     admin_req q;
     const char *name, *version;
-    if (!cl__req_parse(&q, data, len, MODEL_SCHEMA, rep) ||
-        !cl__req_string(&q, "model_name", &name) ||
-        !cl__req_string(&q, "model_version", &version))
+    if (!cl__req_model(&q, data, len, MODEL_SCHEMA, &name, &version, rep))
         goto out;
     cl_model m;
     cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
@@ -296,41 +285,28 @@ cl_status cl__cmd_delete_versioned_model(cl_admin *a, const void *data, size_t l
 {
     admin_req q;
     const char *name, *version;
-    if (!cl__req_parse(&q, data, len, MODEL_SCHEMA, rep) ||
-        !cl__req_string(&q, "model_name", &name) ||
-        !cl__req_string(&q, "model_version", &version))
+    if (!cl__req_model(&q, data, len, MODEL_SCHEMA, &name, &version, rep))
         goto out;
     cl_model m;
-    cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
-    if (st == CL_ERR_NOT_FOUND) {
-        cl__admin_fail(rep, "model with name '%s' and version '%s' does not exist", name,
-                       version);
-        goto out;
-    }
-    if (st != CL_OK)
+    if (existing_model(a, name, version, &m, NULL, rep) != CL_OK)
         goto out;
     cl_model_deinit(&m);
     char key[CL_KEY_MAX];
-    cl_err err;
     cl_key_model(key, name, version, NULL);
-    if (cl_kv_delete(a->kv, key, &err) != CL_OK) {
-        cl__admin_fail(rep, "Internal error: cannot delete '%s' from the cluster state: %s", key,
-                       err.msg);
+    if (cl__store_delete(a, key, rep) != CL_OK)
         goto out;
-    }
     /* A deleted version stops being current; no other version is picked
      * (as in Clipper). */
     char *cur = NULL;
     if (cl__store_current(a, name, &cur, NULL, rep) == CL_OK && strcmp(cur, version) == 0) {
         cl_key_current(key, name, NULL);
-        if (cl_kv_delete(a->kv, key, &err) != CL_OK) {
+        if (cl__store_delete(a, key, rep) != CL_OK) {
             free(cur);
-            cl__admin_fail(rep, "Internal error: cannot delete '%s' from the cluster state: %s",
-                           key, err.msg);
             goto out;
         }
     }
     free(cur);
+    cl_err err;
     if (cl_artifact_delete(a->bus, name, version, &err) != CL_OK)
         cl_warn("delete_versioned_model: the artifact of %s:%s was not removed: %s", name,
                 version, err.msg);
@@ -347,9 +323,7 @@ cl_status cl__cmd_set_model_version(cl_admin *a, const void *data, size_t len, a
     const char *name, *version;
     char **keys = NULL;
     size_t n = 0;
-    if (!cl__req_parse(&q, data, len, MODEL_SCHEMA, rep) ||
-        !cl__req_string(&q, "model_name", &name) ||
-        !cl__req_string(&q, "model_version", &version))
+    if (!cl__req_model(&q, data, len, MODEL_SCHEMA, &name, &version, rep))
         goto out;
     char prefix[CL_KEY_MAX];
     if (cl_key_current(prefix, name, NULL) == CL_OK) {
@@ -392,22 +366,14 @@ cl_status cl__cmd_set_num_replicas(cl_admin *a, const void *data, size_t len, ad
     cl_model m = {0};
     uint64_t rev = 0;
     cl_status result = CL_OK;
-    if (!cl__req_parse(&q, data, len, NUM_REPLICAS_SCHEMA, rep) ||
-        !cl__req_string(&q, "model_name", &name) ||
-        !cl__req_string(&q, "model_version", &version) ||
+    if (!cl__req_model(&q, data, len, NUM_REPLICAS_SCHEMA, &name, &version, rep) ||
         !cl__req_int(&q, "num_replicas", &wanted))
         goto out;
     if (wanted < 0) {
         cl__admin_fail(rep, "num_replicas must be zero or positive, got %lld", (long long)wanted);
         goto out;
     }
-    cl_status st = cl__store_model(a, name, version, &m, &rev, rep);
-    if (st == CL_ERR_NOT_FOUND) {
-        cl__admin_fail(rep, "model with name '%s' and version '%s' does not exist", name,
-                       version);
-        goto out;
-    }
-    if (st != CL_OK)
+    if (existing_model(a, name, version, &m, &rev, rep) != CL_OK)
         goto out;
     if (wanted > 0 && strcmp(m.container_name, CONTAINERLESS) == 0 &&
         m.artifact_sha256[0] == '\0') {
@@ -418,8 +384,8 @@ cl_status cl__cmd_set_num_replicas(cl_admin *a, const void *data, size_t len, ad
     m.num_replicas = wanted;
     char key[CL_KEY_MAX];
     cl_key_model(key, name, version, NULL);
-    st = cl__store_write(a, key, cl_model_to_json(&m), rev, rep);
-    if (st == CL_ERR_CONFLICT || st == CL_ERR_EXISTS)
+    cl_status st = cl__store_update(a, key, cl_model_to_json(&m), rev, rep);
+    if (st == CL_ERR_CONFLICT)
         result = CL_ERR_CONFLICT;
     else if (st == CL_OK)
         cl__admin_ok_text(rep,

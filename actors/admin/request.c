@@ -13,6 +13,7 @@
 
 #include "admin_internal.h"
 #include "cl_json.h"
+#include "cl_wire.h"
 
 static char *vformat(const char *fmt, va_list ap)
 {
@@ -198,6 +199,27 @@ bool cl__req_string_array(admin_req *q, const char *key, const cJSON **out)
         i++;
     }
     *out = item;
+    return true;
+}
+
+bool cl__req_model(admin_req *q, const void *data, size_t len, const char *schema,
+                   const char **name, const char **version, admin_reply *rep)
+{
+    return cl__req_parse(q, data, len, schema, rep) && cl__req_string(q, "model_name", name) &&
+           cl__req_string(q, "model_version", version);
+}
+
+bool cl__req_input_type(admin_req *q, int *out)
+{
+    const char *name;
+    if (!cl__req_string(q, "input_type", &name))
+        return false;
+    int type = cl_input_type_parse(name);
+    if (type < 0) {
+        cl__admin_fail(q->rep, "Invalid input_type '%s'. %s", name, cl__valid_input_types);
+        return false;
+    }
+    *out = type;
     return true;
 }
 

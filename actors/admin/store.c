@@ -29,23 +29,45 @@ static cl_status get(cl_admin *a, const char *key, char **value, size_t *len, ui
     return internal(rep, "read", key, &err);
 }
 
-cl_status cl__store_app(cl_admin *a, const char *name, cl_app *app, uint64_t *rev,
-                        admin_reply *rep)
+/* What an entry of the bucket decodes to. */
+typedef enum { ENTRY_APP, ENTRY_MODEL, ENTRY_CURRENT } entry_kind;
+
+/* Reads key and decodes it into out (a cl_app, a cl_model, or a char * for
+ * a current version). CL_ERR_NOT_FOUND untouched, other errors reported. */
+static cl_status read_entry(cl_admin *a, const char *key, entry_kind kind, void *out,
+                            uint64_t *rev, admin_reply *rep)
 {
-    char key[CL_KEY_MAX];
-    if (cl_key_app(key, name, NULL) != CL_OK)
-        return CL_ERR_NOT_FOUND;
     char *value = NULL;
     size_t len = 0;
     cl_status st = get(a, key, &value, &len, rev, rep);
     if (st != CL_OK)
         return st;
     cl_err err;
-    st = cl_app_from_json(app, value, len, &err);
+    switch (kind) {
+    case ENTRY_APP:
+        st = cl_app_from_json(out, value, len, &err);
+        break;
+    case ENTRY_MODEL:
+        st = cl_model_from_json(out, value, len, &err);
+        break;
+    case ENTRY_CURRENT:
+        *(char **)out = cl_current_from_json(value, len, &err);
+        st = *(char **)out != NULL ? CL_OK : CL_ERR_INVALID;
+        break;
+    }
     free(value);
     if (st != CL_OK)
         return internal(rep, "decode", key, &err);
     return CL_OK;
+}
+
+cl_status cl__store_app(cl_admin *a, const char *name, cl_app *app, uint64_t *rev,
+                        admin_reply *rep)
+{
+    char key[CL_KEY_MAX];
+    if (cl_key_app(key, name, NULL) != CL_OK)
+        return CL_ERR_NOT_FOUND;
+    return read_entry(a, key, ENTRY_APP, app, rev, rep);
 }
 
 cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl_model *m,
@@ -54,17 +76,7 @@ cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl
     char key[CL_KEY_MAX];
     if (cl_key_model(key, name, version, NULL) != CL_OK)
         return CL_ERR_NOT_FOUND;
-    char *value = NULL;
-    size_t len = 0;
-    cl_status st = get(a, key, &value, &len, rev, rep);
-    if (st != CL_OK)
-        return st;
-    cl_err err;
-    st = cl_model_from_json(m, value, len, &err);
-    free(value);
-    if (st != CL_OK)
-        return internal(rep, "decode", key, &err);
-    return CL_OK;
+    return read_entry(a, key, ENTRY_MODEL, m, rev, rep);
 }
 
 cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint64_t *rev,
@@ -73,17 +85,7 @@ cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint6
     char key[CL_KEY_MAX];
     if (cl_key_current(key, name, NULL) != CL_OK)
         return CL_ERR_NOT_FOUND;
-    char *value = NULL;
-    size_t len = 0;
-    cl_status st = get(a, key, &value, &len, rev, rep);
-    if (st != CL_OK)
-        return st;
-    cl_err err;
-    *version = cl_current_from_json(value, len, &err);
-    free(value);
-    if (*version == NULL)
-        return internal(rep, "decode", key, &err);
-    return CL_OK;
+    return read_entry(a, key, ENTRY_CURRENT, version, rev, rep);
 }
 
 static int cmp_str(const void *x, const void *y)
@@ -126,6 +128,23 @@ cl_status cl__store_write(cl_admin *a, const char *key, cJSON *value, uint64_t r
     char *text = value ? cl_json_print(value) : NULL;
     cJSON_Delete(value);
     return write_text(a, key, text, rev, rep);
+}
+
+cl_status cl__store_update(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
+                           admin_reply *rep)
+{
+    cl_status st = cl__store_write(a, key, value, rev, rep);
+    return st == CL_ERR_EXISTS ? CL_ERR_CONFLICT : st;
+}
+
+cl_status cl__store_delete(cl_admin *a, const char *key, admin_reply *rep)
+{
+    cl_err err;
+    if (cl_kv_delete(a->kv, key, &err) == CL_OK)
+        return CL_OK;
+    cl__admin_fail(rep, "Internal error: cannot delete '%s' from the cluster state: %s", key,
+                   err.msg);
+    return err.code != CL_OK ? err.code : CL_ERR_BUS;
 }
 
 cl_status cl__store_set_current(cl_admin *a, const char *model, const char *version,
@@ -196,4 +215,35 @@ bool cl__admin_group_ok(const char *value, const char *what, admin_reply *rep)
         return true;
     cl__admin_fail(rep, "Invalid %s supplied: %s. Contains one of: ',', ':'", what, value);
     return false;
+}
+
+cl_status cl__admin_list(cl_admin *a, const void *data, size_t len, const char *prefix,
+                         admin_list_item item, admin_reply *rep)
+{
+    admin_req q;
+    bool verbose;
+    char **keys = NULL;
+    size_t n = 0;
+    if (!cl__req_parse(&q, data, len, cl__verbose_schema, rep) ||
+        !cl__req_bool(&q, "verbose", &verbose))
+        goto out;
+    if (cl__store_keys(a, prefix, &keys, &n, rep) != CL_OK)
+        goto out;
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; list && i < n; i++) {
+        cJSON *one = NULL;
+        cl_status st = item(a, keys[i], verbose, &one, rep);
+        if (st == CL_ERR_NOT_FOUND)
+            continue; /* not an entry, or deleted meanwhile */
+        if (st != CL_OK) {
+            cJSON_Delete(list);
+            goto out;
+        }
+        cJSON_AddItemToArray(list, one);
+    }
+    cl__admin_ok_json(rep, list);
+out:
+    cl_kv_keys_free(keys, n);
+    cl__req_done(&q);
+    return CL_OK;
 }

@@ -9,11 +9,6 @@ int cl__cli_start(int argc, char **argv);
 int cl__cli_admin(int argc, char **argv);
 int cl__cli_predict(int argc, char **argv);
 
-/* Matches argv[*i] against "--name VALUE" / "--name=VALUE". Returns 1 and
- * sets *out (advancing *i past a separate value), 0 when argv[*i] is not
- * that option, -1 after printing "<cmd>: option --name needs a value". */
-int cl__cli_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
-                       const char **out);
 /* Parses a whole decimal number in [min, max]; prints an error naming the
  * option and returns -1 when it is not one. */
 int cl__cli_parse_int(const char *cmd, const char *option, const char *text, long min, long max,

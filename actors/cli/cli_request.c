@@ -71,6 +71,10 @@ static void predict_usage(FILE *f)
 /* Returns 0 to go on, 1 after --help (exit 0), 2 after a usage error. */
 static int parse(request_args *a, int argc, char **argv, int max_pos, void (*usage)(FILE *))
 {
+    /* The bus logs reconnects and the like; a one-shot command shows only
+     * its own messages unless CLIPPER_LOG asks for more. */
+    if (getenv("CLIPPER_LOG") == NULL)
+        cl_log_set_level(CL_LOG_ERROR);
     cl_actor_opts_init(&a->bus);
     a->timeout_ms = DEFAULT_TIMEOUT_MS;
     a->n_pos = 0;
@@ -88,7 +92,7 @@ static int parse(request_args *a, int argc, char **argv, int max_pos, void (*usa
         }
         if (r > 0)
             continue;
-        r = cl__cli_take_value(a->cmd, "--timeout", argc, argv, &i, &v);
+        r = cl_actor_take_value(a->cmd, "--timeout", argc, argv, &i, &v);
         if (r < 0)
             return 2;
         if (r > 0) {
@@ -195,6 +199,26 @@ static int send_request(const request_args *a, const char *subject, const char *
     return rc;
 }
 
+/* The request itself: reads the body argument (stdin for "-"), checks it
+ * is JSON, sends it on subject and parses the reply into *j (NULL when the
+ * reply is not JSON; *reply keeps its bytes). Returns 0, or 1 after saying
+ * why. The caller frees *reply and *j either way. */
+static int exchange(const request_args *a, const char *subject, const char *body_arg,
+                    const char *who, cl_msg **reply, cJSON **j)
+{
+    char *body = NULL;
+    size_t len = 0;
+    if (read_body(a, body_arg, &body, &len) != 0)
+        return 1;
+    int rc = 1;
+    if (body_is_json(a, body, len) && send_request(a, subject, body, len, who, reply) == 0) {
+        *j = cJSON_ParseWithLength(cl_msg_data(*reply), cl_msg_len(*reply));
+        rc = 0;
+    }
+    free(body);
+    return rc;
+}
+
 static void print_json(const cJSON *j)
 {
     char *s = cJSON_Print(j);
@@ -207,10 +231,6 @@ static void print_json(const cJSON *j)
 
 int cl__cli_admin(int argc, char **argv)
 {
-    /* The bus logs reconnects and the like; a one-shot command shows only
-     * its own messages unless CLIPPER_LOG asks for more. */
-    if (getenv("CLIPPER_LOG") == NULL)
-        cl_log_set_level(CL_LOG_ERROR);
     request_args a = {.cmd = "clipper admin"};
     int r = parse(&a, argc, argv, 2, admin_usage);
     if (r != 0)
@@ -227,18 +247,11 @@ int cl__cli_admin(int argc, char **argv)
         fprintf(stderr, "clipper admin: '%s' is not a valid command name: %s\n", command, err.msg);
         return 2;
     }
-    char *body = NULL;
-    size_t len = 0;
-    if (read_body(&a, a.n_pos > 1 ? a.pos[1] : "{}", &body, &len) != 0)
-        return 1;
     int rc = 1;
     cl_msg *reply = NULL;
     cJSON *j = NULL;
-    if (!body_is_json(&a, body, len))
+    if (exchange(&a, subject, a.n_pos > 1 ? a.pos[1] : "{}", "admin", &reply, &j) != 0)
         goto out;
-    if (send_request(&a, subject, body, len, "admin", &reply) != 0)
-        goto out;
-    j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(j, "ok");
     if (!cJSON_IsBool(ok)) {
         fprintf(stderr, "clipper admin: unexpected reply from the admin on %s: %.*s\n", subject,
@@ -261,14 +274,11 @@ out:
     fflush(stdout);
     cJSON_Delete(j);
     cl_msg_free(reply);
-    free(body);
     return rc;
 }
 
 int cl__cli_predict(int argc, char **argv)
 {
-    if (getenv("CLIPPER_LOG") == NULL)
-        cl_log_set_level(CL_LOG_ERROR);
     request_args a = {.cmd = "clipper predict"};
     int r = parse(&a, argc, argv, 2, predict_usage);
     if (r != 0)
@@ -287,18 +297,11 @@ int cl__cli_predict(int argc, char **argv)
                 err.msg);
         return 2;
     }
-    char *body = NULL;
-    size_t len = 0;
-    if (read_body(&a, a.pos[1], &body, &len) != 0)
-        return 1;
     int rc = 1;
     cl_msg *reply = NULL;
     cJSON *j = NULL;
-    if (!body_is_json(&a, body, len))
+    if (exchange(&a, subject, a.pos[1], "frontend", &reply, &j) != 0)
         goto out;
-    if (send_request(&a, subject, body, len, "frontend", &reply) != 0)
-        goto out;
-    j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
     if (j == NULL) {
         printf("%.*s\n", (int)cl_msg_len(reply), (const char *)cl_msg_data(reply));
         goto out;
@@ -309,6 +312,5 @@ out:
     fflush(stdout);
     cJSON_Delete(j);
     cl_msg_free(reply);
-    free(body);
     return rc;
 }

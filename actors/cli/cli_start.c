@@ -461,6 +461,7 @@ static int supervise(cluster *cl)
 
 static int parse(cluster *cl, int argc, char **argv)
 {
+    const char *cmd = "clipper start";
     cl_actor_opts ao;
     cl_actor_opts_init(&ao);
     cl->prefix = ao.prefix;
@@ -484,34 +485,27 @@ static int parse(cluster *cl, int argc, char **argv)
             cl->prefix = ao.prefix;
             continue;
         }
-        if ((r = cl__cli_take_value("clipper start", "--nats", argc, argv, &i, &v)) != 0) {
+        if ((r = cl_actor_take_value(cmd, "--nats", argc, argv, &i, &v)) != 0) {
             if (r < 0)
                 return 2;
             cl->nats_arg = v;
-        } else if ((r = cl__cli_take_value("clipper start", "--data-dir", argc, argv, &i, &v)) !=
-                   0) {
+        } else if ((r = cl_actor_take_value(cmd, "--data-dir", argc, argv, &i, &v)) != 0) {
             if (r < 0)
                 return 2;
             cl->data_dir = v;
-        } else if ((r = cl__cli_take_value("clipper start", "--log-dir", argc, argv, &i, &v)) !=
-                   0) {
+        } else if ((r = cl_actor_take_value(cmd, "--log-dir", argc, argv, &i, &v)) != 0) {
             if (r < 0)
                 return 2;
             cl->log_dir = v;
-        } else if ((r = cl__cli_take_value("clipper start", "--http-host", argc, argv, &i, &v)) !=
-                   0) {
+        } else if ((r = cl_actor_take_value(cmd, "--http-host", argc, argv, &i, &v)) != 0) {
             if (r < 0)
                 return 2;
             cl->http_host = v;
-        } else if ((r = cl__cli_take_value("clipper start", "--nats-port", argc, argv, &i, &v)) !=
-                   0) {
-            if (r < 0 || cl__cli_parse_int("clipper start", "--nats-port", v, 1, 65535,
-                                           &cl->nats_port) != 0)
+        } else if ((r = cl_actor_take_value(cmd, "--nats-port", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || cl__cli_parse_int(cmd, "--nats-port", v, 1, 65535, &cl->nats_port) != 0)
                 return 2;
-        } else if ((r = cl__cli_take_value("clipper start", "--http-port", argc, argv, &i, &v)) !=
-                   0) {
-            if (r < 0 || cl__cli_parse_int("clipper start", "--http-port", v, 1, 65535,
-                                           &cl->http_port) != 0)
+        } else if ((r = cl_actor_take_value(cmd, "--http-port", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || cl__cli_parse_int(cmd, "--http-port", v, 1, 65535, &cl->http_port) != 0)
                 return 2;
         } else {
             fprintf(stderr, "clipper start: unknown argument '%s'\n\n", argv[i]);

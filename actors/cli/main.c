@@ -88,27 +88,6 @@ static int run_actor(int argc, char **argv)
     return 2;
 }
 
-int cl__cli_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
-                       const char **out)
-{
-    size_t len = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, len) != 0)
-        return 0;
-    if (a[len] == '=') {
-        *out = a + len + 1;
-        return 1;
-    }
-    if (a[len] != '\0')
-        return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "%s: option %s needs a value\n", cmd, name);
-        return -1;
-    }
-    *out = argv[++*i];
-    return 1;
-}
-
 int cl__cli_parse_int(const char *cmd, const char *option, const char *text, long min, long max,
                       long *out)
 {

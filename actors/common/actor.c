@@ -150,20 +150,37 @@ void cl_actor_opts_init(cl_actor_opts *opts)
     opts->prefix = prefix && prefix[0] ? prefix : CL_DEFAULT_PREFIX;
 }
 
+int cl_actor_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
+                        const char **out)
+{
+    size_t len = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, len) != 0)
+        return 0;
+    if (a[len] == '=') {
+        *out = a + len + 1;
+        return 1;
+    }
+    if (a[len] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        if (cmd != NULL)
+            fprintf(stderr, "%s: option %s needs a value\n", cmd, name);
+        return -1;
+    }
+    *out = argv[++*i];
+    return 1;
+}
+
 int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl_err *err)
 {
     static const char *const names[] = {"--nats", "--prefix"};
-    const char *arg = argv[*i];
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-        size_t n = strlen(names[k]);
-        if (strncmp(arg, names[k], n) != 0 || (arg[n] != '\0' && arg[n] != '='))
-            continue;
         const char *value;
-        if (arg[n] == '=') {
-            value = arg + n + 1;
-        } else if (*i + 1 < argc) {
-            value = argv[++*i];
-        } else {
+        int r = cl_actor_take_value(NULL, names[k], argc, argv, i, &value);
+        if (r == 0)
+            continue;
+        if (r < 0) {
             cl_err_set(err, CL_ERR_INVALID, "option %s needs a value (%s)", names[k],
                        k == 0 ? "a URL such as nats://127.0.0.1:4222" : "a subject prefix such as clipper");
             return -1;

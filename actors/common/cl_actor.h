@@ -57,6 +57,14 @@ void cl_actor_opts_init(cl_actor_opts *opts);
  * -1 with err set when its value is missing or the prefix is not valid. */
 int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl_err *err);
 
+/* Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 and
+ * sets *out (advancing *i past a separate value; "--name=" gives ""), 0 when
+ * argv[*i] is not that option, -1 when the value is missing: after printing
+ * "<cmd>: option <name> needs a value" on stderr, or silently when cmd is
+ * NULL (the caller reports). */
+int cl_actor_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
+                        const char **out);
+
 /* The lines describing the common options, for an actor's --help. */
 const char *cl_actor_common_usage(void);
 

@@ -463,46 +463,39 @@ class ClipperConnection(object):
                             {"model_name": name, "model_version": str(version)})
                 self.logger.info("Model {}:{} was successfully deleted".format(name, version))
 
-    def stop_models(self, model_names):
-        """Stops every replica of every version of the models and
-        unregisters those versions."""
-        self._require_connection()
-        model_info = self.get_all_models(verbose=True) or []
+    def _model_versions(self, wanted):
+        """{name: [version, ...]} of the registered versions m with wanted(m)."""
         model_dict = {}
-        for m in model_info:
-            if m["model_name"] in model_names:
+        for m in self.get_all_models(verbose=True) or []:
+            if wanted(m):
                 model_dict.setdefault(m["model_name"], []).append(m["model_version"])
-        self.cm.stop_models(model_dict)
-        self._unregister_versioned_models(model_dict)
-        self.logger.info("Stopped all containers for these models and versions:\n{}".format(
-            model_dict))
+        return model_dict
 
-    def stop_versioned_models(self, model_versions_dict):
-        self._require_connection()
+    def _stop_versions(self, model_versions_dict):
         self.cm.stop_models(model_versions_dict)
         self._unregister_versioned_models(model_versions_dict)
         self.logger.info("Stopped all containers for these models and versions:\n{}".format(
             model_versions_dict))
 
+    def stop_models(self, model_names):
+        """Stops every replica of every version of the models and
+        unregisters those versions."""
+        self._require_connection()
+        self._stop_versions(self._model_versions(lambda m: m["model_name"] in model_names))
+
+    def stop_versioned_models(self, model_versions_dict):
+        self._require_connection()
+        self._stop_versions(model_versions_dict)
+
     def stop_inactive_model_versions(self, model_names):
         self._require_connection()
-        model_info = self.get_all_models(verbose=True) or []
-        model_dict = {}
-        for m in model_info:
-            if m["model_name"] in model_names and not m.get("is_current_version"):
-                model_dict.setdefault(m["model_name"], []).append(m["model_version"])
-        self.cm.stop_models(model_dict)
-        self._unregister_versioned_models(model_dict)
-        self.logger.info("Stopped all containers for these models and versions:\n{}".format(
-            model_dict))
+        self._stop_versions(self._model_versions(
+            lambda m: m["model_name"] in model_names and not m.get("is_current_version")))
 
     def stop_all_model_containers(self):
         """Stops every model replica and unregisters every model version."""
         self._require_connection()
-        model_info = self.get_all_models(verbose=True) or []
-        model_dict = {}
-        for m in model_info:
-            model_dict.setdefault(m["model_name"], []).append(m["model_version"])
+        model_dict = self._model_versions(lambda m: True)
         self.cm.stop_all_model_containers()
         self._unregister_versioned_models(model_dict)
         self.logger.info("Stopped all Clipper model containers")

@@ -15,33 +15,12 @@
 #include "cl_bus.h"
 #include "cl_clock.h"
 #include "cl_test_nats.h"
-
-static cl_test_nats srv;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    cl_test_nats_stop(&srv);
-    return 0;
-}
+#include "cl_test_util.h"
 
 static cl_bus *connect_bus(void)
 {
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.name = "test";
     cl_bus *bus = NULL;
-    cl_err err;
-    cl_status st = cl_bus_connect(&bus, &o, &err);
-    if (st != CL_OK)
-        fail_msg("connect: %s", err.msg);
+    assert_int_equal(cl_test_bus_connect(&bus, &cl_test_srv, NULL), 0);
     return bus;
 }
 
@@ -69,7 +48,7 @@ static void test_connected_bus_reports_its_settings(void **state)
     cl_bus *bus = connect_bus();
     assert_true(cl_bus_is_connected(bus));
     assert_string_equal(cl_bus_prefix(bus), CL_DEFAULT_PREFIX);
-    assert_string_equal(cl_bus_url(bus), srv.url);
+    assert_string_equal(cl_bus_url(bus), cl_test_srv.url);
     assert_true(cl_bus_max_payload(bus) == 1024 * 1024);
     cl_bus_free(bus);
     cl_bus_free(NULL);
@@ -95,15 +74,7 @@ static void on_msg(cl_bus *bus, cl_msg *msg, void *closure)
 
 static int wait_count(inbox *in, int want, int timeout_ms)
 {
-    uint64_t end = cl_mono_us() + (uint64_t)timeout_ms * 1000;
-    for (;;) {
-        pthread_mutex_lock(&in->mu);
-        int n = in->count;
-        pthread_mutex_unlock(&in->mu);
-        if (n >= want || cl_mono_us() > end)
-            return n;
-        cl_sleep_ms(5);
-    }
+    return cl_test_wait_count(&in->mu, &in->count, want, timeout_ms);
 }
 
 static void test_published_messages_reach_callback_subscribers(void **state)
@@ -310,5 +281,5 @@ int main(void)
         cmocka_unit_test(test_subscription_may_free_itself_from_its_callback),
         cmocka_unit_test(test_new_tokens_are_distinct_subject_tokens),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }

@@ -14,33 +14,13 @@
 #include "cl_clock.h"
 #include "cl_kv.h"
 #include "cl_test_nats.h"
-
-static cl_test_nats srv;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    cl_test_nats_stop(&srv);
-    return 0;
-}
+#include "cl_test_util.h"
 
 /* Each test uses its own prefix, hence its own bucket. */
 static cl_bus *connect_bus(const char *prefix)
 {
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.prefix = prefix;
     cl_bus *bus = NULL;
-    cl_err err;
-    if (cl_bus_connect(&bus, &o, &err) != CL_OK)
-        fail_msg("connect: %s", err.msg);
+    assert_int_equal(cl_test_bus_connect(&bus, &cl_test_srv, prefix), 0);
     return bus;
 }
 
@@ -224,15 +204,7 @@ static void on_watch(void *closure, const char *key, const char *value, size_t l
 
 static int wait_events(recorder *r, int want)
 {
-    uint64_t end = cl_mono_us() + 3000000;
-    for (;;) {
-        pthread_mutex_lock(&r->mu);
-        int n = r->n;
-        pthread_mutex_unlock(&r->mu);
-        if (n >= want || cl_mono_us() > end)
-            return n;
-        cl_sleep_ms(5);
-    }
+    return cl_test_wait_count(&r->mu, &r->n, want, 3000);
 }
 
 static void test_watch_sends_initial_values_then_marker_then_changes(void **state)
@@ -378,7 +350,7 @@ static void test_values_survive_a_server_restart(void **state)
     assert_int_equal(cl_kv_create(kv, "app.persist", "kept", 4, NULL, &err), CL_OK);
     cl_kv_free(kv);
     cl_bus_free(bus);
-    assert_int_equal(cl_test_nats_restart(&srv), 0);
+    assert_int_equal(cl_test_nats_restart(&cl_test_srv), 0);
     bus = connect_bus("kvp");
     kv = open_kv(bus);
     char *v = NULL;
@@ -405,5 +377,5 @@ int main(void)
         cmocka_unit_test(test_prefix_with_odd_characters_gets_a_valid_bucket),
         cmocka_unit_test(test_values_survive_a_server_restart),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }

@@ -14,20 +14,14 @@
 #include "cl_service.h"
 #include "cl_test_nats.h"
 
-static cl_test_nats srv;
 static cl_bus *bus;
 
 static int group_setup(void **state)
 {
-    (void)state;
-    if (cl_test_nats_start(&srv) != 0)
+    if (cl_test_nats_group_setup(state) != 0)
         return -1;
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    cl_err err;
-    if (cl_bus_connect(&bus, &o, &err) != CL_OK) {
-        cl_test_nats_stop(&srv);
+    if (cl_test_bus_connect(&bus, &cl_test_srv, NULL) != 0) {
+        cl_test_nats_group_teardown(state);
         return -1;
     }
     return 0;
@@ -35,10 +29,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    (void)state;
     cl_bus_free(bus);
-    cl_test_nats_stop(&srv);
-    return 0;
+    return cl_test_nats_group_teardown(state);
 }
 
 static void add_stats(void *closure, cJSON *data)

@@ -79,6 +79,58 @@ static void test_missing_value_and_bad_prefix_are_errors(void **state)
     assert_int_equal(cl_actor_parse_common(&o, 2, argv3, &i, &err), 0);
 }
 
+static void test_take_value_reads_both_spellings_and_only_its_own_option(void **state)
+{
+    (void)state;
+    char *argv[] = {"x", "--log-dir", "/a", "--log-dir=/b", "--log-dirx", "--log-dir=", NULL};
+    int argc = 6;
+    const char *v = NULL;
+    int i = 1;
+    assert_int_equal(cl_actor_take_value("x", "--log-dir", argc, argv, &i, &v), 1);
+    assert_int_equal(i, 2);
+    assert_string_equal(v, "/a");
+    i = 3;
+    assert_int_equal(cl_actor_take_value("x", "--log-dir", argc, argv, &i, &v), 1);
+    assert_int_equal(i, 3);
+    assert_string_equal(v, "/b");
+    i = 4;
+    v = NULL;
+    assert_int_equal(cl_actor_take_value("x", "--log-dir", argc, argv, &i, &v), 0);
+    assert_int_equal(i, 4);
+    assert_null(v);
+    i = 5;
+    assert_int_equal(cl_actor_take_value("x", "--log-dir", argc, argv, &i, &v), 1);
+    assert_string_equal(v, "");
+}
+
+static void test_take_value_without_a_value_says_which_option(void **state)
+{
+    (void)state;
+    char *argv[] = {"x", "--data-dir", NULL};
+    const char *v = NULL;
+    int i = 1;
+    /* Silent with no command name: the caller reports. */
+    assert_int_equal(cl_actor_take_value(NULL, "--data-dir", 2, argv, &i, &v), -1);
+    assert_int_equal(i, 1);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[1]);
+    int r = cl_actor_take_value("clipper start", "--data-dir", 2, argv, &i, &v);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[256];
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    assert_int_equal(r, -1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, "clipper start: option --data-dir needs a value\n");
+}
+
 static void test_parse_args_reports_help_and_unknown_arguments(void **state)
 {
     (void)state;
@@ -127,6 +179,8 @@ int main(void)
         cmocka_unit_test(test_opts_fall_back_to_the_environment),
         cmocka_unit_test(test_command_line_overrides_environment_in_both_spellings),
         cmocka_unit_test(test_missing_value_and_bad_prefix_are_errors),
+        cmocka_unit_test(test_take_value_reads_both_spellings_and_only_its_own_option),
+        cmocka_unit_test(test_take_value_without_a_value_says_which_option),
         cmocka_unit_test(test_parse_args_reports_help_and_unknown_arguments),
         cmocka_unit_test(test_requested_stop_wakes_the_waiter_with_zero),
         cmocka_unit_test(test_sigterm_wakes_the_waiter_with_its_number),

@@ -23,7 +23,6 @@
 #include "cl_subject.h"
 #include "cl_test_nats.h"
 
-static cl_test_nats srv;
 static int test_counter;
 
 static struct {
@@ -43,29 +42,10 @@ static const char VALID_TYPES[] =
     "Valid input types: bytes, integers, floats, doubles, strings (aliases: byte, b, ints, "
     "integer, int, i, float, f, double, d, string, str, strs, s)";
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    cl_test_nats_stop(&srv);
-    return 0;
-}
-
 static cl_bus *connect_bus(const char *prefix)
 {
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.prefix = prefix;
     cl_bus *bus = NULL;
-    cl_err err;
-    if (cl_bus_connect(&bus, &o, &err) != CL_OK)
-        fail_msg("connect: %s", err.msg);
+    assert_int_equal(cl_test_bus_connect(&bus, &cl_test_srv, prefix), 0);
     return bus;
 }
 
@@ -920,5 +900,5 @@ int main(void)
         T(test_concurrent_link_changes_lose_no_update),
     };
 #undef T
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }

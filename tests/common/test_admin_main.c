@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,36 +20,20 @@
 #include "cl_clock.h"
 #include "cl_subject.h"
 #include "cl_test_nats.h"
+#include "cl_test_util.h"
 
 #ifndef ADMIN_RUNNER
 #error "ADMIN_RUNNER must name the admin_runner executable"
 #endif
 
-static cl_test_nats srv;
 static pid_t child;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    cl_test_nats_stop(&srv);
-    return 0;
-}
 
 /* Kills a child a failed test left behind. */
 static int teardown(void **state)
 {
     (void)state;
-    if (child > 0) {
-        kill(child, SIGKILL);
-        waitpid(child, NULL, 0);
-        child = 0;
-    }
+    cl_test_kill(child);
+    child = 0;
     return 0;
 }
 
@@ -59,10 +42,9 @@ static pid_t spawn(char *const args[], int *out_fd)
 {
     int p[2];
     assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
+    pid_t pid = cl_test_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(p[1], 1);
         dup2(p[1], 2);
         close(p[0]);
@@ -146,16 +128,12 @@ static void test_unreachable_bus_exits_one_naming_the_url(void **state)
 /* Runs the admin, waits until it answers ping, stops it with sig. */
 static void serve_then_stop_with(int sig, const char *prefix)
 {
-    char *args[] = {"admin", "--nats", srv.url, "--prefix", (char *)prefix, NULL};
+    char *args[] = {"admin", "--nats", cl_test_srv.url, "--prefix", (char *)prefix, NULL};
     int fd;
     child = spawn(args, &fd);
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.prefix = prefix;
     cl_bus *bus = NULL;
+    assert_int_equal(cl_test_bus_connect(&bus, &cl_test_srv, prefix), 0);
     cl_err err;
-    assert_int_equal(cl_bus_connect(&bus, &o, &err), CL_OK);
     char subject[CL_SUBJECT_MAX];
     assert_int_equal(cl_subj_admin(subject, prefix, "ping", &err), CL_OK);
     bool answered = false;
@@ -199,5 +177,5 @@ int main(void)
         cmocka_unit_test_teardown(test_serves_commands_and_exits_cleanly_on_sigterm, teardown),
         cmocka_unit_test_teardown(test_serves_commands_and_exits_cleanly_on_sigint, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }

@@ -17,8 +17,7 @@
 #include "cl_replicas.h"
 #include "cl_subject.h"
 #include "cl_test_nats.h"
-
-static cl_test_nats srv;
+#include "cl_test_util.h"
 
 typedef struct {
     char model[128];
@@ -38,17 +37,15 @@ static struct {
 
 static int group_setup(void **state)
 {
-    (void)state;
     pthread_mutex_init(&fx.mu, NULL);
-    return cl_test_nats_start(&srv);
+    return cl_test_nats_group_setup(state);
 }
 
 static int group_teardown(void **state)
 {
-    (void)state;
-    cl_test_nats_stop(&srv);
+    int rc = cl_test_nats_group_teardown(state);
     pthread_mutex_destroy(&fx.mu);
-    return 0;
+    return rc;
 }
 
 static void on_replica(void *closure, const cl_replica_info *info, bool removed)
@@ -70,13 +67,9 @@ static int setup(void **state)
 {
     (void)state;
     fx.n_events = 0;
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.prefix = "reps";
-    cl_err err;
-    if (cl_bus_connect(&fx.bus, &o, &err) != CL_OK)
+    if (cl_test_bus_connect(&fx.bus, &cl_test_srv, "reps") != 0)
         return -1;
+    cl_err err;
     if (cl_replicas_start(&fx.reps, fx.bus, on_replica, NULL, &err) != CL_OK)
         return -1;
     return 0;
@@ -123,10 +116,9 @@ static int count_events(void)
 /* Waits until at least n events arrived (at most ms). */
 static void wait_events(int n, unsigned ms)
 {
-    for (unsigned t = 0; t < ms && count_events() < n; t += 10)
-        cl_sleep_ms(10);
-    if (count_events() < n)
-        fail_msg("expected %d replica events, got %d", n, count_events());
+    int got = cl_test_wait_count(&fx.mu, &fx.n_events, n, (int)ms);
+    if (got < n)
+        fail_msg("expected %d replica events, got %d", n, got);
 }
 
 static event event_at(int i)

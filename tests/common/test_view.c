@@ -17,21 +17,6 @@
 #include "cl_test_nats.h"
 #include "cl_view.h"
 
-static cl_test_nats srv;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    cl_test_nats_stop(&srv);
-    return 0;
-}
-
 typedef struct {
     cl_bus *bus;
     cl_kv *kv;
@@ -59,15 +44,7 @@ static void open_bucket(const char *prefix)
 {
     memset(&fx, 0, sizeof(fx));
     pthread_mutex_init(&fx.mu, NULL);
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.prefix = prefix;
-    cl_err err;
-    if (cl_bus_connect(&fx.bus, &o, &err) != CL_OK)
-        fail_msg("connect: %s", err.msg);
-    if (cl_kv_open(&fx.kv, fx.bus, &err) != CL_OK)
-        fail_msg("kv open: %s", err.msg);
+    assert_int_equal(cl_test_bus_connect_kv(&fx.bus, &fx.kv, &cl_test_srv, prefix), 0);
 }
 
 static int teardown(void **state)
@@ -269,5 +246,5 @@ int main(void)
         cmocka_unit_test_teardown(test_view_sees_create_update_and_delete, teardown),
         cmocka_unit_test_teardown(test_view_ignores_a_bad_value_and_keeps_serving, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }

@@ -276,13 +276,10 @@ static cl_bus *connect_bus(void)
 {
     cl_bus_opts o;
     cl_bus_opts_init(&o);
-    o.url = W.srv.url;
     o.prefix = PREFIX;
     o.send_asap = true;
     cl_bus *b = NULL;
-    cl_err err;
-    if (cl_bus_connect(&b, &o, &err) != CL_OK)
-        fail_msg("cannot connect: %s", err.msg);
+    assert_int_equal(cl_test_bus_connect_opts(&b, &W.srv, &o), 0);
     return b;
 }
 

@@ -1,4 +1,5 @@
-/* Starts and stops throwaway nats-server processes for integration tests. */
+/* Starts and stops throwaway nats-server processes for integration tests,
+ * and connects buses to them (cl_test_nats.h). */
 #include "cl_test_nats.h"
 
 #include <arpa/inet.h>
@@ -7,33 +8,21 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "cl_clock.h"
+#include "cl_test_util.h"
 
 #ifndef CL_TEST_NATS_SERVER
 #define CL_TEST_NATS_SERVER "nats-server"
 #endif
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 int cl_test_free_port(void)
 {
@@ -121,15 +110,10 @@ static int spawn(cl_test_nats *srv)
     char port[16], log[300];
     snprintf(port, sizeof(port), "%d", srv->port);
     snprintf(log, sizeof(log), "%s/nats.log", srv->dir);
-    pid_t parent = getpid();
-    fflush(NULL);
-    pid_t pid = fork();
+    pid_t pid = cl_test_fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -141,8 +125,8 @@ static int spawn(cl_test_nats *srv)
         _exit(127);
     }
     srv->pid = (int)pid;
-    long deadline = now_ms() + 5000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = cl_mono_us() + 5000000u;
+    while (cl_mono_us() < deadline) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             srv->pid = 0;
@@ -152,7 +136,7 @@ static int spawn(cl_test_nats *srv)
         }
         if (accepts(srv->port))
             return 0;
-        sleep_ms(20);
+        cl_sleep_ms(20);
     }
     fprintf(stderr, "nats-server (%s) did not accept connections on port %d within 5 s\n", bin,
             srv->port);
@@ -200,19 +184,19 @@ static int kill_server(cl_test_nats *srv)
         return 0;
     pid_t pid = (pid_t)srv->pid;
     kill(pid, SIGTERM);
-    long deadline = now_ms() + 3000;
+    uint64_t deadline = cl_mono_us() + 3000000u;
     int rc = 0;
     for (;;) {
         pid_t r = waitpid(pid, NULL, WNOHANG);
         if (r == pid || (r < 0 && errno == ECHILD))
             break;
-        if (now_ms() >= deadline) {
+        if (cl_mono_us() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             rc = -1;
             break;
         }
-        sleep_ms(20);
+        cl_sleep_ms(20);
     }
     srv->pid = 0;
     return rc;
@@ -235,7 +219,63 @@ int cl_test_nats_restart(cl_test_nats *srv)
     for (int attempt = 0; attempt < 20; attempt++) {
         if (spawn(srv) == 0)
             return 0;
-        sleep_ms(100);
+        cl_sleep_ms(100);
     }
     return -1;
+}
+
+/* ---- one server per test program ------------------------------------- */
+
+cl_test_nats cl_test_srv;
+
+int cl_test_nats_group_setup(void **state)
+{
+    (void)state;
+    return cl_test_nats_start(&cl_test_srv);
+}
+
+int cl_test_nats_group_teardown(void **state)
+{
+    (void)state;
+    return cl_test_nats_stop(&cl_test_srv);
+}
+
+/* ---- buses ----------------------------------------------------------- */
+
+int cl_test_bus_connect_opts(cl_bus **out, const cl_test_nats *srv, cl_bus_opts *opts)
+{
+    *out = NULL;
+    opts->url = srv->url;
+    cl_err err;
+    if (cl_bus_connect(out, opts, &err) != CL_OK) {
+        fprintf(stderr, "connect to %s: %s\n", srv->url, err.msg);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int cl_test_bus_connect(cl_bus **out, const cl_test_nats *srv, const char *prefix)
+{
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.prefix = prefix; /* NULL: the default */
+    return cl_test_bus_connect_opts(out, srv, &o);
+}
+
+int cl_test_bus_connect_kv(cl_bus **bus, cl_kv **kv, const cl_test_nats *srv,
+                           const char *prefix)
+{
+    *kv = NULL;
+    if (cl_test_bus_connect(bus, srv, prefix) != 0)
+        return -1;
+    cl_err err;
+    if (cl_kv_open(kv, *bus, &err) != CL_OK) {
+        fprintf(stderr, "open the state bucket: %s\n", err.msg);
+        *kv = NULL;
+        cl_bus_free(*bus);
+        *bus = NULL;
+        return -1;
+    }
+    return 0;
 }

@@ -1,10 +1,18 @@
 /* Test harness: a real nats-server (with JetStream) on a free port in a
- * temporary directory, for integration tests.
+ * temporary directory, for integration tests, and buses connected to it.
  *
  *   cl_test_nats srv;
  *   assert_int_equal(cl_test_nats_start(&srv), 0);
- *   ... connect to srv.url ...
+ *   cl_bus *bus;
+ *   assert_int_equal(cl_test_bus_connect(&bus, &srv, "myprefix"), 0);
+ *   ...
+ *   cl_bus_free(bus);
  *   cl_test_nats_stop(&srv);
+ *
+ * A test program whose tests share one server hands the group fixtures to
+ * cmocka and uses cl_test_srv:
+ *   return cmocka_run_group_tests(tests, cl_test_nats_group_setup,
+ *                                 cl_test_nats_group_teardown);
  *
  * The server binary is $NATS_SERVER, else nats-server on PATH, else the one
  * meson found at configure time. The child dies with the test process
@@ -12,6 +20,9 @@
  * from a cmocka teardown so it also runs when an assertion fails. */
 #ifndef CL_TEST_NATS_H
 #define CL_TEST_NATS_H
+
+#include "cl_bus.h"
+#include "cl_kv.h"
 
 typedef struct {
     int port;
@@ -31,5 +42,21 @@ int cl_test_nats_stop(cl_test_nats *srv);
 /* Stops the process and starts it again on the same port and directory
  * (JetStream data persists). 0 on success. */
 int cl_test_nats_restart(cl_test_nats *srv);
+
+/* The server of cl_test_nats_group_setup, between it and the teardown. */
+extern cl_test_nats cl_test_srv;
+/* cmocka group fixtures: start and stop cl_test_srv. state is unused. */
+int cl_test_nats_group_setup(void **state);
+int cl_test_nats_group_teardown(void **state);
+
+/* Connects a bus to srv with the cluster prefix (NULL: the default).
+ * Returns 0, or -1 with *out NULL after printing why on stderr. */
+int cl_test_bus_connect(cl_bus **out, const cl_test_nats *srv, const char *prefix);
+/* The same with the caller's options; their url is set to srv's. */
+int cl_test_bus_connect_opts(cl_bus **out, const cl_test_nats *srv, cl_bus_opts *opts);
+/* Connects as cl_test_bus_connect and opens the cluster-state KV bucket.
+ * Returns 0, or -1 with both NULL (nothing left open) after printing why. */
+int cl_test_bus_connect_kv(cl_bus **bus, cl_kv **kv, const cl_test_nats *srv,
+                           const char *prefix);
 
 #endif

@@ -15,15 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "cl_clock.h"
 #include "cl_test_nats.h"
+#include "cl_test_util.h"
 
 #ifndef CLIPPER
 #error "CLIPPER must name the clipper program"
@@ -36,19 +36,6 @@ typedef struct {
     char out[MAX_OUT];
     char err[MAX_OUT];
 } result;
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void slurp(FILE *f, char *buf)
 {
@@ -72,7 +59,7 @@ static void run_env(result *r, const char *const *env, int timeout_ms, const cha
     FILE *out = tmpfile(), *err = tmpfile();
     assert_non_null(out);
     assert_non_null(err);
-    pid_t pid = fork();
+    pid_t pid = cl_test_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(fileno(out), STDOUT_FILENO);
@@ -84,19 +71,13 @@ static void run_env(result *r, const char *const *env, int timeout_ms, const cha
         execv(CLIPPER, (char *const *)argv);
         _exit(127);
     }
-    long until = now_ms() + timeout_ms;
-    int st = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < until)
-        sleep_ms(20);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
+    r->code = cl_test_wait_exit(pid, timeout_ms);
+    if (r->code < 0) {
+        cl_test_kill(pid);
         fclose(out);
         fclose(err);
         fail_msg("clipper %s did not finish within %d ms", args[0], timeout_ms);
     }
-    r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     slurp(out, r->out);
     slurp(err, r->err);
 }
@@ -275,20 +256,9 @@ static void test_start_without_nats_server_program_says_so(void **state)
 
 static int parent_of(int pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *close = strrchr(buf, ')');
-    int ppid = -1;
     char state;
-    if (close == NULL || sscanf(close + 2, "%c %d", &state, &ppid) != 2)
-        return -1;
-    return ppid;
+    int ppid;
+    return cl_test_proc_stat(pid, &state, &ppid, NULL, 0) ? ppid : -1;
 }
 
 /* Every process below root (children, grandchildren, ...). */
@@ -326,16 +296,9 @@ static int descendants(int root, int *out, int max)
 
 static bool alive(int pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *close = strrchr(buf, ')');
-    return close != NULL && close[2] != 'Z';
+    char state;
+    int ppid;
+    return cl_test_proc_stat(pid, &state, &ppid, NULL, 0) && state != 'Z';
 }
 
 static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void **state)
@@ -352,7 +315,7 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
 
     int pipefd[2];
     assert_int_equal(pipe(pipefd), 0);
-    pid_t pid = fork();
+    pid_t pid = cl_test_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(pipefd[1], STDOUT_FILENO);
@@ -368,9 +331,9 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     /* Read stdout until the ready line (or the program ends). */
     char out[4096] = "";
     size_t len = 0;
-    long until = now_ms() + 90000;
+    uint64_t until = cl_mono_us() + 90000000u;
     bool ready = false;
-    while (!ready && now_ms() < until) {
+    while (!ready && cl_mono_us() < until) {
         struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
         if (poll(&p, 1, 200) == 1) {
             ssize_t n = read(pipefd[0], out + len, sizeof(out) - 1 - len);
@@ -390,36 +353,29 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
         RUN(r, 15000, "admin", "ping", "--nats", url, "--prefix", "clitest");
         /* An actor that dies is reported. */
         for (int i = 0; i < nkids && router == 0; i++) {
-            char path[64], cmd[512];
+            char path[64];
             snprintf(path, sizeof(path), "/proc/%d/cmdline", kids[i]);
-            FILE *f = fopen(path, "r");
-            if (f == NULL)
+            size_t n = 0;
+            char *cmd = cl_test_read_file(path, &n);
+            if (cmd == NULL)
                 continue;
-            size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
-            fclose(f);
-            cmd[n] = '\0';
             for (size_t k = 0; k + 1 < n; k++)
                 if (cmd[k] == '\0')
                     cmd[k] = ' ';
             if (strstr(cmd, " run router ") != NULL)
                 router = kids[i];
+            free(cmd);
         }
         if (router > 0)
             kill(router, SIGKILL);
-        sleep_ms(1500);
+        cl_sleep_ms(1500);
     }
 
     kill(pid, SIGINT);
-    int st = 0;
-    pid_t w = 0;
-    long stop_until = now_ms() + 40000;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < stop_until)
-        sleep_ms(50);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-    }
-    sleep_ms(100);
+    int code = cl_test_wait_exit(pid, 40000);
+    if (code < 0)
+        cl_test_kill(pid);
+    cl_sleep_ms(100);
     int left = 0;
     for (int i = 0; i < nkids; i++) {
         if (alive(kids[i])) {
@@ -429,12 +385,10 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     }
     static char errtext[65536];
     errtext[0] = '\0';
-    FILE *ef = fopen(errpath, "r");
-    if (ef != NULL) {
-        size_t n = fread(errtext, 1, sizeof(errtext) - 1, ef);
-        errtext[n] = '\0';
-        fclose(ef);
-    }
+    char *said_err = cl_test_read_file(errpath, NULL);
+    if (said_err != NULL)
+        snprintf(errtext, sizeof(errtext), "%s", said_err);
+    free(said_err);
     char cmd[256];
     snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, errpath);
     assert_int_equal(system(cmd), 0);
@@ -455,10 +409,9 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     snprintf(said, sizeof(said), "router actor (pid %d) exited: killed by signal 9", router);
     if (router == 0 || strstr(errtext, said) == NULL)
         fail_msg("the router's death was not reported (pid %d); stderr:\n%s", router, errtext);
-    if (w == 0)
+    if (code < 0)
         fail_msg("clipper start did not stop within 40 s of SIGINT; stderr:\n%s", errtext);
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(code, 0); /* exited by itself (128 + n: killed by signal n) */
     if (left != 0)
         fail_msg("%d of %d processes started by clipper start outlived it", left, nkids);
 }

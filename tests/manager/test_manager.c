@@ -27,6 +27,7 @@
 #include "cl_manager.h"
 #include "cl_state.h"
 #include "cl_test_nats.h"
+#include "cl_test_util.h"
 #include "cl_wire.h"
 
 #ifndef FAKE_REPLICA
@@ -35,8 +36,6 @@
 #ifndef MANAGER_PROC
 #error "MANAGER_PROC must name the manager test program"
 #endif
-
-static cl_test_nats srv;
 
 typedef struct {
     char prefix[40];
@@ -67,25 +66,6 @@ static void rm_rf(const char *dir)
     rmdir(dir);
 }
 
-/* Reads /proc/<pid>/stat: state and parent. False when gone. */
-static bool proc_stat(int pid, char *state, int *ppid, char *comm, size_t comm_size)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *open = strchr(buf, '(');
-    char *close = strrchr(buf, ')');
-    if (open == NULL || close == NULL)
-        return false;
-    snprintf(comm, comm_size, "%.*s", (int)(close - open - 1), open + 1);
-    return sscanf(close + 2, "%c %d", state, ppid) == 2;
-}
-
 /* Live (not zombie) fake replicas whose parent is ppid and whose model
  * starts with model_prefix (NULL: any). */
 static int live_replicas(int ppid, const char *model_prefix, int *pids, int max)
@@ -100,18 +80,16 @@ static int live_replicas(int ppid, const char *model_prefix, int *pids, int max)
             continue;
         char state, comm[64];
         int parent;
-        if (!proc_stat(pid, &state, &parent, comm, sizeof(comm)) || parent != ppid ||
+        if (!cl_test_proc_stat(pid, &state, &parent, comm, sizeof(comm)) || parent != ppid ||
             state == 'Z' || strcmp(comm, "fake_replica") != 0)
             continue;
         if (model_prefix != NULL) {
-            char path[64], cmd[2048];
+            char path[64];
             snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-            FILE *f = fopen(path, "r");
-            if (f == NULL)
+            size_t n = 0;
+            char *cmd = cl_test_read_file(path, &n);
+            if (cmd == NULL)
                 continue;
-            size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
-            fclose(f);
-            cmd[n] = '\0';
             bool match = false;
             for (size_t i = 0; i + 1 < n; i += strlen(cmd + i) + 1) {
                 if (strcmp(cmd + i, "--model") == 0) {
@@ -120,6 +98,7 @@ static int live_replicas(int ppid, const char *model_prefix, int *pids, int max)
                     break;
                 }
             }
+            free(cmd);
             if (!match)
                 continue;
         }
@@ -221,21 +200,6 @@ static const cJSON *status_entry(const cJSON *list, const char *model, int n)
     return NULL;
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)size + 1);
-    size_t n = fread(buf, 1, (size_t)size, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void capture_stderr(fixture *fx)
 {
     snprintf(fx->stderr_path, sizeof(fx->stderr_path), "%s/manager-stderr.txt", fx->log_dir);
@@ -258,18 +222,6 @@ static void restore_stderr(fixture *fx)
 }
 
 /* ---- fixtures ----------------------------------------------------------- */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return cl_test_nats_stop(&srv);
-}
 
 static int start_manager(fixture *fx, int grace_ms)
 {
@@ -297,16 +249,8 @@ static int setup_bus(void **state)
     snprintf(fx->log_dir, sizeof(fx->log_dir), "/tmp/cl-manager-test-XXXXXX");
     if (mkdtemp(fx->log_dir) == NULL)
         return -1;
-    cl_bus_opts bo;
-    cl_bus_opts_init(&bo);
-    bo.url = srv.url;
-    bo.prefix = fx->prefix;
-    cl_err err;
-    if (cl_bus_connect(&fx->bus, &bo, &err) != CL_OK ||
-        cl_kv_open(&fx->kv, fx->bus, &err) != CL_OK) {
-        fprintf(stderr, "setup: %s\n", err.msg);
+    if (cl_test_bus_connect_kv(&fx->bus, &fx->kv, &cl_test_srv, fx->prefix) != 0)
         return -1;
-    }
     *state = fx;
     return 0;
 }
@@ -359,7 +303,7 @@ static void test_scaling_0_2_1_0_starts_and_stops_children(void **state)
         snprintf(want, sizeof(want), "/scale_1-%d.log", n);
         const char *log = cJSON_GetObjectItem(e, "log_file")->valuestring;
         assert_non_null(strstr(log, want));
-        char *text = read_file(log);
+        char *text = cl_test_read_file(log, NULL);
         assert_non_null(text);
         assert_non_null(strstr(text, "fake replica start scale:1"));
         free(text);
@@ -426,7 +370,7 @@ static void test_killed_replica_is_replaced(void **state)
 /* Start times (monotonic µs) the fake replica wrote into a log file. */
 static int start_times(const char *path, long long *out, int max)
 {
-    char *text = read_file(path);
+    char *text = cl_test_read_file(path, NULL);
     if (text == NULL)
         return 0;
     int n = 0;
@@ -472,7 +416,7 @@ static void test_replica_exiting_3_is_restarted_with_backoff_and_logged(void **s
     cJSON_Delete(st);
 
     /* The manager said why, with the replica's last words. */
-    char *said = read_file(fx->stderr_path);
+    char *said = cl_test_read_file(fx->stderr_path, NULL);
     assert_non_null(said);
     if (strstr(said, "exit code 3") == NULL || strstr(said, "cannot load model crash:1: boom") == NULL)
         fail_msg("manager log lacks the cause:\n%s", said);
@@ -615,39 +559,28 @@ static void test_sigterm_of_manager_process_leaves_no_replica(void **state)
 {
     fixture *fx = *state; /* no in-process manager for this one */
     put_model(fx, "orphan", "1", 2);
-    pid_t mgr = fork();
-    assert_true(mgr >= 0);
-    if (mgr == 0) {
-        execl(MANAGER_PROC, MANAGER_PROC, "--nats", srv.url, "--prefix", fx->prefix,
-              "--log-dir", fx->log_dir, "--replica-cmd", FAKE_REPLICA, (char *)NULL);
-        _exit(127);
-    }
+    char *argv[] = {MANAGER_PROC, "--nats", cl_test_srv.url, "--prefix", fx->prefix,
+                    "--log-dir", fx->log_dir, "--replica-cmd", FAKE_REPLICA, NULL};
+    pid_t mgr = cl_test_spawn(argv);
+    assert_true(mgr > 0);
     int pids[8];
     int n = 0;
     uint64_t until = cl_mono_us() + 8000000u;
     while ((n = live_replicas(mgr, "orphan", pids, 8)) < 2 && cl_mono_us() < until)
         cl_sleep_ms(50);
     if (n != 2) {
-        kill(mgr, SIGKILL);
-        int st;
-        waitpid(mgr, &st, 0);
+        cl_test_kill(mgr);
         fail_msg("the manager process started %d replicas, expected 2", n);
     }
     assert_int_equal(kill(mgr, SIGTERM), 0);
-    int st = 0;
-    pid_t r = 0;
-    until = cl_mono_us() + 10000000u;
-    while ((r = waitpid(mgr, &st, WNOHANG)) == 0 && cl_mono_us() < until)
-        cl_sleep_ms(50);
-    if (r != mgr) {
-        kill(mgr, SIGKILL);
-        waitpid(mgr, &st, 0);
+    int code = cl_test_wait_exit(mgr, 10000);
+    if (code < 0) {
+        cl_test_kill(mgr);
         kill(pids[0], SIGKILL);
         kill(pids[1], SIGKILL);
         fail_msg("the manager did not exit within 10 s of SIGTERM");
     }
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(code, 0); /* exited by itself (128 + n: killed by signal n) */
     for (int i = 0; i < 2; i++) {
         errno = 0;
         if (kill(pids[i], 0) == 0 || errno != ESRCH) {
@@ -698,5 +631,5 @@ int main(void)
                                         setup_bus, teardown),
         cmocka_unit_test(test_manager_process_rejects_unknown_backend),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }

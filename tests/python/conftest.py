@@ -24,11 +24,12 @@ import uuid
 
 import pytest
 
+from clipper_admin.local_container_manager import _alive, _descendants, _free_port
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The package's own helpers: a port nothing listens on, and a process with
+# its descendants as {pid: starttime} (starttime tells a reused pid apart).
+free_port = _free_port
+process_tree = _descendants
 
 
 def nats_server_path():
@@ -74,44 +75,9 @@ def clipper_bin_or_skip():
 
 # ---- processes --------------------------------------------------------------
 
-def _stat(pid):
-    try:
-        with open("/proc/{}/stat".format(pid), "rb") as f:
-            data = f.read().decode("latin-1")
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2:].split()
-    return int(rest[1]), int(rest[19]), rest[0]
-
-
-def process_tree(root):
-    """{pid: starttime} of root and its descendants."""
-    kids = {}
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            st = _stat(int(e))
-            if st:
-                kids.setdefault(st[0], []).append((int(e), st[1]))
-    out = {}
-    st = _stat(root)
-    if st:
-        out[root] = st[1]
-    todo = [root]
-    while todo:
-        for pid, start in kids.get(todo.pop(), []):
-            if pid not in out:
-                out[pid] = start
-                todo.append(pid)
-    return out
-
-
 def alive(procs):
-    left = []
-    for pid, start in procs.items():
-        st = _stat(pid)
-        if st and st[1] == start and st[2] not in ("Z", "X"):
-            left.append(pid)
-    return left
+    """The pids of procs (a process_tree) that still run."""
+    return [pid for pid, start in procs.items() if _alive(pid, start)]
 
 
 def cmdline(pid):

@@ -24,6 +24,7 @@
 #include "cl_state.h"
 #include "cl_subject.h"
 #include "cl_test_nats.h"
+#include "cl_test_util.h"
 #include "cl_wire.h"
 #include "replica_test_util.h"
 
@@ -33,7 +34,6 @@
 #define MAX_STATES 64
 #define MAX_RESULTS 16
 
-static cl_test_nats srv;
 static cl_bus *bus;
 static cl_kv *kv;
 
@@ -62,18 +62,10 @@ typedef struct {
 
 static int group_setup(void **state)
 {
-    (void)state;
-    if (cl_test_nats_start(&srv) != 0)
+    if (cl_test_nats_group_setup(state) != 0)
         return -1;
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.url = srv.url;
-    o.prefix = PREFIX;
-    cl_err err;
-    if (cl_bus_connect(&bus, &o, &err) != CL_OK || cl_kv_open(&kv, bus, &err) != CL_OK) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        cl_bus_free(bus);
-        cl_test_nats_stop(&srv);
+    if (cl_test_bus_connect_kv(&bus, &kv, &cl_test_srv, PREFIX) != 0) {
+        cl_test_nats_group_teardown(state);
         return -1;
     }
     return 0;
@@ -81,11 +73,9 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    (void)state;
     cl_kv_free(kv);
     cl_bus_free(bus);
-    cl_test_nats_stop(&srv);
-    return 0;
+    return cl_test_nats_group_teardown(state);
 }
 
 static int setup(void **state)
@@ -109,7 +99,7 @@ static void reset_observations(fixture *f)
 
 static void stop_replica(fixture *f)
 {
-    rt_kill(f->pid);
+    cl_test_kill(f->pid);
     f->pid = 0;
     cl_sub_free(f->all);
     f->all = NULL;
@@ -178,9 +168,9 @@ static void start_replica(fixture *f, const char *model, uint32_t id)
     assert_int_equal(cl_bus_subscribe_sync(&f->all, bus, PREFIX ".>", NULL), CL_OK);
     assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
 
-    char *argv[] = {RT_REPLICA_EXE, "--nats", srv.url, "--prefix", PREFIX, "--model",
+    char *argv[] = {RT_REPLICA_EXE, "--nats", cl_test_srv.url, "--prefix", PREFIX, "--model",
                     (char *)model, "--version", "1", "--replica-id", id_str, NULL};
-    f->pid = rt_spawn(argv);
+    f->pid = cl_test_spawn(argv);
     assert_true(f->pid > 0);
 }
 
@@ -286,7 +276,7 @@ static const char *wait_failed(fixture *f)
     if (!pump(f, FAIL_TIMEOUT_MS, has_state, "failed"))
         fail_msg("replica of %s did not report failed", f->model);
     assert_false(seen_state(f, "ready"));
-    assert_int_equal(rt_wait_exit(f->pid, 5000), 3);
+    assert_int_equal(cl_test_wait_exit(f->pid, 5000), 3);
     f->pid = 0;
     return f->cause;
 }
@@ -362,7 +352,7 @@ static void sigterm_and_expect_clean_exit(fixture *f)
 {
     assert_int_equal(kill(f->pid, SIGTERM), 0);
     assert_true(pump(f, 10000, has_state, "stopped"));
-    assert_int_equal(rt_wait_exit(f->pid, 10000), 0);
+    assert_int_equal(cl_test_wait_exit(f->pid, 10000), 0);
     f->pid = 0;
 }
 
@@ -643,7 +633,7 @@ static void test_sigterm_answers_the_batch_in_hand_then_stops_with_exit_0(void *
     assert_int_equal(r[0].id, 5);
     assert_int_equal(r[0].status, CL_RESULT_OK);
     assert_string_equal(r[0].text, "3.0");
-    assert_int_equal(rt_wait_exit(f->pid, 10000), 0);
+    assert_int_equal(cl_test_wait_exit(f->pid, 10000), 0);
     f->pid = 0;
     assert_int_equal(f->pulls_after_stopped, 0);
 }

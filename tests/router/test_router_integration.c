@@ -31,7 +31,6 @@
 #define MS 1000ull
 #define SEC (1000 * MS)
 
-static cl_test_nats srv;
 static int test_counter;
 
 typedef struct {
@@ -51,32 +50,15 @@ typedef struct {
 
 /* ---- fixture ----------------------------------------------------------- */
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return cl_test_nats_start(&srv);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    return cl_test_nats_stop(&srv);
-}
-
 static cl_bus *connect_bus(const char *prefix, bool asap)
 {
     cl_bus_opts o;
     cl_bus_opts_init(&o);
-    o.url = srv.url;
     o.prefix = prefix;
     o.send_asap = asap;
     o.name = asap ? "router-under-test" : "router-test";
     cl_bus *bus = NULL;
-    cl_err err;
-    if (cl_bus_connect(&bus, &o, &err) != CL_OK) {
-        fprintf(stderr, "connect: %s\n", err.msg);
-        return NULL;
-    }
+    cl_test_bus_connect_opts(&bus, &cl_test_srv, &o);
     return bus;
 }
 
@@ -386,6 +368,26 @@ static void wait_router(fixture *f, const char *model, const char *version, long
              depth, ready, model, version, st.found, st.depth, st.ready);
 }
 
+/* How a test's replica tells the router it is ready. */
+enum { BY_PULL = 1, BY_HEARTBEAT = 2, BY_BOTH = BY_PULL | BY_HEARTBEAT };
+
+/* The usual start: registers m:1 with batch_size, starts the router, makes
+ * replica id of m:1 ready (a "ready" heartbeat, then a pull, as ready_by
+ * says) and waits until the router counts it. Returns the replica's work
+ * subscription. */
+static cl_sub *start_with_replica(fixture *f, int64_t batch_size, uint32_t id, int ready_by)
+{
+    put_model(f, "m", "1", batch_size);
+    start_router(f);
+    cl_sub *work = replica_sub(f, "m", "1", id);
+    if (ready_by & BY_HEARTBEAT)
+        heartbeat(f, "m", "1", id, "ready");
+    if (ready_by & BY_PULL)
+        pull(f, "m", "1", id);
+    wait_router(f, "m", "1", 0, 1);
+    return work;
+}
+
 /* ---- tests ----------------------------------------------------------------- */
 
 static void test_tasks_without_replica_are_answered_no_replica_at_once(void **state)
@@ -430,11 +432,7 @@ static void test_tasks_without_replica_are_answered_no_replica_at_once(void **st
 static void test_pull_before_heartbeat_counts_as_ready_and_gets_work(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 10);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 4);
-    pull(f, "m", "1", 4);
-    wait_router(f, "m", "1", 0, 1);
+    cl_sub *work = start_with_replica(f, 10, 4, BY_PULL);
     send_one(f, "m", "1", 42, 5 * SEC);
     uint64_t ids[16];
     assert_int_equal(read_work(work, 2000, ids, 16), 1);
@@ -445,11 +443,7 @@ static void test_pull_before_heartbeat_counts_as_ready_and_gets_work(void **stat
 static void test_dispatch_follows_earliest_deadline_first(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 10);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 0);
-    pull(f, "m", "1", 0);
-    wait_router(f, "m", "1", 0, 1);
+    cl_sub *work = start_with_replica(f, 10, 0, BY_PULL);
     /* Occupy the replica, then queue tasks out of deadline order. */
     send_one(f, "m", "1", 100, 5 * SEC);
     uint64_t ids[16];
@@ -473,11 +467,8 @@ static void test_dispatch_follows_earliest_deadline_first(void **state)
 static void test_batch_is_capped_by_the_model_batch_size(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 3);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 0);
-    heartbeat(f, "m", "1", 0, "ready"); /* ready, but has not asked for work */
-    wait_router(f, "m", "1", 0, 1);
+    /* Ready, but has not asked for work. */
+    cl_sub *work = start_with_replica(f, 3, 0, BY_HEARTBEAT);
     uint64_t task_ids[7], rel[7];
     for (int i = 0; i < 7; i++) {
         task_ids[i] = (uint64_t)i + 1;
@@ -506,11 +497,7 @@ static void test_batch_is_capped_by_the_model_batch_size(void **state)
 static void test_adaptive_batch_grows_under_slo_and_backs_off_over_it(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", -1);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 0);
-    heartbeat(f, "m", "1", 0, "ready");
-    wait_router(f, "m", "1", 0, 1);
+    cl_sub *work = start_with_replica(f, -1, 0, BY_HEARTBEAT);
     enum { N = 40 };
     uint64_t task_ids[N], rel[N];
     for (int i = 0; i < N; i++) {
@@ -543,11 +530,8 @@ static void test_adaptive_batch_grows_under_slo_and_backs_off_over_it(void **sta
 static void test_expired_tasks_are_answered_promptly_and_never_dispatched(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 10);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 0);
-    heartbeat(f, "m", "1", 0, "ready"); /* busy: will not pull for now */
-    wait_router(f, "m", "1", 0, 1);
+    /* Busy: will not pull for now. */
+    cl_sub *work = start_with_replica(f, 10, 0, BY_HEARTBEAT);
     const uint64_t task_ids[4] = {1, 2, 3, 4};
     const uint64_t rel[4] = {50 * MS, 60 * MS, 70 * MS, 10 * SEC};
     uint64_t sent = cl_wall_us();
@@ -580,11 +564,7 @@ static void test_expired_tasks_are_answered_promptly_and_never_dispatched(void *
 static void test_one_batch_in_flight_per_replica(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 10);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 0);
-    pull(f, "m", "1", 0);
-    wait_router(f, "m", "1", 0, 1);
+    cl_sub *work = start_with_replica(f, 10, 0, BY_PULL);
     send_one(f, "m", "1", 1, 5 * SEC);
     uint64_t ids[16];
     assert_int_equal(read_work(work, 2000, ids, 16), 1);
@@ -636,12 +616,7 @@ static void test_two_replicas_share_one_queue(void **state)
 static void test_stopped_replica_answers_in_flight_lost_and_queued_no_replica(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 1);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 0);
-    heartbeat(f, "m", "1", 0, "ready");
-    pull(f, "m", "1", 0);
-    wait_router(f, "m", "1", 0, 1);
+    cl_sub *work = start_with_replica(f, 1, 0, BY_BOTH);
     const uint64_t task_ids[2] = {1, 2};
     const uint64_t rel[2] = {5 * SEC, 6 * SEC};
     send_tasks(f, "m", "1", 2, task_ids, rel, 5000000);
@@ -666,12 +641,7 @@ static void test_stopped_replica_answers_in_flight_lost_and_queued_no_replica(vo
 static void test_silent_replica_loses_its_batch_after_the_timeout(void **state)
 {
     fixture *f = *state;
-    put_model(f, "m", "1", 10);
-    start_router(f);
-    cl_sub *work = replica_sub(f, "m", "1", 3);
-    heartbeat(f, "m", "1", 3, "ready");
-    pull(f, "m", "1", 3);
-    wait_router(f, "m", "1", 0, 1);
+    cl_sub *work = start_with_replica(f, 10, 3, BY_BOTH);
     uint64_t t0 = cl_mono_us();
     send_one(f, "m", "1", 9, 30 * SEC);
     uint64_t ids[4];
@@ -778,5 +748,5 @@ int main(void)
         T(test_malformed_task_batches_and_pulls_are_ignored_and_router_keeps_serving),
         T(test_router_answers_queued_tasks_when_it_stops),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
