@@ -10,6 +10,9 @@
 
 struct cl_bus {
     natsConnection *nc;
+    natsConnection *batched; /* cl_bus_open_batched's buffered connection, or NULL */
+    natsOptions *no;         /* nc's options, kept to open the batched one */
+    char *name;
     jsCtx *js; /* created on first use by cl__bus_js */
     pthread_mutex_t js_mu; /* guards js */
     char *prefix;

@@ -51,6 +51,16 @@ bool cl_bus_is_connected(const cl_bus *bus);
 cl_status cl_bus_publish(cl_bus *bus, const char *subject, const void *data, size_t len);
 cl_status cl_bus_publish_request(cl_bus *bus, const char *subject, const char *reply,
                                  const void *data, size_t len);
+/* Opens a second connection for cl_bus_publish_batched: it does not write
+ * each publish at once (whatever send_asap says) but lets cnats' flusher
+ * write what accumulated, about every millisecond, so many publishes share
+ * one write. Call it once, before the bus is used from other threads. */
+cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err);
+/* Publishes through the batched connection (cl_bus_publish when none is
+ * open): for messages sent while more work is already pending, where one
+ * write for many beats one write each. Its order relative to messages sent
+ * with cl_bus_publish is not kept. */
+cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *data, size_t len);
 /* Pushes buffered outgoing data now (a round trip to the server). */
 cl_status cl_bus_flush(cl_bus *bus, int timeout_ms);
 

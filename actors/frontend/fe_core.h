@@ -121,6 +121,7 @@ struct cl_frontend {
 
     pthread_mutex_t mu;
     pthread_cond_t timer_cv; /* new earliest deadline, or stop */
+    uint64_t timer_until;    /* when the waiting timer thread wakes; 0 while it runs */
     pthread_cond_t idle_cv;  /* n_queries dropped to 0 */
     cl_fe_table table;
     cl_fe_heap heap;

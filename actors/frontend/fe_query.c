@@ -122,8 +122,10 @@ static char *render(cl_frontend *fe, fe_query *q, int *status)
     return body;
 }
 
-/* Sends q's reply (NATS or HTTP) and frees q. Never called with fe->mu held. */
-static void deliver(cl_frontend *fe, fe_query *q)
+/* Sends q's reply (NATS or HTTP) and frees q. Never called with fe->mu held.
+ * batched: more replies follow at once, so this one may wait (about a
+ * millisecond) to share a write with them. */
+static void deliver(cl_frontend *fe, fe_query *q, bool batched)
 {
     int status = 500;
     char *body = render(fe, q, &status);
@@ -135,7 +137,8 @@ static void deliver(cl_frontend *fe, fe_query *q)
         cl_fe_http_complete(q->http, status, body);
     } else if (q->reply != NULL && body != NULL) {
         size_t len = strlen(body);
-        cl_status s = cl_bus_publish(fe->bus, q->reply, body, len);
+        cl_status s = batched ? cl_bus_publish_batched(fe->bus, q->reply, body, len)
+                              : cl_bus_publish(fe->bus, q->reply, body, len);
         if (s == CL_ERR_TOO_LARGE) {
             char *cause = printf_alloc("The reply is %zu bytes; the bus carries at most %zu bytes "
                                        "per message. Send fewer inputs per request.",
@@ -159,9 +162,14 @@ static void deliver(cl_frontend *fe, fe_query *q)
 
 static void deliver_list(cl_frontend *fe, fe_query *done)
 {
+    if (done == NULL)
+        return;
+    /* Under load, every reply but the last of a burst goes through the
+     * batched connection: one write for many instead of one each. */
+    bool more = fe->results_sub != NULL && cl_sub_pending(fe->results_sub) > 0;
     while (done != NULL) {
         fe_query *next = done->next_done;
-        deliver(fe, done);
+        deliver(fe, done, more || next != NULL);
         done = next;
     }
 }
@@ -455,7 +463,9 @@ bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_rep
             for (i = 0; i < n; i++)
                 q->e[i].task_id = ids[i];
             fe->n_queries++;
-            if (cl_fe_heap_peek(&fe->heap) == &q->timer)
+            /* Wake the timer thread only when it would sleep past this
+             * deadline (a running one looks at the heap before waiting). */
+            if (q->timer.deadline < fe->timer_until)
                 pthread_cond_signal(&fe->timer_cv);
         }
     }

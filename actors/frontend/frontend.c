@@ -178,7 +178,9 @@ static void *timer_main(void *arg)
          * signals while we wait, so no wake-up is lost. */
         uint64_t until = t != NULL && t->deadline < now + 1000000 ? t->deadline : now + 1000000;
         struct timespec ts = mono_abs(until);
+        fe->timer_until = until;
         pthread_cond_timedwait(&fe->timer_cv, &fe->mu, &ts);
+        fe->timer_until = 0;
     }
     pthread_mutex_unlock(&fe->mu);
     return NULL;
@@ -271,6 +273,9 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
         goto fail;
     }
 
+    s = cl_bus_open_batched(bus, err);
+    if (s != CL_OK)
+        goto fail;
     s = cl_bus_subscribe_sync(&fe->results_sub, bus, fe->results_subject, NULL);
     if (s != CL_OK) {
         cl_err_set(err, s, "cannot subscribe to %s: %s", fe->results_subject,

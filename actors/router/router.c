@@ -1,13 +1,15 @@
 /* The router actor's shell around its scheduler (rsched.c): subscriptions,
  * the mailbox, the router thread, replica and KV watching, the service API.
  *
- * Threads: bus callbacks and the replica watcher only decode a message and
- * post an event to the mailbox; they never publish or wait. One router
- * thread takes the events in batches, runs the scheduler under the router's
- * one mutex (which guards the mailbox and all scheduling state), then
- * releases it and publishes what the scheduler produced. The same thread
- * sleeps on a condition variable timed to the earliest queued deadline, so
- * expired tasks are answered the moment they expire. */
+ * Threads: the bus callbacks (tasks, pulls) decode their message, then run
+ * the scheduler themselves under the router's one mutex (which guards the
+ * mailbox and all scheduling state), after any event still in the mailbox,
+ * and publish what it produced once the mutex is released: no hand-off to
+ * another thread on the hot path. The replica watcher and failed sends
+ * post events to the mailbox instead. The router thread takes those in
+ * batches the same way, and sleeps on a condition variable timed to the
+ * earliest queued deadline, so expired tasks are answered the moment they
+ * expire. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -64,6 +66,7 @@ struct cl_router {
     pthread_cond_t cond;
     event *ev_head;
     event **ev_tail;
+    uint64_t wake_wall_us; /* when the sleeping router thread wakes; 0 while it runs */
     bool stopping;
     cl__sched sched;
 
@@ -112,7 +115,57 @@ static int64_t view_batch_size(void *closure, const char *model, const char *ver
     return batch_size;
 }
 
-/* ---- bus side: decode and hand over ---------------------------------- */
+static void handle(cl_router *r, cl__outbox *ob, event *ev, uint64_t wall, uint64_t mono);
+static void publish_all(cl_router *r, cl__out_msg *m);
+
+static void outbox_start(cl_router *r, cl__outbox *ob)
+{
+    int64_t max_payload = cl_bus_max_payload(r->bus);
+    cl__outbox_init(ob, max_payload > 0 ? (size_t)max_payload : 1024 * 1024);
+}
+
+/* With mu held: handles and frees every event in the mailbox, in order. */
+static void handle_mailbox(cl_router *r, cl__outbox *ob, uint64_t wall, uint64_t mono)
+{
+    event *ev = r->ev_head;
+    r->ev_head = NULL;
+    r->ev_tail = &r->ev_head;
+    while (ev != NULL) {
+        event *next = ev->next;
+        handle(r, ob, ev, wall, mono);
+        event_free(ev);
+        ev = next;
+    }
+}
+
+/* Runs ev on the calling bus thread: under mu, after whatever the mailbox
+ * still holds (so events keep their order), then publishes outside the
+ * lock. Frees ev when owned. */
+static void run_now(cl_router *r, event *ev, bool owned)
+{
+    cl__outbox ob;
+    pthread_mutex_lock(&r->mu);
+    if (r->stopping) {
+        pthread_mutex_unlock(&r->mu);
+        if (owned)
+            event_free(ev);
+        return;
+    }
+    outbox_start(r, &ob);
+    uint64_t wall = cl_wall_us(), mono = cl_mono_us();
+    handle_mailbox(r, &ob, wall, mono);
+    handle(r, &ob, ev, wall, mono);
+    if (owned)
+        event_free(ev);
+    /* Newly queued tasks may expire before the router thread would wake. */
+    if (cl__sched_next_deadline(&r->sched) < r->wake_wall_us)
+        pthread_cond_signal(&r->cond);
+    cl__out_msg *out = cl__outbox_take(&ob);
+    pthread_mutex_unlock(&r->mu);
+    publish_all(r, out);
+}
+
+/* ---- bus side: decode and run ---------------------------------------- */
 
 /* Reads model and version from "<prefix>.<kind>.<model>.<version>". */
 static bool parse_subject(const cl_router *r, const char *subject, const char *kind,
@@ -190,7 +243,7 @@ static void on_tasks(cl_bus *bus, cl_msg *msg, void *closure)
         ev->tasks[ev->n++] = c;
     }
     if (ev->n > 0) {
-        post(r, ev);
+        run_now(r, ev, true);
         ev = NULL;
     }
     cl_service_count(r->svc, 0, (cl_mono_us() - t0) * 1000);
@@ -241,17 +294,10 @@ static void on_pull(cl_bus *bus, cl_msg *msg, void *closure)
         count_malformed(r);
         goto out;
     }
-    event *ev = calloc(1, sizeof(*ev));
-    if (ev == NULL) {
-        cl_error("out of memory: dropping a pull on %s", subject);
-        goto out;
-    }
-    ev->kind = EV_PULL;
-    strcpy(ev->model, model);
-    strcpy(ev->version, version);
-    ev->replica_id = id;
-    ev->completed = completed;
-    post(r, ev);
+    event ev = {.kind = EV_PULL, .replica_id = id, .completed = completed};
+    strcpy(ev.model, model);
+    strcpy(ev.version, version);
+    run_now(r, &ev, false);
     cl_service_count(r->svc, 0, (cl_mono_us() - t0) * 1000);
 out:
     cl_msg_free(msg);
@@ -330,7 +376,10 @@ static void wait_for_work(cl_router *r)
         uint64_t ns = (uint64_t)ts.tv_nsec + wait_us * 1000;
         ts.tv_sec += (time_t)(ns / 1000000000u);
         ts.tv_nsec = (long)(ns % 1000000000u);
-        if (pthread_cond_timedwait(&r->cond, &r->mu, &ts) == ETIMEDOUT)
+        r->wake_wall_us = now + wait_us;
+        int rc = pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+        r->wake_wall_us = 0;
+        if (rc == ETIMEDOUT)
             return;
     }
 }
@@ -367,20 +416,10 @@ static void *router_thread(void *arg)
     pthread_mutex_lock(&r->mu);
     for (;;) {
         wait_for_work(r);
-        event *ev = r->ev_head;
-        r->ev_head = NULL;
-        r->ev_tail = &r->ev_head;
         bool stop = r->stopping;
-
-        int64_t max_payload = cl_bus_max_payload(r->bus);
-        cl__outbox_init(&ob, max_payload > 0 ? (size_t)max_payload : 1024 * 1024);
+        outbox_start(r, &ob);
         uint64_t wall = cl_wall_us(), mono = cl_mono_us();
-        while (ev != NULL) {
-            event *next = ev->next;
-            handle(r, &ob, ev, wall, mono);
-            event_free(ev);
-            ev = next;
-        }
+        handle_mailbox(r, &ob, wall, mono);
         cl__sched_expire(&r->sched, &ob, wall, mono);
         if (stop)
             cl__sched_drain(&r->sched, &ob, CL_RESULT_NO_REPLICA, "the router stopped");
