@@ -354,6 +354,22 @@ static void complete_batch(cl__sched *s, cl__replica *rep, uint64_t now_mono_us)
     s->stats.batches_completed++;
 }
 
+/* Puts rep's batch in flight back in its queue (it never reached the
+ * replica); a task that cannot be queued is answered "replica lost". */
+static void requeue_inflight(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica *rep)
+{
+    for (uint32_t i = 0; i < rep->n_inflight; i++) {
+        cl__rtask *t = rep->inflight[i];
+        if (cl_edf_push(&q->heap, t->deadline_us, t) != CL_OK) {
+            answer(ob, t, CL_RESULT_REPLICA_LOST, "could not send the task to its replica");
+            free(t);
+        }
+    }
+    s->stats.batches_dispatched--;
+    s->stats.tasks_dispatched -= rep->n_inflight;
+    rep->n_inflight = 0;
+}
+
 void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char *version,
                     uint32_t replica_id, uint64_t now_wall_us, uint64_t now_mono_us)
 {
@@ -376,9 +392,20 @@ void cl__sched_pull_counted(cl__sched *s, cl__outbox *ob, const char *model,
     rep->pulled = true;
     rep->last_pull_mono_us = now_mono_us;
     if (completed >= 0) {
-        if (rep->n_inflight > 0 && (uint64_t)completed < rep->dispatched)
-            return; /* a repeat pull that crossed the batch now in flight */
-        /* After a router restart the replica has done more than we sent. */
+        if (rep->n_inflight > 0 && (uint64_t)completed < rep->dispatched) {
+            if (now_mono_us - rep->dispatched_mono_us < CL__LOST_BATCH_US)
+                return; /* a repeat pull that crossed the batch now in flight */
+            /* An idle replica that never got the batch sent long ago: it was
+             * lost on the way (say, while nats-server restarted). A busy
+             * replica does not repeat its pull, so this cannot be a batch
+             * it is still working on. */
+            cl_warn("batch of %u tasks to replica %u of %s:%s was lost on the way; queueing "
+                    "it again",
+                    rep->n_inflight, rep->id, q->model, q->version);
+            requeue_inflight(s, ob, q, rep);
+        }
+        /* Also after a router restart, when the replica has done more than
+         * this router sent. */
         rep->dispatched = (uint64_t)completed;
     }
     complete_batch(s, rep, now_mono_us);
@@ -464,18 +491,9 @@ void cl__sched_send_failed(cl__sched *s, cl__outbox *ob, const char *model, cons
     cl__replica *rep = q ? cl__sched_replica_find(q, replica_id) : NULL;
     if (rep == NULL || rep->batch_seq != batch_seq || rep->n_inflight == 0)
         return; /* already done or gone */
-    for (uint32_t i = 0; i < rep->n_inflight; i++) {
-        cl__rtask *t = rep->inflight[i];
-        if (cl_edf_push(&q->heap, t->deadline_us, t) != CL_OK) {
-            answer(ob, t, CL_RESULT_REPLICA_LOST, "could not send the task to its replica");
-            free(t);
-        }
-    }
-    s->stats.batches_dispatched--;
-    s->stats.tasks_dispatched -= rep->n_inflight;
+    requeue_inflight(s, ob, q, rep);
     if (rep->dispatched > 0)
         rep->dispatched--; /* it never got it, so it will not count it */
-    rep->n_inflight = 0;
     rep->idle = false; /* until it pulls again */
     dispatch(s, ob, q, now_wall_us, now_mono_us);
 }

@@ -107,6 +107,10 @@ void cl__sched_tasks(cl__sched *s, cl__outbox *ob, const char *model, const char
  * flight, if any, is done (its latency feeds the batch-size policy). */
 void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char *version,
                     uint32_t replica_id, uint64_t now_wall_us, uint64_t now_mono_us);
+/* A repeat pull can cross a batch only within a round trip of its
+ * dispatch; one that comes later than this from an idle replica means the
+ * batch was lost, and its tasks are queued again. */
+#define CL__LOST_BATCH_US 250000u
 /* The same, with the number of batches the replica says it has completed
  * (-1: not said). A pull whose count is below the batches sent to it is a
  * repeat that crossed a batch on its way: it proves the replica alive but

@@ -484,6 +484,21 @@ class LocalContainerManager(ContainerManager):
         return [r for r in rows if isinstance(r, dict)
                 and r.get("model_name") == name and str(r.get("model_version")) == str(version)]
 
+    def _managed(self, name, version):
+        """The replicas of name:version that the container manager runs, from
+        its <prefix>.cm.status, or None when no manager answers. Replicas
+        started by hand elsewhere join and serve but are not counted here."""
+        bus = self._require_bus()
+        try:
+            raw = bus.request("{}.cm.status".format(bus.prefix), b"{}", 5000)
+            rows = json.loads(raw.decode("utf-8"))
+        except (BusError, ValueError):
+            return None
+        if not isinstance(rows, list):
+            return None
+        return [r for r in rows if isinstance(r, dict) and r.get("model") == name
+                and str(r.get("version")) == str(version)]
+
     def deploy_model(self, name, version, input_type, image, num_replicas=1):
         """Asks for num_replicas replicas of an already registered model version."""
         self.set_num_replicas(name, version, input_type, image, num_replicas)
@@ -499,9 +514,11 @@ class LocalContainerManager(ContainerManager):
         self.wait_for_replicas(name, version, int(num_replicas), self.replicas_timeout_s)
 
     def wait_for_replicas(self, name, version, wanted, timeout_s):
-        """Waits until exactly `wanted` replicas of name:version are ready (or,
-        when scaling down, until no more than `wanted` are live). A replica
-        that reports "failed" raises ClipperException with its cause at once."""
+        """Waits until `wanted` replicas of name:version that the container
+        manager runs are ready and no more than `wanted` are live (replicas
+        started by hand elsewhere are not counted; without a manager, every
+        live replica is). A replica that reports "failed" raises
+        ClipperException with its cause at once."""
         deadline = time.monotonic() + timeout_s
         rows = []
         while True:
@@ -514,7 +531,16 @@ class LocalContainerManager(ContainerManager):
                             r.get("cause") or "(no cause given)"))
             live = [r for r in rows if r.get("state", "ready") != "stopped"]
             ready = [r for r in live if r.get("state", "ready") == "ready"]
-            if len(ready) >= wanted and len(live) <= wanted:
+            managed = self._managed(name, version)
+            if managed is not None:
+                ids = {r.get("replica_id") for r in managed
+                       if r.get("state") in ("running", "stopping")}
+                live = [r for r in live if r.get("model_replica_id") in ids]
+                ready = [r for r in ready if r.get("model_replica_id") in ids]
+                running = len([r for r in managed if r.get("state") in ("running", "stopping")])
+                if len(ready) >= wanted and running <= wanted:
+                    return ready
+            elif len(ready) >= wanted and len(live) <= wanted:
                 return ready
             if time.monotonic() > deadline:
                 raise ClipperException(

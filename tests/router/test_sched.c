@@ -249,6 +249,32 @@ static void test_repeat_pull_that_crossed_a_batch_does_not_complete_it(void **st
     assert_int_equal(p.work_ids[0][0], 2);
 }
 
+static void test_a_batch_lost_on_the_way_is_queued_again_on_a_later_idle_pull(void **state)
+{
+    fixture *f = *state;
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, T0, M0);
+    cl__rtask *a[2] = {task(1, T0 + 5000 * MS, 10000000, "px.fe.a.results"),
+                       task(2, T0 + 5000 * MS, 10000000, "px.fe.a.results")};
+    send_tasks(f, a, 2, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_len[0], 2);
+    /* A second later the replica, idle all along, pulls again with the same
+     * count: the batch never reached it, so it is sent again, not dropped. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, T0 + 1000 * MS, M0 + 1000 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_len[0], 2);
+    assert_int_equal(p.work_ids[0][0], 1);
+    assert_int_equal(p.work_ids[0][1], 2);
+    assert_int_equal(p.n_results, 0);
+    /* And it completes normally. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 6, T0 + 1001 * MS, M0 + 1001 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0);
+}
+
 static void test_pull_count_above_what_was_sent_resyncs_after_a_router_restart(void **state)
 {
     fixture *f = *state;
@@ -507,6 +533,7 @@ int main(void)
         T(test_one_batch_in_flight_per_replica_until_it_pulls),
         T(test_repeat_pull_that_crossed_a_batch_does_not_complete_it),
         T(test_pull_count_above_what_was_sent_resyncs_after_a_router_restart),
+        T(test_a_batch_lost_on_the_way_is_queued_again_on_a_later_idle_pull),
         T(test_two_replicas_share_one_queue),
         T(test_adaptive_cap_grows_when_full_and_fast),
         T(test_adaptive_cap_backs_off_when_slow),
