@@ -29,21 +29,15 @@ static void usage(FILE *f)
 }
 
 /* "--name V" or "--name=V": returns V and advances *i, or NULL. */
+/* cl_actor_take_value, returning the value (NULL when name is not the
+ * argument, or when its value is missing: then *missing is set). */
 static const char *value_of(const char *name, int argc, char **argv, int *i, bool *missing)
 {
-    size_t n = strlen(name);
-    const char *arg = argv[*i];
-    if (strncmp(arg, name, n) != 0)
-        return NULL;
-    if (arg[n] == '=')
-        return arg + n + 1;
-    if (arg[n] != '\0')
-        return NULL;
-    if (*i + 1 >= argc) {
+    const char *v = NULL;
+    int r = cl_actor_take_value(NULL, name, argc, argv, i, &v);
+    if (r < 0)
         *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
+    return r > 0 ? v : NULL;
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out)

@@ -42,20 +42,15 @@ static cl_status parse_id(const char *text, uint32_t *out, cl_err *err)
 
 /* Matches "--name VALUE" and "--name=VALUE"; advances *i past a separate
  * value. 1 matched, 0 not this option, -1 value missing (err set). */
+/* cl_actor_take_value, plus: an empty value is as bad as none. */
 static int take_value(const char *name, int argc, char **argv, int *i, const char **value,
                       cl_err *err)
 {
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+    *value = NULL;
+    int r = cl_actor_take_value(NULL, name, argc, argv, i, value);
+    if (r == 0)
         return 0;
-    if (arg[n] == '=')
-        *value = arg + n + 1;
-    else if (*i + 1 < argc)
-        *value = argv[++*i];
-    else
-        *value = NULL;
-    if (!*value || !**value) {
+    if (r < 0 || *value == NULL || **value == '\0') {
         cl_err_set(err, CL_ERR_INVALID, "option %s needs a value", name);
         return -1;
     }
