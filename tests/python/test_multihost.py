@@ -78,10 +78,11 @@ def hosts():
 
 
 def wait_line(proc, needle, timeout):
+    stream = proc.stdout
     deadline = time.monotonic() + timeout
     lines = []
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = stream.readline()
         if not line:
             if proc.poll() is not None:
                 break
@@ -148,13 +149,23 @@ def test_actors_on_another_host_serve_a_client_and_a_remote_replica(hosts, tmp_p
     a, b, spawn = hosts
     port = 4222  # inside host A's own namespace: nothing else listens there
     nats_url = "nats://{}:{}".format(A_ADDR, port)
+    nats_log = tmp_path / "nats.log"
     spawn(a, [nats_server_path(), "-a", A_ADDR, "-p", str(port), "-js",
-              "-sd", str(tmp_path / "js")],
+              "-sd", str(tmp_path / "js"), "-l", str(nats_log)],
           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cluster = spawn(b, [clipper, "start", "--nats", nats_url, "--http-host", B_ADDR,
-                        "--http-port", "1337", "--data-dir", str(tmp_path / "b")],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    wait_line(cluster, "cluster ready", 30)
+    deadline = time.monotonic() + 30
+    while not (nats_log.exists() and "Server is ready" in nats_log.read_text()):
+        assert time.monotonic() < deadline, "nats-server on host A did not start"
+        time.sleep(0.05)
+    start_log = tmp_path / "clipper-start.log"
+    with open(start_log, "w") as log:
+        cluster = spawn(b, [clipper, "start", "--nats", nats_url, "--http-host", B_ADDR,
+                            "--http-port", "1337", "--data-dir", str(tmp_path / "b")],
+                        stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        wait_line(cluster, "cluster ready", 30)
+    except AssertionError as e:
+        raise AssertionError("{}\nclipper start said:\n{}".format(e, start_log.read_text()[-3000:]))
 
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
