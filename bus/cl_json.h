@@ -37,6 +37,9 @@ cl_status cl_json_only_fields(const cJSON *obj, const char *const *allowed, cl_e
 
 /* "string", "number", "object", ... for messages. */
 const char *cl_json_type_name(const cJSON *item);
+/* rapidjson's names ("String", "Number", "Array", "Null", ...), which
+ * Clipper's error texts show; NULL is "Null". */
+const char *cl_json_clipper_type_name(const cJSON *item);
 
 /* Unformatted serialisation; caller frees with free(). NULL on OOM. */
 char *cl_json_print(const cJSON *item);

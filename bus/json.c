@@ -6,6 +6,29 @@
 
 #include "cl_json.h"
 
+const char *cl_json_clipper_type_name(const cJSON *item)
+{
+    if (item == NULL)
+        return "Null";
+    switch (item->type & 0xff) {
+    case cJSON_False:
+        return "False";
+    case cJSON_True:
+        return "True";
+    case cJSON_Object:
+        return "Object";
+    case cJSON_Array:
+        return "Array";
+    case cJSON_String:
+        return "String";
+    case cJSON_Number:
+    case cJSON_Raw:
+        return "Number";
+    default:
+        return "Null";
+    }
+}
+
 const char *cl_json_type_name(const cJSON *item)
 {
     if (item == NULL)

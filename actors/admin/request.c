@@ -62,31 +62,6 @@ void cl__admin_fail(admin_reply *rep, const char *fmt, ...)
     rep->error = s ? s : strdup("Internal error: out of memory");
 }
 
-/* rapidjson's type names, which Clipper's messages show. */
-static const char *type_name(const cJSON *item)
-{
-    if (item == NULL)
-        return "Null";
-    switch (item->type & 0xff) {
-    case cJSON_NULL:
-        return "Null";
-    case cJSON_False:
-        return "False";
-    case cJSON_True:
-        return "True";
-    case cJSON_Object:
-        return "Object";
-    case cJSON_Array:
-        return "Array";
-    case cJSON_String:
-        return "String";
-    case cJSON_Number:
-        return "Number";
-    default:
-        return "Invalid";
-    }
-}
-
 static bool parse_error(admin_req *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static bool parse_error(admin_req *q, const char *fmt, ...)
@@ -112,7 +87,7 @@ bool cl__req_parse(admin_req *q, const void *data, size_t len, const char *schem
         return parse_error(q, "JSON parse error: %s", err.msg);
     if (!cJSON_IsObject(q->root))
         return parse_error(q, "Can only get key-value pair from an object, but the body is %s %s",
-                           cJSON_IsArray(q->root) ? "an" : "a", type_name(q->root));
+                           cJSON_IsArray(q->root) ? "an" : "a", cl_json_clipper_type_name(q->root));
     return true;
 }
 
@@ -133,7 +108,7 @@ static const cJSON *field(admin_req *q, const char *key, bool required)
 static bool mismatch(admin_req *q, const char *key, const char *want, const cJSON *item)
 {
     return parse_error(q, "Type mismatch! JSON key %s expected type %s but found type %s", key,
-                       want, type_name(item));
+                       want, cl_json_clipper_type_name(item));
 }
 
 static bool as_string(admin_req *q, const char *key, const cJSON *item, const char **out)
@@ -195,7 +170,7 @@ bool cl__req_string_array(admin_req *q, const char *key, const cJSON **out)
         if (!cJSON_IsString(el))
             return parse_error(q, "Array input of type %s is not of type string (JSON key %s, "
                                   "element %d)",
-                               type_name(el), key, i);
+                               cl_json_clipper_type_name(el), key, i);
         i++;
     }
     *out = item;

@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 
+#include "cl_json.h"
 #include "cl_wire.h"
 #include "fe_decode.h"
 
@@ -57,7 +58,7 @@ static cl_status require_object(const cl_fe_doc *doc, cl_err *err)
     if (!cJSON_IsObject(doc->root))
         return cl_err_set(err, CL_ERR_INVALID,
                           "Can only get key-value pair from an object, not from type %s",
-                          cl_fe_json_type(doc->root));
+                          cl_json_clipper_type_name(doc->root));
     return CL_OK;
 }
 
@@ -71,7 +72,7 @@ static cl_status get_typed(const cJSON *obj, const char *key, int type, const ch
     if ((v->type & 0xff) != type)
         return cl_err_set(err, CL_ERR_INVALID,
                           "Type mismatch! JSON key %s expected type %sbut found type %s", key,
-                          type_name, cl_fe_json_type(v));
+                          type_name, cl_json_clipper_type_name(v));
     *out = v;
     return CL_OK;
 }
@@ -126,7 +127,7 @@ static cl_status put_number(const cl_fe_doc *doc, const cJSON *elem, size_t *num
     }
     if (!ok)
         return cl_err_set(err, CL_ERR_INVALID, "Array input of type %s is not of type %s",
-                          cl_fe_json_type(elem), names[type]);
+                          cl_json_clipper_type_name(elem), names[type]);
     if (type == CL_INPUT_DOUBLES) {
         uint64_t u;
         memcpy(&u, &d, sizeof(u));
@@ -247,11 +248,11 @@ static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out,
     for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
         if (type == CL_INPUT_STRINGS && !cJSON_IsString(e))
             return cl_err_set(err, CL_ERR_INVALID, "Array input of type %s is not of type string",
-                              cl_fe_json_type(e));
+                              cl_json_clipper_type_name(e));
         if (type == CL_INPUT_BYTES && !cJSON_IsString(e))
             return cl_err_set(err, CL_ERR_INVALID,
                               "PredictionData of type %s is not of type base64-encoded string",
-                              cl_fe_json_type(e));
+                              cl_json_clipper_type_name(e));
         if (type == CL_INPUT_STRINGS || type == CL_INPUT_BYTES) {
             if (put_string_or_bytes(e, type, &out->data, err) != CL_OK)
                 return CL_ERR_INVALID;
@@ -259,7 +260,7 @@ static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out,
             if (!cJSON_IsArray(e))
                 return cl_err_set(err, CL_ERR_INVALID,
                                   "Array input of type %s is not of type array",
-                                  cl_fe_json_type(e));
+                                  cl_json_clipper_type_name(e));
             if (put_numbers(doc, e, &num, type, &out->data, err) != CL_OK)
                 return CL_ERR_INVALID;
         }

@@ -239,29 +239,6 @@ size_t cl_fe_count_numbers(const cJSON *item)
     return n;
 }
 
-const char *cl_fe_json_type(const cJSON *item)
-{
-    if (item == NULL)
-        return "Null";
-    switch (item->type & 0xff) {
-    case cJSON_False:
-        return "False";
-    case cJSON_True:
-        return "True";
-    case cJSON_Object:
-        return "Object";
-    case cJSON_Array:
-        return "Array";
-    case cJSON_String:
-        return "String";
-    case cJSON_Number:
-    case cJSON_Raw:
-        return "Number";
-    default:
-        return "Null";
-    }
-}
-
 cJSON *cl_fe_output_value(const char *text, size_t len)
 {
     cl_fe_doc doc;

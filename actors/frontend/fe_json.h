@@ -48,10 +48,6 @@ size_t cl_fe_doc_num_index(const cl_fe_doc *doc, const cJSON *item);
 /* The number of number literals inside item, recursively. */
 size_t cl_fe_count_numbers(const cJSON *item);
 
-/* Clipper's rapidjson type names: "Null", "False", "True", "Object",
- * "Array", "String", "Number". */
-const char *cl_fe_json_type(const cJSON *item);
-
 /* A model output or a default output as Clipper returns it: the text
  * itself when it is valid JSON (inserted verbatim, so "-1.0" stays -1.0),
  * else the text as a JSON string. NULL on out of memory. */

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "cl_json.h"
 #include "fe_json.h"
 
 static void test_json_records_each_number_literal_and_how_it_was_written(void **state)
@@ -79,7 +80,7 @@ static void test_json_type_names_are_rapidjsons(void **state)
     const char *want[] = {"Null", "False", "True", "Object", "Array", "String", "Number"};
     size_t i = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, arr) assert_string_equal(cl_fe_json_type(e), want[i++]);
+    cJSON_ArrayForEach(e, arr) assert_string_equal(cl_json_clipper_type_name(e), want[i++]);
     cJSON_Delete(arr);
 }
 
