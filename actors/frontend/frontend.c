@@ -78,22 +78,37 @@ static void handle_predict(cl_frontend *fe, const cl_msg *m, cl_fe_outbox *ob)
         respond(fe, m, &r);
 }
 
+/* Reads the next message of one of the frontend's pull subscriptions:
+ * 1 with *m set, 0 when none came (a timeout, or a read error that is
+ * logged and backed off from), -1 once the subscription is closed. */
+static int next_msg(cl_sub *sub, cl_msg **m, const char *what)
+{
+    *m = NULL;
+    cl_status s = cl_sub_next(sub, m, POLL_MS);
+    if (s == CL_OK)
+        return 1;
+    if (s == CL_ERR_CLOSED)
+        return -1;
+    if (s != CL_ERR_TIMEOUT) {
+        cl_warn("reading %s: %s", what, cl_status_text(s));
+        cl_sleep_ms(10);
+    }
+    return 0;
+}
+
 static void *intake_main(void *arg)
 {
     cl_frontend *fe = arg;
     cl_fe_outbox ob;
     cl_fe_outbox_init(&ob);
     while (!atomic_load(&fe->stop_intake)) {
-        cl_msg *m = NULL;
-        cl_status s = cl_sub_next(fe->predict_sub, &m, POLL_MS);
-        if (s == CL_OK) {
+        cl_msg *m;
+        int got = next_msg(fe->predict_sub, &m, "predict requests");
+        if (got < 0)
+            break;
+        if (got > 0) {
             handle_predict(fe, m, &ob);
             cl_msg_free(m);
-        } else if (s == CL_ERR_CLOSED) {
-            break;
-        } else if (s != CL_ERR_TIMEOUT) {
-            cl_warn("reading predict requests: %s", cl_status_text(s));
-            cl_sleep_ms(10);
         }
         /* Coalesce while more queries wait; publish when none do, or
          * when the oldest task has waited long enough. */
@@ -111,15 +126,12 @@ static void *update_main(void *arg)
 {
     cl_frontend *fe = arg;
     while (!atomic_load(&fe->stop_intake)) {
-        cl_msg *m = NULL;
-        cl_status s = cl_sub_next(fe->update_sub, &m, POLL_MS);
-        if (s == CL_ERR_CLOSED)
+        cl_msg *m;
+        int got = next_msg(fe->update_sub, &m, "feedback requests");
+        if (got < 0)
             break;
-        if (s != CL_OK) {
-            if (s != CL_ERR_TIMEOUT)
-                cl_sleep_ms(10);
+        if (got == 0)
             continue;
-        }
         if (cl_msg_reply(m) != NULL && cl_msg_reply(m)[0] != '\0') {
             cl_fe_reply r = cl_fe_update(fe, app_of(m), cl_msg_data(m), cl_msg_len(m));
             respond(fe, m, &r);
@@ -133,15 +145,12 @@ static void *results_main(void *arg)
 {
     cl_frontend *fe = arg;
     while (!atomic_load(&fe->stop_all)) {
-        cl_msg *m = NULL;
-        cl_status s = cl_sub_next(fe->results_sub, &m, POLL_MS);
-        if (s == CL_ERR_CLOSED)
+        cl_msg *m;
+        int got = next_msg(fe->results_sub, &m, "results");
+        if (got < 0)
             break;
-        if (s != CL_OK) {
-            if (s != CL_ERR_TIMEOUT)
-                cl_sleep_ms(10);
+        if (got == 0)
             continue;
-        }
         cl_result *rs = NULL;
         uint32_t n = 0;
         cl_err err;
