@@ -168,6 +168,20 @@ static void answer_expired(cl__sched *s, cl__outbox *ob, cl__rtask *t)
     free(t);
 }
 
+/* Load shedding: a task whose deadline will pass before a batch sent now
+ * could come back is answered at once (the frontend gives the default
+ * output now rather than at the deadline), and the replica's time goes to
+ * tasks that can still make theirs. Under overload this is what keeps the
+ * accepted queries within their SLO; Clipper sent such tasks on and lost
+ * them. */
+static void answer_shed(cl__sched *s, cl__outbox *ob, cl__rtask *t)
+{
+    answer(ob, t, CL_RESULT_EXPIRED,
+           "deadline would pass before the replica could finish a batch (shed under load)");
+    s->stats.shed++;
+    free(t);
+}
+
 static void answer_no_replica(cl__sched *s, cl__outbox *ob, const char *model,
                               const char *version, cl__rtask *t)
 {
@@ -208,12 +222,33 @@ static bool inflight_reserve(cl__replica *rep, uint32_t n)
     return true;
 }
 
+/* The largest batch size up to limit that rep is expected to finish
+ * within left_us (its latency estimate grows with the size); 0 when not
+ * even one task would. With no estimate yet, limit. */
+static uint32_t batch_fit(const cl_batch_policy *p, uint32_t limit, uint64_t left_us)
+{
+    if (cl_batch_policy_estimate_us(p, 1) > left_us)
+        return 0;
+    if (cl_batch_policy_estimate_us(p, limit) <= left_us)
+        return limit;
+    uint32_t lo = 1, hi = limit; /* fits(lo), !fits(hi) */
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (cl_batch_policy_estimate_us(p, mid) <= left_us)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Sends rep one batch from q. Returns false when nothing was sent (queue
  * empty after dropping expired tasks, or out of memory). */
 static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica *rep,
                          int64_t batch_size, uint64_t now_wall_us, uint64_t now_mono_us)
 {
-    uint32_t limit = cl_batch_policy_limit(&rep->policy, batch_size);
+    const uint32_t policy_limit = cl_batch_policy_limit(&rep->policy, batch_size);
+    uint32_t limit = policy_limit;
     size_t cap_hint = cl_edf_len(&q->heap) < limit ? cl_edf_len(&q->heap) : limit;
     if (!inflight_reserve(rep, (uint32_t)(cap_hint ? cap_hint : 1)))
         goto nomem;
@@ -239,6 +274,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
 
     uint32_t n = 0;
     uint64_t min_slo = 0;
+    bool sized = false;
     const cl_edf_entry *top;
     while (n < limit && (top = cl_edf_peek(&q->heap)) != NULL) {
         cl__rtask *t = top->item;
@@ -246,6 +282,24 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
             cl_edf_pop(&q->heap, NULL);
             answer_expired(s, ob, t);
             continue;
+        }
+        if (!sized) {
+            /* The first task is the most urgent: one that cannot finish
+             * even alone is shed while others wait behind it, and the batch
+             * is cut to what can come back before the first one's deadline.
+             * The last task is sent whatever the estimate says: the replica
+             * has nothing better to do, and its answer corrects an estimate
+             * that a slow batch (say, the first after start-up) made too
+             * high, which shedding everything would never do. */
+            uint64_t left = t->deadline_us - now_wall_us;
+            uint32_t fit = batch_fit(&rep->policy, limit, left);
+            if (fit == 0 && cl_edf_len(&q->heap) > 1) {
+                cl_edf_pop(&q->heap, NULL);
+                answer_shed(s, ob, t);
+                continue;
+            }
+            limit = fit > 0 ? fit : 1;
+            sized = true;
         }
         size_t need = TASK_WIRE_OVERHEAD + t->reply_len + t->input_len;
         if (m->buf.len + need > ob->max_payload) {
@@ -284,7 +338,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
         return false;
     }
     rep->n_inflight = n;
-    rep->inflight_limit = limit;
+    rep->inflight_limit = policy_limit; /* full means full to the policy's cap */
     rep->inflight_batch_size = batch_size;
     rep->inflight_slo_us = min_slo;
     rep->dispatched_mono_us = now_mono_us;
@@ -345,9 +399,9 @@ static void complete_batch(cl__sched *s, cl__replica *rep, uint64_t now_mono_us)
     if (rep->n_inflight == 0)
         return;
     uint64_t latency = now_mono_us - rep->dispatched_mono_us;
-    if (rep->inflight_slo_us > 0)
-        cl_batch_policy_observe(&rep->policy, rep->inflight_batch_size, rep->n_inflight,
-                                rep->inflight_limit, latency, rep->inflight_slo_us);
+    uint64_t target = rep->inflight_slo_us > 0 ? cl_batch_target_us(rep->inflight_slo_us) : 0;
+    cl_batch_policy_observe(&rep->policy, rep->inflight_batch_size, rep->n_inflight,
+                            rep->inflight_limit, latency, target);
     for (uint32_t i = 0; i < rep->n_inflight; i++)
         free(rep->inflight[i]);
     rep->n_inflight = 0;
@@ -573,6 +627,7 @@ void cl__sched_stats_json(const cl__sched *s, cJSON *data)
     cJSON_AddNumberToObject(data, "tasks_received", (double)st->tasks_received);
     cJSON_AddNumberToObject(data, "batches_dispatched", (double)st->batches_dispatched);
     cJSON_AddNumberToObject(data, "tasks_dispatched", (double)st->tasks_dispatched);
+    cJSON_AddNumberToObject(data, "shed", (double)st->shed);
     cJSON_AddNumberToObject(data, "mean_batch_size",
                             st->batches_dispatched
                                 ? (double)st->tasks_dispatched / (double)st->batches_dispatched

@@ -77,6 +77,7 @@ typedef struct {
     uint64_t batches_dispatched;
     uint64_t tasks_dispatched;
     uint64_t expired;
+    uint64_t shed; /* answered early: could not finish before their deadline */
     uint64_t no_replica;
     uint64_t replica_lost;
     uint64_t batches_completed;
@@ -100,7 +101,8 @@ void cl__sched_deinit(cl__sched *s);
 
 /* Takes ownership of tasks[0..n) (not of the array): queues them, or
  * answers them at once (no ready replica: 3; deadline passed: 2). Then
- * dispatches to idle replicas. */
+ * dispatches to idle replicas; a task whose deadline would pass before the
+ * replica's estimated batch latency is shed when its turn comes (2). */
 void cl__sched_tasks(cl__sched *s, cl__outbox *ob, const char *model, const char *version,
                      cl__rtask **tasks, size_t n, uint64_t now_wall_us, uint64_t now_mono_us);
 /* A replica asked for work: it is live, ready and idle; its batch in

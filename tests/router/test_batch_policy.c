@@ -142,6 +142,83 @@ static void test_grow_then_back_off_then_grow_again(void **state)
     assert_int_equal(cl_batch_policy_limit(&p, CL_BATCH_ADAPTIVE), 19);
 }
 
+static void test_target_is_half_the_slo(void **state)
+{
+    (void)state;
+    assert_int_equal(cl_batch_target_us(20000), 10000);
+    assert_int_equal(cl_batch_target_us(0), 0);
+}
+
+static void test_no_target_leaves_the_adaptive_cap_alone(void **state)
+{
+    (void)state;
+    cl_batch_policy p;
+    cl_batch_policy_init(&p, 0);
+    p.cap = 5;
+    cl_batch_policy_observe(&p, CL_BATCH_ADAPTIVE, 5, 5, 1, 0);
+    assert_int_equal(p.cap, 5);
+    assert_true(cl_batch_policy_estimate_us(&p, 5) > 0); /* but it is measured */
+}
+
+static void test_estimate_is_zero_before_any_batch(void **state)
+{
+    (void)state;
+    cl_batch_policy p;
+    cl_batch_policy_init(&p, 0);
+    assert_int_equal(cl_batch_policy_estimate_us(&p, 1), 0);
+    assert_int_equal(cl_batch_policy_estimate_us(&p, 100), 0);
+}
+
+static void test_estimate_of_one_batch_size_is_its_mean_latency(void **state)
+{
+    (void)state;
+    cl_batch_policy p;
+    cl_batch_policy_init(&p, 0);
+    cl_batch_policy_observe(&p, 1, 1, 1, 9000, SLO);
+    cl_batch_policy_observe(&p, 1, 1, 1, 11000, SLO);
+    uint64_t e = cl_batch_policy_estimate_us(&p, 1);
+    assert_true(e > 9000 && e < 11000);
+    /* No slope is known: other sizes get the same figure. */
+    assert_int_equal(cl_batch_policy_estimate_us(&p, 50), e);
+}
+
+static void test_estimate_follows_a_fixed_plus_per_task_cost(void **state)
+{
+    (void)state;
+    cl_batch_policy p;
+    cl_batch_policy_init(&p, 0);
+    /* 5 ms a batch + 50 us a task, as the benchmark's batching model. */
+    for (uint32_t n = 10; n <= 100; n += 10)
+        cl_batch_policy_observe(&p, CL_BATCH_ADAPTIVE, n, n, 5000 + 50 * n, 1000000);
+    uint64_t e200 = cl_batch_policy_estimate_us(&p, 200);
+    uint64_t e1 = cl_batch_policy_estimate_us(&p, 1);
+    assert_true(e200 > 14900 && e200 < 15100);
+    assert_true(e1 > 4990 && e1 < 5100);
+}
+
+static void test_estimate_ignores_a_negative_slope(void **state)
+{
+    (void)state;
+    cl_batch_policy p;
+    cl_batch_policy_init(&p, 0);
+    cl_batch_policy_observe(&p, 8, 2, 8, 9000, SLO);
+    cl_batch_policy_observe(&p, 8, 8, 8, 3000, SLO);
+    uint64_t e = cl_batch_policy_estimate_us(&p, 100);
+    assert_true(e >= 3000 && e <= 9000);
+}
+
+static void test_estimate_forgets_old_batches(void **state)
+{
+    (void)state;
+    cl_batch_policy p;
+    cl_batch_policy_init(&p, 0);
+    for (int i = 0; i < 50; i++)
+        cl_batch_policy_observe(&p, 1, 1, 1, 50000, SLO);
+    for (int i = 0; i < 30; i++)
+        cl_batch_policy_observe(&p, 1, 1, 1, 1000, SLO);
+    assert_true(cl_batch_policy_estimate_us(&p, 1) < 1100);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +233,13 @@ int main(void)
         cmocka_unit_test(test_growth_stops_at_the_bound),
         cmocka_unit_test(test_default_bound_is_1024),
         cmocka_unit_test(test_grow_then_back_off_then_grow_again),
+        cmocka_unit_test(test_target_is_half_the_slo),
+        cmocka_unit_test(test_no_target_leaves_the_adaptive_cap_alone),
+        cmocka_unit_test(test_estimate_is_zero_before_any_batch),
+        cmocka_unit_test(test_estimate_of_one_batch_size_is_its_mean_latency),
+        cmocka_unit_test(test_estimate_follows_a_fixed_plus_per_task_cost),
+        cmocka_unit_test(test_estimate_ignores_a_negative_slope),
+        cmocka_unit_test(test_estimate_forgets_old_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -368,6 +368,67 @@ static void test_adaptive_cap_backs_off_when_slow(void **state)
     assert_int_equal(rep->policy.cap, 18);
 }
 
+static void test_tasks_that_cannot_finish_in_time_are_shed_2_and_the_rest_dispatched(void **state)
+{
+    fixture *f = *state;
+    f->batch_size = 1;
+    /* One batch that took 10 ms teaches the router this replica's pace. */
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0, M0);
+    cl__rtask *first = task(1, T0 + 900 * MS, 1000000, "px.fe.a.results");
+    send_tasks(f, &first, 1, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.work_len[0], 1);
+    /* While it works: a task with 4 ms left and one with 50 ms left. */
+    cl__rtask *t[2] = {task(2, T0 + 14 * MS, 20000, "px.fe.a.results"),
+                       task(3, T0 + 60 * MS, 20000, "px.fe.a.results")};
+    send_tasks(f, t, 2, T0 + 10 * MS, M0 + 10 * MS);
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0 + 10 * MS, M0 + 10 * MS);
+    take(f, &p);
+    /* Task 2 would need ~10 ms with 4 ms left: answered at once, 2. */
+    assert_int_equal(p.n_results, 1);
+    assert_int_equal(p.result_len[0], 1);
+    assert_int_equal(p.result_ids[0][0], 2);
+    assert_int_equal(p.result_status[0][0], CL_RESULT_EXPIRED);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_ids[0][0], 3);
+    assert_int_equal(f->s.stats.shed, 1);
+    assert_int_equal(f->s.stats.expired, 0);
+}
+
+static void test_the_last_queued_task_is_sent_even_when_it_seems_too_late(void **state)
+{
+    fixture *f = *state;
+    f->batch_size = 1;
+    /* A first batch that took 80 ms (a replica warming up)... */
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0, M0);
+    cl__rtask *first = task(1, T0 + 900 * MS, 1000000, "px.fe.a.results");
+    send_tasks(f, &first, 1, T0, M0);
+    published p;
+    take(f, &p);
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0 + 80 * MS, M0 + 80 * MS);
+    /* ...must not make every later 20 ms task be shed: one alone is sent,
+     * and its answer teaches the router the real pace. */
+    cl__rtask *t = task(2, T0 + 100 * MS, 20000, "px.fe.a.results");
+    send_tasks(f, &t, 1, T0 + 80 * MS, M0 + 80 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_ids[0][0], 2);
+    assert_int_equal(f->s.stats.shed, 0);
+}
+
+static void test_nothing_is_shed_before_the_replica_has_a_pace(void **state)
+{
+    fixture *f = *state;
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0, M0);
+    cl__rtask *t = task(1, T0 + 1, 20000, "px.fe.a.results"); /* 1 us left */
+    send_tasks(f, &t, 1, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(f->s.stats.shed, 0);
+}
+
 static void test_sweep_answers_expired_queued_tasks_2_and_never_dispatches_them(void **state)
 {
     fixture *f = *state;
@@ -537,6 +598,9 @@ int main(void)
         T(test_two_replicas_share_one_queue),
         T(test_adaptive_cap_grows_when_full_and_fast),
         T(test_adaptive_cap_backs_off_when_slow),
+        T(test_tasks_that_cannot_finish_in_time_are_shed_2_and_the_rest_dispatched),
+        T(test_nothing_is_shed_before_the_replica_has_a_pace),
+        T(test_the_last_queued_task_is_sent_even_when_it_seems_too_late),
         T(test_sweep_answers_expired_queued_tasks_2_and_never_dispatches_them),
         T(test_removed_replica_answers_in_flight_4_and_queued_3),
         T(test_stopped_heartbeat_removes_the_replica),
