@@ -1,19 +1,30 @@
 /* Load generator over the project's bus (cnats underneath).
  *
- * One client measures two things against any request/reply subject:
+ * One client measures, against any request/reply subject:
  *   - sequential latency: one request at a time on a connection that writes
  *     each message at once (send_asap), p50/p99 over --count requests;
  *   - pipelined throughput: --window requests kept outstanding on a
- *     connection that lets cnats batch writes, for --seconds.
+ *     connection that lets cnats batch writes, for --seconds;
+ *   - open-loop load (--rate R): requests sent on a fixed schedule of R a
+ *     second whatever the replies do, latency counted from each request's
+ *     scheduled time (no coordinated omission), every reply classified as a
+ *     prediction, a default or an error, and requests never answered counted
+ *     as lost.
  *
  * With --echo it also serves a bare echo responder on the subject (its own
  * connection), which is the floor: the best request/reply the bus allows.
+ * With --http-floor PORT it serves, until killed, a constant JSON reply over
+ * HTTP with libmicrohttpd configured as the frontend configures it: the
+ * floor for the HTTP load generator.
  * Prints one JSON object per measurement on stdout. */
 #include <inttypes.h>
+#include <microhttpd.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cl_bus.h"
 #include "cl_clock.h"
@@ -29,6 +40,10 @@ typedef struct {
     int echo;
     int echo_asap; /* pipelined echo writes each reply at once too */
     const char *label;
+    double rate;       /* open-loop requests a second; 0: no open-loop run */
+    uint64_t slo_us;   /* open-loop: a prediction later than this is late */
+    int grace_ms;      /* open-loop: wait this long for the last replies */
+    int http_floor;    /* serve the HTTP floor on this port */
 } bench_opts;
 
 /* A reply that is a default output or an error is counted apart: a fast
@@ -213,7 +228,7 @@ static int pipelined(const bench_opts *o)
         slot = (slot + 1) % o->window;
         pthread_mutex_lock(&st.mu);
     }
-    uint64_t done = st.done;
+    uint64_t done = st.done, bad = st.bad;
     pthread_mutex_unlock(&st.mu);
     double secs = (double)(cl_mono_us() - start) / 1e6;
     /* Let stragglers land before tearing down. */
@@ -226,12 +241,216 @@ static int pipelined(const bench_opts *o)
     printf("{\"label\":\"%s\",\"kind\":\"pipelined\",\"subject\":\"%s\",\"window\":%d,"
            "\"seconds\":%.2f,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"bad\":%" PRIu64
            ",\"throughput_rps\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "}\n",
-           o->label, o->subject, o->window, secs, sent, done, st.bad, (double)done / secs,
+           o->label, o->subject, o->window, secs, sent, done, bad, (double)done / secs,
            n ? st.lat[n / 2] : 0, n ? st.lat[n * 99 / 100] : 0);
     fflush(stdout);
     free(st.sent_at);
     free(st.lat);
     cl_bus_free(bus);
+    return 0;
+}
+
+/* ---- open-loop load -------------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    uint64_t *sched;   /* scheduled send time of request i, monotonic us */
+    uint64_t *lat;     /* latency of reply i (0: not answered) */
+    uint8_t *kind;     /* 0 none, 1 prediction, 2 default, 3 error */
+    uint64_t total;
+    uint64_t answered, dup;
+} open_state;
+
+static int reply_kind(const cl_msg *msg)
+{
+    const char *d = cl_msg_data(msg);
+    if (strstr(d, "\"default\":true") != NULL)
+        return 2;
+    if (strstr(d, "\"error\"") != NULL)
+        return 3;
+    return 1;
+}
+
+static void open_reply_cb(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)bus;
+    open_state *st = closure;
+    uint64_t now = cl_mono_us();
+    const char *dot = strrchr(cl_msg_subject(msg), '.');
+    uint64_t i = dot ? strtoull(dot + 1, NULL, 10) : UINT64_MAX;
+    int k = reply_kind(msg);
+    pthread_mutex_lock(&st->mu);
+    if (i < st->total && st->kind[i] == 0) {
+        st->kind[i] = (uint8_t)k;
+        st->lat[i] = now > st->sched[i] ? now - st->sched[i] : 1;
+        st->answered++;
+    } else {
+        st->dup++;
+    }
+    pthread_mutex_unlock(&st->mu);
+    cl_msg_free(msg);
+}
+
+static void sleep_us(uint64_t us)
+{
+    struct timespec ts = {.tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t pct(const uint64_t *sorted, size_t n, int p)
+{
+    return n ? sorted[(n - 1) * (size_t)p / 100] : 0;
+}
+
+static int open_loop(const bench_opts *o)
+{
+    /* Each request is written when it is due (send_asap): a buffered
+     * connection would hold it for cnats' flusher, about a millisecond. */
+    cl_bus *bus;
+    if (connect_bus(&bus, o->url, true) != 0)
+        return -1;
+    open_state st = {.total = (uint64_t)(o->rate * o->seconds)};
+    if (st.total == 0) {
+        fprintf(stderr, "bench: --rate %g for %g s sends nothing\n", o->rate, o->seconds);
+        cl_bus_free(bus);
+        return -1;
+    }
+    pthread_mutex_init(&st.mu, NULL);
+    st.sched = calloc(st.total, sizeof(uint64_t));
+    st.lat = calloc(st.total, sizeof(uint64_t));
+    st.kind = calloc(st.total, 1);
+    char token[23], inbox[128], reply[160];
+    cl_bus_new_token(token);
+    snprintf(inbox, sizeof(inbox), "_BENCH.%s.*", token);
+    cl_sub *sub;
+    if (st.sched == NULL || st.lat == NULL || st.kind == NULL ||
+        cl_bus_subscribe(&sub, bus, inbox, NULL, open_reply_cb, &st) != CL_OK) {
+        fprintf(stderr, "bench: cannot set up the open-loop run\n");
+        return -1;
+    }
+    cl_bus_flush(bus, 2000);
+    size_t len = strlen(o->body);
+    uint64_t start = cl_mono_us() + 1000, sent = 0, max_behind = 0;
+    double gap = 1e6 / o->rate;
+    while (sent < st.total) {
+        uint64_t now = cl_mono_us();
+        uint64_t due = now < start ? 0 : (uint64_t)((double)(now - start) / gap) + 1;
+        if (due > st.total)
+            due = st.total;
+        if (sent >= due) {
+            uint64_t next = start + (uint64_t)((double)sent * gap);
+            sleep_us(next > now ? next - now : 0);
+            continue;
+        }
+        for (; sent < due; sent++) {
+            uint64_t at = start + (uint64_t)((double)sent * gap);
+            if (now - at > max_behind && now > at)
+                max_behind = now - at;
+            pthread_mutex_lock(&st.mu);
+            st.sched[sent] = at;
+            pthread_mutex_unlock(&st.mu);
+            snprintf(reply, sizeof(reply), "_BENCH.%s.%" PRIu64, token, sent);
+            cl_bus_publish_request(bus, o->subject, reply, o->body, len);
+        }
+    }
+    double send_secs = (double)(cl_mono_us() - start) / 1e6;
+    cl_bus_flush(bus, 5000);
+    /* Every request is answered by its deadline (a prediction or a
+     * default), so what has no reply after the grace period is lost. */
+    uint64_t wait_until = cl_mono_us() + (uint64_t)o->grace_ms * 1000;
+    for (;;) {
+        pthread_mutex_lock(&st.mu);
+        uint64_t a = st.answered;
+        pthread_mutex_unlock(&st.mu);
+        if (a >= st.total || cl_mono_us() >= wait_until)
+            break;
+        cl_sleep_ms(20);
+    }
+    cl_sub_free(sub);
+    pthread_mutex_lock(&st.mu);
+    uint64_t counts[4] = {0}, in_slo = 0;
+    uint64_t *all = malloc(st.total * sizeof(uint64_t)), *good = malloc(st.total * sizeof(uint64_t));
+    size_t nall = 0, ngood = 0;
+    for (uint64_t i = 0; i < st.total; i++) {
+        counts[st.kind[i]]++;
+        if (st.kind[i] == 0)
+            continue;
+        all[nall++] = st.lat[i];
+        if (st.kind[i] == 1) {
+            good[ngood++] = st.lat[i];
+            in_slo += st.lat[i] <= o->slo_us;
+        }
+    }
+    uint64_t dup = st.dup;
+    pthread_mutex_unlock(&st.mu);
+    qsort(all, nall, sizeof(uint64_t), cmp_u64);
+    qsort(good, ngood, sizeof(uint64_t), cmp_u64);
+    printf("{\"label\":\"%s\",\"kind\":\"open\",\"subject\":\"%s\",\"rate\":%.0f,\"seconds\":%.2f,"
+           "\"sent\":%" PRIu64 ",\"send_rate\":%.0f,\"max_send_lag_us\":%" PRIu64
+           ",\"answered\":%" PRIu64 ",\"predictions\":%" PRIu64 ",\"defaults\":%" PRIu64
+           ",\"errors\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64
+           ",\"slo_us\":%" PRIu64 ",\"predictions_in_slo\":%" PRIu64 ",\"goodput_rps\":%.0f"
+           ",\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"max_us\":%" PRIu64
+           ",\"pred_p50_us\":%" PRIu64 ",\"pred_p99_us\":%" PRIu64 ",\"pred_max_us\":%" PRIu64 "}\n",
+           o->label, o->subject, o->rate, send_secs, st.total, (double)st.total / send_secs,
+           max_behind, nall, counts[1], counts[2], counts[3], counts[0], dup, o->slo_us, in_slo,
+           (double)in_slo / send_secs, pct(all, nall, 50), pct(all, nall, 90), pct(all, nall, 99),
+           nall ? all[nall - 1] : 0, pct(good, ngood, 50), pct(good, ngood, 99),
+           ngood ? good[ngood - 1] : 0);
+    fflush(stdout);
+    free(all);
+    free(good);
+    free(st.sched);
+    free(st.lat);
+    free(st.kind);
+    cl_bus_free(bus);
+    return 0;
+}
+
+/* ---- HTTP floor ------------------------------------------------------ */
+
+static const char floor_body[] = "{\"query_id\":0,\"output\":1.0,\"default\":false}";
+
+static enum MHD_Result floor_request(void *cls, struct MHD_Connection *c, const char *url,
+                                     const char *method, const char *version,
+                                     const char *upload, size_t *upload_size, void **con_cls)
+{
+    (void)cls, (void)url, (void)method, (void)version, (void)upload;
+    if (*con_cls == NULL) { /* first call: headers only */
+        *con_cls = (void *)1;
+        return MHD_YES;
+    }
+    if (*upload_size != 0) { /* consume the body, answer on the last call */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof(floor_body) - 1, (void *)floor_body, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static int http_floor(int port)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
+        floor_request, NULL, MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_END);
+    if (d == NULL) {
+        fprintf(stderr, "bench: cannot serve HTTP on port %d\n", port);
+        return 1;
+    }
+    printf("{\"kind\":\"http-floor\",\"port\":%d}\n", port);
+    fflush(stdout);
+    int sig;
+    sigwait(&set, &sig);
+    MHD_stop_daemon(d);
     return 0;
 }
 
@@ -244,13 +463,17 @@ static void usage(void)
             "              at once for the latency run and batched for throughput\n"
             "  --echo-asap the throughput echo sends each reply at once too\n"
             "  --count N   sequential requests for the latency figure (default 5000; 0 skips)\n"
-            "  --window W  outstanding requests for throughput (default 256; 0 skips)\n");
+            "  --window W  outstanding requests for throughput (default 256; 0 skips)\n"
+            "  --rate R    open loop: R requests a second for --seconds (instead of\n"
+            "              --count/--window), with --slo-us US and --grace-ms MS\n"
+            "  --http-floor PORT  serve a constant JSON reply over HTTP until killed\n");
 }
 
 int main(int argc, char **argv)
 {
     bench_opts o = {.url = CL_DEFAULT_NATS_URL, .subject = NULL, .body = "{\"input\":[1.0]}",
-                    .count = 5000, .window = 256, .seconds = 5, .label = "run"};
+                    .count = 5000, .window = 256, .seconds = 5, .label = "run",
+                    .slo_us = 100000, .grace_ms = 5000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -281,17 +504,36 @@ int main(int argc, char **argv)
             o.seconds = atof(v);
         else if (strcmp(a, "--label") == 0)
             o.label = v;
+        else if (strcmp(a, "--rate") == 0)
+            o.rate = atof(v);
+        else if (strcmp(a, "--slo-us") == 0)
+            o.slo_us = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--grace-ms") == 0)
+            o.grace_ms = atoi(v);
+        else if (strcmp(a, "--http-floor") == 0)
+            o.http_floor = atoi(v);
         else {
             usage();
             return 2;
         }
         i++;
     }
+    cl_log_set_name("bench");
+    if (o.http_floor > 0)
+        return http_floor(o.http_floor);
     if (o.subject == NULL) {
         usage();
         return 2;
     }
-    cl_log_set_name("bench");
+    if (o.rate > 0) {
+        echo_server srv = {0};
+        if (o.echo && echo_start(&srv, o.url, o.subject, true) != 0)
+            return 1;
+        int orc = open_loop(&o);
+        if (o.echo)
+            echo_stop(&srv);
+        return orc == 0 ? 0 : 1;
+    }
     /* The floor is the best the bus allows in each regime: for latency an
      * echo responder that writes each reply at once, for throughput one
      * that lets cnats batch its writes. */
