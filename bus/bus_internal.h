@@ -3,6 +3,7 @@
 #define CL_BUS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include <nats/nats.h>
 
@@ -17,6 +18,14 @@ struct cl_bus {
     pthread_mutex_t js_mu; /* guards js */
     char *prefix;
     char *url;
+    /* The batched connection's writer: cl_bus_write_batched wakes it to
+     * write what is buffered now instead of after cnats' 1 ms wait. */
+    pthread_t writer;
+    bool writer_running;
+    bool writer_kicked;
+    bool writer_stop;
+    pthread_mutex_t writer_mu;
+    pthread_cond_t writer_cv;
 };
 
 /* Translates a cnats status (and its last error text) into err. */

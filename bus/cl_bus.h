@@ -61,6 +61,12 @@ cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err);
  * write for many beats one write each. Its order relative to messages sent
  * with cl_bus_publish is not kept. */
 cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *data, size_t len);
+/* Has what cl_bus_publish_batched buffered written now, by the batched
+ * connection's writer thread, instead of when cnats' flusher gets to it
+ * (it waits a millisecond to gather more). Call it after the last publish
+ * of a burst; it does not wait. Kicks that come while a write is under way
+ * share the next one. A no-op without a batched connection. */
+void cl_bus_write_batched(cl_bus *bus);
 /* Pushes buffered outgoing data now (a round trip to the server). */
 cl_status cl_bus_flush(cl_bus *bus, int timeout_ms);
 

@@ -123,8 +123,8 @@ static char *render(cl_frontend *fe, fe_query *q, int *status)
 }
 
 /* Sends q's reply (NATS or HTTP) and frees q. Never called with fe->mu held.
- * batched: more replies follow at once, so this one may wait (about a
- * millisecond) to share a write with them. */
+ * batched: more replies follow at once, so this one is buffered to share
+ * a write with them (deliver_list has it written at the end of the burst). */
 static void deliver(cl_frontend *fe, fe_query *q, bool batched)
 {
     int status = 500;
@@ -167,11 +167,17 @@ static void deliver_list(cl_frontend *fe, fe_query *done)
     /* Under load, every reply but the last of a burst goes through the
      * batched connection: one write for many instead of one each. */
     bool more = fe->results_sub != NULL && cl_sub_pending(fe->results_sub) > 0;
+    bool any_batched = false;
     while (done != NULL) {
         fe_query *next = done->next_done;
-        deliver(fe, done, more || next != NULL);
+        bool batched = more || next != NULL;
+        any_batched |= batched;
+        deliver(fe, done, batched);
         done = next;
     }
+    /* The burst is over: what it buffered goes out now, in one write. */
+    if (any_batched)
+        cl_bus_write_batched(fe->bus);
 }
 
 /* With fe->mu held: the query has no waiting entry left. */
