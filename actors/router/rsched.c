@@ -284,21 +284,38 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
             continue;
         }
         if (!sized) {
-            /* The first task is the most urgent: one that cannot finish
-             * even alone is shed while others wait behind it, and the batch
-             * is cut to what can come back before the first one's deadline.
-             * The last task is sent whatever the estimate says: the replica
-             * has nothing better to do, and its answer corrects an estimate
-             * that a slow batch (say, the first after start-up) made too
-             * high, which shedding everything would never do. */
+            /* The first task is the most urgent. When a full batch
+             * (policy_limit, or all that is queued) can come back before
+             * its deadline, the batch is full. Under overload (more queued
+             * than one batch) a task that would force a smaller batch is
+             * shed: smaller batches serve fewer queries a second, so more
+             * would miss their deadlines next. With no more than one batch
+             * queued the batch is cut instead to what can come back before
+             * the first task's deadline (less a tenth of its SLO for
+             * the way back to its client), and a task that cannot make it
+             * even alone is shed. The last task is sent whatever the
+             * estimate says: the replica has nothing better to do, and its
+             * answer corrects an estimate that a slow batch (say, the
+             * first after start-up) made too high. */
+            size_t queued = cl_edf_len(&q->heap);
+            uint32_t full = queued < policy_limit ? (uint32_t)queued : policy_limit;
             uint64_t left = t->deadline_us - now_wall_us;
-            uint32_t fit = batch_fit(&rep->policy, limit, left);
-            if (fit == 0 && cl_edf_len(&q->heap) > 1) {
-                cl_edf_pop(&q->heap, NULL);
-                answer_shed(s, ob, t);
-                continue;
+            uint64_t guard = t->slo_us / CL__SLO_GUARD_DIV;
+            left = left > guard ? left - guard : 0;
+            if (cl_batch_policy_estimate_us(&rep->policy, full) > left) {
+                if (queued > policy_limit) {
+                    cl_edf_pop(&q->heap, NULL);
+                    answer_shed(s, ob, t);
+                    continue;
+                }
+                uint32_t fit = batch_fit(&rep->policy, full, left);
+                if (fit == 0 && queued > 1) {
+                    cl_edf_pop(&q->heap, NULL);
+                    answer_shed(s, ob, t);
+                    continue;
+                }
+                limit = fit > 0 ? fit : 1;
             }
-            limit = fit > 0 ? fit : 1;
             sized = true;
         }
         size_t need = TASK_WIRE_OVERHEAD + t->reply_len + t->input_len;
