@@ -1,0 +1,50 @@
+-- wrk script of the benchmark suite (tests/bench/bench_suite.py).
+-- POSTs the JSON body in $WRK_BODY; with $WRK_DELAY_MS > 0 each connection
+-- waits that long between requests (paced load); counts answers that are
+-- Clipper default outputs and non-2xx statuses; prints one line
+-- "WRKJSON {...}" with the totals and latency percentiles in microseconds.
+wrk.method = "POST"
+wrk.body = os.getenv("WRK_BODY") or '{"input":[1.0]}'
+wrk.headers["Content-Type"] = "application/json"
+
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  defaults = 0
+  non2xx = 0
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  elseif string.find(body, '"default":true', 1, true) then
+    defaults = defaults + 1
+  end
+end
+
+if delay_ms > 0 then
+  function delay()
+    return delay_ms
+  end
+end
+
+function done(summary, latency, requests)
+  local d, n = 0, 0
+  for _, t in ipairs(threads) do
+    d = d + t:get("defaults")
+    n = n + t:get("non2xx")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"rps":%.1f,"p50_us":%d,"p90_us":%d,' ..
+    '"p99_us":%d,"max_us":%d,"mean_us":%.1f,"defaults":%d,"non2xx":%d,"delay_ms":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
+    summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean, d, n, delay_ms, e.connect, e.read, e.write, e.status, e.timeout))
+end
