@@ -39,6 +39,7 @@ typedef struct {
     double seconds;
     int echo;
     int echo_asap; /* pipelined echo writes each reply at once too */
+    int echo_buffered; /* open-loop echo lets cnats batch its writes */
     const char *label;
     double rate;       /* open-loop requests a second; 0: no open-loop run */
     uint64_t slo_us;   /* open-loop: a prediction later than this is late */
@@ -462,6 +463,8 @@ static void usage(void)
             "  --echo      also serve an echo responder on S (the bus floor); it sends\n"
             "              at once for the latency run and batched for throughput\n"
             "  --echo-asap the throughput echo sends each reply at once too\n"
+            "  --echo-buffered  the open-loop echo lets cnats batch its writes (it\n"
+            "              writes each at once otherwise)\n"
             "  --count N   sequential requests for the latency figure (default 5000; 0 skips)\n"
             "  --window W  outstanding requests for throughput (default 256; 0 skips)\n"
             "  --rate R    open loop: R requests a second for --seconds (instead of\n"
@@ -479,6 +482,11 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--echo") == 0) {
             o.echo = 1;
+            continue;
+        }
+        if (strcmp(a, "--echo-buffered") == 0) {
+            o.echo = 1;
+            o.echo_buffered = 1;
             continue;
         }
         if (strcmp(a, "--echo-asap") == 0) {
@@ -527,7 +535,7 @@ int main(int argc, char **argv)
     }
     if (o.rate > 0) {
         echo_server srv = {0};
-        if (o.echo && echo_start(&srv, o.url, o.subject, true) != 0)
+        if (o.echo && echo_start(&srv, o.url, o.subject, !o.echo_buffered) != 0)
             return 1;
         int orc = open_loop(&o);
         if (o.echo)

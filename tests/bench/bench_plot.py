@@ -84,7 +84,13 @@ def load(s, out, title):
             pts.append((rate / sat, o["p50_us"], o["p99_us"]))
         ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], "o-", label=name + " p50")
         ax.plot([p[0] * 100 for p in pts], [p[2] for p in pts], "x--", label=name + " p99")
-    ax.set_xlabel("offered load (% of saturation throughput)")
+    if f and "floor_open_50" in e:
+        pts = [(0, f["nats_sequential"]["p50_us"])] + [
+            (e["floor_open_%s" % k]["send_rate"] / e["nats_pipelined"]["throughput_rps"],
+             e["floor_open_%s" % k]["p50_us"]) for k in ("50", "90")]
+        ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], "s:", color="grey",
+                label="NATS echo (floor) at the same rates, p50")
+    ax.set_xlabel("offered load (% of the no-op's saturation throughput)")
     ax.set_ylabel("latency (µs, log)")
     ax.set_yscale("log")
     ax.set_title("Latency under load — " + title, fontsize=9)
