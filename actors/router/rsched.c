@@ -291,7 +291,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
              * shed: smaller batches serve fewer queries a second, so more
              * would miss their deadlines next. With no more than one batch
              * queued the batch is cut instead to what can come back before
-             * the first task's deadline (less a tenth of its SLO for
+             * the first task's deadline (less a fifth of its SLO for
              * the way back to its client), and a task that cannot make it
              * even alone is shed. The last task is sent whatever the
              * estimate says: the replica has nothing better to do, and its

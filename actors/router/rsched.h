@@ -99,11 +99,11 @@ void cl__sched_init(cl__sched *s, const char *prefix, cl__batch_size_fn batch_si
 /* Frees every queued and in-flight task without answering. */
 void cl__sched_deinit(cl__sched *s);
 
-/* A batch is planned to come back a tenth of the tightest SLO before its
+/* A batch is planned to come back a fifth of the tightest SLO before its
  * deadline: the rest is for the reply's way from the frontend to the
  * client and the request's way in, which the frontend's deadline does not
  * see. */
-#define CL__SLO_GUARD_DIV 10u
+#define CL__SLO_GUARD_DIV 5u
 
 /* Takes ownership of tasks[0..n) (not of the array): queues them, or
  * answers them at once (no ready replica: 3; deadline passed: 2). Then
