@@ -368,22 +368,32 @@ static void test_adaptive_cap_backs_off_when_slow(void **state)
     assert_int_equal(rep->policy.cap, 18);
 }
 
+/* Replica 0 takes one batch of n tasks that comes back after took_ms: the
+ * router learns its pace. Leaves the clock at T0/M0 + took_ms. */
+static void teach_pace(fixture *f, int n, uint64_t took_ms)
+{
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0, M0);
+    cl__rtask *t[8];
+    for (int i = 0; i < n; i++)
+        t[i] = task((uint64_t)(1000 + i), T0 + 900 * MS, 1000000, "px.fe.a.results");
+    send_tasks(f, t, (size_t)n, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.work_len[0], n);
+    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0 + took_ms * MS, M0 + took_ms * MS);
+    take(f, &p);
+}
+
 static void test_tasks_that_cannot_finish_in_time_are_shed_2_and_the_rest_dispatched(void **state)
 {
     fixture *f = *state;
     f->batch_size = 1;
-    /* One batch that took 10 ms teaches the router this replica's pace. */
-    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0, M0);
-    cl__rtask *first = task(1, T0 + 900 * MS, 1000000, "px.fe.a.results");
-    send_tasks(f, &first, 1, T0, M0);
-    published p;
-    take(f, &p);
-    assert_int_equal(p.work_len[0], 1);
-    /* While it works: a task with 4 ms left and one with 50 ms left. */
+    teach_pace(f, 1, 10); /* a batch takes 10 ms */
+    /* For the idle replica: a task with 4 ms left and one with 50 ms. */
     cl__rtask *t[2] = {task(2, T0 + 14 * MS, 20000, "px.fe.a.results"),
                        task(3, T0 + 60 * MS, 20000, "px.fe.a.results")};
     send_tasks(f, t, 2, T0 + 10 * MS, M0 + 10 * MS);
-    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0 + 10 * MS, M0 + 10 * MS);
+    published p;
     take(f, &p);
     /* Task 2 would need ~10 ms with 4 ms left: answered at once, 2. */
     assert_int_equal(p.n_results, 1);
@@ -396,21 +406,41 @@ static void test_tasks_that_cannot_finish_in_time_are_shed_2_and_the_rest_dispat
     assert_int_equal(f->s.stats.expired, 0);
 }
 
+static void test_under_overload_urgent_tasks_are_shed_to_keep_batches_full(void **state)
+{
+    fixture *f = *state;
+    f->batch_size = 4;
+    teach_pace(f, 4, 10); /* a batch of four takes 10 ms */
+    /* Ten queued for the idle replica: three have 5 ms left. */
+    uint64_t now = T0 + 10 * MS, mono = M0 + 10 * MS;
+    cl__rtask *t[10];
+    for (int i = 0; i < 10; i++)
+        t[i] = task((uint64_t)(10 + i), now + (i < 3 ? 5 : 50) * MS, 20000, "px.fe.a.results");
+    send_tasks(f, t, 10, now, mono);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_len[0], 4); /* full, not cut to 5 ms' worth */
+    for (int i = 0; i < 4; i++)
+        assert_true(p.work_ids[0][i] >= 13);
+    assert_int_equal(p.n_results, 1);
+    assert_int_equal(p.result_len[0], 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(p.result_status[0][i], CL_RESULT_EXPIRED);
+    assert_int_equal(f->s.stats.shed, 3);
+}
+
 static void test_the_last_queued_task_is_sent_even_when_it_seems_too_late(void **state)
 {
     fixture *f = *state;
     f->batch_size = 1;
     /* A first batch that took 80 ms (a replica warming up)... */
-    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0, M0);
-    cl__rtask *first = task(1, T0 + 900 * MS, 1000000, "px.fe.a.results");
-    send_tasks(f, &first, 1, T0, M0);
-    published p;
-    take(f, &p);
-    cl__sched_pull(&f->s, &f->ob, "m", "1", 0, T0 + 80 * MS, M0 + 80 * MS);
+    teach_pace(f, 1, 80);
     /* ...must not make every later 20 ms task be shed: one alone is sent,
      * and its answer teaches the router the real pace. */
     cl__rtask *t = task(2, T0 + 100 * MS, 20000, "px.fe.a.results");
     send_tasks(f, &t, 1, T0 + 80 * MS, M0 + 80 * MS);
+    published p;
     take(f, &p);
     assert_int_equal(p.n_work, 1);
     assert_int_equal(p.work_ids[0][0], 2);
@@ -601,6 +631,7 @@ int main(void)
         T(test_tasks_that_cannot_finish_in_time_are_shed_2_and_the_rest_dispatched),
         T(test_nothing_is_shed_before_the_replica_has_a_pace),
         T(test_the_last_queued_task_is_sent_even_when_it_seems_too_late),
+        T(test_under_overload_urgent_tasks_are_shed_to_keep_batches_full),
         T(test_sweep_answers_expired_queued_tasks_2_and_never_dispatches_them),
         T(test_removed_replica_answers_in_flight_4_and_queued_3),
         T(test_stopped_heartbeat_removes_the_replica),
