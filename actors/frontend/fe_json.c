@@ -239,7 +239,7 @@ size_t cl_fe_count_numbers(const cJSON *item)
     return n;
 }
 
-cJSON *cl_fe_output_value(const char *text, size_t len)
+bool cl_fe_output_json_span(const char *text, size_t len, size_t *start, size_t *end)
 {
     cl_fe_doc doc;
     bool valid = cl_fe_doc_parse(&doc, text, len, NULL) == CL_OK;
@@ -252,6 +252,15 @@ cJSON *cl_fe_output_value(const char *text, size_t len)
         while (e > s && is_ws(text[e - 1]))
             e--;
     }
+    *start = s;
+    *end = e;
+    return valid;
+}
+
+cJSON *cl_fe_output_value(const char *text, size_t len)
+{
+    size_t s, e;
+    bool valid = cl_fe_output_json_span(text, len, &s, &e);
     char *copy = malloc(e - s + 1);
     if (copy == NULL)
         return NULL;

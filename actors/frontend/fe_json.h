@@ -52,5 +52,8 @@ size_t cl_fe_count_numbers(const cJSON *item);
  * itself when it is valid JSON (inserted verbatim, so "-1.0" stays -1.0),
  * else the text as a JSON string. NULL on out of memory. */
 cJSON *cl_fe_output_value(const char *text, size_t len);
+/* Whether text is valid JSON; [*start, *end) is then the value without the
+ * whitespace (and byte-order mark) around it, else the whole text. */
+bool cl_fe_output_json_span(const char *text, size_t len, size_t *start, size_t *end);
 
 #endif
