@@ -441,8 +441,42 @@ class Suite:
         finally:
             self.conn.stop_all()
         self.res["finished"] = now_iso()
+        self.ratios()
         self.targets()
         return self.res
+
+    def ratios(self):
+        """Every comparison of the run as a ratio (product / reference)."""
+        s, r = self.res["scenarios"], {}
+
+        def ratio(name, a, b):
+            if a is not None and b:
+                r[name] = round(a / b, 3)
+
+        f, e, ray = s.get("floor"), s.get("e2e"), s.get("ray", {})
+        if f and e:
+            for k in ("p50_us", "p99_us"):
+                ratio("nats_%s_vs_echo" % k[:3], e["nats_sequential"][k], f["nats_sequential"][k])
+                ratio("http_%s_vs_http_floor" % k[:3], e["http_light"][k], f["http_light"][k])
+            ratio("nats_throughput_vs_echo", e["nats_pipelined"]["throughput_rps"],
+                  f["nats_pipelined"]["throughput_rps"])
+            ratio("http_throughput_vs_http_floor", e["http_saturation"]["rps"],
+                  f["http_saturation"]["rps"])
+            for p in ("50", "90"):
+                if "floor_open_" + p in e:
+                    ratio("nats_p50_at_%s%%_vs_echo_same_rate" % p, e["nats_open_" + p]["p50_us"],
+                          e["floor_open_" + p]["p50_us"])
+        if e and "noop_light" in ray:
+            ratio("http_noop_p50_vs_ray", e["http_light"]["p50_us"], ray["noop_light"]["p50_us"])
+            ratio("http_noop_p99_vs_ray", e["http_light"]["p99_us"], ray["noop_light"]["p99_us"])
+            ratio("http_noop_throughput_vs_ray", e["http_saturation"]["rps"],
+                  ray["noop_saturation"]["rps"])
+        if "batching_light" in ray:
+            ratio("http_batching_p50_vs_ray", ray["product_batching_light"]["p50_us"],
+                  ray["batching_light"]["p50_us"])
+            ratio("http_batching_throughput_vs_ray", ray["product_batching_saturation"]["rps"],
+                  ray["batching_saturation"]["rps"])
+        self.res["ratios"] = r
 
     # ---- targets --------------------------------------------------------------------------
     def targets(self):
@@ -609,6 +643,9 @@ def print_table(res):
               "(%d within SLO), %d defaults, %d errors, %d lost; prediction p99 %d us"
               % (o["rate"], o["seconds"], o["sent"], o["predictions"], o["predictions_in_slo"],
                  o["defaults"], o["errors"], o["lost"], o["pred_p99_us"]))
+    print("\nratios (product / reference, this run):")
+    for name, v in res.get("ratios", {}).items():
+        print("  %-40s %8.3f" % (name, v))
     print("\ntargets:")
     for name, t in res["targets"].items():
         print("  %-30s %-12s target %-10s %s" % (name, t["value"], t["target"],
