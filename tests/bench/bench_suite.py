@@ -216,7 +216,9 @@ class Suite:
 
     def start_cluster(self):
         self.http_port = free_port()
-        self.cm = LocalContainerManager(clipper_query_port=self.http_port,
+        # A cluster name of its own: never the user's default cluster.
+        self.cm = LocalContainerManager(cluster_name="bench-%d" % os.getpid(),
+                                        clipper_query_port=self.http_port,
                                         clipper_management_port=free_port())
         self.conn = ClipperConnection(self.cm)
         self.conn.start_clipper()
