@@ -106,6 +106,41 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     cl_warn("bus error%s%s: %s", subj ? " on " : "", subj ? subj : "", natsStatus_GetText(err));
 }
 
+natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, natsOptions **out)
+{
+    natsOptions *no = NULL;
+    natsStatus s = natsOptions_Create(&no);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(no, bus->url);
+    if (s == NATS_OK && name != NULL)
+        s = natsOptions_SetName(no, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(no, bus->connect_timeout_ms);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(no, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(no, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectBufSize(no, 32 * 1024 * 1024);
+    if (s == NATS_OK && send_asap)
+        s = natsOptions_SetSendAsap(no, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(no, on_disconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(no, on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(no, on_async_error, NULL);
+    /* Pending limits high enough for bursts of queries. */
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPendingMsgs(no, 1 << 20);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(no);
+        return s;
+    }
+    *out = no;
+    return NATS_OK;
+}
+
 cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
 {
     pthread_once(&init_once, init_nats);
@@ -121,37 +156,17 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     bus->prefix = strdup(prefix);
     bus->url = strdup(url);
     bus->name = strdup(opts && opts->name ? opts->name : "clipper");
+    bus->connect_timeout_ms =
+        opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
     natsOptions *no = NULL;
-    natsStatus s = natsOptions_Create(&no);
-    if (s == NATS_OK)
-        s = natsOptions_SetURL(no, url);
-    if (s == NATS_OK && opts && opts->name)
-        s = natsOptions_SetName(no, opts->name);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(no, opts && opts->connect_timeout_ms > 0
-                                           ? opts->connect_timeout_ms
-                                           : 2000);
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxReconnect(no, -1);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectWait(no, 250);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectBufSize(no, 32 * 1024 * 1024);
-    if (s == NATS_OK && opts && opts->send_asap)
-        s = natsOptions_SetSendAsap(no, true);
+    natsStatus s = NATS_NO_MEMORY;
+    if (bus->prefix != NULL && bus->url != NULL && bus->name != NULL)
+        s = cl__bus_options(bus, opts && opts->name ? opts->name : NULL,
+                            opts && opts->send_asap, &no);
     if (s == NATS_OK && opts && opts->retry_forever)
         s = natsOptions_SetRetryOnFailedConnect(no, true, NULL, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetDisconnectedCB(no, on_disconnected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetReconnectedCB(no, on_reconnected, NULL);
-    if (s == NATS_OK)
-        s = natsOptions_SetErrorHandler(no, on_async_error, NULL);
-    /* Pending limits high enough for bursts of queries. */
-    if (s == NATS_OK)
-        s = natsOptions_SetMaxPendingMsgs(no, 1 << 20);
-    if (s != NATS_OK || bus->prefix == NULL || bus->url == NULL || bus->name == NULL) {
-        cl__bus_status(s != NATS_OK ? s : NATS_NO_MEMORY, err, "cannot set connection options");
+    if (s != NATS_OK) {
+        cl__bus_status(s, err, "cannot set connection options");
         natsOptions_Destroy(no);
         cl_bus_free(bus);
         return err ? err->code : CL_ERR_BUS;

@@ -14,6 +14,7 @@ struct cl_bus {
     natsConnection *batched; /* cl_bus_open_batched's buffered connection, or NULL */
     natsOptions *no;         /* nc's options, kept to open the batched one */
     char *name;
+    int connect_timeout_ms;
     jsCtx *js; /* created on first use by cl__bus_js */
     pthread_mutex_t js_mu; /* guards js */
     char *prefix;
@@ -28,6 +29,9 @@ struct cl_bus {
     pthread_cond_t writer_cv;
 };
 
+/* Options for another connection of this bus to the same server, set up
+ * like the first one (reconnects forever, same callbacks); name may be NULL. */
+natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, natsOptions **out);
 /* Translates a cnats status (and its last error text) into err. */
 cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what);
 /* The connection's JetStream context (created once, thread-safe). */

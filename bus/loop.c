@@ -1,0 +1,348 @@
+/* The loop connection (see cl_loop.h): cnats' external event-loop mode
+ * (natsOptions_SetEventLoop) driven by poll(2) on the caller's thread.
+ *
+ * In that mode cnats starts no reader or flusher thread: reading happens
+ * in natsConnection_ProcessReadEvent (called here when the socket is
+ * readable; it parses and queues the messages on our pull subscriptions,
+ * which the same thread then drains), and a publish only appends to the
+ * connection's buffer and asks for a write event, which we serve with
+ * natsConnection_ProcessWriteEvent. Only one thread at a time may call
+ * ProcessWriteEvent (flush_mu): a second call on an emptied buffer would
+ * write 0 bytes, which cnats takes for a closed connection. */
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "bus_internal.h"
+#include "cl_clock.h"
+#include "cl_log.h"
+#include "cl_loop.h"
+
+typedef struct {
+    natsSubscription *sub;
+    cl_msg_cb cb;
+    void *closure;
+} loop_sub;
+
+struct cl_loop {
+    cl_bus *bus;
+    natsConnection *nc;
+    int efd; /* eventfd: wakes the thread waiting in poll */
+
+    pthread_mutex_t mu; /* guards fd and reading, set by cnats from any thread */
+    int fd;             /* the attached socket, -1 when detached */
+    bool reading;       /* cnats wants read events */
+    atomic_bool want_write; /* cnats has output buffered */
+    pthread_mutex_t flush_mu; /* one ProcessWriteEvent at a time */
+
+    loop_sub *subs; /* the runner's */
+    size_t n_subs, cap_subs;
+    void (*turn_end)(void *closure);
+    void *turn_end_closure;
+};
+
+/* The loop whose callbacks run on this thread: its publishes wait for the
+ * end of the turn. */
+static _Thread_local cl_loop *in_turn;
+/* The loop this thread is publishing on and will flush itself. */
+static _Thread_local cl_loop *flushing;
+
+static void wake(cl_loop *l)
+{
+    uint64_t one = 1;
+    ssize_t n = write(l->efd, &one, sizeof(one));
+    (void)n; /* EAGAIN: a wake-up is already pending */
+}
+
+/* ---- cnats' event-loop callbacks (any thread, cnats' lock held) ------ */
+
+static natsStatus ev_attach(void **data, void *loop, natsConnection *nc, natsSock fd)
+{
+    (void)nc;
+    cl_loop *l = loop;
+    *data = l;
+    pthread_mutex_lock(&l->mu);
+    l->fd = (int)fd;
+    l->reading = true;
+    pthread_mutex_unlock(&l->mu);
+    wake(l);
+    return NATS_OK;
+}
+
+static natsStatus ev_read(void *data, bool add)
+{
+    cl_loop *l = data;
+    pthread_mutex_lock(&l->mu);
+    l->reading = add;
+    pthread_mutex_unlock(&l->mu);
+    if (in_turn != l)
+        wake(l);
+    return NATS_OK;
+}
+
+static natsStatus ev_write(void *data, bool add)
+{
+    cl_loop *l = data;
+    atomic_store(&l->want_write, add);
+    /* Output from cnats itself (pings, subscriptions, a reconnect) on
+     * another thread: the thread running the loop writes it. */
+    if (add && in_turn != l && flushing != l)
+        wake(l);
+    return NATS_OK;
+}
+
+static natsStatus ev_detach(void *data)
+{
+    cl_loop *l = data;
+    pthread_mutex_lock(&l->mu);
+    l->fd = -1;
+    l->reading = false;
+    pthread_mutex_unlock(&l->mu);
+    wake(l);
+    return NATS_OK;
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+/* Writes what cnats buffered (as much as the socket takes now). */
+static void flush_pending(cl_loop *l)
+{
+    if (!atomic_load(&l->want_write))
+        return;
+    pthread_mutex_lock(&l->flush_mu);
+    if (atomic_load(&l->want_write))
+        natsConnection_ProcessWriteEvent(l->nc);
+    pthread_mutex_unlock(&l->flush_mu);
+}
+
+/* Waits up to timeout_ms for the socket (or a wake-up), then reads once. */
+static void wait_and_read(cl_loop *l, int timeout_ms)
+{
+    pthread_mutex_lock(&l->mu);
+    int fd = l->fd;
+    bool reading = l->reading;
+    pthread_mutex_unlock(&l->mu);
+    short events = 0;
+    if (fd >= 0) {
+        if (reading)
+            events |= POLLIN;
+        if (atomic_load(&l->want_write))
+            events |= POLLOUT;
+    }
+    struct pollfd p[2] = {{.fd = l->efd, .events = POLLIN}, {.fd = fd, .events = events}};
+    nfds_t np = events ? 2 : 1;
+    if (poll(p, np, timeout_ms) <= 0)
+        return;
+    if (p[0].revents & POLLIN) {
+        uint64_t v;
+        ssize_t n = read(l->efd, &v, sizeof(v));
+        (void)n;
+    }
+    if (np == 2 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
+        natsConnection_ProcessReadEvent(l->nc); /* a failure starts cnats' reconnect */
+}
+
+/* Runs the callbacks of every message queued on our subscriptions. */
+static size_t dispatch(cl_loop *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->n_subs; i++) {
+        loop_sub *ls = &l->subs[i];
+        int pending = 0;
+        if (natsSubscription_GetPending(ls->sub, &pending, NULL) != NATS_OK)
+            continue;
+        for (; pending > 0; pending--) {
+            natsMsg *m = NULL;
+            if (natsSubscription_NextMsg(&m, ls->sub, 0) != NATS_OK)
+                break;
+            ls->cb(l->bus, (cl_msg *)m, ls->closure);
+            n++;
+        }
+    }
+    return n;
+}
+
+cl_status cl_loop_run(cl_loop *l, int timeout_ms)
+{
+    in_turn = l;
+    flush_pending(l);
+    size_t n = dispatch(l); /* left over from cl_loop_sync */
+    if (n == 0) {
+        wait_and_read(l, timeout_ms);
+        n = dispatch(l);
+    }
+    if (n > 0 && l->turn_end != NULL)
+        l->turn_end(l->turn_end_closure);
+    flush_pending(l);
+    in_turn = NULL;
+    return n > 0 ? CL_OK : CL_ERR_TIMEOUT;
+}
+
+cl_status cl_loop_sync(cl_loop *l, int timeout_ms)
+{
+    char token[23], subject[64];
+    cl_bus_new_token(token);
+    snprintf(subject, sizeof(subject), "_CL_LOOP_SYNC.%s", token);
+    natsSubscription *sub = NULL;
+    natsStatus ns = natsConnection_SubscribeSync(&sub, l->nc, subject);
+    flushing = l;
+    if (ns == NATS_OK)
+        ns = natsConnection_Publish(l->nc, subject, "", 0);
+    flushing = NULL;
+    cl_status s = cl__bus_status(ns, NULL, "loop sync");
+    uint64_t deadline = cl_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000;
+    while (s == CL_OK) {
+        flush_pending(l);
+        int pending = 0;
+        if (natsSubscription_GetPending(sub, &pending, NULL) == NATS_OK && pending > 0)
+            break;
+        uint64_t now = cl_mono_us();
+        if (now >= deadline) {
+            s = CL_ERR_TIMEOUT;
+            break;
+        }
+        wait_and_read(l, (int)((deadline - now + 999) / 1000));
+    }
+    if (sub != NULL) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+        flush_pending(l);
+    }
+    return s;
+}
+
+/* ---- lifecycle and API ------------------------------------------------ */
+
+cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
+{
+    cl_loop *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    l->bus = bus;
+    l->fd = -1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->flush_mu, NULL);
+    l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->efd < 0) {
+        cl_loop_free(l);
+        return cl_err_set(err, CL_ERR_NOMEM, "cannot create an eventfd for the bus loop");
+    }
+    char name[256];
+    snprintf(name, sizeof(name), "%s (loop)", bus->name);
+    natsOptions *no = NULL;
+    natsStatus s = cl__bus_options(bus, name, true, &no);
+    if (s == NATS_OK)
+        s = natsOptions_SetEventLoop(no, l, ev_attach, ev_read, ev_write, ev_detach);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&l->nc, no);
+    natsOptions_Destroy(no);
+    if (s != NATS_OK) {
+        l->nc = NULL;
+        cl_status st = cl__bus_status(s, err, "cannot open the bus loop's connection");
+        cl_loop_free(l);
+        return st;
+    }
+    *out = l;
+    return CL_OK;
+}
+
+void cl_loop_free(cl_loop *l)
+{
+    if (l == NULL)
+        return;
+    if (l->nc != NULL) {
+        for (size_t i = 0; i < l->n_subs; i++)
+            natsSubscription_Unsubscribe(l->subs[i].sub);
+        /* What the last turn could not write (a full socket buffer). */
+        for (int i = 0; i < 100 && atomic_load(&l->want_write); i++) {
+            flush_pending(l);
+            if (atomic_load(&l->want_write))
+                wait_and_read(l, 10);
+        }
+        natsConnection_Close(l->nc);
+    }
+    for (size_t i = 0; i < l->n_subs; i++)
+        natsSubscription_Destroy(l->subs[i].sub);
+    free(l->subs);
+    natsConnection_Destroy(l->nc);
+    if (l->efd >= 0)
+        close(l->efd);
+    pthread_mutex_destroy(&l->flush_mu);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+cl_status cl_loop_subscribe(cl_loop *l, const char *subject, const char *queue, cl_msg_cb cb,
+                            void *closure)
+{
+    if (l->n_subs == l->cap_subs) {
+        size_t cap = l->cap_subs ? 2 * l->cap_subs : 4;
+        loop_sub *v = realloc(l->subs, cap * sizeof(*v));
+        if (v == NULL)
+            return CL_ERR_NOMEM;
+        l->subs = v;
+        l->cap_subs = cap;
+    }
+    natsSubscription *sub = NULL;
+    natsStatus s = queue ? natsConnection_QueueSubscribeSync(&sub, l->nc, subject, queue)
+                         : natsConnection_SubscribeSync(&sub, l->nc, subject);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(sub, -1, -1);
+    if (s != NATS_OK) {
+        cl_status st = cl__bus_status(s, NULL, "subscribe");
+        if (sub != NULL) {
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+        }
+        return st;
+    }
+    l->subs[l->n_subs++] = (loop_sub){sub, cb, closure};
+    return CL_OK;
+}
+
+void cl_loop_unsubscribe(cl_loop *l, const char *subject)
+{
+    for (size_t i = 0; i < l->n_subs; i++) {
+        if (strcmp(natsSubscription_GetSubject(l->subs[i].sub), subject) != 0)
+            continue;
+        natsSubscription_Unsubscribe(l->subs[i].sub);
+        natsSubscription_Destroy(l->subs[i].sub);
+        l->subs[i] = l->subs[--l->n_subs];
+        flush_pending(l);
+        return;
+    }
+}
+
+void cl_loop_on_turn_end(cl_loop *l, void (*fn)(void *closure), void *closure)
+{
+    l->turn_end = fn;
+    l->turn_end_closure = closure;
+}
+
+cl_status cl_loop_publish(cl_loop *l, const char *subject, const void *data, size_t len)
+{
+    if (len > (size_t)cl_bus_max_payload(l->bus))
+        return CL_ERR_TOO_LARGE;
+    if (in_turn == l) /* written at the end of the turn */
+        return cl__bus_status(natsConnection_Publish(l->nc, subject, data, (int)len), NULL, "");
+    flushing = l;
+    natsStatus s = natsConnection_Publish(l->nc, subject, data, (int)len);
+    flushing = NULL;
+    if (s == NATS_OK) {
+        flush_pending(l);
+        if (atomic_load(&l->want_write))
+            wake(l); /* the socket took only part: the loop writes the rest */
+    }
+    return cl__bus_status(s, NULL, "");
+}
+
+cl_bus *cl_loop_bus(const cl_loop *l)
+{
+    return l->bus;
+}

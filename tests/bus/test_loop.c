@@ -1,0 +1,188 @@
+/* Integration tests of the bus loop (bus/loop.c): a connection read by the
+ * thread that runs it, callbacks on that thread, one write per turn,
+ * against a real nats-server. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cl_bus.h"
+#include "cl_clock.h"
+#include "cl_loop.h"
+#include "cl_test_nats.h"
+
+typedef struct {
+    cl_loop *loop;
+    int count;
+    pthread_t thread;
+    char last[64];
+    const char *forward; /* publish each message here twice, if set */
+} seen;
+
+static void on_msg(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)bus;
+    seen *s = closure;
+    s->count++;
+    s->thread = pthread_self();
+    snprintf(s->last, sizeof(s->last), "%.*s", (int)cl_msg_len(msg),
+             (const char *)cl_msg_data(msg));
+    if (s->forward != NULL) {
+        assert_int_equal(cl_loop_publish(s->loop, s->forward, "one", 3), CL_OK);
+        assert_int_equal(cl_loop_publish(s->loop, s->forward, "two", 3), CL_OK);
+    }
+    cl_msg_free(msg);
+}
+
+/* Runs the loop until s->count reaches want or timeout_ms passes. */
+static int run_until(cl_loop *loop, seen *s, int want, int timeout_ms)
+{
+    uint64_t end = cl_mono_us() + (uint64_t)timeout_ms * 1000;
+    while (s->count < want && cl_mono_us() < end)
+        cl_loop_run(loop, 50);
+    return s->count;
+}
+
+static void open_both(cl_bus **bus, cl_loop **loop)
+{
+    assert_int_equal(cl_test_bus_connect(bus, &cl_test_srv, "lt"), 0);
+    cl_err err = {0};
+    assert_int_equal(cl_loop_open(loop, *bus, &err), CL_OK);
+}
+
+static void test_callbacks_run_on_the_thread_that_runs_the_loop(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    seen s = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.a", NULL, on_msg, &s), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    assert_int_equal(s.count, 0); /* sync calls no callback */
+    assert_int_equal(cl_bus_publish(bus, "lt.a", "hello", 5), CL_OK);
+    assert_int_equal(run_until(loop, &s, 1, 3000), 1);
+    assert_true(pthread_equal(s.thread, pthread_self()));
+    assert_string_equal(s.last, "hello");
+    /* Nothing more: a turn with no message says so. */
+    assert_int_equal(cl_loop_run(loop, 50), CL_ERR_TIMEOUT);
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
+static void test_publishes_of_a_callback_go_out_in_order_after_its_turn(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    cl_sub *out = NULL;
+    assert_int_equal(cl_bus_subscribe_sync(&out, bus, "lt.out", NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
+    seen s = {.loop = loop, .forward = "lt.out"};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.in", NULL, on_msg, &s), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    assert_int_equal(cl_bus_publish(bus, "lt.in", "x", 1), CL_OK);
+    assert_int_equal(run_until(loop, &s, 1, 3000), 1);
+    const char *want[] = {"one", "two"};
+    for (int i = 0; i < 2; i++) {
+        cl_msg *m = NULL;
+        assert_int_equal(cl_sub_next(out, &m, 3000), CL_OK);
+        assert_int_equal(cl_msg_len(m), 3);
+        assert_memory_equal(cl_msg_data(m), want[i], 3);
+        cl_msg_free(m);
+    }
+    cl_sub_free(out);
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
+static void test_publish_outside_a_turn_is_written_at_once(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    cl_sub *out = NULL;
+    assert_int_equal(cl_bus_subscribe_sync(&out, bus, "lt.now", NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
+    /* Nobody runs the loop: the publishing thread writes it itself. */
+    assert_int_equal(cl_loop_publish(loop, "lt.now", "now", 3), CL_OK);
+    cl_msg *m = NULL;
+    assert_int_equal(cl_sub_next(out, &m, 3000), CL_OK);
+    assert_memory_equal(cl_msg_data(m), "now", 3);
+    cl_msg_free(m);
+    /* Too large for the server: refused, nothing sent. */
+    size_t big = (size_t)cl_bus_max_payload(bus) + 1;
+    char *data = calloc(1, big);
+    assert_non_null(data);
+    assert_int_equal(cl_loop_publish(loop, "lt.now", data, big), CL_ERR_TOO_LARGE);
+    free(data);
+    cl_sub_free(out);
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
+static void test_unsubscribed_subject_is_not_delivered_any_more(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    seen a = {.loop = loop}, b = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.u1", NULL, on_msg, &a), CL_OK);
+    assert_int_equal(cl_loop_subscribe(loop, "lt.u2", "q", on_msg, &b), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    cl_loop_unsubscribe(loop, "lt.u1");
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    assert_int_equal(cl_bus_publish(bus, "lt.u1", "gone", 4), CL_OK);
+    assert_int_equal(cl_bus_publish(bus, "lt.u2", "here", 4), CL_OK);
+    assert_int_equal(run_until(loop, &b, 1, 3000), 1);
+    assert_string_equal(b.last, "here");
+    cl_loop_run(loop, 100);
+    assert_int_equal(a.count, 0);
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
+/* Last: it restarts the group's server. */
+static void test_loop_reconnects_and_resubscribes_after_a_server_restart(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    seen s = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.r", NULL, on_msg, &s), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    assert_int_equal(cl_test_nats_restart(&cl_test_srv), 0);
+    /* Publish until the loop has reconnected and receives again. */
+    uint64_t end = cl_mono_us() + 15000000;
+    while (s.count == 0 && cl_mono_us() < end) {
+        cl_bus_publish(bus, "lt.r", "back", 4);
+        run_until(loop, &s, 1, 200);
+    }
+    assert_true(s.count >= 1);
+    assert_string_equal(s.last, "back");
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+    cl_loop_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_callbacks_run_on_the_thread_that_runs_the_loop),
+        cmocka_unit_test(test_publishes_of_a_callback_go_out_in_order_after_its_turn),
+        cmocka_unit_test(test_publish_outside_a_turn_is_written_at_once),
+        cmocka_unit_test(test_unsubscribed_subject_is_not_delivered_any_more),
+        cmocka_unit_test(test_loop_reconnects_and_resubscribes_after_a_server_restart),
+    };
+    return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
+}
