@@ -6,10 +6,12 @@
  * heartbeat with its cause and exit code 3. Then it subscribes to its work
  * subject, pulls once, heartbeats "ready" and waits for SIGINT/SIGTERM.
  *
- * Worker thread (the only one that calls the model): reads batches from a
- * pull subscription, calls the model once per batch, publishes the results
- * grouped per reply subject, and pulls again; while idle it repeats the pull
- * every second so a restarted router learns about it. */
+ * Worker thread (the only one that calls the model): runs the bus loop
+ * (cl_loop) that carries the work subject, so a batch is read and handled
+ * on this thread; calls the model once per batch, publishes the results
+ * grouped per reply subject and pulls again, all written at once when the
+ * batch is done; while idle it repeats the pull every second so a
+ * restarted router learns about it. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -22,6 +24,7 @@
 #include "cl_clock.h"
 #include "cl_kv.h"
 #include "cl_log.h"
+#include "cl_loop.h"
 #include "cl_replica.h"
 #include "cl_state.h"
 #include "cl_wire.h"
@@ -55,13 +58,12 @@ typedef struct {
     cl_py *py;
     cl_model model;
     bool model_decoded;
-    cl_sub *work;
+    cl_loop *loop; /* carries the work subject, run by the worker */
+    uint64_t last_pull; /* the worker's, monotonic */
 
     pthread_t worker;
     bool worker_started;
     atomic_bool stopping;
-    atomic_bool worker_failed;
-    char worker_cause[CAUSE_MAX]; /* written by the worker before it requests a stop */
     cl__replies replies;          /* the worker's */
 
     atomic_uint_fast64_t batches;
@@ -243,11 +245,15 @@ static cl_status load(replica *r, char *cause)
 
 /* ----------------------------------------------------------------- work */
 
-static void pull(replica *r)
+/* on_loop: with the worker's batch (its results and this pull share one
+ * write); otherwise on the bus' connection, in order with the heartbeats. */
+static void pull(replica *r, bool on_loop)
 {
     char *body = cl__replica_pull_body(r->id, atomic_load(&r->completed));
-    cl_status st = body ? cl_bus_publish(r->bus, r->pull_subject, body, strlen(body))
-                        : CL_ERR_NOMEM;
+    size_t len = body ? strlen(body) : 0;
+    cl_status st = body == NULL ? CL_ERR_NOMEM
+                   : on_loop    ? cl_loop_publish(r->loop, r->pull_subject, body, len)
+                                : cl_bus_publish(r->bus, r->pull_subject, body, len);
     if (st != CL_OK)
         cl_warn("pull not published: %s", cl_status_text(st));
     free(body);
@@ -321,7 +327,7 @@ static void handle_batch(replica *r, const cl_msg *msg)
     }
     for (size_t i = 0; i < r->replies.count; i++) {
         const cl__reply *b = &r->replies.items[i];
-        cl_status pst = cl_bus_publish(r->bus, b->subject, b->buf.data, b->buf.len);
+        cl_status pst = cl_loop_publish(r->loop, b->subject, b->buf.data, b->buf.len);
         if (pst != CL_OK)
             cl_warn("cannot publish %u results to %s: %s", cl_wire_count(&b->buf), b->subject,
                     cl_status_text(pst));
@@ -344,34 +350,30 @@ static void handle_batch(replica *r, const cl_msg *msg)
     free(tasks);
 }
 
+/* A work batch, on the worker thread (a callback of its loop). */
+static void on_work(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)bus;
+    replica *r = closure;
+    handle_batch(r, msg);
+    cl_msg_free(msg);
+    atomic_fetch_add(&r->completed, 1);
+    if (atomic_load(&r->stopping))
+        return; /* the batch in hand is answered; take no more */
+    pull(r, true); /* goes out with the results, in the same write */
+    r->last_pull = cl_mono_us();
+}
+
 static void *work_loop(void *arg)
 {
     replica *r = arg;
-    uint64_t last_pull = cl_mono_us(); /* the main thread pulled before "ready" */
+    r->last_pull = cl_mono_us(); /* the main thread pulled before "ready" */
     while (!atomic_load(&r->stopping)) {
-        cl_msg *msg = NULL;
-        cl_status st = cl_sub_next(r->work, &msg, POLL_MS);
-        if (st == CL_ERR_TIMEOUT) {
-            if (cl_mono_us() - last_pull >= PULL_REPEAT_US) {
-                pull(r);
-                last_pull = cl_mono_us();
-            }
-            continue;
+        if (cl_loop_run(r->loop, POLL_MS) == CL_ERR_TIMEOUT &&
+            cl_mono_us() - r->last_pull >= PULL_REPEAT_US) {
+            pull(r, true);
+            r->last_pull = cl_mono_us();
         }
-        if (st != CL_OK) {
-            snprintf(r->worker_cause, sizeof(r->worker_cause),
-                     "the work subscription on %s ended: %s", r->work_subject, cl_status_text(st));
-            atomic_store(&r->worker_failed, true);
-            cl_actor_request_stop();
-            break;
-        }
-        handle_batch(r, msg);
-        cl_msg_free(msg);
-        atomic_fetch_add(&r->completed, 1);
-        if (atomic_load(&r->stopping))
-            break; /* the batch in hand is answered; take no more */
-        pull(r);
-        last_pull = cl_mono_us();
     }
     return NULL;
 }
@@ -382,7 +384,8 @@ static void cleanup(replica *r)
 {
     if (r->worker_started)
         pthread_join(r->worker, NULL);
-    cl_sub_free(r->work);
+    cl_loop_free(r->loop);
+    r->loop = NULL;
     cl__hb_free(r->hb);
     cl_service_free(r->svc);
     cl_py_free(r->py);
@@ -452,13 +455,15 @@ static int serve(replica *r)
     if (stop_pending()) {
         cl_info("a stop signal arrived while loading: not serving");
     } else {
-        if (cl_bus_subscribe_sync(&r->work, r->bus, r->work_subject, NULL) != CL_OK) {
+        if (cl_loop_open(&r->loop, r->bus, &err) != CL_OK ||
+            cl_loop_subscribe(r->loop, r->work_subject, NULL, on_work, r) != CL_OK ||
+            cl_loop_sync(r->loop, 5000) != CL_OK) {
             snprintf(cause, sizeof(cause), "cannot subscribe to %s", r->work_subject);
             return fail(r, cause);
         }
         /* Pull before announcing "ready", so a router that reacts to the
          * heartbeat already has this replica in its idle list. */
-        pull(r);
+        pull(r, false);
         cl__hb_set_state(r->hb, "ready", NULL);
         if (pthread_create(&r->worker, NULL, work_loop, r) != 0)
             return fail(r, "cannot start the worker thread");
@@ -468,8 +473,6 @@ static int serve(replica *r)
     }
 
     int sig = cl_actor_wait_stop();
-    if (atomic_load(&r->worker_failed))
-        return fail(r, r->worker_cause);
     cl_info("stopping (%s)", sig ? strsignal(sig) : "requested");
     cl__hb_set_state(r->hb, "stopped", NULL);
     atomic_store(&r->stopping, true);

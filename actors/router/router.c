@@ -23,6 +23,7 @@
 #include "cl_json.h"
 #include "cl_kv.h"
 #include "cl_log.h"
+#include "cl_loop.h"
 #include "cl_replicas.h"
 #include "cl_router.h"
 #include "cl_service.h"
@@ -57,8 +58,10 @@ struct cl_router {
     cl_view *view;
     cl_replicas *replicas;
     cl_service *svc;
-    cl_sub *task_sub;
-    cl_sub *pull_sub;
+    cl_loop *loop; /* carries tasks and pulls; its thread runs their callbacks */
+    pthread_t loop_thread;
+    bool loop_started;
+    atomic_bool loop_stop;
     char task_subject[CL_SUBJECT_MAX];
     char pull_subject[CL_SUBJECT_MAX];
 
@@ -390,7 +393,10 @@ static void publish_all(cl_router *r, cl__out_msg *m)
 {
     while (m != NULL) {
         cl__out_msg *next = m->next;
-        cl_status s = cl_bus_publish(r->bus, m->subject, m->buf.data, m->buf.len);
+        /* On the loop's thread: written at the end of its turn, with the
+         * rest of the turn's output; from the router thread: at once. */
+        cl_status s = r->loop ? cl_loop_publish(r->loop, m->subject, m->buf.data, m->buf.len)
+                              : cl_bus_publish(r->bus, m->subject, m->buf.data, m->buf.len);
         if (s != CL_OK) {
             cl_warn("cannot publish a batch of %u %s to %s: %s", cl_wire_count(&m->buf),
                     m->is_work ? "tasks" : "results", m->subject, cl_status_text(s));
@@ -407,6 +413,14 @@ static void publish_all(cl_router *r, cl__out_msg *m)
         cl__out_msg_free(m);
         m = next;
     }
+}
+
+static void *loop_main(void *arg)
+{
+    cl_router *r = arg;
+    while (!atomic_load(&r->loop_stop))
+        cl_loop_run(r->loop, 100);
+    return NULL;
 }
 
 static void *router_thread(void *arg)
@@ -489,21 +503,31 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
         cl_err_prefix(err, "router: cannot answer the service API");
         goto fail;
     }
-    s = cl_bus_subscribe(&r->task_sub, bus, r->task_subject, NULL, on_tasks, r);
+    s = cl_loop_open(&r->loop, bus, err);
+    if (s != CL_OK) {
+        cl_err_prefix(err, "router: cannot open its bus loop");
+        goto fail;
+    }
+    s = cl_loop_subscribe(r->loop, r->task_subject, NULL, on_tasks, r);
     if (s == CL_OK)
-        s = cl_bus_subscribe(&r->pull_sub, bus, r->pull_subject, NULL, on_pull, r);
+        s = cl_loop_subscribe(r->loop, r->pull_subject, NULL, on_pull, r);
     if (s != CL_OK) {
         cl_err_set(err, s, "router: cannot subscribe to %s.route.>: %s", prefix,
                    cl_status_text(s));
         goto fail;
     }
     /* Make sure the server has our interest before we report serving. */
-    s = cl_bus_flush(bus, 2000);
+    s = cl_loop_sync(r->loop, 2000);
     if (s != CL_OK) {
         cl_err_set(err, s, "router: nats-server did not confirm the subscriptions: %s",
                    cl_status_text(s));
         goto fail;
     }
+    if (pthread_create(&r->loop_thread, NULL, loop_main, r) != 0) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "router: cannot start its loop thread");
+        goto fail;
+    }
+    r->loop_started = true;
     *out = r;
     return CL_OK;
 
@@ -516,9 +540,11 @@ void cl_router_free(cl_router *r)
 {
     if (r == NULL)
         return;
-    cl_sub_free(r->task_sub);
-    cl_sub_free(r->pull_sub);
-    /* cl_sub_free returns once no callback of the subscription runs. */
+    if (r->loop_started) {
+        /* After the join no callback of the loop runs. */
+        atomic_store(&r->loop_stop, true);
+        pthread_join(r->loop_thread, NULL);
+    }
     cl_replicas_free(r->replicas);
     cl_service_free(r->svc);
     if (r->thread_started) {
@@ -528,6 +554,7 @@ void cl_router_free(cl_router *r)
         pthread_mutex_unlock(&r->mu);
         pthread_join(r->thread, NULL);
     }
+    cl_loop_free(r->loop); /* after the router thread's last publish */
     cl_view_free(r->view);
     cl_kv_free(r->kv);
     while (r->ev_head != NULL) {
