@@ -8,7 +8,18 @@
  * connection's buffer and asks for a write event, which we serve with
  * natsConnection_ProcessWriteEvent. Only one thread at a time may call
  * ProcessWriteEvent (flush_mu): a second call on an emptied buffer would
- * write 0 bytes, which cnats takes for a closed connection. */
+ * write 0 bytes, which cnats takes for a closed connection.
+ *
+ * Reconnecting: cnats 3.4 keeps its protocol parser across a reconnect in
+ * this mode (nats-io/nats.c#1007), so a disconnect in the middle of a
+ * message would leave the new connection misparsed. The loop's connection
+ * therefore never reconnects by itself (max reconnect 0: a disconnect
+ * closes it); the thread running the loop builds a new connection, with a
+ * new parser, and subscribes again, retrying every 250 ms while the server
+ * is away. Publishes from other threads take nc_lock for reading; the
+ * rebuild takes it for writing. Messages published while no connection is
+ * up fail (the callers' own recovery covers them: the router requeues a
+ * lost batch, the frontend answers at the deadline). */
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +37,8 @@
 
 typedef struct {
     natsSubscription *sub;
+    char *subject;
+    char *queue;
     cl_msg_cb cb;
     void *closure;
 } loop_sub;
@@ -40,6 +53,8 @@ struct cl_loop {
     bool reading;       /* cnats wants read events */
     atomic_bool want_write; /* cnats has output buffered */
     pthread_mutex_t flush_mu; /* one ProcessWriteEvent at a time */
+    pthread_rwlock_t nc_lock; /* nc replaced by a rebuild (writer) */
+    uint64_t next_rebuild_us; /* monotonic: when to try again */
 
     loop_sub *subs; /* the runner's */
     size_t n_subs, cap_subs;
@@ -110,6 +125,9 @@ static natsStatus ev_detach(void *data)
 
 /* ---- the loop --------------------------------------------------------- */
 
+static void rebuild(cl_loop *l);
+static bool loop_closed(const cl_loop *l);
+
 /* Writes what cnats buffered (as much as the socket takes now). */
 static void flush_pending(cl_loop *l)
 {
@@ -155,7 +173,7 @@ static size_t dispatch(cl_loop *l)
     for (size_t i = 0; i < l->n_subs; i++) {
         loop_sub *ls = &l->subs[i];
         int pending = 0;
-        if (natsSubscription_GetPending(ls->sub, &pending, NULL) != NATS_OK)
+        if (ls->sub == NULL || natsSubscription_GetPending(ls->sub, &pending, NULL) != NATS_OK)
             continue;
         for (; pending > 0; pending--) {
             natsMsg *m = NULL;
@@ -170,6 +188,20 @@ static size_t dispatch(cl_loop *l)
 
 cl_status cl_loop_run(cl_loop *l, int timeout_ms)
 {
+    if (loop_closed(l)) {
+        rebuild(l);
+        if (loop_closed(l)) {
+            /* Still away: wait (a wake-up or the timeout), then try again. */
+            struct pollfd p = {.fd = l->efd, .events = POLLIN};
+            int wait_ms = timeout_ms < 250 ? timeout_ms : 250;
+            if (poll(&p, 1, wait_ms) > 0) {
+                uint64_t v;
+                ssize_t n = read(l->efd, &v, sizeof(v));
+                (void)n;
+            }
+            return CL_ERR_TIMEOUT;
+        }
+    }
     in_turn = l;
     flush_pending(l);
     size_t n = dispatch(l); /* left over from cl_loop_sync */
@@ -219,6 +251,74 @@ cl_status cl_loop_sync(cl_loop *l, int timeout_ms)
 
 /* ---- lifecycle and API ------------------------------------------------ */
 
+/* A new connection for the loop, in event-loop mode, not reconnecting. */
+static natsStatus loop_connect(cl_loop *l)
+{
+    char name[256];
+    snprintf(name, sizeof(name), "%s (loop)", l->bus->name);
+    natsOptions *no = NULL;
+    natsStatus s = cl__bus_options(l->bus, name, true, &no);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(no, 0);
+    if (s == NATS_OK)
+        s = natsOptions_SetEventLoop(no, l, ev_attach, ev_read, ev_write, ev_detach);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&l->nc, no);
+    natsOptions_Destroy(no);
+    if (s != NATS_OK)
+        l->nc = NULL;
+    return s;
+}
+
+static natsStatus sub_open(cl_loop *l, loop_sub *ls)
+{
+    natsSubscription *sub = NULL;
+    natsStatus s = ls->queue ? natsConnection_QueueSubscribeSync(&sub, l->nc, ls->subject, ls->queue)
+                             : natsConnection_SubscribeSync(&sub, l->nc, ls->subject);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(sub, -1, -1);
+    if (s != NATS_OK && sub != NULL) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+        sub = NULL;
+    }
+    ls->sub = sub;
+    return s;
+}
+
+/* On the loop's thread: the connection closed (the server went away, or
+ * a protocol error): build a new one and subscribe again. */
+static void rebuild(cl_loop *l)
+{
+    uint64_t now = cl_mono_us();
+    if (now < l->next_rebuild_us)
+        return;
+    l->next_rebuild_us = now + 250000;
+    pthread_rwlock_wrlock(&l->nc_lock);
+    for (size_t i = 0; i < l->n_subs; i++) {
+        natsSubscription_Destroy(l->subs[i].sub);
+        l->subs[i].sub = NULL;
+    }
+    natsConnection_Destroy(l->nc);
+    l->nc = NULL;
+    atomic_store(&l->want_write, false);
+    natsStatus s = loop_connect(l);
+    for (size_t i = 0; s == NATS_OK && i < l->n_subs; i++)
+        s = sub_open(l, &l->subs[i]);
+    if (s != NATS_OK && l->nc != NULL) {
+        /* Try again from scratch next time. */
+        natsConnection_Close(l->nc);
+    }
+    pthread_rwlock_unlock(&l->nc_lock);
+    if (s == NATS_OK)
+        cl_info("bus loop: connected again to %s", l->bus->url);
+}
+
+static bool loop_closed(const cl_loop *l)
+{
+    return l->nc == NULL || natsConnection_IsClosed(l->nc);
+}
+
 cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
 {
     cl_loop *l = calloc(1, sizeof(*l));
@@ -230,20 +330,13 @@ cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
     pthread_mutex_init(&l->flush_mu, NULL);
     l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (l->efd < 0) {
+        pthread_rwlock_init(&l->nc_lock, NULL);
         cl_loop_free(l);
         return cl_err_set(err, CL_ERR_NOMEM, "cannot create an eventfd for the bus loop");
     }
-    char name[256];
-    snprintf(name, sizeof(name), "%s (loop)", bus->name);
-    natsOptions *no = NULL;
-    natsStatus s = cl__bus_options(bus, name, true, &no);
-    if (s == NATS_OK)
-        s = natsOptions_SetEventLoop(no, l, ev_attach, ev_read, ev_write, ev_detach);
-    if (s == NATS_OK)
-        s = natsConnection_Connect(&l->nc, no);
-    natsOptions_Destroy(no);
+    pthread_rwlock_init(&l->nc_lock, NULL);
+    natsStatus s = loop_connect(l);
     if (s != NATS_OK) {
-        l->nc = NULL;
         cl_status st = cl__bus_status(s, err, "cannot open the bus loop's connection");
         cl_loop_free(l);
         return st;
@@ -256,9 +349,10 @@ void cl_loop_free(cl_loop *l)
 {
     if (l == NULL)
         return;
-    if (l->nc != NULL) {
+    if (l->nc != NULL && !natsConnection_IsClosed(l->nc)) {
         for (size_t i = 0; i < l->n_subs; i++)
-            natsSubscription_Unsubscribe(l->subs[i].sub);
+            if (l->subs[i].sub != NULL)
+                natsSubscription_Unsubscribe(l->subs[i].sub);
         /* What the last turn could not write (a full socket buffer). */
         for (int i = 0; i < 100 && atomic_load(&l->want_write); i++) {
             flush_pending(l);
@@ -267,14 +361,18 @@ void cl_loop_free(cl_loop *l)
         }
         natsConnection_Close(l->nc);
     }
-    for (size_t i = 0; i < l->n_subs; i++)
+    for (size_t i = 0; i < l->n_subs; i++) {
         natsSubscription_Destroy(l->subs[i].sub);
+        free(l->subs[i].subject);
+        free(l->subs[i].queue);
+    }
     free(l->subs);
     natsConnection_Destroy(l->nc);
     if (l->efd >= 0)
         close(l->efd);
     pthread_mutex_destroy(&l->flush_mu);
     pthread_mutex_destroy(&l->mu);
+    pthread_rwlock_destroy(&l->nc_lock);
     free(l);
 }
 
@@ -289,30 +387,30 @@ cl_status cl_loop_subscribe(cl_loop *l, const char *subject, const char *queue, 
         l->subs = v;
         l->cap_subs = cap;
     }
-    natsSubscription *sub = NULL;
-    natsStatus s = queue ? natsConnection_QueueSubscribeSync(&sub, l->nc, subject, queue)
-                         : natsConnection_SubscribeSync(&sub, l->nc, subject);
-    if (s == NATS_OK)
-        s = natsSubscription_SetPendingLimits(sub, -1, -1);
+    loop_sub ls = {.subject = strdup(subject), .queue = queue ? strdup(queue) : NULL,
+                   .cb = cb, .closure = closure};
+    natsStatus s = ls.subject == NULL || (queue && ls.queue == NULL) ? NATS_NO_MEMORY
+                                                                     : sub_open(l, &ls);
     if (s != NATS_OK) {
-        cl_status st = cl__bus_status(s, NULL, "subscribe");
-        if (sub != NULL) {
-            natsSubscription_Unsubscribe(sub);
-            natsSubscription_Destroy(sub);
-        }
-        return st;
+        free(ls.subject);
+        free(ls.queue);
+        return cl__bus_status(s, NULL, "subscribe");
     }
-    l->subs[l->n_subs++] = (loop_sub){sub, cb, closure};
+    l->subs[l->n_subs++] = ls;
     return CL_OK;
 }
 
 void cl_loop_unsubscribe(cl_loop *l, const char *subject)
 {
     for (size_t i = 0; i < l->n_subs; i++) {
-        if (strcmp(natsSubscription_GetSubject(l->subs[i].sub), subject) != 0)
+        if (strcmp(l->subs[i].subject, subject) != 0)
             continue;
-        natsSubscription_Unsubscribe(l->subs[i].sub);
-        natsSubscription_Destroy(l->subs[i].sub);
+        if (l->subs[i].sub != NULL) {
+            natsSubscription_Unsubscribe(l->subs[i].sub);
+            natsSubscription_Destroy(l->subs[i].sub);
+        }
+        free(l->subs[i].subject);
+        free(l->subs[i].queue);
         l->subs[i] = l->subs[--l->n_subs];
         flush_pending(l);
         return;
@@ -331,14 +429,19 @@ cl_status cl_loop_publish(cl_loop *l, const char *subject, const void *data, siz
         return CL_ERR_TOO_LARGE;
     if (in_turn == l) /* written at the end of the turn */
         return cl__bus_status(natsConnection_Publish(l->nc, subject, data, (int)len), NULL, "");
-    flushing = l;
-    natsStatus s = natsConnection_Publish(l->nc, subject, data, (int)len);
-    flushing = NULL;
-    if (s == NATS_OK) {
-        flush_pending(l);
-        if (atomic_load(&l->want_write))
-            wake(l); /* the socket took only part: the loop writes the rest */
+    pthread_rwlock_rdlock(&l->nc_lock);
+    natsStatus s = NATS_CONNECTION_CLOSED;
+    if (l->nc != NULL) {
+        flushing = l;
+        s = natsConnection_Publish(l->nc, subject, data, (int)len);
+        flushing = NULL;
+        if (s == NATS_OK) {
+            flush_pending(l);
+            if (atomic_load(&l->want_write))
+                wake(l); /* the socket took only part: the loop writes the rest */
+        }
     }
+    pthread_rwlock_unlock(&l->nc_lock);
     return cl__bus_status(s, NULL, "");
 }
 
