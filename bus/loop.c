@@ -328,13 +328,12 @@ cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
     l->fd = -1;
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->flush_mu, NULL);
+    pthread_rwlock_init(&l->nc_lock, NULL);
     l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (l->efd < 0) {
-        pthread_rwlock_init(&l->nc_lock, NULL);
         cl_loop_free(l);
         return cl_err_set(err, CL_ERR_NOMEM, "cannot create an eventfd for the bus loop");
     }
-    pthread_rwlock_init(&l->nc_lock, NULL);
     natsStatus s = loop_connect(l);
     if (s != NATS_OK) {
         cl_status st = cl__bus_status(s, err, "cannot open the bus loop's connection");

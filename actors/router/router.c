@@ -395,8 +395,7 @@ static void publish_all(cl_router *r, cl__out_msg *m)
         cl__out_msg *next = m->next;
         /* On the loop's thread: written at the end of its turn, with the
          * rest of the turn's output; from the router thread: at once. */
-        cl_status s = r->loop ? cl_loop_publish(r->loop, m->subject, m->buf.data, m->buf.len)
-                              : cl_bus_publish(r->bus, m->subject, m->buf.data, m->buf.len);
+        cl_status s = cl_loop_publish(r->loop, m->subject, m->buf.data, m->buf.len);
         if (s != CL_OK) {
             cl_warn("cannot publish a batch of %u %s to %s: %s", cl_wire_count(&m->buf),
                     m->is_work ? "tasks" : "results", m->subject, cl_status_text(s));
@@ -477,6 +476,13 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
         cl_err_prefix(err, "router: cannot load the cluster state");
         goto fail;
     }
+    /* Opened before the router thread starts: everything the router
+     * publishes goes through it. Its thread starts once subscribed. */
+    s = cl_loop_open(&r->loop, bus, err);
+    if (s != CL_OK) {
+        cl_err_prefix(err, "router: cannot open its bus loop");
+        goto fail;
+    }
     if (pthread_create(&r->thread, NULL, router_thread, r) != 0) {
         s = cl_err_set(err, CL_ERR_NOMEM, "router: cannot start its thread");
         goto fail;
@@ -501,11 +507,6 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
     s = cl_service_start(&r->svc, bus, &info, err);
     if (s != CL_OK) {
         cl_err_prefix(err, "router: cannot answer the service API");
-        goto fail;
-    }
-    s = cl_loop_open(&r->loop, bus, err);
-    if (s != CL_OK) {
-        cl_err_prefix(err, "router: cannot open its bus loop");
         goto fail;
     }
     s = cl_loop_subscribe(r->loop, r->task_subject, NULL, on_tasks, r);

@@ -303,12 +303,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
             uint64_t guard = t->slo_us / CL__SLO_GUARD_DIV;
             left = left > guard ? left - guard : 0;
             if (cl_batch_policy_estimate_us(&rep->policy, full) > left) {
-                if (queued > policy_limit) {
-                    cl_edf_pop(&q->heap, NULL);
-                    answer_shed(s, ob, t);
-                    continue;
-                }
-                uint32_t fit = batch_fit(&rep->policy, full, left);
+                uint32_t fit = queued > policy_limit ? 0 : batch_fit(&rep->policy, full, left);
                 if (fit == 0 && queued > 1) {
                     cl_edf_pop(&q->heap, NULL);
                     answer_shed(s, ob, t);
