@@ -306,15 +306,19 @@ class Suite:
         answered by a prediction within the SLO falls under 95%, then two
         halvings of the last step: the best rate of predictions within the
         SLO is the model's throughput under it."""
-        a, steps = self.args, []
-        for _ in range(14):
-            o = nats_bench(a, self.url, self.subj(app), "%s-%d" % (app, rate), rate=rate,
+        steps = []
+
+        def step(at):
+            o = nats_bench(self.args, self.url, self.subj(app), "%s-%d" % (app, at), rate=at,
                            seconds=secs, slo_us=slo_us, grace_ms=2000)["open"]
             o["in_slo_share"] = o["predictions_in_slo"] / max(o["sent"], 1)
             steps.append(o)
-            log("  %s at %d/s: %.1f%% predictions within the SLO" % (app, rate,
+            log("  %s at %d/s: %.1f%% predictions within the SLO" % (app, at,
                                                                    100 * o["in_slo_share"]))
-            if o["in_slo_share"] < 0.95:
+            return o["in_slo_share"] >= 0.95
+
+        for _ in range(14):
+            if not step(rate):
                 break
             rate = int(rate * 1.4)
         # Two halvings between the last good rate and the first bad one.
@@ -323,13 +327,7 @@ class Suite:
             lo, hi = max(good), steps[-1]["rate"]
             for _ in range(2):
                 mid = (lo + hi) // 2
-                o = nats_bench(a, self.url, self.subj(app), "%s-%d" % (app, mid), rate=mid,
-                               seconds=secs, slo_us=slo_us, grace_ms=2000)["open"]
-                o["in_slo_share"] = o["predictions_in_slo"] / max(o["sent"], 1)
-                steps.append(o)
-                log("  %s at %d/s: %.1f%% predictions within the SLO" % (
-                    app, mid, 100 * o["in_slo_share"]))
-                lo, hi = (mid, hi) if o["in_slo_share"] >= 0.95 else (lo, mid)
+                lo, hi = (mid, hi) if step(mid) else (lo, mid)
         steps.sort(key=lambda x: x["rate"])
         best = max(steps, key=lambda x: x["goodput_rps"])
         return {"steps": steps, "goodput_rps": best["goodput_rps"], "best_rate": best["rate"],
