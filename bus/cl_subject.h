@@ -6,6 +6,7 @@
  *   <p>.admin.<command>                admin commands (request/reply, JSON)
  *   <p>.route.task.<model>.<version>   frontend -> router: task batches (wire)
  *   <p>.route.pull.<model>.<version>   replica -> router: "idle, send work" (JSON)
+ *   <p>.route.stats                    request -> router: its metrics snapshot (JSON)
  *   <p>.replica.work.<model>.<version>.<replica>  router -> replica: batch (wire)
  *   <p>.replica.hb.<model>.<version>.<replica>    replica heartbeat (JSON)
  *   <p>.fe.<frontend>.results          replica/router -> frontend: results (wire)
@@ -42,6 +43,7 @@ cl_status cl_subj_route_task(char out[CL_SUBJECT_MAX], const char *prefix, const
                              const char *version, cl_err *err);
 cl_status cl_subj_route_pull(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
                              const char *version, cl_err *err);
+cl_status cl_subj_route_stats(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err);
 cl_status cl_subj_replica_work(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
                                const char *version, const char *replica, cl_err *err);
 cl_status cl_subj_replica_hb(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,

@@ -166,6 +166,11 @@ cl_status cl_subj_route_pull(char out[CL_SUBJECT_MAX], const char *prefix, const
     BUILD({"route", NULL}, {"pull", NULL}, {model, "model name"}, {version, "model version"});
 }
 
+cl_status cl_subj_route_stats(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
+{
+    BUILD({"route", NULL}, {"stats", NULL});
+}
+
 cl_status cl_subj_replica_work(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
                                const char *version, const char *replica, cl_err *err)
 {

@@ -58,6 +58,7 @@ struct cl_router {
     cl_view *view;
     cl_replicas *replicas;
     cl_service *svc;
+    cl_sub *stats_sub; /* <p>.route.stats: the metrics snapshot */
     cl_loop *loop; /* carries tasks and pulls; its thread runs their callbacks */
     pthread_t loop_thread;
     bool loop_started;
@@ -335,6 +336,31 @@ static void on_stats(void *closure, cJSON *data)
     cJSON_AddNumberToObject(data, "malformed", (double)atomic_load(&r->malformed));
 }
 
+/* <p>.route.stats: the metrics snapshot (rsched.h), built under the lock
+ * (a walk over the versions, no I/O) and sent after it. Runs on a cnats
+ * thread, away from the loop that carries tasks and pulls. */
+static void on_route_stats(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    cl_router *r = closure;
+    if (cl_msg_reply(msg) == NULL || cl_msg_reply(msg)[0] == '\0') {
+        cl_msg_free(msg);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    cJSON *snap = cl__sched_snapshot(&r->sched);
+    pthread_mutex_unlock(&r->mu);
+    if (snap != NULL)
+        cJSON_AddNumberToObject(snap, "malformed", (double)atomic_load(&r->malformed));
+    char *text = snap != NULL ? cJSON_PrintUnformatted(snap) : NULL;
+    cJSON_Delete(snap);
+    const char *body = text != NULL ? text : "{\"error\":\"the router ran out of memory\"}";
+    cl_status s = cl_msg_respond(bus, msg, body, strlen(body));
+    if (s != CL_OK)
+        cl_warn("cannot answer a stats request on %s: %s", cl_msg_reply(msg), cl_status_text(s));
+    free(text);
+    cl_msg_free(msg);
+}
+
 /* ---- the router thread ----------------------------------------------- */
 
 static void handle(cl_router *r, cl__outbox *ob, event *ev, uint64_t wall, uint64_t mono)
@@ -509,6 +535,16 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
         cl_err_prefix(err, "router: cannot answer the service API");
         goto fail;
     }
+    char stats_subject[CL_SUBJECT_MAX];
+    s = cl_subj_route_stats(stats_subject, prefix, err);
+    if (s == CL_OK) {
+        s = cl_bus_subscribe(&r->stats_sub, bus, stats_subject, NULL, on_route_stats, r);
+        if (s != CL_OK)
+            cl_err_set(err, s, "router: cannot subscribe to %s: %s", stats_subject,
+                       cl_status_text(s));
+    }
+    if (s != CL_OK)
+        goto fail;
     s = cl_loop_subscribe(r->loop, r->task_subject, NULL, on_tasks, r);
     if (s == CL_OK)
         s = cl_loop_subscribe(r->loop, r->pull_subject, NULL, on_pull, r);
@@ -547,6 +583,7 @@ void cl_router_free(cl_router *r)
         pthread_join(r->loop_thread, NULL);
     }
     cl_replicas_free(r->replicas);
+    cl_sub_free(r->stats_sub); /* after it returns no snapshot is taken */
     cl_service_free(r->svc);
     if (r->thread_started) {
         pthread_mutex_lock(&r->mu);

@@ -32,6 +32,7 @@ cl__rtask *cl__rtask_copy(uint64_t task_id, uint64_t deadline_us, uint32_t slo_u
     t->input_type = input_type;
     t->reply_len = reply_len;
     t->input_len = input_len;
+    t->arrived_mono_us = 0;
     t->reply = p;
     t->input = (const uint8_t *)(p + reply_len + 1);
     return t;
@@ -78,6 +79,36 @@ void cl__sched_deinit(cl__sched *s)
         queue_free(s->queues);
         s->queues = next;
     }
+    while (s->vstats != NULL) {
+        cl__vstats *next = s->vstats->next;
+        free(s->vstats);
+        s->vstats = next;
+    }
+}
+
+const cl__vstats *cl__sched_vstats(const cl__sched *s, const char *model, const char *version)
+{
+    for (const cl__vstats *v = s->vstats; v != NULL; v = v->next)
+        if (strcmp(v->model, model) == 0 && strcmp(v->version, version) == 0)
+            return v;
+    return NULL;
+}
+
+static cl__vstats *vstats_get(cl__sched *s, const char *model, const char *version)
+{
+    cl__vstats *v = (cl__vstats *)cl__sched_vstats(s, model, version);
+    if (v != NULL)
+        return v;
+    v = calloc(1, sizeof(*v));
+    if (v == NULL)
+        return NULL;
+    strcpy(v->model, model);
+    strcpy(v->version, version);
+    cl__hist_init(&v->batch_size, cl__batch_bounds, cl__n_batch_bounds);
+    cl__hist_init(&v->queueing_delay_us, cl__delay_bounds_us, cl__n_delay_bounds);
+    v->next = s->vstats;
+    s->vstats = v;
+    return v;
 }
 
 cl__queue *cl__sched_queue(const cl__sched *s, const char *model, const char *version)
@@ -101,6 +132,7 @@ static cl__queue *queue_get(cl__sched *s, const char *model, const char *version
     strcpy(q->model, model);
     strcpy(q->version, version);
     cl_edf_init(&q->heap);
+    q->st = vstats_get(s, model, version);
     q->next = s->queues;
     s->queues = q;
     return q;
@@ -161,10 +193,12 @@ static void answer(cl__outbox *ob, const cl__rtask *t, uint8_t status, const cha
     cl__outbox_result(ob, t->reply, t->reply_len, t->task_id, status, text);
 }
 
-static void answer_expired(cl__sched *s, cl__outbox *ob, cl__rtask *t)
+static void answer_expired(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__rtask *t)
 {
     answer(ob, t, CL_RESULT_EXPIRED, "deadline passed before a replica took the task");
     s->stats.expired++;
+    if (q != NULL && q->st != NULL)
+        q->st->tasks_expired++;
     free(t);
 }
 
@@ -174,11 +208,13 @@ static void answer_expired(cl__sched *s, cl__outbox *ob, cl__rtask *t)
  * tasks that can still make theirs. Under overload this is what keeps the
  * accepted queries within their SLO; Clipper sent such tasks on and lost
  * them. */
-static void answer_shed(cl__sched *s, cl__outbox *ob, cl__rtask *t)
+static void answer_shed(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__rtask *t)
 {
     answer(ob, t, CL_RESULT_EXPIRED,
            "deadline would pass before the replica could finish a batch (shed under load)");
     s->stats.shed++;
+    if (q->st != NULL)
+        q->st->tasks_shed++;
     free(t);
 }
 
@@ -280,7 +316,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
         cl__rtask *t = top->item;
         if (t->deadline_us <= now_wall_us) {
             cl_edf_pop(&q->heap, NULL);
-            answer_expired(s, ob, t);
+            answer_expired(s, ob, q, t);
             continue;
         }
         if (!sized) {
@@ -306,7 +342,7 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
                 uint32_t fit = queued > policy_limit ? 0 : batch_fit(&rep->policy, full, left);
                 if (fit == 0 && queued > 1) {
                     cl_edf_pop(&q->heap, NULL);
-                    answer_shed(s, ob, t);
+                    answer_shed(s, ob, q, t);
                     continue;
                 }
                 limit = fit > 0 ? fit : 1;
@@ -361,6 +397,16 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
     cl__outbox_push(ob, m);
     s->stats.batches_dispatched++;
     s->stats.tasks_dispatched += n;
+    if (q->st != NULL) {
+        q->st->batches_dispatched++;
+        q->st->tasks_dispatched += n;
+        cl__hist_observe(&q->st->batch_size, n);
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t arrived = rep->inflight[i]->arrived_mono_us;
+            cl__hist_observe(&q->st->queueing_delay_us,
+                             arrived != 0 && now_mono_us > arrived ? now_mono_us - arrived : 0);
+        }
+    }
     return true;
 
 nomem:
@@ -391,10 +437,11 @@ void cl__sched_tasks(cl__sched *s, cl__outbox *ob, const char *model, const char
     s->stats.tasks_received += n;
     for (size_t i = 0; i < n; i++) {
         cl__rtask *t = tasks[i];
+        t->arrived_mono_us = now_mono_us;
         if (!ready) {
             answer_no_replica(s, ob, model, version, t);
         } else if (t->deadline_us <= now_wall_us) {
-            answer_expired(s, ob, t);
+            answer_expired(s, ob, q, t);
         } else if (cl_edf_push(&q->heap, t->deadline_us, t) != CL_OK) {
             cl_error("out of memory queueing task %llu", (unsigned long long)t->task_id);
             answer(ob, t, CL_RESULT_NO_REPLICA, "router out of memory");
@@ -433,6 +480,8 @@ static void requeue_inflight(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__rep
     }
     s->stats.batches_dispatched--;
     s->stats.tasks_dispatched -= rep->n_inflight;
+    /* The per-version counters only grow (they are Prometheus counters):
+     * the batch counts as dispatched once more when it goes out again. */
     rep->n_inflight = 0;
 }
 
@@ -573,7 +622,7 @@ void cl__sched_expire(cl__sched *s, cl__outbox *ob, uint64_t now_wall_us, uint64
         while ((top = cl_edf_peek(&q->heap)) != NULL && top->deadline <= now_wall_us) {
             cl__rtask *t = top->item;
             cl_edf_pop(&q->heap, NULL);
-            answer_expired(s, ob, t);
+            answer_expired(s, ob, q, t);
         }
         bool removed = false;
         cl__replica *rep = q->replicas;
@@ -647,4 +696,57 @@ void cl__sched_stats_json(const cl__sched *s, cJSON *data)
     cJSON_AddNumberToObject(data, "expired", (double)st->expired);
     cJSON_AddNumberToObject(data, "no_replica", (double)st->no_replica);
     cJSON_AddNumberToObject(data, "replica_lost", (double)st->replica_lost);
+}
+
+cJSON *cl__sched_snapshot(const cl__sched *s)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *versions = cJSON_AddArrayToObject(root, "versions");
+    if (versions == NULL) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cl__hist all;
+    cl__hist_init(&all, cl__delay_bounds_us, cl__n_delay_bounds);
+    bool ok = true;
+    for (const cl__vstats *v = s->vstats; ok && v != NULL; v = v->next) {
+        const cl__queue *q = cl__sched_queue(s, v->model, v->version);
+        int live = 0, busy = 0;
+        for (const cl__replica *rep = q ? q->replicas : NULL; rep != NULL; rep = rep->next) {
+            live += replica_ready(rep);
+            busy += rep->n_inflight > 0;
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON *bs = cl__hist_json(&v->batch_size);
+        cJSON *qd = cl__hist_json(&v->queueing_delay_us);
+        ok = o != NULL && bs != NULL && qd != NULL && cJSON_AddItemToArray(versions, o);
+        if (!ok) {
+            cJSON_Delete(o);
+            cJSON_Delete(bs);
+            cJSON_Delete(qd);
+            break;
+        }
+        cJSON_AddStringToObject(o, "model", v->model);
+        cJSON_AddStringToObject(o, "version", v->version);
+        cJSON_AddNumberToObject(o, "queue_depth", q ? (double)cl_edf_len(&q->heap) : 0);
+        cJSON_AddNumberToObject(o, "replicas_live", live);
+        cJSON_AddNumberToObject(o, "replicas_busy", busy);
+        cJSON_AddNumberToObject(o, "batches_dispatched", (double)v->batches_dispatched);
+        cJSON_AddNumberToObject(o, "tasks_dispatched", (double)v->tasks_dispatched);
+        cJSON_AddNumberToObject(o, "tasks_expired", (double)v->tasks_expired);
+        cJSON_AddNumberToObject(o, "tasks_shed", (double)v->tasks_shed);
+        cJSON_AddItemToObject(o, "batch_size", bs);
+        cJSON_AddItemToObject(o, "queueing_delay_us", qd);
+        cl__hist_merge(&all, &v->queueing_delay_us);
+    }
+    cJSON *qd = ok ? cl__hist_json(&all) : NULL;
+    if (qd == NULL || !cJSON_AddItemToObject(root, "queueing_delay_us", qd)) {
+        cJSON_Delete(qd);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(root, "tasks_received", (double)s->stats.tasks_received);
+    cJSON_AddNumberToObject(root, "tasks_no_replica", (double)s->stats.no_replica);
+    cJSON_AddNumberToObject(root, "tasks_replica_lost", (double)s->stats.replica_lost);
+    return root;
 }

@@ -19,6 +19,7 @@
 #include "cl_subject.h"
 #include "edf.h"
 #include "outbox.h"
+#include "rstats.h"
 
 /* A queued or in-flight task: an owned copy of a decoded cl_task. */
 typedef struct {
@@ -28,6 +29,7 @@ typedef struct {
     uint8_t input_type;
     uint16_t reply_len;
     uint32_t input_len;
+    uint64_t arrived_mono_us; /* when it reached the router (queueing delay) */
     const char *reply;    /* NUL-terminated, in the same allocation */
     const uint8_t *input; /* in the same allocation */
 } cl__rtask;
@@ -66,6 +68,7 @@ typedef struct cl__queue {
     char version[CL_TOKEN_MAX + 1];
     cl_edf heap; /* of cl__rtask *, by deadline */
     cl__replica *replicas;
+    cl__vstats *st; /* this version's counters (NULL only when out of memory) */
 } cl__queue;
 
 /* The model version's configured batch_size (-1 adaptive). Called with the
@@ -92,6 +95,7 @@ typedef struct {
     uint64_t replica_timeout_us; /* for replicas only known from their pulls */
     uint64_t next_batch_seq;
     cl__sched_stats stats;
+    cl__vstats *vstats; /* per model version, kept until deinit */
 } cl__sched;
 
 void cl__sched_init(cl__sched *s, const char *prefix, cl__batch_size_fn batch_size,
@@ -146,6 +150,17 @@ uint64_t cl__sched_next_deadline(const cl__sched *s);
 void cl__sched_drain(cl__sched *s, cl__outbox *ob, uint8_t status, const char *text);
 /* Adds queue depths and counters to a STATS "data" object. */
 void cl__sched_stats_json(const cl__sched *s, cJSON *data);
+/* The metrics snapshot answered on <p>.route.stats (docs/protocol.md):
+ *   {"versions":[{"model","version","queue_depth","replicas_live",
+ *                 "replicas_busy","batches_dispatched","tasks_dispatched",
+ *                 "tasks_expired","tasks_shed","batch_size":<hist>,
+ *                 "queueing_delay_us":<hist>}, ...],
+ *    "queueing_delay_us":<hist over all versions>, "tasks_received",
+ *    "tasks_no_replica", "tasks_replica_lost"}
+ * with <hist> as cl__hist_json. NULL when out of memory. */
+cJSON *cl__sched_snapshot(const cl__sched *s);
+/* The counters of model:version, or NULL when it never had a queue. */
+const cl__vstats *cl__sched_vstats(const cl__sched *s, const char *model, const char *version);
 /* The queue of model:version, or NULL. */
 cl__queue *cl__sched_queue(const cl__sched *s, const char *model, const char *version);
 cl__replica *cl__sched_replica_find(const cl__queue *q, uint32_t replica_id);

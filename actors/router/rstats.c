@@ -1,0 +1,68 @@
+/* Fixed-bucket histograms for the router's metrics (see rstats.h). */
+#include "rstats.h"
+
+const uint64_t cl__batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+const uint32_t cl__n_batch_bounds = sizeof(cl__batch_bounds) / sizeof(cl__batch_bounds[0]);
+const uint64_t cl__delay_bounds_us[] = {50,     100,    250,    500,     1000,    2500,
+                                        5000,   10000,  25000,  50000,   100000,  250000,
+                                        500000, 1000000, 2500000, 5000000, 10000000};
+const uint32_t cl__n_delay_bounds = sizeof(cl__delay_bounds_us) / sizeof(cl__delay_bounds_us[0]);
+
+void cl__hist_init(cl__hist *h, const uint64_t *bounds, uint32_t n_bounds)
+{
+    *h = (cl__hist){.bounds = bounds, .n_bounds = n_bounds > CL__HIST_MAX ? CL__HIST_MAX : n_bounds};
+}
+
+void cl__hist_observe(cl__hist *h, uint64_t v)
+{
+    uint32_t i = 0;
+    while (i < h->n_bounds && v > h->bounds[i])
+        i++;
+    h->counts[i]++;
+    if (h->count == 0 || v < h->min)
+        h->min = v;
+    if (v > h->max)
+        h->max = v;
+    h->count++;
+    h->sum += v;
+    h->sumsq += (double)v * (double)v;
+}
+
+void cl__hist_merge(cl__hist *into, const cl__hist *h)
+{
+    if (h->count == 0)
+        return;
+    for (uint32_t i = 0; i <= into->n_bounds && i <= h->n_bounds; i++)
+        into->counts[i] += h->counts[i];
+    if (into->count == 0 || h->min < into->min)
+        into->min = h->min;
+    if (h->max > into->max)
+        into->max = h->max;
+    into->count += h->count;
+    into->sum += h->sum;
+    into->sumsq += h->sumsq;
+}
+
+cJSON *cl__hist_json(const cl__hist *h)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *bounds = cJSON_AddArrayToObject(o, "bounds");
+    cJSON *buckets = cJSON_AddArrayToObject(o, "buckets");
+    if (bounds == NULL || buckets == NULL) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    uint64_t cum = 0;
+    for (uint32_t i = 0; i <= h->n_bounds; i++) {
+        cum += h->counts[i];
+        if (i < h->n_bounds)
+            cJSON_AddItemToArray(bounds, cJSON_CreateNumber((double)h->bounds[i]));
+        cJSON_AddItemToArray(buckets, cJSON_CreateNumber((double)cum));
+    }
+    cJSON_AddNumberToObject(o, "count", (double)h->count);
+    cJSON_AddNumberToObject(o, "sum", (double)h->sum);
+    cJSON_AddNumberToObject(o, "min", (double)h->min);
+    cJSON_AddNumberToObject(o, "max", (double)h->max);
+    cJSON_AddNumberToObject(o, "sumsq", h->sumsq);
+    return o;
+}
