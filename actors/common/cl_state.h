@@ -7,7 +7,9 @@
  *   model.<name>.<version> {"model_name","model_version","input_type",
  *                           "labels":[..],"container_name","model_data_path",
  *                           "batch_size","num_replicas","runtime",
- *                           "artifact_sha256","artifact_size"}
+ *                           "artifact_sha256","artifact_size",
+ *                           optional: "pkgs_to_install":[..],
+ *                           "python_version","cloudpickle_version"}
  *   current.<name>         {"model_version": ".."}
  */
 #ifndef CL_STATE_H
@@ -45,6 +47,14 @@ typedef struct {
     char *runtime;         /* "python-closure" (default), "pyspark", ... */
     char *artifact_sha256; /* "" when the model has no artifact */
     int64_t artifact_size;
+    /* Optional (absent in records written before they existed; encoded only
+     * when set): pip requirement specs the replica installs before loading,
+     * and the versions of Python ("3.11.7") and cloudpickle ("2.1.0") the
+     * artifact was pickled with, "" when unknown. */
+    char **pkgs_to_install;
+    size_t n_pkgs;
+    char *python_version;
+    char *cloudpickle_version;
 } cl_model;
 
 /* Keys. Return CL_ERR_INVALID (with err) when a name is not a valid token. */

@@ -161,6 +161,29 @@ static cl_status get_strv(const cJSON *obj, const char *field, char ***out, size
     return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
 }
 
+/* Optional fields: absent is an empty list / "" (records written before
+ * the field existed); present with the wrong type is an error naming it. */
+static cl_status get_opt_strv(const cJSON *obj, const char *field, char ***out, size_t *n,
+                              cl_err *err)
+{
+    *n = 0;
+    if (cJSON_GetObjectItemCaseSensitive(obj, field) != NULL)
+        return get_strv(obj, field, out, n, err);
+    *out = calloc(1, sizeof(char *));
+    return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+}
+
+static cl_status get_opt_dup(const cJSON *obj, const char *field, char **out, cl_err *err)
+{
+    const char *s = "";
+    bool present = false;
+    cl_status st = cl_json_opt_string(obj, field, &s, &present, err);
+    if (st != CL_OK)
+        return st;
+    *out = strdup(present ? s : "");
+    return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+}
+
 static cl_status parse_object(cJSON **root, const char *json, size_t len, const char *what,
                               cl_err *err)
 {
@@ -268,7 +291,11 @@ cl_status cl_model_from_json(cl_model *m, const char *json, size_t len, cl_err *
         (st = cl_json_get_int(root, "num_replicas", &m->num_replicas, err)) != CL_OK ||
         (st = get_dup(root, "runtime", &m->runtime, err)) != CL_OK ||
         (st = get_dup(root, "artifact_sha256", &m->artifact_sha256, err)) != CL_OK ||
-        (st = cl_json_get_int(root, "artifact_size", &m->artifact_size, err)) != CL_OK) {
+        (st = cl_json_get_int(root, "artifact_size", &m->artifact_size, err)) != CL_OK ||
+        (st = get_opt_strv(root, "pkgs_to_install", &m->pkgs_to_install, &m->n_pkgs, err)) !=
+            CL_OK ||
+        (st = get_opt_dup(root, "python_version", &m->python_version, err)) != CL_OK ||
+        (st = get_opt_dup(root, "cloudpickle_version", &m->cloudpickle_version, err)) != CL_OK) {
         cl_err_prefix(err, "model");
         cl_model_deinit(m);
     }
@@ -287,6 +314,9 @@ void cl_model_deinit(cl_model *m)
     free(m->model_data_path);
     free(m->runtime);
     free(m->artifact_sha256);
+    strv_free(m->pkgs_to_install, m->n_pkgs);
+    free(m->python_version);
+    free(m->cloudpickle_version);
     memset(m, 0, sizeof(*m));
 }
 
@@ -310,8 +340,13 @@ cl_status cl_model_copy(cl_model *dst, const cl_model *src)
     dst->model_data_path = dup_or_empty(src->model_data_path);
     dst->runtime = dup_or_empty(src->runtime);
     dst->artifact_sha256 = dup_or_empty(src->artifact_sha256);
+    dst->pkgs_to_install = strv_copy(src->pkgs_to_install, src->n_pkgs);
+    dst->n_pkgs = dst->pkgs_to_install ? src->n_pkgs : 0;
+    dst->python_version = dup_or_empty(src->python_version);
+    dst->cloudpickle_version = dup_or_empty(src->cloudpickle_version);
     if (!dst->name || !dst->version || !dst->labels || !dst->container_name ||
-        !dst->model_data_path || !dst->runtime || !dst->artifact_sha256) {
+        !dst->model_data_path || !dst->runtime || !dst->artifact_sha256 ||
+        !dst->pkgs_to_install || !dst->python_version || !dst->cloudpickle_version) {
         cl_model_deinit(dst);
         return CL_ERR_NOMEM;
     }
@@ -339,6 +374,19 @@ cJSON *cl_model_to_json(const cl_model *m)
     add_str(o, "runtime", m->runtime);
     add_str(o, "artifact_sha256", m->artifact_sha256);
     add_int(o, "artifact_size", m->artifact_size);
+    /* Written only when set, so records without them stay as they were. */
+    if (m->n_pkgs > 0) {
+        cJSON *pkgs = strv_to_json(m->pkgs_to_install, m->n_pkgs);
+        if (pkgs == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+        cJSON_AddItemToObject(o, "pkgs_to_install", pkgs);
+    }
+    if (m->python_version && m->python_version[0])
+        add_str(o, "python_version", m->python_version);
+    if (m->cloudpickle_version && m->cloudpickle_version[0])
+        add_str(o, "cloudpickle_version", m->cloudpickle_version);
     return o;
 }
 

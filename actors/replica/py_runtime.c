@@ -30,6 +30,7 @@ struct cl_py {
     PyObject *describe_error;
     PyObject *describe_load_error;
     PyObject *func;   /* the loaded model, NULL until cl_py_load succeeds */
+    PyObject *deployed_with; /* (model, version, python, cloudpickle), or NULL */
     char *last_error; /* the last batch error logged in full */
 };
 
@@ -45,10 +46,13 @@ static atomic_bool interpreter_started;
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
+    /* libcrypto: OpenSSL as loaded by Python's hashlib (the runtime hashes
+     * a package list), whose state lives until exit like the interpreter's. */
     return "leak:libpython3\n"
            "leak:_PyObject_\n"
            "leak:PyMem_\n"
-           "leak:_multiarray_umath\n";
+           "leak:_multiarray_umath\n"
+           "leak:libcrypto.so\n";
 }
 #endif
 
@@ -256,6 +260,7 @@ fail:;
 static void release_refs(cl_py *py)
 {
     Py_CLEAR(py->func);
+    Py_CLEAR(py->deployed_with);
     Py_CLEAR(py->describe_load_error);
     Py_CLEAR(py->describe_error);
     Py_CLEAR(py->predict);
@@ -310,7 +315,9 @@ cl_status cl_py_load(cl_py *py, const char *runtime, const void *data, size_t le
     PyObject *tmp = tmp_dir ? PyUnicode_DecodeFSDefault(tmp_dir) : Py_NewRef(Py_None);
     PyObject *func = NULL;
     if (rt && bytes && tmp)
-        func = PyObject_CallFunctionObjArgs(py->load_model, rt, bytes, tmp, NULL);
+        func = PyObject_CallFunctionObjArgs(py->load_model, rt, bytes, tmp,
+                                            py->deployed_with ? py->deployed_with : Py_None,
+                                            NULL);
     if (!func) {
         PyObject *exc = take_exception();
         char *full = NULL;
@@ -325,6 +332,93 @@ cl_status cl_py_load(cl_py *py, const char *runtime, const void *data, size_t le
     Py_XDECREF(tmp);
     Py_XDECREF(bytes);
     Py_XDECREF(rt);
+    PyGILState_Release(gil);
+    return st;
+}
+
+/* Calls the runtime's function name with args (a new reference, stolen;
+ * NULL when building it failed). On an exception, *cause gets its
+ * description by describe_load_error (logged with its detail) and the
+ * result is NULL. Holds the GIL. */
+static PyObject *call_runtime(cl_py *py, const char *name, PyObject *args, const char *model,
+                              const char *version, char **cause)
+{
+    PyObject *res = NULL;
+    PyObject *fn = PyObject_GetAttrString(py->module, name);
+    if (fn && args)
+        res = PyObject_CallObject(fn, args);
+    Py_XDECREF(fn);
+    Py_XDECREF(args);
+    if (!res) {
+        PyObject *exc = take_exception();
+        char *full = NULL;
+        *cause = describe(py->describe_load_error, exc, model, version, &full);
+        log_failure(CL_LOG_ERROR, NULL, *cause, full);
+        free(full);
+        Py_XDECREF(exc);
+    }
+    return res;
+}
+
+cl_status cl_py_check_versions(cl_py *py, const char *model, const char *version,
+                               const char *python_version, const char *cloudpickle_version,
+                               char **warning, char **cause)
+{
+    *warning = NULL;
+    *cause = NULL;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *args = Py_BuildValue("(ssss)", model, version, python_version ? python_version : "",
+                                   cloudpickle_version ? cloudpickle_version : "");
+    if (args)
+        Py_XSETREF(py->deployed_with, Py_NewRef(args));
+    PyObject *res = call_runtime(py, "check_versions", args, model, version, cause);
+    cl_status st = CL_OK;
+    if (!res) {
+        st = *cause ? CL_ERR_PYTHON : CL_ERR_NOMEM;
+    } else if (PyUnicode_Check(res) && PyUnicode_GET_LENGTH(res) > 0) {
+        *warning = utf8_dup(res);
+    }
+    Py_XDECREF(res);
+    PyGILState_Release(gil);
+    return st;
+}
+
+cl_status cl_py_install(cl_py *py, char *const *pkgs, size_t n, const char *model,
+                        const char *version, char **cause)
+{
+    *cause = NULL;
+    cl_status st = CL_OK;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *s = PyUnicode_FromString(pkgs[i]);
+        if (!s) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, s);
+    }
+    PyObject *args = list ? PyTuple_Pack(1, list) : NULL;
+    Py_XDECREF(list);
+    PyObject *res = call_runtime(py, "install_packages", args, model, version, cause);
+    if (!res) {
+        st = *cause ? CL_ERR_PYTHON : CL_ERR_NOMEM;
+    } else if (PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 2) {
+        char *dir = utf8_dup(PyTuple_GET_ITEM(res, 0));
+        char *out = utf8_dup(PyTuple_GET_ITEM(res, 1));
+        if (out && *out) {
+            cl_info("pip installed the packages of model %s:%s into %s:", model, version,
+                    dir ? dir : "?");
+            log_block(CL_LOG_INFO, out);
+        } else {
+            cl_info("the packages of model %s:%s are already installed in %s (reused)", model,
+                    version, dir ? dir : "?");
+        }
+        free(dir);
+        free(out);
+    }
+    Py_XDECREF(res);
+    PyErr_Clear();
     PyGILState_Release(gil);
     return st;
 }

@@ -31,6 +31,24 @@ cl_status cl_py_start(cl_py **out, const char *python_home, const char *runtime_
 cl_status cl_py_load(cl_py *py, const char *runtime, const void *data, size_t len,
                      const char *tmp_dir, const char *model, const char *version, char **cause);
 
+/* Compares the Python and cloudpickle versions model:version was pickled
+ * with (as its model entry records them; "" or NULL: unknown, not checked)
+ * to the interpreter's, and remembers them so that a failing cl_py_load
+ * names them. CL_OK, with *warning (malloc'd) set when only cloudpickle's
+ * minor version differs (loading is then tried); CL_ERR_PYTHON with *cause
+ * (malloc'd) naming both sides when the artifact cannot load here. */
+cl_status cl_py_check_versions(cl_py *py, const char *model, const char *version,
+                               const char *python_version, const char *cloudpickle_version,
+                               char **warning, char **cause);
+
+/* Installs the n pip requirement specs pkgs with pip in a child process
+ * (clipper_runtime.install_packages: a per-list directory shared by the
+ * replicas of this host, reused once complete) and puts that directory
+ * first on sys.path. pip's output goes to the log. CL_ERR_PYTHON with
+ * *cause (malloc'd) naming the packages and quoting pip's last lines. */
+cl_status cl_py_install(cl_py *py, char *const *pkgs, size_t n, const char *model,
+                        const char *version, char **cause);
+
 /* The outputs of one batch, or the error that replaced them. */
 typedef struct {
     size_t count;     /* outputs, equal to the number of inputs on success */

@@ -201,6 +201,45 @@ static cl_status fetch_artifact(replica *r, void **data, size_t *len, char *caus
     return CL_OK;
 }
 
+/* Before the function loads: refuses an artifact pickled by another
+ * Python or cloudpickle (the versions the model entry records), then
+ * installs the version's pkgs_to_install, saying so in the heartbeat
+ * ("starting" with the packages as its cause) while pip runs. */
+static cl_status prepare(replica *r, char *cause)
+{
+    const char *m = r->opts.model, *v = r->opts.version;
+    char *warning = NULL, *why = NULL;
+    cl_status st = cl_py_check_versions(r->py, m, v, r->model.python_version,
+                                        r->model.cloudpickle_version, &warning, &why);
+    if (warning)
+        cl_warn("%s", warning);
+    free(warning);
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "%s", why ? why : "out of memory while checking versions");
+        free(why);
+        return st;
+    }
+    if (r->model.n_pkgs == 0)
+        return CL_OK;
+
+    char doing[CAUSE_MAX];
+    int n = snprintf(doing, sizeof(doing), "installing packages:");
+    for (size_t i = 0; i < r->model.n_pkgs && n > 0 && (size_t)n < sizeof(doing); i++)
+        n += snprintf(doing + n, sizeof(doing) - (size_t)n, " %s", r->model.pkgs_to_install[i]);
+    cl_info("model %s:%s: %s", m, v, doing);
+    cl__hb_set_state(r->hb, "starting", doing);
+    uint64_t t0 = cl_mono_us();
+    st = cl_py_install(r->py, r->model.pkgs_to_install, r->model.n_pkgs, m, v, &why);
+    if (st != CL_OK) {
+        snprintf(cause, CAUSE_MAX, "%s", why ? why : "out of memory while installing packages");
+        free(why);
+        return st;
+    }
+    cl_info("packages of model %s:%s ready in %.1f s", m, v, (double)(cl_mono_us() - t0) / 1e6);
+    cl__hb_set_state(r->hb, "starting", NULL);
+    return CL_OK;
+}
+
 static cl_status load(replica *r, char *cause)
 {
     void *data = NULL;
@@ -224,6 +263,11 @@ static cl_status load(replica *r, char *cause)
     st = cl_py_start(&r->py, home, runtime_dir, &err);
     if (st != CL_OK) {
         snprintf(cause, CAUSE_MAX, "cannot start the embedded Python: %s", err.msg);
+        free(data);
+        return st;
+    }
+    st = prepare(r, cause);
+    if (st != CL_OK) {
         free(data);
         return st;
     }

@@ -199,6 +199,59 @@ static void test_model_decode_missing_or_mistyped_field_names_it(void **state)
                            "batch_size"));
 }
 
+static void test_model_optional_pkgs_and_versions_round_trip(void **state)
+{
+    (void)state;
+    cl_model m, back, copy;
+    cl_err err;
+    /* A record without them (written before they existed) decodes empty,
+     * and encodes without them. */
+    assert_int_equal(cl_model_from_json(&m, MODEL_JSON, strlen(MODEL_JSON), &err), CL_OK);
+    assert_int_equal(m.n_pkgs, 0);
+    assert_string_equal(m.python_version, "");
+    assert_string_equal(m.cloudpickle_version, "");
+    cJSON *j = cl_model_to_json(&m);
+    assert_null(cJSON_GetObjectItem(j, "pkgs_to_install"));
+    assert_null(cJSON_GetObjectItem(j, "python_version"));
+    assert_null(cJSON_GetObjectItem(j, "cloudpickle_version"));
+    cJSON_Delete(j);
+    cl_model_deinit(&m);
+
+    const char *with = edit(MODEL_JSON, "\"artifact_size\":0",
+                            "\"artifact_size\":0,\"pkgs_to_install\":[\"a==1\",\"b\"],"
+                            "\"python_version\":\"3.11.7\",\"cloudpickle_version\":\"2.1.0\"");
+    assert_int_equal(cl_model_from_json(&m, with, strlen(with), &err), CL_OK);
+    assert_int_equal(m.n_pkgs, 2);
+    assert_string_equal(m.pkgs_to_install[1], "b");
+    j = cl_model_to_json(&m);
+    char *text = cl_json_print(j);
+    assert_int_equal(cl_model_from_json(&back, text, strlen(text), &err), CL_OK);
+    assert_int_equal(back.n_pkgs, 2);
+    assert_string_equal(back.pkgs_to_install[0], "a==1");
+    assert_string_equal(back.python_version, "3.11.7");
+    assert_string_equal(back.cloudpickle_version, "2.1.0");
+    assert_int_equal(cl_model_copy(&copy, &back), CL_OK);
+    cl_model_deinit(&back);
+    assert_int_equal(copy.n_pkgs, 2);
+    assert_string_equal(copy.pkgs_to_install[1], "b");
+    assert_string_equal(copy.cloudpickle_version, "2.1.0");
+    cl_model_deinit(&copy);
+    free(text);
+    cJSON_Delete(j);
+    cl_model_deinit(&m);
+
+    /* Present with the wrong type: an error naming the field. */
+    assert_non_null(strstr(model_error(edit(MODEL_JSON, "\"artifact_size\":0",
+                                            "\"artifact_size\":0,\"pkgs_to_install\":\"a\"")),
+                           "pkgs_to_install"));
+    assert_non_null(strstr(model_error(edit(MODEL_JSON, "\"artifact_size\":0",
+                                            "\"artifact_size\":0,\"pkgs_to_install\":[1]")),
+                           "pkgs_to_install"));
+    assert_non_null(strstr(model_error(edit(MODEL_JSON, "\"artifact_size\":0",
+                                            "\"artifact_size\":0,\"python_version\":3")),
+                           "python_version"));
+}
+
 static void test_copies_are_deep(void **state)
 {
     (void)state;
@@ -251,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_app_decode_malformed_json_says_where),
         cmocka_unit_test(test_model_round_trips_through_json),
         cmocka_unit_test(test_model_decode_missing_or_mistyped_field_names_it),
+        cmocka_unit_test(test_model_optional_pkgs_and_versions_round_trip),
         cmocka_unit_test(test_copies_are_deep),
         cmocka_unit_test(test_current_version_round_trips),
     };

@@ -257,6 +257,70 @@ static void test_wrong_python_home_is_refused_with_a_clear_error(void **state)
     assert_non_null(strstr(err.msg, "CLIPPER_RUNTIME_DIR"));
 }
 
+/* The versions a model entry records, checked before loading. They stay
+ * remembered by the interpreter, so each test ends with unknown ones. */
+static void test_another_python_is_refused_naming_both_versions(void **state)
+{
+    (void)state;
+    char *warning = NULL, *cause = NULL;
+    assert_int_equal(cl_py_check_versions(py, "m", "1", "3.9.1", "2.1.0", &warning, &cause),
+                     CL_ERR_PYTHON);
+    assert_null(warning);
+    assert_non_null(cause);
+    assert_non_null(strstr(cause, "model m:1 was pickled with Python 3.9.1 / cloudpickle 2.1.0, "
+                                  "this replica runs Python 3."));
+    assert_non_null(strstr(cause, "deploy from matching versions"));
+    free(cause);
+    assert_int_equal(cl_py_check_versions(py, "m", "1", "", "1.6.0", &warning, &cause),
+                     CL_ERR_PYTHON);
+    assert_non_null(strstr(cause, "cloudpickle 1.6.0, this replica runs"));
+    free(cause);
+    assert_int_equal(cl_py_check_versions(py, "m", "1", "", "", &warning, &cause), CL_OK);
+    assert_null(warning);
+    assert_null(cause);
+}
+
+static void test_another_cloudpickle_minor_warns_and_a_failed_load_names_it(void **state)
+{
+    (void)state;
+    char *warning = NULL, *cause = NULL;
+    assert_int_equal(cl_py_check_versions(py, "m", "1", "", "2.99.0", &warning, &cause), CL_OK);
+    assert_non_null(warning);
+    assert_non_null(strstr(warning, "cloudpickle 2.99.0"));
+    assert_non_null(strstr(warning, "trying to load it anyway"));
+    free(warning);
+    assert_int_equal(load("version_skew", "python-closure", &cause), CL_ERR_PYTHON);
+    assert_non_null(strstr(cause, "model m:1 was pickled with Python unknown / cloudpickle 2.99.0"));
+    assert_non_null(strstr(cause, "unpickling failed with TypeError"));
+    free(cause);
+    /* A good artifact still loads with that warning. */
+    load_ok("sum");
+    assert_int_equal(cl_py_check_versions(py, "m", "1", "", "", &warning, &cause), CL_OK);
+}
+
+static void test_a_package_pip_cannot_install_names_it_and_quotes_pip(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/clipper-test-pkgs-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("CLIPPER_PKG_DIR", dir, 1);
+    char wheel[256];
+    snprintf(wheel, sizeof(wheel), "%s/nothere-1.0-py3-none-any.whl", dir);
+    char *pkgs[] = {wheel};
+    char *cause = NULL;
+    assert_int_equal(cl_py_install(py, pkgs, 1, "m", "1", &cause), CL_ERR_PYTHON);
+    assert_non_null(cause);
+    assert_non_null(strstr(cause, "cannot load model m:1: installing packages"));
+    assert_non_null(strstr(cause, wheel));
+    assert_non_null(strstr(cause, "pip exited with status"));
+    assert_non_null(strstr(cause, "ERROR:"));
+    free(cause);
+    unsetenv("CLIPPER_PKG_DIR");
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +339,9 @@ int main(void)
         cmocka_unit_test(test_artifact_that_is_not_callable_is_a_load_error),
         cmocka_unit_test(test_a_second_interpreter_is_refused),
         cmocka_unit_test(test_wrong_python_home_is_refused_with_a_clear_error),
+        cmocka_unit_test(test_another_python_is_refused_naming_both_versions),
+        cmocka_unit_test(test_another_cloudpickle_minor_warns_and_a_failed_load_names_it),
+        cmocka_unit_test(test_a_package_pip_cannot_install_names_it_and_quotes_pip),
     };
     return cmocka_run_group_tests(tests, start_python, stop_python);
 }

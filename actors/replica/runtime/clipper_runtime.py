@@ -2,6 +2,11 @@
 
 The C side (actors/replica/py.c) imports this module once and calls:
 
+* ``check_versions(...)`` before anything else, to refuse an artifact pickled
+  by another Python or cloudpickle with a message naming both;
+* ``install_packages(pkgs)`` when the model version has pkgs_to_install
+  (pip, in a child process, into a cached per-package-list directory that
+  then goes first on sys.path);
 * ``load_model(runtime, data, tmp_dir)`` to turn an artifact into a callable;
 * ``predict(func, input_type, inputs)`` once per batch;
 * ``describe_error(exc)`` / ``describe_load_error(exc, ...)`` to turn an
@@ -30,9 +35,14 @@ Nothing here talks to the bus or knows about C; it is plain Python and is
 unit-tested with python3 (tests/replica/test_clipper_runtime.py).
 """
 
+import fcntl
+import json
 import os
 import pickle
+import shutil
+import subprocess
 import sys
+import tempfile
 import traceback
 
 import numpy as np
@@ -76,7 +86,221 @@ class PredictionError(Exception):
 
 
 class LoadError(Exception):
-    """The artifact could not be turned into a callable; str() is the cause."""
+    """The artifact could not be turned into a callable; str() is the cause.
+
+    detail, when set, is what goes to the log instead of a traceback (pip's
+    whole output, for instance)."""
+
+    def __init__(self, cause, detail=None):
+        Exception.__init__(self, cause)
+        self.detail = detail
+
+
+# ---------------------------------------------------------------- versions
+
+
+def _major_minor(text):
+    """(major, minor) of a version text like "3.11.7" or "2.1.0", or None."""
+    parts = str(text or "").split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "x")
+    except (ValueError, IndexError):
+        return None
+
+
+def _cloudpickle_version():
+    try:
+        import cloudpickle
+        return cloudpickle.__version__
+    except Exception:  # noqa: BLE001 - only for messages and checks
+        return "unknown"
+
+
+def version_mismatch_text(model, version, python_version, cloudpickle_version):
+    """The message for an artifact pickled by other versions than ours."""
+    what = "model %s:%s" % (model, version) if model else "the model"
+    return ("%s was pickled with Python %s / cloudpickle %s, this replica runs "
+            "Python %d.%d.%d / cloudpickle %s; deploy from matching versions (or run "
+            "replicas with that Python, CLIPPER_PYTHON_HOME)"
+            % (what, python_version or "unknown", cloudpickle_version or "unknown",
+               sys.version_info[0], sys.version_info[1], sys.version_info[2],
+               _cloudpickle_version()))
+
+
+def check_versions(model, version, python_version, cloudpickle_version):
+    """Compares the versions the artifact was pickled with to ours.
+
+    Raises LoadError for a different Python major.minor (code objects do
+    not load, or worse, load with the wrong bytecode) or a different
+    cloudpickle major version. Returns a warning text ("" when none) for a
+    different cloudpickle minor version: those often load, so loading is
+    tried and a failure then names the versions (see load_model). Empty
+    recorded versions (deployed by an older client) are not checked.
+    """
+    py = _major_minor(python_version)
+    if py is not None and py != tuple(sys.version_info[:2]):
+        raise LoadError("cannot load: " + version_mismatch_text(
+            model, version, python_version, cloudpickle_version))
+    cp = _major_minor(cloudpickle_version)
+    ours = _major_minor(_cloudpickle_version())
+    if cp is not None and ours is not None and cp != ours:
+        if cp[0] != ours[0]:
+            raise LoadError("cannot load: " + version_mismatch_text(
+                model, version, python_version, cloudpickle_version))
+        return ("%s; trying to load it anyway (a different cloudpickle minor "
+                "version often works)" % version_mismatch_text(
+                    model, version, python_version, cloudpickle_version))
+    return ""
+
+
+def _differs(python_version, cloudpickle_version):
+    """Whether recorded versions differ from ours (micro Python versions
+    and cloudpickle patch versions included)."""
+    ours_py = "%d.%d.%d" % tuple(sys.version_info[:3])
+    return bool((python_version and python_version != ours_py) or
+                (cloudpickle_version and cloudpickle_version != _cloudpickle_version()))
+
+
+# ---------------------------------------------------------------- packages
+
+PIP_TIMEOUT_S = 300.0
+# The lines of pip's output quoted in a failure's cause (all go to the log).
+PIP_TAIL_LINES = 4
+_STAMP = ".clipper-installed"
+
+
+def pip_python():
+    """The python executable to run pip with: the one this interpreter is.
+
+    The replica embeds libpython with home = sys.base_prefix, so that
+    prefix's bin/python<major>.<minor> is the same build with the same
+    site-packages (sys.executable and sys._base_executable name the
+    embedding program, not a python). CLIPPER_PIP_PYTHON overrides it.
+    """
+    env = os.environ.get("CLIPPER_PIP_PYTHON")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise LoadError("CLIPPER_PIP_PYTHON=%s is not an executable file" % env)
+        return env
+    major, minor = sys.version_info[:2]
+    for name in ("python%d.%d" % (major, minor), "python%d" % major):
+        path = os.path.join(sys.base_prefix, "bin", name)
+        if os.access(path, os.X_OK):
+            return path
+    raise LoadError(
+        "cannot install packages: the replica's Python home %s has no "
+        "bin/python%d.%d to run pip with (set CLIPPER_PIP_PYTHON)"
+        % (sys.base_prefix, major, minor))
+
+
+def packages_dir(pkgs):
+    """The directory the package list pkgs is installed into.
+
+    Keyed by a hash of the list and of this Python's major.minor (a wheel
+    is built for one Python), so replicas of versions with the same list,
+    on one host, share one install. Under CLIPPER_PKG_DIR, else a directory
+    of this user's under the temporary directory.
+    """
+    # Imported here: hashlib loads OpenSSL, which a replica without
+    # packages has no need for (and whose allocations live until exit).
+    import hashlib
+
+    base = os.environ.get("CLIPPER_PKG_DIR") or os.path.join(
+        tempfile.gettempdir(), "clipper-%d" % os.getuid(), "pkgs")
+    key = json.dumps({"python": "%d.%d" % tuple(sys.version_info[:2]),
+                      "pkgs": list(pkgs)}, sort_keys=True)
+    return os.path.join(base, hashlib.sha256(key.encode("utf-8")).hexdigest()[:32])
+
+
+def _pip_error_lines(text, n, width=300):
+    """pip's last lines that say what went wrong: its "ERROR:" lines when
+    it printed some (the retries and warnings before them are noise), else
+    its last n lines; each cut to width characters."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    chosen = (errors or lines)[-n:]
+    return "\n".join(ln if len(ln) <= width else ln[:width - 3] + "..." for ln in chosen)
+
+
+def _run_pip(python, target, pkgs, timeout_s):
+    """Runs pip; returns (returncode or None on timeout, output text)."""
+    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check",
+           "--no-input", "--no-warn-script-location", "--target", target]
+    cmd += list(pkgs)
+    env = dict(os.environ)
+    # The child is a plain python: the replica's own PYTHONPATH/PYTHONHOME
+    # (the embedded one ignores them) must not change what pip runs on.
+    for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP"):
+        env.pop(name, None)
+    env.setdefault("PIP_ROOT_USER_ACTION", "ignore")  # a replica may run as root
+    # pip stays in the replica's process group, so a container manager
+    # that stops the replica's group stops pip with it.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+        return proc.returncode, out.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return None, out.decode("utf-8", "replace")
+
+
+def install_packages(pkgs, timeout_s=None):
+    """Installs the pip requirement specs pkgs for this replica.
+
+    pip runs as a child process (`python -m pip install --target DIR ...`,
+    which installs into DIR only and so is allowed even in an "externally
+    managed" Python) with a timeout (CLIPPER_PIP_TIMEOUT_S, default 300 s).
+    DIR is shared by every replica of the same list on this host: an flock
+    on DIR.lock lets one install while the others wait, and a stamp file
+    marks a finished install, so a restarted replica does not run pip again.
+    DIR then goes first on sys.path.
+
+    Returns (dir, output): pip's output, or "" when the install was reused.
+    Raises LoadError naming the packages and quoting pip's last lines.
+    """
+    pkgs = [str(p) for p in pkgs]
+    if timeout_s is None:
+        try:
+            timeout_s = float(os.environ.get("CLIPPER_PIP_TIMEOUT_S") or PIP_TIMEOUT_S)
+        except ValueError:
+            timeout_s = PIP_TIMEOUT_S
+    target = packages_dir(pkgs)
+    listed = json.dumps(pkgs)
+    if len(listed) > 300:
+        listed = listed[:297] + "..."
+    what = "installing packages %s" % listed
+    try:
+        base = os.path.dirname(target)
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        lock = os.open(target + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise LoadError("%s failed: cannot create the package directory %s: %s"
+                        % (what, target, e))
+    output = ""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(target, _STAMP)):
+            shutil.rmtree(target, ignore_errors=True)  # a partial install
+            code, output = _run_pip(pip_python(), target, pkgs, timeout_s)
+            if code != 0:
+                shutil.rmtree(target, ignore_errors=True)
+                if code is None:
+                    how = "pip did not finish within %g s (CLIPPER_PIP_TIMEOUT_S)" % timeout_s
+                else:
+                    how = "pip exited with status %d" % code
+                raise LoadError("%s failed: %s:\n%s" % (
+                    what, how, _pip_error_lines(output, PIP_TAIL_LINES)), detail=output)
+            with open(os.path.join(target, _STAMP), "w") as f:
+                json.dump(pkgs, f)
+    except OSError as e:
+        raise LoadError("%s failed: %s" % (what, e))
+    finally:
+        os.close(lock)  # releases the lock
+    if target not in sys.path:
+        sys.path.insert(0, target)
+    return target, output
 
 
 # ---------------------------------------------------------------- loading
@@ -103,13 +327,26 @@ def load_closure(data, tmp_dir=None):
     return func
 
 
-def load_model(runtime, data, tmp_dir=None):
+def load_model(runtime, data, tmp_dir=None, deployed_with=None):
     """Turns the artifact of a model version into the callable to serve.
 
     runtime is the model entry's "runtime" ("" means python-closure).
+    deployed_with, when given, is (model, version, python_version,
+    cloudpickle_version) as the model entry records them: when unpickling
+    fails (other than for a missing module) and those differ from ours,
+    the error names both versions rather than the bare exception.
     """
     if runtime in ("", RUNTIME_PYTHON_CLOSURE):
-        return load_closure(data, tmp_dir)
+        try:
+            return load_closure(data, tmp_dir)
+        except (LoadError, ImportError):
+            raise
+        except Exception as e:  # noqa: BLE001 - re-raised with the versions
+            if deployed_with and _differs(deployed_with[2], deployed_with[3]):
+                detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+                raise LoadError("cannot load: %s (unpickling failed with %s)" % (
+                    version_mismatch_text(*deployed_with), detail)) from e
+            raise
     raise LoadError(
         "unknown runtime '%s': this replica serves only '%s' models"
         % (runtime, RUNTIME_PYTHON_CLOSURE))
@@ -138,7 +375,11 @@ def describe_load_error(exc, model="", version=""):
     detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
     if isinstance(exc, LoadError):
-        cause = "cannot load %s: %s" % (what, exc)
+        text = str(exc)
+        cause = text if text.startswith("cannot load") \
+            else "cannot load %s: %s" % (what, text)
+        if exc.detail:
+            full = exc.detail
     elif isinstance(exc, ImportError):
         name = getattr(exc, "name", None)
         if name:
