@@ -1,12 +1,15 @@
 /* The admin actor's lifecycle: a pull subscription on <p>.admin.* in queue
  * group "admin", read by one worker thread of its own (so no bus callback
  * ever waits on the KV store), the reply envelope, and the process entry
- * point. The commands themselves are in apps.c, models.c, containers.c. */
+ * point, which also starts the management REST (admin_http.c). The
+ * commands themselves are in apps.c, models.c, containers.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin_internal.h"
+#include "cl_admin_http.h"
 #include "cl_actor.h"
 #include "cl_clock.h"
 #include "cl_json.h"
@@ -171,16 +174,88 @@ void cl_admin_free(cl_admin *a)
     free(a);
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: clipper run admin [options]\n"
+            "Answers Clipper's management commands on <prefix>.admin.<command>; the only\n"
+            "writer of the cluster state. Also serves them as Clipper's management REST\n"
+            "(POST /admin/<command>, GET /admin/ping) on HTTP.\n\n"
+            "options:\n"
+            "  --http-host H  address to serve the management REST on (default 0.0.0.0)\n"
+            "  --http-port N  its port (default %d; 0 picks a free one; -1: no HTTP)\n"
+            "%s",
+            CL_ADMIN_HTTP_PORT, cl_actor_common_usage());
+}
+
+static bool parse_port(const char *s, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < -1 || v > 65535)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Returns 0 to run, 1 to exit 0 (help), 2 on a bad argument. */
+static int parse(int argc, char **argv, cl_actor_opts *opts, const char **host, int *port)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        cl_err err;
+        int r = cl_actor_parse_common(opts, argc, argv, &i, &err);
+        if (r < 0) {
+            fprintf(stderr, "error: %s\n\n", err.msg);
+            usage(stderr);
+            return 2;
+        }
+        if (r > 0)
+            continue;
+        const char *v = NULL, *bad = NULL;
+        long n = 0;
+        if ((r = cl_actor_take_value(NULL, "--http-host", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || v[0] == '\0')
+                bad = "--http-host needs a host name or address";
+            else
+                *host = v;
+        } else if ((r = cl_actor_take_value(NULL, "--http-port", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || !parse_port(v, &n))
+                bad = "--http-port needs a port number from 0 to 65535, or -1 for no HTTP";
+            else
+                *port = (int)n;
+        } else {
+            fprintf(stderr, "error: unknown argument '%s'\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        if (bad != NULL) {
+            if (r < 0)
+                fprintf(stderr, "error: %s (the value is missing)\n\n", bad);
+            else
+                fprintf(stderr, "error: %s (got '%s')\n\n", bad, v);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
 int cl_admin_main(int argc, char **argv)
 {
     cl_log_set_name("admin");
-    cl_actor_block_signals();
     cl_actor_opts opts;
-    int r = cl_actor_parse_args(&opts, argc, argv, "clipper run admin [options]",
-                                "Answers Clipper's management commands on "
-                                "<prefix>.admin.<command>; the only writer of the cluster state.");
+    cl_actor_opts_init(&opts);
+    const char *http_host = "0.0.0.0";
+    int http_port = CL_ADMIN_HTTP_PORT;
+    int r = parse(argc, argv, &opts, &http_host, &http_port);
     if (r != 0)
         return r == 1 ? 0 : 2;
+    cl_actor_block_signals();
     cl_bus *bus = NULL;
     if (cl_actor_connect(&bus, &opts, "clipper-admin", false) != CL_OK)
         return 1;
@@ -191,9 +266,26 @@ int cl_admin_main(int argc, char **argv)
         cl_bus_free(bus);
         return 1;
     }
-    cl_info("serving %s.admin.* (queue group admin)", opts.prefix);
+    /* After the admin is up, so the first HTTP request finds it. */
+    cl_admin_http *http = NULL;
+    if (http_port >= 0 && cl_admin_http_start(&http, bus, http_host, http_port, &err) != CL_OK) {
+        cl_error("cannot start the management REST: %s (choose another port with "
+                 "--http-port N, or -1 for none)",
+                 err.msg);
+        cl_admin_free(a);
+        cl_bus_free(bus);
+        return 1;
+    }
+    if (http != NULL)
+        cl_info("serving %s.admin.* (queue group admin) and the management REST on "
+                "http://%s:%d",
+                opts.prefix, http_host, cl_admin_http_port(http));
+    else
+        cl_info("serving %s.admin.* (queue group admin); management REST disabled",
+                opts.prefix);
     int sig = cl_actor_wait_stop();
     cl_info("stopping (%s)", sig ? strsignal(sig) : "stop requested");
+    cl_admin_http_free(http);
     cl_admin_free(a);
     cl_bus_free(bus);
     return 0;

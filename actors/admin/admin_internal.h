@@ -135,6 +135,7 @@ cl_status cl__cmd_get_all_applications(cl_admin *a, const void *data, size_t len
                                        admin_reply *rep);
 cl_status cl__cmd_get_application(cl_admin *a, const void *data, size_t len, admin_reply *rep);
 cl_status cl__cmd_get_linked_models(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+cl_status cl__cmd_get_state(cl_admin *a, const void *data, size_t len, admin_reply *rep);
 cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, admin_reply *rep);
 cl_status cl__cmd_delete_model_links(cl_admin *a, const void *data, size_t len,
                                      admin_reply *rep);

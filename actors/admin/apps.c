@@ -190,6 +190,37 @@ out:
     return CL_OK;
 }
 
+static const char STATE_SCHEMA[] = "\n"
+                                   "  {\n"
+                                   "    \"app_name\" := string,\n"
+                                   "    \"uid\" := int\n"
+                                   "  }\n";
+
+/* Clipper's get_state: the app's default output, as a raw string. uid is
+ * read (Clipper required it) but, as in Clipper, selects nothing: the
+ * only selection policy keeps no per-user state. Clipper's answer for an
+ * unknown app was undefined; we fail with get_linked_models' text. */
+cl_status cl__cmd_get_state(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+{
+    admin_req q;
+    const char *name;
+    int64_t uid;
+    if (!cl__req_parse(&q, data, len, STATE_SCHEMA, rep) ||
+        !cl__req_string(&q, "app_name", &name) || !cl__req_int(&q, "uid", &uid))
+        goto out;
+    cl_app app;
+    cl_status st = cl__store_app(a, name, &app, NULL, rep);
+    if (st == CL_ERR_NOT_FOUND) {
+        cl__admin_fail(rep, "No application with name '%s' exists.", name);
+    } else if (st == CL_OK) {
+        cl__admin_ok_text(rep, "%s", app.default_output);
+        cl_app_deinit(&app);
+    }
+out:
+    cl__req_done(&q);
+    return CL_OK;
+}
+
 /* The input type of model's current version: CL_OK, CL_ERR_NOT_FOUND, or
  * an internal error in rep. */
 static cl_status current_input_type(cl_admin *a, const char *model, int *type, admin_reply *rep)

@@ -130,6 +130,7 @@ static const struct {
     {"add_model_links", cl__cmd_add_model_links},
     {"delete_model_links", cl__cmd_delete_model_links},
     {"get_linked_models", cl__cmd_get_linked_models},
+    {"get_state", cl__cmd_get_state},
     {"get_all_containers", cl__cmd_get_all_containers},
     {"get_container", cl__cmd_get_container},
     {"set_num_replicas", cl__cmd_set_num_replicas},

@@ -24,7 +24,10 @@ static const char ADD_MODEL_SCHEMA[] =
     "   \"runtime\" := string (optional, default \"python-closure\"),\n"
     "   \"artifact_sha256\" := string (optional),\n"
     "   \"artifact_size\" := int (optional),\n"
-    "   \"num_replicas\" := int (optional, default 0)\n"
+    "   \"num_replicas\" := int (optional, default 0),\n"
+    "   \"pkgs_to_install\" := [string] (optional),\n"
+    "   \"python_version\" := string (optional),\n"
+    "   \"cloudpickle_version\" := string (optional)\n"
     "  }\n";
 
 static const char MODEL_SCHEMA[] = "\n"
@@ -80,6 +83,64 @@ static bool is_current(cl_admin *a, const char *model, const char *version)
     return yes;
 }
 
+#define PKGS_MAX 64      /* entries of pkgs_to_install */
+#define PKG_SPEC_MAX 512 /* bytes of one entry */
+
+/* pkgs_to_install: pip requirement specs (or paths/URLs of wheels) handed
+ * to `pip install` one argument each. An entry that starts with '-' would
+ * be an option to pip, and a control character (a newline) has no place
+ * in a requirement; both are refused with the entry named. */
+static bool pkgs_ok(const cJSON *pkgs, admin_reply *rep)
+{
+    int n = cJSON_GetArraySize(pkgs), i = 0;
+    if (n > PKGS_MAX) {
+        cl__admin_fail(rep, "pkgs_to_install has %d entries; at most %d are allowed", n,
+                       PKGS_MAX);
+        return false;
+    }
+    const cJSON *el;
+    cJSON_ArrayForEach(el, pkgs)
+    {
+        const char *p = el->valuestring;
+        size_t len = strlen(p);
+        const char *why = NULL;
+        if (len == 0)
+            why = "is empty";
+        else if (len > PKG_SPEC_MAX)
+            why = "is longer than 512 bytes";
+        else if (p[0] == '-')
+            why = "starts with '-' (options to pip are not allowed, only requirement specs "
+                  "such as \"numpy==1.26.4\")";
+        for (const char *c = p; why == NULL && *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                why = "contains a control character (a newline?)";
+        if (why) {
+            cl__admin_fail(rep, "pkgs_to_install entry %d ('%.80s') %s", i, p, why);
+            return false;
+        }
+        i++;
+    }
+    return true;
+}
+
+/* "3.11.7" (dotted_digits) or "2.1.0"/"3.0.0rc1": starts with a digit, then
+ * digits and dots (or letters, '.', '+', '-', '_'); "" (unknown) is fine. */
+static bool version_ok(const char *s, bool dotted_digits)
+{
+    size_t len = strlen(s);
+    if (len == 0)
+        return true;
+    if (len > 64 || !isdigit((unsigned char)s[0]))
+        return false;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (dotted_digits ? !(isdigit(c) || c == '.')
+                          : !(isalnum(c) || c == '.' || c == '+' || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
 static bool sha256_hex_ok(const char *s)
 {
     if (s[0] == '\0')
@@ -97,8 +158,8 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
     admin_req q;
     cl_model m = {0};
     const char *name, *version, *container, *data_path;
-    const char *runtime = DEFAULT_RUNTIME, *sha = "";
-    const cJSON *labels;
+    const char *runtime = DEFAULT_RUNTIME, *sha = "", *py_version = "", *cp_version = "";
+    const cJSON *labels, *pkgs = NULL;
     int input_type;
     int64_t batch_size, artifact_size = 0, num_replicas = 0;
     cl_status result = CL_OK;
@@ -110,7 +171,11 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
         !cl__req_opt_string(&q, "runtime", &runtime) ||
         !cl__req_opt_string(&q, "artifact_sha256", &sha) ||
         !cl__req_opt_int(&q, "artifact_size", &artifact_size) ||
-        !cl__req_opt_int(&q, "num_replicas", &num_replicas))
+        !cl__req_opt_int(&q, "num_replicas", &num_replicas) ||
+        (cJSON_GetObjectItemCaseSensitive(q.root, "pkgs_to_install") != NULL &&
+         !cl__req_string_array(&q, "pkgs_to_install", &pkgs)) ||
+        !cl__req_opt_string(&q, "python_version", &py_version) ||
+        !cl__req_opt_string(&q, "cloudpickle_version", &cp_version))
         goto out;
     if (batch_size <= 0 && batch_size != DEFAULT_BATCH_SIZE) {
         cl__admin_fail(rep, "The batch size must be positive or DEFAULT_BATCH_SIZE, which is -1");
@@ -152,6 +217,19 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
                        (long long)artifact_size);
         goto out;
     }
+    if (pkgs != NULL && !pkgs_ok(pkgs, rep))
+        goto out;
+    if (!version_ok(py_version, true)) {
+        cl__admin_fail(rep,
+                       "python_version must look like \"3.11.7\" (digits and dots), got '%.80s'",
+                       py_version);
+        goto out;
+    }
+    if (!version_ok(cp_version, false)) {
+        cl__admin_fail(rep, "cloudpickle_version must look like \"2.1.0\", got '%.80s'",
+                       cp_version);
+        goto out;
+    }
 
     cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
     if (st == CL_OK) {
@@ -174,10 +252,16 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
                    .num_replicas = num_replicas,
                    .runtime = (char *)runtime,
                    .artifact_sha256 = (char *)sha,
-                   .artifact_size = artifact_size};
+                   .artifact_size = artifact_size,
+                   .python_version = (char *)py_version,
+                   .cloudpickle_version = (char *)cp_version};
     size_t n_labels = (size_t)cJSON_GetArraySize(labels);
+    size_t n_pkgs = pkgs ? (size_t)cJSON_GetArraySize(pkgs) : 0;
     const char **label_v = calloc(n_labels ? n_labels : 1, sizeof(char *));
-    if (label_v == NULL) {
+    const char **pkg_v = calloc(n_pkgs ? n_pkgs : 1, sizeof(char *));
+    if (label_v == NULL || pkg_v == NULL) {
+        free(label_v);
+        free(pkg_v);
         cl__admin_fail(rep, "Internal error: out of memory");
         goto out;
     }
@@ -185,8 +269,14 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
     cJSON_ArrayForEach(el, labels) label_v[i++] = el->valuestring;
     nm.labels = (char **)label_v;
     nm.n_labels = n_labels;
+    i = 0;
+    if (pkgs != NULL)
+        cJSON_ArrayForEach(el, pkgs) pkg_v[i++] = el->valuestring;
+    nm.pkgs_to_install = (char **)pkg_v;
+    nm.n_pkgs = n_pkgs;
     st = cl__store_write(a, key, cl_model_to_json(&nm), 0, rep);
     free(label_v);
+    free(pkg_v);
     if (st == CL_ERR_EXISTS) {
         cl__admin_fail(rep, "model with name '%s' and version '%s' already exists", name,
                        version);

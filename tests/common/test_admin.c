@@ -19,7 +19,9 @@
 #include "cl_bus.h"
 #include "cl_clock.h"
 #include "cl_json.h"
+#include "cl_kv.h"
 #include "cl_replicas.h"
+#include "cl_state.h"
 #include "cl_subject.h"
 #include "cl_test_nats.h"
 
@@ -214,8 +216,8 @@ static void test_unknown_command_lists_the_known_ones(void **state)
                  "Unknown admin command 'frobnicate'. Known commands: add_app, delete_app, "
                  "get_all_applications, get_application, add_model, get_all_models, get_model, "
                  "delete_versioned_model, set_model_version, add_model_links, "
-                 "delete_model_links, get_linked_models, get_all_containers, get_container, "
-                 "set_num_replicas, ping");
+                 "delete_model_links, get_linked_models, get_state, get_all_containers, "
+                 "get_container, set_num_replicas, ping");
     expect_text("ping", "", "PONG");
 }
 
@@ -406,6 +408,26 @@ static void test_get_linked_models_of_an_unknown_app_fails(void **state)
     expect_json("get_linked_models", "{\"app_name\":\"x\"}", "[]");
 }
 
+static void test_get_state_answers_the_default_output_or_says_the_app_is_unknown(void **state)
+{
+    (void)state;
+    /* Clipper's answer for an unknown app was undefined; ours is clear. */
+    expect_error("get_state", "{\"app_name\":\"st\",\"uid\":0}",
+                 "No application with name 'st' exists.");
+    expect_text("add_app",
+                "{\"name\":\"st\",\"input_type\":\"doubles\",\"default_output\":"
+                "\"{\\\"label\\\": 7}\",\"latency_slo_micros\":1000}",
+                "Successfully added application with name 'st'");
+    /* The default output as a raw string, whatever uid is. */
+    expect_text("get_state", "{\"app_name\":\"st\",\"uid\":0}", "{\"label\": 7}");
+    expect_text("get_state", "{\"app_name\":\"st\",\"uid\":42}", "{\"label\": 7}");
+    expect_error("get_state", "{\"app_name\":\"st\"}",
+                 "Error parsing JSON: JSON object does not have required key: uid. Expected "
+                 "JSON schema: \n  {\n    \"app_name\" := string,\n    \"uid\" := int\n  }\n");
+    expect_error_has("get_state", "{\"app_name\":\"st\",\"uid\":\"7\"}",
+                     "Type mismatch! JSON key uid expected type Number but found type String");
+}
+
 /* ---- model links ------------------------------------------------------ */
 
 static void test_add_model_links_checks_in_clippers_order(void **state)
@@ -483,6 +505,80 @@ static void test_add_model_makes_it_current_and_a_duplicate_fails(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(v2, "is_current_version")));
     cJSON_Delete(v2);
     expect_json("get_model", "{\"model_name\":\"m\",\"model_version\":\"9\"}", "{}");
+}
+
+/* The stored model.<name>.<version> record, decoded. */
+static void stored_model(const char *name, const char *version, cl_model *m)
+{
+    cl_kv *kv = NULL;
+    cl_err err;
+    char key[CL_KEY_MAX], *value = NULL;
+    size_t len = 0;
+    assert_int_equal(cl_kv_open(&kv, fx.bus, &err), CL_OK);
+    assert_int_equal(cl_key_model(key, name, version, &err), CL_OK);
+    assert_int_equal(cl_kv_get(kv, key, &value, &len, NULL, &err), CL_OK);
+    if (cl_model_from_json(m, value, len, &err) != CL_OK)
+        fail_msg("stored model %s: %s", value, err.msg);
+    free(value);
+    cl_kv_free(kv);
+}
+
+static void test_add_model_records_pkgs_to_install_and_versions(void **state)
+{
+    (void)state;
+    const char *fmt = "{\"model_name\":\"m\",\"model_version\":\"%s\",\"labels\":[],"
+                      "\"input_type\":\"doubles\",\"container_name\":\"c\",\"model_data_path\":"
+                      "\"p\",\"batch_size\":-1%s}";
+    char body[1024];
+    snprintf(body, sizeof(body), fmt, "1",
+             ",\"pkgs_to_install\":[\"pyfiglet==1.0.2\",\"/tmp/w-1.0-py3-none-any.whl\"],"
+             "\"python_version\":\"3.11.7\",\"cloudpickle_version\":\"2.1.0\"");
+    cJSON_Delete(ok_result("add_model", body));
+    cl_model m;
+    stored_model("m", "1", &m);
+    assert_int_equal(m.n_pkgs, 2);
+    assert_string_equal(m.pkgs_to_install[0], "pyfiglet==1.0.2");
+    assert_string_equal(m.pkgs_to_install[1], "/tmp/w-1.0-py3-none-any.whl");
+    assert_string_equal(m.python_version, "3.11.7");
+    assert_string_equal(m.cloudpickle_version, "2.1.0");
+    cl_model_deinit(&m);
+    /* get_model keeps Clipper's shape: no new fields. */
+    cJSON *info = ok_result("get_model", "{\"model_name\":\"m\",\"model_version\":\"1\"}");
+    assert_null(cJSON_GetObjectItem(info, "pkgs_to_install"));
+    assert_null(cJSON_GetObjectItem(info, "python_version"));
+    cJSON_Delete(info);
+    /* Without them, the record has none. */
+    snprintf(body, sizeof(body), fmt, "2", "");
+    cJSON_Delete(ok_result("add_model", body));
+    stored_model("m", "2", &m);
+    assert_int_equal(m.n_pkgs, 0);
+    assert_string_equal(m.python_version, "");
+    cl_model_deinit(&m);
+
+    /* Wrong types and bad entries are refused, naming what was wrong. */
+    snprintf(body, sizeof(body), fmt, "3", ",\"pkgs_to_install\":\"numpy\"");
+    expect_error_has("add_model", body,
+                     "Type mismatch! JSON key pkgs_to_install expected type Array but found "
+                     "type String");
+    snprintf(body, sizeof(body), fmt, "3", ",\"pkgs_to_install\":[\"numpy\",3]");
+    expect_error_has("add_model", body, "(JSON key pkgs_to_install, element 1)");
+    snprintf(body, sizeof(body), fmt, "3", ",\"pkgs_to_install\":[\"numpy\",\"\"]");
+    expect_error("add_model", body, "pkgs_to_install entry 1 ('') is empty");
+    snprintf(body, sizeof(body), fmt, "3", ",\"pkgs_to_install\":[\"--index-url=http://x\"]");
+    expect_error_has("add_model", body,
+                     "pkgs_to_install entry 0 ('--index-url=http://x') starts with '-'");
+    snprintf(body, sizeof(body), fmt, "3", ",\"pkgs_to_install\":[\"a\\nb\"]");
+    expect_error_has("add_model", body, "contains a control character");
+    snprintf(body, sizeof(body), fmt, "3", ",\"python_version\":3.11");
+    expect_error_has("add_model", body,
+                     "JSON key python_version expected type String but found type Number");
+    snprintf(body, sizeof(body), fmt, "3", ",\"python_version\":\"three\"");
+    expect_error("add_model", body,
+                 "python_version must look like \"3.11.7\" (digits and dots), got 'three'");
+    snprintf(body, sizeof(body), fmt, "3", ",\"cloudpickle_version\":\"2.1 .0\"");
+    expect_error("add_model", body, "cloudpickle_version must look like \"2.1.0\", got '2.1 .0'");
+    /* None of those was stored, and the admin still answers. */
+    expect_json("get_model", "{\"model_name\":\"m\",\"model_version\":\"3\"}", "{}");
 }
 
 static void test_add_model_batch_size_must_be_positive_or_minus_one(void **state)
@@ -884,10 +980,12 @@ int main(void)
         T(test_delete_app_succeeds_and_an_unknown_app_fails),
         T(test_get_all_applications_lists_names_or_clippers_objects),
         T(test_get_linked_models_of_an_unknown_app_fails),
+        T(test_get_state_answers_the_default_output_or_says_the_app_is_unknown),
         T(test_add_model_links_checks_in_clippers_order),
         T(test_delete_model_links_removes_a_link_or_says_why_not),
         T(test_add_model_makes_it_current_and_a_duplicate_fails),
         T(test_add_model_batch_size_must_be_positive_or_minus_one),
+        T(test_add_model_records_pkgs_to_install_and_versions),
         T(test_add_model_refuses_separators_and_bad_names),
         T(test_add_model_optional_fields_have_defaults_and_are_checked),
         T(test_get_all_models_lists_ids_or_clippers_objects),

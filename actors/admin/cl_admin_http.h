@@ -1,0 +1,41 @@
+/* Clipper's management REST (port 1338) as a door onto the admin actor.
+ *
+ *   POST /admin/<command>   body sent as is to <p>.admin.<command>
+ *   GET  /admin/ping        <p>.admin.ping -> "PONG"
+ *
+ * The server keeps no state of its own: every request becomes one NATS
+ * request to the admin command, answered by whichever admin process the
+ * queue group picks, and the reply envelope becomes Clipper's response:
+ * 200 with the result (a string as plain text, anything else as JSON
+ * text), or 400 with the error text. Every response is Content-Type
+ * application/json, as in Clipper. Where Clipper had no answer we give
+ * one: 404 for an unknown route, 405 for a wrong method, 413 for a body
+ * over the cap, 503 when no admin answers. */
+#ifndef CL_ADMIN_HTTP_H
+#define CL_ADMIN_HTTP_H
+
+#include "cl_bus.h"
+#include "cl_status.h"
+
+#define CL_ADMIN_HTTP_PORT 1338
+/* How long a request waits for the admin actor's reply. */
+#define CL_ADMIN_HTTP_TIMEOUT_MS 5000
+/* The largest request body taken (bigger ones get 413). */
+#define CL_ADMIN_HTTP_MAX_BODY (1024 * 1024)
+
+typedef struct cl_admin_http cl_admin_http;
+
+/* Serves HTTP on host:port (port 0 picks a free one) and sends every
+ * command over bus (borrowed; it must outlive the server) to the admin
+ * actors of the bus' prefix. */
+cl_status cl_admin_http_start(cl_admin_http **out, cl_bus *bus, const char *host, int port,
+                              cl_err *err);
+/* The bound port (the chosen one when started with port 0). */
+int cl_admin_http_port(const cl_admin_http *h);
+/* How long a request waits for the admin (default CL_ADMIN_HTTP_TIMEOUT_MS);
+ * for tests of the 503 answer. */
+void cl_admin_http_set_timeout(cl_admin_http *h, int timeout_ms);
+/* Stops serving (waits for the requests in flight) and frees. NULL is a no-op. */
+void cl_admin_http_free(cl_admin_http *h);
+
+#endif
