@@ -25,6 +25,10 @@ typedef struct {
     int http_threads;      /* MHD event-loop threads; 0: 2 */
     uint32_t max_pending;  /* tasks in flight before 503; 0: 1 << 20 */
     size_t max_body;       /* largest HTTP body before 413; 0: 16 MiB */
+    size_t cache_bytes;    /* prediction cache size in bytes (Clipper's
+                            * --prediction_cache_size; default 32 MiB); 0: no cache */
+    int metrics_port;      /* Prometheus text metrics on http_host:metrics_port
+                            * (default 1390; 0 picks a free one; -1: none) */
 } cl_frontend_opts;
 
 void cl_frontend_opts_init(cl_frontend_opts *opts);
@@ -39,6 +43,8 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
 void cl_frontend_free(cl_frontend *fe);
 /* The HTTP port actually bound (useful with http_port 0), or -1 without HTTP. */
 int cl_frontend_http_port(const cl_frontend *fe);
+/* The Prometheus metrics port actually bound, or -1 without one. */
+int cl_frontend_metrics_port(const cl_frontend *fe);
 /* This frontend's id: results come on <p>.fe.<id>.results. */
 const char *cl_frontend_id(const cl_frontend *fe);
 

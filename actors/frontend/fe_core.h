@@ -11,8 +11,10 @@
  *            entries; the last one delivers the reply (NATS publish or
  *            HTTP resume) outside the lock.
  *
- * One mutex (fe->mu) guards the task table, the deadline heap and every
- * query's entries. Nothing here blocks on the network while holding it. */
+ * One mutex (fe->mu) guards the task table, the deadline heap, every
+ * query's entries and the prediction cache's pending entries (the cache
+ * also has a mutex of its own, for its stats; it is taken inside fe->mu).
+ * Nothing here blocks on the network while holding it. */
 #ifndef CL_FE_CORE_H
 #define CL_FE_CORE_H
 
@@ -29,12 +31,15 @@
 #include "cl_subject.h"
 #include "cl_view.h"
 #include "cl_wire.h"
+#include "fe_cache.h"
 #include "fe_decode.h"
 #include "fe_encode.h"
 #include "fe_metrics.h"
 #include "fe_pending.h"
 
 #define CL_FE_DEFAULT_PORT 1337
+#define CL_FE_DEFAULT_METRICS_PORT 1390
+#define CL_FE_DEFAULT_CACHE_BYTES ((size_t)33554432)
 #define CL_FE_DEFAULT_THREADS 2
 #define CL_FE_DEFAULT_MAX_PENDING (1u << 20)
 #define CL_FE_DEFAULT_MAX_BODY ((size_t)16 << 20)
@@ -48,6 +53,7 @@
 
 typedef struct fe_http fe_http;
 typedef struct fe_http_req fe_http_req;
+typedef struct fe_exporter fe_exporter;
 
 typedef struct {
     uint64_t query_id;
@@ -55,6 +61,10 @@ typedef struct {
     int kind; /* cl_fe_answer_kind, or -1 while waiting */
     char *text;
     size_t len;
+    /* With the cache: the pending entry this entry waits on (task_id is
+     * then unused: the entry's task is in the table under the cache
+     * entry, see fe_query.c), or NULL. */
+    cl_fe_cache_entry *ce;
 } fe_entry;
 
 typedef struct fe_query {
@@ -66,6 +76,7 @@ typedef struct fe_query {
     char *default_output;
     char *model, *version;
     uint64_t start_us; /* monotonic */
+    uint64_t deadline_wall, slo_us; /* what a task for it carries (a cache re-send) */
     size_t n, remaining;
     fe_entry e[];
 } fe_query;
@@ -112,6 +123,7 @@ struct cl_frontend {
     cl_view *view;
     cl_service *svc;
     cl_fe_metrics *metrics;
+    cl_fe_cache *cache; /* NULL when opts.cache_bytes is 0 */
 
     cl_sub *predict_sub, *update_sub, *results_sub;
     pthread_t intake_th, update_th, results_th, timer_th;
@@ -128,6 +140,7 @@ struct cl_frontend {
     size_t n_queries;
 
     fe_http *http;
+    fe_exporter *exporter; /* metrics: JSON on the query port, Prometheus port */
 };
 
 /* fe_query.c */
@@ -157,6 +170,16 @@ void cl_fe_outbox_flush(cl_frontend *fe, cl_fe_outbox *ob);
 /* Monotonic time the oldest waiting task was added, 0 when empty. */
 uint64_t cl_fe_outbox_oldest(const cl_fe_outbox *ob);
 size_t cl_fe_outbox_tasks(const cl_fe_outbox *ob);
+
+/* fe_exporter.c: the router's snapshot for /metrics, and the Prometheus
+ * port (opts.metrics_port; none when < 0). */
+cl_status cl_fe_exporter_start(fe_exporter **out, cl_frontend *fe, cl_err *err);
+int cl_fe_exporter_port(const fe_exporter *x); /* -1 without a Prometheus port */
+/* Answers a suspended GET /metrics of the query port (Clipper's JSON) once
+ * the router's snapshot came or did not. */
+void cl_fe_exporter_json(fe_exporter *x, fe_http_req *req);
+/* Answers what is queued, then stops. After the query port's HTTP. */
+void cl_fe_exporter_free(fe_exporter *x);
 
 /* fe_http.c */
 cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err);

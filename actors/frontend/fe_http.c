@@ -127,7 +127,14 @@ static enum MHD_Result metrics(fe_http_req *r)
     for (size_t i = 0; i < cl_view_app_count(fe->view); i++)
         cl_fe_metrics_touch_app(fe->metrics, cl_view_app_at(fe->view, i)->name, now);
     cl_view_unlock(fe->view);
-    return send_reply(r->conn, 200, cl_fe_metrics_json(fe->metrics, now));
+    if (fe->exporter == NULL)
+        return send_reply(r->conn, 200, cl_fe_metrics_json(fe->metrics, now));
+    /* The router's part needs a NATS request: suspended, as a prediction,
+     * and resumed by the exporter's thread (fe_exporter.c). */
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+    cl_fe_exporter_json(fe->exporter, r);
+    return MHD_YES;
 }
 
 static enum MHD_Result predict(fe_http_req *r)

@@ -12,6 +12,21 @@
 #define TICK_US 5000000ULL /* Clipper's EWMA tick: 5 s */
 #define BUCKETS 256
 
+/* Upper bounds (µs) of the fixed latency buckets behind the Prometheus
+ * histograms: 100 µs .. 10 s. */
+static const uint64_t LAT_BOUNDS_US[] = {100,    250,    500,     1000,    2500,    5000,
+                                         10000,  25000,  50000,   100000,  250000,  500000,
+                                         1000000, 2500000, 5000000, 10000000};
+#define N_LAT_BOUNDS (sizeof(LAT_BOUNDS_US) / sizeof(LAT_BOUNDS_US[0]))
+
+typedef struct {
+    uint64_t counts[N_LAT_BOUNDS + 1]; /* per bucket; the last is +Inf */
+    uint64_t sum_us;
+} lat_buckets;
+
+static const char *const ERROR_KIND_NAMES[CL_FE_ERR_KINDS] = {
+    "bad_request", "unknown_app", "too_large", "unavailable", "internal", "model_error"};
+
 typedef struct {
     uint64_t count;
     uint64_t start_us;
@@ -32,11 +47,17 @@ typedef struct group {
     struct group *next_bucket;
     struct group *next_order;
     char *key;     /* "app:<app>" or "model:<m>:<v>" */
+    char *name;    /* the app, or the model */
+    char *version; /* model groups */
     bool is_app;
     uint64_t num;  /* num_predictions */
     uint64_t defaults;
+    uint64_t defaults_no_model, defaults_slo; /* app groups */
+    uint64_t errors[CL_FE_ERR_KINDS];          /* app groups */
+    uint64_t cache_lookups, cache_hits; /* model groups */
     meter thr;
     histogram lat;
+    lat_buckets lat_b;
 } group;
 
 struct cl_fe_metrics {
@@ -44,6 +65,9 @@ struct cl_fe_metrics {
     group *buckets[BUCKETS];
     group *first, *last; /* creation order */
     uint64_t aggregate;
+    uint64_t cache_lookups, cache_hits;
+    meter model_thr; /* internal:aggregate_model_throughput */
+    uint64_t errors_no_app[CL_FE_ERR_KINDS]; /* requests naming no registered app */
 };
 
 static const double EWMA_MINUTES[3] = {1, 5, 15};
@@ -118,16 +142,46 @@ static void hist_insert(histogram *h, int64_t v)
         h->samples[j] = v;
 }
 
-static group *find(cl_fe_metrics *m, const char *key, bool is_app, uint64_t now)
+static void lat_observe(lat_buckets *b, uint64_t us)
 {
+    size_t i = 0;
+    while (i < N_LAT_BOUNDS && us > LAT_BOUNDS_US[i])
+        i++;
+    b->counts[i]++;
+    b->sum_us += us;
+}
+
+static void group_free(group *g)
+{
+    free(g->lat.samples);
+    free(g->key);
+    free(g->name);
+    free(g->version);
+    free(g);
+}
+
+/* The group of app (version NULL) or of model:version, made on first use. */
+static group *find(cl_fe_metrics *m, const char *name, const char *version, uint64_t now)
+{
+    char key[600];
+    bool is_app = version == NULL;
+    if (is_app)
+        snprintf(key, sizeof(key), "app:%s", name);
+    else
+        snprintf(key, sizeof(key), "model:%s:%s", name, version);
     uint64_t h = hash(key);
     group **b = &m->buckets[h % BUCKETS];
     for (group *g = *b; g != NULL; g = g->next_bucket)
         if (strcmp(g->key, key) == 0)
             return g;
     group *g = calloc(1, sizeof(*g));
-    if (g == NULL || (g->key = strdup(key)) == NULL) {
-        free(g);
+    if (g == NULL)
+        return NULL;
+    g->key = strdup(key);
+    g->name = strdup(name);
+    g->version = is_app ? NULL : strdup(version);
+    if (g->key == NULL || g->name == NULL || (!is_app && g->version == NULL)) {
+        group_free(g);
         return NULL;
     }
     g->is_app = is_app;
@@ -145,11 +199,11 @@ static group *find(cl_fe_metrics *m, const char *key, bool is_app, uint64_t now)
 
 cl_status cl_fe_metrics_new(cl_fe_metrics **out, uint64_t now_us)
 {
-    (void)now_us;
     cl_fe_metrics *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return CL_ERR_NOMEM;
     pthread_mutex_init(&m->mu, NULL);
+    meter_init(&m->model_thr, now_us);
     *out = m;
     return CL_OK;
 }
@@ -160,57 +214,106 @@ void cl_fe_metrics_free(cl_fe_metrics *m)
         return;
     for (group *g = m->first, *next; g != NULL; g = next) {
         next = g->next_order;
-        free(g->lat.samples);
-        free(g->key);
-        free(g);
+        group_free(g);
     }
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
-static void app_key(char *out, size_t size, const char *app)
+cl_fe_error_kind cl_fe_error_kind_of_status(int status)
 {
-    snprintf(out, size, "app:%s", app);
+    switch (status) {
+    case 400:
+        return CL_FE_ERR_BAD_REQUEST;
+    case 404:
+        return CL_FE_ERR_UNKNOWN_APP;
+    case 413:
+        return CL_FE_ERR_TOO_LARGE;
+    case 503:
+        return CL_FE_ERR_UNAVAILABLE;
+    default:
+        return CL_FE_ERR_INTERNAL;
+    }
+}
+
+const char *cl_fe_error_kind_name(cl_fe_error_kind kind)
+{
+    return (unsigned)kind < CL_FE_ERR_KINDS ? ERROR_KIND_NAMES[kind] : "internal";
+}
+
+void cl_fe_metrics_answer(cl_fe_metrics *m, const char *app, uint64_t latency_us,
+                          cl_fe_outcome outcome, uint64_t now_us)
+{
+    pthread_mutex_lock(&m->mu);
+    group *g = find(m, app, NULL, now_us);
+    if (g != NULL) {
+        g->num++;
+        g->defaults_no_model += outcome == CL_FE_OUTCOME_NO_MODEL;
+        g->defaults_slo += outcome == CL_FE_OUTCOME_SLO;
+        g->defaults += outcome == CL_FE_OUTCOME_NO_MODEL || outcome == CL_FE_OUTCOME_SLO;
+        g->errors[CL_FE_ERR_MODEL_ERROR] += outcome == CL_FE_OUTCOME_MODEL_ERROR;
+        meter_mark(&g->thr, now_us);
+        hist_insert(&g->lat, (int64_t)latency_us);
+        lat_observe(&g->lat_b, latency_us);
+    }
+    m->aggregate++;
+    pthread_mutex_unlock(&m->mu);
 }
 
 void cl_fe_metrics_app(cl_fe_metrics *m, const char *app, uint64_t latency_us, bool is_default,
                        uint64_t now_us)
 {
-    char key[600];
-    app_key(key, sizeof(key), app);
+    cl_fe_metrics_answer(m, app, latency_us,
+                         is_default ? CL_FE_OUTCOME_NO_MODEL : CL_FE_OUTCOME_OUTPUT, now_us);
+}
+
+void cl_fe_metrics_error(cl_fe_metrics *m, const char *app, cl_fe_error_kind kind,
+                         uint64_t now_us)
+{
+    if ((unsigned)kind >= CL_FE_ERR_KINDS)
+        kind = CL_FE_ERR_INTERNAL;
     pthread_mutex_lock(&m->mu);
-    group *g = find(m, key, true, now_us);
-    if (g != NULL) {
-        g->num++;
-        g->defaults += is_default ? 1 : 0;
-        meter_mark(&g->thr, now_us);
-        hist_insert(&g->lat, (int64_t)latency_us);
-    }
-    m->aggregate++;
+    group *g = app != NULL ? find(m, app, NULL, now_us) : NULL;
+    if (g != NULL)
+        g->errors[kind]++;
+    else
+        m->errors_no_app[kind]++;
     pthread_mutex_unlock(&m->mu);
 }
 
 void cl_fe_metrics_model(cl_fe_metrics *m, const char *model, const char *version,
                          uint64_t latency_us, uint64_t now_us)
 {
-    char key[600];
-    snprintf(key, sizeof(key), "model:%s:%s", model, version);
     pthread_mutex_lock(&m->mu);
-    group *g = find(m, key, false, now_us);
+    group *g = find(m, model, version, now_us);
     if (g != NULL) {
         g->num++;
         meter_mark(&g->thr, now_us);
         hist_insert(&g->lat, (int64_t)latency_us);
+        lat_observe(&g->lat_b, latency_us);
     }
+    meter_mark(&m->model_thr, now_us);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cl_fe_metrics_cache(cl_fe_metrics *m, const char *model, const char *version, bool hit,
+                         uint64_t now_us)
+{
+    pthread_mutex_lock(&m->mu);
+    group *g = find(m, model, version, now_us);
+    if (g != NULL) {
+        g->cache_lookups++;
+        g->cache_hits += hit ? 1 : 0;
+    }
+    m->cache_lookups++;
+    m->cache_hits += hit ? 1 : 0;
     pthread_mutex_unlock(&m->mu);
 }
 
 void cl_fe_metrics_touch_app(cl_fe_metrics *m, const char *app, uint64_t now_us)
 {
-    char key[600];
-    app_key(key, sizeof(key), app);
     pthread_mutex_lock(&m->mu);
-    (void)find(m, key, true, now_us);
+    (void)find(m, app, NULL, now_us);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -265,15 +368,77 @@ static cJSON *entry(cJSON *arr, const char *prefix, const char *suffix)
     return inner;
 }
 
-static bool put_meter(cJSON *arr, const group *g, uint64_t now)
+static bool put_meter(cJSON *arr, const char *prefix, const char *suffix, const meter *mt,
+                      uint64_t now)
 {
-    cJSON *o = entry(arr, g->key, "prediction_throughput");
-    double secs = (double)(now - g->thr.start_us) / 1e6;
+    cJSON *o = entry(arr, prefix, suffix);
+    double secs = (double)(now - mt->start_us) / 1e6;
     bool ok = o != NULL && cJSON_AddStringToObject(o, "unit", "events per second") != NULL &&
-              put_num(o, "rate", secs > 0 ? (double)g->thr.count / secs : 0);
+              put_num(o, "rate", secs > 0 ? (double)mt->count / secs : 0);
     static const char *const names[3] = {"rate_1min", "rate_5min", "rate_15min"};
     for (int i = 0; ok && i < 3; i++)
-        ok = put_num(o, names[i], g->thr.ewma[i] < 0 ? 0 : g->thr.ewma[i]);
+        ok = put_num(o, names[i], mt->ewma[i] < 0 ? 0 : mt->ewma[i]);
+    return ok;
+}
+
+/* The value below which a fraction rank of h's samples fall, assuming
+ * they spread evenly within a bucket (as Prometheus' histogram_quantile),
+ * clamped to the exact min and max. */
+static double bucket_quantile(const cl_fe_bucket_hist *h, double rank)
+{
+    size_t n = h->n_bounds;
+    double total = (double)h->cumulative[n];
+    if (total <= 0)
+        return 0;
+    double target = rank * total;
+    size_t i = 0;
+    while (i < n && (double)h->cumulative[i] < target)
+        i++;
+    double below = i > 0 ? (double)h->cumulative[i - 1] : 0;
+    double in_bucket = (double)h->cumulative[i] - below;
+    double lo = i > 0 ? h->bounds[i - 1] : h->min;
+    double hi = i < n ? h->bounds[i] : h->max;
+    if (lo < h->min)
+        lo = h->min;
+    if (hi > h->max)
+        hi = h->max;
+    if (hi < lo)
+        hi = lo;
+    double v = in_bucket > 0 ? lo + (hi - lo) * (target - below) / in_bucket : hi;
+    return v < h->min ? h->min : v > h->max ? h->max : v;
+}
+
+void cl_fe_bucket_summary(const cl_fe_bucket_hist *h, double out[8])
+{
+    double n = h->count;
+    double mean = n > 0 ? h->sum / n : 0;
+    double var = n > 0 ? h->sumsq / n - mean * mean : 0;
+    out[0] = n;
+    out[1] = n > 0 ? h->min : 0;
+    out[2] = n > 0 ? h->max : 0;
+    out[3] = mean;
+    out[4] = var > 0 ? sqrt(var) : 0;
+    out[5] = bucket_quantile(h, 0.50);
+    out[6] = bucket_quantile(h, 0.95);
+    out[7] = bucket_quantile(h, 0.99);
+}
+
+/* A Clipper histogram entry from a router histogram; a malformed one is
+ * left out. */
+static bool put_bucket_hist(cJSON *arr, const char *prefix, const char *suffix,
+                            const char *unit, const cJSON *router_hist)
+{
+    cl_fe_bucket_hist h;
+    if (!cl_fe_bucket_hist_read(router_hist, &h))
+        return true;
+    double v[8];
+    cl_fe_bucket_summary(&h, v);
+    static const char *const names[8] = {"size", "min", "max", "mean",
+                                         "std_dev", "p50", "p95", "p99"};
+    cJSON *o = entry(arr, prefix, suffix);
+    bool ok = o != NULL && cJSON_AddStringToObject(o, "unit", unit) != NULL;
+    for (int i = 0; ok && i < 8; i++)
+        ok = put_num(o, names[i], v[i]);
     return ok;
 }
 
@@ -305,6 +470,11 @@ static bool put_hist(cJSON *arr, const group *g, int64_t *scratch)
 
 char *cl_fe_metrics_json(cl_fe_metrics *m, uint64_t now_us)
 {
+    return cl_fe_metrics_json_with(m, now_us, NULL);
+}
+
+char *cl_fe_metrics_json_with(cl_fe_metrics *m, uint64_t now_us, const cJSON *router)
+{
     cJSON *root = cJSON_CreateObject();
     cJSON *counters = cJSON_AddArrayToObject(root, "counters");
     cJSON *ratios = cJSON_AddArrayToObject(root, "ratio_counters");
@@ -316,6 +486,12 @@ char *cl_fe_metrics_json(cl_fe_metrics *m, uint64_t now_us)
     pthread_mutex_lock(&m->mu);
     cJSON *o = ok ? entry(counters, "internal", "aggregate_num_predictions") : NULL;
     ok = o != NULL && put_num(o, "count", (double)m->aggregate);
+    o = ok ? entry(counters, "internal", "prediction_cache_lookups") : NULL;
+    ok = o != NULL && put_num(o, "count", (double)m->cache_lookups);
+    o = ok ? entry(ratios, "internal", "prediction_cache_hit_ratio") : NULL;
+    ok = o != NULL && put_num(o, "ratio", m->cache_lookups ? (double)m->cache_hits /
+                                                                  (double)m->cache_lookups
+                                                            : 0);
     for (group *g = m->first; ok && g != NULL; g = g->next_order) {
         meter_tick(&g->thr, now_us);
         o = entry(counters, g->key, "num_predictions");
@@ -323,13 +499,142 @@ char *cl_fe_metrics_json(cl_fe_metrics *m, uint64_t now_us)
         if (ok && g->is_app) {
             o = entry(ratios, g->key, "default_prediction_ratio");
             ok = o != NULL && put_num(o, "ratio", g->num ? (double)g->defaults / g->num : 0);
+        } else if (ok) {
+            o = entry(ratios, g->key, "cache_hit_ratio");
+            ok = o != NULL && put_num(o, "ratio", g->cache_lookups ? (double)g->cache_hits /
+                                                                         (double)g->cache_lookups
+                                                                   : 0);
         }
-        ok = ok && put_meter(meters, g, now_us) && put_hist(hists, g, scratch);
+        ok = ok && put_meter(meters, g->key, "prediction_throughput", &g->thr, now_us) &&
+             put_hist(hists, g, scratch);
     }
+    meter_tick(&m->model_thr, now_us);
+    ok = ok && put_meter(meters, "internal", "aggregate_model_throughput", &m->model_thr, now_us);
     pthread_mutex_unlock(&m->mu);
+
+    /* From the router: per model version batch sizes, and the time tasks
+     * waited in its queues (Clipper's RPC request queueing delay). */
+    const cJSON *versions = cJSON_GetObjectItemCaseSensitive(router, "versions");
+    if (!cJSON_IsArray(versions))
+        versions = NULL;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, versions)
+    {
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(v, "model");
+        const cJSON *version = cJSON_GetObjectItemCaseSensitive(v, "version");
+        if (!ok || !cJSON_IsString(model) || !cJSON_IsString(version))
+            continue;
+        char prefix[600];
+        snprintf(prefix, sizeof(prefix), "model:%s:%s", model->valuestring, version->valuestring);
+        ok = put_bucket_hist(hists, prefix, "batch_size", "queries",
+                             cJSON_GetObjectItemCaseSensitive(v, "batch_size"));
+    }
+    if (ok && router != NULL)
+        ok = put_bucket_hist(hists, "internal", "rpc_request_queueing_delay", "microseconds",
+                             cJSON_GetObjectItemCaseSensitive(router, "queueing_delay_us"));
 
     free(scratch);
     char *s = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     return s;
+}
+
+/* ---- Prometheus ------------------------------------------------------ */
+
+static void prom_latency(cl_fe_prom *p, const char *name, const char *const *labels,
+                         const lat_buckets *b)
+{
+    double bounds[N_LAT_BOUNDS];
+    uint64_t cum[N_LAT_BOUNDS + 1];
+    uint64_t c = 0;
+    for (size_t i = 0; i <= N_LAT_BOUNDS; i++) {
+        if (i < N_LAT_BOUNDS)
+            bounds[i] = (double)LAT_BOUNDS_US[i] / 1e6;
+        c += b->counts[i];
+        cum[i] = c;
+    }
+    cl_fe_prom_histogram(p, name, labels, bounds, N_LAT_BOUNDS, cum, (double)b->sum_us / 1e6);
+}
+
+void cl_fe_metrics_prom(cl_fe_metrics *m, cl_fe_prom *p)
+{
+    pthread_mutex_lock(&m->mu);
+    cl_fe_prom_family(p, "clipper_queries_total", "counter",
+                      "Inputs of an app answered (model output, default or model error).");
+    for (const group *g = m->first; g != NULL; g = g->next_order)
+        if (g->is_app)
+            cl_fe_prom_sample(p, "clipper_queries_total",
+                              (const char *const[]){"app", g->name, NULL}, (double)g->num);
+
+    cl_fe_prom_family(p, "clipper_default_outputs_total", "counter",
+                      "Inputs answered with the app's default output, by reason: no_model (no "
+                      "linked model, version or ready replica) or slo (the latency SLO passed).");
+    for (const group *g = m->first; g != NULL; g = g->next_order) {
+        if (!g->is_app)
+            continue;
+        cl_fe_prom_sample(p, "clipper_default_outputs_total",
+                          (const char *const[]){"app", g->name, "reason", "no_model", NULL},
+                          (double)g->defaults_no_model);
+        cl_fe_prom_sample(p, "clipper_default_outputs_total",
+                          (const char *const[]){"app", g->name, "reason", "slo", NULL},
+                          (double)g->defaults_slo);
+    }
+
+    cl_fe_prom_family(p, "clipper_query_errors_total", "counter",
+                      "Requests answered with an error, by kind (model_error counts inputs). "
+                      "app is empty when the request named no registered app.");
+    for (const group *g = m->first; g != NULL; g = g->next_order) {
+        if (!g->is_app)
+            continue;
+        for (int k = 0; k < CL_FE_ERR_KINDS; k++)
+            if (g->errors[k] > 0)
+                cl_fe_prom_sample(p, "clipper_query_errors_total",
+                                  (const char *const[]){"app", g->name, "kind",
+                                                        ERROR_KIND_NAMES[k], NULL},
+                                  (double)g->errors[k]);
+    }
+    for (int k = 0; k < CL_FE_ERR_KINDS; k++)
+        if (m->errors_no_app[k] > 0)
+            cl_fe_prom_sample(p, "clipper_query_errors_total",
+                              (const char *const[]){"app", "", "kind", ERROR_KIND_NAMES[k], NULL},
+                              (double)m->errors_no_app[k]);
+
+    cl_fe_prom_family(p, "clipper_query_latency_seconds", "histogram",
+                      "Time from a query's arrival at the frontend to its answer.");
+    for (const group *g = m->first; g != NULL; g = g->next_order)
+        if (g->is_app)
+            prom_latency(p, "clipper_query_latency_seconds",
+                         (const char *const[]){"app", g->name, NULL}, &g->lat_b);
+
+    cl_fe_prom_family(p, "clipper_model_predictions_total", "counter",
+                      "Answers a model version gave (outputs and model errors).");
+    for (const group *g = m->first; g != NULL; g = g->next_order)
+        if (!g->is_app)
+            cl_fe_prom_sample(p, "clipper_model_predictions_total",
+                              (const char *const[]){"model", g->name, "version", g->version, NULL},
+                              (double)g->num);
+
+    cl_fe_prom_family(p, "clipper_model_latency_seconds", "histogram",
+                      "Latency of the queries a model version answered, at the frontend.");
+    for (const group *g = m->first; g != NULL; g = g->next_order)
+        if (!g->is_app)
+            prom_latency(p, "clipper_model_latency_seconds",
+                         (const char *const[]){"model", g->name, "version", g->version, NULL},
+                         &g->lat_b);
+
+    cl_fe_prom_family(p, "clipper_cache_lookups_total", "counter",
+                      "Prediction cache lookups for a model version.");
+    for (const group *g = m->first; g != NULL; g = g->next_order)
+        if (!g->is_app)
+            cl_fe_prom_sample(p, "clipper_cache_lookups_total",
+                              (const char *const[]){"model", g->name, "version", g->version, NULL},
+                              (double)g->cache_lookups);
+    cl_fe_prom_family(p, "clipper_cache_hits_total", "counter",
+                      "Prediction cache lookups that found an output (or one in flight).");
+    for (const group *g = m->first; g != NULL; g = g->next_order)
+        if (!g->is_app)
+            cl_fe_prom_sample(p, "clipper_cache_hits_total",
+                              (const char *const[]){"model", g->name, "version", g->version, NULL},
+                              (double)g->cache_hits);
+    pthread_mutex_unlock(&m->mu);
 }

@@ -112,7 +112,12 @@ static char *render(cl_frontend *fe, fe_query *q, int *status)
     for (size_t i = 0; i < q->n; i++) {
         const fe_entry *e = &q->e[i];
         a[i] = (cl_fe_answer){e->query_id, e->kind, e->text, e->len};
-        cl_fe_metrics_app(fe->metrics, q->app, latency, is_default(e->kind), now);
+        cl_fe_metrics_answer(fe->metrics, q->app, latency,
+                             e->kind == CL_FE_ANSWER_NO_MODEL      ? CL_FE_OUTCOME_NO_MODEL
+                             : e->kind == CL_FE_ANSWER_SLO         ? CL_FE_OUTCOME_SLO
+                             : e->kind == CL_FE_ANSWER_MODEL_ERROR ? CL_FE_OUTCOME_MODEL_ERROR
+                                                                   : CL_FE_OUTCOME_OUTPUT,
+                             now);
         if (q->model != NULL && !is_default(e->kind))
             cl_fe_metrics_model(fe->metrics, q->model, q->version, latency, now);
     }
@@ -226,44 +231,242 @@ static int kind_of(uint8_t status)
     }
 }
 
+/* ---- the prediction cache ------------------------------------------------
+ *
+ * With the cache on, an input's task belongs to a pending cache entry, not
+ * to the query: the task table maps its id to (entry, CACHE_IDX), and the
+ * entry lists its waiters, the query entries that want its output (the one
+ * that made it and every identical one that came while it was in flight).
+ * When the result comes, every waiter is answered; an ok output is kept.
+ *
+ * A pending entry never outlives its task (Clipper's entries stayed pending
+ * forever when a task expired or its container died, so every later
+ * identical query got the default):
+ *   - model error, no replica, replica lost: its waiters get that answer
+ *     and the entry goes;
+ *   - expired (the router's word, or the task's deadline passed here with
+ *     no result: the router or the result was lost): waiters whose own
+ *     deadline is not later than the task's (or already passed) get the
+ *     default, as they would have without the cache; for the others one
+ *     new task goes out with the earliest of their deadlines (so a task
+ *     the router sheds early is never re-sent with the same deadline);
+ *     with none left, the entry goes, so the next identical query sends
+ *     a task of its own;
+ *   - a waiter whose query's deadline passes gets the default at that
+ *     deadline, as without the cache, and leaves the entry; the last one
+ *     to leave removes it.
+ * All of this runs under fe->mu; new tasks are published after it. */
+
+/* The task table's index for a task owned by a pending cache entry. */
+#define CACHE_IDX UINT32_MAX
+
+/* A task re-sent for the waiters of a pending entry, encoded under fe->mu
+ * (the entry may go as soon as it is released), published after. */
+typedef struct {
+    char subject[CL_SUBJECT_MAX];
+    uint64_t task_id;
+    cl_buf batch;
+} fe_resend;
+
+typedef struct {
+    fe_resend *v;
+    size_t n, cap;
+} fe_resends;
+
+static void send_resends(cl_frontend *fe, fe_resends *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        fe_resend *r = &rs->v[i];
+        cl_status s = cl_bus_publish(fe->bus, r->subject, r->batch.data, r->batch.len);
+        cl_buf_deinit(&r->batch);
+        if (s != CL_OK) {
+            cl_warn("cannot re-send a task to %s: %s", r->subject, cl_status_text(s));
+            cl_result res = {.task_id = r->task_id, .status = CL_RESULT_NO_REPLICA};
+            cl_fe_complete(fe, &res, 1);
+        }
+    }
+    free(rs->v);
+    memset(rs, 0, sizeof(*rs));
+}
+
+/* With fe->mu held: answers every waiter of ce with kind and empties it. */
+static void ce_answer(cl_frontend *fe, cl_fe_cache_entry *ce, int kind, const char *text,
+                      size_t len, fe_query **done)
+{
+    cl_fe_cache_waiter *w = NULL;
+    size_t n = cl_fe_cache_take_waiters(fe->cache, ce, &w);
+    for (size_t i = 0; i < n; i++) {
+        fe_query *q = w[i].owner;
+        q->e[w[i].idx].ce = NULL;
+        finish_entry(fe, q, w[i].idx, kind, text, len, done);
+    }
+    free(w);
+}
+
+/* With fe->mu held: ce goes, its task (if still in the table) with it. */
+static void ce_drop(cl_frontend *fe, cl_fe_cache_entry *ce)
+{
+    cl_fe_table_take(&fe->table, cl_fe_cache_task(fe->cache, ce, NULL), NULL);
+    cl_fe_cache_drop(fe->cache, ce);
+}
+
+/* With fe->mu held: ce's task expired (see above). */
+static void ce_retask(cl_frontend *fe, cl_fe_cache_entry *ce, uint64_t now, fe_query **done,
+                      fe_resends *rs)
+{
+    uint64_t cutoff = 0;
+    cl_fe_table_take(&fe->table, cl_fe_cache_task(fe->cache, ce, &cutoff), NULL);
+    if (cutoff < now)
+        cutoff = now;
+    const cl_fe_cache_waiter *w = NULL;
+    size_t n = cl_fe_cache_waiters(fe->cache, ce, &w);
+    for (size_t i = 0; i < n;) {
+        fe_query *q = w[i].owner;
+        if (q->timer.deadline > cutoff) {
+            i++;
+            continue;
+        }
+        cl_fe_cache_waiter gone = w[i];
+        q->e[gone.idx].ce = NULL;
+        cl_fe_cache_remove_waiter(fe->cache, ce, gone);
+        n = cl_fe_cache_waiters(fe->cache, ce, &w);
+        finish_entry(fe, q, gone.idx, CL_FE_ANSWER_SLO, NULL, 0, done);
+    }
+    if (n == 0) {
+        cl_fe_cache_drop(fe->cache, ce);
+        return;
+    }
+    fe_query *first = w[0].owner;
+    for (size_t i = 1; i < n; i++)
+        if (((fe_query *)w[i].owner)->timer.deadline < first->timer.deadline)
+            first = w[i].owner;
+
+    cl_fe_cache_key k = cl_fe_cache_entry_key(ce);
+    uint64_t id = 0;
+    cl_err err;
+    bool ok = false;
+    if (rs->n == rs->cap) {
+        size_t ncap = rs->cap ? rs->cap * 2 : 4;
+        fe_resend *v = realloc(rs->v, ncap * sizeof(*v));
+        if (v != NULL) {
+            rs->v = v;
+            rs->cap = ncap;
+        }
+    }
+    if (rs->n < rs->cap && cl_fe_table_add(&fe->table, ce, CACHE_IDX, &id) == CL_OK) {
+        fe_resend *r = &rs->v[rs->n];
+        cl_buf_init(&r->batch);
+        r->task_id = id;
+        cl_task t = {
+            .task_id = id,
+            .deadline_us = first->deadline_wall,
+            .slo_us = first->slo_us > UINT32_MAX ? UINT32_MAX : (uint32_t)first->slo_us,
+            .input_type = k.input_type,
+            .reply_len = (uint16_t)fe->results_len,
+            .reply = fe->results_subject,
+            .input_len = (uint32_t)k.input_len,
+            .input = k.input,
+        };
+        ok = cl_subj_route_task(r->subject, fe->prefix, k.model, k.version, &err) == CL_OK &&
+             cl_wire_tasks_begin(&r->batch) == CL_OK && cl_wire_tasks_add(&r->batch, &t) == CL_OK;
+        if (ok) {
+            rs->n++;
+            cl_fe_cache_set_task(fe->cache, ce, id, first->timer.deadline);
+        } else {
+            cl_buf_deinit(&r->batch);
+            cl_fe_table_take(&fe->table, id, NULL);
+        }
+    }
+    if (!ok) {
+        cl_warn("cannot re-send the expired task of a shared input of %s:%s; its %zu waiting "
+                "queries get the default",
+                k.model, k.version, n);
+        ce_answer(fe, ce, CL_FE_ANSWER_NO_MODEL, NULL, 0, done);
+        cl_fe_cache_drop(fe->cache, ce);
+    }
+}
+
+/* With fe->mu held: the result of a pending entry's task. */
+static void ce_result(cl_frontend *fe, cl_fe_cache_entry *ce, const cl_result *r, uint64_t now,
+                      fe_query **done, fe_resends *rs)
+{
+    int kind = kind_of(r->status);
+    if (kind == CL_FE_ANSWER_OUTPUT) {
+        ce_answer(fe, ce, kind, r->data, r->len, done);
+        cl_fe_cache_fill(fe->cache, ce, r->data, r->len);
+    } else if (kind == CL_FE_ANSWER_SLO) {
+        ce_retask(fe, ce, now, done, rs);
+    } else { /* never cached: model errors, no replica, replica lost */
+        ce_answer(fe, ce, kind, r->data, r->len, done);
+        cl_fe_cache_drop(fe->cache, ce);
+    }
+}
+
 void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n)
 {
     fe_query *done = NULL;
+    fe_resends rs = {0};
+    uint64_t now = 0;
     pthread_mutex_lock(&fe->mu);
     for (size_t i = 0; i < n; i++) {
         uint32_t idx = 0;
-        fe_query *q = cl_fe_table_take(&fe->table, results[i].task_id, &idx);
-        if (q == NULL)
+        void *owner = cl_fe_table_take(&fe->table, results[i].task_id, &idx);
+        if (owner == NULL)
             continue; /* late: the query was already answered */
-        finish_entry(fe, q, idx, kind_of(results[i].status), results[i].data, results[i].len,
-                     &done);
+        if (idx == CACHE_IDX) {
+            if (now == 0)
+                now = cl_mono_us();
+            ce_result(fe, owner, &results[i], now, &done, &rs);
+            continue;
+        }
+        finish_entry(fe, owner, idx, kind_of(results[i].status), results[i].data,
+                     results[i].len, &done);
     }
     pthread_mutex_unlock(&fe->mu);
     deliver_list(fe, done);
+    if (rs.n > 0 || rs.v != NULL)
+        send_resends(fe, &rs);
 }
 
-/* With fe->mu held: answers q's waiting entries with kind. */
-static void answer_rest(cl_frontend *fe, fe_query *q, int kind, fe_query **done)
+/* With fe->mu held: answers q's waiting entries with kind. rs NULL: no
+ * task is re-sent for the other waiters of a shared input (shutdown). */
+static void answer_rest(cl_frontend *fe, fe_query *q, int kind, uint64_t now, fe_query **done,
+                        fe_resends *rs)
 {
     for (size_t i = 0; i < q->n && q->remaining > 0; i++) {
         if (q->e[i].kind != -1)
             continue;
-        cl_fe_table_take(&fe->table, q->e[i].task_id, NULL);
+        cl_fe_cache_entry *ce = q->e[i].ce;
+        if (ce == NULL)
+            cl_fe_table_take(&fe->table, q->e[i].task_id, NULL);
+        q->e[i].ce = NULL;
         finish_entry(fe, q, (uint32_t)i, kind, NULL, 0, done);
+        if (ce != NULL) {
+            size_t left = cl_fe_cache_remove_waiter(fe->cache, ce, (cl_fe_cache_waiter){q, (uint32_t)i});
+            uint64_t task_deadline = 0;
+            cl_fe_cache_task(fe->cache, ce, &task_deadline);
+            if (left == 0)
+                ce_drop(fe, ce);
+            else if (rs != NULL && task_deadline <= now)
+                ce_retask(fe, ce, now, done, rs); /* no result came by its deadline */
+        }
     }
 }
 
 uint64_t cl_fe_expire(cl_frontend *fe, uint64_t now_us)
 {
     fe_query *done = NULL;
+    fe_resends rs = {0};
     pthread_mutex_lock(&fe->mu);
     cl_fe_timer *t;
     while ((t = cl_fe_heap_peek(&fe->heap)) != NULL && t->deadline <= now_us)
-        answer_rest(fe, query_of_timer(t), CL_FE_ANSWER_SLO, &done);
+        answer_rest(fe, query_of_timer(t), CL_FE_ANSWER_SLO, now_us, &done, &rs);
     t = cl_fe_heap_peek(&fe->heap);
     uint64_t next = t ? t->deadline : 0;
     pthread_mutex_unlock(&fe->mu);
     deliver_list(fe, done);
+    if (rs.n > 0 || rs.v != NULL)
+        send_resends(fe, &rs);
     return next;
 }
 
@@ -273,7 +476,7 @@ void cl_fe_expire_all(cl_frontend *fe)
     pthread_mutex_lock(&fe->mu);
     cl_fe_timer *t;
     while ((t = cl_fe_heap_peek(&fe->heap)) != NULL)
-        answer_rest(fe, query_of_timer(t), CL_FE_ANSWER_NO_MODEL, &done);
+        answer_rest(fe, query_of_timer(t), CL_FE_ANSWER_NO_MODEL, 0, &done, NULL);
     pthread_mutex_unlock(&fe->mu);
     deliver_list(fe, done);
 }
@@ -360,6 +563,7 @@ bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t le
     cl_view_unlock(fe->view);
     if (a == NULL) {
         *reply = unknown_app(app);
+        cl_fe_metrics_error(fe->metrics, NULL, CL_FE_ERR_UNKNOWN_APP, start);
         return false;
     }
 
@@ -436,11 +640,147 @@ out_nodoc:
     free(ver);
     if (!routed)
         cl_fe_inputs_deinit(&prep->in);
+    if (!routed && reply->status >= 400)
+        cl_fe_metrics_error(fe->metrics, reply->status == 404 ? NULL : app,
+                            cl_fe_error_kind_of_status(reply->status), start);
     return routed;
+}
+
+static cl_fe_reply refused(cl_frontend *fe, const char *refusal)
+{
+    char *cause = printf_alloc("%s (at most %u tasks in flight)", refusal, fe->table.max);
+    cl_fe_reply r = cl_fe_error_reply(503, "Service unavailable", cause);
+    free(cause);
+    return r;
+}
+
+/* cl_fe_commit with the cache on: each input is looked up first (hashed
+ * before taking fe->mu); only misses (and inputs the cache cannot take)
+ * send a task. */
+static bool commit_cached(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob,
+                          cl_fe_reply *reply)
+{
+    fe_query *q = prep->q;
+    size_t n = q->n;
+    /* ids[i]: the task to send for input i, 0 for none; then the hashes,
+     * then each lookup's outcome. */
+    uint64_t *ids = malloc(n * (2 * sizeof(uint64_t) + 1));
+    if (ids == NULL) {
+        *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
+        cl_fe_prep_deinit(prep);
+        return false;
+    }
+    uint64_t *hashes = ids + n;
+    uint8_t *outcome = (uint8_t *)(hashes + n);
+    for (size_t i = 0; i < n; i++) {
+        cl_fe_cache_key k = {q->model, q->version, (uint8_t)prep->input_type,
+                             cl_fe_input_data(&prep->in, i), cl_fe_input_len(&prep->in, i), 0};
+        hashes[i] = cl_fe_cache_hash(&k);
+    }
+    /* For the metrics, after q may be gone (names fit a subject token). */
+    char model[CL_SUBJECT_MAX], version[CL_SUBJECT_MAX];
+    snprintf(model, sizeof(model), "%s", q->model);
+    snprintf(version, sizeof(version), "%s", q->version);
+    q->slo_us = prep->slo_us;
+    q->deadline_wall = prep->start_wall + prep->slo_us;
+
+    const char *refusal = NULL;
+    fe_query *done = NULL;
+    pthread_mutex_lock(&fe->mu);
+    q->timer.deadline = q->start_us + prep->slo_us;
+    if (atomic_load(&fe->stop_intake))
+        refusal = "The frontend is shutting down";
+    else if (!cl_fe_table_room(&fe->table, n))
+        refusal = "Too many queries are in flight; try again later";
+    else if (cl_fe_heap_push(&fe->heap, &q->timer) != CL_OK)
+        refusal = "The frontend ran out of memory";
+    if (refusal == NULL) {
+        fe->n_queries++;
+        if (q->timer.deadline < fe->timer_until)
+            pthread_cond_signal(&fe->timer_cv);
+        for (size_t i = 0; i < n; i++) {
+            cl_fe_cache_key k = {q->model, q->version, (uint8_t)prep->input_type,
+                                 cl_fe_input_data(&prep->in, i), cl_fe_input_len(&prep->in, i),
+                                 hashes[i]};
+            cl_fe_cache_entry *ce = NULL;
+            const char *out = NULL;
+            size_t out_len = 0;
+            ids[i] = 0;
+            outcome[i] = (uint8_t)cl_fe_cache_lookup(
+                fe->cache, &k, (cl_fe_cache_waiter){q, (uint32_t)i}, &ce, &out, &out_len);
+            switch (outcome[i]) {
+            case CL_FE_CACHE_HIT:
+                finish_entry(fe, q, (uint32_t)i, CL_FE_ANSWER_OUTPUT, out, out_len, &done);
+                break;
+            case CL_FE_CACHE_JOINED:
+                q->e[i].ce = ce;
+                break;
+            case CL_FE_CACHE_MISS:
+                if (cl_fe_table_add(&fe->table, ce, CACHE_IDX, &ids[i]) != CL_OK) {
+                    ids[i] = 0;
+                    cl_fe_cache_drop(fe->cache, ce);
+                    finish_entry(fe, q, (uint32_t)i, CL_FE_ANSWER_NO_MODEL, NULL, 0, &done);
+                } else {
+                    q->e[i].ce = ce;
+                    cl_fe_cache_set_task(fe->cache, ce, ids[i], q->timer.deadline);
+                }
+                break;
+            default: /* BYPASS: this input goes uncached */
+                if (cl_fe_table_add(&fe->table, q, (uint32_t)i, &ids[i]) != CL_OK) {
+                    ids[i] = 0;
+                    finish_entry(fe, q, (uint32_t)i, CL_FE_ANSWER_NO_MODEL, NULL, 0, &done);
+                } else {
+                    q->e[i].task_id = ids[i];
+                }
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&fe->mu);
+    if (refusal != NULL) {
+        cl_fe_metrics_error(fe->metrics, q->app, CL_FE_ERR_UNAVAILABLE, cl_mono_us());
+        *reply = refused(fe, refusal);
+        free(ids);
+        cl_fe_prep_deinit(prep);
+        return false;
+    }
+    /* From here q may be answered and freed by another thread (or is on
+     * done, answered from the cache alone). */
+    prep->q = NULL;
+    deliver_list(fe, done);
+    uint64_t now = cl_mono_us();
+    for (size_t i = 0; i < n; i++)
+        cl_fe_metrics_cache(fe->metrics, model, version,
+                             outcome[i] == CL_FE_CACHE_HIT || outcome[i] == CL_FE_CACHE_JOINED,
+                             now);
+    uint64_t slo = prep->slo_us;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == 0)
+            continue;
+        cl_task t = {
+            .task_id = ids[i],
+            .deadline_us = prep->start_wall + slo,
+            .slo_us = slo > UINT32_MAX ? UINT32_MAX : (uint32_t)slo,
+            .input_type = (uint8_t)prep->input_type,
+            .reply_len = (uint16_t)fe->results_len,
+            .reply = fe->results_subject,
+            .input_len = (uint32_t)cl_fe_input_len(&prep->in, i),
+            .input = cl_fe_input_data(&prep->in, i),
+        };
+        if (cl_fe_outbox_add(fe, ob, prep->subject, &t) != CL_OK) {
+            cl_result r = {.task_id = ids[i], .status = CL_RESULT_NO_REPLICA};
+            cl_fe_complete(fe, &r, 1);
+        }
+    }
+    free(ids);
+    cl_fe_prep_deinit(prep);
+    return true;
 }
 
 bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_reply *reply)
 {
+    if (fe->cache != NULL)
+        return commit_cached(fe, prep, ob, reply);
     fe_query *q = prep->q;
     size_t n = q->n;
     uint64_t *ids = malloc(n * sizeof(*ids));
@@ -477,6 +817,7 @@ bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_rep
     }
     pthread_mutex_unlock(&fe->mu);
     if (refusal != NULL) {
+        cl_fe_metrics_error(fe->metrics, q->app, CL_FE_ERR_UNAVAILABLE, cl_mono_us());
         char *cause = printf_alloc("%s (at most %u tasks in flight)", refusal, fe->table.max);
         *reply = cl_fe_error_reply(503, "Service unavailable", cause);
         free(cause);

@@ -33,6 +33,8 @@ void cl_frontend_opts_init(cl_frontend_opts *opts)
     opts->http_threads = CL_FE_DEFAULT_THREADS;
     opts->max_pending = CL_FE_DEFAULT_MAX_PENDING;
     opts->max_body = CL_FE_DEFAULT_MAX_BODY;
+    opts->cache_bytes = CL_FE_DEFAULT_CACHE_BYTES;
+    opts->metrics_port = CL_FE_DEFAULT_METRICS_PORT;
 }
 
 static void respond(cl_frontend *fe, const cl_msg *m, cl_fe_reply *r)
@@ -230,6 +232,25 @@ static cl_status subscribe_public(cl_frontend *fe, cl_sub **out, const char *ver
     return CL_OK;
 }
 
+/* A model version's record changed or went away: its stored outputs may
+ * belong to another function now (a version deleted and registered again
+ * under the same name), so they are forgotten. Watcher thread. */
+static void on_view_change(void *closure, const char *key)
+{
+    cl_frontend *fe = closure;
+    if (key == NULL || strncmp(key, "model.", 6) != 0)
+        return;
+    char model[CL_KEY_MAX];
+    snprintf(model, sizeof(model), "%s", key + 6);
+    char *dot = strchr(model, '.'); /* names are subject tokens: no dot */
+    if (dot == NULL)
+        return;
+    *dot = '\0';
+    size_t n = cl_fe_cache_forget(fe->cache, model, dot + 1);
+    if (n > 0)
+        cl_debug("model %s:%s changed: forgot %zu cached outputs", model, dot + 1, n);
+}
+
 cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_opts *opts,
                             cl_err *err)
 {
@@ -269,6 +290,10 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    if (fe->opts.cache_bytes > 0 && cl_fe_cache_new(&fe->cache, fe->opts.cache_bytes) != CL_OK) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "out of memory for the prediction cache");
+        goto fail;
+    }
     s = cl_subj_fe_results(fe->results_subject, fe->prefix, fe->id, err);
     if (s != CL_OK)
         goto fail;
@@ -276,7 +301,7 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
 
     s = cl_kv_open(&fe->kv, bus, err);
     if (s == CL_OK)
-        s = cl_view_start(&fe->view, fe->kv, NULL, NULL, err);
+        s = cl_view_start(&fe->view, fe->kv, fe->cache ? on_view_change : NULL, fe, err);
     if (s != CL_OK) {
         cl_err_prefix(err, "cannot load the cluster state");
         goto fail;
@@ -309,6 +334,9 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     s = start_thread(&fe->intake_th, &fe->intake_started, intake_main, fe, "intake", err);
     if (s == CL_OK)
         s = start_thread(&fe->update_th, &fe->update_started, update_main, fe, "update", err);
+    /* Metrics before HTTP: the query port's GET /metrics goes through it. */
+    if (s == CL_OK)
+        s = cl_fe_exporter_start(&fe->exporter, fe, err);
     if (s == CL_OK && fe->opts.http_port >= 0)
         s = cl_fe_http_start(&fe->http, fe, err);
     if (s != CL_OK)
@@ -375,6 +403,9 @@ void cl_frontend_free(cl_frontend *fe)
         cl_fe_http_free(fe->http);
         fe->http = NULL;
     }
+    /* After HTTP: it answered the query port's suspended /metrics. */
+    cl_fe_exporter_free(fe->exporter);
+    fe->exporter = NULL;
 
     /* 4. The internal threads. */
     atomic_store(&fe->stop_all, true);
@@ -392,11 +423,17 @@ void cl_frontend_free(cl_frontend *fe)
     cl_fe_metrics_free(fe->metrics);
     cl_fe_table_deinit(&fe->table);
     cl_fe_heap_deinit(&fe->heap);
+    cl_fe_cache_free(fe->cache); /* after cl_fe_expire_all: no entry is pending */
     pthread_cond_destroy(&fe->timer_cv);
     pthread_cond_destroy(&fe->idle_cv);
     pthread_mutex_destroy(&fe->mu);
     free(fe->http_host);
     free(fe);
+}
+
+int cl_frontend_metrics_port(const cl_frontend *fe)
+{
+    return fe != NULL ? cl_fe_exporter_port(fe->exporter) : -1;
 }
 
 int cl_frontend_http_port(const cl_frontend *fe)

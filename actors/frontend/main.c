@@ -24,6 +24,11 @@ static void usage(FILE *f)
             "                 HTTP event-loop threads (default 2)\n"
             "  --max-pending N\n"
             "                 tasks in flight before answering 503 (default 1048576)\n"
+            "  --cache-size BYTES\n"
+            "                 prediction cache size (default 33554432; 0: no cache)\n"
+            "  --metrics-port N\n"
+            "                 Prometheus metrics port on --http-host (default 1390; 0 picks\n"
+            "                 a free one; -1: none)\n"
             "%s",
             USAGE_LINE, cl_actor_common_usage());
 }
@@ -88,6 +93,14 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
             if (!parse_int(v, 1, 1L << 30, &n))
                 bad = "--max-pending needs a number from 1 to 1073741824";
             fopts->max_pending = (uint32_t)n;
+        } else if ((v = value_of("--cache-size", argc, argv, &i, &missing)) != NULL) {
+            if (!parse_int(v, 0, 1L << 40, &n))
+                bad = "--cache-size needs a size in bytes from 0 to 1099511627776";
+            fopts->cache_bytes = (size_t)n;
+        } else if ((v = value_of("--metrics-port", argc, argv, &i, &missing)) != NULL) {
+            if (!parse_int(v, -1, 65535, &n))
+                bad = "--metrics-port needs a port number from 0 to 65535, or -1 for none";
+            fopts->metrics_port = (int)n;
         } else if (missing) {
             bad = "this option needs a value";
         } else {

@@ -33,6 +33,7 @@
 #include "cl_state.h"
 #include "cl_test_nats.h"
 #include "cl_wire.h"
+#include "fe_core.h" /* the cache tests look at queries in flight and cache stats */
 
 #define PREFIX "fetest"
 #define SLOW_SLO_US 300000
@@ -317,6 +318,7 @@ static int group_setup(void **state)
     put_app("expired", "doubles", "0", 2000000, "expired");
     put_app("norep", "doubles", "0", 2000000, "norep");
     put_app("lost", "doubles", "0", 2000000, "lost");
+    put_app("cslow", "doubles", "\\\"long default\\\"", 3000000, "slow"); /* slow, longer SLO */
 
     W.r.bus = W.client;
     pthread_mutex_init(&W.r.mu, NULL);
@@ -327,9 +329,13 @@ static int group_setup(void **state)
 
     cl_frontend_opts o;
     cl_frontend_opts_init(&o);
+    o.metrics_port = 0; /* a free port: never the default 1390 */
     o.http_host = "127.0.0.1";
     o.http_port = 0;
     o.max_body = MAX_BODY;
+    /* These tests count the tasks each query sends, so no cache here; the
+     * test_cache_* tests start frontends with one. */
+    o.cache_bytes = 0;
     if (cl_frontend_start(&W.fe, W.bus, &o, &err) != CL_OK) {
         fprintf(stderr, "frontend: %s\n", err.msg);
         return -1;
@@ -927,7 +933,9 @@ static void test_two_frontends_in_the_queue_group_both_answer(void **state)
     cl_bus *bus2 = connect_bus();
     cl_frontend_opts o;
     cl_frontend_opts_init(&o);
+    o.metrics_port = 0; /* a free port: never the default 1390 */
     o.http_port = -1;
+    o.cache_bytes = 0; /* each query must reach a frontend's tasks */
     cl_frontend *fe2 = NULL;
     cl_err err;
     if (cl_frontend_start(&fe2, bus2, &o, &err) != CL_OK)
@@ -988,6 +996,7 @@ static void test_full_frontend_answers_503_and_a_stopping_one_answers_what_it_ho
     cl_bus *bus2 = connect_bus();
     cl_frontend_opts o;
     cl_frontend_opts_init(&o);
+    o.metrics_port = 0; /* a free port: never the default 1390 */
     o.http_host = "127.0.0.1";
     o.http_port = 0;
     o.max_pending = 2;
@@ -1077,6 +1086,331 @@ static void test_concurrent_http_clients_each_get_their_own_answer(void **state)
         bad += w[i].bad;
     }
     assert_int_equal(bad, 0);
+}
+
+/* ---- the prediction cache ------------------------------------------------ */
+
+static size_t router_count(const size_t *field)
+{
+    pthread_mutex_lock(&W.r.mu);
+    size_t n = *field;
+    pthread_mutex_unlock(&W.r.mu);
+    return n;
+}
+
+static size_t fe_queries(cl_frontend *fe)
+{
+    pthread_mutex_lock(&fe->mu);
+    size_t n = fe->n_queries;
+    pthread_mutex_unlock(&fe->mu);
+    return n;
+}
+
+/* Waits up to ms for *field (a router counter) to reach want. */
+static bool router_reaches(const size_t *field, size_t want, int ms)
+{
+    for (int i = 0; i < ms / 5; i++) {
+        if (router_count(field) >= want)
+            return true;
+        cl_sleep_ms(5);
+    }
+    return router_count(field) >= want;
+}
+
+static bool fe_holds(cl_frontend *fe, size_t want, int ms)
+{
+    for (int i = 0; i < ms / 5; i++) {
+        if (fe_queries(fe) >= want)
+            return true;
+        cl_sleep_ms(5);
+    }
+    return false;
+}
+
+/* A frontend of its own (HTTP only is used) with a cache of cache_bytes. */
+static cl_frontend *start_cache_fe(size_t cache_bytes, cl_bus **bus, int *port)
+{
+    *bus = connect_bus();
+    cl_frontend_opts o;
+    cl_frontend_opts_init(&o);
+    o.metrics_port = 0; /* a free port: never the default 1390 */
+    o.http_host = "127.0.0.1";
+    o.http_port = 0;
+    o.cache_bytes = cache_bytes;
+    o.metrics_port = -1;
+    cl_frontend *fe = NULL;
+    cl_err err;
+    if (cl_frontend_start(&fe, *bus, &o, &err) != CL_OK)
+        fail_msg("frontend with a cache of %zu bytes: %s", cache_bytes, err.msg);
+    *port = cl_frontend_http_port(fe);
+    /* Nothing held from an earlier test; count from 0. */
+    release_held(&W.r);
+    router_reset(&W.r);
+    return fe;
+}
+
+static void stop_cache_fe(cl_frontend *fe, cl_bus *bus)
+{
+    cl_frontend_free(fe);
+    cl_bus_free(bus);
+}
+
+static struct cl_fe_cache_stats cache_stats(cl_frontend *fe)
+{
+    struct cl_fe_cache_stats st;
+    assert_non_null(fe->cache);
+    cl_fe_cache_stats(fe->cache, &st);
+    return st;
+}
+
+/* The reply of b, parsed; fails unless its HTTP status is want. */
+static cJSON *bg_json(bg_request *b, long want)
+{
+    if (b->reply.status != want)
+        fail_msg("%s: HTTP %ld (wanted %ld): %s", b->path, b->reply.status, want,
+                 b->reply.body ? b->reply.body : "");
+    cJSON *j = cJSON_Parse(b->reply.body);
+    if (j == NULL)
+        fail_msg("%s: not JSON: %s", b->path, b->reply.body);
+    free(b->reply.body);
+    b->reply.body = NULL;
+    return j;
+}
+
+static void expect_text_output(const cJSON *j, const char *want)
+{
+    assert_false(flag(j, "default"));
+    assert_string_equal(str(j, "output"), want);
+}
+
+static void test_cache_identical_concurrent_queries_share_one_task_and_repeats_hit(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    cl_bus *bus;
+    int port;
+    cl_frontend *fe = start_cache_fe(1 << 20, &bus, &port);
+    bg_request q[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        q[i] = (bg_request){port, "/cslow/predict", "{\"input\": [7.0, 7.0]}", {0}};
+        pthread_create(&th[i], NULL, bg_post, &q[i]);
+    }
+    /* All N wait in the frontend while the fake router holds the task. */
+    assert_true(fe_holds(fe, N, 5000));
+    assert_true(router_reaches(&W.r.n_held, 1, 2000));
+    cl_sleep_ms(50); /* a second task, if one were sent, would arrive now */
+    assert_int_equal(router_count(&W.r.tasks), 1);
+    assert_int_equal(release_held(&W.r), 1);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cJSON *j = bg_json(&q[i], 200);
+        expect_text_output(j, "late");
+        cJSON_Delete(j);
+    }
+    /* Again, after completion: answered from the cache, no task. */
+    bg_request again = {port, "/cslow/predict", "{\"input\": [7.0, 7.0]}", {0}};
+    bg_post(&again);
+    cJSON *j = bg_json(&again, 200);
+    expect_text_output(j, "late");
+    cJSON_Delete(j);
+    assert_int_equal(router_count(&W.r.tasks), 1);
+    assert_int_equal(router_count(&W.r.n_held), 0);
+
+    /* Identical inputs inside one batch share a task too. */
+    bg_request batch = {port, "/dbl/predict", "{\"input_batch\": [[3.0], [3.0], [4.0], [3.0]]}",
+                        {0}};
+    bg_post(&batch);
+    j = bg_json(&batch, 200);
+    const cJSON *preds = cJSON_GetObjectItemCaseSensitive(j, "batch_predictions");
+    assert_int_equal(cJSON_GetArraySize(preds), 4);
+    const double want[] = {3, 3, 4, 3};
+    for (int i = 0; i < 4; i++)
+        expect_output(cJSON_GetArrayItem(preds, i), want[i]);
+    cJSON_Delete(j);
+    assert_int_equal(router_count(&W.r.tasks), 3);
+
+    struct cl_fe_cache_stats st = cache_stats(fe);
+    assert_int_equal(st.lookups, N + 1 + 4);
+    assert_int_equal(st.hits, (N - 1) + 1 + 2);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(st.entries, 3);
+    assert_true(st.bytes > 0 && st.bytes <= st.capacity);
+
+    /* Clipper's metrics say so too: 21 lookups, 18 of them hits. */
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    CURL *c = curl_easy_init();
+    cl_buf out;
+    cl_buf_init(&out);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    cl_buf_terminate(&out);
+    assert_non_null(strstr((const char *)out.data,
+                           "{\"internal:prediction_cache_lookups\":{\"count\":\"21\"}}"));
+    assert_non_null(strstr((const char *)out.data, "\"internal:prediction_cache_hit_ratio\":"
+                                                   "{\"ratio\":\"0.857"));
+    assert_non_null(strstr((const char *)out.data, "model:slow:1:cache_hit_ratio"));
+    cl_buf_deinit(&out);
+    stop_cache_fe(fe, bus);
+}
+
+static void test_cache_off_sends_a_task_for_every_query(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    int port;
+    cl_frontend *fe = start_cache_fe(0, &bus, &port);
+    assert_null(fe->cache);
+    for (int i = 0; i < 3; i++) {
+        bg_request b = {port, "/dbl/predict", "{\"input\": [1.5, 1.5]}", {0}};
+        bg_post(&b);
+        cJSON *j = bg_json(&b, 200);
+        expect_output(j, 3.0);
+        cJSON_Delete(j);
+    }
+    assert_int_equal(router_count(&W.r.tasks), 3);
+    stop_cache_fe(fe, bus);
+}
+
+static void test_cache_entry_of_a_task_that_never_answers_is_removed(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    int port;
+    cl_frontend *fe = start_cache_fe(1 << 20, &bus, &port);
+    /* The router holds the task and never answers (it stands for a lost
+     * router or a lost result): the query gets the default at its SLO. */
+    bg_request first = {port, "/slow/predict", "{\"input\": [9.0]}", {0}};
+    bg_post(&first);
+    cJSON *j = bg_json(&first, 200);
+    expect_default(j, SLO);
+    cJSON_Delete(j);
+    assert_int_equal(cache_stats(fe).pending, 0);
+    /* Clipper left the entry pending forever, so this one would join it
+     * and get the default too; here it sends a task of its own and gets
+     * the model's output. */
+    bg_request second = {port, "/slow/predict", "{\"input\": [9.0]}", {0}};
+    pthread_t th;
+    pthread_create(&th, NULL, bg_post, &second);
+    assert_true(router_reaches(&W.r.tasks, 2, 2000));
+    release_held(&W.r); /* the first task's late output is dropped, the second's answers */
+    pthread_join(th, NULL);
+    j = bg_json(&second, 200);
+    expect_text_output(j, "late");
+    cJSON_Delete(j);
+    stop_cache_fe(fe, bus);
+}
+
+static void test_cache_waiter_with_a_later_deadline_gets_a_new_task(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    int port;
+    cl_frontend *fe = start_cache_fe(1 << 20, &bus, &port);
+    /* A (300 ms SLO) makes the entry; B (3 s SLO, another app on the same
+     * model version) joins it. */
+    bg_request a = {port, "/slow/predict", "{\"input\": [5.0]}", {0}};
+    bg_request b = {port, "/cslow/predict", "{\"input\": [5.0]}", {0}};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, bg_post, &a);
+    assert_true(router_reaches(&W.r.n_held, 1, 2000));
+    pthread_create(&tb, NULL, bg_post, &b);
+    assert_true(fe_holds(fe, 2, 2000));
+    assert_int_equal(router_count(&W.r.tasks), 1);
+    /* A's deadline passes with no result: A gets the default, and B is
+     * not left waiting on a dead task: one new task goes out for it. */
+    pthread_join(ta, NULL);
+    cJSON *j = bg_json(&a, 200);
+    expect_default(j, SLO);
+    cJSON_Delete(j);
+    assert_true(router_reaches(&W.r.tasks, 2, 2000));
+    release_held(&W.r);
+    pthread_join(tb, NULL);
+    j = bg_json(&b, 200);
+    expect_text_output(j, "late");
+    cJSON_Delete(j);
+    assert_int_equal(router_count(&W.r.tasks), 2);
+    assert_int_equal(cache_stats(fe).pending, 0);
+    stop_cache_fe(fe, bus);
+}
+
+/* Answers every held task with status (and nothing), as a router would. */
+static size_t answer_held(router *r, uint8_t status)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->n_held;
+    for (size_t i = 0; i < n; i++)
+        send_result(r, r->held[i].reply, strlen(r->held[i].reply), r->held[i].id, status, "", 0);
+    r->n_held = 0;
+    pthread_mutex_unlock(&r->mu);
+    cl_bus_flush(r->bus, 1000);
+    return n;
+}
+
+static void test_cache_task_shed_early_is_resent_for_waiters_with_later_deadlines(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    int port;
+    cl_frontend *fe = start_cache_fe(1 << 20, &bus, &port);
+    bg_request a = {port, "/slow/predict", "{\"input\": [6.0]}", {0}};
+    bg_request b = {port, "/cslow/predict", "{\"input\": [6.0]}", {0}};
+    pthread_t ta, tb;
+    uint64_t t0 = cl_mono_us();
+    pthread_create(&ta, NULL, bg_post, &a);
+    assert_true(router_reaches(&W.r.n_held, 1, 2000));
+    pthread_create(&tb, NULL, bg_post, &b);
+    assert_true(fe_holds(fe, 2, 2000));
+    /* The router sheds the task before A's deadline ("expired"): A gets
+     * the default at once, as it would alone; B's deadline is later, so
+     * one new task goes out for it instead of a default. */
+    assert_int_equal(answer_held(&W.r, CL_RESULT_EXPIRED), 1);
+    pthread_join(ta, NULL);
+    assert_true(cl_mono_us() - t0 < SLOW_SLO_US);
+    cJSON *j = bg_json(&a, 200);
+    expect_default(j, SLO);
+    cJSON_Delete(j);
+    assert_true(router_reaches(&W.r.n_held, 1, 2000));
+    assert_int_equal(router_count(&W.r.tasks), 2);
+    release_held(&W.r);
+    pthread_join(tb, NULL);
+    j = bg_json(&b, 200);
+    expect_text_output(j, "late");
+    cJSON_Delete(j);
+    assert_int_equal(cache_stats(fe).pending, 0);
+    stop_cache_fe(fe, bus);
+}
+
+static void test_cache_keeps_no_error_expiry_or_lost_replica(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    int port;
+    cl_frontend *fe = start_cache_fe(1 << 20, &bus, &port);
+    const char *apps[] = {"/err/predict", "/expired/predict", "/norep/predict",
+                          "/lost/predict"};
+    for (size_t a = 0; a < 4; a++) {
+        for (int i = 0; i < 2; i++) {
+            bg_request r = {port, apps[a], "{\"input\": [4.0]}", {0}};
+            bg_post(&r);
+            cJSON *j = bg_json(&r, a == 0 ? 500 : 200);
+            if (a == 0)
+                assert_string_equal(str(j, "error"), "Model error");
+            else
+                expect_default(j, a == 1 ? SLO : NO_MODEL);
+            cJSON_Delete(j);
+        }
+        /* The second query sent a task again: nothing was kept. */
+        assert_int_equal(router_count(&W.r.tasks), 2 * (a + 1));
+    }
+    struct cl_fe_cache_stats st = cache_stats(fe);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    stop_cache_fe(fe, bus);
 }
 
 /* Sends a query to app until its reply satisfies ok (the view follows the
@@ -1184,6 +1518,12 @@ int main(void)
         cmocka_unit_test(test_two_frontends_in_the_queue_group_both_answer),
         cmocka_unit_test(test_cluster_state_changes_apply_without_a_restart),
         cmocka_unit_test(test_full_frontend_answers_503_and_a_stopping_one_answers_what_it_holds),
+        cmocka_unit_test(test_cache_identical_concurrent_queries_share_one_task_and_repeats_hit),
+        cmocka_unit_test(test_cache_off_sends_a_task_for_every_query),
+        cmocka_unit_test(test_cache_entry_of_a_task_that_never_answers_is_removed),
+        cmocka_unit_test(test_cache_waiter_with_a_later_deadline_gets_a_new_task),
+        cmocka_unit_test(test_cache_task_shed_early_is_resent_for_waiters_with_later_deadlines),
+        cmocka_unit_test(test_cache_keeps_no_error_expiry_or_lost_replica),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
