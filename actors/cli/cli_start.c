@@ -3,8 +3,10 @@
  * Starts a nats-server with JetStream (unless --nats names one), then the
  * admin, router, frontend and container manager as 'clipper run ...'
  * children of this executable, waits until the admin answers ping and the
- * frontend's HTTP port accepts connections, and prints one line on stdout:
+ * frontend's HTTP port (and the admin's management REST port) accept
+ * connections, and prints one line on stdout:
  *   clipper: cluster ready nats=<url> prefix=<p> query=http://<host>:<port>
+ *            [admin=http://<host>:<port>] [metrics=http://<host>:<port>]
  * Then it watches its children (saying so when one dies) until SIGINT,
  * SIGTERM or SIGHUP, and stops everything in order: frontend, router and
  * admin; then the manager, which stops its replicas; nats-server last.
@@ -59,6 +61,9 @@ typedef struct {
     const char *http_host;
     long nats_port;
     long http_port;
+    long metrics_port; /* -1: none */
+    long admin_port;   /* the admin's management REST; -1: none */
+    long cache_size;   /* bytes; 0: no cache */
     char url[512];
     char exe[PATH_MAX];
     char data_abs[PATH_MAX];
@@ -84,7 +89,12 @@ static void usage(FILE *f)
             "  --prefix P        subject prefix of the cluster (env CLIPPER_PREFIX; default "
             "clipper)\n"
             "  --http-port N     the frontend's HTTP port for queries (default 1337)\n"
-            "  --http-host H     the address it listens on (default 0.0.0.0)\n"
+            "  --http-host H     the address the HTTP ports listen on (default 0.0.0.0)\n"
+            "  --admin-port N    port of Clipper's management REST, served by the admin\n"
+            "                    (default 1338; -1: none)\n"
+            "  --metrics-port N  Prometheus metrics port of the frontend (default 1390; -1:\n"
+            "                    none)\n"
+            "  --cache-size B    prediction cache size in bytes (default 33554432; 0: none)\n"
             "  --log-dir DIR     nats-server and model replica logs (default DATA/logs)\n"
             "  -h, --help        show this help\n"
             "\n"
@@ -349,13 +359,18 @@ static int start_nats(cluster *cl)
 
 static int start_actors(cluster *cl)
 {
-    char http_port[16];
+    char http_port[16], metrics_port[16], cache_size[24], admin_port[16];
     snprintf(http_port, sizeof(http_port), "%ld", cl->http_port);
+    snprintf(admin_port, sizeof(admin_port), "%ld", cl->admin_port);
+    snprintf(metrics_port, sizeof(metrics_port), "%ld", cl->metrics_port);
+    snprintf(cache_size, sizeof(cache_size), "%ld", cl->cache_size);
     char *url = cl->url, *prefix = (char *)cl->prefix, *exe = cl->exe;
-    char *admin[] = {exe, "run", "admin", "--nats", url, "--prefix", prefix, NULL};
+    char *admin[] = {exe, "run", "admin", "--nats", url, "--prefix", prefix,
+                     "--http-port", admin_port, "--http-host", (char *)cl->http_host, NULL};
     char *router[] = {exe, "run", "router", "--nats", url, "--prefix", prefix, NULL};
     char *frontend[] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
-                        "--http-port", http_port, "--http-host", (char *)cl->http_host, NULL};
+                        "--http-port", http_port, "--http-host", (char *)cl->http_host,
+                        "--metrics-port", metrics_port, "--cache-size", cache_size, NULL};
     char *manager[] = {exe, "run", "manager", "--nats", url, "--prefix", prefix,
                        "--log-dir", cl->log_abs, NULL};
     fprintf(stderr, "clipper: starting the admin, router, frontend and manager (prefix '%s')\n",
@@ -402,7 +417,7 @@ static int wait_ready(cluster *cl, cl_bus *bus)
 {
     char ping[CL_SUBJECT_MAX];
     cl_subj_admin(ping, cl->prefix, "ping", NULL);
-    bool admin_ok = false, http_ok = false;
+    bool admin_ok = false, http_ok = false, rest_ok = cl->admin_port < 0;
     int rc = -1;
     uint64_t until = cl_mono_us() + (uint64_t)CLUSTER_READY_MS * 1000u;
     for (;;) {
@@ -419,15 +434,19 @@ static int wait_ready(cluster *cl, cl_bus *bus)
             admin_ok = admin_answers(bus, ping);
         if (!http_ok)
             http_ok = tcp_accepts(cl->http_host, (int)cl->http_port, 200);
-        if (admin_ok && http_ok) {
+        if (!rest_ok)
+            rest_ok = tcp_accepts(cl->http_host, (int)cl->admin_port, 200);
+        if (admin_ok && http_ok && rest_ok) {
             rc = 0;
             break;
         }
         if (cl_mono_us() >= until) {
             fprintf(stderr, "clipper start: the cluster was not ready within %d s (%s)\n",
                     CLUSTER_READY_MS / 1000,
-                    !admin_ok ? "the admin does not answer ping"
-                              : "the frontend's HTTP port does not accept connections");
+                    !admin_ok  ? "the admin does not answer ping"
+                    : !http_ok ? "the frontend's HTTP port does not accept connections"
+                               : "the admin's management REST port does not accept "
+                                 "connections");
             break;
         }
         int sig = wait_signal(100);
@@ -469,6 +488,9 @@ static int parse(cluster *cl, int argc, char **argv)
     cl->http_host = "0.0.0.0";
     cl->nats_port = 4222;
     cl->http_port = 1337;
+    cl->metrics_port = 1390;
+    cl->admin_port = 1338;
+    cl->cache_size = 33554432;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -507,6 +529,28 @@ static int parse(cluster *cl, int argc, char **argv)
         } else if ((r = cl_actor_take_value(cmd, "--http-port", argc, argv, &i, &v)) != 0) {
             if (r < 0 || cl__cli_parse_int(cmd, "--http-port", v, 1, 65535, &cl->http_port) != 0)
                 return 2;
+        } else if ((r = cl_actor_take_value(cmd, "--metrics-port", argc, argv, &i, &v)) != 0) {
+            if (r < 0 ||
+                cl__cli_parse_int(cmd, "--metrics-port", v, -1, 65535, &cl->metrics_port) != 0)
+                return 2;
+            if (cl->metrics_port == 0) {
+                fprintf(stderr, "clipper start: --metrics-port needs a port from 1 to 65535, "
+                                "or -1 for none\n");
+                return 2;
+            }
+        } else if ((r = cl_actor_take_value(cmd, "--admin-port", argc, argv, &i, &v)) != 0) {
+            if (r < 0 ||
+                cl__cli_parse_int(cmd, "--admin-port", v, -1, 65535, &cl->admin_port) != 0)
+                return 2;
+            if (cl->admin_port == 0) {
+                fprintf(stderr, "clipper start: --admin-port needs a port from 1 to 65535, "
+                                "or -1 for none\n");
+                return 2;
+            }
+        } else if ((r = cl_actor_take_value(cmd, "--cache-size", argc, argv, &i, &v)) != 0) {
+            if (r < 0 ||
+                cl__cli_parse_int(cmd, "--cache-size", v, 0, 1L << 40, &cl->cache_size) != 0)
+                return 2;
         } else {
             fprintf(stderr, "clipper start: unknown argument '%s'\n\n", argv[i]);
             usage(stderr);
@@ -515,6 +559,12 @@ static int parse(cluster *cl, int argc, char **argv)
     }
     if (cl->nats_arg != NULL && cl->nats_arg[0] == '\0') {
         fprintf(stderr, "clipper start: --nats needs a URL\n");
+        return 2;
+    }
+    if (cl->admin_port > 0 &&
+        (cl->admin_port == cl->http_port || cl->admin_port == cl->metrics_port)) {
+        fprintf(stderr, "clipper start: --admin-port %ld is also the %s port; choose another\n",
+                cl->admin_port, cl->admin_port == cl->http_port ? "HTTP" : "metrics");
         return 2;
     }
     return 0;
@@ -581,6 +631,19 @@ int cl__cli_start(int argc, char **argv)
                 cl.http_port, cl.http_host);
         return 1;
     }
+    if (cl.metrics_port > 0 && port_taken(cl.http_host, (int)cl.metrics_port)) {
+        fprintf(stderr, "clipper start: the metrics port %ld on %s is already in use; choose "
+                        "another with --metrics-port N (or -1 for none)\n",
+                cl.metrics_port, cl.http_host);
+        return 1;
+    }
+
+    if (cl.admin_port > 0 && port_taken(cl.http_host, (int)cl.admin_port)) {
+        fprintf(stderr, "clipper start: the admin port %ld on %s is already in use; choose "
+                        "another with --admin-port N (or -1 for none)\n",
+                cl.admin_port, cl.http_host);
+        return 1;
+    }
 
     int rc = 1;
     cl_bus *bus = NULL;
@@ -598,8 +661,13 @@ int cl__cli_start(int argc, char **argv)
     bus = NULL;
 
     const char *shown = strcmp(cl.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cl.http_host;
-    printf("clipper: cluster ready nats=%s prefix=%s query=http://%s:%ld\n", cl.url, cl.prefix,
-           shown, cl.http_port);
+    char admin[96] = "", metrics[96] = "";
+    if (cl.admin_port > 0)
+        snprintf(admin, sizeof(admin), " admin=http://%s:%ld", shown, cl.admin_port);
+    if (cl.metrics_port > 0)
+        snprintf(metrics, sizeof(metrics), " metrics=http://%s:%ld", shown, cl.metrics_port);
+    printf("clipper: cluster ready nats=%s prefix=%s query=http://%s:%ld%s%s\n", cl.url,
+           cl.prefix, shown, cl.http_port, admin, metrics);
     fflush(stdout);
     rc = supervise(&cl);
 out:

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "cl_clock.h"
 #include "cl_test_nats.h"
@@ -153,6 +154,16 @@ static void test_unknown_subcommand_exits_2_with_a_message(void **state)
     RUN(r, 5000, "start", "--http-port", "99999");
     assert_int_equal(r->code, 2);
     assert_non_null(strstr(r->err, "--http-port must be a whole number"));
+    RUN(r, 5000, "start", "--admin-port", "abc");
+    assert_int_equal(r->code, 2);
+    if (strstr(r->err, "--admin-port must be a whole number from -1 to 65535, got 'abc'") == NULL)
+        fail_msg("unclear error: %s", r->err);
+    RUN(r, 5000, "start", "--admin-port", "0");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "--admin-port needs a port from 1 to 65535, or -1 for none"));
+    RUN(r, 5000, "start", "--admin-port", "1337");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "--admin-port 1337 is also the HTTP port"));
     free(r);
 }
 
@@ -215,18 +226,49 @@ static void test_start_with_nats_port_taken_says_so(void **state)
     assert_int_equal(listen(fd, 1), 0);
     socklen_t alen = sizeof(a);
     getsockname(fd, (struct sockaddr *)&a, &alen);
-    char port[16], http[16], dir[] = "/tmp/cl-cli-test-XXXXXX";
+    char port[16], http[16], admin[16], dir[] = "/tmp/cl-cli-test-XXXXXX";
     snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
     snprintf(http, sizeof(http), "%d", cl_test_free_port());
+    snprintf(admin, sizeof(admin), "%d", cl_test_free_port());
     assert_non_null(mkdtemp(dir));
     result *r = new_result();
-    RUN(r, 10000, "start", "--nats-port", port, "--http-port", http, "--data-dir", dir);
+    RUN(r, 10000, "start", "--nats-port", port, "--http-port", http, "--admin-port", admin,
+        "--data-dir", dir);
     close(fd);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(r->code, 1);
     if (strstr(r->err, "already in use") == NULL || strstr(r->err, port) == NULL)
+        fail_msg("unclear error: %s", r->err);
+    free(r);
+}
+
+static void test_start_with_admin_port_taken_says_so(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    socklen_t alen = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &alen);
+    char admin[16], http[16], nport[16], dir[] = "/tmp/cl-cli-test-XXXXXX";
+    snprintf(admin, sizeof(admin), "%d", ntohs(a.sin_port));
+    snprintf(http, sizeof(http), "%d", cl_test_free_port());
+    snprintf(nport, sizeof(nport), "%d", cl_test_free_port());
+    assert_non_null(mkdtemp(dir));
+    result *r = new_result();
+    RUN(r, 10000, "start", "--nats-port", nport, "--http-port", http, "--admin-port", admin,
+        "--metrics-port", "-1", "--data-dir", dir);
+    close(fd);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(r->code, 1);
+    char want[128];
+    snprintf(want, sizeof(want), "the admin port %s on 0.0.0.0 is already in use", admin);
+    if (strstr(r->err, want) == NULL || strstr(r->err, "--admin-port N") == NULL)
         fail_msg("unclear error: %s", r->err);
     free(r);
 }
@@ -240,8 +282,8 @@ static void test_start_without_nats_server_program_says_so(void **state)
     assert_non_null(mkdtemp(dir));
     result *r = new_result();
     const char *env[] = {"CLIPPER_NATS_SERVER=/nonexistent/nats-server", NULL};
-    const char *args[] = {"start", "--nats-port", nport, "--http-port", http, "--data-dir", dir,
-                          NULL};
+    const char *args[] = {"start", "--nats-port", nport, "--http-port", http, "--admin-port",
+                          "-1", "--data-dir", dir, NULL};
     run_env(r, env, 10000, args);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
@@ -294,6 +336,12 @@ static int descendants(int root, int *out, int max)
     return n;
 }
 
+static size_t sink(char *p, size_t size, size_t n, void *ud)
+{
+    strncat(ud, p, size * n < 63 ? size * n : 63);
+    return size * n;
+}
+
 static bool alive(int pid)
 {
     char state;
@@ -304,10 +352,11 @@ static bool alive(int pid)
 static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void **state)
 {
     (void)state;
-    char nport[16], http[16], dir[] = "/tmp/cl-cli-test-XXXXXX", url[64];
+    char nport[16], http[16], admin[16], dir[] = "/tmp/cl-cli-test-XXXXXX", url[64];
     int np = cl_test_free_port();
     snprintf(nport, sizeof(nport), "%d", np);
     snprintf(http, sizeof(http), "%d", cl_test_free_port());
+    snprintf(admin, sizeof(admin), "%d", cl_test_free_port());
     snprintf(url, sizeof(url), "nats://127.0.0.1:%d", np);
     assert_non_null(mkdtemp(dir));
     char errpath[128];
@@ -323,7 +372,7 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
         dup2(e, STDERR_FILENO);
         close(pipefd[0]);
         execl(CLIPPER, CLIPPER, "start", "--nats-port", nport, "--http-port", http,
-              "--data-dir", dir, "--prefix", "clitest", (char *)NULL);
+              "--admin-port", admin, "--data-dir", dir, "--prefix", "clitest", (char *)NULL);
         _exit(127);
     }
     close(pipefd[1]);
@@ -349,8 +398,22 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     int nkids = descendants(pid, kids, 256);
     result *r = new_result();
     int router = 0;
+    long rest_status = 0;
+    char rest_body[64] = "";
+    CURLcode rest_rc = CURLE_OK;
     if (ready) {
         RUN(r, 15000, "admin", "ping", "--nats", url, "--prefix", "clitest");
+        /* The management REST answers on the port of the ready line. */
+        char rest_url[96];
+        snprintf(rest_url, sizeof(rest_url), "http://127.0.0.1:%s/admin/ping", admin);
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, rest_url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, rest_body);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+        rest_rc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rest_status);
+        curl_easy_cleanup(c);
         /* An actor that dies is reported. */
         for (int i = 0; i < nkids && router == 0; i++) {
             char path[64];
@@ -399,6 +462,13 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     snprintf(want, sizeof(want), "clipper: cluster ready nats=%s prefix=clitest query=http://", url);
     assert_non_null(strstr(out, want));
     assert_non_null(strstr(out, http));
+    snprintf(want, sizeof(want), "query=http://127.0.0.1:%s admin=http://127.0.0.1:%s", http,
+             admin);
+    if (strstr(out, want) == NULL)
+        fail_msg("the ready line does not say '%s':\n%s", want, out);
+    if (rest_rc != CURLE_OK || rest_status != 200 || strcmp(rest_body, "PONG") != 0)
+        fail_msg("GET /admin/ping on the admin port: %s, status %ld, body '%s'",
+                 curl_easy_strerror(rest_rc), rest_status, rest_body);
     /* nats-server, admin, router, frontend, manager at least */
     if (nkids < 5)
         fail_msg("expected at least 5 processes under clipper start, found %d", nkids);
@@ -427,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_admin_body_that_is_not_json_is_refused_before_sending),
         cmocka_unit_test(test_admin_and_predict_without_actors_say_nobody_answers),
         cmocka_unit_test(test_start_with_nats_port_taken_says_so),
+        cmocka_unit_test(test_start_with_admin_port_taken_says_so),
         cmocka_unit_test(test_start_without_nats_server_program_says_so),
         cmocka_unit_test(test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing),
     };
