@@ -44,6 +44,56 @@ logger = logging.getLogger(__name__)
 deployment_regex = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
+# What an admin accepts in pkgs_to_install (actors/admin/models.c).
+PKGS_MAX = 64
+PKG_SPEC_MAX = 512
+
+
+def validate_pkgs_to_install(pkgs_to_install):
+    """Checks pkgs_to_install and returns it as a list (empty for None).
+
+    It must be a list or tuple of non-empty str, each a pip requirement
+    spec ("numpy==1.26.4", "requests>=2", the path or URL of a wheel):
+    one argument to `pip install` each, so no entry may look like an
+    option (start with '-') or hold a newline or other control character.
+    An entry naming an existing local file or directory is made absolute
+    (the replicas run pip in another working directory; on other hosts the
+    path must exist there too).
+    """
+    if pkgs_to_install is None:
+        return []
+    if not isinstance(pkgs_to_install, (list, tuple)):
+        raise ClipperException(
+            "pkgs_to_install must be a list of pip requirement strings such as "
+            "[\"numpy==1.26.4\"], got {}".format(type(pkgs_to_install).__name__))
+    if len(pkgs_to_install) > PKGS_MAX:
+        raise ClipperException("pkgs_to_install has {} entries; at most {} are allowed".format(
+            len(pkgs_to_install), PKGS_MAX))
+    out = []
+    for i, p in enumerate(pkgs_to_install):
+        why = None
+        if not isinstance(p, str):
+            why = "is a {}, not a str".format(type(p).__name__)
+        elif not p.strip():
+            why = "is empty"
+        elif len(p.encode("utf-8")) > PKG_SPEC_MAX:
+            why = "is longer than {} bytes".format(PKG_SPEC_MAX)
+        elif p.strip().startswith("-"):
+            why = ("starts with '-': options to pip are not allowed, only requirement "
+                   "specs such as \"numpy==1.26.4\"")
+        elif any(ord(c) < 0x20 or ord(c) == 0x7f for c in p):
+            why = "contains a newline or another control character"
+        if why:
+            raise ClipperException("pkgs_to_install entry {} ({!r}) {}".format(i, p, why))
+        p = p.strip()
+        # A wheel or project path given relative to here means nothing in
+        # the replica's working directory: send it absolute.
+        if (os.sep in p or p.endswith((".whl", ".tar.gz", ".zip"))) and os.path.exists(p):
+            p = os.path.abspath(p)
+        out.append(p)
+    return out
+
+
 class ClusterAdapter(logging.LoggerAdapter):
     """Prefixes every log line with the cluster's name, as Clipper did."""
 
@@ -67,6 +117,7 @@ class ClipperConnection(object):
         self.logger = ClusterAdapter(logger, {"cluster": self.cm.cluster_identifier})
         self.replica_ready_timeout_s = DEFAULT_REPLICA_READY_TIMEOUT_S
         self._artifacts = {}  # (name, version) -> (sha256, size) from build_model
+        self._pkgs = {}  # (name, version) -> pkgs_to_install from build_model
 
     # ---- plumbing ----------------------------------------------------------
 
@@ -264,10 +315,11 @@ class ClipperConnection(object):
             raise ClipperException(
                 "Cannot read the model artifact {}: {} (model_data_path must be a "
                 "directory holding func.pkl, or such a file)".format(path, e))
-        if pkgs_to_install:
-            self.logger.warning("pkgs_to_install is not supported; replicas run with the "
-                                "packages of the runtime's Python: {}".format(pkgs_to_install))
+        pkgs = validate_pkgs_to_install(pkgs_to_install)
         self._upload_artifact(name, version, data)
+        if pkgs:
+            # deploy_model registers the version with them.
+            self._pkgs[(name, version)] = pkgs
         return base_image
 
     def _upload_artifact(self, name, version, data):
@@ -303,14 +355,18 @@ class ClipperConnection(object):
         self._require_connection()
         artifact = self._artifacts.get((name, version))
         runtime = PYTHON_CLOSURE_RUNTIME if artifact is not None else None
+        previous = self._current_version_or_none(name)
         self._add_model(name, version, input_type, image, labels, batch_size,
-                        num_replicas, runtime, artifact)
+                        num_replicas, runtime, artifact,
+                        pkgs_to_install=self._pkgs.get((name, version)))
         self._artifacts.pop((name, version), None)
+        self._pkgs.pop((name, version), None)
         if num_replicas > 0:
-            self.wait_for_model_ready(name, version)
+            self._wait_or_undo(name, version, previous, None)
 
     def _add_model(self, name, version, input_type, container_name, labels, batch_size,
-                   num_replicas, runtime=None, artifact=None):
+                   num_replicas, runtime=None, artifact=None, pkgs_to_install=None,
+                   python_version=None, cloudpickle_version=None):
         body = {
             "model_name": name,
             "model_version": version,
@@ -325,36 +381,95 @@ class ClipperConnection(object):
             body["runtime"] = runtime
         if artifact is not None:
             body["artifact_sha256"], body["artifact_size"] = artifact
+        if pkgs_to_install:
+            body["pkgs_to_install"] = list(pkgs_to_install)
+        if python_version:
+            body["python_version"] = python_version
+        if cloudpickle_version:
+            body["cloudpickle_version"] = cloudpickle_version
         self._admin("add_model", body)
         self.logger.info("Successfully registered model {name}:{version}".format(
             name=name, version=version))
 
     def deploy_artifact(self, name, version, input_type, data, container_name,
                         runtime=PYTHON_CLOSURE_RUNTIME, labels=None, num_replicas=1,
-                        batch_size=-1, ready_timeout_s=None):
+                        batch_size=-1, ready_timeout_s=None, pkgs_to_install=None,
+                        python_version=None, cloudpickle_version=None):
         """Uploads data as the artifact of name:version, registers the
         version for runtime and waits until a replica is ready. What the
-        deployers call."""
+        deployers call. pkgs_to_install is installed by each replica before
+        it loads the artifact; python_version ("3.11.7") and
+        cloudpickle_version ("2.1.0") say what pickled it, and a replica
+        running other versions refuses it naming both."""
         version = str(version)
         self._validate_versioned_model_name(name, version)
         self._require_connection()
+        pkgs = validate_pkgs_to_install(pkgs_to_install)
         sha = self._upload_artifact(name, version, data)
+        previous = self._current_version_or_none(name)
         self._add_model(name, version, input_type, container_name, labels, batch_size,
-                        num_replicas, runtime, (sha, len(data)))
+                        num_replicas, runtime, (sha, len(data)), pkgs_to_install=pkgs,
+                        python_version=python_version,
+                        cloudpickle_version=cloudpickle_version)
         self._artifacts.pop((name, version), None)
         if num_replicas > 0:
-            self.wait_for_model_ready(name, version, ready_timeout_s)
+            self._wait_or_undo(name, version, previous, ready_timeout_s)
+
+    def _current_version_or_none(self, name):
+        for m in self.get_all_models(verbose=True) or []:
+            if m.get("model_name") == name and m.get("is_current_version"):
+                return m["model_version"]
+        return None
+
+    def _wait_or_undo(self, name, version, previous, timeout_s):
+        """Waits for a replica of the version just registered; when none
+        becomes ready, undoes the registration so the cluster is as before
+        the deploy: the version's replicas stop, the version is removed and
+        the previous current version (if any) is current again.
+
+        Clipper started the containers before registering, so a deploy
+        that never became ready (its container crash-looping) changed
+        nothing that queries see; registering first must not make a failed
+        version current and take a serving app to its default output.
+        """
+        try:
+            self.wait_for_model_ready(name, version, timeout_s)
+            return
+        except ClipperException as e:
+            failure = e
+        undone = []
+        steps = [("its replicas stopped", "set_num_replicas",
+                  {"model_name": name, "model_version": version, "num_replicas": 0}),
+                 ("version {} removed".format(version), "delete_versioned_model",
+                  {"model_name": name, "model_version": version})]
+        if previous is not None and previous != version:
+            steps.append(("version {} is current again".format(previous), "set_model_version",
+                          {"model_name": name, "model_version": previous}))
+        for what, command, body in steps:
+            try:
+                self._admin(command, body)
+                undone.append(what)
+            except ClipperException as e:
+                self.logger.error("Undoing the failed deploy of {}:{}: {} failed: {}".format(
+                    name, version, command, e.msg))
+        msg = "{} The deploy was undone: {}.".format(
+            failure.msg, ", ".join(undone) if undone else "nothing could be undone")
+        self.logger.error(msg)
+        raise ClipperException(msg)
 
     def wait_for_model_ready(self, name, version, timeout_s=None):
         """Waits until a replica of name:version reports "ready".
 
         A replica that reports "failed" raises ClipperException with its
-        cause at once (an import error in the function, for example).
+        cause at once (an import error in the function, or pip's error for
+        pkgs_to_install, for example). Time a replica spends installing
+        pkgs_to_install is not counted against timeout_s.
         """
         timeout_s = self.replica_ready_timeout_s if timeout_s is None else timeout_s
         version = str(version)
         deadline = time.monotonic() + timeout_s
         seen = []
+        announced = False
         while True:
             rows = self._admin("get_all_containers", {"verbose": True}) or []
             seen = [r for r in rows if isinstance(r, dict) and r.get("model_name") == name
@@ -369,6 +484,16 @@ class ClipperConnection(object):
             if any(r.get("state", "ready") == "ready" for r in seen):
                 self.logger.info("Model {}:{} is ready".format(name, version))
                 return
+            installing = [r for r in seen if r.get("state") == "starting" and
+                          str(r.get("cause") or "").startswith("installing packages")]
+            if installing:
+                # pip's time does not count: the replica bounds it itself
+                # (CLIPPER_PIP_TIMEOUT_S) and then reports "failed".
+                if not announced:
+                    self.logger.info("Model {}:{}: {}".format(name, version,
+                                                             installing[0]["cause"]))
+                    announced = True
+                deadline = max(deadline, time.monotonic() + 1.0)
             if time.monotonic() > deadline:
                 msg = ("No replica of model {}:{} became ready within {:.0f} s; replicas "
                        "seen: {}. The replica logs are in get_clipper_logs().".format(

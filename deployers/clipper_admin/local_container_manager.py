@@ -259,44 +259,26 @@ class LocalContainerManager(ContainerManager):
         except BusError:
             return False
 
-    def _help_flags(self, binary):
-        try:
-            out = subprocess.run([binary, "start", "--help"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 timeout=10, check=False).stdout.decode("utf-8", "replace")
-        except (OSError, subprocess.SubprocessError):
-            return set()
-        return set(re.findall(r"--[a-z][a-z0-9-]*", out))
-
     def _start_args(self, binary, nats_port, cache_size, num_frontend_replicas):
-        flags = self._help_flags(binary)
+        if num_frontend_replicas != 1:
+            raise ClipperException(
+                "LocalContainerManager's query frontend scale-out hasn't been "
+                "implemented. Please set num_frontend_replicas=1 or start more frontends "
+                "with 'clipper run frontend'.")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ClipperException(
+                "cache_size must be a whole number of bytes (0 turns the prediction cache "
+                "off), got {!r}".format(cache_size))
         args = [binary, "start", "--prefix", self.prefix,
                 "--http-port", str(self.clipper_query_port),
+                "--admin-port", str(self.clipper_management_port),
+                "--metrics-port", str(self.prometheus_port),
+                "--cache-size", str(cache_size),
                 "--data-dir", self.data_dir, "--log-dir", self.log_dir]
         if self.nats_url is not None:
             args += ["--nats", self.nats_url]
         else:
             args += ["--nats-port", str(nats_port)]
-
-        def optional(names, value):
-            for name in names:
-                if name in flags:
-                    args.extend([name, str(value)])
-                    return True
-            return False
-
-        if not optional(("--admin-port", "--admin-http-port", "--management-port",
-                         "--mgmt-port"), self.clipper_management_port):
-            logger.debug("clipper start has no admin HTTP port option")
-        if not optional(("--metrics-port", "--prometheus-port", "--metric-port"),
-                        self.prometheus_port):
-            logger.debug("clipper start has no metrics port option")
-        optional(("--cache-size", "--prediction-cache-size"), cache_size)
-        if num_frontend_replicas != 1 and not optional(("--frontends",), num_frontend_replicas):
-            raise ClipperException(
-                "LocalContainerManager's query frontend scale-out hasn't been "
-                "implemented. Please set num_frontend_replicas=1 or start more frontends "
-                "with 'clipper run frontend'.")
         return args
 
     def start_clipper(self, query_frontend_image=None, mgmt_frontend_image=None,

@@ -242,7 +242,12 @@ def test_an_oversized_payload_is_a_clear_error(cluster):
 
 
 def test_a_closure_importing_a_missing_module_fails_the_deploy_naming_it(cluster, tmp_path):
+    # Under a "site-packages" directory it counts as an installed package,
+    # which the deployer does not capture (a local module would travel with
+    # the function: test_closure_deps.py), so the replica lacks it.
     modname = "clipper_test_missing_{}".format(uuid.uuid4().hex[:8])
+    tmp_path = tmp_path / "site-packages"
+    tmp_path.mkdir()
     (tmp_path / (modname + ".py")).write_text("def f(x):\n    return str(x)\n")
     sys.path.insert(0, str(tmp_path))
     try:

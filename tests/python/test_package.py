@@ -248,6 +248,7 @@ def test_deploy_python_closure_uploads_then_registers_with_the_artifact_digest()
         {"model_name": "sum", "model_version": "2", "model_replica_id": 0,
          "state": "ready"}]}).encode()
     bus = ArtifactBus({"get_model": b'{"ok": true, "result": {}}',
+                       "get_all_models": b'{"ok": true, "result": []}',
                        "add_model": b'{"ok": true, "result": "ok"}',
                        "get_all_containers": ready})
     conn = ClipperConnection(FakeManager(bus))
@@ -268,7 +269,9 @@ def test_deploy_python_closure_uploads_then_registers_with_the_artifact_digest()
         "model_name": "sum", "model_version": "2", "labels": ["x"], "input_type": "doubles",
         "container_name": "python-closure", "model_data_path": "DEPRECATED", "batch_size": 8,
         "runtime": "python-closure", "artifact_sha256": hashlib.sha256(data).hexdigest(),
-        "artifact_size": len(data), "num_replicas": 1}
+        "artifact_size": len(data), "num_replicas": 1,
+        "python_version": "{}.{}.{}".format(*sys.version_info[:3]),
+        "cloudpickle_version": cloudpickle.__version__}
 
 
 def test_deploying_an_existing_version_is_refused_before_uploading():
@@ -298,10 +301,6 @@ FAKE_CLIPPER = textwrap.dedent('''\
     # grandchild in its own session, a ready line, and a mode from the env.
     import os, signal, subprocess, sys, time
     args = sys.argv[1:]
-    if "--help" in args:
-        print("usage: clipper start [--nats URL] [--nats-port N] [--data-dir D] "
-              "[--prefix P] [--http-port N] [--log-dir D] [--admin-port N]")
-        sys.exit(0)
     mode = os.environ.get("FAKE_MODE", "ok")
     def opt(name):
         return args[args.index(name) + 1] if name in args else None
@@ -369,6 +368,8 @@ def test_start_runs_clipper_start_with_its_options_and_connects(fake_clipper):
         assert args[args.index("--prefix") + 1] == cm.prefix
         assert args[args.index("--http-port") + 1] == str(cm.clipper_query_port)
         assert args[args.index("--admin-port") + 1] == str(cm.clipper_management_port)
+        assert args[args.index("--metrics-port") + 1] == str(cm.prometheus_port)
+        assert args[args.index("--cache-size") + 1] == "33554432"
         assert "--nats-port" in args and "--nats" not in args
         assert cm.bus_url.startswith("nats://127.0.0.1:")
         assert os.path.isdir(cm.data_dir)
@@ -531,3 +532,11 @@ def test_python_version_mismatch_is_refused(monkeypatch):
 def test_signal_module_is_untouched():
     # The package must not install signal handlers in the user's process.
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize("bad", [-1, "32MB", 1.5, True])
+def test_a_bad_cache_size_is_refused_before_anything_starts(fake_clipper, bad):
+    cm = fake_clipper()
+    with pytest.raises(ClipperException, match="cache_size must be a whole number of bytes"):
+        cm.start_clipper(cache_size=bad)
+    assert cm.bus is None

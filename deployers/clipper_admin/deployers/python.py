@@ -6,18 +6,26 @@ calls it with a whole batch of inputs as a list-like (numpy arrays for
 numeric types, bytes objects for strings), exactly as Clipper's Python
 closure container did. It must return a list of strings, one per input.
 
-No Docker image is built. base_image, registry and pkgs_to_install are
-accepted for compatibility: base_image names the runtime image when a
-container backend runs replicas ("default": the python-closure runtime).
+No Docker image is built. base_image and registry are accepted for
+compatibility: base_image names the runtime image when a container backend
+runs replicas ("default": the python-closure runtime).
+
+pkgs_to_install travels with the model version: each replica pip-installs
+the list before it loads the function. Modules the function uses that are
+not installed packages (a helpers.py next to the script) are captured with
+it, pickled by value (see clipper_admin._modules). The Python and
+cloudpickle versions the function was pickled with are recorded too, so a
+replica that runs other versions refuses it with a message naming both.
 """
 import io
 import logging
 import pickle
+import sys
 
 import cloudpickle
 
-from .. import _locate
-from ..clipper_admin import PYTHON_CLOSURE_RUNTIME
+from .. import _locate, _modules
+from ..clipper_admin import PYTHON_CLOSURE_RUNTIME, validate_pkgs_to_install
 from ..exceptions import ClipperException
 
 logger = logging.getLogger(__name__)
@@ -29,15 +37,23 @@ PICKLE_PROTOCOL = 4
 
 
 def serialize_function(func):
-    """The bytes a replica loads: cloudpickle of func."""
+    """The bytes a replica loads: cloudpickle of func, with the local
+    modules it uses pickled by value (they do not exist on the replicas)."""
     buf = io.BytesIO()
     try:
-        cloudpickle.CloudPickler(buf, protocol=PICKLE_PROTOCOL).dump(func)
+        with _modules.pickled_by_value(func, cloudpickle):
+            cloudpickle.CloudPickler(buf, protocol=PICKLE_PROTOCOL).dump(func)
     except (pickle.PicklingError, TypeError, AttributeError) as e:
         raise ClipperException(
             "Cannot serialize the function with cloudpickle: {}. Everything the "
             "function captures must be picklable.".format(e))
     return buf.getvalue()
+
+
+def pickled_with():
+    """(python_version, cloudpickle_version) recorded with the artifact."""
+    return ("{}.{}.{}".format(*sys.version_info[:3]),
+            str(getattr(cloudpickle, "__version__", "")))
 
 
 def _check_python_version():
@@ -91,7 +107,11 @@ def create_endpoint(clipper_conn,
     batch_size : int, optional
         A fixed batch size, or -1 for adaptive batching.
     pkgs_to_install : list(str), optional
-        Unsupported: the replicas run with the runtime's packages.
+        pip requirement specs (e.g. "pyfiglet==1.0.2", or the path of a
+        wheel the replicas' hosts can read) that each replica installs
+        before loading the function, into a directory shared by the
+        replicas of the same list on a host. A package pip cannot install
+        fails the deploy with pip's error.
     """
     clipper_conn.register_application(name, input_type, default_output, slo_micros)
     deploy_python_closure(clipper_conn, name, version, input_type, func, base_image,
@@ -123,15 +143,15 @@ def deploy_python_closure(clipper_conn,
     Parameters are those of :py:func:`create_endpoint`.
     """
     _check_python_version()
-    if pkgs_to_install:
-        logger.warning("pkgs_to_install is not supported; the replicas run with the "
-                       "packages of the runtime's Python: %s", pkgs_to_install)
+    pkgs = validate_pkgs_to_install(pkgs_to_install)
     if registry is not None:
         logger.info("registry %s is unused: no image is built", registry)
     data = serialize_function(func)
     container_name = PYTHON_CLOSURE_RUNTIME if base_image == "default" else base_image
+    py_version, cp_version = pickled_with()
     clipper_conn.deploy_artifact(name, str(version), input_type, data, container_name,
                                  runtime=PYTHON_CLOSURE_RUNTIME, labels=labels,
                                  num_replicas=num_replicas, batch_size=batch_size,
-                                 ready_timeout_s=ready_timeout_s)
+                                 ready_timeout_s=ready_timeout_s, pkgs_to_install=pkgs,
+                                 python_version=py_version, cloudpickle_version=cp_version)
     logger.info("Python closure saved")
