@@ -221,7 +221,10 @@ class Suite:
                                         clipper_query_port=self.http_port,
                                         clipper_management_port=free_port())
         self.conn = ClipperConnection(self.cm)
-        self.conn.start_clipper()
+        # The load generators repeat one input: with the prediction cache
+        # on, nearly every query would be a cache hit and never reach a
+        # model. Off, every query is a model call, as in Ray Serve.
+        self.conn.start_clipper(cache_size=0)
         self.url = self.cm.bus_url
         self.prefix = self.cm.prefix
         log("cluster up: NATS %s, HTTP %d" % (self.url, self.http_port))
