@@ -8,6 +8,7 @@
 #ifndef CL_VIEW_H
 #define CL_VIEW_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cl_kv.h"
@@ -25,6 +26,10 @@ typedef void (*cl_view_change_cb)(void *closure, const char *key);
 cl_status cl_view_start(cl_view **out, cl_kv *kv, cl_view_change_cb on_change, void *closure,
                         cl_err *err);
 void cl_view_free(cl_view *view);
+
+/* For tests of readers that must cope with a view trailing the store:
+ * while held, the watcher applies no change (they wait, in order). */
+void cl_view_hold(cl_view *view, bool hold);
 
 void cl_view_rdlock(cl_view *view);
 void cl_view_unlock(cl_view *view);

@@ -44,6 +44,7 @@ struct cl_view {
     bool loaded;    /* watcher saw the NULL key */
     bool published; /* start stored *out: callbacks may run */
     bool abandoned; /* start gave up: never wait for it */
+    bool held;      /* cl_view_hold: the watcher waits before applying a change */
     pthread_t starter; /* thread in cl_view_start, which must never wait on itself */
 };
 
@@ -252,6 +253,10 @@ static void on_watch(void *closure, const char *key, const char *value, size_t l
             v->on_change(v->closure, NULL);
         return;
     }
+    pthread_mutex_lock(&v->mu);
+    while (v->held && !v->abandoned)
+        pthread_cond_wait(&v->cond, &v->mu);
+    pthread_mutex_unlock(&v->mu);
     bool changed = apply_change(v, key, value, len, deleted);
     pthread_mutex_lock(&v->mu);
     bool tell = v->published;
@@ -350,6 +355,14 @@ void cl_view_free(cl_view *v)
     pthread_mutex_destroy(&v->mu);
     pthread_cond_destroy(&v->cond);
     free(v);
+}
+
+void cl_view_hold(cl_view *v, bool hold)
+{
+    pthread_mutex_lock(&v->mu);
+    v->held = hold;
+    pthread_cond_broadcast(&v->cond);
+    pthread_mutex_unlock(&v->mu);
 }
 
 void cl_view_rdlock(cl_view *v)

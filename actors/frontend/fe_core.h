@@ -130,6 +130,10 @@ struct cl_frontend {
     bool intake_started, update_started, results_started, timer_started;
     atomic_bool stop_intake; /* no new queries */
     atomic_bool stop_all;    /* results and timer threads end */
+    /* fe_query.c: reads of the state store on a view miss (token bucket) */
+    pthread_mutex_t store_check_mu;
+    double store_check_tokens;
+    uint64_t store_check_at_us;
 
     pthread_mutex_t mu;
     pthread_cond_t timer_cv; /* new earliest deadline, or stop */

@@ -499,51 +499,186 @@ void cl_fe_prep_deinit(cl_fe_prep *prep)
     cl_fe_inputs_deinit(&prep->in);
 }
 
-/* The view, under its read lock: what the app resolves to. Returns 0 to
- * route (model and version set), 1 for "no model" (default output), 2
- * for an error reply (*reply set), 3 for an unknown app. */
-static int resolve(cl_frontend *fe, const char *app_name, const char *version, int *input_type,
-                   int64_t *slo, char **model, char **ver, cl_fe_reply *reply)
+/* What a query needs to know about its app, from the view or the store. */
+typedef struct {
+    bool app_found;
+    int input_type;
+    int64_t slo;
+    char *default_output;
+    char *linked;  /* the app's (first) linked model, or NULL */
+    size_t n_linked;
+    char *current; /* linked's current version, or NULL */
+    bool pinned;   /* a version was asked for and linked has it */
+} fe_facts;
+
+static void facts_deinit(fe_facts *f)
 {
-    int outcome = 3;
-    char *cause = NULL;
+    free(f->default_output);
+    free(f->linked);
+    free(f->current);
+    memset(f, 0, sizeof(*f));
+}
+
+static void facts_from_view(cl_frontend *fe, const char *app_name, const char *version,
+                            fe_facts *f)
+{
+    memset(f, 0, sizeof(*f));
     cl_view_rdlock(fe->view);
     const cl_app *app = cl_view_app(fe->view, app_name);
     if (app != NULL) {
-        *input_type = app->input_type;
-        *slo = app->latency_slo_micros;
-        const char *linked = app->n_linked > 0 ? app->linked_models[0] : NULL;
-        const char *v = NULL;
-        if (version != NULL) {
-            if (linked == NULL)
-                cause = printf_alloc("No model is linked to application %s", app_name);
-            else if (app->n_linked > 1)
-                cause = printf_alloc("Too many models linked to application %s", app_name);
-            else if (cl_view_model(fe->view, linked, version) == NULL)
-                cause = printf_alloc("Requested version: %s does not exist for model: %s",
-                                     version, linked);
-            else
-                v = version;
-        } else if (linked != NULL) {
-            v = cl_view_current(fe->view, linked);
-        }
-        if (v != NULL) {
-            *model = strdup(linked);
-            *ver = strdup(v);
-            outcome = 0;
-        } else {
-            outcome = version != NULL ? 2 : 1;
+        f->app_found = true;
+        f->input_type = app->input_type;
+        f->slo = app->latency_slo_micros;
+        f->default_output = xstrdup(app->default_output);
+        f->n_linked = app->n_linked;
+        if (app->n_linked > 0) {
+            const char *linked = app->linked_models[0];
+            f->linked = xstrdup(linked);
+            const char *cur = cl_view_current(fe->view, linked);
+            f->current = cur != NULL ? xstrdup(cur) : NULL;
+            f->pinned = version != NULL && cl_view_model(fe->view, linked, version) != NULL;
         }
     }
     cl_view_unlock(fe->view);
-    if (outcome == 2)
-        *reply = cl_fe_error_reply(400, "Query processing error", cause);
-    free(cause);
-    if (outcome == 0 && (*model == NULL || *ver == NULL)) {
-        *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
-        outcome = 2;
+}
+
+/* The view follows the store through a KV watch, so it can trail a write
+ * the admin has already confirmed by the watch's delivery time: a client
+ * that registers an app or links a model and queries at once could be
+ * told the app does not exist, or get the default output. On such a miss
+ * the store is asked directly. A token bucket bounds those reads (a burst
+ * of STORE_CHECK_BURST, then STORE_CHECK_PER_S a second), so a flood of
+ * queries for unknown apps costs little on the thread that takes queries. */
+#define STORE_CHECK_BURST 32.0
+#define STORE_CHECK_PER_S 200.0
+
+static bool store_check_allowed(cl_frontend *fe)
+{
+    uint64_t now = cl_mono_us();
+    pthread_mutex_lock(&fe->store_check_mu);
+    if (fe->store_check_at_us == 0) {
+        fe->store_check_tokens = STORE_CHECK_BURST;
+    } else {
+        fe->store_check_tokens += (double)(now - fe->store_check_at_us) / 1e6 * STORE_CHECK_PER_S;
+        if (fe->store_check_tokens > STORE_CHECK_BURST)
+            fe->store_check_tokens = STORE_CHECK_BURST;
     }
-    return outcome;
+    fe->store_check_at_us = now;
+    bool ok = fe->store_check_tokens >= 1.0;
+    if (ok)
+        fe->store_check_tokens -= 1.0;
+    pthread_mutex_unlock(&fe->store_check_mu);
+    return ok;
+}
+
+static bool facts_miss(const fe_facts *f, const char *version)
+{
+    if (!f->app_found || f->linked == NULL)
+        return true;
+    return version != NULL ? !f->pinned : f->current == NULL;
+}
+
+/* Like facts_from_view, from the KV store itself. false when the store
+ * could not be read (the view's facts stand). */
+static bool facts_from_store(cl_frontend *fe, const char *app_name, const char *version,
+                             fe_facts *f)
+{
+    char key[CL_KEY_MAX], *value = NULL;
+    size_t len = 0;
+    cl_err err;
+    fe_facts got = {0};
+    if (cl_key_app(key, app_name, &err) != CL_OK)
+        return false;
+    cl_status st = cl_kv_get(fe->kv, key, &value, &len, NULL, &err);
+    if (st == CL_OK) {
+        cl_app app;
+        st = cl_app_from_json(&app, value, len, &err);
+        free(value);
+        if (st != CL_OK)
+            goto fail;
+        got.app_found = true;
+        got.input_type = app.input_type;
+        got.slo = app.latency_slo_micros;
+        got.default_output = xstrdup(app.default_output);
+        got.n_linked = app.n_linked;
+        got.linked = app.n_linked > 0 ? xstrdup(app.linked_models[0]) : NULL;
+        cl_app_deinit(&app);
+    } else if (st != CL_ERR_NOT_FOUND) {
+        goto fail;
+    }
+    if (got.linked != NULL && version == NULL && cl_key_current(key, got.linked, &err) == CL_OK) {
+        st = cl_kv_get(fe->kv, key, &value, &len, NULL, &err);
+        if (st == CL_OK) {
+            got.current = cl_current_from_json(value, len, &err);
+            free(value);
+        } else if (st != CL_ERR_NOT_FOUND) {
+            goto fail;
+        }
+    }
+    if (got.linked != NULL && version != NULL &&
+        cl_key_model(key, got.linked, version, &err) == CL_OK) {
+        st = cl_kv_get(fe->kv, key, &value, &len, NULL, &err);
+        if (st == CL_OK)
+            free(value);
+        else if (st != CL_ERR_NOT_FOUND)
+            goto fail;
+        got.pinned = st == CL_OK;
+    }
+    facts_deinit(f);
+    *f = got;
+    return true;
+fail:
+    cl_debug("app %s: reading the state store failed (%s); answering from the view", app_name,
+             err.msg);
+    facts_deinit(&got);
+    return false;
+}
+
+/* The app's facts: the view's, or the store's when the view misses. */
+static void facts_get(cl_frontend *fe, const char *app_name, const char *version, fe_facts *f)
+{
+    facts_from_view(fe, app_name, version, f);
+    if (facts_miss(f, version) && store_check_allowed(fe))
+        (void)facts_from_store(fe, app_name, version, f);
+}
+
+/* What the app resolves to. Returns 0 to route (model and version set), 1
+ * for "no model" (default output), 2 for an error reply (*reply set), 3
+ * for an unknown app. */
+static int resolve(const fe_facts *f, const char *app_name, const char *version, char **model,
+                   char **ver, cl_fe_reply *reply)
+{
+    if (!f->app_found)
+        return 3;
+    char *cause = NULL;
+    const char *v = NULL;
+    if (version != NULL) {
+        if (f->linked == NULL)
+            cause = printf_alloc("No model is linked to application %s", app_name);
+        else if (f->n_linked > 1)
+            cause = printf_alloc("Too many models linked to application %s", app_name);
+        else if (!f->pinned)
+            cause = printf_alloc("Requested version: %s does not exist for model: %s", version,
+                                 f->linked);
+        else
+            v = version;
+    } else {
+        v = f->current;
+    }
+    if (cause != NULL) {
+        *reply = cl_fe_error_reply(400, "Query processing error", cause);
+        free(cause);
+        return 2;
+    }
+    if (v == NULL)
+        return 1;
+    *model = xstrdup(f->linked);
+    *ver = xstrdup(v);
+    if (*model == NULL || *ver == NULL) {
+        *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
+        return 2;
+    }
+    return 0;
 }
 
 bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t len,
@@ -554,35 +689,40 @@ bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t le
     cl_fe_inputs_init(&prep->in);
     prep->start_wall = cl_wall_us();
 
-    /* The route exists only for a registered app, whatever the body. */
-    char *default_output = NULL;
-    cl_view_rdlock(fe->view);
-    const cl_app *a = cl_view_app(fe->view, app);
-    if (a != NULL)
-        default_output = xstrdup(a->default_output);
-    cl_view_unlock(fe->view);
-    if (a == NULL) {
+    /* The body is parsed first only to learn a pinned version: the route
+     * exists only for a registered app, whatever the body (404 before any
+     * 400 about the body). */
+    cl_fe_doc doc;
+    cl_err err, doc_err;
+    const char *version = NULL;
+    bool parsed = cl_fe_doc_parse(&doc, body, len, &doc_err) == CL_OK;
+    bool version_ok = parsed && cl_fe_decode_version(&doc, &version, &doc_err) == CL_OK;
+    fe_facts facts;
+    facts_get(fe, app, version_ok ? version : NULL, &facts);
+    if (!facts.app_found) {
+        if (parsed)
+            cl_fe_doc_deinit(&doc);
+        facts_deinit(&facts);
         *reply = unknown_app(app);
         cl_fe_metrics_error(fe->metrics, NULL, CL_FE_ERR_UNKNOWN_APP, start);
         return false;
     }
+    char *default_output = facts.default_output;
+    facts.default_output = NULL;
 
-    cl_fe_doc doc;
-    cl_err err;
-    const char *version = NULL;
     char *model = NULL, *ver = NULL;
-    int input_type = 0;
-    int64_t slo = 0;
+    int input_type = facts.input_type;
+    int64_t slo = facts.slo;
     bool routed = false;
-    if (cl_fe_doc_parse(&doc, body, len, &err) != CL_OK) {
-        *reply = json_error(err.msg, CL_FE_PREDICT_SCHEMA);
+    if (!parsed) {
+        *reply = json_error(doc_err.msg, CL_FE_PREDICT_SCHEMA);
         goto out_nodoc;
     }
-    if (cl_fe_decode_version(&doc, &version, &err) != CL_OK) {
-        *reply = json_error(err.msg, CL_FE_PREDICT_SCHEMA);
+    if (!version_ok) {
+        *reply = json_error(doc_err.msg, CL_FE_PREDICT_SCHEMA);
         goto out;
     }
-    int outcome = resolve(fe, app, version, &input_type, &slo, &model, &ver, reply);
+    int outcome = resolve(&facts, app, version, &model, &ver, reply);
     if (outcome == 3) {
         *reply = unknown_app(app);
         goto out;
@@ -635,6 +775,7 @@ bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t le
 out:
     cl_fe_doc_deinit(&doc);
 out_nodoc:
+    facts_deinit(&facts);
     free(default_output);
     free(model);
     free(ver);

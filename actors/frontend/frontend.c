@@ -273,6 +273,7 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     fe->opts.http_host = fe->http_host;
 
     pthread_mutex_init(&fe->mu, NULL);
+    pthread_mutex_init(&fe->store_check_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -427,6 +428,7 @@ void cl_frontend_free(cl_frontend *fe)
     pthread_cond_destroy(&fe->timer_cv);
     pthread_cond_destroy(&fe->idle_cv);
     pthread_mutex_destroy(&fe->mu);
+    pthread_mutex_destroy(&fe->store_check_mu);
     free(fe->http_host);
     free(fe);
 }

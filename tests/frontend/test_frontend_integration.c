@@ -1480,6 +1480,57 @@ static void test_cluster_state_changes_apply_without_a_restart(void **state)
     cJSON_Delete(j);
 }
 
+/* The view follows the store through a watch and can trail a write by its
+ * delivery time; a query sent right after the write must still see it
+ * (fe_query.c reads the store on a miss). Each round writes, then queries
+ * at once with no retry: a new app (a stale view says 404), a new current
+ * version (a stale view routes to the old one), a new version pinned by
+ * the query (a stale view says it does not exist). */
+static bool last_task_went_to(const char *subject)
+{
+    pthread_mutex_lock(&W.r.mu);
+    bool same = strcmp(W.r.last_subject, subject) == 0;
+    pthread_mutex_unlock(&W.r.mu);
+    return same;
+}
+
+static void test_a_query_right_after_a_state_write_sees_it(void **state)
+{
+    (void)state;
+    int misses = 0;
+    char app[32], version[32], body[96], subject[128];
+    /* The frontend's view sees none of these writes until the end: every
+     * answer below comes from reading the store (10 rounds, 30 reads: the
+     * read budget's burst is 32). */
+    cl_view_hold(W.fe->view, true);
+    for (int i = 0; i < 10; i++) {
+        snprintf(app, sizeof(app), "ryw%d", i);
+        put_app(app, "doubles", "D", 2000000, "echo");
+        cJSON *j = nats_predict("predict", app, "{\"input\": [1.0]}");
+        misses += is_model_output(j) ? 0 : 1;
+        cJSON_Delete(j);
+
+        snprintf(version, sizeof(version), "r%d", i);
+        put_model("echo", version, true);
+        j = nats_predict("predict", app, "{\"input\": [2.0]}");
+        snprintf(subject, sizeof(subject), PREFIX ".route.task.echo.%s", version);
+        misses += is_model_output(j) && last_task_went_to(subject) ? 0 : 1;
+        cJSON_Delete(j);
+
+        snprintf(version, sizeof(version), "p%d", i);
+        put_model("echo", version, false);
+        snprintf(body, sizeof(body), "{\"input\": [3.0], \"version\": \"%s\"}", version);
+        j = nats_predict("predict", app, body);
+        snprintf(subject, sizeof(subject), PREFIX ".route.task.echo.%s", version);
+        misses += is_model_output(j) && last_task_went_to(subject) ? 0 : 1;
+        cJSON_Delete(j);
+    }
+    cl_view_hold(W.fe->view, false);
+    put_model("echo", "1", true); /* as the other tests expect */
+    assert_true(eventually("ryw9", went_to_version_1));
+    assert_int_equal(misses, 0);
+}
+
 static void test_service_api_names_the_frontend(void **state)
 {
     (void)state;
@@ -1517,6 +1568,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_http_clients_each_get_their_own_answer),
         cmocka_unit_test(test_two_frontends_in_the_queue_group_both_answer),
         cmocka_unit_test(test_cluster_state_changes_apply_without_a_restart),
+        cmocka_unit_test(test_a_query_right_after_a_state_write_sees_it),
         cmocka_unit_test(test_full_frontend_answers_503_and_a_stopping_one_answers_what_it_holds),
         cmocka_unit_test(test_cache_identical_concurrent_queries_share_one_task_and_repeats_hit),
         cmocka_unit_test(test_cache_off_sends_a_task_for_every_query),
