@@ -8,17 +8,16 @@
  * timeout), so the daemon runs a thread per connection: a slow command
  * never holds up another client. Admin traffic is light. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "cl_admin_http.h"
+#include "cl_httpd.h"
 #include "cl_buf.h"
 #include "cl_json.h"
 #include "cl_log.h"
@@ -273,44 +272,29 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 cl_status cl_admin_http_start(cl_admin_http **out, cl_bus *bus, const char *host, int port,
                               cl_err *err)
 {
-    if (port < 0 || port > 65535)
-        return cl_err_set(err, CL_ERR_INVALID, "the admin HTTP port must be 0 to 65535, got %d",
-                          port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    char port_s[16];
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    int rc = getaddrinfo(host, port_s, &hints, &ai);
-    if (rc != 0)
-        return cl_err_set(err, CL_ERR_INVALID, "cannot use HTTP host '%s': %s", host,
-                          gai_strerror(rc));
     cl_admin_http *h = calloc(1, sizeof(*h));
-    if (h == NULL) {
-        freeaddrinfo(ai);
+    if (h == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-    }
     h->bus = bus;
     atomic_init(&h->timeout_ms, CL_ADMIN_HTTP_TIMEOUT_MS);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    errno = 0;
-    h->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, h,
-                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_END);
-    int saved = errno;
-    freeaddrinfo(ai);
-    if (h->daemon == NULL) {
+    /* A request waits for the admin's reply: a thread per connection, so
+     * a slow command never holds up another client. */
+    cl_httpd_opts ho = {
+        .what = "the management REST",
+        .host = host,
+        .port = port,
+        .flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO,
+        .handler = on_request,
+        .handler_cls = h,
+        .completed = on_completed,
+        .completed_cls = h,
+        .connection_timeout_s = CONNECTION_TIMEOUT_S,
+    };
+    cl_status st = cl_httpd_start(&h->daemon, &h->port, &ho, err);
+    if (st != CL_OK) {
         free(h);
-        return cl_err_set(err, CL_ERR_IO, "cannot serve the admin HTTP on %s:%d: %s", host, port,
-                          saved ? strerror(saved) : "the port is in use or not allowed");
+        return st;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info != NULL ? info->port : port;
     *out = h;
     return CL_OK;
 }

@@ -13,17 +13,16 @@
  * router answering is not an error: its entries are left out (JSON) or
  * clipper_router_up is 0 (Prometheus), and the reason is logged at debug. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <microhttpd.h>
 
 #include "cl_actor.h"
 #include "cl_clock.h"
 #include "cl_log.h"
+#include "cl_httpd.h"
 #include "fe_core.h"
 #include "fe_prom.h"
 
@@ -305,34 +304,22 @@ static void on_prom_completed(void *cls, struct MHD_Connection *conn, void **con
 static cl_status start_daemon(fe_exporter *x, cl_err *err)
 {
     const cl_frontend_opts *o = &x->fe->opts;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", o->metrics_port);
-    int rc = getaddrinfo(o->http_host, port, &hints, &ai);
-    if (rc != 0)
-        return cl_err_set(err, CL_ERR_INVALID, "cannot use metrics host '%s': %s", o->http_host,
-                          gai_strerror(rc));
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    errno = 0;
-    x->daemon = MHD_start_daemon(flags, (uint16_t)o->metrics_port, NULL, NULL, on_prom, x,
-                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_prom_completed, x,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
-    int saved = errno;
-    freeaddrinfo(ai);
-    if (x->daemon == NULL)
-        return cl_err_set(err, CL_ERR_IO, "cannot serve Prometheus metrics on %s:%d: %s",
-                          o->http_host, o->metrics_port,
-                          saved ? strerror(saved) : "the port is in use or not allowed");
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(x->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    x->port = info != NULL ? info->port : o->metrics_port;
-    cl_info("Prometheus metrics on http://%s:%d/metrics", o->http_host, x->port);
-    return CL_OK;
+    cl_httpd_opts ho = {
+        .what = "Prometheus metrics",
+        .host = o->http_host,
+        .port = o->metrics_port,
+        .flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
+        .handler = on_prom,
+        .handler_cls = x,
+        .completed = on_prom_completed,
+        .completed_cls = x,
+        .connection_timeout_s = 30,
+        .reuse_address = true,
+    };
+    cl_status st = cl_httpd_start(&x->daemon, &x->port, &ho, err);
+    if (st == CL_OK)
+        cl_info("Prometheus metrics on http://%s:%d/metrics", o->http_host, x->port);
+    return st;
 }
 
 cl_status cl_fe_exporter_start(fe_exporter **out, cl_frontend *fe, cl_err *err)

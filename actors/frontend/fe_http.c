@@ -11,16 +11,15 @@
  * for a model. Bodies are capped (413 beyond opts.max_body). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <microhttpd.h>
 
 #include "cl_clock.h"
 #include "cl_log.h"
+#include "cl_httpd.h"
 #include "fe_core.h"
 
 #define OOM_BODY "{\"error\":\"Internal error\",\"cause\":\"The frontend ran out of memory\"}"
@@ -255,49 +254,30 @@ void cl_fe_http_complete(fe_http_req *req, int status, char *body)
 cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
 {
     const cl_frontend_opts *o = &fe->opts;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", o->http_port);
-    int rc = getaddrinfo(o->http_host, port, &hints, &ai);
-    if (rc != 0)
-        return cl_err_set(err, CL_ERR_INVALID, "cannot use HTTP host '%s': %s", o->http_host,
-                          gai_strerror(rc));
     fe_http *h = calloc(1, sizeof(*h));
-    if (h == NULL) {
-        freeaddrinfo(ai);
+    if (h == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-    }
     h->fe = fe;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->idle_cv, NULL);
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem options[6] = {
-        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
-        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h},
-        {MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, NULL},
-        {MHD_OPTION_END, 0, NULL},
-        {MHD_OPTION_END, 0, NULL},
+    cl_httpd_opts ho = {
+        .what = "HTTP",
+        .host = o->http_host,
+        .port = o->http_port,
+        .flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
+        .handler = on_request,
+        .handler_cls = h,
+        .completed = on_completed,
+        .completed_cls = h,
+        .connection_timeout_s = CONNECTION_TIMEOUT_S,
+        .thread_pool = o->http_threads > 0 ? (unsigned)o->http_threads : 0,
+        .reuse_address = true,
     };
-    if (o->http_threads > 1) /* a pool of one is no pool: MHD warns */
-        options[4] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, o->http_threads, NULL};
-    errno = 0;
-    h->daemon = MHD_start_daemon(flags, (uint16_t)o->http_port, NULL, NULL, on_request, h,
-                                 MHD_OPTION_ARRAY, options, MHD_OPTION_END);
-    int saved = errno;
-    freeaddrinfo(ai);
-    if (h->daemon == NULL) {
+    cl_status st = cl_httpd_start(&h->daemon, &h->port, &ho, err);
+    if (st != CL_OK) {
         cl_fe_http_free(h);
-        return cl_err_set(err, CL_ERR_IO, "cannot serve HTTP on %s:%d: %s", o->http_host,
-                          o->http_port,
-                          saved ? strerror(saved) : "the port is in use or not allowed");
+        return st;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info != NULL ? info->port : o->http_port;
     *out = h;
     return CL_OK;
 }

@@ -359,12 +359,12 @@ static void test_a_taken_port_is_a_clear_error(void **state)
     cl_status st = cl_admin_http_start(&h2, fx.bus, "127.0.0.1", fx.port, &err);
     assert_int_not_equal(st, CL_OK);
     char want[96];
-    snprintf(want, sizeof(want), "cannot serve the admin HTTP on 127.0.0.1:%d", fx.port);
+    snprintf(want, sizeof(want), "cannot serve the management REST on 127.0.0.1:%d", fx.port);
     if (strstr(err.msg, want) == NULL)
         fail_msg("unclear error: %s", err.msg);
     st = cl_admin_http_start(&h2, fx.bus, "no such host.invalid", 0, &err);
     assert_int_not_equal(st, CL_OK);
-    assert_non_null(strstr(err.msg, "cannot use HTTP host 'no such host.invalid'"));
+    assert_non_null(strstr(err.msg, "cannot serve the management REST on host 'no such host.invalid'"));
 }
 
 static int group_setup(void **state)

@@ -229,7 +229,7 @@ static void test_a_taken_http_port_exits_one_naming_it(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     char want[96];
-    snprintf(want, sizeof(want), "cannot serve the admin HTTP on 127.0.0.1:%d", port);
+    snprintf(want, sizeof(want), "cannot serve the management REST on 127.0.0.1:%d", port);
     if (strstr(out, want) == NULL || strstr(out, "--http-port") == NULL)
         fail_msg("unclear error:\n%s", out);
 }
