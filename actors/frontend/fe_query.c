@@ -795,6 +795,36 @@ static cl_fe_reply refused(cl_frontend *fe, const char *refusal)
     return r;
 }
 
+/* Appends the tasks of a committed query to the outbox (ids[i] 0: input i
+ * needs no task), then frees ids and prep. A task the outbox refuses is
+ * answered "no replica" at once. */
+static bool queue_tasks(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, uint64_t *ids,
+                        size_t n)
+{
+    uint64_t slo = prep->slo_us;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == 0)
+            continue;
+        cl_task t = {
+            .task_id = ids[i],
+            .deadline_us = prep->start_wall + slo,
+            .slo_us = slo > UINT32_MAX ? UINT32_MAX : (uint32_t)slo,
+            .input_type = (uint8_t)prep->input_type,
+            .reply_len = (uint16_t)fe->results_len,
+            .reply = fe->results_subject,
+            .input_len = (uint32_t)cl_fe_input_len(&prep->in, i),
+            .input = cl_fe_input_data(&prep->in, i),
+        };
+        if (cl_fe_outbox_add(fe, ob, prep->subject, &t) != CL_OK) {
+            cl_result r = {.task_id = ids[i], .status = CL_RESULT_NO_REPLICA};
+            cl_fe_complete(fe, &r, 1);
+        }
+    }
+    free(ids);
+    cl_fe_prep_deinit(prep);
+    return true;
+}
+
 /* cl_fe_commit with the cache on: each input is looked up first (hashed
  * before taking fe->mu); only misses (and inputs the cache cannot take)
  * send a task. */
@@ -894,28 +924,7 @@ static bool commit_cached(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob,
         cl_fe_metrics_cache(fe->metrics, model, version,
                              outcome[i] == CL_FE_CACHE_HIT || outcome[i] == CL_FE_CACHE_JOINED,
                              now);
-    uint64_t slo = prep->slo_us;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] == 0)
-            continue;
-        cl_task t = {
-            .task_id = ids[i],
-            .deadline_us = prep->start_wall + slo,
-            .slo_us = slo > UINT32_MAX ? UINT32_MAX : (uint32_t)slo,
-            .input_type = (uint8_t)prep->input_type,
-            .reply_len = (uint16_t)fe->results_len,
-            .reply = fe->results_subject,
-            .input_len = (uint32_t)cl_fe_input_len(&prep->in, i),
-            .input = cl_fe_input_data(&prep->in, i),
-        };
-        if (cl_fe_outbox_add(fe, ob, prep->subject, &t) != CL_OK) {
-            cl_result r = {.task_id = ids[i], .status = CL_RESULT_NO_REPLICA};
-            cl_fe_complete(fe, &r, 1);
-        }
-    }
-    free(ids);
-    cl_fe_prep_deinit(prep);
-    return true;
+    return queue_tasks(fe, prep, ob, ids, n);
 }
 
 bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_reply *reply)
@@ -969,26 +978,7 @@ bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_rep
     /* From here q belongs to the table: another thread may answer and free
      * it at any moment, so only ids and prep->in are used. */
     prep->q = NULL;
-    uint64_t slo = prep->slo_us;
-    for (size_t i = 0; i < n; i++) {
-        cl_task t = {
-            .task_id = ids[i],
-            .deadline_us = prep->start_wall + slo,
-            .slo_us = slo > UINT32_MAX ? UINT32_MAX : (uint32_t)slo,
-            .input_type = (uint8_t)prep->input_type,
-            .reply_len = (uint16_t)fe->results_len,
-            .reply = fe->results_subject,
-            .input_len = (uint32_t)cl_fe_input_len(&prep->in, i),
-            .input = cl_fe_input_data(&prep->in, i),
-        };
-        if (cl_fe_outbox_add(fe, ob, prep->subject, &t) != CL_OK) {
-            cl_result r = {.task_id = ids[i], .status = CL_RESULT_NO_REPLICA};
-            cl_fe_complete(fe, &r, 1);
-        }
-    }
-    free(ids);
-    cl_fe_prep_deinit(prep);
-    return true;
+    return queue_tasks(fe, prep, ob, ids, n);
 }
 
 cl_fe_reply cl_fe_update(cl_frontend *fe, const char *app, const char *body, size_t len)
