@@ -126,7 +126,8 @@ class Cluster(object):
         return json.loads(self.cm.bus.predict(app, data, timeout_ms).decode())
 
 
-def start_cluster(tag):
+def start_cluster(tag, **start_args):
+    """A cluster started with ClipperConnection.start_clipper(**start_args)."""
     clipper_bin_or_skip()
     from clipper_admin import ClipperConnection, LocalContainerManager
     name = "pytest-{}-{}".format(tag, uuid.uuid4().hex[:8])
@@ -135,7 +136,7 @@ def start_cluster(tag):
                                prometheus_port=free_port(), nats_url=None)
     conn = ClipperConnection(cm)
     try:
-        conn.start_clipper()
+        conn.start_clipper(**start_args)
     except BaseException:
         conn.stop_all(graceful=False)
         raise
@@ -178,21 +179,37 @@ def dump_logs(cluster):
         print("cannot read the cluster's logs: {}".format(e))
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = start_cluster("mod")
+def serve_cluster(c):
+    """Yields a started cluster, then prints its logs and stops it (fixtures)."""
     try:
         yield c
     finally:
         dump_logs(c)
         stop_cluster(c)
+
+
+def stop_test_models(request, unregister_apps=False):
+    """After a test using the module's shared `cluster`: stops every model
+    it deployed (and unregisters its apps), so the cluster stays small."""
+    if "cluster" not in request.fixturenames:
+        return
+    c = request.getfixturevalue("cluster")
+    try:
+        names = sorted({m.split(":")[0] for m in c.conn.get_all_models()})
+        if names:
+            c.conn.stop_models(names)
+        if unregister_apps:
+            for app in c.conn.get_all_apps():
+                c.conn.unregister_application(app)
+    except Exception as e:  # noqa: BLE001 - housekeeping, reported not failed
+        print("could not clean up after {}: {}".format(request.node.name, e))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    yield from serve_cluster(start_cluster("mod"))
 
 
 @pytest.fixture
 def fresh_cluster():
-    c = start_cluster("one")
-    try:
-        yield c
-    finally:
-        dump_logs(c)
-        stop_cluster(c)
+    yield from serve_cluster(start_cluster("one"))

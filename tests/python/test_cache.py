@@ -17,47 +17,22 @@ import uuid
 
 import pytest
 
-from clipper_admin import ClipperConnection, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
 
-from conftest import Cluster, clipper_bin_or_skip, dump_logs, free_port, stop_cluster
+from conftest import serve_cluster, start_cluster
 
 N = 16
 
 
-def start(tag, **start_args):
-    clipper_bin_or_skip()
-    name = "pytest-{}-{}".format(tag, uuid.uuid4().hex[:8])
-    cm = LocalContainerManager(cluster_name=name, clipper_query_port=free_port(),
-                               clipper_management_port=free_port(),
-                               prometheus_port=free_port(), nats_url=None)
-    conn = ClipperConnection(cm)
-    try:
-        conn.start_clipper(**start_args)
-    except BaseException:
-        conn.stop_all(graceful=False)
-        raise
-    return Cluster(conn, cm)
-
-
 @pytest.fixture(scope="module")
 def cached():
-    c = start("cache")  # the default cache_size, 32 MiB, as Clipper's
-    try:
-        yield c
-    finally:
-        dump_logs(c)
-        stop_cluster(c)
+    # the default cache_size, 32 MiB, as Clipper's
+    yield from serve_cluster(start_cluster("cache"))
 
 
 @pytest.fixture
 def uncached():
-    c = start("nocache", cache_size=0)
-    try:
-        yield c
-    finally:
-        dump_logs(c)
-        stop_cluster(c)
+    yield from serve_cluster(start_cluster("nocache", cache_size=0))
 
 
 def unique(name):

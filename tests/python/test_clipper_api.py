@@ -18,7 +18,7 @@ import pytest
 from clipper_admin import ClipperException, UnconnectedException
 from clipper_admin.deployers import python as python_deployer
 
-from conftest import start_cluster, stop_cluster  # noqa: F401
+from conftest import stop_test_models
 
 NO_MODEL = "No connected models found for query"
 BAD = "Received error status code: 400 and message: "
@@ -26,19 +26,8 @@ BAD = "Received error status code: 400 and message: "
 
 @pytest.fixture(autouse=True)
 def stop_models_after_each_test(request):
-    """Keeps the shared cluster small: stops what each test deployed."""
     yield
-    if "cluster" not in request.fixturenames:
-        return
-    c = request.getfixturevalue("cluster")
-    try:
-        names = sorted({m.split(":")[0] for m in c.conn.get_all_models()})
-        if names:
-            c.conn.stop_models(names)
-        for app in c.conn.get_all_apps():
-            c.conn.unregister_application(app)
-    except Exception as e:  # noqa: BLE001 - housekeeping, reported not failed
-        print("could not clean up after {}: {}".format(request.node.name, e))
+    stop_test_models(request, unregister_apps=True)
 
 
 def unique(name):

@@ -28,7 +28,7 @@ from clipper_admin import _modules
 from clipper_admin.clipper_admin import validate_pkgs_to_install
 from clipper_admin.deployers import python as python_deployer
 
-from conftest import dump_logs, start_cluster, stop_cluster
+from conftest import serve_cluster, start_cluster, stop_test_models
 
 RUNTIME_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "actors",
                            "replica", "runtime")
@@ -336,25 +336,13 @@ def cluster(tmp_path_factory):
             os.environ.pop("CLIPPER_PKG_DIR", None)
         else:
             os.environ["CLIPPER_PKG_DIR"] = old
-    try:
-        yield c
-    finally:
-        dump_logs(c)
-        stop_cluster(c)
+    yield from serve_cluster(c)
 
 
 @pytest.fixture(autouse=True)
 def stop_models_after_each_test(request):
     yield
-    if "cluster" not in request.fixturenames:
-        return
-    c = request.getfixturevalue("cluster")
-    try:
-        names = sorted({m.split(":")[0] for m in c.conn.get_all_models()})
-        if names:
-            c.conn.stop_models(names)
-    except Exception as e:  # noqa: BLE001 - housekeeping, reported not failed
-        print("could not stop the models of {}: {}".format(request.node.name, e))
+    stop_test_models(request)
 
 
 def test_pkgs_to_install_from_a_local_wheel_is_installed_before_loading(cluster, tmp_path):

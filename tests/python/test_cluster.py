@@ -14,7 +14,8 @@ from clipper_admin import (ClipperConnection, ClipperException, LocalContainerMa
 from clipper_admin._bus import BusError
 from clipper_admin.deployers import python as python_deployer
 
-from conftest import alive, processes_mentioning, start_cluster, stop_cluster
+from conftest import (alive, processes_mentioning, start_cluster, stop_cluster,
+                      stop_test_models)
 
 NO_MODEL = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
@@ -22,17 +23,8 @@ SLO_MISSED = "Failed to retrieve a prediction response within the specified late
 
 @pytest.fixture(autouse=True)
 def stop_models_after_each_test(request):
-    """Stops the replicas each test deployed, so the shared cluster stays small."""
     yield
-    if "cluster" not in request.fixturenames:
-        return
-    c = request.getfixturevalue("cluster")
-    try:
-        names = sorted({m.split(":")[0] for m in c.conn.get_all_models()})
-        if names:
-            c.conn.stop_models(names)
-    except Exception as e:  # noqa: BLE001 - housekeeping, reported not failed
-        print("could not stop the models of {}: {}".format(request.node.name, e))
+    stop_test_models(request)
 
 
 def both(cluster, app, body):
