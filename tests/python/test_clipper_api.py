@@ -183,8 +183,11 @@ def test_build_model_and_deploy_model_from_a_model_data_path(cluster, tmp_path):
     conn.build_and_deploy_model(app, 1, "doubles", path, "clipper/python-closure-container")
     conn.link_model_to_app(app, app)
     assert cluster.http("/{}/predict".format(app), {"input": [2.5]})[1]["output"] == 5.0
-    # build_model returns an image name that deploy_model accepts.
-    path = write_func_pkl(str(tmp_path / "v2"), lambda xs: [str(3 * x[0]) for x in xs])
+    # build_model returns an image name that deploy_model accepts; Clipper's
+    # own helper for custom deployers writes the folder.
+    from clipper_admin.deployers.deployer_utils import save_python_function
+    path = save_python_function(app, lambda xs: [str(3 * x[0]) for x in xs])
+    assert os.path.isfile(os.path.join(path, "func.pkl"))
     image = conn.build_model(app, "2", path, "clipper/python-closure-container")
     assert isinstance(image, str) and image
     conn.deploy_model(app, "2", "doubles", image, num_replicas=1, batch_size=4)
