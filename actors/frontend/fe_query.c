@@ -534,9 +534,12 @@ static void facts_from_view(cl_frontend *fe, const char *app_name, const char *v
         if (app->n_linked > 0) {
             const char *linked = app->linked_models[0];
             f->linked = xstrdup(linked);
-            const char *cur = cl_view_current(fe->view, linked);
-            f->current = cur != NULL ? xstrdup(cur) : NULL;
-            f->pinned = version != NULL && cl_view_model(fe->view, linked, version) != NULL;
+            if (version != NULL) {
+                f->pinned = cl_view_model(fe->view, linked, version) != NULL;
+            } else {
+                const char *cur = cl_view_current(fe->view, linked);
+                f->current = cur != NULL ? xstrdup(cur) : NULL;
+            }
         }
     }
     cl_view_unlock(fe->view);
@@ -642,16 +645,15 @@ static void facts_get(cl_frontend *fe, const char *app_name, const char *version
         (void)facts_from_store(fe, app_name, version, f);
 }
 
-/* What the app resolves to. Returns 0 to route (model and version set), 1
- * for "no model" (default output), 2 for an error reply (*reply set), 3
- * for an unknown app. */
-static int resolve(const fe_facts *f, const char *app_name, const char *version, char **model,
+/* What the app resolves to. Returns 0 to route (*model and *ver set: the
+ * facts' strings, moved out of f), 1 for "no model" (default output), 2
+ * for an error reply (*reply set), 3 for an unknown app. */
+static int resolve(fe_facts *f, const char *app_name, const char *version, char **model,
                    char **ver, cl_fe_reply *reply)
 {
     if (!f->app_found)
         return 3;
     char *cause = NULL;
-    const char *v = NULL;
     if (version != NULL) {
         if (f->linked == NULL)
             cause = printf_alloc("No model is linked to application %s", app_name);
@@ -660,20 +662,22 @@ static int resolve(const fe_facts *f, const char *app_name, const char *version,
         else if (!f->pinned)
             cause = printf_alloc("Requested version: %s does not exist for model: %s", version,
                                  f->linked);
-        else
-            v = version;
-    } else {
-        v = f->current;
     }
     if (cause != NULL) {
         *reply = cl_fe_error_reply(400, "Query processing error", cause);
         free(cause);
         return 2;
     }
-    if (v == NULL)
+    if (version == NULL && f->current == NULL)
         return 1;
-    *model = xstrdup(f->linked);
-    *ver = xstrdup(v);
+    *model = f->linked;
+    f->linked = NULL;
+    if (version != NULL) {
+        *ver = xstrdup(version);
+    } else {
+        *ver = f->current;
+        f->current = NULL;
+    }
     if (*model == NULL || *ver == NULL) {
         *reply = cl_fe_error_reply(500, "Internal error", "The frontend ran out of memory");
         return 2;
@@ -968,9 +972,7 @@ bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_rep
     pthread_mutex_unlock(&fe->mu);
     if (refusal != NULL) {
         cl_fe_metrics_error(fe->metrics, q->app, CL_FE_ERR_UNAVAILABLE, cl_mono_us());
-        char *cause = printf_alloc("%s (at most %u tasks in flight)", refusal, fe->table.max);
-        *reply = cl_fe_error_reply(503, "Service unavailable", cause);
-        free(cause);
+        *reply = refused(fe, refusal);
         free(ids);
         cl_fe_prep_deinit(prep);
         return false;
