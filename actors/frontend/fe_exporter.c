@@ -199,7 +199,9 @@ void cl_fe_exporter_json(fe_exporter *x, fe_http_req *req)
         free(w);
     }
     /* Out of memory or stopping: the frontend's own metrics, no router. */
-    cl_fe_http_complete(req, 200, cl_fe_metrics_json(x->fe->metrics, cl_mono_us()));
+    uint64_t now = cl_mono_us();
+    touch_apps(x->fe, now);
+    cl_fe_http_complete(req, 200, cl_fe_metrics_json(x->fe->metrics, now));
 }
 
 /* ---- the Prometheus port --------------------------------------------- */

@@ -116,23 +116,14 @@ static enum MHD_Result too_large(fe_http_req *r)
     return send_error(r->conn, 413, "Request too large", cause);
 }
 
+/* The router's part needs a NATS request: suspended, as a prediction, and
+ * resumed by the exporter's thread (fe_exporter.c), which lives as long as
+ * the HTTP server (started before it, freed after it). */
 static enum MHD_Result metrics(fe_http_req *r)
 {
-    cl_frontend *fe = r->h->fe;
-    uint64_t now = cl_mono_us();
-    /* Every registered app is listed, as Clipper registered its metrics
-     * when the app was added. */
-    cl_view_rdlock(fe->view);
-    for (size_t i = 0; i < cl_view_app_count(fe->view); i++)
-        cl_fe_metrics_touch_app(fe->metrics, cl_view_app_at(fe->view, i)->name, now);
-    cl_view_unlock(fe->view);
-    if (fe->exporter == NULL)
-        return send_reply(r->conn, 200, cl_fe_metrics_json(fe->metrics, now));
-    /* The router's part needs a NATS request: suspended, as a prediction,
-     * and resumed by the exporter's thread (fe_exporter.c). */
     r->suspended = true;
     MHD_suspend_connection(r->conn);
-    cl_fe_exporter_json(fe->exporter, r);
+    cl_fe_exporter_json(r->h->fe->exporter, r);
     return MHD_YES;
 }
 
