@@ -260,13 +260,6 @@ void cl_fe_metrics_answer(cl_fe_metrics *m, const char *app, uint64_t latency_us
     pthread_mutex_unlock(&m->mu);
 }
 
-void cl_fe_metrics_app(cl_fe_metrics *m, const char *app, uint64_t latency_us, bool is_default,
-                       uint64_t now_us)
-{
-    cl_fe_metrics_answer(m, app, latency_us,
-                         is_default ? CL_FE_OUTCOME_NO_MODEL : CL_FE_OUTCOME_OUTPUT, now_us);
-}
-
 void cl_fe_metrics_error(cl_fe_metrics *m, const char *app, cl_fe_error_kind kind,
                          uint64_t now_us)
 {

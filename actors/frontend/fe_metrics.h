@@ -77,10 +77,6 @@ void cl_fe_metrics_answer(cl_fe_metrics *m, const char *app, uint64_t latency_us
  * registered app: an unbounded set of names must not become labels). */
 void cl_fe_metrics_error(cl_fe_metrics *m, const char *app, cl_fe_error_kind kind,
                          uint64_t now_us);
-/* One answered query of app (default or not) with its latency: as
- * cl_fe_metrics_answer with OUTPUT or NO_MODEL. */
-void cl_fe_metrics_app(cl_fe_metrics *m, const char *app, uint64_t latency_us, bool is_default,
-                       uint64_t now_us);
 /* One answer a model version gave (model errors included). */
 void cl_fe_metrics_model(cl_fe_metrics *m, const char *model, const char *version,
                          uint64_t latency_us, uint64_t now_us);

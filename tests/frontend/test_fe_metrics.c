@@ -68,10 +68,10 @@ static void test_metrics_count_predictions_and_default_ratio_as_strings(void **s
     (void)state;
     cl_fe_metrics *m;
     assert_int_equal(cl_fe_metrics_new(&m, 0), CL_OK);
-    cl_fe_metrics_app(m, "a", 100, false, 0);
-    cl_fe_metrics_app(m, "a", 300, true, 2000);
-    cl_fe_metrics_app(m, "a", 200, false, 3000);
-    cl_fe_metrics_app(m, "a", 400, false, 4000);
+    cl_fe_metrics_answer(m, "a", 100, CL_FE_OUTCOME_OUTPUT, 0);
+    cl_fe_metrics_answer(m, "a", 300, CL_FE_OUTCOME_NO_MODEL, 2000);
+    cl_fe_metrics_answer(m, "a", 200, CL_FE_OUTCOME_OUTPUT, 3000);
+    cl_fe_metrics_answer(m, "a", 400, CL_FE_OUTCOME_OUTPUT, 4000);
     cl_fe_metrics_model(m, "mod", "1", 50, 4000);
     cl_fe_metrics_touch_app(m, "idle", 4000);
     cJSON *root = render(m, 2000000);
@@ -107,7 +107,7 @@ static void test_metrics_reservoir_is_bounded(void **state)
     cl_fe_metrics *m;
     assert_int_equal(cl_fe_metrics_new(&m, 0), CL_OK);
     for (int i = 0; i < 3 * CL_FE_RESERVOIR; i++)
-        cl_fe_metrics_app(m, "a", (uint64_t)(i % 1000), false, 1);
+        cl_fe_metrics_answer(m, "a", (uint64_t)(i % 1000), CL_FE_OUTCOME_OUTPUT, 1);
     cJSON *root = render(m, 1);
     const cJSON *h = metric(root, "histograms", "app:a:prediction_latency");
     assert_int_equal(atoi(field(h, "size")), CL_FE_RESERVOIR);
@@ -124,7 +124,7 @@ static void test_metrics_meter_ewma_decays_after_ticks(void **state)
     cl_fe_metrics *m;
     assert_int_equal(cl_fe_metrics_new(&m, 0), CL_OK);
     for (int i = 0; i < 50; i++)
-        cl_fe_metrics_app(m, "a", 1, false, 1000);
+        cl_fe_metrics_answer(m, "a", 1, CL_FE_OUTCOME_OUTPUT, 1000);
     cJSON *root = render(m, 5001000); /* one tick: 50 events / 5 s */
     assert_string_equal(
         field(metric(root, "meters", "app:a:prediction_throughput"), "rate_1min"), "10");
