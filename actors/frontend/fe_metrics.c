@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cl_hist.h"
 #include "fe_metrics.h"
 
 #define TICK_US 5000000ULL /* Clipper's EWMA tick: 5 s */
@@ -18,11 +19,6 @@ static const uint64_t LAT_BOUNDS_US[] = {100,    250,    500,     1000,    2500,
                                          10000,  25000,  50000,   100000,  250000,  500000,
                                          1000000, 2500000, 5000000, 10000000};
 #define N_LAT_BOUNDS (sizeof(LAT_BOUNDS_US) / sizeof(LAT_BOUNDS_US[0]))
-
-typedef struct {
-    uint64_t counts[N_LAT_BOUNDS + 1]; /* per bucket; the last is +Inf */
-    uint64_t sum_us;
-} lat_buckets;
 
 static const char *const ERROR_KIND_NAMES[CL_FE_ERR_KINDS] = {
     "bad_request", "unknown_app", "too_large", "unavailable", "internal", "model_error"};
@@ -57,7 +53,7 @@ typedef struct group {
     uint64_t cache_lookups, cache_hits; /* model groups */
     meter thr;
     histogram lat;
-    lat_buckets lat_b;
+    cl_hist lat_b; /* LAT_BOUNDS_US */
 } group;
 
 struct cl_fe_metrics {
@@ -142,15 +138,6 @@ static void hist_insert(histogram *h, int64_t v)
         h->samples[j] = v;
 }
 
-static void lat_observe(lat_buckets *b, uint64_t us)
-{
-    size_t i = 0;
-    while (i < N_LAT_BOUNDS && us > LAT_BOUNDS_US[i])
-        i++;
-    b->counts[i]++;
-    b->sum_us += us;
-}
-
 static void group_free(group *g)
 {
     free(g->lat.samples);
@@ -187,6 +174,7 @@ static group *find(cl_fe_metrics *m, const char *name, const char *version, uint
     g->is_app = is_app;
     meter_init(&g->thr, now);
     g->lat.rng = h | 1;
+    cl_hist_init(&g->lat_b, LAT_BOUNDS_US, N_LAT_BOUNDS);
     g->next_bucket = *b;
     *b = g;
     if (m->last)
@@ -254,7 +242,7 @@ void cl_fe_metrics_answer(cl_fe_metrics *m, const char *app, uint64_t latency_us
         g->errors[CL_FE_ERR_MODEL_ERROR] += outcome == CL_FE_OUTCOME_MODEL_ERROR;
         meter_mark(&g->thr, now_us);
         hist_insert(&g->lat, (int64_t)latency_us);
-        lat_observe(&g->lat_b, latency_us);
+        cl_hist_observe(&g->lat_b, latency_us);
     }
     m->aggregate++;
     pthread_mutex_unlock(&m->mu);
@@ -283,7 +271,7 @@ void cl_fe_metrics_model(cl_fe_metrics *m, const char *model, const char *versio
         g->num++;
         meter_mark(&g->thr, now_us);
         hist_insert(&g->lat, (int64_t)latency_us);
-        lat_observe(&g->lat_b, latency_us);
+        cl_hist_observe(&g->lat_b, latency_us);
     }
     meter_mark(&m->model_thr, now_us);
     pthread_mutex_unlock(&m->mu);
@@ -535,7 +523,7 @@ char *cl_fe_metrics_json_with(cl_fe_metrics *m, uint64_t now_us, const cJSON *ro
 /* ---- Prometheus ------------------------------------------------------ */
 
 static void prom_latency(cl_fe_prom *p, const char *name, const char *const *labels,
-                         const lat_buckets *b)
+                         const cl_hist *b)
 {
     double bounds[N_LAT_BOUNDS];
     uint64_t cum[N_LAT_BOUNDS + 1];
@@ -546,7 +534,7 @@ static void prom_latency(cl_fe_prom *p, const char *name, const char *const *lab
         c += b->counts[i];
         cum[i] = c;
     }
-    cl_fe_prom_histogram(p, name, labels, bounds, N_LAT_BOUNDS, cum, (double)b->sum_us / 1e6);
+    cl_fe_prom_histogram(p, name, labels, bounds, N_LAT_BOUNDS, cum, (double)b->sum / 1e6);
 }
 
 void cl_fe_metrics_prom(cl_fe_metrics *m, cl_fe_prom *p)

@@ -104,8 +104,8 @@ static cl__vstats *vstats_get(cl__sched *s, const char *model, const char *versi
         return NULL;
     strcpy(v->model, model);
     strcpy(v->version, version);
-    cl__hist_init(&v->batch_size, cl__batch_bounds, cl__n_batch_bounds);
-    cl__hist_init(&v->queueing_delay_us, cl__delay_bounds_us, cl__n_delay_bounds);
+    cl_hist_init(&v->batch_size, cl__batch_bounds, cl__n_batch_bounds);
+    cl_hist_init(&v->queueing_delay_us, cl__delay_bounds_us, cl__n_delay_bounds);
     v->next = s->vstats;
     s->vstats = v;
     return v;
@@ -400,10 +400,10 @@ static bool dispatch_one(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__replica
     if (q->st != NULL) {
         q->st->batches_dispatched++;
         q->st->tasks_dispatched += n;
-        cl__hist_observe(&q->st->batch_size, n);
+        cl_hist_observe(&q->st->batch_size, n);
         for (uint32_t i = 0; i < n; i++) {
             uint64_t arrived = rep->inflight[i]->arrived_mono_us;
-            cl__hist_observe(&q->st->queueing_delay_us,
+            cl_hist_observe(&q->st->queueing_delay_us,
                              arrived != 0 && now_mono_us > arrived ? now_mono_us - arrived : 0);
         }
     }
@@ -706,8 +706,8 @@ cJSON *cl__sched_snapshot(const cl__sched *s)
         cJSON_Delete(root);
         return NULL;
     }
-    cl__hist all;
-    cl__hist_init(&all, cl__delay_bounds_us, cl__n_delay_bounds);
+    cl_hist all;
+    cl_hist_init(&all, cl__delay_bounds_us, cl__n_delay_bounds);
     bool ok = true;
     for (const cl__vstats *v = s->vstats; ok && v != NULL; v = v->next) {
         const cl__queue *q = cl__sched_queue(s, v->model, v->version);
@@ -737,7 +737,7 @@ cJSON *cl__sched_snapshot(const cl__sched *s)
         cJSON_AddNumberToObject(o, "tasks_shed", (double)v->tasks_shed);
         cJSON_AddItemToObject(o, "batch_size", bs);
         cJSON_AddItemToObject(o, "queueing_delay_us", qd);
-        cl__hist_merge(&all, &v->queueing_delay_us);
+        cl_hist_merge(&all, &v->queueing_delay_us);
     }
     cJSON *qd = ok ? cl__hist_json(&all) : NULL;
     if (qd == NULL || !cJSON_AddItemToObject(root, "queueing_delay_us", qd)) {

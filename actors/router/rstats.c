@@ -1,4 +1,4 @@
-/* Fixed-bucket histograms for the router's metrics (see rstats.h). */
+/* The router's histogram bounds and their JSON (see rstats.h). */
 #include "rstats.h"
 
 const uint64_t cl__batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
@@ -8,42 +8,7 @@ const uint64_t cl__delay_bounds_us[] = {50,     100,    250,    500,     1000,  
                                         500000, 1000000, 2500000, 5000000, 10000000};
 const uint32_t cl__n_delay_bounds = sizeof(cl__delay_bounds_us) / sizeof(cl__delay_bounds_us[0]);
 
-void cl__hist_init(cl__hist *h, const uint64_t *bounds, uint32_t n_bounds)
-{
-    *h = (cl__hist){.bounds = bounds, .n_bounds = n_bounds > CL__HIST_MAX ? CL__HIST_MAX : n_bounds};
-}
-
-void cl__hist_observe(cl__hist *h, uint64_t v)
-{
-    uint32_t i = 0;
-    while (i < h->n_bounds && v > h->bounds[i])
-        i++;
-    h->counts[i]++;
-    if (h->count == 0 || v < h->min)
-        h->min = v;
-    if (v > h->max)
-        h->max = v;
-    h->count++;
-    h->sum += v;
-    h->sumsq += (double)v * (double)v;
-}
-
-void cl__hist_merge(cl__hist *into, const cl__hist *h)
-{
-    if (h->count == 0)
-        return;
-    for (uint32_t i = 0; i <= into->n_bounds && i <= h->n_bounds; i++)
-        into->counts[i] += h->counts[i];
-    if (into->count == 0 || h->min < into->min)
-        into->min = h->min;
-    if (h->max > into->max)
-        into->max = h->max;
-    into->count += h->count;
-    into->sum += h->sum;
-    into->sumsq += h->sumsq;
-}
-
-cJSON *cl__hist_json(const cl__hist *h)
+cJSON *cl__hist_json(const cl_hist *h)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *bounds = cJSON_AddArrayToObject(o, "bounds");

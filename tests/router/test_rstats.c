@@ -37,11 +37,11 @@ static void test_values_fall_in_the_first_bucket_whose_bound_they_do_not_exceed(
 {
     (void)state;
     static const uint64_t bounds[] = {1, 2, 4};
-    cl__hist h;
-    cl__hist_init(&h, bounds, 3);
+    cl_hist h;
+    cl_hist_init(&h, bounds, 3);
     const uint64_t values[] = {0, 1, 2, 3, 4, 5, 1000};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
-        cl__hist_observe(&h, values[i]);
+        cl_hist_observe(&h, values[i]);
     assert_int_equal(h.counts[0], 2); /* 0, 1 (a bound is inclusive: le) */
     assert_int_equal(h.counts[1], 1); /* 2 */
     assert_int_equal(h.counts[2], 2); /* 3, 4 */
@@ -67,13 +67,13 @@ static void test_values_fall_in_the_first_bucket_whose_bound_they_do_not_exceed(
 static void test_merge_adds_buckets_and_keeps_min_and_max(void **state)
 {
     (void)state;
-    cl__hist a, b;
-    cl__hist_init(&a, cl__delay_bounds_us, cl__n_delay_bounds);
-    cl__hist_init(&b, cl__delay_bounds_us, cl__n_delay_bounds);
-    cl__hist_observe(&a, 70);
-    cl__hist_observe(&b, 30);
-    cl__hist_observe(&b, 20000000);
-    cl__hist_merge(&a, &b);
+    cl_hist a, b;
+    cl_hist_init(&a, cl__delay_bounds_us, cl__n_delay_bounds);
+    cl_hist_init(&b, cl__delay_bounds_us, cl__n_delay_bounds);
+    cl_hist_observe(&a, 70);
+    cl_hist_observe(&b, 30);
+    cl_hist_observe(&b, 20000000);
+    cl_hist_merge(&a, &b);
     assert_int_equal(a.count, 3);
     assert_int_equal(a.min, 30);
     assert_int_equal(a.max, 20000000);
