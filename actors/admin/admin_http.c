@@ -150,11 +150,6 @@ static enum MHD_Result forward(cl_admin_http *h, struct MHD_Connection *conn, ht
     int timeout_ms = atomic_load(&h->timeout_ms);
     cl_msg *reply = NULL;
     cl_status st = cl_bus_request(h->bus, subject, body, len, timeout_ms, &reply);
-    if (st == CL_OK && cl_msg_is_no_responders(reply)) {
-        cl_msg_free(reply);
-        reply = NULL;
-        st = CL_ERR_NO_RESPONDERS;
-    }
     if (st == CL_ERR_TOO_LARGE)
         return send_text(conn, 413, "The request body is larger than the bus takes", NULL);
     if (st != CL_OK) {
