@@ -478,6 +478,19 @@ static int supervise(cluster *cl)
     }
 }
 
+/* A port that may be turned off: 1 to 65535, or -1 for none. */
+static int parse_optional_port(const char *option, const char *text, long *out)
+{
+    if (cl__cli_parse_int("clipper start", option, text, -1, 65535, out) != 0)
+        return -1;
+    if (*out == 0) {
+        fprintf(stderr, "clipper start: %s needs a port from 1 to 65535, or -1 for none\n",
+                option);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse(cluster *cl, int argc, char **argv)
 {
     const char *cmd = "clipper start";
@@ -530,23 +543,11 @@ static int parse(cluster *cl, int argc, char **argv)
             if (r < 0 || cl__cli_parse_int(cmd, "--http-port", v, 1, 65535, &cl->http_port) != 0)
                 return 2;
         } else if ((r = cl_actor_take_value(cmd, "--metrics-port", argc, argv, &i, &v)) != 0) {
-            if (r < 0 ||
-                cl__cli_parse_int(cmd, "--metrics-port", v, -1, 65535, &cl->metrics_port) != 0)
+            if (r < 0 || parse_optional_port("--metrics-port", v, &cl->metrics_port) != 0)
                 return 2;
-            if (cl->metrics_port == 0) {
-                fprintf(stderr, "clipper start: --metrics-port needs a port from 1 to 65535, "
-                                "or -1 for none\n");
-                return 2;
-            }
         } else if ((r = cl_actor_take_value(cmd, "--admin-port", argc, argv, &i, &v)) != 0) {
-            if (r < 0 ||
-                cl__cli_parse_int(cmd, "--admin-port", v, -1, 65535, &cl->admin_port) != 0)
+            if (r < 0 || parse_optional_port("--admin-port", v, &cl->admin_port) != 0)
                 return 2;
-            if (cl->admin_port == 0) {
-                fprintf(stderr, "clipper start: --admin-port needs a port from 1 to 65535, "
-                                "or -1 for none\n");
-                return 2;
-            }
         } else if ((r = cl_actor_take_value(cmd, "--cache-size", argc, argv, &i, &v)) != 0) {
             if (r < 0 ||
                 cl__cli_parse_int(cmd, "--cache-size", v, 0, 1L << 40, &cl->cache_size) != 0)
@@ -598,6 +599,19 @@ static int prepare_dirs(cluster *cl)
     return 0;
 }
 
+/* True (after saying so) when something listens on host:port already;
+ * port -1 (turned off) is never in use. */
+static bool port_in_use(const char *host, long port, const char *what, const char *option,
+                        bool optional)
+{
+    if (port < 0 || !port_taken(host, (int)port))
+        return false;
+    fprintf(stderr, "clipper start: the %s port %ld on %s is already in use; choose another with "
+                    "%s N%s\n",
+            what, port, host, option, optional ? " (or -1 for none)" : "");
+    return true;
+}
+
 int cl__cli_start(int argc, char **argv)
 {
     /* Before any thread exists, so every thread (cnats') inherits the mask
@@ -625,25 +639,10 @@ int cl__cli_start(int argc, char **argv)
     }
     if (prepare_dirs(&cl) != 0)
         return 1;
-    if (port_taken(cl.http_host, (int)cl.http_port)) {
-        fprintf(stderr, "clipper start: the HTTP port %ld on %s is already in use; choose "
-                        "another with --http-port N\n",
-                cl.http_port, cl.http_host);
+    if (port_in_use(cl.http_host, cl.http_port, "HTTP", "--http-port", false) ||
+        port_in_use(cl.http_host, cl.metrics_port, "metrics", "--metrics-port", true) ||
+        port_in_use(cl.http_host, cl.admin_port, "admin", "--admin-port", true))
         return 1;
-    }
-    if (cl.metrics_port > 0 && port_taken(cl.http_host, (int)cl.metrics_port)) {
-        fprintf(stderr, "clipper start: the metrics port %ld on %s is already in use; choose "
-                        "another with --metrics-port N (or -1 for none)\n",
-                cl.metrics_port, cl.http_host);
-        return 1;
-    }
-
-    if (cl.admin_port > 0 && port_taken(cl.http_host, (int)cl.admin_port)) {
-        fprintf(stderr, "clipper start: the admin port %ld on %s is already in use; choose "
-                        "another with --admin-port N (or -1 for none)\n",
-                cl.admin_port, cl.http_host);
-        return 1;
-    }
 
     int rc = 1;
     cl_bus *bus = NULL;
