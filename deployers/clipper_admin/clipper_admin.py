@@ -512,10 +512,11 @@ class ClipperConnection(object):
 
     def get_current_model_version(self, name):
         self._require_connection()
-        for m in self.get_all_models(verbose=True) or []:
-            if m.get("model_name") == name and m.get("is_current_version"):
-                return m["model_version"]
-        raise ClipperException("No versions of model {} registered with Clipper".format(name))
+        version = self._current_version_or_none(name)
+        if version is None:
+            raise ClipperException(
+                "No versions of model {} registered with Clipper".format(name))
+        return version
 
     def get_num_replicas(self, name, version=None):
         self._require_connection()
