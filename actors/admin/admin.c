@@ -3,7 +3,6 @@
  * ever waits on the KV store), the reply envelope, and the process entry
  * point, which also starts the management REST (admin_http.c). The
  * commands themselves are in apps.c, models.c, containers.c. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,17 +187,6 @@ static void usage(FILE *f)
             CL_ADMIN_HTTP_PORT, cl_actor_common_usage());
 }
 
-static bool parse_port(const char *s, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < -1 || v > 65535)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Returns 0 to run, 1 to exit 0 (help), 2 on a bad argument. */
 static int parse(int argc, char **argv, cl_actor_opts *opts, const char **host, int *port)
 {
@@ -224,7 +212,7 @@ static int parse(int argc, char **argv, cl_actor_opts *opts, const char **host, 
             else
                 *host = v;
         } else if ((r = cl_actor_take_value(NULL, "--http-port", argc, argv, &i, &v)) != 0) {
-            if (r < 0 || !parse_port(v, &n))
+            if (r < 0 || !cl_actor_parse_long(v, -1, 65535, &n))
                 bad = "--http-port needs a port number from 0 to 65535, or -1 for no HTTP";
             else
                 *port = (int)n;

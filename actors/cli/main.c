@@ -8,7 +8,6 @@
  *
  * 'clipper start' and the container manager start the actors and replicas
  * as 'clipper run ...' children of this same executable. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,15 +90,11 @@ static int run_actor(int argc, char **argv)
 int cl__cli_parse_int(const char *cmd, const char *option, const char *text, long min, long max,
                       long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+    if (!cl_actor_parse_long(text, min, max, out)) {
         fprintf(stderr, "%s: %s must be a whole number from %ld to %ld, got '%s'\n", cmd, option,
                 min, max, text);
         return -1;
     }
-    *out = v;
     return 0;
 }
 

@@ -150,6 +150,17 @@ void cl_actor_opts_init(cl_actor_opts *opts)
     opts->prefix = prefix && prefix[0] ? prefix : CL_DEFAULT_PREFIX;
 }
 
+bool cl_actor_parse_long(const char *text, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
 int cl_actor_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
                         const char **out)
 {

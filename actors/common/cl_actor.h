@@ -65,6 +65,9 @@ int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl
 int cl_actor_take_value(const char *cmd, const char *name, int argc, char **argv, int *i,
                         const char **out);
 
+/* A whole decimal number in [lo, hi] (the value of an option), else false. */
+bool cl_actor_parse_long(const char *text, long lo, long hi, long *out);
+
 /* The lines describing the common options, for an actor's --help. */
 const char *cl_actor_common_usage(void);
 

@@ -1,5 +1,4 @@
 /* 'clipper run frontend': options, then run until SIGINT/SIGTERM. */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,17 +44,6 @@ static const char *value_of(const char *name, int argc, char **argv, int *i, boo
     return r > 0 ? v : NULL;
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Returns 0 to run, 1 to exit 0 (help), 2 on a bad argument. */
 static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *fopts)
 {
@@ -82,23 +70,23 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
                 bad = "--http-host needs a host name or address";
             fopts->http_host = v;
         } else if ((v = value_of("--http-port", argc, argv, &i, &missing)) != NULL) {
-            if (!parse_int(v, -1, 65535, &n))
+            if (!cl_actor_parse_long(v, -1, 65535, &n))
                 bad = "--http-port needs a port number from 0 to 65535, or -1 for no HTTP";
             fopts->http_port = (int)n;
         } else if ((v = value_of("--http-threads", argc, argv, &i, &missing)) != NULL) {
-            if (!parse_int(v, 1, 1024, &n))
+            if (!cl_actor_parse_long(v, 1, 1024, &n))
                 bad = "--http-threads needs a number from 1 to 1024";
             fopts->http_threads = (int)n;
         } else if ((v = value_of("--max-pending", argc, argv, &i, &missing)) != NULL) {
-            if (!parse_int(v, 1, 1L << 30, &n))
+            if (!cl_actor_parse_long(v, 1, 1L << 30, &n))
                 bad = "--max-pending needs a number from 1 to 1073741824";
             fopts->max_pending = (uint32_t)n;
         } else if ((v = value_of("--cache-size", argc, argv, &i, &missing)) != NULL) {
-            if (!parse_int(v, 0, 1L << 40, &n))
+            if (!cl_actor_parse_long(v, 0, 1L << 40, &n))
                 bad = "--cache-size needs a size in bytes from 0 to 1099511627776";
             fopts->cache_bytes = (size_t)n;
         } else if ((v = value_of("--metrics-port", argc, argv, &i, &missing)) != NULL) {
-            if (!parse_int(v, -1, 65535, &n))
+            if (!cl_actor_parse_long(v, -1, 65535, &n))
                 bad = "--metrics-port needs a port number from 0 to 65535, or -1 for none";
             fopts->metrics_port = (int)n;
         } else if (missing) {
