@@ -1,4 +1,6 @@
 /* Connections, publish/subscribe and request/reply over cnats. */
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,12 +108,131 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     cl_warn("bus error%s%s: %s", subj ? " on " : "", subj ? subj : "", natsStatus_GetText(err));
 }
 
+/* One server URL of a comma-separated list, split into what goes before
+ * the host ("nats://user:pw@"), the host and what follows it (":4222"). */
+typedef struct {
+    char head[256];
+    char host[256];
+    char tail[64];
+} url_parts;
+
+static bool split_url(const char *url, size_t len, url_parts *p)
+{
+    while (len > 0 && (*url == ' ' || *url == '\t'))
+        url++, len--;
+    while (len > 0 && (url[len - 1] == ' ' || url[len - 1] == '\t'))
+        len--;
+    const char *end = url + len;
+    const char *host = url;
+    for (const char *c = url; c + 2 < end; c++) {
+        if (c[0] == ':' && c[1] == '/' && c[2] == '/') {
+            host = c + 3;
+            break;
+        }
+    }
+    for (const char *c = host; c < end; c++)
+        if (*c == '@')
+            host = c + 1; /* user info ends at the last '@' */
+    const char *host_end;
+    if (host < end && *host == '[') { /* an IPv6 literal: nothing to resolve */
+        return false;
+    } else {
+        host_end = memchr(host, ':', (size_t)(end - host));
+        if (host_end == NULL)
+            host_end = end;
+    }
+    size_t nhead = (size_t)(host - url), nhost = (size_t)(host_end - host),
+           ntail = (size_t)(end - host_end);
+    if (nhost == 0 || nhead >= sizeof(p->head) || nhost >= sizeof(p->host) ||
+        ntail >= sizeof(p->tail))
+        return false;
+    memcpy(p->head, url, nhead);
+    p->head[nhead] = '\0';
+    memcpy(p->host, host, nhost);
+    p->host[nhost] = '\0';
+    memcpy(p->tail, host_end, ntail);
+    p->tail[ntail] = '\0';
+    return true;
+}
+
+/* Fills bus->addr_urls with each named server of bus->url by its IPv4
+ * address. TLS URLs keep their names (the certificate names the host). */
+static void resolve_servers(cl_bus *bus)
+{
+    const char *u = bus->url;
+    while (*u != '\0') {
+        const char *comma = strchr(u, ',');
+        size_t len = comma ? (size_t)(comma - u) : strlen(u);
+        url_parts p;
+        struct in_addr a;
+        if (split_url(u, len, &p) && strncmp(p.head, "tls:", 4) != 0 &&
+            inet_pton(AF_INET, p.host, &a) != 1) {
+            struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+            struct addrinfo *res = NULL;
+            if (getaddrinfo(p.host, NULL, &hints, &res) == 0) {
+                for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+                    char ip[INET_ADDRSTRLEN];
+                    const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
+                    if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip)) == NULL)
+                        continue;
+                    size_t n = strlen(p.head) + strlen(ip) + strlen(p.tail) + 1;
+                    char *s = malloc(n);
+                    char **grown = realloc(bus->addr_urls,
+                                           (size_t)(bus->n_addr_urls + 1) * sizeof(char *));
+                    if (s == NULL || grown == NULL) {
+                        free(s);
+                        if (grown != NULL)
+                            bus->addr_urls = grown;
+                        break;
+                    }
+                    snprintf(s, n, "%s%s%s", p.head, ip, p.tail);
+                    bus->addr_urls = grown;
+                    bus->addr_urls[bus->n_addr_urls++] = s;
+                }
+                freeaddrinfo(res);
+            }
+        }
+        u += len;
+        if (*u == ',')
+            u++;
+    }
+}
+
+/* The bus' URL list followed by its servers by address (see addr_urls). */
+static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
+{
+    if (bus->n_addr_urls == 0)
+        return natsOptions_SetURL(no, bus->url);
+    int n = 0;
+    for (const char *c = bus->url; *c; c++)
+        n += *c == ',';
+    n += 1 + bus->n_addr_urls;
+    char *copy = strdup(bus->url);
+    const char **servers = calloc((size_t)n, sizeof(*servers));
+    natsStatus s = NATS_NO_MEMORY;
+    if (copy != NULL && servers != NULL) {
+        int k = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
+            servers[k++] = t;
+        for (int i = 0; i < bus->n_addr_urls; i++)
+            servers[k++] = bus->addr_urls[i];
+        s = natsOptions_SetServers(no, servers, k);
+        /* Names first, addresses only when a name does not resolve. */
+        if (s == NATS_OK)
+            s = natsOptions_SetNoRandomize(no, true);
+    }
+    free(servers);
+    free(copy);
+    return s;
+}
+
 natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, natsOptions **out)
 {
     natsOptions *no = NULL;
     natsStatus s = natsOptions_Create(&no);
     if (s == NATS_OK)
-        s = natsOptions_SetURL(no, bus->url);
+        s = set_servers(no, bus);
     if (s == NATS_OK && name != NULL)
         s = natsOptions_SetName(no, name);
     if (s == NATS_OK)
@@ -183,6 +304,7 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
         cl_bus_free(bus);
         return err ? err->code : CL_ERR_UNREACHABLE;
     }
+    resolve_servers(bus);
     *out = bus;
     return CL_OK;
 }
@@ -222,6 +344,9 @@ void cl_bus_free(cl_bus *bus)
     pthread_mutex_destroy(&bus->js_mu);
     free(bus->prefix);
     free(bus->url);
+    for (int i = 0; i < bus->n_addr_urls; i++)
+        free(bus->addr_urls[i]);
+    free(bus->addr_urls);
     free(bus);
 }
 

@@ -19,6 +19,13 @@ struct cl_bus {
     pthread_mutex_t js_mu; /* guards js */
     char *prefix;
     char *url;
+    /* The servers of url by address, resolved once the first connection is
+     * up ("nats://10.88.0.5:4222", ...), or NULL. Later connections (the
+     * loop's, the batched one) try them after the names, so a name server
+     * that stops answering (as podman's aardvark-dns can while a network
+     * changes) does not keep them from the server this bus already reaches. */
+    char **addr_urls;
+    int n_addr_urls;
     /* The batched connection's writer: cl_bus_write_batched wakes it to
      * write what is buffered now instead of after cnats' 1 ms wait. */
     pthread_t writer;

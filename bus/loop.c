@@ -334,7 +334,14 @@ cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
         cl_loop_free(l);
         return cl_err_set(err, CL_ERR_NOMEM, "cannot create an eventfd for the bus loop");
     }
+    /* The bus itself is connected, so a server is there: a failure here is
+     * passing (the server busy accepting, a name server slow), and worth a
+     * few more tries before the caller gives up. */
     natsStatus s = loop_connect(l);
+    for (int i = 0; s == NATS_NO_SERVER && i < 20; i++) {
+        nats_Sleep(250);
+        s = loop_connect(l);
+    }
     if (s != NATS_OK) {
         cl_status st = cl__bus_status(s, err, "cannot open the bus loop's connection");
         cl_loop_free(l);

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "bus_internal.h" /* white box: the name a server goes by */
 #include "cl_bus.h"
 #include "cl_clock.h"
 #include "cl_loop.h"
@@ -151,6 +152,51 @@ static void test_unsubscribed_subject_is_not_delivered_any_more(void **state)
     cl_bus_free(bus);
 }
 
+/* The bus resolves its server's name once connected, and a loop opened
+ * later reaches the server by that address when the name no longer
+ * resolves (podman's name server can stop answering while a network
+ * changes). */
+static void test_loop_reaches_the_server_by_address_when_its_name_fails(void **state)
+{
+    (void)state;
+    char url[96];
+    snprintf(url, sizeof(url), "nats://localhost:%d", cl_test_srv.port);
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.url = url;
+    cl_bus *bus;
+    cl_err err = {0};
+    assert_int_equal(cl_bus_connect(&bus, &o, &err), CL_OK);
+    char want[96];
+    snprintf(want, sizeof(want), "nats://127.0.0.1:%d", cl_test_srv.port);
+    assert_true(bus->n_addr_urls >= 1);
+    assert_string_equal(bus->addr_urls[0], want);
+
+    /* From now on the name does not resolve. */
+    free(bus->url);
+    char gone[96];
+    snprintf(gone, sizeof(gone), "nats://no-such-host.invalid:%d", cl_test_srv.port);
+    bus->url = strdup(gone);
+    assert_non_null(bus->url);
+
+    /* Without the address a loop cannot connect: the test can fail. */
+    int n = bus->n_addr_urls;
+    bus->n_addr_urls = 0;
+    cl_loop *loop = NULL;
+    assert_int_not_equal(cl_loop_open(&loop, bus, &err), CL_OK);
+    bus->n_addr_urls = n;
+
+    assert_int_equal(cl_loop_open(&loop, bus, &err), CL_OK);
+    seen s = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.addr", NULL, on_msg, &s), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    assert_int_equal(cl_bus_publish(bus, "lt.addr", "by-address", 10), CL_OK);
+    assert_int_equal(run_until(loop, &s, 1, 3000), 1);
+    assert_string_equal(s.last, "by-address");
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
 /* Last: it restarts the group's server. */
 static void test_loop_reconnects_and_resubscribes_after_a_server_restart(void **state)
 {
@@ -182,6 +228,7 @@ int main(void)
         cmocka_unit_test(test_publishes_of_a_callback_go_out_in_order_after_its_turn),
         cmocka_unit_test(test_publish_outside_a_turn_is_written_at_once),
         cmocka_unit_test(test_unsubscribed_subject_is_not_delivered_any_more),
+        cmocka_unit_test(test_loop_reaches_the_server_by_address_when_its_name_fails),
         cmocka_unit_test(test_loop_reconnects_and_resubscribes_after_a_server_restart),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
