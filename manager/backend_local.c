@@ -128,20 +128,10 @@ static void forget(local_backend *lb, int pid)
     }
 }
 
-static bool local_poll(cl_backend *b, const cl_backend_replica *r, int *exit_code)
+/* The last lines of the replica's log file (of its last run only), at
+ * most size-1 bytes. */
+static void local_tail(const cl_backend_replica *r, char *buf, size_t size)
 {
-    local_backend *lb = (local_backend *)b;
-    if (!cl_proc_reaped(r->pid, exit_code))
-        return false;
-    /* Whatever the replica left in its group goes with it. */
-    kill(-r->pid, SIGKILL);
-    forget(lb, r->pid);
-    return true;
-}
-
-static void local_tail(cl_backend *b, const cl_backend_replica *r, char *buf, size_t size)
-{
-    (void)b;
     buf[0] = '\0';
     if (size < 2)
         return;
@@ -176,6 +166,21 @@ static void local_tail(cl_backend *b, const cl_backend_replica *r, char *buf, si
         }
     }
     close(fd);
+}
+
+static bool local_poll(cl_backend *b, const cl_backend_replica *r, cl_backend_end *end)
+{
+    local_backend *lb = (local_backend *)b;
+    int code;
+    if (!cl_proc_reaped(r->pid, &code))
+        return false;
+    /* Whatever the replica left in its group goes with it. */
+    kill(-r->pid, SIGKILL);
+    end->exit_code = code;
+    end->error[0] = '\0';
+    local_tail(r, end->tail, sizeof(end->tail));
+    forget(lb, r->pid);
+    return true;
 }
 
 static size_t local_list(cl_backend *b, cl_backend_replica **out)
@@ -214,7 +219,6 @@ static const cl_backend_ops local_ops = {
     .start = local_start,
     .stop = local_stop,
     .poll = local_poll,
-    .tail = local_tail,
     .list = local_list,
     .free = local_free,
 };
@@ -264,8 +268,10 @@ cl_status cl_backend_new(cl_backend **out, const char *name, const cl_backend_co
 {
     if (name == NULL || strcmp(name, "local") == 0)
         return cl_backend_local_new(out, cfg, err);
+    if (strcmp(name, "docker") == 0)
+        return cl_backend_docker_new(out, cfg, err);
     return cl_err_set(err, CL_ERR_INVALID,
-                      "unknown backend '%s' (this build knows: local)", name);
+                      "unknown backend '%s' (this build knows: local, docker)", name);
 }
 
 void cl_backend_free(cl_backend *b)

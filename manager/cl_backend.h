@@ -1,19 +1,22 @@
 /* The container manager's backends: where a model replica runs.
  *
  * A backend starts one replica of model:version, stops one, tells whether
- * one has ended (and how), shows the end of its output, and lists what it
- * has running. The manager's reconcile loop decides what to start and stop;
- * a backend keeps no wanted counts of its own. Every call is made from the
+ * one has ended (how, and its last lines of output), and lists what it has
+ * running. The manager's reconcile loop decides what to start and stop; a
+ * backend keeps no wanted counts of its own. Every call is made from the
  * manager's reconcile thread and must not block for long (start may take
- * as long as a fork/exec or one API call).
+ * as long as a fork/exec or a few engine API calls; stop only asks).
  *
- * A new backend (Docker Engine API, Kubernetes API) embeds cl_backend as
- * its first member and fills a cl_backend_ops. */
+ * Backends: "local" (child processes, backend_local.c) and "docker"
+ * (containers through the Docker Engine API, backend_docker.c). A new one
+ * (Kubernetes API) embeds cl_backend as its first member and fills a
+ * cl_backend_ops. */
 #ifndef CL_BACKEND_H
 #define CL_BACKEND_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cl_status.h"
 
@@ -21,12 +24,28 @@ typedef struct cl_backend cl_backend;
 
 /* One replica as the backend knows it. */
 typedef struct {
-    char id[64];    /* the backend's name for it: a pid, a container id */
+    char id[80];    /* the backend's name for it: a pid, a container id */
     int pid;        /* local processes; 0 when not a local process */
-    char log[1024]; /* where its output goes: a file path, or a backend URL */
+    char name[256]; /* its container's name; "" when it is not a container */
+    char log[1024]; /* the file its output goes to; "" when the backend keeps
+                       it (a container's log: see cl_backend_end.tail) */
     int wait_fd;    /* readable once it has ended (a pidfd), owned by the backend;
                        -1 when the backend cannot tell (the manager then polls) */
+    bool has_replica_id; /* the backend chose the replica's id ('clipper run
+                            replica --replica-id'): its heartbeats are matched
+                            by it. Otherwise by host and pid. */
+    uint32_t replica_id;
 } cl_backend_replica;
+
+/* How a replica ended, as poll reports it. */
+typedef struct {
+    int exit_code;   /* >= 0, minus the signal that ended it, or -1000 when
+                        not known (a container removed by someone else) */
+    char error[512]; /* what the backend knows beyond the exit code ("" if
+                        nothing): the container was removed by hand, it ran
+                        out of memory, the engine's error */
+    char tail[1200]; /* the last lines of its output ("" when none) */
+} cl_backend_end;
 
 /* Whatever a backend needs to start a replica that joins the bus. */
 typedef struct {
@@ -35,6 +54,14 @@ typedef struct {
     const char *log_dir;  /* where output is kept (local backend) */
     const char *command;  /* local backend: program run as '<command> run replica ...';
                              NULL: this executable */
+    /* docker backend */
+    const char *docker_host;    /* engine address; NULL: $DOCKER_HOST, else the default */
+    const char *network;        /* the network replica containers join (required) */
+    const char *image;          /* NULL: clipper/python-closure:latest */
+    const char *cluster;        /* label ai.clipper.container.label; NULL: the prefix */
+    const char *entrypoint;     /* JSON array of strings replacing the image's
+                                   entrypoint (the replica command becomes its
+                                   arguments); NULL: the image's. For tests. */
 } cl_backend_config;
 
 typedef struct {
@@ -42,19 +69,17 @@ typedef struct {
     /* Starts replica number n (0, 1, ...) of model:version. */
     cl_status (*start)(cl_backend *b, const char *model, const char *version, unsigned n,
                        cl_backend_replica *out, cl_err *err);
-    /* Asks it to stop (force: kill it now). Does not wait. */
+    /* Asks it to stop: SIGTERM (force: kill it now). Does not wait for it
+     * to end. */
     void (*stop)(cl_backend *b, const cl_backend_replica *r, bool force);
-    /* True once it has ended; *exit_code is its exit code (>= 0) or minus
-     * the signal that ended it. After true, r is finished with. */
-    bool (*poll)(cl_backend *b, const cl_backend_replica *r, int *exit_code);
-    /* The last lines of its output (at most size-1 bytes, NUL-terminated;
-     * empty when there is none). */
-    void (*tail)(cl_backend *b, const cl_backend_replica *r, char *buf, size_t size);
+    /* True once it has ended, with how in *end. After true, r is finished
+     * with (a container has been removed). */
+    bool (*poll)(cl_backend *b, const cl_backend_replica *r, cl_backend_end *end);
     /* The replicas started and not yet reported ended by poll: a malloc'd
      * array (free it) and its length. */
     size_t (*list)(cl_backend *b, cl_backend_replica **out);
-    /* Kills and reaps whatever is still running, then frees. NULL-safe via
-     * cl_backend_free. */
+    /* Kills and removes whatever is still running, then frees. NULL-safe
+     * via cl_backend_free. */
     void (*free)(cl_backend *b);
 } cl_backend_ops;
 
@@ -62,8 +87,8 @@ struct cl_backend {
     const cl_backend_ops *ops;
 };
 
-/* Creates the backend named name ("local"). CL_ERR_INVALID naming the
- * known backends when there is no such one. */
+/* Creates the backend named name ("local", "docker"; NULL: "local").
+ * CL_ERR_INVALID naming the known backends when there is no such one. */
 cl_status cl_backend_new(cl_backend **out, const char *name, const cl_backend_config *cfg,
                          cl_err *err);
 void cl_backend_free(cl_backend *b);
@@ -72,5 +97,19 @@ void cl_backend_free(cl_backend *b);
  * '<command> run replica --nats URL --prefix P --model M --version V'
  * with its output appended to <log_dir>/<model>_<version>-<n>.log. */
 cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
+
+/* The docker backend: each replica is a container of cfg->image on
+ * cfg->network running
+ *   clipper run replica --nats URL --prefix P --model M --version V --replica-id ID
+ * named <cluster>-<model>-<version>-<n>-<6 hex> and labelled
+ *   ai.clipper.container.label=<cluster>
+ *   ai.clipper.model_container.label=<model>_<version>
+ *   ai.clipper.replica=<n>, ai.clipper.replica_id=<ID>.
+ * Creating it checks that the engine answers, the network and the image
+ * exist (each a clear error), and removes the replica containers of the
+ * cluster a killed manager left behind. A stop is a signal (SIGTERM, or
+ * SIGKILL when forced); an ended container is removed once poll has read
+ * its exit code and last lines. */
+cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
 
 #endif

@@ -1,25 +1,37 @@
 /* The container-manager actor: keeps as many replicas of each model version
  * running as its KV entry wants (num_replicas), through a backend (see
- * cl_backend.h; this build has "local": child processes).
+ * cl_backend.h: "local", child processes; "docker", containers through the
+ * Docker Engine API).
  *
  * It watches the cluster state (cl_view) and reconciles on every change and
  * every 500 ms: starts missing replicas, stops extras (SIGTERM, then
  * SIGKILL after the grace period), stops every replica of a deleted model
- * version, and replaces a replica that ended. One that keeps ending is
+ * version, and replaces a replica that ended (a container that exited or
+ * was removed by hand). One that keeps ending is
  * restarted after 0.5 s, 1 s, 2 s, ... up to 30 s (the count resets once
  * one has run for 30 s), and each end is logged with the last lines of the
  * replica's output. A replica that has sent heartbeats and then stays
  * silent (twice CL_REPLICA_TIMEOUT_MS) while its process lives is hung: it
- * is killed and so replaced.
+ * is killed and so replaced. Heartbeats are matched to replicas by the
+ * replica id when the backend chose it (docker), else by host and pid.
  *
  * It answers, on the bus (request/reply, JSON):
- *   <p>.cm.status  -> [{"model","version","replica","state","pid","started_at",
- *                       "restarts","last_exit","last_exit_code","log_file",
- *                       "replica_id","heartbeat","cause","next_start_at"}, ...]
+ *   <p>.cm.status  -> [{"model","version","replica","state","pid",
+ *                       "container_id","container_name","started_at",
+ *                       "restarts","last_exit","last_exit_code","last_error",
+ *                       "log_file","replica_id","heartbeat","cause",
+ *                       "next_start_at"}, ...]
  *                     replica is the manager's number for it (0, 1, ...);
  *                     state is "running", "stopping" or "waiting" (ended,
- *                     restart pending, at next_start_at); last_exit is e.g.
- *                     "exit code 3" or null; heartbeat is the state the
+ *                     restart pending, at next_start_at); pid (local) and
+ *                     container_id/container_name (docker) are null when
+ *                     not that kind or nothing runs; last_exit is e.g.
+ *                     "exit code 3" or null; last_error is the last thing
+ *                     that went wrong (a failed start, a container removed
+ *                     by hand, killed as hung) or null; log_file is null
+ *                     for containers (the engine keeps their log);
+ *                     replica_id is the one its heartbeats carry (known
+ *                     from the start for docker); heartbeat is the state the
  *                     replica last announced ("starting", "ready", "failed"
  *                     with cause, or "silent") or null before its first
  *   <p>.cm.logs    -> {"host","log_dir","files":[<every file in log_dir>]}
@@ -34,13 +46,19 @@
 typedef struct cl_manager cl_manager;
 
 typedef struct {
-    const char *backend;     /* NULL: "local" */
+    const char *backend;     /* NULL: "local"; or "docker" */
     const char *log_dir;     /* NULL: ./clipper_logs */
-    const char *replica_cmd; /* program run as '<cmd> run replica ...'; NULL: env
-                                CLIPPER_REPLICA_CMD, else this executable */
+    const char *replica_cmd; /* local: program run as '<cmd> run replica ...'; NULL:
+                                env CLIPPER_REPLICA_CMD, else this executable */
     const char *nats_url;    /* the URL given to replicas; NULL: the bus' URL */
     int reconcile_ms;        /* 0: 500 */
     int stop_grace_ms;       /* SIGTERM to SIGKILL; 0: 5000 */
+    /* docker backend (see cl_backend_docker_new) */
+    const char *docker_host;        /* NULL: $DOCKER_HOST, else unix:///var/run/docker.sock */
+    const char *docker_network;     /* required */
+    const char *image;              /* NULL: clipper/python-closure:latest */
+    const char *cluster;            /* NULL: the bus prefix */
+    const char *replica_entrypoint; /* JSON array replacing the image's entrypoint; tests */
 } cl_manager_opts;
 
 void cl_manager_opts_init(cl_manager_opts *opts);
@@ -50,7 +68,8 @@ void cl_manager_opts_init(cl_manager_opts *opts);
 cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts *opts,
                            cl_err *err);
 /* Stops every replica it started (SIGTERM, SIGKILL after the grace period),
- * waits for them, and frees. NULL is a no-op. */
+ * waits for them (containers: and removes them), and frees. NULL is a
+ * no-op. */
 void cl_manager_free(cl_manager *m);
 
 /* The process entry point ('clipper run manager'). */

@@ -1,11 +1,15 @@
 /* 'clipper run manager': the container manager as a process. Parses its
  * options, joins the bus, runs cl_manager until SIGINT/SIGTERM, then stops
- * every replica it started and exits 0. */
+ * every replica it started and exits 0. Bad options exit 2, a manager that
+ * cannot start (no engine, no such network or image) exits 1. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "cl_actor.h"
+#include "cl_docker.h"
 #include "cl_log.h"
 #include "cl_manager.h"
 
@@ -23,11 +27,77 @@ static void usage(FILE *f)
             "options:\n"
             "%s"
             "  --backend NAME      where replicas run: local (child processes; default)\n"
+            "                      or docker (containers, through the Docker Engine API)\n"
+            "  --replica-nats URL  the NATS URL replicas connect to (default: --nats)\n"
             "  --log-dir DIR       replica logs (default ./clipper_logs, or DATA/logs)\n"
             "  --data-dir DATA     keep replica logs under DATA/logs\n"
-            "  --replica-cmd PROG  run PROG instead of this program for replicas\n"
-            "                      (env CLIPPER_REPLICA_CMD; for tests)\n",
+            "  --replica-cmd PROG  local: run PROG instead of this program for replicas\n"
+            "                      (env CLIPPER_REPLICA_CMD; for tests)\n"
+            "\n"
+            "docker backend:\n"
+            "  --docker-network NET  the network replica containers join (required;\n"
+            "                        'host' for the engine host's network)\n"
+            "  --docker-host URL     the engine's socket, unix:///path (default: env\n"
+            "                        DOCKER_HOST, else " CL_DOCKER_DEFAULT_HOST ")\n"
+            "  --image IMG           replica image (default clipper/python-closure:latest)\n"
+            "  --cluster NAME        value of the label ai.clipper.container.label on\n"
+            "                        replica containers (default: the prefix)\n"
+            "  --replica-entrypoint JSON  a JSON array replacing the image's entrypoint;\n"
+            "                        the replica command becomes its arguments (for tests)\n",
             cl_actor_common_usage());
+}
+
+/* Options that do not fit the backend are errors, not silently ignored. */
+static int check_backend_options(const cl_manager_opts *o)
+{
+    bool docker = o->backend != NULL && strcmp(o->backend, "docker") == 0;
+    if (o->backend != NULL && !docker && strcmp(o->backend, "local") != 0) {
+        fprintf(stderr, "%s: unknown backend '%s' (this build has: local, docker)\n", CMD,
+                o->backend);
+        return 2;
+    }
+    const char *docker_only[][2] = {{"--docker-network", o->docker_network},
+                                    {"--docker-host", o->docker_host},
+                                    {"--image", o->image},
+                                    {"--cluster", o->cluster},
+                                    {"--replica-entrypoint", o->replica_entrypoint}};
+    for (size_t i = 0; !docker && i < sizeof(docker_only) / sizeof(docker_only[0]); i++) {
+        if (docker_only[i][1] != NULL) {
+            fprintf(stderr, "%s: %s is an option of the docker backend (add --backend docker)\n",
+                    CMD, docker_only[i][0]);
+            return 2;
+        }
+    }
+    if (!docker)
+        return 0;
+    if (o->replica_cmd != NULL) {
+        fprintf(stderr,
+                "%s: --replica-cmd is an option of the local backend; the docker backend runs "
+                "'clipper run replica' in --image\n",
+                CMD);
+        return 2;
+    }
+    if (o->docker_network == NULL || o->docker_network[0] == '\0') {
+        fprintf(stderr,
+                "%s: --backend docker needs --docker-network NET, the network replica "
+                "containers join ('host' for the engine host's network)\n",
+                CMD);
+        return 2;
+    }
+    const char *host = o->docker_host, *source = "--docker-host";
+    if (host == NULL || host[0] == '\0') {
+        host = getenv("DOCKER_HOST");
+        source = "DOCKER_HOST";
+    }
+    if (host != NULL && host[0] != '\0') {
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        cl_err err;
+        if (cl_docker_socket_path(host, source, path, sizeof(path), &err) != CL_OK) {
+            fprintf(stderr, "%s: %s\n", CMD, err.msg);
+            return 2;
+        }
+    }
+    return 0;
 }
 
 int cl_manager_main(int argc, char **argv)
@@ -59,7 +129,17 @@ int cl_manager_main(int argc, char **argv)
             (r = cl_actor_take_value(CMD, "--log-dir", argc, argv, &i, &mopts.log_dir)) != 0 ||
             (r = cl_actor_take_value(CMD, "--data-dir", argc, argv, &i, &data_dir)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-cmd", argc, argv, &i,
-                                     &mopts.replica_cmd)) != 0) {
+                                     &mopts.replica_cmd)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-nats", argc, argv, &i, &mopts.nats_url)) !=
+                0 ||
+            (r = cl_actor_take_value(CMD, "--docker-network", argc, argv, &i,
+                                     &mopts.docker_network)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--docker-host", argc, argv, &i,
+                                     &mopts.docker_host)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--image", argc, argv, &i, &mopts.image)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--cluster", argc, argv, &i, &mopts.cluster)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-entrypoint", argc, argv, &i,
+                                     &mopts.replica_entrypoint)) != 0) {
             if (r < 0)
                 return 2;
             continue;
@@ -68,10 +148,8 @@ int cl_manager_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (mopts.backend != NULL && strcmp(mopts.backend, "local") != 0) {
-        fprintf(stderr, "%s: unknown backend '%s' (this build has: local)\n", CMD, mopts.backend);
+    if (check_backend_options(&mopts) != 0)
         return 2;
-    }
     if (mopts.log_dir == NULL && data_dir != NULL) {
         snprintf(log_dir_buf, sizeof(log_dir_buf), "%s/logs", data_dir);
         mopts.log_dir = log_dir_buf;

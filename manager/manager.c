@@ -5,9 +5,10 @@
  * and stops replicas, and publishes a JSON snapshot for the status and logs
  * requests. It sleeps in poll() on an eventfd (a view change or a stop
  * request) and on each replica's pidfd (it ended), so it reacts at once,
- * and at the latest every reconcile period. Bus callbacks (view changes,
- * cm.status, cm.logs) never touch the slots: they poke the eventfd or copy
- * the last snapshot, and return. */
+ * and at the latest every reconcile period (which is how it learns that a
+ * container ended: the docker backend has no descriptor to wait on). Bus
+ * callbacks (view changes, cm.status, cm.logs) never touch the slots: they
+ * poke the eventfd or copy the last snapshot, and return. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -40,7 +41,7 @@
 #define BACKOFF_MAX_US 30000000u
 #define HEALTHY_RUN_US 30000000u /* a replica that ran this long resets its backoff */
 #define MAX_REPLICAS_PER_VERSION 128
-#define TAIL_BYTES 1200
+#define GIVE_UP_US 10000000u /* after a forced stop, when stopping everything */
 
 typedef enum { SLOT_RUNNING, SLOT_STOPPING, SLOT_WAITING } slot_state;
 
@@ -65,7 +66,9 @@ typedef struct {
     uint64_t next_start_wall_us;
     uint64_t stop_deadline_us;   /* SLOT_STOPPING, monotonic */
     bool killed;
-    /* What the replica's heartbeats say (matched by host and pid). */
+    char last_error[512]; /* the last thing that went wrong, "" before any */
+    /* What the replica's heartbeats say (matched by the replica id the
+     * backend chose, else by host and pid). */
     bool hb_seen;
     uint64_t hb_last_us; /* monotonic time of the last one */
     uint32_t replica_id;
@@ -168,19 +171,30 @@ static unsigned free_number(const cl_manager *m, const char *model, const char *
     }
 }
 
-static void log_end(cl_manager *m, const slot *s, int pid, int code, uint64_t ran_us,
-                    uint64_t delay_us)
+/* "pid 123" or "container NAME": how the logs name a replica. */
+static const char *rep_name(const cl_backend_replica *r, char *buf, size_t size)
 {
-    char how[128];
-    cl_proc_describe(code, how, sizeof(how));
-    char tail[TAIL_BYTES];
-    m->backend->ops->tail(m->backend, &s->rep, tail, sizeof(tail));
-    cl_warn("replica %s:%s #%u (pid %d) ended: %s%s after %.1f s; restarting in %.1f s "
+    if (r->name[0] != '\0')
+        snprintf(buf, size, "container %s", r->name);
+    else
+        snprintf(buf, size, "pid %d", r->pid);
+    return buf;
+}
+
+static void log_end(const slot *s, const cl_backend_end *end, uint64_t ran_us, uint64_t delay_us)
+{
+    char how[128], who[300];
+    cl_proc_describe(end->exit_code, how, sizeof(how));
+    /* An unknown exit code says nothing the error does not. */
+    bool code_known = end->exit_code != -1000 || end->error[0] == '\0';
+    cl_warn("replica %s:%s #%u (%s) ended after %.1f s: %s%s%s%s; restarting in %.1f s "
             "(%u failure%s in a row). Last lines of %s:\n%s",
-            s->model, s->version, s->n, pid, how,
-            code == 3 ? " (the replica could not load the model)" : "",
-            (double)ran_us / 1e6, (double)delay_us / 1e6, s->fails, s->fails == 1 ? "" : "s",
-            s->log, tail[0] ? tail : "(no output)");
+            s->model, s->version, s->n, rep_name(&s->rep, who, sizeof(who)),
+            (double)ran_us / 1e6, code_known ? how : "",
+            end->exit_code == 3 ? " (the replica could not load the model)" : "",
+            code_known && end->error[0] ? "; " : "", end->error, (double)delay_us / 1e6,
+            s->fails, s->fails == 1 ? "" : "s", s->log[0] ? s->log : who,
+            end->tail[0] ? end->tail : "(no output)");
 }
 
 /* A replica we did not ask to stop has ended (or could not start):
@@ -210,6 +224,7 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
     s->started_wall_us = cl_wall_us();
     s->started_mono_us = now;
     if (st != CL_OK) {
+        snprintf(s->last_error, sizeof(s->last_error), "%s", err.msg);
         schedule_restart(s, now, 0);
         cl_error("cannot start replica %s:%s #%u: %s; trying again in %.1f s", s->model,
                  s->version, s->n, err.msg,
@@ -219,22 +234,30 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
     s->rep = rep;
     s->has_rep = true;
     snprintf(s->log, sizeof(s->log), "%s", rep.log);
+    s->replica_id = rep.has_replica_id ? rep.replica_id : 0;
     s->state = SLOT_RUNNING;
     s->killed = false;
     s->hb_seen = false;
     s->hb_last_us = 0;
     s->hb_state[0] = '\0';
     s->hb_cause[0] = '\0';
-    cl_info("started replica %s:%s #%u (%s %s, log %s)%s", s->model, s->version, s->n,
-            rep.pid ? "pid" : "id", rep.id, rep.log, s->runs > 1 ? " as a restart" : "");
+    char who[300];
+    if (rep.log[0] != '\0')
+        cl_info("started replica %s:%s #%u (%s, log %s)%s", s->model, s->version, s->n,
+                rep_name(&rep, who, sizeof(who)), rep.log, s->runs > 1 ? " as a restart" : "");
+    else
+        cl_info("started replica %s:%s #%u (%s, id %.12s, replica id %u)%s", s->model,
+                s->version, s->n, rep_name(&rep, who, sizeof(who)), rep.id, rep.replica_id,
+                s->runs > 1 ? " as a restart" : "");
 }
 
 static void stop_slot(cl_manager *m, slot *s, uint64_t now, const char *why)
 {
     if (s->state == SLOT_STOPPING)
         return;
-    cl_info("stopping replica %s:%s #%u (%s %s): %s", s->model, s->version, s->n,
-            s->rep.pid ? "pid" : "id", s->rep.id, why);
+    char who[300];
+    cl_info("stopping replica %s:%s #%u (%s): %s", s->model, s->version, s->n,
+            rep_name(&s->rep, who, sizeof(who)), why);
     m->backend->ops->stop(m->backend, &s->rep, false);
     s->state = SLOT_STOPPING;
     s->stop_deadline_us = now + (uint64_t)m->grace_ms * 1000u;
@@ -247,25 +270,27 @@ static void poll_ended(cl_manager *m, uint64_t now)
 {
     for (size_t i = 0; i < m->n_slots;) {
         slot *s = &m->slots[i];
-        int code;
-        if (!s->has_rep || !m->backend->ops->poll(m->backend, &s->rep, &code)) {
+        cl_backend_end end;
+        if (!s->has_rep || !m->backend->ops->poll(m->backend, &s->rep, &end)) {
             i++;
             continue;
         }
         s->has_rep = false;
         s->has_exit = true;
-        s->last_exit = code;
+        s->last_exit = end.exit_code;
+        if (end.error[0] != '\0')
+            snprintf(s->last_error, sizeof(s->last_error), "%s", end.error);
         if (s->state == SLOT_STOPPING) {
-            char how[128];
-            cl_proc_describe(code, how, sizeof(how));
-            cl_info("replica %s:%s #%u (pid %d) stopped: %s", s->model, s->version, s->n,
-                    s->rep.pid, how);
+            char how[128], who[300];
+            cl_proc_describe(end.exit_code, how, sizeof(how));
+            cl_info("replica %s:%s #%u (%s) stopped: %s", s->model, s->version, s->n,
+                    rep_name(&s->rep, who, sizeof(who)), how);
             slot_remove(m, i);
             continue;
         }
         uint64_t ran = now - s->started_mono_us;
         schedule_restart(s, now, ran);
-        log_end(m, s, s->rep.pid, code, ran, s->next_start_mono_us - now);
+        log_end(s, &end, ran, s->next_start_mono_us - now);
         i++;
     }
 }
@@ -381,12 +406,16 @@ static void check_heartbeats(cl_manager *m, uint64_t now)
     uint64_t timeout = (uint64_t)CL_REPLICA_TIMEOUT_MS * 1000u;
     for (size_t i = 0; i < m->n_slots; i++) {
         slot *s = &m->slots[i];
-        if (s->state != SLOT_RUNNING || !s->has_rep || s->rep.pid <= 0)
+        bool matchable = s->rep.has_replica_id || s->rep.pid > 0;
+        if (s->state != SLOT_RUNNING || !s->has_rep || !matchable)
             continue;
         const cl_replica_info *hb = NULL;
         for (size_t j = 0; j < n && hb == NULL; j++) {
-            if (live[j].pid == s->rep.pid && strcmp(live[j].host, m->host) == 0 &&
-                strcmp(live[j].model, s->model) == 0 && strcmp(live[j].version, s->version) == 0)
+            bool same = s->rep.has_replica_id
+                            ? live[j].replica_id == s->rep.replica_id
+                            : live[j].pid == s->rep.pid && strcmp(live[j].host, m->host) == 0;
+            if (same && strcmp(live[j].model, s->model) == 0 &&
+                strcmp(live[j].version, s->version) == 0)
                 hb = &live[j];
         }
         if (hb != NULL) {
@@ -405,10 +434,14 @@ static void check_heartbeats(cl_manager *m, uint64_t now)
         if (silent >= timeout)
             snprintf(s->hb_state, sizeof(s->hb_state), "silent");
         if (silent >= 2 * timeout) {
-            cl_warn("replica %s:%s #%u (pid %d, replica id %u) has sent no heartbeat for %.1f s "
-                    "but its process is alive: killing it to replace it",
-                    s->model, s->version, s->n, s->rep.pid, s->replica_id,
-                    (double)(now - s->hb_last_us) / 1e6);
+            char who[300];
+            cl_warn("replica %s:%s #%u (%s, replica id %u) has sent no heartbeat for %.1f s "
+                    "but is still running: killing it to replace it",
+                    s->model, s->version, s->n, rep_name(&s->rep, who, sizeof(who)),
+                    s->replica_id, (double)(now - s->hb_last_us) / 1e6);
+            snprintf(s->last_error, sizeof(s->last_error),
+                     "no heartbeat for %.1f s while running: killed as hung",
+                     (double)(now - s->hb_last_us) / 1e6);
             m->backend->ops->stop(m->backend, &s->rep, true);
             s->hb_seen = false;
         }
@@ -448,8 +481,9 @@ static void reconcile(cl_manager *m)
         if (s->state == SLOT_WAITING && s->next_start_mono_us <= now) {
             start_slot(m, s, now);
         } else if (s->state == SLOT_STOPPING && !s->killed && now >= s->stop_deadline_us) {
-            cl_warn("replica %s:%s #%u (pid %d) did not stop within %d ms; killing it",
-                    s->model, s->version, s->n, s->rep.pid, m->grace_ms);
+            char who[300];
+            cl_warn("replica %s:%s #%u (%s) did not stop within %d ms; killing it", s->model,
+                    s->version, s->n, rep_name(&s->rep, who, sizeof(who)), m->grace_ms);
             m->backend->ops->stop(m->backend, &s->rep, true);
             s->killed = true;
         }
@@ -550,6 +584,13 @@ static void publish_snapshot(cl_manager *m)
             cJSON_AddNumberToObject(o, "pid", s->rep.pid);
         else
             cJSON_AddNullToObject(o, "pid");
+        if (s->has_rep && s->rep.name[0] != '\0') {
+            cJSON_AddStringToObject(o, "container_id", s->rep.id);
+            cJSON_AddStringToObject(o, "container_name", s->rep.name);
+        } else {
+            cJSON_AddNullToObject(o, "container_id");
+            cJSON_AddNullToObject(o, "container_name");
+        }
         if (s->runs > 0) {
             char t[48];
             iso_time(s->started_wall_us, t, sizeof(t));
@@ -577,9 +618,17 @@ static void publish_snapshot(cl_manager *m)
             if (s->hb_cause[0] != '\0')
                 cJSON_AddStringToObject(o, "cause", s->hb_cause);
         } else {
-            cJSON_AddNullToObject(o, "replica_id");
+            /* A backend that chose the id knows it before any heartbeat. */
+            if (s->has_rep && s->rep.has_replica_id)
+                cJSON_AddNumberToObject(o, "replica_id", s->rep.replica_id);
+            else
+                cJSON_AddNullToObject(o, "replica_id");
             cJSON_AddNullToObject(o, "heartbeat");
         }
+        if (s->last_error[0] != '\0')
+            cJSON_AddStringToObject(o, "last_error", s->last_error);
+        else
+            cJSON_AddNullToObject(o, "last_error");
         if (s->state == SLOT_WAITING) {
             char t[48];
             iso_time(s->next_start_wall_us, t, sizeof(t));
@@ -628,14 +677,26 @@ static void stop_everything(cl_manager *m)
     while (m->n_slots > 0) {
         now = cl_mono_us();
         poll_ended(m, now);
-        for (size_t i = 0; i < m->n_slots; i++) {
+        for (size_t i = 0; i < m->n_slots;) {
             slot *s = &m->slots[i];
+            char who[300];
             if (!s->killed && now >= s->stop_deadline_us) {
-                cl_warn("replica %s:%s #%u (pid %d) did not stop within %d ms; killing it",
-                        s->model, s->version, s->n, s->rep.pid, m->grace_ms);
+                cl_warn("replica %s:%s #%u (%s) did not stop within %d ms; killing it",
+                        s->model, s->version, s->n, rep_name(&s->rep, who, sizeof(who)),
+                        m->grace_ms);
                 m->backend->ops->stop(m->backend, &s->rep, true);
                 s->killed = true;
+            } else if (s->killed && now >= s->stop_deadline_us + GIVE_UP_US) {
+                /* The backend cannot tell (a container engine gone away):
+                 * do not hang the stop; freeing the backend tries once more. */
+                cl_warn("replica %s:%s #%u (%s) was killed but not seen to end within %.0f s; "
+                        "giving up on it",
+                        s->model, s->version, s->n, rep_name(&s->rep, who, sizeof(who)),
+                        (double)GIVE_UP_US / 1e6);
+                slot_remove(m, i);
+                continue;
             }
+            i++;
         }
         if (m->n_slots > 0)
             sleep_until_event(m, 50000);
@@ -771,6 +832,11 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         .prefix = cl_bus_prefix(bus),
         .log_dir = opts->log_dir ? opts->log_dir : "./clipper_logs",
         .command = cmd,
+        .docker_host = opts->docker_host,
+        .network = opts->docker_network,
+        .image = opts->image,
+        .cluster = opts->cluster,
+        .entrypoint = opts->replica_entrypoint,
     };
     s = cl_backend_new(&m->backend, opts->backend, &cfg, err);
     if (s != CL_OK)
@@ -790,10 +856,14 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
     if (s != CL_OK)
         goto fail;
     const char *endpoints[] = {subj_status, subj_logs, NULL};
+    char description[128];
+    snprintf(description, sizeof(description),
+             "Clipper container manager: runs model replicas (backend %s)",
+             m->backend->ops->name);
     cl_service_info info = {
         .name = "clipper-manager",
         .version = CL_VERSION,
-        .description = "Clipper container manager: runs model replicas (backend local)",
+        .description = description,
         .endpoints = endpoints,
         .stats = stats_cb,
         .closure = m,

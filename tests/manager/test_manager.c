@@ -533,9 +533,15 @@ static void test_missing_replica_program_is_a_clear_error(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/replica-program"));
 
     o.replica_cmd = FAKE_REPLICA;
+    o.backend = "kubernetes";
+    assert_int_equal(cl_manager_start(&m, fx->bus, &o, &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "unknown backend 'kubernetes'"));
+
+    /* The docker backend wants its network before it asks the engine anything. */
     o.backend = "docker";
     assert_int_equal(cl_manager_start(&m, fx->bus, &o, &err), CL_ERR_INVALID);
-    assert_non_null(strstr(err.msg, "unknown backend 'docker'"));
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "--docker-network"));
 }
 
 static void test_status_ignores_a_garbage_request_body(void **state)

@@ -1,0 +1,464 @@
+/* The docker backend: replicas are containers, made and watched through
+ * the Docker Engine REST API (cl_docker.h), never the docker command.
+ *
+ * Each call of the manager's reconcile thread costs a few short API calls
+ * at most: start = create + start; stop = one kill (SIGTERM; the manager
+ * forces with SIGKILL after its grace period), so the thread never waits
+ * for a container to wind down; poll reads one list of the cluster's
+ * replica containers, refreshed at most every LIST_MAX_AGE_US, and
+ * inspects only what the list does not settle. A container that has ended
+ * (or was removed by hand) is reported once, with its exit code and last
+ * log lines, and removed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl_backend.h"
+#include "cl_clock.h"
+#include "cl_docker.h"
+#include "cl_log.h"
+
+#define DEFAULT_IMAGE "clipper/python-closure:latest"
+#define LABEL_CLUSTER "ai.clipper.container.label"
+#define LABEL_MODEL "ai.clipper.model_container.label"
+#define LABEL_REPLICA "ai.clipper.replica"
+#define LABEL_REPLICA_ID "ai.clipper.replica_id"
+#define LIST_MAX_AGE_US 250000u
+#define WARN_EVERY_US 30000000u
+#define TAIL_LINES 40
+
+typedef struct {
+    cl_backend_replica rep;
+    bool ended;         /* force-stopped and removed: end holds how */
+    cl_backend_end end;
+} entry;
+
+typedef struct {
+    cl_backend base;
+    cl_docker *docker;
+    char *nats_url;
+    char *prefix;
+    char *image;
+    char *network;
+    char *cluster;
+    cJSON *entrypoint; /* NULL: the image's */
+    entry *live;       /* started, not yet reported ended */
+    size_t n_live;
+    size_t cap_live;
+    /* The cluster's replica containers as last listed. */
+    cl_docker_container *seen;
+    size_t n_seen;
+    uint64_t seen_at_us; /* monotonic; 0: never */
+    uint64_t warned_us;
+} docker_backend;
+
+static void warn_engine(docker_backend *db, const char *msg)
+{
+    uint64_t now = cl_mono_us();
+    if (db->warned_us == 0 || now - db->warned_us >= WARN_EVERY_US) {
+        cl_warn("docker backend: %s", msg);
+        db->warned_us = now;
+    }
+}
+
+static entry *find(docker_backend *db, const char *id)
+{
+    for (size_t i = 0; i < db->n_live; i++) {
+        if (strcmp(db->live[i].rep.id, id) == 0)
+            return &db->live[i];
+    }
+    return NULL;
+}
+
+static void forget(docker_backend *db, entry *e)
+{
+    *e = db->live[--db->n_live];
+}
+
+/* A container name from parts: characters outside [a-zA-Z0-9_.-] become
+ * '-', and it starts with a letter or digit, as the engine requires. */
+static void container_name(char *out, size_t size, const char *cluster, const char *model,
+                           const char *version, unsigned n, unsigned tag)
+{
+    snprintf(out, size, "%s-%s-%s-%u-%06x", cluster, model, version, n, tag & 0xffffffu);
+    for (char *p = out; *p != '\0'; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok)
+            *p = '-';
+    }
+    if (!((out[0] >= 'a' && out[0] <= 'z') || (out[0] >= 'A' && out[0] <= 'Z') ||
+          (out[0] >= '0' && out[0] <= '9')))
+        out[0] = 'c';
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t v = 0;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+        /* Cannot really fail for 4 bytes; mix the clock in case it did. */
+        v ^= (uint32_t)cl_mono_us() * 2654435761u;
+    }
+    return v;
+}
+
+/* The body of POST /containers/create for one replica. */
+static cJSON *replica_config(const docker_backend *db, const char *model, const char *version,
+                             unsigned n, uint32_t replica_id)
+{
+    char id[16], num[16], mv[300];
+    snprintf(id, sizeof(id), "%u", replica_id);
+    snprintf(num, sizeof(num), "%u", n);
+    snprintf(mv, sizeof(mv), "%s_%s", model, version);
+    const char *cmd[] = {"clipper", "run", "replica", "--nats", db->nats_url,
+                         "--prefix", db->prefix, "--model", model,
+                         "--version", version, "--replica-id", id};
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "Image", db->image);
+    cJSON_AddItemToObject(c, "Cmd", cJSON_CreateStringArray(cmd, sizeof(cmd) / sizeof(cmd[0])));
+    if (db->entrypoint != NULL)
+        cJSON_AddItemToObject(c, "Entrypoint", cJSON_Duplicate(db->entrypoint, true));
+    cJSON_AddBoolToObject(c, "Tty", false);
+    cJSON *labels = cJSON_AddObjectToObject(c, "Labels");
+    cJSON_AddStringToObject(labels, LABEL_CLUSTER, db->cluster);
+    cJSON_AddStringToObject(labels, LABEL_MODEL, mv);
+    cJSON_AddStringToObject(labels, LABEL_REPLICA, num);
+    cJSON_AddStringToObject(labels, LABEL_REPLICA_ID, id);
+    cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
+    cJSON_AddStringToObject(host, "NetworkMode", db->network);
+    return c;
+}
+
+static cl_status docker_start(cl_backend *b, const char *model, const char *version, unsigned n,
+                              cl_backend_replica *out, cl_err *err)
+{
+    docker_backend *db = (docker_backend *)b;
+    if (db->n_live == db->cap_live) {
+        size_t cap = db->cap_live ? db->cap_live * 2 : 8;
+        entry *p = realloc(db->live, cap * sizeof(*p));
+        if (p == NULL)
+            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        db->live = p;
+        db->cap_live = cap;
+    }
+    entry e;
+    memset(&e, 0, sizeof(e));
+    e.rep.wait_fd = -1;
+    e.rep.has_replica_id = true;
+    e.rep.replica_id = random_u32() & 0x7fffffffu; /* the replica takes 0 .. 2^31-1 */
+    container_name(e.rep.name, sizeof(e.rep.name), db->cluster, model, version, n, random_u32());
+    cJSON *config = replica_config(db, model, version, n, e.rep.replica_id);
+    if (config == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    cl_status s = cl_docker_create(db->docker, e.rep.name, config, e.rep.id, sizeof(e.rep.id), err);
+    cJSON_Delete(config);
+    if (s != CL_OK)
+        return s;
+    /* By name from here on: messages then name what the operator sees. */
+    s = cl_docker_start(db->docker, e.rep.name, err);
+    if (s != CL_OK) {
+        cl_err rm;
+        if (cl_docker_remove(db->docker, e.rep.name, true, &rm) != CL_OK)
+            cl_warn("docker backend: %s", rm.msg);
+        return s;
+    }
+    db->live[db->n_live++] = e;
+    *out = e.rep;
+    return CL_OK;
+}
+
+/* The container has ended or is to go: reads how (when it is still
+ * there), its last lines, and removes it. */
+static void finish(docker_backend *db, const cl_backend_replica *r, cl_backend_end *end)
+{
+    memset(end, 0, sizeof(*end));
+    end->exit_code = -1000;
+    cl_err err;
+    cl_docker_state st;
+    cl_status s = cl_docker_inspect(db->docker, r->name, &st, &err);
+    if (s == CL_ERR_NOT_FOUND) {
+        snprintf(end->error, sizeof(end->error),
+                 "container %s (%.12s) is gone: it was removed outside the manager", r->name,
+                 r->id);
+        return;
+    }
+    if (s != CL_OK) {
+        snprintf(end->error, sizeof(end->error), "%s", err.msg);
+    } else {
+        if (!st.running)
+            end->exit_code = st.exit_code;
+        if (st.oom_killed)
+            snprintf(end->error, sizeof(end->error), "container %s ran out of memory (OOM killed)",
+                     r->name);
+        else if (st.error[0] != '\0')
+            snprintf(end->error, sizeof(end->error), "container %.200s: %.290s", r->name, st.error);
+    }
+    char *text = NULL;
+    if (cl_docker_logs(db->docker, r->name, TAIL_LINES, &text, &err) == CL_OK) {
+        size_t len = strlen(text);
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+            text[--len] = '\0';
+        const char *from = text;
+        if (len >= sizeof(end->tail)) {
+            /* The end of it, from a whole line. */
+            from = text + len - (sizeof(end->tail) - 1);
+            const char *nl = strchr(from, '\n');
+            if (nl != NULL)
+                from = nl + 1;
+        }
+        snprintf(end->tail, sizeof(end->tail), "%s", from);
+        free(text);
+    }
+    s = cl_docker_remove(db->docker, r->name, true, &err);
+    if (s != CL_OK && s != CL_ERR_NOT_FOUND)
+        cl_warn("docker backend: %s", err.msg);
+}
+
+static void docker_stop(cl_backend *b, const cl_backend_replica *r, bool force)
+{
+    docker_backend *db = (docker_backend *)b;
+    entry *e = find(db, r->id);
+    if (e == NULL || e->ended)
+        return;
+    cl_err err;
+    cl_status s = cl_docker_kill(db->docker, r->name, force ? "SIGKILL" : "SIGTERM", &err);
+    if (s != CL_OK && s != CL_ERR_CONFLICT && s != CL_ERR_NOT_FOUND)
+        cl_warn("docker backend: %s", err.msg);
+    if (force && (s == CL_OK || s == CL_ERR_CONFLICT)) {
+        /* Killed (or ended already): remove it now too, keeping how it
+         * ended for poll. Gone already: poll says so. Not reached (the
+         * engine failed): poll and a later stop try again. */
+        finish(db, r, &e->end);
+        e->ended = true;
+    }
+}
+
+/* Refreshes the list of the cluster's replica containers when it is older
+ * than LIST_MAX_AGE_US. False when the engine cannot be asked. */
+static bool refresh_seen(docker_backend *db)
+{
+    uint64_t now = cl_mono_us();
+    if (db->seen_at_us != 0 && now - db->seen_at_us < LIST_MAX_AGE_US)
+        return true;
+    char cluster[600];
+    snprintf(cluster, sizeof(cluster), "%s=%s", LABEL_CLUSTER, db->cluster);
+    const char *labels[] = {cluster, LABEL_REPLICA_ID, NULL};
+    cl_docker_container *list = NULL;
+    size_t n = 0;
+    cl_err err;
+    if (cl_docker_list(db->docker, labels, &list, &n, &err) != CL_OK) {
+        warn_engine(db, err.msg);
+        return false;
+    }
+    cl_docker_list_free(db->seen, db->n_seen);
+    db->seen = list;
+    db->n_seen = n;
+    db->seen_at_us = now;
+    return true;
+}
+
+static bool is_ended_state(const char *state)
+{
+    return strcmp(state, "exited") == 0 || strcmp(state, "dead") == 0 ||
+           strcmp(state, "stopped") == 0;
+}
+
+static bool docker_poll(cl_backend *b, const cl_backend_replica *r, cl_backend_end *end)
+{
+    docker_backend *db = (docker_backend *)b;
+    entry *e = find(db, r->id);
+    if (e == NULL) {
+        memset(end, 0, sizeof(*end));
+        end->exit_code = -1000;
+        return true;
+    }
+    if (e->ended) {
+        *end = e->end;
+        forget(db, e);
+        return true;
+    }
+    if (!refresh_seen(db))
+        return false; /* cannot tell: the engine is unreachable (warned) */
+    for (size_t i = 0; i < db->n_seen; i++) {
+        if (strcmp(db->seen[i].id, r->id) == 0) {
+            if (!is_ended_state(db->seen[i].state))
+                return false;
+            break;
+        }
+    }
+    /* Ended, or not in the list: gone, or started after the list was made. */
+    cl_docker_state st;
+    cl_err err;
+    cl_status s = cl_docker_inspect(db->docker, r->name, &st, &err);
+    if (s == CL_OK && !is_ended_state(st.status))
+        return false;
+    if (s != CL_OK && s != CL_ERR_NOT_FOUND) {
+        warn_engine(db, err.msg);
+        return false;
+    }
+    finish(db, r, end);
+    forget(db, e);
+    return true;
+}
+
+static size_t docker_list(cl_backend *b, cl_backend_replica **out)
+{
+    docker_backend *db = (docker_backend *)b;
+    *out = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < db->n_live; i++)
+        n += !db->live[i].ended;
+    if (n == 0 || (*out = malloc(n * sizeof(**out))) == NULL)
+        return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < db->n_live; i++) {
+        if (!db->live[i].ended)
+            (*out)[k++] = db->live[i].rep;
+    }
+    return n;
+}
+
+static void docker_free(cl_backend *b)
+{
+    docker_backend *db = (docker_backend *)b;
+    for (size_t i = 0; db->docker != NULL && i < db->n_live; i++) {
+        if (db->live[i].ended)
+            continue;
+        cl_err err;
+        cl_status s = cl_docker_remove(db->docker, db->live[i].rep.name, true, &err);
+        if (s == CL_OK)
+            cl_info("removed replica container %s", db->live[i].rep.name);
+        else if (s != CL_ERR_NOT_FOUND)
+            cl_warn("docker backend: %s", err.msg);
+    }
+    cl_docker_list_free(db->seen, db->n_seen);
+    cl_docker_free(db->docker);
+    cJSON_Delete(db->entrypoint);
+    free(db->live);
+    free(db->nats_url);
+    free(db->prefix);
+    free(db->image);
+    free(db->network);
+    free(db->cluster);
+    free(db);
+}
+
+static const cl_backend_ops docker_ops = {
+    .name = "docker",
+    .start = docker_start,
+    .stop = docker_stop,
+    .poll = docker_poll,
+    .list = docker_list,
+    .free = docker_free,
+};
+
+/* Removes the replica containers of this cluster that are not ours: left
+ * by a manager that was killed before it could remove them. */
+static cl_status remove_leftovers(docker_backend *db, cl_err *err)
+{
+    char cluster[600];
+    snprintf(cluster, sizeof(cluster), "%s=%s", LABEL_CLUSTER, db->cluster);
+    const char *labels[] = {cluster, LABEL_REPLICA_ID, NULL};
+    cl_docker_container *list = NULL;
+    size_t n = 0;
+    cl_status s = cl_docker_list(db->docker, labels, &list, &n, err);
+    if (s != CL_OK)
+        return s;
+    for (size_t i = 0; i < n; i++) {
+        cl_err rm;
+        s = cl_docker_remove(db->docker, list[i].id, true, &rm);
+        if (s == CL_OK || s == CL_ERR_NOT_FOUND) {
+            cl_info("removed replica container %s (%s) of cluster %s, left by an earlier "
+                    "manager",
+                    list[i].name, list[i].state, db->cluster);
+        } else {
+            cl_docker_list_free(list, n);
+            return cl_err_set(err, s, "removing replica containers left by an earlier manager: %s",
+                              rm.msg);
+        }
+    }
+    cl_docker_list_free(list, n);
+    return CL_OK;
+}
+
+/* Networks every engine has, or a container's: not looked up. */
+static bool builtin_network(const char *net)
+{
+    return strcmp(net, "host") == 0 || strcmp(net, "none") == 0 || strcmp(net, "bridge") == 0 ||
+           strcmp(net, "default") == 0 || strncmp(net, "container:", 10) == 0;
+}
+
+static cl_status parse_entrypoint(cJSON **out, const char *text, cl_err *err)
+{
+    cJSON *j = cJSON_Parse(text);
+    bool ok = cJSON_IsArray(j) && cJSON_GetArraySize(j) > 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, j)
+    {
+        ok = ok && cJSON_IsString(v);
+    }
+    if (!ok) {
+        cJSON_Delete(j);
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "the replica entrypoint must be a JSON array of strings such as "
+                          "[\"sh\",\"-c\",\"...\"], got '%.200s'",
+                          text);
+    }
+    *out = j;
+    return CL_OK;
+}
+
+cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err)
+{
+    if (cfg->network == NULL || cfg->network[0] == '\0')
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "the docker backend needs the network its replica containers join "
+                          "(--docker-network NAME; 'host' for the engine host's network)");
+    const char *prefix = cfg->prefix ? cfg->prefix : "clipper";
+    docker_backend *db = calloc(1, sizeof(*db));
+    if (db == NULL)
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    db->base.ops = &docker_ops;
+    db->nats_url = strdup(cfg->nats_url ? cfg->nats_url : "nats://127.0.0.1:4222");
+    db->prefix = strdup(prefix);
+    db->image = strdup(cfg->image && cfg->image[0] ? cfg->image : DEFAULT_IMAGE);
+    db->network = strdup(cfg->network);
+    db->cluster = strdup(cfg->cluster && cfg->cluster[0] ? cfg->cluster : prefix);
+    cl_status s = CL_OK;
+    if (!db->nats_url || !db->prefix || !db->image || !db->network || !db->cluster) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (cfg->entrypoint != NULL && (s = parse_entrypoint(&db->entrypoint, cfg->entrypoint, err)) !=
+                                       CL_OK)
+        goto fail;
+    if ((s = cl_docker_new(&db->docker, cfg->docker_host, err)) != CL_OK)
+        goto fail;
+    if ((s = cl_docker_ping(db->docker, err)) != CL_OK)
+        goto fail;
+    if (!builtin_network(db->network)) {
+        s = cl_docker_network_inspect(db->docker, db->network, err);
+        if (s == CL_ERR_NOT_FOUND)
+            cl_err_set(err, s,
+                       "the network '%s' does not exist in the container engine at %s; create "
+                       "it first (docker network create %s)",
+                       db->network, cl_docker_url(db->docker), db->network);
+        if (s != CL_OK)
+            goto fail;
+    }
+    if ((s = cl_docker_image_check(db->docker, db->image, err)) != CL_OK)
+        goto fail;
+    if ((s = remove_leftovers(db, err)) != CL_OK)
+        goto fail;
+    cl_info("docker backend: engine %s, image %s, network %s, cluster %s, replicas join %s",
+            cl_docker_url(db->docker), db->image, db->network, db->cluster, db->nats_url);
+    *out = &db->base;
+    return CL_OK;
+fail:
+    docker_free(&db->base);
+    return s;
+}
