@@ -198,7 +198,7 @@ static void resolve_servers(cl_bus *bus)
     }
 }
 
-/* The bus' URL list followed by its servers by address (see addr_urls). */
+/* The bus' servers by address (see addr_urls), then its URL list. */
 static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
 {
     if (bus->n_addr_urls == 0)
@@ -212,13 +212,13 @@ static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
     natsStatus s = NATS_NO_MEMORY;
     if (copy != NULL && servers != NULL) {
         int k = 0;
+        for (int i = 0; i < bus->n_addr_urls; i++)
+            servers[k++] = bus->addr_urls[i];
         char *save = NULL;
         for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
             servers[k++] = t;
-        for (int i = 0; i < bus->n_addr_urls; i++)
-            servers[k++] = bus->addr_urls[i];
         s = natsOptions_SetServers(no, servers, k);
-        /* Names first, addresses only when a name does not resolve. */
+        /* In this order: addresses first, the names after them. */
         if (s == NATS_OK)
             s = natsOptions_SetNoRandomize(no, true);
     }

@@ -21,9 +21,10 @@ struct cl_bus {
     char *url;
     /* The servers of url by address, resolved once the first connection is
      * up ("nats://10.88.0.5:4222", ...), or NULL. Later connections (the
-     * loop's, the batched one) try them after the names, so a name server
-     * that stops answering (as podman's aardvark-dns can while a network
-     * changes) does not keep them from the server this bus already reaches. */
+     * loop's) try them before the names, so a name server that stalls (as
+     * podman's aardvark-dns does for 5 to 20 s while containers start on
+     * its network) does not hold them up; the names still serve when the
+     * server has moved. */
     char **addr_urls;
     int n_addr_urls;
     /* The batched connection's writer: cl_bus_write_batched wakes it to

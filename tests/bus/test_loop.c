@@ -153,9 +153,9 @@ static void test_unsubscribed_subject_is_not_delivered_any_more(void **state)
 }
 
 /* The bus resolves its server's name once connected, and a loop opened
- * later reaches the server by that address when the name no longer
- * resolves (podman's name server can stop answering while a network
- * changes). */
+ * later reaches the server by that address without looking the name up
+ * again (podman's name server stalls for seconds while containers start);
+ * here the name no longer resolves at all. */
 static void test_loop_reaches_the_server_by_address_when_its_name_fails(void **state)
 {
     (void)state;
