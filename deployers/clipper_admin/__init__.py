@@ -2,8 +2,9 @@
 
 ClipperConnection manages a cluster through a container manager;
 LocalContainerManager runs one as processes on this machine around a NATS
-bus. deployers.python deploys Python closures. Admin commands travel over
-NATS through the C extension clipper_admin._bus.
+bus, DockerContainerManager as containers on a Docker (or podman) engine.
+deployers.python deploys Python closures. Admin commands travel over NATS
+through the C extension clipper_admin._bus.
 """
 from __future__ import absolute_import
 
@@ -12,10 +13,12 @@ from .exceptions import ClipperException, UnconnectedException  # noqa: F401
 from .clipper_admin import (  # noqa: F401
     ClipperConnection, CLIPPER_TEMP_DIR, DEFAULT_PREDICTION_CACHE_SIZE_BYTES, DEFAULT_LABEL)
 from .local_container_manager import LocalContainerManager  # noqa: F401
+from .docker_container_manager import DockerContainerManager  # noqa: F401
 from . import deployers  # noqa: F401
 
 __all__ = [
-    "ClipperConnection", "LocalContainerManager", "ClipperException", "UnconnectedException",
+    "ClipperConnection", "LocalContainerManager", "DockerContainerManager", "ClipperException",
+    "UnconnectedException",
     "deployers", "__version__", "__registry__", "CLIPPER_TEMP_DIR",
     "DEFAULT_PREDICTION_CACHE_SIZE_BYTES", "DEFAULT_LABEL",
 ]

@@ -36,7 +36,7 @@ import tempfile
 import time
 
 from . import _locate
-from ._admin import admin_call
+from ._bus_models import BusModels, check_start_args
 from ._bus import Bus, BusError, NoResponders
 from .container_manager import (CLIPPER_INTERNAL_MANAGEMENT_PORT,
                                 CLIPPER_INTERNAL_METRIC_PORT,
@@ -162,7 +162,7 @@ def _tail(path, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
 
-class LocalContainerManager(ContainerManager):
+class LocalContainerManager(BusModels, ContainerManager):
     """Runs a Clipper cluster as local processes around a NATS bus."""
 
     start_timeout_s = 60.0   # how long start_clipper waits for "cluster ready"
@@ -260,15 +260,7 @@ class LocalContainerManager(ContainerManager):
             return False
 
     def _start_args(self, binary, nats_port, cache_size, num_frontend_replicas):
-        if num_frontend_replicas != 1:
-            raise ClipperException(
-                "LocalContainerManager's query frontend scale-out hasn't been "
-                "implemented. Please set num_frontend_replicas=1 or start more frontends "
-                "with 'clipper run frontend'.")
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ClipperException(
-                "cache_size must be a whole number of bytes (0 turns the prediction cache "
-                "off), got {!r}".format(cache_size))
+        check_start_args("LocalContainerManager", cache_size, num_frontend_replicas)
         args = [binary, "start", "--prefix", self.prefix,
                 "--http-port", str(self.clipper_query_port),
                 "--admin-port", str(self.clipper_management_port),
@@ -450,99 +442,6 @@ class LocalContainerManager(ContainerManager):
 
     def _answers_on_bus(self):
         return _ping(self.bus, 5000)
-
-    # ---- models ------------------------------------------------------------
-
-    def _require_bus(self):
-        if self.bus is None or self.bus.closed:
-            raise ClipperException(
-                "LocalContainerManager is not connected to cluster {}; call "
-                "ClipperConnection.connect() or start_clipper() first".format(
-                    self.cluster_name))
-        return self.bus
-
-    def _replicas(self, name, version):
-        rows = admin_call(self._require_bus(), "get_all_containers", {"verbose": True}) or []
-        return [r for r in rows if isinstance(r, dict)
-                and r.get("model_name") == name and str(r.get("model_version")) == str(version)]
-
-    def _managed(self, name, version):
-        """The replicas of name:version that the container manager runs, from
-        its <prefix>.cm.status, or None when no manager answers. Replicas
-        started by hand elsewhere join and serve but are not counted here."""
-        bus = self._require_bus()
-        try:
-            raw = bus.request("{}.cm.status".format(bus.prefix), b"{}", 5000)
-            rows = json.loads(raw.decode("utf-8"))
-        except (BusError, ValueError):
-            return None
-        if not isinstance(rows, list):
-            return None
-        return [r for r in rows if isinstance(r, dict) and r.get("model") == name
-                and str(r.get("version")) == str(version)]
-
-    def deploy_model(self, name, version, input_type, image, num_replicas=1):
-        """Asks for num_replicas replicas of an already registered model version."""
-        self.set_num_replicas(name, version, input_type, image, num_replicas)
-
-    def get_num_replicas(self, name, version):
-        return len([r for r in self._replicas(name, version)
-                    if r.get("state", "ready") not in ("failed", "stopped")])
-
-    def set_num_replicas(self, name, version, input_type, image, num_replicas):
-        admin_call(self._require_bus(), "set_num_replicas", {
-            "model_name": name, "model_version": str(version),
-            "num_replicas": int(num_replicas)})
-        self.wait_for_replicas(name, version, int(num_replicas), self.replicas_timeout_s)
-
-    def wait_for_replicas(self, name, version, wanted, timeout_s):
-        """Waits until `wanted` replicas of name:version that the container
-        manager runs are ready and no more than `wanted` are live (replicas
-        started by hand elsewhere are not counted; without a manager, every
-        live replica is). A replica that reports "failed" raises
-        ClipperException with its cause at once."""
-        deadline = time.monotonic() + timeout_s
-        rows = []
-        while True:
-            rows = self._replicas(name, version)
-            for r in rows:
-                if r.get("state") == "failed":
-                    raise ClipperException(
-                        "Replica {} of model {}:{} failed: {}".format(
-                            r.get("model_replica_id"), name, version,
-                            r.get("cause") or "(no cause given)"))
-            live = [r for r in rows if r.get("state", "ready") != "stopped"]
-            ready = [r for r in live if r.get("state", "ready") == "ready"]
-            managed = self._managed(name, version)
-            if managed is not None:
-                ids = {r.get("replica_id") for r in managed
-                       if r.get("state") in ("running", "stopping")}
-                live = [r for r in live if r.get("model_replica_id") in ids]
-                ready = [r for r in ready if r.get("model_replica_id") in ids]
-                running = len([r for r in managed if r.get("state") in ("running", "stopping")])
-                if len(ready) >= wanted and running <= wanted:
-                    return ready
-            elif len(ready) >= wanted and len(live) <= wanted:
-                return ready
-            if time.monotonic() > deadline:
-                raise ClipperException(
-                    "Model {}:{} did not reach {} ready replica(s) within {:.0f} s; "
-                    "replicas now: {}".format(name, version, wanted, timeout_s,
-                                              json.dumps(rows)))
-            time.sleep(0.2)
-
-    def stop_models(self, models):
-        for name, versions in models.items():
-            for version in versions:
-                admin_call(self._require_bus(), "set_num_replicas", {
-                    "model_name": name, "model_version": str(version), "num_replicas": 0})
-
-    def stop_all_model_containers(self):
-        models = admin_call(self._require_bus(), "get_all_models", {"verbose": True}) or []
-        for m in models:
-            admin_call(self._require_bus(), "set_num_replicas", {
-                "model_name": m["model_name"], "model_version": str(m["model_version"]),
-                "num_replicas": 0})
 
     def get_logs(self, logging_dir):
         """Copies the cluster's log and every replica log into logging_dir."""

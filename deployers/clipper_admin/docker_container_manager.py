@@ -1,0 +1,817 @@
+"""DockerContainerManager: a Clipper cluster as containers on a Docker engine.
+
+Clipper's main way to run, ``ClipperConnection(DockerContainerManager())
+.start_clipper()``, with the same constructor arguments. It talks to the
+engine through the Docker Engine REST API (the PyPI package ``docker``; the
+engine is the one ``DOCKER_HOST`` names, as for the ``docker`` command;
+podman's Docker-compatible service works too).
+
+start_clipper() starts, on the network ``docker_network`` (created when
+missing), from the image ``clipper/clipper:latest``:
+
+  <cluster>-nats      nats-server with JetStream; the bus is this system's
+                      RPC, so its client port 4222 is published on the host
+                      port ``clipper_rpc_port`` (Clipper's RPC port argument)
+  <cluster>-admin     the admin, Clipper's management REST on 1338, published
+                      on ``clipper_management_port``
+  <cluster>-router    the router
+  <cluster>-frontend  the query frontend: 1337 published on
+                      ``clipper_query_port``, its Prometheus metrics 1390 on
+                      ``prometheus_port``
+  <cluster>-manager   the container manager with its docker backend: it
+                      starts one container of ``clipper/python-closure:latest``
+                      per model replica on the same network, replaces those
+                      that die or are removed, and removes them when it
+                      stops. The engine's unix socket is bind-mounted into it.
+                      Replicas join the bus by nats-server's address on the
+                      network (--replica-nats), not its name: see
+                      _replica_nats_url.
+
+Every container carries Clipper's labels: ``ai.clipper.container.label=
+<cluster>``, the role (``ai.clipper.name``), the query/management frontend
+labels, and the host ports as port labels, from which connect() (in any
+process on this host) rebuilds the addresses. Replica containers carry the
+cluster label and ``ai.clipper.model_container.label=<name>_<version>``.
+
+Models are deployed through the bus, as with LocalContainerManager: the
+function travels over JetStream, no image is built per model version, and
+the manager actor makes the replica containers.
+
+Accepted for compatibility and unused: ``use_centralized_log`` and
+``fluentd_port`` (get_logs reads every container's log from the engine),
+``redis_ip`` and ``redis_port`` (the state lives in JetStream KV); the image
+arguments of start_clipper (the actors all run from ``clipper_image``).
+"""
+import logging
+import os
+import re
+import socket
+import threading
+import time
+
+from ._bus import Bus, BusError
+from ._bus_models import BusModels, check_start_args
+from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS,
+                                CLIPPER_INTERNAL_MANAGEMENT_PORT,
+                                CLIPPER_INTERNAL_METRIC_PORT,
+                                CLIPPER_INTERNAL_QUERY_PORT,
+                                CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
+                                CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL,
+                                CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager,
+                                create_model_container_label)
+from .exceptions import ClipperException
+from .local_container_manager import (_TOKEN_RE, DEFAULT_CLUSTER_NAME, DEFAULT_PREFIX, _ping,
+                                      _port_is_free)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLIPPER_IMAGE = "clipper/clipper:latest"
+DEFAULT_REPLICA_IMAGE = "clipper/python-closure:latest"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+ENGINE_SOCKET_IN_MANAGER = "/run/clipper/engine.sock"
+NATS_INTERNAL_PORT = 4222
+BUILD_HINT = "bash images/build.sh"
+ENGINE_HINT = ("is it running? images/engine.sh starts one and prints the DOCKER_HOST "
+               "to export")
+
+# The subject prefix of the cluster, so that connect() need not guess it.
+CLIPPER_PREFIX_LABEL = "ai.clipper.prefix"
+# On a network start_clipper created: the cluster that created it.
+CLIPPER_NETWORK_LABEL = CLIPPER_DOCKER_LABEL
+
+# Container names: what the engine accepts.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+# Keys of extra_container_kwargs that start_clipper sets itself.
+_RESERVED_KWARGS = ("image", "command", "entrypoint", "name", "network", "network_mode",
+                    "detach", "ports", "remove", "auto_remove")
+
+_ROLES = ("nats", "admin", "router", "frontend", "manager")
+
+
+def _engine_unavailable(host, err):
+    return ClipperException(
+        "Cannot reach the container engine at {} ({}); {}.".format(host, err, ENGINE_HINT))
+
+
+class DockerContainerManager(BusModels, ContainerManager):
+    """Runs a Clipper cluster as containers on a Docker (or podman) engine.
+
+    Besides Clipper's arguments:
+
+    prefix : str, optional
+        The cluster's NATS subject prefix: "clipper" for the default cluster
+        name, the cluster name otherwise (as LocalContainerManager).
+    clipper_image : str, optional
+        The image of nats-server and the actors (env CLIPPER_IMAGE, default
+        clipper/clipper:latest).
+    replica_image : str, optional
+        The image the manager runs model replicas from (env
+        CLIPPER_REPLICA_IMAGE, default clipper/python-closure:latest).
+
+    extra_container_kwargs is a dict of keyword arguments of the docker
+    SDK's ``containers.run`` for the cluster's own containers (nats-server
+    and the actors): its ``labels`` are merged into Clipper's labels,
+    ``environment`` and ``volumes`` are merged with the manager's own, and
+    every other key is passed as is; the keys start_clipper sets itself
+    (image, command, entrypoint, name, network, network_mode, detach, ports)
+    are refused. Nothing of it reaches the model replica containers, which
+    the manager actor creates with the replica image's defaults.
+    """
+
+    start_timeout_s = 90.0     # how long start_clipper waits for the actors
+    stop_timeout_s = 10.0      # graceful stop per container, then SIGKILL
+    replicas_timeout_s = 90.0  # set_num_replicas: containers start in ~1 s each
+    removal_timeout_s = 30.0   # stop_models: until the replica containers are gone
+
+    def __init__(self, cluster_name=DEFAULT_CLUSTER_NAME, docker_ip_address="localhost",
+                 use_centralized_log=False, fluentd_port=24224, clipper_query_port=1337,
+                 clipper_management_port=1338, clipper_rpc_port=7000, redis_ip=None,
+                 redis_port=6379, prometheus_port=9090, docker_network="clipper_network",
+                 extra_container_kwargs=None, prefix=None, clipper_image=None,
+                 replica_image=None):
+        if not isinstance(cluster_name, str) or not _NAME_RE.match(cluster_name):
+            raise ClipperException(
+                "Invalid cluster_name {!r}: it names the cluster's containers "
+                "(<cluster>-nats, ...), so it must be 1 to 63 letters, digits, '_', '.' "
+                "or '-', starting with a letter or digit".format(cluster_name))
+        if prefix is None:
+            prefix = DEFAULT_PREFIX if cluster_name == DEFAULT_CLUSTER_NAME else cluster_name
+        if not isinstance(prefix, str) or not _TOKEN_RE.match(prefix):
+            raise ClipperException(
+                "Invalid cluster prefix {!r}: the subject prefix (the cluster name unless "
+                "prefix= is given) must be 1 to 64 letters, digits, '-' or '_'".format(prefix))
+        if docker_network == "host":
+            raise ClipperException(
+                "DockerContainerManager does not support running Clipper on the "
+                "\"host\" docker network. Please pick a different network name")
+        if not isinstance(docker_network, str) or not _NAME_RE.match(docker_network):
+            raise ClipperException(
+                "Invalid docker_network {!r}: a network name is 1 to 63 letters, digits, "
+                "'_', '.' or '-'".format(docker_network))
+        ports = (("clipper_query_port", clipper_query_port),
+                 ("clipper_management_port", clipper_management_port),
+                 ("clipper_rpc_port", clipper_rpc_port),
+                 ("prometheus_port", prometheus_port))
+        seen = {}
+        for arg, port in ports:
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ClipperException(
+                    "{} must be a TCP port number from 1 to 65535, got {!r}".format(arg, port))
+            if port in seen:
+                raise ClipperException(
+                    "{} and {} are both {}: each host port can be published once".format(
+                        seen[port], arg, port))
+            seen[port] = arg
+        if not isinstance(docker_ip_address, str) or not docker_ip_address:
+            raise ClipperException(
+                "docker_ip_address must be the host name or address where the engine "
+                "publishes ports, got {!r}".format(docker_ip_address))
+        self.extra_container_kwargs, self.common_labels = _split_extra_kwargs(
+            extra_container_kwargs)
+        if use_centralized_log:
+            logger.warning("use_centralized_log is not supported (no Fluentd); get_logs "
+                           "reads every container's log from the engine")
+        self.cluster_name = cluster_name
+        self.cluster_identifier = cluster_name
+        self.prefix = prefix
+        self.docker_ip_address = docker_ip_address
+        self.use_centralized_log = use_centralized_log
+        self.fluentd_port = fluentd_port
+        self.clipper_query_port = clipper_query_port
+        self.clipper_management_port = clipper_management_port
+        self.clipper_rpc_port = clipper_rpc_port
+        self.redis_ip = redis_ip
+        self.redis_port = redis_port
+        self.prometheus_port = prometheus_port
+        self.docker_network = docker_network
+        self.clipper_image = clipper_image or os.environ.get("CLIPPER_IMAGE") \
+            or DEFAULT_CLIPPER_IMAGE
+        self.replica_image = replica_image or os.environ.get("CLIPPER_REPLICA_IMAGE") \
+            or DEFAULT_REPLICA_IMAGE
+        self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
+        self.bus = None
+        self._client = None
+
+    # ---- the engine --------------------------------------------------------
+
+    @staticmethod
+    def engine_url():
+        """The engine's address: env DOCKER_HOST or Docker's default socket."""
+        return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+    def _engine(self):
+        """The docker SDK client, once the engine answered a ping."""
+        if self._client is not None:
+            return self._client
+        try:
+            import docker
+        except ImportError:
+            raise ClipperException(
+                "DockerContainerManager needs the Python package 'docker' "
+                "(pip install docker)")
+        host = self.engine_url()
+        try:
+            client = docker.from_env()
+            client.ping()
+        except Exception as e:  # noqa: BLE001 - docker, requests and socket errors alike
+            raise _engine_unavailable(host, _short(e))
+        self._client = client
+        return client
+
+    def _engine_socket(self):
+        """The host path of the engine's unix socket, for the manager container."""
+        url = self.engine_url()
+        if not url.startswith("unix://"):
+            raise ClipperException(
+                "The container manager runs in a container and reaches the engine through "
+                "its unix socket, bind-mounted; DOCKER_HOST is {} (only unix:///path is "
+                "supported)".format(url))
+        return url[len("unix://"):]
+
+    def _containers(self, stopped=True, extra_filters=None, **filters):
+        """The cluster's containers (stopped ones too unless stopped=False)."""
+        labels = ["{}={}".format(CLIPPER_DOCKER_LABEL, self.cluster_name)]
+        labels += extra_filters or []
+        filters["label"] = labels
+        return self._call("list the containers of cluster " + self.cluster_name,
+                          list_containers, self._engine(), stopped, filters)
+
+    def _call(self, what, fn, *args, **kwargs):
+        """fn(*args, **kwargs); an engine error becomes a ClipperException."""
+        import docker
+        import requests
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError as e:
+            raise ClipperException("The container engine at {} refused to {}: {}".format(
+                self.engine_url(), what, e.explanation or e))
+        except (requests.exceptions.RequestException, OSError) as e:
+            raise _engine_unavailable(self.engine_url(), _short(e))
+
+    def _require_image(self, image, what):
+        import docker
+        try:
+            self._call("inspect image " + image, self._engine().images.get, image)
+        except docker.errors.NotFound:
+            raise ClipperException(
+                "The image {} ({}) is not in the container engine at {}; build the "
+                "project's images with `{}`".format(image, what, self.engine_url(),
+                                                    BUILD_HINT))
+
+    # ---- addresses ---------------------------------------------------------
+
+    def get_query_addr(self):
+        return "{}:{}".format(self.docker_ip_address, self.clipper_query_port)
+
+    def get_admin_addr(self):
+        return "{}:{}".format(self.docker_ip_address, self.clipper_management_port)
+
+    def get_metric_addr(self):
+        return "{}:{}".format(self.docker_ip_address, self.prometheus_port)
+
+    def get_bus_url(self):
+        """The NATS URL of the cluster's bus as seen from this host."""
+        return "nats://{}:{}".format(self.docker_ip_address, self.clipper_rpc_port)
+
+    def _internal_nats_url(self):
+        return "nats://{}-nats:{}".format(self.cluster_name, NATS_INTERNAL_PORT)
+
+    # ---- start -------------------------------------------------------------
+
+    def start_clipper(self, query_frontend_image=None, mgmt_frontend_image=None,
+                      frontend_exporter_image=None, cache_size=33554432,
+                      qf_http_thread_pool_size=1, qf_http_timeout_request=5,
+                      qf_http_timeout_content=300, num_frontend_replicas=1):
+        """Starts the cluster's containers and waits until it answers.
+
+        The image arguments and the HTTP thread/timeout arguments are
+        accepted for compatibility and unused: every actor runs from
+        clipper_image.
+        """
+        check_start_args("Docker container manager", cache_size, num_frontend_replicas)
+        engine = self._engine()
+        socket_path = self._engine_socket()
+        self._require_image(self.clipper_image, "nats-server and the actors")
+        self._require_image(self.replica_image, "model replicas")
+        self._refuse_existing()
+        self._refuse_taken_ports()
+        created_network = self._ensure_network(engine)
+        started = []
+        try:
+            self._run_cluster(cache_size, socket_path, started)
+            self._wait_ready(started)
+        except BaseException:
+            self._remove_containers(started, graceful=False)
+            if created_network:
+                self._remove_network_if_unused()
+            if self.bus is not None:
+                self.bus.close()
+                self.bus = None
+            raise
+        logger.info("Started cluster %s: query %s, admin %s, bus %s", self.cluster_name,
+                    self.get_query_addr(), self.get_admin_addr(), self.get_bus_url())
+
+    def _refuse_existing(self):
+        running = self._containers(stopped=False)
+        if running:
+            raise ClipperException(
+                "Cluster {} cannot be started because it already exists. Please use "
+                "ClipperConnection.connect() to connect to it.".format(self.cluster_name))
+        left = self._containers()
+        if left:
+            raise ClipperException(
+                "Cluster {} has stopped containers left ({}); remove them with "
+                "ClipperConnection(DockerContainerManager(cluster_name={!r})).stop_all() "
+                "before starting it again".format(
+                    self.cluster_name, ", ".join(sorted(c.name for c in left)),
+                    self.cluster_name))
+
+    def _port_args(self):
+        return (("clipper_query_port", self.clipper_query_port),
+                ("clipper_management_port", self.clipper_management_port),
+                ("clipper_rpc_port", self.clipper_rpc_port),
+                ("prometheus_port", self.prometheus_port))
+
+    def _refuse_taken_ports(self):
+        for arg, port in self._port_args():
+            if not _port_is_free(port):
+                raise ClipperException(
+                    "Port {} ({}) is already in use on this host; choose another with "
+                    "DockerContainerManager({}=...)".format(port, arg, arg))
+
+    def _ensure_network(self, engine):
+        """Creates docker_network unless it exists; True when it created it."""
+        net = self._network()
+        if net is not None:
+            return False
+        try:
+            self._call("create network " + self.docker_network, engine.networks.create,
+                       self.docker_network, driver="bridge",
+                       labels={CLIPPER_NETWORK_LABEL: self.cluster_name})
+        except ClipperException:
+            if self._network() is None:   # not a race with another creator
+                raise
+            return False
+        return True
+
+    def _network(self, name=None):
+        """The network name (default docker_network), or None."""
+        name = name or self.docker_network
+        nets = self._call("list networks", self._engine().networks.list, names=[name])
+        for n in nets:
+            if n.name == name:
+                return n
+        return None
+
+    def _labels(self, role, extra=None):
+        labels = dict(self.common_labels)
+        labels[CLIPPER_NAME_LABEL] = role
+        labels[CLIPPER_PREFIX_LABEL] = self.prefix
+        ports = {'query_rest': self.clipper_query_port,
+                 'query_rpc': self.clipper_rpc_port,
+                 'management': self.clipper_management_port,
+                 'metric': self.prometheus_port}
+        for key, port in ports.items():
+            labels[CLIPPER_DOCKER_PORT_LABELS[key]] = str(port)
+        labels.update(extra or {})
+        return labels
+
+    def _specs(self, cache_size, socket_path):
+        """(role, command, extra run kwargs) of each container, in start order."""
+        bus = ["--nats", self._internal_nats_url(), "--prefix", self.prefix]
+        return [
+            ("nats", ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT), "-sd",
+                      "/tmp/nats"],
+             {"ports": {"{}/tcp".format(NATS_INTERNAL_PORT): self.clipper_rpc_port}}),
+            ("admin", ["clipper", "run", "admin"] + bus + [
+                "--http-host", "0.0.0.0",
+                "--http-port", str(CLIPPER_INTERNAL_MANAGEMENT_PORT)],
+             {"ports": {"{}/tcp".format(CLIPPER_INTERNAL_MANAGEMENT_PORT):
+                        self.clipper_management_port},
+              "labels": {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}}),
+            ("router", ["clipper", "run", "router"] + bus, {}),
+            ("frontend", ["clipper", "run", "frontend"] + bus + [
+                "--http-host", "0.0.0.0", "--http-port", str(CLIPPER_INTERNAL_QUERY_PORT),
+                "--metrics-port", str(CLIPPER_INTERNAL_METRIC_PORT),
+                "--cache-size", str(cache_size)],
+             {"ports": {"{}/tcp".format(CLIPPER_INTERNAL_QUERY_PORT): self.clipper_query_port,
+                        "{}/tcp".format(CLIPPER_INTERNAL_METRIC_PORT): self.prometheus_port},
+              "labels": {CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}}),
+            ("manager", ["clipper", "run", "manager"] + bus + [
+                "--backend", "docker", "--docker-network", self.docker_network,
+                "--image", self.replica_image, "--cluster", self.cluster_name],
+             {"volumes": {socket_path: {"bind": ENGINE_SOCKET_IN_MANAGER, "mode": "rw"}},
+              "environment": {"DOCKER_HOST": "unix://" + ENGINE_SOCKET_IN_MANAGER}}),
+        ]
+
+    def _run_cluster(self, cache_size, socket_path, started):
+        replica_nats = None
+        for role, command, extra in self._specs(cache_size, socket_path):
+            if role == "manager" and replica_nats is not None:
+                command = command + ["--replica-nats", replica_nats]
+            kwargs = dict(self.extra_container_kwargs)
+            for key in ("environment", "volumes"):
+                if key in extra:
+                    kwargs[key] = _merged(kwargs.get(key), extra[key])
+            if "ports" in extra:
+                kwargs["ports"] = extra["ports"]
+            name = "{}-{}".format(self.cluster_name, role)
+            container = self._call(
+                "start container {} ({})".format(name, self.clipper_image),
+                self._engine().containers.run, self.clipper_image, command, name=name,
+                network=self.docker_network, detach=True,
+                labels=self._labels(role, extra.get("labels")), **kwargs)
+            started.append(container)
+            if role == "nats":
+                # The actors connect at once: the bus must accept them.
+                self.bus = self._wait_bus(started)
+                replica_nats = self._replica_nats_url(container)
+
+    def _replica_nats_url(self, nats):
+        """The URL replicas join the bus by: nats-server's address on the
+        network, not its name. Replicas start while containers come and go,
+        and then the engine's name server can take 5 s or more to answer
+        (podman 4's aardvark-dns reloads on every container start and stop),
+        which delayed replicas by as much as 40 s or failed their connection
+        ("No server available"). None (use the name) when the engine does not
+        say the address."""
+        try:
+            self._call("inspect container " + nats.name, nats.reload)
+        except Exception:  # noqa: BLE001 - the name still works
+            return None
+        nets = (nats.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = (nets.get(self.docker_network) or {}).get("IPAddress")
+        if not ip:
+            return None
+        return "nats://{}:{}".format(ip, NATS_INTERNAL_PORT)
+
+    def _check_running(self, containers):
+        """Raises when one of containers has stopped, with its log's tail."""
+        for c in containers:
+            try:
+                self._call("inspect container " + c.name, c.reload)
+            except Exception as e:  # noqa: BLE001 - gone by hand counts as stopped
+                raise ClipperException("Container {} of cluster {} is gone while the cluster "
+                                       "was starting: {}".format(c.name, self.cluster_name,
+                                                                _short(e)))
+            if c.status not in ("created", "running"):
+                state = c.attrs.get("State", {})
+                raise ClipperException(
+                    "Container {} of cluster {} stopped while the cluster was starting "
+                    "(status {}, exit code {}); its log ends with:\n{}".format(
+                        c.name, self.cluster_name, c.status, state.get("ExitCode"),
+                        _log_tail(c)))
+
+    def _wait_bus(self, started):
+        """A Bus on the cluster's nats-server once it accepts clients."""
+        deadline = time.monotonic() + self.start_timeout_s
+        last = None
+        while True:
+            try:
+                return Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin",
+                           connect_timeout_ms=1000)
+            except BusError as e:
+                last = e
+            self._check_running(started)
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "The nats-server of cluster {} does not accept clients on {} after "
+                    "{:.0f} s: {}".format(self.cluster_name, self.get_bus_url(),
+                                          self.start_timeout_s, last))
+            time.sleep(0.1)
+
+    def _wait_ready(self, started):
+        """Until the admin answers on the bus, the manager answers cm.status
+        and the query and management ports accept connections."""
+        deadline = time.monotonic() + self.start_timeout_s
+        checks = {
+            "the admin does not answer {}.admin.ping".format(self.prefix):
+                lambda: _ping(self.bus, 2000),
+            "the container manager does not answer {}.cm.status".format(self.prefix):
+                lambda: self._manager_answers(2000),
+            "the query frontend's port {} does not accept connections".format(
+                self.clipper_query_port):
+                lambda: _tcp_accepts(self.docker_ip_address, self.clipper_query_port),
+            "the management REST port {} does not accept connections".format(
+                self.clipper_management_port):
+                lambda: _tcp_accepts(self.docker_ip_address, self.clipper_management_port),
+        }
+        while checks:
+            for what in list(checks):
+                if checks[what]():
+                    del checks[what]
+            if not checks:
+                break
+            self._check_running(started)
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "Cluster {} was not ready within {:.0f} s: {}".format(
+                        self.cluster_name, self.start_timeout_s, "; ".join(checks)))
+            time.sleep(0.1)
+
+    def _manager_answers(self, timeout_ms):
+        try:
+            self.bus.request("{}.cm.status".format(self.prefix), b"{}", timeout_ms)
+            return True
+        except BusError:
+            return False
+
+    # ---- connect -----------------------------------------------------------
+
+    def connect(self):
+        """Finds the running cluster by its labels and joins its bus."""
+        if self.bus is not None and not self.bus.closed and _ping(self.bus, 5000):
+            return
+        running = self._containers(stopped=False)
+        if not running:
+            raise ClipperException(
+                "No running container of cluster '{}' on the container engine at {} (none "
+                "has the label {}={}). Start it with ClipperConnection.start_clipper()."
+                .format(self.cluster_name, self.engine_url(), CLIPPER_DOCKER_LABEL,
+                        self.cluster_name))
+        labels = {}
+        network = None
+        for c in sorted(running, key=lambda c: c.labels.get(CLIPPER_NAME_LABEL) != "nats"):
+            for key, value in c.labels.items():
+                labels.setdefault(key, value)
+            if network is None:
+                nets = c.attrs.get("NetworkSettings", {}).get("Networks") or {}
+                network = next(iter(nets), None)
+        ports = {}
+        for key, attr in (('query_rest', 'clipper_query_port'),
+                          ('management', 'clipper_management_port'),
+                          ('query_rpc', 'clipper_rpc_port'),
+                          ('metric', 'prometheus_port')):
+            value = labels.get(CLIPPER_DOCKER_PORT_LABELS[key])
+            if value is None or not value.isdigit():
+                raise ClipperException(
+                    "The containers of cluster '{}' carry no {} label: they were not "
+                    "started by DockerContainerManager".format(
+                        self.cluster_name, CLIPPER_DOCKER_PORT_LABELS[key]))
+            ports[attr] = int(value)
+        for attr, value in ports.items():
+            setattr(self, attr, value)
+        self.prefix = labels.get(CLIPPER_PREFIX_LABEL, self.prefix)
+        if network:
+            self.docker_network = network
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+        try:
+            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin")
+        except BusError as e:
+            raise ClipperException("Cannot connect to the bus of cluster {} at {}: {}".format(
+                self.cluster_name, self.get_bus_url(), e))
+        if not _ping(bus, 5000):
+            bus.close()
+            raise ClipperException(
+                "The containers of cluster '{}' run, but no admin answers on {} "
+                "(prefix '{}'); see ClipperConnection.get_clipper_logs()".format(
+                    self.cluster_name, self.get_bus_url(), self.prefix))
+        self.bus = bus
+
+    # ---- models ------------------------------------------------------------
+    # Through the bus (BusModels), as LocalContainerManager: the same admin
+    # commands and the same wait for the replicas the manager actor reports.
+
+    def stop_models(self, models):
+        """Sets the replicas of each version to 0; waits until their
+        containers are gone."""
+        BusModels.stop_models(self, models)
+        self._wait_removed(["{}={}".format(CLIPPER_MODEL_CONTAINER_LABEL,
+                                           create_model_container_label(name, version))
+                            for name, versions in models.items() for version in versions])
+
+    def stop_all_model_containers(self):
+        BusModels.stop_all_model_containers(self)
+        self._wait_removed([CLIPPER_MODEL_CONTAINER_LABEL])
+
+    def _wait_removed(self, label_filters):
+        """Until no container of the cluster matches any of label_filters."""
+        deadline = time.monotonic() + self.removal_timeout_s
+        while True:
+            left = [c.name for f in label_filters for c in self._containers(extra_filters=[f])]
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "Replica containers still exist {:.0f} s after they were asked to stop: "
+                    "{}".format(self.removal_timeout_s, ", ".join(sorted(left))))
+            time.sleep(0.2)
+
+    # ---- logs --------------------------------------------------------------
+
+    def get_logs(self, logging_dir):
+        """Writes each container's log of the cluster (replicas included) to
+        logging_dir/image_<image>:container_<id>.log; returns the paths."""
+        logging_dir = os.path.abspath(os.path.expanduser(logging_dir))
+        os.makedirs(logging_dir, exist_ok=True)
+        paths = []
+        import docker
+        for c in self._containers():
+            image = (c.attrs.get("Config") or {}).get("Image") or c.image.short_id
+            path = os.path.join(logging_dir, "image_{}:container_{}.log".format(
+                image.replace("/", "_"), c.short_id))
+            try:
+                data = c.logs(stdout=True, stderr=True)
+            except docker.errors.APIError as e:
+                if container_gone(e):
+                    continue    # removed meanwhile (a replica the manager replaced)
+                raise ClipperException("Cannot read the log of container {}: {}".format(
+                    c.name, e.explanation or e))
+            with open(path, "wb") as f:
+                f.write(data)
+            paths.append(path)
+        return paths
+
+    # ---- stop --------------------------------------------------------------
+
+    def stop_all(self, graceful=True):
+        """Removes every container of the cluster, replicas included: the
+        manager first (it removes its replicas), then the actors and
+        replicas, nats-server last; each stopped (SIGTERM, then SIGKILL after
+        stop_timeout_s) or killed when graceful is False. The cluster's
+        network goes too when a DockerContainerManager created it and no
+        container is left on it. Other clusters are left alone. Needs no
+        connect(): the containers are found by the cluster label."""
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+        self._engine()
+        # The manager first (it removes its replicas and makes no more),
+        # then the actors and any replica left, nats-server last: an actor
+        # stops at once while the bus is up.
+        containers = self._containers()
+        # The networks they are on (this manager may not have connected).
+        networks = {self.docker_network}
+        for c in containers:
+            networks.update((c.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+        for step in (lambda role: role == "manager", lambda role: role != "nats",
+                     lambda role: True):
+            now = [c for c in containers if step(c.labels.get(CLIPPER_NAME_LABEL))]
+            self._remove_containers(now, graceful)
+            containers = [c for c in containers if c not in now]
+        # Replicas a dying manager may have made meanwhile.
+        deadline = time.monotonic() + self.removal_timeout_s
+        while True:
+            left = self._containers()
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                raise ClipperException("Containers of cluster {} are still there after "
+                                       "stop_all: {}".format(
+                                           self.cluster_name,
+                                           ", ".join(sorted(c.name for c in left))))
+            self._remove_containers(left, graceful)
+        for name in sorted(networks):
+            self._remove_network_if_unused(name)
+        logger.info("Stopped all Clipper cluster and all model containers")
+
+    def _remove_containers(self, containers, graceful):
+        """Stops (or kills) containers in parallel, then removes them."""
+        import docker
+
+        def one(c):
+            try:
+                if graceful:
+                    c.stop(timeout=int(self.stop_timeout_s))
+                else:
+                    c.kill()
+            except docker.errors.APIError:
+                pass    # already stopped or gone: remove() settles it
+            try:
+                c.remove(force=True, v=True)
+            except docker.errors.APIError as e:
+                if not container_gone(e):   # stop_all lists again and retries
+                    logger.warning("Cannot remove container %s: %s", c.name,
+                                   e.explanation or e)
+        threads = [threading.Thread(target=one, args=(c,)) for c in containers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _remove_network_if_unused(self, name=None):
+        """Removes the network name (default docker_network) when a
+        DockerContainerManager created it (it carries the cluster label),
+        that cluster has no container left and no container is attached to
+        it."""
+        import docker
+        net = self._network(name)
+        if net is None:
+            return
+        creator = (net.attrs.get("Labels") or {}).get(CLIPPER_NETWORK_LABEL)
+        if creator is None:
+            return      # not ours: the user's network
+        if creator != self.cluster_name and self._call(
+                "list containers", list_containers, self._engine(), True,
+                {"label": "{}={}".format(CLIPPER_DOCKER_LABEL, creator)}):
+            return      # its creator still runs
+        attached = self._call("list containers", list_containers, self._engine(), True,
+                              {"network": net.name})
+        if attached:
+            return
+        try:
+            net.remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            # A cluster that just started on it; it removes the network later.
+            logger.info("Network %s stays: %s", net.name, e.explanation or e)
+
+    def __repr__(self):
+        return ("DockerContainerManager(cluster_name={!r}, prefix={!r}, network={!r}, "
+                "engine={!r})".format(self.cluster_name, self.prefix, self.docker_network,
+                                      self.engine_url()))
+
+
+def container_gone(err):
+    """True when err says the container does not exist (any more): docker's
+    404, or podman's 500 "does not exist in database" for a container
+    removed while it was being inspected."""
+    import docker
+    if isinstance(err, docker.errors.NotFound):
+        return True
+    text = str(getattr(err, "explanation", None) or err).lower()
+    return isinstance(err, docker.errors.APIError) and (
+        "no such container" in text or "does not exist" in text)
+
+
+def list_containers(client, stopped, filters):
+    """The containers matching filters (docker SDK objects), stopped ones
+    too when stopped; those removed while being listed are left out."""
+    out = []
+    for row in client.api.containers(all=stopped, filters=filters):
+        try:
+            out.append(client.containers.get(row["Id"]))
+        except Exception as e:  # noqa: BLE001 - re-raised unless it is gone
+            if not container_gone(e):
+                raise
+    return out
+
+
+def _split_extra_kwargs(extra):
+    """(kwargs for containers.run, labels) from extra_container_kwargs."""
+    if extra is None:
+        return {}, {}
+    if not isinstance(extra, dict):
+        raise ClipperException("extra_container_kwargs must be a dict of keyword arguments "
+                               "of docker's containers.run, got {}".format(
+                                   type(extra).__name__))
+    kwargs = dict(extra)
+    reserved = sorted(k for k in kwargs if k in _RESERVED_KWARGS)
+    if reserved:
+        raise ClipperException(
+            "extra_container_kwargs may not set {}: DockerContainerManager sets them for "
+            "each container".format(", ".join(reserved)))
+    labels = kwargs.pop("labels", None) or {}
+    if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ClipperException("extra_container_kwargs['labels'] must be a dict of str to "
+                               "str, got {!r}".format(labels))
+    if CLIPPER_DOCKER_LABEL in labels:
+        raise ClipperException(
+            "extra_container_kwargs['labels'] may not set {}: it holds the cluster "
+            "name".format(CLIPPER_DOCKER_LABEL))
+    return kwargs, dict(labels)
+
+
+def _merged(user, ours):
+    """The user's environment or volumes (dict or list) with ours added."""
+    if user is None:
+        return dict(ours)
+    if isinstance(user, dict):
+        merged = dict(user)
+        merged.update(ours)
+        return merged
+    if isinstance(ours, dict) and all(isinstance(v, str) for v in ours.values()):
+        return list(user) + ["{}={}".format(k, v) for k, v in ours.items()]
+    return list(user) + ["{}:{}:{}".format(k, v["bind"], v.get("mode", "rw"))
+                         for k, v in ours.items()]
+
+
+def _tcp_accepts(host, port, timeout_s=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _short(err):
+    text = str(err)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _log_tail(container, lines=30):
+    try:
+        data = container.logs(stdout=True, stderr=True, tail=lines)
+    except Exception as e:  # noqa: BLE001 - diagnostics only
+        return "(cannot read its log: {})".format(_short(e))
+    return data.decode("utf-8", "replace").rstrip() or "(empty)"
+
+
+__all__ = ["DockerContainerManager", "DEFAULT_CLIPPER_IMAGE", "DEFAULT_REPLICA_IMAGE"]

@@ -1,0 +1,619 @@
+"""DockerContainerManager end to end against a real container engine (the
+podman service of images/engine.sh, or any Docker engine DOCKER_HOST names)
+and the project's images (bash images/build.sh).
+
+Nothing is mocked: clusters are real containers on real bridge networks,
+their replicas are containers the manager actor makes through the engine's
+REST API. Each cluster has a unique name, its own network and free host
+ports, and is removed (with anything a test started by hand) even when the
+test fails.
+
+Without an engine these tests fail, saying so; env CLIPPER_TEST_NO_ENGINE=1
+skips them instead.
+"""
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from clipper_admin import ClipperConnection, ClipperException, DockerContainerManager
+from clipper_admin.container_manager import (CLIPPER_DOCKER_LABEL,
+                                             CLIPPER_MODEL_CONTAINER_LABEL)
+from clipper_admin.deployers import python as python_deployer
+from clipper_admin.docker_container_manager import (DEFAULT_CLIPPER_IMAGE,
+                                                    DEFAULT_REPLICA_IMAGE, list_containers)
+
+from conftest import Cluster, cmdline, dump_logs, free_port, processes_mentioning
+
+RUN = uuid.uuid4().hex[:6]        # this test run
+# The images under test (DockerContainerManager's defaults, or the env
+# variables it reads).
+CLIPPER_IMAGE = os.environ.get("CLIPPER_IMAGE") or DEFAULT_CLIPPER_IMAGE
+REPLICA_IMAGE = os.environ.get("CLIPPER_REPLICA_IMAGE") or DEFAULT_REPLICA_IMAGE
+HAND_LABEL = "ai.clipper.pytest.run"  # on containers a test starts by hand
+
+
+# ---- the engine -------------------------------------------------------------
+
+def _engine_default():
+    """DOCKER_HOST, or the socket images/engine.sh serves by default."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    sock = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "clipper-engine",
+                        "podman.sock")
+    if os.path.exists(sock):
+        os.environ["DOCKER_HOST"] = "unix://" + sock
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The docker SDK client; fails (or skips with CLIPPER_TEST_NO_ENGINE=1)
+    when no engine answers or the images are missing."""
+    if os.environ.get("CLIPPER_TEST_NO_ENGINE") == "1":
+        pytest.skip("CLIPPER_TEST_NO_ENGINE=1: no container engine for these tests")
+    host = _engine_default()
+    try:
+        import docker
+    except ImportError:
+        pytest.fail("the Python package 'docker' is not installed (bash .ci/setup "
+                    "installs it); set CLIPPER_TEST_NO_ENGINE=1 to skip these tests")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001
+        pytest.fail("no container engine answers at DOCKER_HOST={} ({}); start one with "
+                    "`export \"$(bash images/engine.sh)\"`, or set CLIPPER_TEST_NO_ENGINE=1 "
+                    "to skip these tests".format(host, e))
+    for image in (CLIPPER_IMAGE, REPLICA_IMAGE):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail("the image {} is missing from the engine at {}; build it with "
+                        "`bash images/build.sh`".format(image, host))
+    yield client
+    # Whatever a failed test left behind.
+    for c in client.containers.list(all=True, filters={"label": HAND_LABEL + "=" + RUN}):
+        c.remove(force=True)
+    client.close()
+
+
+def labelled(engine, cluster_name, *labels, running=False):
+    filters = ["{}={}".format(CLIPPER_DOCKER_LABEL, cluster_name)] + list(labels)
+    return list_containers(engine, not running, {"label": filters})
+
+
+def replicas_of(engine, cluster_name, model, version, running=True):
+    label = "{}={}_{}".format(CLIPPER_MODEL_CONTAINER_LABEL, model, version)
+    return labelled(engine, cluster_name, label, running=running)
+
+
+def wait_until(what, cond, timeout=60.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after {:.0f} s waiting for {}".format(timeout,
+                                                                                  what))
+        time.sleep(interval)
+
+
+def free_ports(n):
+    ports = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def new_manager(tag, network=None, **kw):
+    name = "pytest-dk-{}-{}-{}".format(tag, RUN, uuid.uuid4().hex[:4])
+    q, m, r, p = free_ports(4)
+    args = dict(cluster_name=name, clipper_query_port=q, clipper_management_port=m,
+                clipper_rpc_port=r, prometheus_port=p,
+                docker_network=network or name + "-net")
+    args.update(kw)
+    return DockerContainerManager(**args)
+
+
+def remove_everything(engine, cm):
+    """Best-effort removal of a cluster's containers and network."""
+    for c in labelled(engine, cm.cluster_name):
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+    for n in engine.networks.list(names=[cm.docker_network]):
+        labels = n.attrs.get("Labels") or {}
+        if n.name == cm.docker_network and labels.get(CLIPPER_DOCKER_LABEL) == cm.cluster_name:
+            try:
+                n.remove()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class Clusters(object):
+    """Starts clusters; at the end prints their logs when a test failed
+    meanwhile, and removes them, even after a failure."""
+
+    def __init__(self, engine, request):
+        self.engine = engine
+        self.session = request.session
+        self.failed_before = request.session.testsfailed
+        self.started = []
+
+    def start(self, tag, network=None, **kw):
+        cm = new_manager(tag, network, **kw)
+        conn = ClipperConnection(cm)
+        self.started.append(Cluster(conn, cm))
+        t0 = time.monotonic()
+        conn.start_clipper()
+        print("start_clipper() of {} took {:.2f} s".format(cm.cluster_name,
+                                                          time.monotonic() - t0))
+        return self.started[-1]
+
+    def close(self):
+        for c in reversed(self.started):
+            if self.session.testsfailed > self.failed_before:
+                dump_logs(c)
+            try:
+                c.conn.stop_all(graceful=False)
+            finally:
+                remove_everything(self.engine, c.cm)
+
+
+@pytest.fixture
+def clusters(engine, request):
+    cs = Clusters(engine, request)
+    try:
+        yield cs
+    finally:
+        cs.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(engine, request):
+    """One cluster shared by the module's tests, on Clipper's defaults
+    (docker_ip_address "localhost") but its own network and free ports."""
+    cs = Clusters(engine, request)
+    try:
+        yield cs.start("mod")
+    finally:
+        cs.close()
+
+
+def hand_replica(engine, cluster, model, version):
+    """A replica container started by hand with only the NATS URL, the
+    prefix and the model's name and version (no Clipper label)."""
+    cm = cluster.cm
+    return engine.containers.run(
+        REPLICA_IMAGE,
+        ["clipper", "run", "replica", "--nats", "nats://{}-nats:4222".format(cm.cluster_name),
+         "--prefix", cm.prefix, "--model", model, "--version", str(version)],
+        name="{}-byhand-{}".format(cm.cluster_name, uuid.uuid4().hex[:4]),
+        network=cm.docker_network, detach=True, labels={HAND_LABEL: RUN})
+
+
+def unique(name):
+    return "{}-{}".format(name, uuid.uuid4().hex[:6])
+
+
+def http_predict(cluster, app, x, timeout=10):
+    data = json.dumps({"input": x}).encode()
+    req = urllib.request.Request("http://{}/{}/predict".format(cluster.query_addr, app),
+                                 data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def endpoint(cluster, app, func=lambda xs: [str(sum(x)) for x in xs], replicas=1):
+    cluster.conn.register_application(app, "doubles", "-1.0", 3000000)
+    python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles", func,
+                                          num_replicas=replicas)
+    cluster.conn.link_model_to_app(app, app)
+
+
+# ---- start, deploy, query ------------------------------------------------------
+
+def test_start_labels_the_cluster_like_clipper(engine, cluster):
+    cm = cluster.cm
+    got = {c.labels["ai.clipper.name"]: c for c in labelled(engine, cm.cluster_name,
+                                                            running=True)}
+    assert sorted(got) == ["admin", "frontend", "manager", "nats", "router"]
+    for role, c in got.items():
+        assert c.name == "{}-{}".format(cm.cluster_name, role)
+        assert c.labels["ai.clipper.query_frontend.query.port"] == str(cm.clipper_query_port)
+        assert c.labels["ai.clipper.management.port"] == str(cm.clipper_management_port)
+        assert c.labels["ai.clipper.query_frontend.rpc.port"] == str(cm.clipper_rpc_port)
+        assert c.labels["ai.clipper.metric.port"] == str(cm.prometheus_port)
+        assert list(c.attrs["NetworkSettings"]["Networks"]) == [cm.docker_network]
+    assert "ai.clipper.query_frontend.label" in got["frontend"].labels
+    assert "ai.clipper.management_frontend.label" in got["admin"].labels
+    assert cm.get_query_addr() == "localhost:{}".format(cm.clipper_query_port)
+    assert cm.get_admin_addr() == "localhost:{}".format(cm.clipper_management_port)
+    assert cm.get_metric_addr() == "localhost:{}".format(cm.prometheus_port)
+    # Clipper's management REST and the metrics answer on the published ports.
+    with urllib.request.urlopen("http://{}/admin/ping".format(cm.get_admin_addr()),
+                                timeout=10) as r:
+        assert r.status == 200
+    with urllib.request.urlopen("http://{}/metrics".format(cm.get_metric_addr()),
+                                timeout=10) as r:
+        assert r.status == 200
+
+
+def test_deploy_a_closure_and_query_it_over_http_and_nats(engine, cluster):
+    app = unique("sum")
+    cluster.conn.register_application(app, "doubles", "-1.0", 3000000)
+    t0 = time.monotonic()
+    python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles",
+                                          lambda xs: [str(sum(x)) for x in xs])
+    deployed = time.monotonic() - t0
+    cluster.conn.link_model_to_app(app, app)
+    while True:
+        status, reply = http_predict(cluster, app, [1.0, 2.5])
+        if status == 200 and reply.get("default") is False:
+            break
+        assert time.monotonic() - t0 < 60, (status, reply)
+        time.sleep(0.05)
+    first = time.monotonic() - t0
+    print("deploy_python_closure() returned after {:.2f} s; first non-default prediction "
+          "after {:.2f} s (aim: under 5 s)".format(deployed, first))
+    assert reply["output"] == 3.5
+    nats = cluster.nats(app, {"input": [4.0, 5.0]})
+    assert nats["output"] == 9.0 and nats["default"] is False
+    reps = replicas_of(engine, cluster.cm.cluster_name, app, 1)
+    assert len(reps) == 1
+    assert reps[0].image.tags and any(t.endswith(REPLICA_IMAGE)
+                                      for t in reps[0].image.tags)
+    assert first < 30
+
+
+def test_a_closures_pypi_packages_install_inside_its_replica_container(cluster):
+    """pip runs inside the replica container (python-closure carries the
+    build host's CA bundle, so PyPI answers through the same proxy)."""
+    def banner(xs):
+        import pyfiglet
+        return [str(len(pyfiglet.figlet_format("hi"))) + ":" + pyfiglet.__version__
+                for _ in xs]
+
+    app = unique("pypi")
+    cluster.conn.register_application(app, "doubles", "-1.0", 5000000)
+    python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles", banner,
+                                          pkgs_to_install=["pyfiglet==1.0.2"])
+    cluster.conn.link_model_to_app(app, app)
+    reply = wait_until("a non-default answer", lambda: (
+        lambda r: r if r[0] == 200 and r[1].get("default") is False else None)(
+            http_predict(cluster, app, [1.0])), timeout=60)[1]
+    out = reply["output"]
+    assert out.endswith(":1.0.2") and int(out.split(":")[0]) > 10, out
+
+
+def test_scale_1_3_1_counts_containers_by_label(engine, cluster):
+    app = unique("scale")
+    endpoint(cluster, app)
+    name = cluster.cm.cluster_name
+    assert len(replicas_of(engine, name, app, 1)) == 1
+    cluster.conn.set_num_replicas(app, 3)
+    wait_until("3 replica containers", lambda: len(replicas_of(engine, name, app, 1)) == 3)
+    assert cluster.conn.get_num_replicas(app) == 3
+    reps = replicas_of(engine, name, app, 1)
+    assert len({c.labels["ai.clipper.replica_id"] for c in reps}) == 3
+    for i in range(10):
+        assert cluster.nats(app, {"input": [float(i)]})["output"] == float(i)
+    cluster.conn.set_num_replicas(app, 1)
+    wait_until("1 replica container",
+               lambda: len(replicas_of(engine, name, app, 1, running=False)) == 1)
+    assert cluster.conn.get_num_replicas(app) == 1
+    assert cluster.nats(app, {"input": [2.0, 2.0]})["output"] == 4.0
+
+
+class Querier(threading.Thread):
+    """Queries an app over HTTP until stopped; keeps every answer."""
+
+    def __init__(self, cluster, app):
+        super().__init__(daemon=True)
+        self.cluster, self.app = cluster, app
+        self.answers = []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            try:
+                self.answers.append(http_predict(self.cluster, self.app, [1.0, 1.0]))
+            except Exception as e:  # noqa: BLE001 - recorded, asserted on
+                self.answers.append((None, repr(e)))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.halt.set()
+        self.join(30)
+
+
+def test_a_killed_or_removed_replica_container_is_replaced_while_queries_answer(
+        engine, cluster):
+    app = unique("heal")
+    endpoint(cluster, app, replicas=2)
+    name = cluster.cm.cluster_name
+    q = Querier(cluster, app)
+    q.start()
+    try:
+        for how in ("kill", "remove"):
+            before = {c.id for c in replicas_of(engine, name, app, 1)}
+            assert len(before) == 2
+            victim = engine.containers.get(sorted(before)[0])
+            if how == "kill":
+                victim.kill()
+            else:
+                victim.remove(force=True)
+            t0 = time.monotonic()
+            wait_until("a replacement for the {}ed container".format(how), lambda: (
+                len(replicas_of(engine, name, app, 1)) == 2
+                and {c.id for c in replicas_of(engine, name, app, 1)} != before), 60)
+            cluster.cm.wait_for_replicas(app, 1, 2, 60)
+            print("{}: replaced and ready after {:.2f} s".format(how,
+                                                                 time.monotonic() - t0))
+        n = len(q.answers)
+        time.sleep(1.0)
+    finally:
+        q.stop()
+    statuses = [s for s, _ in q.answers]
+    defaults = [r for s, r in q.answers if s == 200 and r.get("default")]
+    print("{} queries during the failures: {} not 200, {} default".format(
+        len(q.answers), len([s for s in statuses if s != 200]), len(defaults)))
+    assert statuses and all(s == 200 for s in statuses), q.answers[:20]
+    # Once replaced, every answer is the model's.
+    after = q.answers[n:]
+    assert after and all(r["default"] is False and r["output"] == 2.0 for _, r in after)
+    # Fewer than a quarter of the answers fell back to the default.
+    assert len(defaults) * 4 < len(q.answers)
+
+
+def test_a_replica_container_started_by_hand_joins_and_serves(engine, cluster):
+    app = unique("hand")
+    endpoint(cluster, app)
+    mine = hand_replica(engine, cluster, app, 1)
+    try:
+        # It joins: a second ready replica, whose host is its container.
+        wait_until("the hand-started replica to be ready", lambda: len(
+            [r for r in cluster.conn.get_all_model_replicas(verbose=True)
+             if r.get("model_name") == app and r.get("state") == "ready"]) == 2, 60)
+        cluster.conn.set_num_replicas(app, 0)
+        wait_until("the manager's replica containers to go",
+                   lambda: not replicas_of(engine, cluster.cm.cluster_name, app, 1,
+                                           running=False))
+        rows = [r for r in cluster.conn.get_all_model_replicas(verbose=True)
+                if r.get("model_name") == app and r.get("state") == "ready"]
+        assert len(rows) == 1, rows
+        for i in range(5):
+            reply = cluster.nats(app, {"input": [float(i), 1.0]})
+            assert reply["default"] is False and reply["output"] == i + 1.0, reply
+        status, reply = http_predict(cluster, app, [3.0])
+        assert status == 200 and reply["output"] == 3.0
+    finally:
+        mine.remove(force=True)
+
+
+def test_connect_from_a_fresh_manager_finds_the_running_cluster(engine, cluster):
+    app = unique("conn")
+    endpoint(cluster, app)
+    cm = DockerContainerManager(cluster_name=cluster.cm.cluster_name)
+    assert cm.clipper_query_port == 1337
+    conn = ClipperConnection(cm)
+    conn.connect()
+    assert cm.bus is not None
+    try:
+        assert cm.clipper_query_port == cluster.cm.clipper_query_port
+        assert cm.clipper_management_port == cluster.cm.clipper_management_port
+        assert cm.clipper_rpc_port == cluster.cm.clipper_rpc_port
+        assert cm.prometheus_port == cluster.cm.prometheus_port
+        assert cm.prefix == cluster.cm.prefix
+        assert cm.docker_network == cluster.cm.docker_network
+        assert app in conn.get_all_apps()
+        assert conn.get_num_replicas(app) == 1
+        assert json.loads(cm.bus.predict(app, b'{"input": [1.0, 6.0]}', 10000))["output"] == 7.0
+    finally:
+        cm.bus.close()
+
+
+def test_get_logs_writes_each_containers_log(cluster, tmp_path):
+    app = unique("logs")
+    endpoint(cluster, app, func=lambda xs: ["ok" for _ in xs])
+    assert cluster.nats(app, {"input": [1.0]})["output"] == "ok"
+    paths = cluster.conn.get_clipper_logs(str(tmp_path / "logs"))
+    names = sorted(os.path.basename(p) for p in paths)
+    assert all(n.startswith("image_") and ":container_" in n and n.endswith(".log")
+               and "/" not in n for n in names), names
+    assert len([n for n in names if CLIPPER_IMAGE.replace("/", "_") in n]) == 5, names
+    assert [n for n in names if REPLICA_IMAGE.replace("/", "_") in n], names
+    texts = {p: open(p, "rb").read().decode("utf-8", "replace") for p in paths}
+    assert any("Server is ready" in t for t in texts.values())
+
+
+def test_stop_models_removes_only_that_models_containers(engine, cluster):
+    keep, stop = unique("keep"), unique("stop")
+    endpoint(cluster, keep)
+    endpoint(cluster, stop, replicas=2)
+    name = cluster.cm.cluster_name
+    cluster.conn.stop_models([stop])
+    assert replicas_of(engine, name, stop, 1, running=False) == []
+    assert len(replicas_of(engine, name, keep, 1)) == 1
+    assert cluster.nats(keep, {"input": [1.0]})["output"] == 1.0
+    cluster.conn.stop_all_model_containers()
+    assert labelled(engine, name, CLIPPER_MODEL_CONTAINER_LABEL) == []
+    assert len(labelled(engine, name, running=True)) == 5
+
+
+# ---- several clusters; stopping ----------------------------------------------
+
+def test_two_named_clusters_side_by_side_stay_isolated(engine, cluster, clusters):
+    # On the module cluster's network, as Clipper's clusters shared
+    # "clipper_network"; the same app name in both.
+    other = clusters.start("two", network=cluster.cm.docker_network)
+    app = unique("same")
+    endpoint(cluster, app, func=lambda xs: ["first" for _ in xs])
+    endpoint(other, app, func=lambda xs: ["second" for _ in xs])
+    for c, want in ((cluster, "first"), (other, "second")):
+        assert c.nats(app, {"input": [1.0]})["output"] == want
+        status, reply = http_predict(c, app, [1.0])
+        assert status == 200 and reply["output"] == want
+    assert cluster.cm.prefix != other.cm.prefix
+    assert len(replicas_of(engine, cluster.cm.cluster_name, app, 1)) == 1
+    assert len(replicas_of(engine, other.cm.cluster_name, app, 1)) == 1
+    mine = {c.id for c in labelled(engine, cluster.cm.cluster_name)}
+    # Scaling one does not touch the other.
+    other.conn.set_num_replicas(app, 2)
+    assert len(replicas_of(engine, cluster.cm.cluster_name, app, 1)) == 1
+    other.conn.stop_all()
+    assert labelled(engine, other.cm.cluster_name) == []
+    # The first cluster is untouched, its network too.
+    assert {c.id for c in labelled(engine, cluster.cm.cluster_name, running=True)} == mine
+    assert engine.networks.list(names=[cluster.cm.docker_network])
+    assert cluster.nats(app, {"input": [1.0]})["output"] == "first"
+
+
+@pytest.mark.parametrize("graceful", [True, False])
+def test_stop_all_leaves_no_container_network_or_process(engine, clusters, graceful):
+    c = clusters.start("stop")
+    app = unique("gone")
+    endpoint(c, app, replicas=2)
+    name, network = c.cm.cluster_name, c.cm.docker_network
+    ids = [x.id for x in labelled(engine, name)]
+    assert len(ids) == 7
+    assert processes_mentioning(name)   # the actors' command lines name the cluster
+    t0 = time.monotonic()
+    if graceful:
+        c.conn.stop_all(graceful=True)
+    else:
+        # Clipper's stop_all needs no connection: a manager that never
+        # connected finds the cluster (and its network) by the labels.
+        fresh = DockerContainerManager(cluster_name=name)
+        assert fresh.docker_network != network
+        ClipperConnection(fresh).stop_all(graceful=False)
+    print("stop_all(graceful={}) took {:.2f} s".format(graceful, time.monotonic() - t0))
+    assert labelled(engine, name) == []
+    assert [n for n in engine.networks.list(names=[network]) if n.name == network] == []
+    left = wait_until_gone(lambda: processes_mentioning(name) + [
+        p for i in ids for p in processes_mentioning(i[:12])])
+    assert not left, [(p, cmdline(p)) for p in left]
+
+
+def wait_until_gone(find, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = find()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+# ---- bad input ---------------------------------------------------------------
+
+def test_a_second_start_of_the_same_cluster_is_refused_with_clippers_error(engine, cluster):
+    cm = new_manager("dup", cluster_name=cluster.cm.cluster_name)
+    before = {c.id for c in labelled(engine, cluster.cm.cluster_name)}
+    with pytest.raises(ClipperException) as e:
+        ClipperConnection(cm).start_clipper()
+    assert str(e.value) == (
+        "Cluster {} cannot be started because it already exists. Please use "
+        "ClipperConnection.connect() to connect to it.".format(cluster.cm.cluster_name))
+    assert {c.id for c in labelled(engine, cluster.cm.cluster_name)} == before
+
+
+@pytest.mark.parametrize("how", ["clipper_image", "replica_image", "env"])
+def test_an_unknown_image_is_a_clear_error(engine, monkeypatch, how):
+    missing = "clipper/no-such-image-{}:latest".format(RUN)
+    if how == "env":
+        monkeypatch.setenv("CLIPPER_REPLICA_IMAGE", missing)
+        cm = new_manager("img")
+    else:
+        cm = new_manager("img", **{how: missing})
+    try:
+        with pytest.raises(ClipperException) as e:
+            ClipperConnection(cm).start_clipper()
+        assert missing in str(e.value)
+        assert "bash images/build.sh" in str(e.value)
+        assert labelled(engine, cm.cluster_name) == []
+        assert not [n for n in engine.networks.list(names=[cm.docker_network])
+                    if n.name == cm.docker_network]
+    finally:
+        remove_everything(engine, cm)
+
+
+def test_an_engine_that_is_not_running_is_a_clear_error(monkeypatch, tmp_path):
+    dead = str(tmp_path / "dead.sock")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(dead)           # a socket file nobody accepts on
+    s.close()
+    for url in ("unix://" + dead, "unix://" + str(tmp_path / "missing.sock")):
+        monkeypatch.setenv("DOCKER_HOST", url)
+        cm = new_manager("dead")
+        for call in (ClipperConnection(cm).start_clipper, ClipperConnection(cm).connect,
+                     ClipperConnection(cm).stop_all):
+            with pytest.raises(ClipperException) as e:
+                call()
+            msg = str(e.value)
+            assert msg.startswith("Cannot reach the container engine at " + url), msg
+            assert "images/engine.sh" in msg
+
+
+def test_a_host_port_already_taken_is_a_clear_error(engine):
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen(1)
+        taken = s.getsockname()[1]
+        for arg in ("clipper_query_port", "clipper_management_port", "clipper_rpc_port",
+                    "prometheus_port"):
+            cm = new_manager("port")
+            setattr(cm, arg, taken)
+            try:
+                with pytest.raises(ClipperException) as e:
+                    ClipperConnection(cm).start_clipper()
+                assert "Port {} ({}) is already in use".format(taken, arg) in str(e.value)
+                assert labelled(engine, cm.cluster_name) == []
+            finally:
+                remove_everything(engine, cm)
+
+
+def test_connect_to_a_cluster_that_does_not_run_is_a_clear_error(engine):
+    cm = new_manager("none")
+    with pytest.raises(ClipperException, match="No running container of cluster '{}'".format(
+            cm.cluster_name)):
+        ClipperConnection(cm).connect()
+
+
+def test_bad_arguments_are_refused_at_once():
+    with pytest.raises(ClipperException, match="\"host\" docker network"):
+        DockerContainerManager(docker_network="host")
+    with pytest.raises(ClipperException, match="clipper_query_port must be a TCP port"):
+        DockerContainerManager(clipper_query_port=70000)
+    with pytest.raises(ClipperException, match="may not set name"):
+        DockerContainerManager(extra_container_kwargs={"name": "x"})
+    with pytest.raises(ClipperException, match="scale-out hasn't been implemented"):
+        ClipperConnection(DockerContainerManager()).start_clipper(num_frontend_replicas=2)
+    cm = DockerContainerManager(cluster_name="team-a",
+                                extra_container_kwargs={"labels": {"team": "a"}})
+    assert cm.prefix == "team-a" and cm.cluster_identifier == "team-a"
+    assert cm.common_labels == {"team": "a", CLIPPER_DOCKER_LABEL: "team-a"}
+    assert DockerContainerManager().prefix == "clipper"
+
+
+def test_extra_container_kwargs_reach_the_cluster_containers(engine, clusters):
+    c = clusters.start("extra", extra_container_kwargs={
+        "labels": {"team": "blue"}, "environment": {"CLIPPER_TEST_MARK": RUN}})
+    cs = labelled(engine, c.cm.cluster_name, "team=blue", running=True)
+    assert len(cs) == 5
+    for x in cs:
+        env = x.attrs["Config"]["Env"]
+        assert "CLIPPER_TEST_MARK=" + RUN in env
+    manager = [x for x in cs if x.labels["ai.clipper.name"] == "manager"][0]
+    assert "DOCKER_HOST=unix:///run/clipper/engine.sock" in manager.attrs["Config"]["Env"]
