@@ -28,6 +28,7 @@
 #include "cl_state.h"
 #include "cl_test_nats.h"
 #include "cl_test_util.h"
+#include "manager_test_util.h"
 #include "cl_wire.h"
 
 #ifndef FAKE_REPLICA
@@ -142,26 +143,7 @@ static void kill_leftovers(int ppid)
 
 static void put_model(fixture *fx, const char *name, const char *version, int64_t replicas)
 {
-    cl_model m;
-    memset(&m, 0, sizeof(m));
-    m.name = (char *)name;
-    m.version = (char *)version;
-    m.input_type = CL_INPUT_DOUBLES;
-    m.container_name = "NO_CONTAINER";
-    m.model_data_path = "DEPRECATED";
-    m.batch_size = -1;
-    m.num_replicas = replicas;
-    m.runtime = "python-closure";
-    m.artifact_sha256 = "";
-    cJSON *j = cl_model_to_json(&m);
-    assert_non_null(j);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    char key[CL_KEY_MAX];
-    cl_err err;
-    assert_int_equal(cl_key_model(key, name, version, &err), CL_OK);
-    assert_int_equal(cl_kv_put(fx->kv, key, s, strlen(s), NULL, &err), CL_OK);
-    free(s);
+    mt_put_model(fx->kv, name, version, replicas);
 }
 
 static void delete_model(fixture *fx, const char *name, const char *version)
@@ -175,29 +157,13 @@ static void delete_model(fixture *fx, const char *name, const char *version)
 /* Asks <p>.cm.<command> and returns the parsed reply. */
 static cJSON *cm_request(fixture *fx, const char *command)
 {
-    char subject[256];
-    snprintf(subject, sizeof(subject), "%s.cm.%s", fx->prefix, command);
-    cl_msg *reply = NULL;
-    assert_int_equal(cl_bus_request(fx->bus, subject, "{}", 2, 3000, &reply), CL_OK);
-    cJSON *j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
-    cl_msg_free(reply);
-    assert_non_null(j);
-    return j;
+    return mt_cm_request(fx->bus, fx->prefix, command);
 }
 
 /* The status entry of model:version #n, or NULL (borrowed from list). */
 static const cJSON *status_entry(const cJSON *list, const char *model, int n)
 {
-    const cJSON *o;
-    cJSON_ArrayForEach(o, list)
-    {
-        const cJSON *mm = cJSON_GetObjectItem(o, "model");
-        const cJSON *r = cJSON_GetObjectItem(o, "replica");
-        if (cJSON_IsString(mm) && strcmp(mm->valuestring, model) == 0 && cJSON_IsNumber(r) &&
-            r->valueint == n)
-            return o;
-    }
-    return NULL;
+    return mt_status_entry(list, model, n);
 }
 
 static void capture_stderr(fixture *fx)

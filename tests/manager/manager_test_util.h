@@ -1,0 +1,21 @@
+/* Helpers the container-manager tests share (local and docker backends):
+ * a model version in the state bucket, the manager's status over the bus.
+ * They fail the running cmocka test on any error. */
+#ifndef MANAGER_TEST_UTIL_H
+#define MANAGER_TEST_UTIL_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl_bus.h"
+#include "cl_kv.h"
+
+/* Writes model name:version (a python closure of doubles) wanting replicas. */
+void mt_put_model(cl_kv *kv, const char *name, const char *version, int64_t replicas);
+/* Asks <prefix>.cm.<command> and returns the parsed reply (cJSON_Delete it). */
+cJSON *mt_cm_request(cl_bus *bus, const char *prefix, const char *command);
+/* The status entry of model #n in a cm.status list, or NULL (borrowed). */
+const cJSON *mt_status_entry(const cJSON *list, const char *model, int n);
+
+#endif
