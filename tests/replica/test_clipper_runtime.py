@@ -223,5 +223,69 @@ class Load(unittest.TestCase):
         self.assertIn("not to a callable", str(cm.exception))
 
 
+def _tar(members):
+    """A gzip'd tar of (name, bytes or None for a directory, kind) members."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif kind == "symlink":
+                info.type = tarfile.SYMTYPE
+                info.linkname = data
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class PySparkArtifact(unittest.TestCase):
+    """The artifact checks of the pyspark runtime, before any Spark starts."""
+
+    def load(self, data):
+        with self.assertRaises(rt.LoadError) as cm:
+            rt.load_model("pyspark", data)
+        return str(cm.exception)
+
+    def test_not_a_tar_is_a_load_error(self):
+        self.assertIn("not a readable gzip'd tar", self.load(b"no tar here"))
+
+    def test_a_member_outside_the_directory_is_refused(self):
+        text = self.load(_tar([("../evil.txt", b"x", "file")]))
+        self.assertIn("'../evil.txt'", text)
+
+    def test_a_symlink_member_is_refused(self):
+        self.assertIn("'link'", self.load(_tar([("link", "/etc/passwd", "symlink")])))
+
+    def test_missing_parts_are_named(self):
+        text = self.load(_tar([("func.pkl", cloudpickle.dumps(len), "file"),
+                               ("pyspark_model_data", None, "dir")]))
+        self.assertIn("no metadata.json", text)
+
+    def test_bad_metadata_is_a_load_error(self):
+        text = self.load(_tar([("func.pkl", cloudpickle.dumps(len), "file"),
+                               ("metadata.json", b"{}", "file"),
+                               ("pyspark_model_data", None, "dir")]))
+        self.assertIn("metadata.json is not valid", text)
+
+    def test_an_unknown_model_class_is_named(self):
+        text = self.load(_tar([("func.pkl", cloudpickle.dumps(len), "file"),
+                               ("metadata.json",
+                                b'{"model_class": "no_such_pkg_xyz.Model", "api": "ml"}',
+                                "file"),
+                               ("pyspark_model_data", None, "dir")]))
+        self.assertIn("cannot import the model's class no_such_pkg_xyz.Model", text)
+
+    def test_an_unknown_runtime_names_both_known_ones(self):
+        with self.assertRaises(rt.LoadError) as cm:
+            rt.load_model("tensorflow", b"")
+        self.assertIn("'python-closure' and 'pyspark'", str(cm.exception))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

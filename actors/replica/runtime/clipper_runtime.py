@@ -71,6 +71,7 @@ _DTYPES = {
 }
 
 RUNTIME_PYTHON_CLOSURE = "python-closure"
+RUNTIME_PYSPARK = "pyspark"
 
 # How many of the model's innermost stack frames go into the error text
 # sent back with the queries (the log gets the whole traceback).
@@ -347,9 +348,130 @@ def load_model(runtime, data, tmp_dir=None, deployed_with=None):
                 raise LoadError("cannot load: %s (unpickling failed with %s)" % (
                     version_mismatch_text(*deployed_with), detail)) from e
             raise
+    if runtime == RUNTIME_PYSPARK:
+        return load_pyspark(data, tmp_dir)
     raise LoadError(
-        "unknown runtime '%s': this replica serves only '%s' models"
-        % (runtime, RUNTIME_PYTHON_CLOSURE))
+        "unknown runtime '%s': this replica serves '%s' and '%s' models"
+        % (runtime, RUNTIME_PYTHON_CLOSURE, RUNTIME_PYSPARK))
+
+
+# ---------------------------------------------------------------- pyspark
+
+PYSPARK_MODEL_DIR = "pyspark_model_data"
+
+
+def _extract_artifact(data, into):
+    """Unpacks the pyspark artifact (a gzip'd tar) into the directory into,
+    refusing members that are not plain files or directories or that would
+    land outside it."""
+    import io
+    import tarfile
+
+    root = os.path.realpath(into)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(bytes(data)), mode="r:gz") as tar:
+            members = tar.getmembers()
+            for m in members:
+                dest = os.path.realpath(os.path.join(root, m.name))
+                if not (m.isfile() or m.isdir()) or \
+                        os.path.commonpath([root, dest]) != root:
+                    raise LoadError("the pyspark artifact holds a member that is not a "
+                                    "plain file inside it: %r" % m.name)
+            tar.extractall(root, members=members)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise LoadError("the pyspark artifact is not a readable gzip'd tar: %s" % e) from e
+    for need in ("func.pkl", "metadata.json", PYSPARK_MODEL_DIR):
+        if not os.path.exists(os.path.join(root, need)):
+            raise LoadError("the pyspark artifact has no %s" % need)
+
+
+def _first_line(exc):
+    """The first line of an exception's text (Spark's Java traces are long)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def spark_session(app_name):
+    """One SparkSession in local mode for the replica's life. The master is
+    CLIPPER_SPARK_MASTER (default local[1]); the web UI is off, so replicas
+    on one host do not fight over its port."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        raise LoadError("the pyspark runtime needs a Java runtime: there is no 'java' on "
+                        "PATH and JAVA_HOME is not set (install default-jre-headless)")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:
+        raise LoadError("the pyspark runtime needs pyspark in the replica's Python (%s): %s"
+                        % (sys.executable or sys.prefix, e)) from e
+    # The JVM is not ours: a sanitizer runtime preloaded into this process
+    # (tests under ASan) must not be preloaded into it.
+    preload = os.environ.pop("LD_PRELOAD", None)
+    try:
+        spark = (SparkSession.builder
+                 .master(os.environ.get("CLIPPER_SPARK_MASTER", "local[1]"))
+                 .appName(app_name)
+                 .config("spark.ui.enabled", "false")
+                 .config("spark.ui.showConsoleProgress", "false")
+                 .config("spark.sql.shuffle.partitions", "1")
+                 .getOrCreate())
+    except Exception as e:  # noqa: BLE001 - py4j and Spark raise many kinds
+        raise LoadError("cannot start a SparkSession: %s" % _first_line(e)) from e
+    finally:
+        if preload is not None:
+            os.environ["LD_PRELOAD"] = preload
+    spark.sparkContext.setLogLevel(os.environ.get("CLIPPER_SPARK_LOG_LEVEL", "ERROR"))
+    return spark
+
+
+def _model_class(name):
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    try:
+        cls = importlib.import_module(module)
+        for part in attr.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise LoadError("cannot import the model's class %s in the replica's Python: %s"
+                        % (name, e)) from e
+    if not hasattr(cls, "load"):
+        raise LoadError("the model's class %s has no load()" % name)
+    return cls
+
+
+def load_pyspark(data, tmp_dir=None):
+    """The pyspark runtime: unpacks the artifact, starts the SparkSession,
+    loads the model once with its class's load, and returns the callable
+    that serves a batch: func(spark, model, inputs)."""
+    import atexit
+
+    work = tempfile.mkdtemp(prefix="clipper-pyspark-", dir=tmp_dir)
+    atexit.register(shutil.rmtree, work, True)
+    _extract_artifact(data, work)
+    try:
+        with open(os.path.join(work, "metadata.json")) as f:
+            meta = json.load(f)
+        model_class = meta["model_class"]
+        api = meta.get("api", "ml")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LoadError("the pyspark artifact's metadata.json is not valid: %s" % e) from e
+    with open(os.path.join(work, "func.pkl"), "rb") as f:
+        func = load_closure(f.read(), work)
+    cls = _model_class(model_class)
+    spark = spark_session("clipper-replica")
+    path = os.path.join(work, PYSPARK_MODEL_DIR)
+    try:
+        model = cls.load(spark.sparkContext, path) if api == "mllib" else cls.load(path)
+    except Exception as e:  # noqa: BLE001 - Spark's errors are many kinds
+        raise LoadError("cannot load the PySpark model with %s.load: %s"
+                        % (model_class, _first_line(e))) from e
+
+    def serve(inputs):
+        return func(spark, model, inputs)
+
+    serve.spark = spark
+    serve.model = model
+    return serve
 
 
 def _versions():
