@@ -985,13 +985,16 @@ bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_rep
 
 cl_fe_reply cl_fe_update(cl_frontend *fe, const char *app, const char *body, size_t len)
 {
-    int input_type = 0;
-    cl_view_rdlock(fe->view);
-    const cl_app *a = cl_view_app(fe->view, app);
-    if (a != NULL)
-        input_type = a->input_type;
-    cl_view_unlock(fe->view);
-    if (a == NULL)
+    /* An app registered a moment ago is known here even before the view
+     * has it (the store is asked, as for queries). */
+    fe_facts f;
+    facts_from_view(fe, app, NULL, &f);
+    if (!f.app_found && store_check_allowed(fe))
+        (void)facts_from_store(fe, app, NULL, &f);
+    bool found = f.app_found;
+    int input_type = f.input_type;
+    facts_deinit(&f);
+    if (!found)
         return unknown_app(app);
 
     cl_fe_doc doc;

@@ -1531,6 +1531,21 @@ static void test_a_query_right_after_a_state_write_sees_it(void **state)
     assert_int_equal(misses, 0);
 }
 
+/* Feedback to an app registered a moment ago: the frontend's view has not
+ * seen it, the store has (Clipper's /update gave 404 here too, until its
+ * own cache caught up). */
+static void test_feedback_right_after_registering_the_app_is_accepted(void **state)
+{
+    (void)state;
+    cl_view_hold(W.fe->view, true);
+    put_app("rywfb", "doubles", "D", 2000000, NULL);
+    http_reply r = http_post("/rywfb/update", "{\"uid\": 4, \"input\": [1.0], \"label\": 1}");
+    cl_view_hold(W.fe->view, false);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "Feedback received? 1");
+    free(r.body);
+}
+
 static void test_service_api_names_the_frontend(void **state)
 {
     (void)state;
@@ -1569,6 +1584,7 @@ int main(void)
         cmocka_unit_test(test_two_frontends_in_the_queue_group_both_answer),
         cmocka_unit_test(test_cluster_state_changes_apply_without_a_restart),
         cmocka_unit_test(test_a_query_right_after_a_state_write_sees_it),
+        cmocka_unit_test(test_feedback_right_after_registering_the_app_is_accepted),
         cmocka_unit_test(test_full_frontend_answers_503_and_a_stopping_one_answers_what_it_holds),
         cmocka_unit_test(test_cache_identical_concurrent_queries_share_one_task_and_repeats_hit),
         cmocka_unit_test(test_cache_off_sends_a_task_for_every_query),
