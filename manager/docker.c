@@ -219,7 +219,8 @@ static cl_status http_error(long http, const cl_buf *reply, const char *what, cl
     return cl_err_set(err, s, "%s: %s (HTTP %ld)", what, text, http);
 }
 
-/* A request whose reply is a JSON value (or nothing) on success (2xx):
+/* A request whose reply is a JSON value (or nothing) on success (2xx, or
+ * 304: already so, as the engine answers starting a running container):
  * parses it into *json when json is not NULL. */
 static cl_status call(cl_docker *d, const char *method, const char *path, const char *body,
                       long timeout_ms, cJSON **json, const char *what, cl_err *err)
@@ -230,7 +231,7 @@ static cl_status call(cl_docker *d, const char *method, const char *path, const 
     cl_status s = request(d, method, path, body, timeout_ms, &http, &reply, what, err);
     if (s != CL_OK)
         goto out;
-    if (http < 200 || http >= 300) {
+    if (http != 304 && (http < 200 || http >= 300)) {
         s = http_error(http, &reply, what, err);
         goto out;
     }
@@ -257,6 +258,18 @@ static cl_status object_path(cl_docker *d, char *out, size_t size, const char *k
     if (n < 0 || (size_t)n >= size)
         return cl_err_set(err, CL_ERR_INVALID, "the %s name '%.100s' is too long", kind, id);
     return CL_OK;
+}
+
+/* call() on "/<kind>/<id, URL-escaped><rest>". */
+static cl_status object_call(cl_docker *d, const char *method, const char *kind, const char *id,
+                             const char *rest, long timeout_ms, cJSON **json, const char *what,
+                             cl_err *err)
+{
+    char path[512];
+    cl_status s = object_path(d, path, sizeof(path), kind, id, rest, err);
+    if (s != CL_OK)
+        return s;
+    return call(d, method, path, NULL, timeout_ms, json, what, err);
 }
 
 static void copy_string(const cJSON *o, const char *key, char *dst, size_t size)
@@ -377,24 +390,14 @@ out:
     return s;
 }
 
-/* POST /containers/<id>/<action><query>; 304 (already so) counts as done. */
+/* POST /containers/<id>/<action><query>. */
 static cl_status container_post(cl_docker *d, const char *id, const char *action,
                                 const char *query, long timeout_ms, const char *what,
                                 cl_err *err)
 {
-    char rest[128], path[512];
+    char rest[128];
     snprintf(rest, sizeof(rest), "/%s%s", action, query ? query : "");
-    cl_status s = object_path(d, path, sizeof(path), "containers", id, rest, err);
-    if (s != CL_OK)
-        return s;
-    cl_buf reply;
-    cl_buf_init(&reply);
-    long http = 0;
-    s = request(d, "POST", path, NULL, timeout_ms, &http, &reply, what, err);
-    if (s == CL_OK && http != 304 && (http < 200 || http >= 300))
-        s = http_error(http, &reply, what, err);
-    cl_buf_deinit(&reply);
-    return s;
+    return object_call(d, "POST", "containers", id, rest, timeout_ms, NULL, what, err);
 }
 
 cl_status cl_docker_start(cl_docker *d, const char *id, cl_err *err)
@@ -430,24 +433,18 @@ cl_status cl_docker_kill(cl_docker *d, const char *id, const char *signal, cl_er
 
 cl_status cl_docker_remove(cl_docker *d, const char *id, bool force, cl_err *err)
 {
-    char what[320], path[512];
+    char what[320];
     snprintf(what, sizeof(what), "removing container %s", id);
-    cl_status s = object_path(d, path, sizeof(path), "containers", id,
-                              force ? "?force=true&v=true" : "?v=true", err);
-    if (s != CL_OK)
-        return s;
-    return call(d, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, what, err);
+    return object_call(d, "DELETE", "containers", id, force ? "?force=true&v=true" : "?v=true",
+                       CALL_TIMEOUT_MS, NULL, what, err);
 }
 
 cl_status cl_docker_inspect(cl_docker *d, const char *id, cl_docker_state *out, cl_err *err)
 {
-    char what[320], path[512];
+    char what[320];
     snprintf(what, sizeof(what), "inspecting container %s", id);
-    cl_status s = object_path(d, path, sizeof(path), "containers", id, "/json", err);
-    if (s != CL_OK)
-        return s;
     cJSON *j = NULL;
-    s = call(d, "GET", path, NULL, CALL_TIMEOUT_MS, &j, what, err);
+    cl_status s = object_call(d, "GET", "containers", id, "/json", CALL_TIMEOUT_MS, &j, what, err);
     if (s != CL_OK)
         return s;
     memset(out, 0, sizeof(*out));
@@ -603,12 +600,9 @@ cl_status cl_docker_image_check(cl_docker *d, const char *image, cl_err *err)
 
 cl_status cl_docker_network_inspect(cl_docker *d, const char *name, cl_err *err)
 {
-    char what[320], path[512];
+    char what[320];
     snprintf(what, sizeof(what), "looking up network %s", name);
-    cl_status s = object_path(d, path, sizeof(path), "networks", name, NULL, err);
-    if (s != CL_OK)
-        return s;
-    return call(d, "GET", path, NULL, CALL_TIMEOUT_MS, NULL, what, err);
+    return object_call(d, "GET", "networks", name, NULL, CALL_TIMEOUT_MS, NULL, what, err);
 }
 
 cl_status cl_docker_network_create(cl_docker *d, const char *name, const cJSON *labels,
@@ -634,10 +628,7 @@ cl_status cl_docker_network_create(cl_docker *d, const char *name, const cJSON *
 
 cl_status cl_docker_network_remove(cl_docker *d, const char *name, cl_err *err)
 {
-    char what[320], path[512];
+    char what[320];
     snprintf(what, sizeof(what), "removing network %s", name);
-    cl_status s = object_path(d, path, sizeof(path), "networks", name, NULL, err);
-    if (s != CL_OK)
-        return s;
-    return call(d, "DELETE", path, NULL, CALL_TIMEOUT_MS, NULL, what, err);
+    return object_call(d, "DELETE", "networks", name, NULL, CALL_TIMEOUT_MS, NULL, what, err);
 }
