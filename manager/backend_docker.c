@@ -171,15 +171,30 @@ static cl_status docker_start(cl_backend *b, const char *model, const char *vers
     return CL_OK;
 }
 
+/* What cl_docker_inspect said of a container: its status, and the state
+ * (s == CL_OK) or the error. */
+typedef struct {
+    cl_status s;
+    cl_docker_state st;
+    cl_err err;
+} inspected;
+
 /* The container has ended or is to go: reads how (when it is still
- * there), its last lines, and removes it. */
-static void finish(docker_backend *db, const cl_backend_replica *r, cl_backend_end *end)
+ * there), its last lines, and removes it. known: what the caller has just
+ * inspected, or NULL to inspect it here. */
+static void finish(docker_backend *db, const cl_backend_replica *r, const inspected *known,
+                   cl_backend_end *end)
 {
     memset(end, 0, sizeof(*end));
     end->exit_code = -1000;
+    inspected here;
+    if (known == NULL) {
+        here.s = cl_docker_inspect(db->docker, r->name, &here.st, &here.err);
+        known = &here;
+    }
+    cl_status s = known->s;
+    const cl_docker_state *st = &known->st;
     cl_err err;
-    cl_docker_state st;
-    cl_status s = cl_docker_inspect(db->docker, r->name, &st, &err);
     if (s == CL_ERR_NOT_FOUND) {
         snprintf(end->error, sizeof(end->error),
                  "container %s (%.12s) is gone: it was removed outside the manager", r->name,
@@ -187,15 +202,16 @@ static void finish(docker_backend *db, const cl_backend_replica *r, cl_backend_e
         return;
     }
     if (s != CL_OK) {
-        snprintf(end->error, sizeof(end->error), "%s", err.msg);
+        snprintf(end->error, sizeof(end->error), "%s", known->err.msg);
     } else {
-        if (!st.running)
-            end->exit_code = st.exit_code;
-        if (st.oom_killed)
+        if (!st->running)
+            end->exit_code = st->exit_code;
+        if (st->oom_killed)
             snprintf(end->error, sizeof(end->error), "container %s ran out of memory (OOM killed)",
                      r->name);
-        else if (st.error[0] != '\0')
-            snprintf(end->error, sizeof(end->error), "container %.200s: %.290s", r->name, st.error);
+        else if (st->error[0] != '\0')
+            snprintf(end->error, sizeof(end->error), "container %.200s: %.290s", r->name,
+                     st->error);
     }
     char *text = NULL;
     if (cl_docker_logs(db->docker, r->name, TAIL_LINES, &text, &err) == CL_OK) {
@@ -232,9 +248,19 @@ static void docker_stop(cl_backend *b, const cl_backend_replica *r, bool force)
         /* Killed (or ended already): remove it now too, keeping how it
          * ended for poll. Gone already: poll says so. Not reached (the
          * engine failed): poll and a later stop try again. */
-        finish(db, r, &e->end);
+        finish(db, r, NULL, &e->end);
         e->ended = true;
     }
+}
+
+/* Every replica container of this cluster, ours or not. */
+static cl_status list_replicas(docker_backend *db, cl_docker_container **list, size_t *n,
+                               cl_err *err)
+{
+    char cluster[600];
+    snprintf(cluster, sizeof(cluster), "%s=%s", LABEL_CLUSTER, db->cluster);
+    const char *labels[] = {cluster, LABEL_REPLICA_ID, NULL};
+    return cl_docker_list(db->docker, labels, list, n, err);
 }
 
 /* Refreshes the list of the cluster's replica containers when it is older
@@ -244,13 +270,10 @@ static bool refresh_seen(docker_backend *db)
     uint64_t now = cl_mono_us();
     if (db->seen_at_us != 0 && now - db->seen_at_us < LIST_MAX_AGE_US)
         return true;
-    char cluster[600];
-    snprintf(cluster, sizeof(cluster), "%s=%s", LABEL_CLUSTER, db->cluster);
-    const char *labels[] = {cluster, LABEL_REPLICA_ID, NULL};
     cl_docker_container *list = NULL;
     size_t n = 0;
     cl_err err;
-    if (cl_docker_list(db->docker, labels, &list, &n, &err) != CL_OK) {
+    if (list_replicas(db, &list, &n, &err) != CL_OK) {
         warn_engine(db, err.msg);
         return false;
     }
@@ -291,16 +314,15 @@ static bool docker_poll(cl_backend *b, const cl_backend_replica *r, cl_backend_e
         }
     }
     /* Ended, or not in the list: gone, or started after the list was made. */
-    cl_docker_state st;
-    cl_err err;
-    cl_status s = cl_docker_inspect(db->docker, r->name, &st, &err);
-    if (s == CL_OK && !is_ended_state(st.status))
+    inspected now;
+    now.s = cl_docker_inspect(db->docker, r->name, &now.st, &now.err);
+    if (now.s == CL_OK && !is_ended_state(now.st.status))
         return false;
-    if (s != CL_OK && s != CL_ERR_NOT_FOUND) {
-        warn_engine(db, err.msg);
+    if (now.s != CL_OK && now.s != CL_ERR_NOT_FOUND) {
+        warn_engine(db, now.err.msg);
         return false;
     }
-    finish(db, r, end);
+    finish(db, r, &now, end);
     forget(db, e);
     return true;
 }
@@ -360,12 +382,9 @@ static const cl_backend_ops docker_ops = {
  * by a manager that was killed before it could remove them. */
 static cl_status remove_leftovers(docker_backend *db, cl_err *err)
 {
-    char cluster[600];
-    snprintf(cluster, sizeof(cluster), "%s=%s", LABEL_CLUSTER, db->cluster);
-    const char *labels[] = {cluster, LABEL_REPLICA_ID, NULL};
     cl_docker_container *list = NULL;
     size_t n = 0;
-    cl_status s = cl_docker_list(db->docker, labels, &list, &n, err);
+    cl_status s = list_replicas(db, &list, &n, err);
     if (s != CL_OK)
         return s;
     for (size_t i = 0; i < n; i++) {
