@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
 #include "cl_actor.h"
 #include "cl_docker.h"
@@ -84,19 +83,15 @@ static int check_backend_options(const cl_manager_opts *o)
                 CMD);
         return 2;
     }
-    const char *host = o->docker_host, *source = "--docker-host";
-    if (host == NULL || host[0] == '\0') {
-        host = getenv("DOCKER_HOST");
-        source = "DOCKER_HOST";
+    /* The engine's address (--docker-host, DOCKER_HOST or the default) is
+     * checked as the backend will read it; the engine is not asked yet. */
+    cl_docker *d = NULL;
+    cl_err err;
+    if (cl_docker_new(&d, o->docker_host, &err) != CL_OK) {
+        fprintf(stderr, "%s: %s\n", CMD, err.msg);
+        return 2;
     }
-    if (host != NULL && host[0] != '\0') {
-        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        cl_err err;
-        if (cl_docker_socket_path(host, source, path, sizeof(path), &err) != CL_OK) {
-            fprintf(stderr, "%s: %s\n", CMD, err.msg);
-            return 2;
-        }
-    }
+    cl_docker_free(d);
     return 0;
 }
 
