@@ -60,8 +60,8 @@ from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS
                                 CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager,
                                 create_model_container_label)
 from .exceptions import ClipperException
-from .local_container_manager import (_TOKEN_RE, DEFAULT_CLUSTER_NAME, DEFAULT_PREFIX, _ping,
-                                      _port_is_free)
+from .local_container_manager import (DEFAULT_CLUSTER_NAME, _ping, _port_is_free,
+                                      cluster_prefix)
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RESERVED_KWARGS = ("image", "command", "entrypoint", "name", "network", "network_mode",
                     "detach", "ports", "remove", "auto_remove")
 
-_ROLES = ("nats", "admin", "router", "frontend", "manager")
+# The published host ports: (key of CLIPPER_DOCKER_PORT_LABELS, the
+# constructor argument and attribute that holds it).
+_PORTS = (("query_rest", "clipper_query_port"), ("management", "clipper_management_port"),
+          ("query_rpc", "clipper_rpc_port"), ("metric", "prometheus_port"))
 
 
 def _engine_unavailable(host, err):
@@ -135,12 +138,7 @@ class DockerContainerManager(BusModels, ContainerManager):
                 "Invalid cluster_name {!r}: it names the cluster's containers "
                 "(<cluster>-nats, ...), so it must be 1 to 63 letters, digits, '_', '.' "
                 "or '-', starting with a letter or digit".format(cluster_name))
-        if prefix is None:
-            prefix = DEFAULT_PREFIX if cluster_name == DEFAULT_CLUSTER_NAME else cluster_name
-        if not isinstance(prefix, str) or not _TOKEN_RE.match(prefix):
-            raise ClipperException(
-                "Invalid cluster prefix {!r}: the subject prefix (the cluster name unless "
-                "prefix= is given) must be 1 to 64 letters, digits, '-' or '_'".format(prefix))
+        prefix = cluster_prefix(cluster_name, prefix)
         if docker_network == "host":
             raise ClipperException(
                 "DockerContainerManager does not support running Clipper on the "
@@ -149,12 +147,12 @@ class DockerContainerManager(BusModels, ContainerManager):
             raise ClipperException(
                 "Invalid docker_network {!r}: a network name is 1 to 63 letters, digits, "
                 "'_', '.' or '-'".format(docker_network))
-        ports = (("clipper_query_port", clipper_query_port),
-                 ("clipper_management_port", clipper_management_port),
-                 ("clipper_rpc_port", clipper_rpc_port),
-                 ("prometheus_port", prometheus_port))
+        given = {"clipper_query_port": clipper_query_port,
+                 "clipper_management_port": clipper_management_port,
+                 "clipper_rpc_port": clipper_rpc_port, "prometheus_port": prometheus_port}
         seen = {}
-        for arg, port in ports:
+        for _, arg in _PORTS:
+            port = given[arg]
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
                 raise ClipperException(
                     "{} must be a TCP port number from 1 to 65535, got {!r}".format(arg, port))
@@ -329,14 +327,9 @@ class DockerContainerManager(BusModels, ContainerManager):
                     self.cluster_name, ", ".join(sorted(c.name for c in left)),
                     self.cluster_name))
 
-    def _port_args(self):
-        return (("clipper_query_port", self.clipper_query_port),
-                ("clipper_management_port", self.clipper_management_port),
-                ("clipper_rpc_port", self.clipper_rpc_port),
-                ("prometheus_port", self.prometheus_port))
-
     def _refuse_taken_ports(self):
-        for arg, port in self._port_args():
+        for _, arg in _PORTS:
+            port = getattr(self, arg)
             if not _port_is_free(port):
                 raise ClipperException(
                     "Port {} ({}) is already in use on this host; choose another with "
@@ -370,12 +363,8 @@ class DockerContainerManager(BusModels, ContainerManager):
         labels = dict(self.common_labels)
         labels[CLIPPER_NAME_LABEL] = role
         labels[CLIPPER_PREFIX_LABEL] = self.prefix
-        ports = {'query_rest': self.clipper_query_port,
-                 'query_rpc': self.clipper_rpc_port,
-                 'management': self.clipper_management_port,
-                 'metric': self.prometheus_port}
-        for key, port in ports.items():
-            labels[CLIPPER_DOCKER_PORT_LABELS[key]] = str(port)
+        for key, arg in _PORTS:
+            labels[CLIPPER_DOCKER_PORT_LABELS[key]] = str(getattr(self, arg))
         labels.update(extra or {})
         return labels
 
@@ -541,10 +530,7 @@ class DockerContainerManager(BusModels, ContainerManager):
                 nets = c.attrs.get("NetworkSettings", {}).get("Networks") or {}
                 network = next(iter(nets), None)
         ports = {}
-        for key, attr in (('query_rest', 'clipper_query_port'),
-                          ('management', 'clipper_management_port'),
-                          ('query_rpc', 'clipper_rpc_port'),
-                          ('metric', 'prometheus_port')):
+        for key, attr in _PORTS:
             value = labels.get(CLIPPER_DOCKER_PORT_LABELS[key])
             if value is None or not value.isdigit():
                 raise ClipperException(

@@ -162,6 +162,18 @@ def _tail(path, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 
 
+def cluster_prefix(cluster_name, prefix=None):
+    """The cluster's NATS subject prefix: prefix when given, else "clipper"
+    for the default cluster name and the cluster name otherwise; checked."""
+    if prefix is None:
+        prefix = DEFAULT_PREFIX if cluster_name == DEFAULT_CLUSTER_NAME else cluster_name
+    if not isinstance(prefix, str) or not _TOKEN_RE.match(prefix):
+        raise ClipperException(
+            "Invalid cluster prefix {!r}: the subject prefix (the cluster name unless "
+            "prefix= is given) must be 1 to 64 letters, digits, '-' or '_'".format(prefix))
+    return prefix
+
+
 class LocalContainerManager(BusModels, ContainerManager):
     """Runs a Clipper cluster as local processes around a NATS bus."""
 
@@ -173,12 +185,7 @@ class LocalContainerManager(BusModels, ContainerManager):
                  clipper_management_port=1338, clipper_rpc_port=7000, redis_ip=None,
                  redis_port=6379, prometheus_port=9090, nats_url=None, data_dir=None,
                  prefix=None):
-        if prefix is None:
-            prefix = DEFAULT_PREFIX if cluster_name == DEFAULT_CLUSTER_NAME else cluster_name
-        if not _TOKEN_RE.match(prefix):
-            raise ClipperException(
-                "Invalid cluster prefix '{}': the subject prefix (the cluster name unless "
-                "prefix= is given) must be 1 to 64 letters, digits, '-' or '_'".format(prefix))
+        prefix = cluster_prefix(cluster_name, prefix)
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
         self.prefix = prefix
