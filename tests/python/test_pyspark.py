@@ -83,6 +83,25 @@ def points(n, dims):
     return rows
 
 
+def expect_spark_answers(cluster, app, queries, want):
+    """Each query alone over HTTP, then all as one batch over NATS: every
+    answer a prediction (not the default) equal to Spark's own, want."""
+    for q, w in zip(queries, want):
+        status, reply = answer_http(cluster, app, {"input": q})
+        assert status == 200 and reply["default"] is False, reply
+        assert float(reply["output"]) == float(w), (q, reply, w)
+    reply = cluster.nats(app, {"input_batch": queries})
+    assert [float(p["output"]) for p in reply["batch_predictions"]] == \
+        [float(w) for w in want], reply
+
+
+def small_lr_model(spark):
+    """A pyspark.ml logistic regression on two features, trained quickly."""
+    train = spark.createDataFrame([(Vectors.dense(x), y) for x, y in points(50, 2)],
+                                  ["features", "label"])
+    return LogisticRegression(maxIter=5).fit(train)
+
+
 def ml_predict(spark, model, inputs):
     df = spark.createDataFrame([(Vectors.dense([float(v) for v in x]),) for x in inputs],
                                ["features"])
@@ -102,13 +121,7 @@ def test_ml_logistic_regression_over_http_and_nats_equals_spark(spark, cluster):
     queries = [[0.5, 0.2, -0.1], [-0.9, -0.3, 0.4], [0.1, -0.05, 0.0], [-0.2, 0.1, 0.05]]
     want = ml_predict(spark, model, queries)
     assert len(set(want)) == 2, want  # both classes, so a constant could not pass
-    for q, w in zip(queries, want):
-        status, reply = answer_http(cluster, app, {"input": q})
-        assert status == 200 and reply["default"] is False, reply
-        assert str(reply["output"]) == w or float(reply["output"]) == float(w), (q, reply, w)
-    reply = cluster.nats(app, {"input_batch": queries})
-    got = [p["output"] for p in reply["batch_predictions"]]
-    assert [float(g) for g in got] == [float(w) for w in want]
+    expect_spark_answers(cluster, app, queries, want)
 
 
 def test_mllib_model_equals_spark(spark, cluster):
@@ -125,12 +138,7 @@ def test_mllib_model_equals_spark(spark, cluster):
     queries = [[0.7, 0.1], [-0.6, -0.2], [0.05, -0.5], [-0.1, 0.4]]
     want = [str(model.predict(q)) for q in queries]
     assert len(set(want)) == 2, want
-    for q, w in zip(queries, want):
-        status, reply = answer_http(cluster, app, {"input": q})
-        assert status == 200 and reply["default"] is False, reply
-        assert float(reply["output"]) == float(w), (q, reply, w)
-    reply = cluster.nats(app, {"input_batch": queries})
-    assert [float(p["output"]) for p in reply["batch_predictions"]] == [float(w) for w in want]
+    expect_spark_answers(cluster, app, queries, want)
 
 
 def test_ml_pipeline_with_a_tokenizer_on_strings_equals_spark(spark, cluster):
@@ -157,12 +165,7 @@ def test_ml_pipeline_with_a_tokenizer_on_strings_equals_spark(spark, cluster):
     queries = ["great fast food", "slow and rude", "friendly great value", "cold awful food"]
     want = predict(spark, model, [q.encode() for q in queries])
     assert len(set(want)) == 2, want
-    for q, w in zip(queries, want):
-        status, reply = answer_http(cluster, app, {"input": q})
-        assert status == 200 and reply["default"] is False, reply
-        assert float(reply["output"]) == float(w), (q, reply, w)
-    reply = cluster.nats(app, {"input_batch": queries})
-    assert [float(p["output"]) for p in reply["batch_predictions"]] == [float(w) for w in want]
+    expect_spark_answers(cluster, app, queries, want)
 
 
 def still_serves(cluster):
@@ -175,9 +178,7 @@ def still_serves(cluster):
 
 def test_a_function_that_raises_is_a_clear_error_and_the_cluster_keeps_serving(
         spark, cluster):
-    train = spark.createDataFrame([(Vectors.dense(x), y) for x, y in points(50, 2)],
-                                  ["features", "label"])
-    model = LogisticRegression(maxIter=5).fit(train)
+    model = small_lr_model(spark)
 
     def broken(spark, model, inputs):
         raise ValueError("this model refuses {} inputs".format(len(inputs)))
@@ -198,9 +199,7 @@ class UnloadableModel(LogisticRegressionModel):
 
 def test_a_model_that_cannot_be_loaded_fails_the_deploy_and_the_cluster_keeps_serving(
         spark, cluster):
-    train = spark.createDataFrame([(Vectors.dense(x), y) for x, y in points(50, 2)],
-                                  ["features", "label"])
-    fitted = LogisticRegression(maxIter=5).fit(train)
+    fitted = small_lr_model(spark)
     model = UnloadableModel(fitted._java_obj)
     app = unique("unloadable")
     t0 = time.monotonic()
@@ -238,9 +237,7 @@ def _p50_ms(cluster, app, n=200):
 def test_measure_start_up_and_per_batch_overhead_against_a_closure(spark, cluster):
     """Prints the figures the issue asks for; checks only that both paths
     answer (speed is measured, not asserted)."""
-    train = spark.createDataFrame([(Vectors.dense(x), y) for x, y in points(50, 2)],
-                                  ["features", "label"])
-    model = LogisticRegression(maxIter=5).fit(train)
+    model = small_lr_model(spark)
     spark_app, closure_app = unique("sp-trivial"), unique("cl-trivial")
     t0 = time.monotonic()
     pyspark_deployer.create_endpoint(cluster.conn, spark_app, "doubles",

@@ -48,16 +48,14 @@ def _model_api(pyspark_model):
 
 
 def _save_model(pyspark_model, api, sc, path):
+    if api == "mllib" and sc is None:
+        raise ClipperException(
+            "sc must be the SparkContext of a pyspark.mllib model (its save needs it)")
     try:
         if api == "ml":
             pyspark_model.save(path)
         else:
-            if sc is None:
-                raise ClipperException(
-                    "sc must be the SparkContext of a pyspark.mllib model (its save needs it)")
             pyspark_model.save(sc, path)
-    except ClipperException:
-        raise
     except Exception as e:  # noqa: BLE001 - Spark's errors are many kinds
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ClipperException("Cannot save the PySpark model with its save(): {}".format(first))
