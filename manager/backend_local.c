@@ -59,10 +59,14 @@ static void write_header(int fd, char *const argv[])
     }
 }
 
-static cl_status local_start(cl_backend *b, const char *model, const char *version, unsigned n,
-                             cl_backend_replica *out, cl_err *err)
+/* The replica reads its runtime from the model's record; the
+ * container_name has nothing to choose here. */
+static cl_status local_start(cl_backend *b, const cl_backend_spec *spec, cl_backend_replica *out,
+                             cl_err *err)
 {
     local_backend *lb = (local_backend *)b;
+    const char *model = spec->model, *version = spec->version;
+    unsigned n = spec->n;
     cl_backend_replica r;
     memset(&r, 0, sizeof(r));
     r.wait_fd = -1;

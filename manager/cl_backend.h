@@ -29,6 +29,7 @@ typedef struct {
     char name[256]; /* its container's name; "" when it is not a container */
     char log[1024]; /* the file its output goes to; "" when the backend keeps
                        it (a container's log: see cl_backend_end.tail) */
+    char image[256]; /* the image its container runs; "" when not a container */
     int wait_fd;    /* readable once it has ended (a pidfd), owned by the backend;
                        -1 when the backend cannot tell (the manager then polls) */
     bool has_replica_id; /* the backend chose the replica's id ('clipper run
@@ -36,6 +37,20 @@ typedef struct {
                             by it. Otherwise by host and pid. */
     uint32_t replica_id;
 } cl_backend_replica;
+
+/* What to start: replica number n (0, 1, ...) of model:version, and what
+ * its model record says it runs. */
+typedef struct {
+    const char *model;
+    const char *version;
+    unsigned n;
+    const char *runtime;        /* the record's runtime ("python-closure",
+                                   "pyspark", ...); NULL or "": python-closure */
+    const char *container_name; /* the record's container_name (Clipper's
+                                   image field): the runtime's name, "default",
+                                   one of Clipper's stock image names, or an
+                                   image of the user's; NULL: none */
+} cl_backend_spec;
 
 /* How a replica ended, as poll reports it. */
 typedef struct {
@@ -57,7 +72,12 @@ typedef struct {
     /* docker backend */
     const char *docker_host;    /* engine address; NULL: $DOCKER_HOST, else the default */
     const char *network;        /* the network replica containers join (required) */
-    const char *image;          /* NULL: clipper/python-closure:latest */
+    const char *image;          /* the python-closure runtime's image;
+                                   NULL: clipper/python-closure:latest */
+    const char *const *runtime_images; /* "RUNTIME=IMAGE" each: the image of
+                                          another runtime's replicas (pyspark:
+                                          clipper/pyspark:latest by default) */
+    size_t n_runtime_images;
     const char *cluster;        /* label ai.clipper.container.label; NULL: the prefix */
     const char *entrypoint;     /* JSON array of strings replacing the image's
                                    entrypoint (the replica command becomes its
@@ -66,9 +86,9 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    /* Starts replica number n (0, 1, ...) of model:version. */
-    cl_status (*start)(cl_backend *b, const char *model, const char *version, unsigned n,
-                       cl_backend_replica *out, cl_err *err);
+    /* Starts the replica spec names. */
+    cl_status (*start)(cl_backend *b, const cl_backend_spec *spec, cl_backend_replica *out,
+                       cl_err *err);
     /* Asks it to stop: SIGTERM (force: kill it now). Does not wait for it
      * to end. */
     void (*stop)(cl_backend *b, const cl_backend_replica *r, bool force);
@@ -98,8 +118,7 @@ void cl_backend_free(cl_backend *b);
  * with its output appended to <log_dir>/<model>_<version>-<n>.log. */
 cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
 
-/* The docker backend: each replica is a container of cfg->image on
- * cfg->network running
+/* The docker backend: each replica is a container on cfg->network running
  *   clipper run replica --nats URL --prefix P --model M --version V --replica-id ID
  * named <cluster>-<model>-<version>-<n>-<6 hex> and labelled
  *   ai.clipper.container.label=<cluster>
@@ -109,7 +128,17 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
  * exist (each a clear error), and removes the replica containers of the
  * cluster a killed manager left behind. A stop is a signal (SIGTERM, or
  * SIGKILL when forced); an ended container is removed once poll has read
- * its exit code and last lines. */
+ * its exit code and last lines.
+ *
+ * Its image: the model's container_name when that names an image of the
+ * user's (a base_image given at deploy); otherwise (the runtime's name,
+ * "default", none, or one of Clipper's stock images such as
+ * clipper/pyspark-container:0.4.1, which do not exist here) the image of
+ * the model's runtime: cfg->image for python-closure, cfg->runtime_images
+ * for the others (pyspark: clipper/pyspark:latest unless given). A runtime
+ * with no image is a start error saying how to give one. Creating the
+ * backend fails when the python-closure image is missing, and warns for
+ * the other runtimes' images. */
 cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
 
 #endif

@@ -19,6 +19,7 @@
  *   <p>.cm.status  -> [{"model","version","replica","state","pid",
  *                       "container_id","container_name","started_at",
  *                       "restarts","last_exit","last_exit_code","last_error",
+ *                       "start_error","start_failures","image",
  *                       "log_file","replica_id","heartbeat","cause",
  *                       "next_start_at"}, ...]
  *                     replica is the manager's number for it (0, 1, ...);
@@ -28,7 +29,11 @@
  *                     not that kind or nothing runs; last_exit is e.g.
  *                     "exit code 3" or null; last_error is the last thing
  *                     that went wrong (a failed start, a container removed
- *                     by hand, killed as hung) or null; log_file is null
+ *                     by hand, killed as hung) or null; start_error is
+ *                     why the last start failed (no such image, say), null
+ *                     once one succeeds, and start_failures how many
+ *                     starts failed in a row; image is the image a
+ *                     container runs (null when none); log_file is null
  *                     for containers (the engine keeps their log);
  *                     replica_id is the one its heartbeats carry (known
  *                     from the start for docker); heartbeat is the state the
@@ -45,6 +50,8 @@
 
 typedef struct cl_manager cl_manager;
 
+#define CL_MANAGER_MAX_RUNTIME_IMAGES 8
+
 typedef struct {
     const char *backend;     /* NULL: "local"; or "docker" */
     const char *log_dir;     /* NULL: ./clipper_logs */
@@ -56,7 +63,9 @@ typedef struct {
     /* docker backend (see cl_backend_docker_new) */
     const char *docker_host;        /* NULL: $DOCKER_HOST, else unix:///var/run/docker.sock */
     const char *docker_network;     /* required */
-    const char *image;              /* NULL: clipper/python-closure:latest */
+    const char *image;              /* python-closure's; NULL: clipper/python-closure:latest */
+    const char *runtime_images[CL_MANAGER_MAX_RUNTIME_IMAGES]; /* "RUNTIME=IMAGE" each */
+    size_t n_runtime_images;
     const char *cluster;            /* NULL: the bus prefix */
     const char *replica_entrypoint; /* JSON array replacing the image's entrypoint; tests */
 } cl_manager_opts;

@@ -38,7 +38,12 @@ static void usage(FILE *f)
             "                        'host' for the engine host's network)\n"
             "  --docker-host URL     the engine's socket, unix:///path (default: env\n"
             "                        DOCKER_HOST, else " CL_DOCKER_DEFAULT_HOST ")\n"
-            "  --image IMG           replica image (default clipper/python-closure:latest)\n"
+            "  --image IMG           the image of python-closure replicas (default\n"
+            "                        clipper/python-closure:latest)\n"
+            "  --image RUNTIME=IMG   the image of another runtime's replicas (default\n"
+            "                        pyspark=clipper/pyspark:latest); may be repeated.\n"
+            "                        A model deployed with an image of its own (its\n"
+            "                        base_image) runs in that image instead\n"
             "  --cluster NAME        value of the label ai.clipper.container.label on\n"
             "                        replica containers (default: the prefix)\n"
             "  --replica-entrypoint JSON  a JSON array replacing the image's entrypoint;\n"
@@ -57,7 +62,8 @@ static int check_backend_options(const cl_manager_opts *o)
     }
     const char *docker_only[][2] = {{"--docker-network", o->docker_network},
                                     {"--docker-host", o->docker_host},
-                                    {"--image", o->image},
+                                    {"--image", o->n_runtime_images ? o->runtime_images[0]
+                                                                    : o->image},
                                     {"--cluster", o->cluster},
                                     {"--replica-entrypoint", o->replica_entrypoint}};
     for (size_t i = 0; !docker && i < sizeof(docker_only) / sizeof(docker_only[0]); i++) {
@@ -92,6 +98,28 @@ static int check_backend_options(const cl_manager_opts *o)
         return 2;
     }
     cl_docker_free(d);
+    return 0;
+}
+
+/* --image IMG (python-closure's) or --image RUNTIME=IMG. */
+static int take_image(cl_manager_opts *o, const char *v)
+{
+    if (strchr(v, '=') == NULL) {
+        if (o->image != NULL) {
+            fprintf(stderr, "%s: --image is given twice ('%s' and '%s'); another runtime's image "
+                            "is given as --image RUNTIME=IMG\n",
+                    CMD, o->image, v);
+            return -1;
+        }
+        o->image = v;
+        return 0;
+    }
+    if (o->n_runtime_images == CL_MANAGER_MAX_RUNTIME_IMAGES) {
+        fprintf(stderr, "%s: at most %d --image RUNTIME=IMG\n", CMD,
+                CL_MANAGER_MAX_RUNTIME_IMAGES);
+        return -1;
+    }
+    o->runtime_images[o->n_runtime_images++] = v;
     return 0;
 }
 
@@ -131,11 +159,16 @@ int cl_manager_main(int argc, char **argv)
                                      &mopts.docker_network)) != 0 ||
             (r = cl_actor_take_value(CMD, "--docker-host", argc, argv, &i,
                                      &mopts.docker_host)) != 0 ||
-            (r = cl_actor_take_value(CMD, "--image", argc, argv, &i, &mopts.image)) != 0 ||
             (r = cl_actor_take_value(CMD, "--cluster", argc, argv, &i, &mopts.cluster)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-entrypoint", argc, argv, &i,
                                      &mopts.replica_entrypoint)) != 0) {
             if (r < 0)
+                return 2;
+            continue;
+        }
+        const char *image;
+        if ((r = cl_actor_take_value(CMD, "--image", argc, argv, &i, &image)) != 0) {
+            if (r < 0 || take_image(&mopts, image) != 0)
                 return 2;
             continue;
         }

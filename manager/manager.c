@@ -51,6 +51,8 @@ static const char *const state_names[] = {"running", "stopping", "waiting"};
 typedef struct {
     char *model;
     char *version;
+    char *runtime;        /* the model record's, NULL when it has none */
+    char *container_name; /* the model record's, NULL when it has none */
     unsigned n;
     slot_state state;
     bool has_rep;           /* rep is a live backend replica */
@@ -67,6 +69,8 @@ typedef struct {
     uint64_t stop_deadline_us;   /* SLOT_STOPPING, monotonic */
     bool killed;
     char last_error[512]; /* the last thing that went wrong, "" before any */
+    char start_error[512]; /* why the last start failed; "" once one succeeds */
+    unsigned start_failures; /* starts that failed in a row */
     /* What the replica's heartbeats say (matched by the replica id the
      * backend chose, else by host and pid). */
     bool hb_seen;
@@ -79,6 +83,8 @@ typedef struct {
 typedef struct {
     char *model;
     char *version;
+    char *runtime;
+    char *container_name;
     int64_t wanted;
 } want;
 
@@ -120,7 +126,15 @@ void cl_manager_opts_init(cl_manager_opts *opts)
 
 /* ---- slots --------------------------------------------------------- */
 
-static slot *slot_add(cl_manager *m, const char *model, const char *version, unsigned n)
+static char *dup_or_null(const char *s, bool *ok)
+{
+    char *d = s != NULL ? strdup(s) : NULL;
+    if (s != NULL && d == NULL)
+        *ok = false;
+    return d;
+}
+
+static slot *slot_add(cl_manager *m, const want *w, unsigned n)
 {
     if (m->n_slots == m->cap_slots) {
         size_t cap = m->cap_slots ? m->cap_slots * 2 : 16;
@@ -132,11 +146,16 @@ static slot *slot_add(cl_manager *m, const char *model, const char *version, uns
     }
     slot *s = &m->slots[m->n_slots];
     memset(s, 0, sizeof(*s));
-    s->model = strdup(model);
-    s->version = strdup(version);
-    if (s->model == NULL || s->version == NULL) {
+    bool ok = true;
+    s->model = dup_or_null(w->model, &ok);
+    s->version = dup_or_null(w->version, &ok);
+    s->runtime = dup_or_null(w->runtime, &ok);
+    s->container_name = dup_or_null(w->container_name, &ok);
+    if (!ok) {
         free(s->model);
         free(s->version);
+        free(s->runtime);
+        free(s->container_name);
         return NULL;
     }
     s->n = n;
@@ -150,6 +169,8 @@ static void slot_remove(cl_manager *m, size_t i)
 {
     free(m->slots[i].model);
     free(m->slots[i].version);
+    free(m->slots[i].runtime);
+    free(m->slots[i].container_name);
     m->slots[i] = m->slots[--m->n_slots];
 }
 
@@ -219,12 +240,19 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
     cl_err err;
     cl_err_clear(&err);
     cl_backend_replica rep;
-    cl_status st = m->backend->ops->start(m->backend, s->model, s->version, s->n, &rep, &err);
+    cl_backend_spec spec = {.model = s->model,
+                            .version = s->version,
+                            .n = s->n,
+                            .runtime = s->runtime,
+                            .container_name = s->container_name};
+    cl_status st = m->backend->ops->start(m->backend, &spec, &rep, &err);
     s->runs++;
     s->started_wall_us = cl_wall_us();
     s->started_mono_us = now;
     if (st != CL_OK) {
         snprintf(s->last_error, sizeof(s->last_error), "%s", err.msg);
+        snprintf(s->start_error, sizeof(s->start_error), "%s", err.msg);
+        s->start_failures++;
         schedule_restart(s, now, 0);
         cl_error("cannot start replica %s:%s #%u: %s; trying again in %.1f s", s->model,
                  s->version, s->n, err.msg,
@@ -233,6 +261,8 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
     }
     s->rep = rep;
     s->has_rep = true;
+    s->start_error[0] = '\0';
+    s->start_failures = 0;
     snprintf(s->log, sizeof(s->log), "%s", rep.log);
     s->replica_id = rep.has_replica_id ? rep.replica_id : 0;
     s->state = SLOT_RUNNING;
@@ -306,12 +336,17 @@ static size_t read_wanted(cl_manager *m, want **out)
         const cl_model *md = cl_view_model_at(m->view, i);
         if (md == NULL || md->name == NULL || md->version == NULL)
             continue;
-        w[n].model = strdup(md->name);
-        w[n].version = strdup(md->version);
+        bool ok = true;
+        w[n].model = dup_or_null(md->name, &ok);
+        w[n].version = dup_or_null(md->version, &ok);
+        w[n].runtime = dup_or_null(md->runtime, &ok);
+        w[n].container_name = dup_or_null(md->container_name, &ok);
         w[n].wanted = md->num_replicas;
-        if (w[n].model == NULL || w[n].version == NULL) {
+        if (!ok) {
             free(w[n].model);
             free(w[n].version);
+            free(w[n].runtime);
+            free(w[n].container_name);
             continue;
         }
         n++;
@@ -326,14 +361,17 @@ static void free_wanted(want *w, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(w[i].model);
         free(w[i].version);
+        free(w[i].runtime);
+        free(w[i].container_name);
     }
     free(w);
 }
 
 /* Brings model:version to `wanted` active (running or waiting) slots. */
-static void scale_to(cl_manager *m, const char *model, const char *version, int64_t wanted,
-                     uint64_t now)
+static void scale_to(cl_manager *m, const want *w, uint64_t now)
 {
+    const char *model = w->model, *version = w->version;
+    int64_t wanted = w->wanted;
     if (wanted < 0)
         wanted = 0;
     if (wanted > MAX_REPLICAS_PER_VERSION) {
@@ -350,7 +388,7 @@ static void scale_to(cl_manager *m, const char *model, const char *version, int6
             active++;
     }
     while (active < wanted) {
-        if (slot_add(m, model, version, free_number(m, model, version)) == NULL) {
+        if (slot_add(m, w, free_number(m, model, version)) == NULL) {
             cl_error("out of memory adding a replica of %s:%s", model, version);
             return;
         }
@@ -473,7 +511,7 @@ static void reconcile(cl_manager *m)
         }
     }
     for (size_t j = 0; j < nw; j++)
-        scale_to(m, w[j].model, w[j].version, w[j].wanted, now);
+        scale_to(m, &w[j], now);
     free_wanted(w, nw);
 
     for (size_t i = 0; i < m->n_slots; i++) {
@@ -629,6 +667,15 @@ static void publish_snapshot(cl_manager *m)
             cJSON_AddStringToObject(o, "last_error", s->last_error);
         else
             cJSON_AddNullToObject(o, "last_error");
+        if (s->start_error[0] != '\0')
+            cJSON_AddStringToObject(o, "start_error", s->start_error);
+        else
+            cJSON_AddNullToObject(o, "start_error");
+        cJSON_AddNumberToObject(o, "start_failures", s->start_failures);
+        if (s->has_rep && s->rep.image[0] != '\0')
+            cJSON_AddStringToObject(o, "image", s->rep.image);
+        else
+            cJSON_AddNullToObject(o, "image");
         if (s->state == SLOT_WAITING) {
             char t[48];
             iso_time(s->next_start_wall_us, t, sizeof(t));
@@ -835,6 +882,8 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         .docker_host = opts->docker_host,
         .network = opts->docker_network,
         .image = opts->image,
+        .runtime_images = opts->runtime_images,
+        .n_runtime_images = opts->n_runtime_images,
         .cluster = opts->cluster,
         .entrypoint = opts->replica_entrypoint,
     };

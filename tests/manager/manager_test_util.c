@@ -13,16 +13,22 @@
 
 void mt_put_model(cl_kv *kv, const char *name, const char *version, int64_t replicas)
 {
+    mt_put_model_as(kv, name, version, replicas, "python-closure", "NO_CONTAINER");
+}
+
+void mt_put_model_as(cl_kv *kv, const char *name, const char *version, int64_t replicas,
+                     const char *runtime, const char *container_name)
+{
     cl_model m;
     memset(&m, 0, sizeof(m));
     m.name = (char *)name;
     m.version = (char *)version;
     m.input_type = CL_INPUT_DOUBLES;
-    m.container_name = "NO_CONTAINER";
+    m.container_name = (char *)container_name;
     m.model_data_path = "DEPRECATED";
     m.batch_size = -1;
     m.num_replicas = replicas;
-    m.runtime = "python-closure";
+    m.runtime = (char *)runtime;
     m.artifact_sha256 = "";
     cJSON *j = cl_model_to_json(&m);
     assert_non_null(j);

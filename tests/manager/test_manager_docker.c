@@ -612,6 +612,144 @@ static void test_container_that_cannot_start_shows_last_error_and_leaves_nothing
     assert_int_equal(count(fx, "nostart_1", false), 0);
 }
 
+/* "localhost/clipper/base:latest" and "clipper/base:latest" are one image. */
+static const char *short_image(const char *image)
+{
+    return strncmp(image, "localhost/", 10) == 0 ? image + 10 : image;
+}
+
+/* Three distinct images with sh for replica containers: the test image
+ * and two of the project's images, which images/build.sh makes. */
+static void three_images(const char *out[3])
+{
+    const char *candidates[] = {cl_test_image(), "clipper/base:latest", "clipper/clipper:latest",
+                                "clipper/python-closure:latest"};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]) && n < 3; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < n; j++)
+            dup = dup || strcmp(short_image(out[j]), short_image(candidates[i])) == 0;
+        if (dup)
+            continue;
+        cl_err err;
+        if (cl_docker_image_check(engine, candidates[i], &err) != CL_OK)
+            fail_msg("this test needs the image %s: %s", candidates[i], err.msg);
+        out[n++] = candidates[i];
+    }
+    assert_int_equal(n, 3);
+}
+
+/* The status entry of model #0 once its start_failures reaches at least
+ * min (NULL after timeout_ms). Free *list. */
+static const cJSON *wait_start_failures(fixture *fx, const char *model, int min, cJSON **list,
+                                        int timeout_ms)
+{
+    *list = NULL;
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        cJSON_Delete(*list);
+        *list = cm_status(fx);
+        const cJSON *e = status_entry(*list, model, 0);
+        const cJSON *f = e ? cJSON_GetObjectItem(e, "start_failures") : NULL;
+        if (cJSON_IsNumber(f) && f->valueint >= min)
+            return e;
+        cl_sleep_ms(100);
+    }
+    return NULL;
+}
+
+static void expect_start_error_of(fixture *fx, const char *model, const char *const *texts)
+{
+    cJSON *list;
+    const cJSON *e = wait_start_failures(fx, model, 2, &list, 8000);
+    if (e == NULL)
+        fail_msg("model %s: no two failed starts in cm.status within 8 s", model);
+    const cJSON *se = cJSON_GetObjectItem(e, "start_error");
+    for (size_t i = 0; texts[i] != NULL; i++) {
+        if (!cJSON_IsString(se) || strstr(se->valuestring, texts[i]) == NULL)
+            fail_msg("model %s: start_error lacks '%s': %s", model, texts[i],
+                     cJSON_IsString(se) ? se->valuestring : "null");
+    }
+    assert_string_equal(cJSON_GetObjectItem(e, "state")->valuestring, "waiting");
+    cJSON_Delete(list);
+    char mv[128];
+    snprintf(mv, sizeof(mv), "%s_1", model);
+    assert_int_equal(count(fx, mv, false), 0);
+}
+
+/* The image of model_version's one running container, by the engine. */
+static void expect_image(const fixture *fx, const char *model_version, const char *image)
+{
+    char id[80];
+    expect_count(fx, model_version, true, 1, 10000);
+    the_container(fx, model_version, id, sizeof(id));
+    cl_docker_state st;
+    cl_err err;
+    if (cl_docker_inspect(engine, id, &st, &err) != CL_OK)
+        fail_msg("%s", err.msg);
+    if (strcmp(short_image(st.image), short_image(image)) != 0)
+        fail_msg("the container of %s runs %s, expected %s", model_version, st.image, image);
+}
+
+static void test_image_follows_the_runtime_and_the_models_own_image(void **state)
+{
+    fixture *fx = *state;
+    const char *img[3];
+    three_images(img);
+    char spark[300];
+    snprintf(spark, sizeof(spark), "pyspark=%s", img[1]);
+    cl_manager_opts o;
+    manager_opts(fx, &o);
+    o.image = img[0];
+    o.runtime_images[o.n_runtime_images++] = spark;
+    o.runtime_images[o.n_runtime_images++] = "tensorflow=cltest/no-such-tf-image:1";
+    cl_err err;
+    if (cl_manager_start(&fx->mgr, fx->bus, &o, &err) != CL_OK)
+        fail_msg("a runtime image that is not there must only warn: %s", err.msg);
+
+    /* The runtime decides when the model names no image of its own:
+     * its runtime's name, "default", or one of Clipper's stock images. */
+    mt_put_model_as(fx->kv, "closure", "1", 1, "python-closure", "python-closure");
+    mt_put_model_as(fx->kv, "spark", "1", 1, "pyspark", "pyspark");
+    mt_put_model_as(fx->kv, "stock", "1", 1, "pyspark", "clipper/pyspark-container:0.4.1");
+    mt_put_model_as(fx->kv, "stockpy", "1", 1, "python-closure",
+                    "docker.io/clipper/python36-closure-container:0.4.1");
+    mt_put_model_as(fx->kv, "dflt", "1", 1, "pyspark", "default");
+    /* An image of the user's (base_image) wins over the runtime's. */
+    mt_put_model_as(fx->kv, "own", "1", 1, "pyspark", img[2]);
+    expect_image(fx, "closure_1", img[0]);
+    expect_image(fx, "spark_1", img[1]);
+    expect_image(fx, "stock_1", img[1]);
+    expect_image(fx, "stockpy_1", img[0]);
+    expect_image(fx, "dflt_1", img[1]);
+    expect_image(fx, "own_1", img[2]);
+    cJSON *list = cm_status(fx);
+    const cJSON *e = status_entry(list, "own", 0);
+    assert_non_null(e);
+    assert_string_equal(cJSON_GetObjectItem(e, "image")->valuestring, img[2]);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(e, "start_error")));
+    assert_int_equal(cJSON_GetObjectItem(e, "start_failures")->valueint, 0);
+    cJSON_Delete(list);
+
+    /* Each way of not having an image: the model's own, a runtime whose
+     * image is missing, a runtime with none. Nothing is left behind, and
+     * the others keep running. */
+    mt_put_model_as(fx->kv, "missing", "1", 1, "python-closure", "cltest/no-such-image:7");
+    expect_start_error_of(fx, "missing",
+                          (const char *[]){"model missing:1 names the image "
+                                           "'cltest/no-such-image:7'",
+                                           "base_image", NULL});
+    mt_put_model_as(fx->kv, "tf", "1", 1, "tensorflow", "default");
+    expect_start_error_of(fx, "tf",
+                          (const char *[]){"model tf:1 (runtime tensorflow)",
+                                           "cltest/no-such-tf-image:1", "images/build.sh", NULL});
+    mt_put_model_as(fx->kv, "onnx", "1", 1, "onnx", "onnx");
+    expect_start_error_of(fx, "onnx",
+                          (const char *[]){"model onnx:1 has runtime 'onnx'",
+                                           "--image onnx=IMAGE", NULL});
+    expect_count(fx, "closure_1", true, 1, 1000);
+    expect_count(fx, "own_1", true, 1, 1000);
+}
+
 /* cl_manager_start with one docker setting changed must fail with status
  * want and a message holding each of texts. */
 static void expect_start_error(fixture *fx, cl_manager_opts *o, cl_status want,
@@ -670,6 +808,22 @@ static void test_bad_docker_settings_are_clear_errors(void **state)
     expect_start_error(fx, &o, CL_ERR_INVALID, (const char *[]){"JSON array", NULL});
 
     manager_opts(fx, &o);
+    o.runtime_images[o.n_runtime_images++] = "pyspark";
+    expect_start_error(fx, &o, CL_ERR_INVALID,
+                       (const char *[]){"RUNTIME=IMAGE", "got 'pyspark'", NULL});
+
+    manager_opts(fx, &o);
+    o.runtime_images[o.n_runtime_images++] = "pyspark=a:1";
+    o.runtime_images[o.n_runtime_images++] = "pyspark=b:2";
+    expect_start_error(fx, &o, CL_ERR_INVALID,
+                       (const char *[]){"runtime 'pyspark' is given twice", NULL});
+
+    manager_opts(fx, &o);
+    o.runtime_images[o.n_runtime_images++] = "python-closure=b:2";
+    expect_start_error(fx, &o, CL_ERR_INVALID,
+                       (const char *[]){"runtime 'python-closure' is given twice", NULL});
+
+    manager_opts(fx, &o);
     o.backend = "kubernetes";
     expect_start_error(fx, &o, CL_ERR_INVALID,
                        (const char *[]){"unknown backend 'kubernetes'", "local, docker", NULL});
@@ -720,6 +874,10 @@ static void test_manager_process_option_errors(void **state)
         {{"--backend", "docker", "--docker-network", "n", "--docker-host", "tcp://h:2375", NULL},
          2, "'tcp://h:2375' (from --docker-host) uses tcp://"},
         {{"--image", "x", NULL}, 2, "--image is an option of the docker backend"},
+        {{"--image", "pyspark=x", NULL}, 2, "--image is an option of the docker backend"},
+        {{"--backend", "docker", "--docker-network", "n", "--image", "a", "--image", "b", NULL},
+         2,
+         "--image is given twice ('a' and 'b')"},
         {{"--backend", "docker", "--docker-network", "n", "--replica-cmd", "x", NULL}, 2,
          "--replica-cmd is an option of the local backend"},
         {{"--backend", "podman", NULL},
@@ -791,6 +949,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_container_that_cannot_start_shows_last_error_and_leaves_nothing, setup_bus,
             teardown),
+        cmocka_unit_test_setup_teardown(test_image_follows_the_runtime_and_the_models_own_image,
+                                        setup_bus, teardown),
         cmocka_unit_test_setup_teardown(test_bad_docker_settings_are_clear_errors, setup_bus,
                                         teardown),
         cmocka_unit_test(test_manager_process_option_errors),
