@@ -6,15 +6,19 @@
 #   clipper/builder         the same plus compilers and -dev packages (build only)
 #   clipper/clipper         base + the clipper program compiled inside builder
 #   clipper/python-closure  clipper + cloudpickle/numpy at the host python3's versions
+#   clipper/base-jre        the base rootfs plus a Java runtime (default-jre-headless)
+#   clipper/pyspark         base-jre + what python-closure adds + pyspark/py4j at the
+#                           host python3's versions
 #
 #   images/build.sh           build what is not current (prints "current" for the rest)
 #   images/build.sh --check   exit 0 when every image is current, 1 if not; builds nothing
-#   images/build.sh --force   rebuild all four
+#   images/build.sh --force   rebuild all six
 #
 # Each image carries the label ai.clipper.image.hash, a sha256 of its inputs
 # (package lists and mmdebstrap options; Containerfile; for clipper/clipper
-# the source files; for clipper/python-closure the versions; and the hashes
-# of the images it is built from). An image whose label matches is skipped.
+# the source files; for clipper/python-closure and clipper/pyspark the
+# versions; and the hashes of the images it is built from). An image whose
+# label matches is skipped.
 # Uses the podman CLI (the same storage as the podman service of
 # images/engine.sh) with CONTAINERS_CONF=images/containers.conf.
 # Environment: PYTHON (default python3): the deployer's Python;
@@ -48,6 +52,13 @@ MMDEBSTRAP_OPTS=(--variant=essential --hook-dir=/usr/share/mmdebstrap/hooks/merg
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
   --dpkgopt='path-exclude=/usr/share/info/*')
+# clipper/base-jre: BASE_DEBS plus the Java runtime PySpark starts Spark on
+# (and ps, which Spark's launch scripts call).
+# openjdk's postinst makes a man page link in /usr/share/man/man1 with
+# update-alternatives, which fails when that directory is path-excluded
+# away; the setup hook makes it (it stays empty).
+JRE_DEBS=(default-jre-headless procps)
+JRE_MMDEBSTRAP_OPTS=(--setup-hook='mkdir -p "$1/usr/share/man/man1"')
 # The source files of clipper/clipper: the repository's files (tracked and
 # untracked, less .gitignore'd), less these (not needed to build the program).
 SRC_EXCLUDE='^(docs|images|tests|\.ci)/|(^|/)[^/]*\.md$|(^|/)\.git'
@@ -62,7 +73,7 @@ say() { echo "images: $*"; }
 die() { echo "images: error: $*" >&2; exit 1; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'; }
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 check=0 force=0
 for a in "$@"; do
   case $a in
@@ -89,6 +100,20 @@ print("%d.%d" % sys.version_info[:2], cloudpickle.__version__, numpy.__version__
   read -r HOST_PY CLOUDPICKLE_V NUMPY_V PIP_V <<<"$out"
   [ "$HOST_PY" = "$IMAGE_PY" ] ||
     die "the deployer's $PY is Python $HOST_PY but the images' Python (Debian $SUITE) is $IMAGE_PY: closures pickled by one do not load in the other; use a Python $IMAGE_PY (set PYTHON)"
+}
+
+# The deployer's pyspark and py4j versions, which clipper/pyspark copies (a
+# model saved by one pyspark version is loaded by the replica's). Found and
+# read without importing pyspark (which takes a quarter of a second).
+pyspark_versions() {
+  local out
+  out=$("$PY" -c 'import importlib.util as u, importlib.metadata as m
+for n in ("pyspark", "py4j"):
+    if u.find_spec(n) is None:
+        raise SystemExit("No module named %r" % n)
+print(m.version("pyspark"), m.version("py4j"))' 2>&1) ||
+    die "$PY cannot import pyspark and py4j, whose versions clipper/pyspark copies: $(tail -n 1 <<<"$out") (run: bash .ci/setup)"
+  read -r PYSPARK_V PY4J_V <<<"$out"
 }
 
 # Lists the source files (relative to root), NUL-separated.
@@ -122,6 +147,13 @@ compute_hashes() {
   H_CLOSURE=$( { echo "recipe $RECIPE python-closure"; echo "$H_CLIPPER";
                  echo "python $IMAGE_PY cloudpickle $CLOUDPICKLE_V numpy $NUMPY_V pip $PIP_V";
                  echo "$(uname -m) ca $ca"; cat "$here/python-closure.Containerfile"; } | sha)
+  H_BASEJRE=$( { echo "recipe $RECIPE base-jre"; echo "$mmv"; echo "$SUITE";
+                 printf '%s\n' "${MIRRORS[@]}" "${MMDEBSTRAP_OPTS[@]}" "${JRE_MMDEBSTRAP_OPTS[@]}" \
+                   "${IMPORT_CHANGES[@]}" "${BASE_DEBS[@]}" "${JRE_DEBS[@]}"; } | sha)
+  pyspark_versions
+  H_PYSPARK=$( { echo "recipe $RECIPE pyspark"; echo "$H_BASEJRE $H_CLOSURE";
+                 echo "python $IMAGE_PY pyspark $PYSPARK_V py4j $PY4J_V";
+                 cat "$here/pyspark.Containerfile"; } | sha)
 }
 
 label_of() {
@@ -161,13 +193,13 @@ begin() {
   local name=$1 hash=$2 cur
   cur=$(label_of "$name")
   if [ "$force" = 0 ] && [ "$cur" = "$hash" ]; then
-    say "[$n_step/4] $name: current (${hash:0:12})"
+    say "[$n_step/6] $name: current (${hash:0:12})"
     return 1
   fi
   local old
   old=$(id_of "$name")
   [ -n "$old" ] && OLD_IDS+=("$old")
-  say "[$n_step/4] $name: building (${hash:0:12}${cur:+, was ${cur:0:12}})"
+  say "[$n_step/6] $name: building (${hash:0:12}${cur:+, was ${cur:0:12}})"
   t_step=$(date +%s.%N)
   LOG=$LOG_DIR/${name#clipper/}.log
   : >"$LOG"
@@ -177,19 +209,21 @@ begin() {
 finish() {
   local size
   size=$(podman image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f MB", $1 / 1e6 }')
-  say "[$n_step/4] $1: built in $(elapsed "$t_step") ($size)"
+  say "[$n_step/6] $1: built in $(elapsed "$t_step") ($size)"
 }
 
-# rootfs NAME HASH DEBS...: an mmdebstrap rootfs tarball imported as NAME.
+# rootfs NAME HASH [--OPTION]... DEBS...: an mmdebstrap rootfs tarball
+# imported as NAME; the --options are given to mmdebstrap after MMDEBSTRAP_OPTS.
 rootfs_image() {
-  local name=$1 hash=$2
+  local name=$1 hash=$2 opts=()
   shift 2
+  while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do opts+=("$1"); shift; done
   command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (run: bash .ci/setup)"
   local tar=$work/${name#clipper/}.tar pkgs
   pkgs=$(IFS=,; echo "$*")
   echo "    mmdebstrap $SUITE: $*"
   run "$LOG" '^I: (downloading|installing|creating|success)' \
-    mmdebstrap "${MMDEBSTRAP_OPTS[@]}" --include="$pkgs" "$SUITE" "$tar" "${MIRRORS[@]}"
+    mmdebstrap "${MMDEBSTRAP_OPTS[@]}" "${opts[@]}" --include="$pkgs" "$SUITE" "$tar" "${MIRRORS[@]}"
   echo "    podman import ($(du -m "$tar" | cut -f1) MB)"
   local changes=(--change "LABEL $LABEL=$hash") c
   for c in "${IMPORT_CHANGES[@]}"; do changes+=(--change "$c"); done
@@ -228,7 +262,17 @@ build_closure() {
       --only-binary=:all: --implementation cp --python-version "$IMAGE_PY" \
       --abi "cp${IMAGE_PY/./}" "${plats[@]}" --target "$ctx/site-packages" \
       "cloudpickle==$CLOUDPICKLE_V" "numpy==$NUMPY_V" "pip==$PIP_V"
-  rm -rf "$ctx/site-packages/bin"   # scripts whose #! names the host's python
+  # pip's (and numpy's) commands, with the image's python3 in their #! line
+  # instead of the host's, so `RUN pip install ...` works in images built
+  # FROM this one.
+  mkdir -p "$ctx/bin"
+  local f
+  for f in "$ctx/site-packages/bin"/*; do
+    [ -f "$f" ] || continue
+    sed '1s|^#!.*python.*$|#!/usr/bin/python3|' "$f" >"$ctx/bin/${f##*/}"
+    chmod 755 "$ctx/bin/${f##*/}"
+  done
+  rm -rf "$ctx/site-packages/bin"
   if [ -r "$CA_BUNDLE" ]; then cp "$CA_BUNDLE" "$ctx/ca-certificates.crt"
   else : >"$ctx/ca-certificates.crt"; fi
   podman_build clipper/python-closure "$H_CLOSURE" "$here/python-closure.Containerfile" "$ctx" \
@@ -238,13 +282,32 @@ build_closure() {
     --label "ai.clipper.numpy.version=$NUMPY_V"
 }
 
+build_pyspark() {
+  local ctx=$work/pyspark
+  mkdir -p "$ctx"
+  # pyspark and py4j are pure Python: the host's pip installs them as for itself.
+  echo "    pip: pyspark==$PYSPARK_V py4j==$PY4J_V"
+  run "$LOG" '^(Collecting|Successfully)' \
+    "$PY" -m pip install --disable-pip-version-check --no-input --no-deps \
+      --target "$ctx/site-packages" "pyspark==$PYSPARK_V" "py4j==$PY4J_V"
+  # Scripts whose #! names the host's python (pyspark/bin, which Spark runs,
+  # stays), and py4j's jar in share/, which only py4j's own launcher uses
+  # (pyspark brings its own in pyspark/jars).
+  rm -rf "$ctx/site-packages/bin" "$ctx/site-packages/share"
+  podman_build clipper/pyspark "$H_PYSPARK" "$here/pyspark.Containerfile" "$ctx" \
+    --build-arg "PYSPARK_VERSION=$PYSPARK_V" --build-arg "PY4J_VERSION=$PY4J_V" \
+    --label "ai.clipper.python.version=$IMAGE_PY" \
+    --label "ai.clipper.pyspark.version=$PYSPARK_V"
+}
+
 # ---------------------------------------------------------------- main
 compute_hashes
 
 if [ "$check" = 1 ]; then
   stale=0
   for pair in "clipper/base $H_BASE" "clipper/builder $H_BUILDER" "clipper/clipper $H_CLIPPER" \
-              "clipper/python-closure $H_CLOSURE"; do
+              "clipper/python-closure $H_CLOSURE" "clipper/base-jre $H_BASEJRE" \
+              "clipper/pyspark $H_PYSPARK"; do
     set -- $pair
     if [ "$(label_of "$1")" = "$2" ]; then say "$1: current"
     else say "$1: not current"; stale=1; fi
@@ -274,5 +337,13 @@ if begin clipper/clipper "$H_CLIPPER"; then
 fi
 if begin clipper/python-closure "$H_CLOSURE"; then
   build_closure; finish clipper/python-closure
+fi
+if begin clipper/base-jre "$H_BASEJRE"; then
+  rootfs_image clipper/base-jre "$H_BASEJRE" "${JRE_MMDEBSTRAP_OPTS[@]}" \
+    "${BASE_DEBS[@]}" "${JRE_DEBS[@]}"
+  finish clipper/base-jre
+fi
+if begin clipper/pyspark "$H_PYSPARK"; then
+  build_pyspark; finish clipper/pyspark
 fi
 say "all images current ($(elapsed "$t_start"))"
