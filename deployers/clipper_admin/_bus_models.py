@@ -23,6 +23,14 @@ def check_start_args(manager, cache_size, num_frontend_replicas):
             "off), got {!r}".format(cache_size))
 
 
+def _start_failure(managed):
+    """The start_error of a cm.status row whose last two starts failed."""
+    for r in managed or []:
+        if (r.get("start_failures") or 0) >= 2 and r.get("start_error"):
+            return r["start_error"]
+    return None
+
+
 class BusModels(object):
     """The model methods of ContainerManager, over the cluster's bus.
 
@@ -55,6 +63,12 @@ class BusModels(object):
             return None
         return [r for r in rows if isinstance(r, dict) and r.get("model") == name
                 and str(r.get("version")) == str(version)]
+
+    def start_failure(self, name, version):
+        """Why the container manager cannot start replicas of name:version
+        (the engine has no such image, say), once two starts in a row have
+        failed, or None. The manager keeps trying, with backoff."""
+        return _start_failure(self._managed(name, version))
 
     def deploy_model(self, name, version, input_type, image, num_replicas=1):
         """Asks for num_replicas replicas of an already registered model version."""
@@ -99,6 +113,11 @@ class BusModels(object):
                     return ready
             elif len(ready) >= wanted and len(live) <= wanted:
                 return ready
+            why = _start_failure(managed)
+            if why is not None:
+                raise ClipperException(
+                    "The container manager cannot start replicas of model {}:{}: {}".format(
+                        name, version, why))
             if time.monotonic() > deadline:
                 raise ClipperException(
                     "Model {}:{} did not reach {} ready replica(s) within {:.0f} s; "

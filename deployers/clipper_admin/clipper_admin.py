@@ -470,6 +470,8 @@ class ClipperConnection(object):
         deadline = time.monotonic() + timeout_s
         seen = []
         announced = False
+        start_failure = getattr(self.cm, "start_failure", None)
+        next_manager_check = time.monotonic() + 0.5
         while True:
             rows = self._admin("get_all_containers", {"verbose": True}) or []
             seen = [r for r in rows if isinstance(r, dict) and r.get("model_name") == name
@@ -484,6 +486,14 @@ class ClipperConnection(object):
             if any(r.get("state", "ready") == "ready" for r in seen):
                 self.logger.info("Model {}:{} is ready".format(name, version))
                 return
+            if start_failure is not None and time.monotonic() >= next_manager_check:
+                next_manager_check = time.monotonic() + 0.5
+                why = start_failure(name, version)
+                if why is not None:
+                    msg = "The container manager cannot start replicas of model {}:{}: {}".format(
+                        name, version, why)
+                    self.logger.error(msg)
+                    raise ClipperException(msg)
             installing = [r for r in seen if r.get("state") == "starting" and
                           str(r.get("cause") or "").startswith("installing packages")]
             if installing:

@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CLIPPER_IMAGE = "clipper/clipper:latest"
 DEFAULT_REPLICA_IMAGE = "clipper/python-closure:latest"
+DEFAULT_PYSPARK_IMAGE = "clipper/pyspark:latest"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 ENGINE_SOCKET_IN_MANAGER = "/run/clipper/engine.sock"
 NATS_INTERNAL_PORT = 4222
@@ -109,8 +110,17 @@ class DockerContainerManager(BusModels, ContainerManager):
         The image of nats-server and the actors (env CLIPPER_IMAGE, default
         clipper/clipper:latest).
     replica_image : str, optional
-        The image the manager runs model replicas from (env
+        The image the manager runs Python closure replicas from (env
         CLIPPER_REPLICA_IMAGE, default clipper/python-closure:latest).
+    pyspark_image : str, optional
+        The image of PySpark model replicas (env CLIPPER_PYSPARK_IMAGE,
+        default clipper/pyspark:latest: the closure image plus a Java
+        runtime and pyspark).
+
+    A model deployed with a base_image of its own (an image built FROM
+    one of these, with more packages in it) runs in that image; Clipper's
+    stock names (clipper/python-closure-container:0.4.1, ...) stand for
+    the images above.
 
     extra_container_kwargs is a dict of keyword arguments of the docker
     SDK's ``containers.run`` for the cluster's own containers (nats-server
@@ -132,7 +142,7 @@ class DockerContainerManager(BusModels, ContainerManager):
                  clipper_management_port=1338, clipper_rpc_port=7000, redis_ip=None,
                  redis_port=6379, prometheus_port=9090, docker_network="clipper_network",
                  extra_container_kwargs=None, prefix=None, clipper_image=None,
-                 replica_image=None):
+                 replica_image=None, pyspark_image=None):
         if not isinstance(cluster_name, str) or not _NAME_RE.match(cluster_name):
             raise ClipperException(
                 "Invalid cluster_name {!r}: it names the cluster's containers "
@@ -187,6 +197,8 @@ class DockerContainerManager(BusModels, ContainerManager):
             or DEFAULT_CLIPPER_IMAGE
         self.replica_image = replica_image or os.environ.get("CLIPPER_REPLICA_IMAGE") \
             or DEFAULT_REPLICA_IMAGE
+        self.pyspark_image = pyspark_image or os.environ.get("CLIPPER_PYSPARK_IMAGE") \
+            or DEFAULT_PYSPARK_IMAGE
         self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
         self.bus = None
         self._client = None
@@ -294,6 +306,11 @@ class DockerContainerManager(BusModels, ContainerManager):
         socket_path = self._engine_socket()
         self._require_image(self.clipper_image, "nats-server and the actors")
         self._require_image(self.replica_image, "model replicas")
+        try:
+            self._require_image(self.pyspark_image, "PySpark model replicas")
+        except ClipperException as e:
+            # Only PySpark models need it: the cluster starts without it.
+            logger.warning("%s. PySpark models cannot be deployed until it is there.", e.msg)
         self._refuse_existing()
         self._refuse_taken_ports()
         created_network = self._ensure_network(engine)
@@ -391,7 +408,8 @@ class DockerContainerManager(BusModels, ContainerManager):
               "labels": {CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}}),
             ("manager", ["clipper", "run", "manager"] + bus + [
                 "--backend", "docker", "--docker-network", self.docker_network,
-                "--image", self.replica_image, "--cluster", self.cluster_name],
+                "--image", self.replica_image, "--image", "pyspark=" + self.pyspark_image,
+                "--cluster", self.cluster_name],
              {"volumes": {socket_path: {"bind": ENGINE_SOCKET_IN_MANAGER, "mode": "rw"}},
               "environment": {"DOCKER_HOST": "unix://" + ENGINE_SOCKET_IN_MANAGER}}),
         ]
@@ -800,4 +818,5 @@ def _log_tail(container, lines=30):
     return data.decode("utf-8", "replace").rstrip() or "(empty)"
 
 
-__all__ = ["DockerContainerManager", "DEFAULT_CLIPPER_IMAGE", "DEFAULT_REPLICA_IMAGE"]
+__all__ = ["DockerContainerManager", "DEFAULT_CLIPPER_IMAGE", "DEFAULT_REPLICA_IMAGE",
+           "DEFAULT_PYSPARK_IMAGE"]

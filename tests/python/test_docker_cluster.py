@@ -11,6 +11,7 @@ test fails.
 Without an engine these tests fail, saying so; env CLIPPER_TEST_NO_ENGINE=1
 skips them instead.
 """
+import io
 import json
 import os
 import socket
@@ -451,6 +452,102 @@ def test_stop_models_removes_only_that_models_containers(engine, cluster):
     cluster.conn.stop_all_model_containers()
     assert labelled(engine, name, CLIPPER_MODEL_CONTAINER_LABEL) == []
     assert len(labelled(engine, name, running=True)) == 5
+
+
+# ---- the replica's image: the runtime's, or the model's own (base_image) -------
+
+def banner(xs):
+    import pyfiglet
+    return [str(len(pyfiglet.figlet_format("hi"))) + ":" + pyfiglet.__version__ for _ in xs]
+
+
+def image_of(container):
+    """The image a container was created from, as the engine names it."""
+    image = container.attrs["Config"]["Image"]
+    for registry in ("localhost/", "docker.io/library/"):
+        if image.startswith(registry):
+            return image[len(registry):]
+    return image
+
+
+def test_a_model_deployed_with_its_own_base_image_runs_in_that_image(engine, cluster):
+    """The seed's way to bake a dependency in instead of pkgs_to_install:
+    an image FROM the closure image that pip-installs it, given as
+    base_image. The default image does not have the package, so the
+    answer can only come from the model's own image."""
+    tag = "pytest-dk-own-{}:1".format(RUN)
+    dockerfile = "FROM {}\nRUN pip install pyfiglet==1.0.2\n".format(REPLICA_IMAGE)
+    t0 = time.monotonic()
+    engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
+                        forcerm=True, nocache=True, labels={HAND_LABEL: RUN})
+    print("built {} FROM {} in {:.1f} s".format(tag, REPLICA_IMAGE, time.monotonic() - t0))
+    try:
+        out = engine.containers.run(REPLICA_IMAGE, ["python3", "-c", "import pyfiglet"],
+                                    remove=True, stderr=True, labels={HAND_LABEL: RUN})
+        pytest.fail("the default replica image has pyfiglet, so this test proves "
+                    "nothing: {}".format(out))
+    except Exception as e:  # noqa: BLE001 - docker.errors.ContainerError
+        assert "No module named" in str(e) and "pyfiglet" in str(e), e
+    app = unique("own")
+    try:
+        cluster.conn.register_application(app, "doubles", "-1.0", 5000000)
+        python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles", banner,
+                                              base_image=tag)
+        cluster.conn.link_model_to_app(app, app)
+        reply = wait_until("a non-default answer", lambda: (
+            lambda r: r if r[0] == 200 and r[1].get("default") is False else None)(
+                http_predict(cluster, app, [1.0])), timeout=30)[1]
+        out = reply["output"]
+        assert out.endswith(":1.0.2") and int(out.split(":")[0]) > 10, out
+        (c,) = replicas_of(engine, cluster.cm.cluster_name, app, 1)
+        assert image_of(c) == tag
+        status = [r for r in cluster.cm._managed(app, 1) if r["state"] == "running"]
+        assert [r["image"] for r in status] == [tag]
+    finally:
+        cluster.conn.stop_models([app])
+        engine.images.remove(tag, force=True)
+
+
+def test_clippers_stock_image_names_stand_for_the_runtimes_image(engine, cluster):
+    """A Clipper script's base_image names an image of Clipper's, which does
+    not exist here: the replica runs the closure runtime's image."""
+    app = unique("stock")
+    cluster.conn.register_application(app, "doubles", "-1.0", 3000000)
+    python_deployer.deploy_python_closure(
+        cluster.conn, app, 1, "doubles", lambda xs: [str(sum(x) * 2) for x in xs],
+        base_image="clipper/python36-closure-container:0.4.1")
+    cluster.conn.link_model_to_app(app, app)
+    assert cluster.nats(app, {"input": [1.0, 2.0]})["output"] == 6.0
+    (c,) = replicas_of(engine, cluster.cm.cluster_name, app, 1)
+    assert image_of(c) == REPLICA_IMAGE.replace("localhost/", "", 1)
+    cluster.conn.stop_models([app])
+
+
+def test_a_base_image_the_engine_lacks_fails_the_deploy_fast_and_keeps_serving(
+        engine, cluster):
+    app = unique("noimg")
+    endpoint(cluster, app)
+    assert cluster.nats(app, {"input": [1.0, 2.0]})["output"] == 3.0
+    missing = "pytest-dk-none-{}:1".format(RUN)
+    t0 = time.monotonic()
+    with pytest.raises(ClipperException) as e:
+        python_deployer.deploy_python_closure(
+            cluster.conn, app, 2, "doubles", lambda xs: [str(-sum(x)) for x in xs],
+            base_image=missing)
+    took = time.monotonic() - t0
+    msg = str(e.value)
+    print("a deploy naming a missing image failed after {:.1f} s: {}".format(took, msg))
+    assert "The container manager cannot start replicas of model {}:2".format(app) in msg
+    assert "names the image '{}'".format(missing) in msg
+    assert "The deploy was undone" in msg
+    assert took < 20, took  # not the 60 s ready timeout
+    # Version 1 still serves, and nothing of version 2 is left.
+    assert cluster.conn.get_current_model_version(app) == "1"
+    assert cluster.nats(app, {"input": [1.0, 2.0]})["output"] == 3.0
+    wait_until("no container of version 2",
+               lambda: replicas_of(engine, cluster.cm.cluster_name, app, 2,
+                                   running=False) == [], timeout=10)
+    cluster.conn.stop_models([app])
 
 
 # ---- several clusters; stopping ----------------------------------------------

@@ -6,9 +6,12 @@ calls it with a whole batch of inputs as a list-like (numpy arrays for
 numeric types, bytes objects for strings), exactly as Clipper's Python
 closure container did. It must return a list of strings, one per input.
 
-No Docker image is built. base_image and registry are accepted for
-compatibility: base_image names the runtime image when a container backend
-runs replicas ("default": the python-closure runtime).
+No Docker image is built per model; registry is accepted for
+compatibility and unused. base_image is the image replica containers run
+on a DockerContainerManager cluster: "default" (or one of Clipper's stock
+names) is the python-closure runtime's image, anything else an image of
+yours built FROM it (with packages baked in by `RUN pip install ...`).
+Replicas that run as processes (LocalContainerManager) ignore it.
 
 pkgs_to_install travels with the model version: each replica pip-installs
 the list before it loads the function. Modules the function uses that are
@@ -101,8 +104,8 @@ def create_endpoint(clipper_conn,
     registry : str, optional
         Unused (no image is built).
     base_image : str, optional
-        The runtime image name recorded for the model; "default" means the
-        python-closure runtime.
+        The image replica containers run (DockerContainerManager);
+        "default" means the python-closure runtime's image.
     num_replicas : int, optional
     batch_size : int, optional
         A fixed batch size, or -1 for adaptive batching.
