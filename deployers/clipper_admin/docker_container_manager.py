@@ -82,6 +82,9 @@ CLIPPER_NETWORK_LABEL = CLIPPER_DOCKER_LABEL
 
 # Container names: what the engine accepts.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# An image reference: [registry[:port]/]path[:tag][@digest], no spaces and
+# no "=" (the manager reads "RUNTIME=IMAGE").
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 
 # Keys of extra_container_kwargs that start_clipper sets itself.
 _RESERVED_KWARGS = ("image", "command", "entrypoint", "name", "network", "network_mode",
@@ -199,6 +202,12 @@ class DockerContainerManager(BusModels, ContainerManager):
             or DEFAULT_REPLICA_IMAGE
         self.pyspark_image = pyspark_image or os.environ.get("CLIPPER_PYSPARK_IMAGE") \
             or DEFAULT_PYSPARK_IMAGE
+        for arg in ("clipper_image", "replica_image", "pyspark_image"):
+            image = getattr(self, arg)
+            if not isinstance(image, str) or not _IMAGE_RE.match(image):
+                raise ClipperException(
+                    "{} must name an image (such as {}), got {!r}".format(
+                        arg, DEFAULT_PYSPARK_IMAGE, image))
         self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
         self.bus = None
         self._client = None

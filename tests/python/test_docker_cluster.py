@@ -695,6 +695,10 @@ def test_bad_arguments_are_refused_at_once():
         DockerContainerManager(clipper_query_port=70000)
     with pytest.raises(ClipperException, match="may not set name"):
         DockerContainerManager(extra_container_kwargs={"name": "x"})
+    with pytest.raises(ClipperException, match="pyspark_image must name an image"):
+        DockerContainerManager(pyspark_image="pyspark=x:1")
+    with pytest.raises(ClipperException, match="replica_image must name an image"):
+        DockerContainerManager(replica_image=7)
     with pytest.raises(ClipperException, match="scale-out hasn't been implemented"):
         ClipperConnection(DockerContainerManager()).start_clipper(num_frontend_replicas=2)
     cm = DockerContainerManager(cluster_name="team-a",
