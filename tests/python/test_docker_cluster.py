@@ -217,6 +217,14 @@ def http_predict(cluster, app, x, timeout=10):
         return e.code, e.read().decode("utf-8", "replace")
 
 
+def first_answer(cluster, app, x, timeout):
+    """The first non-default HTTP reply of app to x (the frontend learns of
+    a new link a moment after the deploy)."""
+    return wait_until("a non-default answer", lambda: (
+        lambda r: r if r[0] == 200 and r[1].get("default") is False else None)(
+            http_predict(cluster, app, x)), timeout=timeout)[1]
+
+
 def endpoint(cluster, app, func=lambda xs: [str(sum(x)) for x in xs], replicas=1):
     cluster.conn.register_application(app, "doubles", "-1.0", 3000000)
     python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles", func,
@@ -292,10 +300,7 @@ def test_a_closures_pypi_packages_install_inside_its_replica_container(cluster):
     python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles", banner,
                                           pkgs_to_install=["pyfiglet==1.0.2"])
     cluster.conn.link_model_to_app(app, app)
-    reply = wait_until("a non-default answer", lambda: (
-        lambda r: r if r[0] == 200 and r[1].get("default") is False else None)(
-            http_predict(cluster, app, [1.0])), timeout=60)[1]
-    out = reply["output"]
+    out = first_answer(cluster, app, [1.0], timeout=60)["output"]
     assert out.endswith(":1.0.2") and int(out.split(":")[0]) > 10, out
 
 
@@ -494,10 +499,7 @@ def test_a_model_deployed_with_its_own_base_image_runs_in_that_image(engine, clu
         python_deployer.deploy_python_closure(cluster.conn, app, 1, "doubles", banner,
                                               base_image=tag)
         cluster.conn.link_model_to_app(app, app)
-        reply = wait_until("a non-default answer", lambda: (
-            lambda r: r if r[0] == 200 and r[1].get("default") is False else None)(
-                http_predict(cluster, app, [1.0])), timeout=30)[1]
-        out = reply["output"]
+        out = first_answer(cluster, app, [1.0], timeout=30)["output"]
         assert out.endswith(":1.0.2") and int(out.split(":")[0]) > 10, out
         (c,) = replicas_of(engine, cluster.cm.cluster_name, app, 1)
         assert image_of(c) == tag

@@ -108,7 +108,9 @@ def ml_predict(spark, model, inputs):
     return [str(r.prediction) for r in model.transform(df).select("prediction").collect()]
 
 
-def test_ml_logistic_regression_over_http_and_nats_equals_spark(spark, cluster):
+def expect_logistic_regression_answers(spark, cluster):
+    """Trains a pyspark.ml LogisticRegression on three doubles, deploys it,
+    and compares every answer with Spark's own; returns the app."""
     train = spark.createDataFrame([(Vectors.dense(x), y) for x, y in points(200, 3)],
                                   ["features", "label"])
     model = LogisticRegression(maxIter=20).fit(train)
@@ -122,6 +124,11 @@ def test_ml_logistic_regression_over_http_and_nats_equals_spark(spark, cluster):
     want = ml_predict(spark, model, queries)
     assert len(set(want)) == 2, want  # both classes, so a constant could not pass
     expect_spark_answers(cluster, app, queries, want)
+    return app
+
+
+def test_ml_logistic_regression_over_http_and_nats_equals_spark(spark, cluster):
+    expect_logistic_regression_answers(spark, cluster)
 
 
 def test_mllib_model_equals_spark(spark, cluster):
@@ -141,7 +148,9 @@ def test_mllib_model_equals_spark(spark, cluster):
     expect_spark_answers(cluster, app, queries, want)
 
 
-def test_ml_pipeline_with_a_tokenizer_on_strings_equals_spark(spark, cluster):
+def text_pipeline_model(spark):
+    """A pyspark.ml Pipeline (Tokenizer, HashingTF, LogisticRegression) that
+    tells good reviews from bad."""
     good = ["great fast service", "really great food", "fast friendly great",
             "loved it great", "great value", "friendly and fast"]
     bad = ["slow cold food", "terrible slow service", "rude and slow", "cold terrible",
@@ -152,20 +161,31 @@ def test_ml_pipeline_with_a_tokenizer_on_strings_equals_spark(spark, cluster):
                                 HashingTF(inputCol="words", outputCol="features",
                                           numFeatures=64),
                                 LogisticRegression(maxIter=20)])
-    model = pipeline.fit(train)
+    return pipeline.fit(train)
 
-    def predict(spark, model, inputs):
-        texts = [x.decode() if isinstance(x, bytes) else str(x) for x in inputs]
-        df = spark.createDataFrame([(t,) for t in texts], ["text"])
-        return [str(r.prediction) for r in model.transform(df).select("prediction").collect()]
 
+def text_predict(spark, model, inputs):
+    texts = [x.decode() if isinstance(x, bytes) else str(x) for x in inputs]
+    df = spark.createDataFrame([(t,) for t in texts], ["text"])
+    return [str(r.prediction) for r in model.transform(df).select("prediction").collect()]
+
+
+def expect_text_pipeline_answers(spark, cluster):
+    """Deploys text_pipeline_model (strings input) and compares every
+    answer with Spark's own."""
+    model = text_pipeline_model(spark)
     app = unique("text")
-    pyspark_deployer.create_endpoint(cluster.conn, app, "strings", predict, model,
+    pyspark_deployer.create_endpoint(cluster.conn, app, "strings", text_predict, model,
                                      spark.sparkContext, slo_micros=SLO)
     queries = ["great fast food", "slow and rude", "friendly great value", "cold awful food"]
-    want = predict(spark, model, [q.encode() for q in queries])
+    want = text_predict(spark, model, [q.encode() for q in queries])
     assert len(set(want)) == 2, want
     expect_spark_answers(cluster, app, queries, want)
+    return app
+
+
+def test_ml_pipeline_with_a_tokenizer_on_strings_equals_spark(spark, cluster):
+    expect_text_pipeline_answers(spark, cluster)
 
 
 def still_serves(cluster):
@@ -237,6 +257,12 @@ def _p50_ms(cluster, app, n=200):
 def test_measure_start_up_and_per_batch_overhead_against_a_closure(spark, cluster):
     """Prints the figures the issue asks for; checks only that both paths
     answer (speed is measured, not asserted)."""
+    measure_against_a_closure(spark, cluster, "")
+
+
+def measure_against_a_closure(spark, cluster, where):
+    """Deploys the same trivial function as a pyspark model and as a closure
+    and prints their start-up to ready and p50 per sequential NATS query."""
     model = small_lr_model(spark)
     spark_app, closure_app = unique("sp-trivial"), unique("cl-trivial")
     t0 = time.monotonic()
@@ -251,7 +277,7 @@ def test_measure_start_up_and_per_batch_overhead_against_a_closure(spark, cluste
     answer_http(cluster, spark_app, {"input": [1.0, 2.0]})
     answer_http(cluster, closure_app, {"input": [1.0, 2.0]})
     sp, cl = _p50_ms(cluster, spark_app), _p50_ms(cluster, closure_app)
-    print("replica start-up to ready: pyspark {:.2f} s, closure {:.2f} s".format(
-        spark_start, closure_start))
-    print("sequential NATS query p50, trivial function: pyspark {:.3f} ms, closure {:.3f} ms "
-          "(overhead {:+.3f} ms per batch)".format(sp, cl, sp - cl))
+    print("{}replica start-up to ready: pyspark {:.2f} s, closure {:.2f} s".format(
+        where, spark_start, closure_start))
+    print("{}sequential NATS query p50, trivial function: pyspark {:.3f} ms, closure {:.3f} ms "
+          "(overhead {:+.3f} ms per batch)".format(where, sp, cl, sp - cl))
