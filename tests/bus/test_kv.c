@@ -302,6 +302,64 @@ static void *open_main(void *arg)
     return NULL;
 }
 
+typedef struct {
+    cl_kv *kv;
+    cl_status st;
+    pthread_barrier_t *go;
+} creator;
+
+static void *create_main(void *arg)
+{
+    creator *c = arg;
+    cl_err err;
+    pthread_barrier_wait(c->go);
+    c->st = cl_kv_create(c->kv, "app.contested", "v", 1, NULL, &err);
+    return NULL;
+}
+
+/* Eight creates of a key at once, each over the delete marker the last
+ * round left (the admin's add_app race): exactly one wins and the others
+ * are told it exists, every round. Prints the slowest round. */
+static void test_racing_creates_over_a_delete_marker_have_one_winner(void **state)
+{
+    (void)state;
+    enum { N = 8, ROUNDS = 20 };
+    cl_bus *bus[2] = {connect_bus("kvcas"), connect_bus("kvcas")};
+    cl_kv *kv[2] = {open_kv(bus[0]), open_kv(bus[1])};
+    cl_err err;
+    uint64_t slowest = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        creator c[N];
+        pthread_t th[N];
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, N);
+        uint64_t t0 = cl_mono_us();
+        for (int i = 0; i < N; i++) {
+            c[i] = (creator){.kv = kv[i % 2], .go = &go};
+            pthread_create(&th[i], NULL, create_main, &c[i]);
+        }
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], NULL);
+        uint64_t took = cl_mono_us() - t0;
+        slowest = took > slowest ? took : slowest;
+        pthread_barrier_destroy(&go);
+        int won = 0;
+        for (int i = 0; i < N; i++) {
+            if (c[i].st != CL_OK && c[i].st != CL_ERR_EXISTS)
+                fail_msg("round %d: a create ended with %s", round, cl_status_name(c[i].st));
+            won += c[i].st == CL_OK;
+        }
+        assert_int_equal(won, 1);
+        assert_int_equal(cl_kv_delete(kv[0], "app.contested", &err), CL_OK);
+    }
+    printf("%d rounds of %d racing creates: the slowest took %.1f ms\n", ROUNDS, N,
+           (double)slowest / 1000.0);
+    for (int i = 0; i < 2; i++) {
+        cl_kv_free(kv[i]);
+        cl_bus_free(bus[i]);
+    }
+}
+
 static void test_concurrent_first_opens_all_succeed(void **state)
 {
     (void)state;
@@ -374,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_watch_of_an_empty_bucket_still_sends_the_marker),
         cmocka_unit_test(test_two_processes_opening_at_once_share_one_bucket),
         cmocka_unit_test(test_concurrent_first_opens_all_succeed),
+        cmocka_unit_test(test_racing_creates_over_a_delete_marker_have_one_winner),
         cmocka_unit_test(test_prefix_with_odd_characters_gets_a_valid_bucket),
         cmocka_unit_test(test_values_survive_a_server_restart),
     };
