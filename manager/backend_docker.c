@@ -248,15 +248,15 @@ static cl_status docker_start(cl_backend *b, const cl_backend_spec *spec, cl_bac
     cJSON_Delete(config);
     if (s == CL_ERR_NOT_FOUND && users) {
         /* The engine's text points at images/build.sh, which does not
-         * make the user's images. */
+         * make the user's images: name the runtime's image to build on. */
+        const char *base = runtime_image_of(db, runtime_of(spec));
         return cl_err_set(err, s,
                           "model %s:%s names the image '%s' (its container_name, the "
                           "base_image it was deployed with), which the container engine at "
-                          "%s does not have; build it (FROM clipper/%s), or deploy with "
+                          "%s does not have; build it%s%s%s, or deploy with "
                           "base_image=\"default\"",
                           spec->model, spec->version, image, cl_docker_url(db->docker),
-                          strcmp(runtime_of(spec), PYSPARK_RUNTIME) == 0 ? "pyspark"
-                                                                         : "python-closure");
+                          base ? " (FROM " : "", base ? base : "", base ? ")" : "");
     }
     if (s == CL_ERR_NOT_FOUND) {
         cl_err why = *err;

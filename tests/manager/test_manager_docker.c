@@ -733,11 +733,13 @@ static void test_image_follows_the_runtime_and_the_models_own_image(void **state
     /* Each way of not having an image: the model's own, a runtime whose
      * image is missing, a runtime with none. Nothing is left behind, and
      * the others keep running. */
+    char build_on[320];
+    snprintf(build_on, sizeof(build_on), "build it (FROM %s)", img[0]);
     mt_put_model_as(fx->kv, "missing", "1", 1, "python-closure", "cltest/no-such-image:7");
     expect_start_error_of(fx, "missing",
                           (const char *[]){"model missing:1 names the image "
                                            "'cltest/no-such-image:7'",
-                                           "base_image", NULL});
+                                           build_on, "base_image", NULL});
     mt_put_model_as(fx->kv, "tf", "1", 1, "tensorflow", "default");
     expect_start_error_of(fx, "tf",
                           (const char *[]){"model tf:1 (runtime tensorflow)",
