@@ -23,11 +23,13 @@ def check_start_args(manager, cache_size, num_frontend_replicas):
             "off), got {!r}".format(cache_size))
 
 
-def _start_failure(managed):
-    """The start_error of a cm.status row whose last two starts failed."""
+def _start_failure(name, version, managed):
+    """What to say when a cm.status row of name:version has failed its
+    last two starts (its start_error), or None."""
     for r in managed or []:
         if (r.get("start_failures") or 0) >= 2 and r.get("start_error"):
-            return r["start_error"]
+            return "The container manager cannot start replicas of model {}:{}: {}".format(
+                name, version, r["start_error"])
     return None
 
 
@@ -68,7 +70,7 @@ class BusModels(object):
         """Why the container manager cannot start replicas of name:version
         (the engine has no such image, say), once two starts in a row have
         failed, or None. The manager keeps trying, with backoff."""
-        return _start_failure(self._managed(name, version))
+        return _start_failure(name, version, self._managed(name, version))
 
     def deploy_model(self, name, version, input_type, image, num_replicas=1):
         """Asks for num_replicas replicas of an already registered model version."""
@@ -113,11 +115,9 @@ class BusModels(object):
                     return ready
             elif len(ready) >= wanted and len(live) <= wanted:
                 return ready
-            why = _start_failure(managed)
+            why = _start_failure(name, version, managed)
             if why is not None:
-                raise ClipperException(
-                    "The container manager cannot start replicas of model {}:{}: {}".format(
-                        name, version, why))
+                raise ClipperException(why)
             if time.monotonic() > deadline:
                 raise ClipperException(
                     "Model {}:{} did not reach {} ready replica(s) within {:.0f} s; "

@@ -488,10 +488,8 @@ class ClipperConnection(object):
                 return
             if start_failure is not None and time.monotonic() >= next_manager_check:
                 next_manager_check = time.monotonic() + 0.5
-                why = start_failure(name, version)
-                if why is not None:
-                    msg = "The container manager cannot start replicas of model {}:{}: {}".format(
-                        name, version, why)
+                msg = start_failure(name, version)
+                if msg is not None:
                     self.logger.error(msg)
                     raise ClipperException(msg)
             installing = [r for r in seen if r.get("state") == "starting" and

@@ -202,12 +202,13 @@ class DockerContainerManager(BusModels, ContainerManager):
             or DEFAULT_REPLICA_IMAGE
         self.pyspark_image = pyspark_image or os.environ.get("CLIPPER_PYSPARK_IMAGE") \
             or DEFAULT_PYSPARK_IMAGE
-        for arg in ("clipper_image", "replica_image", "pyspark_image"):
+        for arg, default in (("clipper_image", DEFAULT_CLIPPER_IMAGE),
+                             ("replica_image", DEFAULT_REPLICA_IMAGE),
+                             ("pyspark_image", DEFAULT_PYSPARK_IMAGE)):
             image = getattr(self, arg)
             if not isinstance(image, str) or not _IMAGE_RE.match(image):
                 raise ClipperException(
-                    "{} must name an image (such as {}), got {!r}".format(
-                        arg, DEFAULT_PYSPARK_IMAGE, image))
+                    "{} must name an image (such as {}), got {!r}".format(arg, default, image))
         self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
         self.bus = None
         self._client = None
