@@ -9,6 +9,7 @@
 #include "admin_internal.h"
 #include "cl_artifact.h"
 #include "cl_log.h"
+#include "cl_resources.h"
 #include "cl_wire.h"
 
 static const char ADD_MODEL_SCHEMA[] =
@@ -27,7 +28,9 @@ static const char ADD_MODEL_SCHEMA[] =
     "   \"num_replicas\" := int (optional, default 0),\n"
     "   \"pkgs_to_install\" := [string] (optional),\n"
     "   \"python_version\" := string (optional),\n"
-    "   \"cloudpickle_version\" := string (optional)\n"
+    "   \"cloudpickle_version\" := string (optional),\n"
+    "   \"resources\" := {\"requests\": {name: quantity}, \"limits\": {name: quantity}} "
+    "(optional)\n"
     "  }\n";
 
 static const char MODEL_SCHEMA[] = "\n"
@@ -163,6 +166,7 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
     int input_type;
     int64_t batch_size, artifact_size = 0, num_replicas = 0;
     cl_status result = CL_OK;
+    char *resources = NULL;
     if (!cl__req_model(&q, data, len, ADD_MODEL_SCHEMA, &name, &version, rep) ||
         !cl__req_string_array(&q, "labels", &labels) || !cl__req_input_type(&q, &input_type) ||
         !cl__req_string(&q, "container_name", &container) ||
@@ -230,6 +234,21 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
                        cp_version);
         goto out;
     }
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(q.root, "resources");
+    if (res != NULL && !cJSON_IsNull(res)) {
+        cJSON *norm = NULL;
+        cl_err rerr;
+        if (cl_resources_normalise(res, &norm, &rerr) != CL_OK) {
+            cl__admin_fail(rep, "%s", rerr.msg);
+            goto out;
+        }
+        resources = cJSON_PrintUnformatted(norm);
+        cJSON_Delete(norm);
+        if (resources == NULL) {
+            cl__admin_fail(rep, "Internal error: out of memory");
+            goto out;
+        }
+    }
 
     cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
     if (st == CL_OK) {
@@ -254,7 +273,8 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
                    .artifact_sha256 = (char *)sha,
                    .artifact_size = artifact_size,
                    .python_version = (char *)py_version,
-                   .cloudpickle_version = (char *)cp_version};
+                   .cloudpickle_version = (char *)cp_version,
+                   .resources = resources};
     size_t n_labels = (size_t)cJSON_GetArraySize(labels);
     size_t n_pkgs = pkgs ? (size_t)cJSON_GetArraySize(pkgs) : 0;
     const char **label_v = calloc(n_labels ? n_labels : 1, sizeof(char *));
@@ -293,6 +313,7 @@ cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_rep
     cl__admin_ok_text(rep, "Successfully added model with name '%s' and input type '%s'", name,
                       cl_input_type_name((cl_input_type)input_type));
 out:
+    free(resources);
     cl_model_deinit(&m);
     cl__req_done(&q);
     return result;

@@ -9,7 +9,8 @@
  *                           "batch_size","num_replicas","runtime",
  *                           "artifact_sha256","artifact_size",
  *                           optional: "pkgs_to_install":[..],
- *                           "python_version","cloudpickle_version"}
+ *                           "python_version","cloudpickle_version",
+ *                           "resources":{"requests":{..},"limits":{..}}}
  *   current.<name>         {"model_version": ".."}
  */
 #ifndef CL_STATE_H
@@ -55,6 +56,9 @@ typedef struct {
     size_t n_pkgs;
     char *python_version;
     char *cloudpickle_version;
+    /* What each replica asks for and may use (cl_resources.h), compact
+     * JSON text; "" when not given. */
+    char *resources;
 } cl_model;
 
 /* Keys. Return CL_ERR_INVALID (with err) when a name is not a valid token. */

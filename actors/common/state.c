@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cl_json.h"
+#include "cl_resources.h"
 #include "cl_state.h"
 #include "cl_subject.h"
 #include "cl_wire.h"
@@ -184,6 +185,24 @@ static cl_status get_opt_dup(const cJSON *obj, const char *field, char **out, cl
     return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
 }
 
+/* The optional resources object, checked and kept as compact JSON text
+ * ("" when absent). */
+static cl_status get_opt_resources(const cJSON *obj, char **out, cl_err *err)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(obj, "resources");
+    cJSON *norm = NULL;
+    if (r == NULL || cJSON_IsNull(r)) {
+        *out = strdup("");
+    } else {
+        cl_status st = cl_resources_normalise(r, &norm, err);
+        if (st != CL_OK)
+            return st;
+        *out = cJSON_PrintUnformatted(norm);
+        cJSON_Delete(norm);
+    }
+    return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+}
+
 static cl_status parse_object(cJSON **root, const char *json, size_t len, const char *what,
                               cl_err *err)
 {
@@ -295,7 +314,8 @@ cl_status cl_model_from_json(cl_model *m, const char *json, size_t len, cl_err *
         (st = get_opt_strv(root, "pkgs_to_install", &m->pkgs_to_install, &m->n_pkgs, err)) !=
             CL_OK ||
         (st = get_opt_dup(root, "python_version", &m->python_version, err)) != CL_OK ||
-        (st = get_opt_dup(root, "cloudpickle_version", &m->cloudpickle_version, err)) != CL_OK) {
+        (st = get_opt_dup(root, "cloudpickle_version", &m->cloudpickle_version, err)) != CL_OK ||
+        (st = get_opt_resources(root, &m->resources, err)) != CL_OK) {
         cl_err_prefix(err, "model");
         cl_model_deinit(m);
     }
@@ -317,6 +337,7 @@ void cl_model_deinit(cl_model *m)
     strv_free(m->pkgs_to_install, m->n_pkgs);
     free(m->python_version);
     free(m->cloudpickle_version);
+    free(m->resources);
     memset(m, 0, sizeof(*m));
 }
 
@@ -344,9 +365,11 @@ cl_status cl_model_copy(cl_model *dst, const cl_model *src)
     dst->n_pkgs = dst->pkgs_to_install ? src->n_pkgs : 0;
     dst->python_version = dup_or_empty(src->python_version);
     dst->cloudpickle_version = dup_or_empty(src->cloudpickle_version);
+    dst->resources = dup_or_empty(src->resources);
     if (!dst->name || !dst->version || !dst->labels || !dst->container_name ||
         !dst->model_data_path || !dst->runtime || !dst->artifact_sha256 ||
-        !dst->pkgs_to_install || !dst->python_version || !dst->cloudpickle_version) {
+        !dst->pkgs_to_install || !dst->python_version || !dst->cloudpickle_version ||
+        !dst->resources) {
         cl_model_deinit(dst);
         return CL_ERR_NOMEM;
     }
@@ -387,6 +410,14 @@ cJSON *cl_model_to_json(const cl_model *m)
         add_str(o, "python_version", m->python_version);
     if (m->cloudpickle_version && m->cloudpickle_version[0])
         add_str(o, "cloudpickle_version", m->cloudpickle_version);
+    if (m->resources && m->resources[0]) {
+        cJSON *r = cJSON_Parse(m->resources);
+        if (r == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+        cJSON_AddItemToObject(o, "resources", r);
+    }
     return o;
 }
 
