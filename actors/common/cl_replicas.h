@@ -22,6 +22,9 @@
 
 #define CL_HEARTBEAT_MS 1000
 #define CL_REPLICA_TIMEOUT_MS 3500
+/* The port a replica given --health-port answers GET /ready and GET /live
+ * on when a platform probes it (the kubernetes backend's pods). */
+#define CL_REPLICA_HEALTH_PORT 9102
 
 typedef struct {
     char model[128];

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cl_clock.h"
 #include "cl_log.h"
 #include "replica_internal.h"
 
@@ -19,6 +20,7 @@ struct cl__hb {
     cl_replica_info info; /* guarded by lock */
     char runtime[64];     /* guarded by lock */
     bool stop;            /* guarded by lock */
+    uint64_t beat_us;     /* guarded by lock: when the last one went out */
     pthread_t thread;
 };
 
@@ -44,6 +46,7 @@ static char *encode_locked(cl__hb *hb)
 
 static void publish_locked(cl__hb *hb)
 {
+    hb->beat_us = cl_mono_us();
     char *body = encode_locked(hb);
     if (!body) {
         cl_warn("cannot encode the heartbeat (out of memory)");
@@ -135,6 +138,17 @@ void cl__hb_set_state(cl__hb *hb, const char *state, const char *cause)
     /* Restart the period so the next beat comes a full period later. */
     pthread_cond_signal(&hb->wake);
     pthread_mutex_unlock(&hb->lock);
+}
+
+uint64_t cl__hb_snapshot(cl__hb *hb, char *state, size_t state_size, char *cause,
+                         size_t cause_size)
+{
+    pthread_mutex_lock(&hb->lock);
+    copy(state, state_size, hb->info.state);
+    copy(cause, cause_size, hb->info.cause);
+    uint64_t at = hb->beat_us;
+    pthread_mutex_unlock(&hb->lock);
+    return at;
 }
 
 void cl__hb_free(cl__hb *hb)

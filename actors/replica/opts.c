@@ -21,6 +21,8 @@ void cl__replica_usage(FILE *out, const char *program)
             "  --model NAME   model name (required)\n"
             "  --version V    model version (required)\n"
             "  --replica-id N this replica's id, 0..2147483647 (default: random)\n"
+            "  --health-port N  answer GET /ready and GET /live on port N (all\n"
+            "                 addresses), for a platform's probes (default: none)\n"
             "%s"
             "\n"
             "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 bus unreachable, 2 bad usage,\n"
@@ -86,6 +88,15 @@ cl_status cl__replica_opts_parse(cl__replica_opts *opts, int argc, char **argv, 
             if (r < 0 || parse_id(value, &opts->replica_id, err) != CL_OK)
                 return CL_ERR_INVALID;
             opts->replica_id_given = true;
+        } else if ((r = take_value("--health-port", argc, argv, &i, &value, err)) != 0) {
+            long port = 0;
+            if (r < 0 || !cl_actor_parse_long(value, 1, 65535, &port))
+                return r < 0 ? CL_ERR_INVALID
+                             : cl_err_set(err, CL_ERR_INVALID,
+                                          "--health-port must be a port number from 1 to "
+                                          "65535, got '%s'",
+                                          value);
+            opts->health_port = (int)port;
         } else {
             return cl_err_set(err, CL_ERR_INVALID, "unknown argument '%s'", arg);
         }

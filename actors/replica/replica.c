@@ -55,6 +55,7 @@ typedef struct {
     cl_kv *kv;
     cl_service *svc;
     cl__hb *hb;
+    cl__health *health;
     cl_py *py;
     cl_model model;
     bool model_decoded;
@@ -430,6 +431,8 @@ static void cleanup(replica *r)
         pthread_join(r->worker, NULL);
     cl_loop_free(r->loop);
     r->loop = NULL;
+    cl__health_free(r->health);
+    r->health = NULL;
     cl__hb_free(r->hb);
     cl_service_free(r->svc);
     cl_py_free(r->py);
@@ -475,7 +478,9 @@ static int serve(replica *r)
         return CL_REPLICA_EXIT_ERROR;
     }
     cl__replies_init(&r->replies, (size_t)cl_bus_max_payload(r->bus));
-    if (build_subjects(r, &err) != CL_OK || start_heartbeat(r, &err) != CL_OK) {
+    if (build_subjects(r, &err) != CL_OK || start_heartbeat(r, &err) != CL_OK ||
+        (r->opts.health_port > 0 &&
+         cl__health_start(&r->health, r->hb, r->opts.health_port, &err) != CL_OK)) {
         cl_error("%s", err.msg);
         cleanup(r);
         return CL_REPLICA_EXIT_ERROR;

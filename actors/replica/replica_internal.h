@@ -31,6 +31,7 @@ typedef struct {
     const char *version;   /* --version (required) */
     uint32_t replica_id;   /* --replica-id, 0 .. 2^31-1 */
     bool replica_id_given; /* false: the caller picks a random one */
+    int health_port;       /* --health-port, 1 .. 65535; 0: no health endpoint */
     bool help;             /* --help: print usage, do nothing else */
 } cl__replica_opts;
 
@@ -88,7 +89,19 @@ cl_status cl__hb_start(cl__hb **out, cl_bus *bus, const char *subject, const cl_
 void cl__hb_set_model(cl__hb *hb, const char *input_type, const char *runtime);
 /* Changes the state (and cause, may be NULL) and publishes at once. */
 void cl__hb_set_state(cl__hb *hb, const char *state, const char *cause);
+/* Copies the current state and cause; returns when the thread last beat
+ * (monotonic microseconds). */
+uint64_t cl__hb_snapshot(cl__hb *hb, char *state, size_t state_size, char *cause,
+                         size_t cause_size);
 /* Stops the thread (publishes nothing more). NULL is a no-op. */
 void cl__hb_free(cl__hb *hb);
+
+/* ------------------------------------------------------------ health */
+
+typedef struct cl__health cl__health;
+
+/* Serves GET /ready and GET /live (health.c) on port, all addresses. */
+cl_status cl__health_start(cl__health **out, cl__hb *hb, int port, cl_err *err);
+void cl__health_free(cl__health *h);
 
 #endif
