@@ -20,12 +20,10 @@
 #include "cl_clock.h"
 #include "cl_docker.h"
 #include "cl_log.h"
+#include "cl_replica_image.h"
 
-#define CLOSURE_RUNTIME "python-closure"
 #define DEFAULT_IMAGE "clipper/python-closure:latest"
-#define PYSPARK_RUNTIME "pyspark"
 #define PYSPARK_IMAGE "clipper/pyspark:latest"
-#define MAX_RUNTIMES 16
 #define LABEL_CLUSTER "ai.clipper.container.label"
 #define LABEL_MODEL "ai.clipper.model_container.label"
 #define LABEL_REPLICA "ai.clipper.replica"
@@ -40,19 +38,12 @@ typedef struct {
     cl_backend_end end;
 } entry;
 
-/* The image a runtime's replicas run (images[0]: python-closure). */
-typedef struct {
-    char *runtime;
-    char *image;
-} runtime_image;
-
 typedef struct {
     cl_backend base;
     cl_docker *docker;
     char *nats_url;
     char *prefix;
-    runtime_image images[MAX_RUNTIMES];
-    size_t n_images;
+    cl_image_table images;
     char *network;
     char *cluster;
     cJSON *entrypoint; /* NULL: the image's */
@@ -117,77 +108,6 @@ static uint32_t random_u32(void)
     return v;
 }
 
-static const char *runtime_of(const cl_backend_spec *spec)
-{
-    return spec->runtime != NULL && spec->runtime[0] != '\0' ? spec->runtime : CLOSURE_RUNTIME;
-}
-
-static const char *runtime_image_of(const docker_backend *db, const char *runtime)
-{
-    for (size_t i = 0; i < db->n_images; i++) {
-        if (strcmp(db->images[i].runtime, runtime) == 0)
-            return db->images[i].image;
-    }
-    return NULL;
-}
-
-/* One of the images Clipper's deployers chose by default
- * ([registry/]clipper/python36-closure-container:0.4.1, .../pyspark-container,
- * ...): Clipper scripts pass them as base_image, and here they stand for
- * the runtime's own image. */
-static bool clipper_stock_image(const char *name)
-{
-    static const char *const stock[] = {"python-closure-container", "python27-closure-container",
-                                        "python35-closure-container", "python36-closure-container",
-                                        "python37-closure-container", "pyspark-container",
-                                        "pyspark27-container", "pyspark35-container",
-                                        "pyspark36-container", "pyspark37-container"};
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", name);
-    char *at = strchr(buf, '@'); /* a digest */
-    if (at != NULL)
-        *at = '\0';
-    char *last = strrchr(buf, '/');
-    if (last == NULL)
-        return false;
-    char *tag = strchr(last, ':');
-    if (tag != NULL)
-        *tag = '\0';
-    *last = '\0';
-    const char *owner = strrchr(buf, '/');
-    owner = owner != NULL ? owner + 1 : buf;
-    if (strcmp(owner, "clipper") != 0)
-        return false;
-    for (size_t i = 0; i < sizeof(stock) / sizeof(stock[0]); i++) {
-        if (strcmp(last + 1, stock[i]) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* The image spec's replica runs (see cl_backend_docker_new in
- * cl_backend.h); *users: it is the model's own container_name. */
-static cl_status choose_image(const docker_backend *db, const cl_backend_spec *spec,
-                              const char **image, bool *users, cl_err *err)
-{
-    const char *runtime = runtime_of(spec), *cn = spec->container_name;
-    *users = cn != NULL && cn[0] != '\0' && strcmp(cn, "default") != 0 &&
-             strcmp(cn, "NO_CONTAINER") != 0 && strcmp(cn, runtime) != 0 &&
-             runtime_image_of(db, cn) == NULL && !clipper_stock_image(cn);
-    if (*users) {
-        *image = cn;
-        return CL_OK;
-    }
-    *image = runtime_image_of(db, runtime);
-    if (*image != NULL)
-        return CL_OK;
-    return cl_err_set(err, CL_ERR_INVALID,
-                      "model %s:%s has runtime '%s', for which this manager has no replica "
-                      "image; start the manager with --image %s=IMAGE, or deploy the model "
-                      "with an image (base_image) whose 'clipper run replica' runs it",
-                      spec->model, spec->version, runtime, runtime);
-}
-
 /* The body of POST /containers/create for one replica. */
 static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *spec,
                              const char *image, uint32_t replica_id)
@@ -222,7 +142,7 @@ static cl_status docker_start(cl_backend *b, const cl_backend_spec *spec, cl_bac
     docker_backend *db = (docker_backend *)b;
     const char *image;
     bool users;
-    cl_status s = choose_image(db, spec, &image, &users, err);
+    cl_status s = cl_image_choose(&db->images, spec, &image, &users, err);
     if (s != CL_OK)
         return s;
     if (db->n_live == db->cap_live) {
@@ -249,7 +169,7 @@ static cl_status docker_start(cl_backend *b, const cl_backend_spec *spec, cl_bac
     if (s == CL_ERR_NOT_FOUND && users) {
         /* The engine's text points at images/build.sh, which does not
          * make the user's images: name the runtime's image to build on. */
-        const char *base = runtime_image_of(db, runtime_of(spec));
+        const char *base = cl_image_of(&db->images, cl_spec_runtime(spec));
         return cl_err_set(err, s,
                           "model %s:%s names the image '%s' (its container_name, the "
                           "base_image it was deployed with), which the container engine at "
@@ -261,7 +181,7 @@ static cl_status docker_start(cl_backend *b, const cl_backend_spec *spec, cl_bac
     if (s == CL_ERR_NOT_FOUND) {
         cl_err why = *err;
         return cl_err_set(err, s, "model %s:%s (runtime %s): %s", spec->model, spec->version,
-                          runtime_of(spec), why.msg);
+                          cl_spec_runtime(spec), why.msg);
     }
     if (s != CL_OK)
         return s;
@@ -470,10 +390,7 @@ static void docker_free(cl_backend *b)
     free(db->live);
     free(db->nats_url);
     free(db->prefix);
-    for (size_t i = 0; i < db->n_images; i++) {
-        free(db->images[i].runtime);
-        free(db->images[i].image);
-    }
+    cl_image_table_free(&db->images);
     free(db->network);
     free(db->cluster);
     free(db);
@@ -541,81 +458,21 @@ static cl_status parse_entrypoint(cJSON **out, const char *text, cl_err *err)
     return CL_OK;
 }
 
-static cl_status set_image(docker_backend *db, const char *runtime, size_t runtime_len,
-                           const char *image, cl_err *err)
-{
-    size_t i = 0;
-    while (i < db->n_images && (strlen(db->images[i].runtime) != runtime_len ||
-                                strncmp(db->images[i].runtime, runtime, runtime_len) != 0))
-        i++;
-    if (i == MAX_RUNTIMES)
-        return cl_err_set(err, CL_ERR_INVALID, "more than %d runtime images given", MAX_RUNTIMES);
-    char *img = strdup(image);
-    if (img == NULL)
-        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-    if (i == db->n_images) {
-        if ((db->images[i].runtime = strndup(runtime, runtime_len)) == NULL) {
-            free(img);
-            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-        }
-        db->n_images++;
-    }
-    free(db->images[i].image);
-    db->images[i].image = img;
-    return CL_OK;
-}
-
-/* The image table: the defaults, then cfg's. */
-static cl_status set_images(docker_backend *db, const cl_backend_config *cfg, cl_err *err)
-{
-    cl_status s;
-    const char *closure = cfg->image && cfg->image[0] ? cfg->image : DEFAULT_IMAGE;
-    if ((s = set_image(db, CLOSURE_RUNTIME, strlen(CLOSURE_RUNTIME), closure, err)) != CL_OK ||
-        (s = set_image(db, PYSPARK_RUNTIME, strlen(PYSPARK_RUNTIME), PYSPARK_IMAGE, err)) !=
-            CL_OK)
-        return s;
-    for (size_t i = 0; i < cfg->n_runtime_images; i++) {
-        const char *v = cfg->runtime_images[i];
-        const char *eq = strchr(v, '=');
-        if (eq == NULL || eq == v || eq[1] == '\0')
-            return cl_err_set(err, CL_ERR_INVALID,
-                              "a runtime's image is given as RUNTIME=IMAGE (for example "
-                              "pyspark=clipper/pyspark:latest), got '%.200s'",
-                              v);
-        size_t len = (size_t)(eq - v);
-        for (size_t j = 0; j < i; j++) {
-            if (strncmp(cfg->runtime_images[j], v, len + 1) == 0)
-                return cl_err_set(err, CL_ERR_INVALID,
-                                  "the image of runtime '%.*s' is given twice ('%.200s' and "
-                                  "'%.200s')",
-                                  (int)len, v, cfg->runtime_images[j], v);
-        }
-        if (len == strlen(CLOSURE_RUNTIME) && strncmp(v, CLOSURE_RUNTIME, len) == 0 &&
-            cfg->image != NULL && cfg->image[0] != '\0')
-            return cl_err_set(err, CL_ERR_INVALID,
-                              "the image of runtime 'python-closure' is given twice ('%.200s' "
-                              "and '%.200s')",
-                              cfg->image, v);
-        if ((s = set_image(db, v, len, eq + 1, err)) != CL_OK)
-            return s;
-    }
-    return CL_OK;
-}
-
 /* The python-closure image must be there; another runtime's missing image
  * only stops models of that runtime, so it is a warning. */
 static cl_status check_images(docker_backend *db, cl_err *err)
 {
-    cl_status s = cl_docker_image_check(db->docker, db->images[0].image, err);
+    const cl_image_table *t = &db->images;
+    cl_status s = cl_docker_image_check(db->docker, t->e[0].image, err);
     if (s != CL_OK)
         return s;
-    for (size_t i = 1; i < db->n_images; i++) {
+    for (size_t i = 1; i < t->n; i++) {
         cl_err e;
-        s = cl_docker_image_check(db->docker, db->images[i].image, &e);
+        s = cl_docker_image_check(db->docker, t->e[i].image, &e);
         if (s == CL_ERR_NOT_FOUND)
             cl_warn("docker backend: replicas of %s models cannot start until the image is "
                     "there: %s",
-                    db->images[i].runtime, e.msg);
+                    t->e[i].runtime, e.msg);
         else if (s != CL_OK)
             return cl_err_set(err, s, "%s", e.msg);
     }
@@ -642,7 +499,7 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if ((s = set_images(db, cfg, err)) != CL_OK)
+    if ((s = cl_image_table_init(&db->images, DEFAULT_IMAGE, PYSPARK_IMAGE, cfg, err)) != CL_OK)
         goto fail;
     if (cfg->entrypoint != NULL && (s = parse_entrypoint(&db->entrypoint, cfg->entrypoint, err)) !=
                                        CL_OK)
@@ -666,13 +523,7 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
     if ((s = remove_leftovers(db, err)) != CL_OK)
         goto fail;
     char images[1024];
-    size_t used = 0;
-    images[0] = '\0';
-    for (size_t i = 0; i < db->n_images && used < sizeof(images); i++) {
-        int w = snprintf(images + used, sizeof(images) - used, "%s%s=%s", i ? ", " : "",
-                         db->images[i].runtime, db->images[i].image);
-        used += w > 0 ? (size_t)w : 0;
-    }
+    cl_image_table_describe(&db->images, images, sizeof(images));
     cl_info("docker backend: engine %s, images %s, network %s, cluster %s, replicas join %s",
             cl_docker_url(db->docker), images, db->network, db->cluster, db->nats_url);
     *out = &db->base;
