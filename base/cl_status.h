@@ -23,7 +23,8 @@
     X(ERR_PYTHON, "python error")                                           \
     X(ERR_DIGEST, "digest mismatch")                                        \
     X(ERR_TOO_LARGE, "too large")                                           \
-    X(ERR_CLOSED, "closed")
+    X(ERR_CLOSED, "closed")                                                 \
+    X(ERR_DENIED, "permission denied")
 
 typedef enum {
 #define CL__STATUS_ENUM(name, text) CL_##name,

@@ -43,11 +43,12 @@ MIRRORS=("deb http://deb.debian.org/debian bookworm main"
 # What the actors, the replica's embedded Python and nats-server need at run
 # time; libstdc++6 for numpy's wheels (they bring their own BLAS, not it).
 BASE_DEBS=(python3-minimal libpython3.11 libnats3.4 libcjson1 libcurl4 libmicrohttpd12
-           libxxhash0 libssl3 nats-server ca-certificates libstdc++6)
+           libxxhash0 libssl3 libyaml-0-2 nats-server ca-certificates libstdc++6)
 # What compiling the clipper program needs (keep in step with .ci/setup's
 # DEBS and meson.build; tests are not built, so no cmocka).
 BUILDER_DEBS=(meson ninja-build pkg-config gcc libc6-dev binutils libnats-dev libcjson-dev
-              libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libxxhash-dev python3-dev)
+              libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libxxhash-dev libyaml-dev
+              python3-dev)
 MMDEBSTRAP_OPTS=(--variant=essential --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'

@@ -274,8 +274,11 @@ cl_status cl_backend_new(cl_backend **out, const char *name, const cl_backend_co
         return cl_backend_local_new(out, cfg, err);
     if (strcmp(name, "docker") == 0)
         return cl_backend_docker_new(out, cfg, err);
+    if (strcmp(name, "kubernetes") == 0)
+        return cl_backend_kube_new(out, cfg, err);
     return cl_err_set(err, CL_ERR_INVALID,
-                      "unknown backend '%s' (this build knows: local, docker)", name);
+                      "unknown backend '%s' (this build knows: local, docker, kubernetes)",
+                      name);
 }
 
 void cl_backend_free(cl_backend *b)

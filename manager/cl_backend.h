@@ -8,9 +8,12 @@
  * as long as a fork/exec or a few engine API calls; stop only asks).
  *
  * Backends: "local" (child processes, backend_local.c) and "docker"
- * (containers through the Docker Engine API, backend_docker.c). A new one
- * (Kubernetes API) embeds cl_backend as its first member and fills a
- * cl_backend_ops. */
+ * (containers through the Docker Engine API, backend_docker.c) start and
+ * stop one replica at a time. A declarative backend ("kubernetes",
+ * backend_kube.c: a Deployment per model version) is told the whole wanted
+ * state instead (apply) and reports what runs (pods); the platform keeps
+ * the counts and replaces what ends. Each embeds cl_backend as its first
+ * member and fills a cl_backend_ops. */
 #ifndef CL_BACKEND_H
 #define CL_BACKEND_H
 
@@ -62,6 +65,36 @@ typedef struct {
     char tail[1200]; /* the last lines of its output ("" when none) */
 } cl_backend_end;
 
+/* A model version a declarative backend is to run, and how many of it. */
+typedef struct {
+    cl_backend_spec spec; /* spec.n is not used */
+    unsigned replicas;
+    const char *resources; /* the record's resources (JSON text:
+                              {"requests": {...}, "limits": {...}}), or NULL */
+} cl_backend_want;
+
+/* One replica a declarative backend runs (a pod), or wants and has not
+ * got yet (name ""), as cm.status shows it. */
+typedef struct {
+    char model[128];
+    char version[128];
+    char name[256];        /* the pod's name (its host name); "" when none yet */
+    char container_id[128]; /* "containerd://..." or "" */
+    char node[128];
+    char phase[16];        /* Pending, Running, Succeeded, Failed, Unknown; "" */
+    char image[256];
+    bool ready;            /* passes its readiness probe */
+    bool stopping;         /* being deleted */
+    unsigned restarts;     /* of its container, by the platform */
+    bool has_exit;
+    int last_exit;         /* how its container last ended (as exit_code) */
+    char last_error[512];  /* e.g. it ran out of memory; "" */
+    char start_error[512]; /* why it does not run: no such image, cannot be
+                              scheduled, keeps crashing, the API refused; "" */
+    unsigned start_failures; /* in a row, as seen by the backend */
+    uint64_t started_wall_us; /* 0: not started */
+} cl_backend_pod;
+
 /* Whatever a backend needs to start a replica that joins the bus. */
 typedef struct {
     const char *nats_url; /* the URL replicas connect to */
@@ -82,6 +115,16 @@ typedef struct {
     const char *entrypoint;     /* JSON array of strings replacing the image's
                                    entrypoint (the replica command becomes its
                                    arguments); NULL: the image's. For tests. */
+    /* kubernetes backend (image, runtime_images and cluster as for docker) */
+    const char *kubeconfig;     /* NULL: in a pod its service account, else
+                                   $KUBECONFIG, else ~/.kube/config */
+    const char *kube_context;   /* NULL: the kubeconfig's current context */
+    const char *kube_namespace; /* NULL: the context's, or the pod's own */
+    const char *pull_policy;    /* Always, IfNotPresent, Never; NULL: IfNotPresent */
+    /* Called, from any thread, when what a declarative backend runs has
+     * changed (so the manager looks again at once). NULL: none. */
+    void (*changed)(void *closure);
+    void *changed_closure;
 } cl_backend_config;
 
 typedef struct {
@@ -99,15 +142,28 @@ typedef struct {
      * array (free it) and its length. */
     size_t (*list)(cl_backend *b, cl_backend_replica **out);
     /* Kills and removes whatever is still running, then frees. NULL-safe
-     * via cl_backend_free. */
+     * via cl_backend_free. A declarative backend leaves what runs to the
+     * platform (the next manager adopts it). */
     void (*free)(cl_backend *b);
+    /* Declarative backends set these two and leave start, poll and list
+     * NULL; stop(r) then deletes the replica named r->name (a pod: the
+     * platform replaces it), at once when force.
+     * apply makes what runs match wants, the whole wanted state: versions
+     * not in it are removed. It returns after a few API calls at most,
+     * without waiting for replicas to start. An error (the API refused)
+     * also shows in pods, as start_error of the versions it hit. */
+    cl_status (*apply)(cl_backend *b, const cl_backend_want *wants, size_t n, cl_err *err);
+    /* What runs now, and rows for wanted replicas not running yet: a
+     * malloc'd array (free it) and its length. */
+    size_t (*pods)(cl_backend *b, cl_backend_pod **out);
 } cl_backend_ops;
 
 struct cl_backend {
     const cl_backend_ops *ops;
 };
 
-/* Creates the backend named name ("local", "docker"; NULL: "local").
+/* Creates the backend named name ("local", "docker", "kubernetes";
+ * NULL: "local").
  * CL_ERR_INVALID naming the known backends when there is no such one. */
 cl_status cl_backend_new(cl_backend **out, const char *name, const cl_backend_config *cfg,
                          cl_err *err);
@@ -140,5 +196,24 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
  * backend fails when the python-closure image is missing, and warns for
  * the other runtimes' images. */
 cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
+
+/* The kubernetes backend (declarative): each model version is a
+ * Deployment in the namespace, named <model>-<version>-at-<cluster> (made a
+ * DNS label; a hash added when it had to change), with spec.replicas the
+ * wanted count, labelled
+ *   ai.clipper.container.label=<cluster>
+ *   ai.clipper.model_container.label=<model>_<version>
+ * (label values; a hash added when they had to change), annotated with the
+ * exact model and version, and running
+ *   clipper run replica --nats URL --prefix P --model M --version V
+ *                       --health-port 9102
+ * whose /ready and /live answer the pod's probes. Scaling patches
+ * spec.replicas; a changed pod template (another image, resources)
+ * replaces the Deployment's spec, rolling. Deployments and pods are
+ * watched (never polled). Images as for docker (cl_replica_image.h) with
+ * the defaults localhost/clipper/python-closure:latest and
+ * localhost/clipper/pyspark:latest. Creating it reads the credentials and
+ * checks that the API server answers and the namespace exists. */
+cl_status cl_backend_kube_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
 
 #endif

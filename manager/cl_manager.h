@@ -1,7 +1,9 @@
 /* The container-manager actor: keeps as many replicas of each model version
  * running as its KV entry wants (num_replicas), through a backend (see
  * cl_backend.h: "local", child processes; "docker", containers through the
- * Docker Engine API).
+ * Docker Engine API; "kubernetes", a Deployment per version through the
+ * Kubernetes API, which keeps the count itself: the manager applies the
+ * wanted state on every change and reports the pods).
  *
  * It watches the cluster state (cl_view) and reconciles on every change and
  * every 500 ms: starts missing replicas, stops extras (SIGTERM, then
@@ -38,7 +40,13 @@
  *                     replica_id is the one its heartbeats carry (known
  *                     from the start for docker); heartbeat is the state the
  *                     replica last announced ("starting", "ready", "failed"
- *                     with cause, or "silent") or null before its first
+ *                     with cause, or "silent") or null before its first.
+ *                     With the kubernetes backend a row is a pod (or a
+ *                     wanted replica with no pod yet: state "waiting",
+ *                     container_name null), container_name its name,
+ *                     container_id its container's, restarts the
+ *                     kubelet's count, and it has also "pod", "node",
+ *                     "phase" and "ready" (its readiness probe passes).
  *   <p>.cm.logs    -> {"host","log_dir","files":[<every file in log_dir>]}
  * (the request body is ignored), and the NATS service API as
  * "clipper-manager". */
@@ -68,6 +76,12 @@ typedef struct {
     size_t n_runtime_images;
     const char *cluster;            /* NULL: the bus prefix */
     const char *replica_entrypoint; /* JSON array replacing the image's entrypoint; tests */
+    /* kubernetes backend (see cl_backend_kube_new) */
+    const char *kubeconfig;     /* NULL: in a pod its service account, else
+                                   $KUBECONFIG, else ~/.kube/config */
+    const char *kube_context;   /* NULL: the kubeconfig's current context */
+    const char *kube_namespace; /* NULL: the context's, or the pod's own */
+    const char *pull_policy;    /* NULL: IfNotPresent */
 } cl_manager_opts;
 
 void cl_manager_opts_init(cl_manager_opts *opts);

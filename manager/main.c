@@ -25,8 +25,10 @@ static void usage(FILE *f)
             "\n"
             "options:\n"
             "%s"
-            "  --backend NAME      where replicas run: local (child processes; default)\n"
-            "                      or docker (containers, through the Docker Engine API)\n"
+            "  --backend NAME      where replicas run: local (child processes; default),\n"
+            "                      docker (containers, through the Docker Engine API) or\n"
+            "                      kubernetes (a Deployment per model version, through the\n"
+            "                      Kubernetes API)\n"
             "  --replica-nats URL  the NATS URL replicas connect to (default: --nats)\n"
             "  --log-dir DIR       replica logs (default ./clipper_logs, or DATA/logs)\n"
             "  --data-dir DATA     keep replica logs under DATA/logs\n"
@@ -47,41 +49,69 @@ static void usage(FILE *f)
             "  --cluster NAME        value of the label ai.clipper.container.label on\n"
             "                        replica containers (default: the prefix)\n"
             "  --replica-entrypoint JSON  a JSON array replacing the image's entrypoint;\n"
-            "                        the replica command becomes its arguments (for tests)\n",
+            "                        the replica command becomes its arguments (for tests)\n"
+            "\n"
+            "kubernetes backend (--image and --cluster as above; the images default to\n"
+            "localhost/clipper/python-closure:latest and pyspark=localhost/clipper/pyspark:latest):\n"
+            "  --kubeconfig FILE     credentials and API server (default: inside a pod its\n"
+            "                        service account, else env KUBECONFIG, else\n"
+            "                        ~/.kube/config)\n"
+            "  --kube-context NAME   the kubeconfig's context (default: its current one)\n"
+            "  --namespace NS        where the Deployments go (default: the context's, or\n"
+            "                        the pod's own namespace, else default)\n"
+            "  --pull-policy P       the replicas' imagePullPolicy: Always, IfNotPresent\n"
+            "                        (default) or Never\n",
             cl_actor_common_usage());
 }
 
 /* Options that do not fit the backend are errors, not silently ignored. */
 static int check_backend_options(const cl_manager_opts *o)
 {
-    bool docker = o->backend != NULL && strcmp(o->backend, "docker") == 0;
-    if (o->backend != NULL && !docker && strcmp(o->backend, "local") != 0) {
-        fprintf(stderr, "%s: unknown backend '%s' (this build has: local, docker)\n", CMD,
-                o->backend);
+    const char *b = o->backend ? o->backend : "local";
+    bool docker = strcmp(b, "docker") == 0, kube = strcmp(b, "kubernetes") == 0;
+    if (!docker && !kube && strcmp(b, "local") != 0) {
+        fprintf(stderr, "%s: unknown backend '%s' (this build has: local, docker, kubernetes)\n",
+                CMD, b);
         return 2;
     }
-    const char *docker_only[][2] = {{"--docker-network", o->docker_network},
-                                    {"--docker-host", o->docker_host},
-                                    {"--image", o->n_runtime_images ? o->runtime_images[0]
-                                                                    : o->image},
-                                    {"--cluster", o->cluster},
-                                    {"--replica-entrypoint", o->replica_entrypoint}};
-    for (size_t i = 0; !docker && i < sizeof(docker_only) / sizeof(docker_only[0]); i++) {
-        if (docker_only[i][1] != NULL) {
-            fprintf(stderr, "%s: %s is an option of the docker backend (add --backend docker)\n",
-                    CMD, docker_only[i][0]);
+    /* Each option and the backends it belongs to. */
+    const struct {
+        const char *name;
+        const char *value;
+        bool ok;
+        const char *backends;
+    } only[] = {
+        {"--docker-network", o->docker_network, docker, "the docker backend"},
+        {"--docker-host", o->docker_host, docker, "the docker backend"},
+        {"--replica-entrypoint", o->replica_entrypoint, docker, "the docker backend"},
+        {"--image", o->n_runtime_images ? o->runtime_images[0] : o->image, docker || kube,
+         "the docker and kubernetes backends"},
+        {"--cluster", o->cluster, docker || kube, "the docker and kubernetes backends"},
+        {"--kubeconfig", o->kubeconfig, kube, "the kubernetes backend"},
+        {"--kube-context", o->kube_context, kube, "the kubernetes backend"},
+        {"--namespace", o->kube_namespace, kube, "the kubernetes backend"},
+        {"--pull-policy", o->pull_policy, kube, "the kubernetes backend"},
+        {"--replica-cmd", o->replica_cmd, !docker && !kube, "the local backend"},
+    };
+    for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++) {
+        if (only[i].value != NULL && !only[i].ok) {
+            fprintf(stderr, "%s: %s is an option of %s, not of the %s backend\n", CMD,
+                    only[i].name, only[i].backends, b);
             return 2;
         }
     }
+    if (kube) {
+        const char *p = o->pull_policy;
+        if (p != NULL && strcmp(p, "Always") != 0 && strcmp(p, "IfNotPresent") != 0 &&
+            strcmp(p, "Never") != 0) {
+            fprintf(stderr, "%s: --pull-policy must be Always, IfNotPresent or Never, got '%s'\n",
+                    CMD, p);
+            return 2;
+        }
+        return 0;
+    }
     if (!docker)
         return 0;
-    if (o->replica_cmd != NULL) {
-        fprintf(stderr,
-                "%s: --replica-cmd is an option of the local backend; the docker backend runs "
-                "'clipper run replica' in --image\n",
-                CMD);
-        return 2;
-    }
     if (o->docker_network == NULL || o->docker_network[0] == '\0') {
         fprintf(stderr,
                 "%s: --backend docker needs --docker-network NET, the network replica "
@@ -161,7 +191,15 @@ int cl_manager_main(int argc, char **argv)
                                      &mopts.docker_host)) != 0 ||
             (r = cl_actor_take_value(CMD, "--cluster", argc, argv, &i, &mopts.cluster)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-entrypoint", argc, argv, &i,
-                                     &mopts.replica_entrypoint)) != 0) {
+                                     &mopts.replica_entrypoint)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--kubeconfig", argc, argv, &i, &mopts.kubeconfig)) !=
+                0 ||
+            (r = cl_actor_take_value(CMD, "--kube-context", argc, argv, &i,
+                                     &mopts.kube_context)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--namespace", argc, argv, &i,
+                                     &mopts.kube_namespace)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--pull-policy", argc, argv, &i,
+                                     &mopts.pull_policy)) != 0) {
             if (r < 0)
                 return 2;
             continue;

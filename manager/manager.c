@@ -31,6 +31,7 @@
 #include "cl_kv.h"
 #include "cl_log.h"
 #include "cl_manager.h"
+#include "manager_internal.h"
 #include "cl_proc.h"
 #include "cl_replicas.h"
 #include "cl_service.h"
@@ -40,84 +41,7 @@
 #define BACKOFF_FIRST_US 500000u
 #define BACKOFF_MAX_US 30000000u
 #define HEALTHY_RUN_US 30000000u /* a replica that ran this long resets its backoff */
-#define MAX_REPLICAS_PER_VERSION 128
 #define GIVE_UP_US 10000000u /* after a forced stop, when stopping everything */
-
-typedef enum { SLOT_RUNNING, SLOT_STOPPING, SLOT_WAITING } slot_state;
-
-static const char *const state_names[] = {"running", "stopping", "waiting"};
-
-/* One wanted (or being stopped) replica of a model version. */
-typedef struct {
-    char *model;
-    char *version;
-    char *runtime;        /* the model record's, NULL when it has none */
-    char *container_name; /* the model record's, NULL when it has none */
-    unsigned n;
-    slot_state state;
-    bool has_rep;           /* rep is a live backend replica */
-    cl_backend_replica rep;
-    char log[1024];         /* last known log file */
-    unsigned runs;          /* times started; restarts = runs - 1 */
-    unsigned fails;         /* consecutive ends that came too soon */
-    bool has_exit;
-    int last_exit;
-    uint64_t started_wall_us;
-    uint64_t started_mono_us;
-    uint64_t next_start_mono_us; /* SLOT_WAITING */
-    uint64_t next_start_wall_us;
-    uint64_t stop_deadline_us;   /* SLOT_STOPPING, monotonic */
-    bool killed;
-    char last_error[512]; /* the last thing that went wrong, "" before any */
-    char start_error[512]; /* why the last start failed; "" once one succeeds */
-    unsigned start_failures; /* starts that failed in a row */
-    /* What the replica's heartbeats say (matched by the replica id the
-     * backend chose, else by host and pid). */
-    bool hb_seen;
-    uint64_t hb_last_us; /* monotonic time of the last one */
-    uint32_t replica_id;
-    char hb_state[16];
-    char hb_cause[1024];
-} slot;
-
-typedef struct {
-    char *model;
-    char *version;
-    char *runtime;
-    char *container_name;
-    int64_t wanted;
-} want;
-
-struct cl_manager {
-    cl_bus *bus;
-    cl_kv *kv;
-    cl_view *view;
-    cl_backend *backend;
-    cl_service *svc;
-    cl_replicas *replicas;
-    uint64_t connected_since_us; /* 0 while the bus is down */
-    uint64_t cap_warned_us;
-    cl_sub *sub_status;
-    cl_sub *sub_logs;
-    char *log_dir;
-    char host[256];
-    int reconcile_ms;
-    int grace_ms;
-
-    pthread_t thread;
-    bool thread_started;
-    int wake_fd; /* eventfd: something changed, or stop */
-    atomic_bool stop;
-
-    /* Owned by the reconcile thread. */
-    slot *slots;
-    size_t n_slots;
-    size_t cap_slots;
-
-    pthread_mutex_t snap_mu; /* the two snapshots */
-    char *status_json;
-    char *logs_json;
-};
 
 void cl_manager_opts_init(cl_manager_opts *opts)
 {
@@ -193,6 +117,8 @@ static unsigned free_number(const cl_manager *m, const char *model, const char *
 }
 
 /* "pid 123" or "container NAME": how the logs name a replica. */
+static const char *const state_names[] = {"running", "stopping", "waiting"};
+
 static const char *rep_name(const cl_backend_replica *r, char *buf, size_t size)
 {
     if (r->name[0] != '\0')
@@ -325,7 +251,7 @@ static void poll_ended(cl_manager *m, uint64_t now)
     }
 }
 
-static size_t read_wanted(cl_manager *m, want **out)
+size_t cl__read_wanted(cl_manager *m, want **out)
 {
     *out = NULL;
     cl_view_rdlock(m->view);
@@ -341,12 +267,15 @@ static size_t read_wanted(cl_manager *m, want **out)
         w[n].version = dup_or_null(md->version, &ok);
         w[n].runtime = dup_or_null(md->runtime, &ok);
         w[n].container_name = dup_or_null(md->container_name, &ok);
+        w[n].resources = md->resources && md->resources[0] ? dup_or_null(md->resources, &ok)
+                                                           : NULL;
         w[n].wanted = md->num_replicas;
         if (!ok) {
             free(w[n].model);
             free(w[n].version);
             free(w[n].runtime);
             free(w[n].container_name);
+            free(w[n].resources);
             continue;
         }
         n++;
@@ -356,13 +285,14 @@ static size_t read_wanted(cl_manager *m, want **out)
     return n;
 }
 
-static void free_wanted(want *w, size_t n)
+void cl__free_wanted(want *w, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(w[i].model);
         free(w[i].version);
         free(w[i].runtime);
         free(w[i].container_name);
+        free(w[i].resources);
     }
     free(w);
 }
@@ -489,12 +419,16 @@ static void check_heartbeats(cl_manager *m, uint64_t now)
 
 static void reconcile(cl_manager *m)
 {
+    if (m->backend->ops->apply != NULL) {
+        cl__declared_reconcile(m);
+        return;
+    }
     uint64_t now = cl_mono_us();
     poll_ended(m, now);
     check_heartbeats(m, now);
 
     want *w;
-    size_t nw = read_wanted(m, &w);
+    size_t nw = cl__read_wanted(m, &w);
     /* Versions no longer in the state: stop all their replicas. */
     for (size_t i = 0; i < m->n_slots;) {
         slot *s = &m->slots[i];
@@ -512,7 +446,7 @@ static void reconcile(cl_manager *m)
     }
     for (size_t j = 0; j < nw; j++)
         scale_to(m, &w[j], now);
-    free_wanted(w, nw);
+    cl__free_wanted(w, nw);
 
     for (size_t i = 0; i < m->n_slots; i++) {
         slot *s = &m->slots[i];
@@ -552,7 +486,7 @@ static uint64_t next_wait_us(const cl_manager *m)
 
 /* ---- snapshots for the bus endpoints -------------------------------- */
 
-static void iso_time(uint64_t wall_us, char *buf, size_t size)
+void cl__iso_time(uint64_t wall_us, char *buf, size_t size)
 {
     time_t t = (time_t)(wall_us / 1000000u);
     struct tm tm;
@@ -608,6 +542,8 @@ static void publish_snapshot(cl_manager *m)
     cJSON *files = cJSON_CreateArray();
     if (list == NULL || logs == NULL || files == NULL)
         goto out;
+    if (m->backend->ops->apply != NULL)
+        cl__declared_rows(m, list);
     for (size_t i = 0; i < m->n_slots; i++) {
         const slot *s = &m->slots[i];
         cJSON *o = cJSON_CreateObject();
@@ -631,7 +567,7 @@ static void publish_snapshot(cl_manager *m)
         }
         if (s->runs > 0) {
             char t[48];
-            iso_time(s->started_wall_us, t, sizeof(t));
+            cl__iso_time(s->started_wall_us, t, sizeof(t));
             cJSON_AddStringToObject(o, "started_at", t);
         } else {
             cJSON_AddNullToObject(o, "started_at");
@@ -678,7 +614,7 @@ static void publish_snapshot(cl_manager *m)
             cJSON_AddNullToObject(o, "image");
         if (s->state == SLOT_WAITING) {
             char t[48];
-            iso_time(s->next_start_wall_us, t, sizeof(t));
+            cl__iso_time(s->next_start_wall_us, t, sizeof(t));
             cJSON_AddStringToObject(o, "next_start_at", t);
         }
     }
@@ -753,6 +689,8 @@ static void stop_everything(cl_manager *m)
 
 static void wake(cl_manager *m)
 {
+    if (m->wake_fd < 0)
+        return;
     uint64_t one = 1;
     ssize_t w = write(m->wake_fd, &one, sizeof(one));
     (void)w; /* a saturated counter already means "wake up" */
@@ -786,6 +724,11 @@ static void *run(void *arg)
     }
     stop_everything(m);
     return NULL;
+}
+
+static void on_backend_change(void *closure)
+{
+    wake(closure);
 }
 
 static void on_view_change(void *closure, const char *key)
@@ -886,6 +829,12 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         .n_runtime_images = opts->n_runtime_images,
         .cluster = opts->cluster,
         .entrypoint = opts->replica_entrypoint,
+        .kubeconfig = opts->kubeconfig,
+        .kube_context = opts->kube_context,
+        .kube_namespace = opts->kube_namespace,
+        .pull_policy = opts->pull_policy,
+        .changed = on_backend_change,
+        .changed_closure = m,
     };
     s = cl_backend_new(&m->backend, opts->backend, &cfg, err);
     if (s != CL_OK)
@@ -968,9 +917,12 @@ void cl_manager_free(cl_manager *m)
     cl_replicas_free(m->replicas);
     cl_service_free(m->svc);
     cl_backend_free(m->backend);
+    cl__declared_free(m);
     for (size_t i = 0; i < m->n_slots; i++) {
         free(m->slots[i].model);
         free(m->slots[i].version);
+        free(m->slots[i].runtime);
+        free(m->slots[i].container_name);
     }
     free(m->slots);
     free(m->status_json);

@@ -1,0 +1,131 @@
+/* The container manager's internals, shared by its files: manager.c (the
+ * loop, the per-replica backends, the bus endpoints) and declared.c (the
+ * declarative backends' path). Not part of any public interface. */
+#ifndef CL_MANAGER_INTERNAL_H
+#define CL_MANAGER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "cl_backend.h"
+#include "cl_bus.h"
+#include "cl_kv.h"
+#include "cl_replicas.h"
+#include "cl_service.h"
+#include "cl_view.h"
+
+#define MAX_REPLICAS_PER_VERSION 128
+
+typedef enum { SLOT_RUNNING, SLOT_STOPPING, SLOT_WAITING } slot_state;
+
+/* One wanted (or being stopped) replica of a model version. */
+typedef struct {
+    char *model;
+    char *version;
+    char *runtime;        /* the model record's, NULL when it has none */
+    char *container_name; /* the model record's, NULL when it has none */
+    unsigned n;
+    slot_state state;
+    bool has_rep;           /* rep is a live backend replica */
+    cl_backend_replica rep;
+    char log[1024];         /* last known log file */
+    unsigned runs;          /* times started; restarts = runs - 1 */
+    unsigned fails;         /* consecutive ends that came too soon */
+    bool has_exit;
+    int last_exit;
+    uint64_t started_wall_us;
+    uint64_t started_mono_us;
+    uint64_t next_start_mono_us; /* SLOT_WAITING */
+    uint64_t next_start_wall_us;
+    uint64_t stop_deadline_us;   /* SLOT_STOPPING, monotonic */
+    bool killed;
+    char last_error[512]; /* the last thing that went wrong, "" before any */
+    char start_error[512]; /* why the last start failed; "" once one succeeds */
+    unsigned start_failures; /* starts that failed in a row */
+    /* What the replica's heartbeats say (matched by the replica id the
+     * backend chose, else by host and pid). */
+    bool hb_seen;
+    uint64_t hb_last_us; /* monotonic time of the last one */
+    uint32_t replica_id;
+    char hb_state[16];
+    char hb_cause[1024];
+} slot;
+
+/* A model version's record, as the reconcile loop needs it. */
+typedef struct {
+    char *model;
+    char *version;
+    char *runtime;
+    char *container_name;
+    char *resources; /* JSON text, or NULL */
+    int64_t wanted;
+} want;
+
+/* What the heartbeats of one pod (a declarative backend's replica) say,
+ * matched by host name. */
+typedef struct {
+    char pod[256];
+    bool seen;           /* in the current pass */
+    bool hb_seen;
+    uint64_t hb_last_us; /* monotonic */
+    uint32_t replica_id;
+    char hb_state[16];
+    char hb_cause[1024];
+    char last_error[512]; /* killed as hung */
+} pod_hb;
+
+struct cl_manager {
+    cl_bus *bus;
+    cl_kv *kv;
+    cl_view *view;
+    cl_backend *backend;
+    cl_service *svc;
+    cl_replicas *replicas;
+    uint64_t connected_since_us; /* 0 while the bus is down */
+    uint64_t cap_warned_us;
+    cl_sub *sub_status;
+    cl_sub *sub_logs;
+    char *log_dir;
+    char host[256];
+    int reconcile_ms;
+    int grace_ms;
+
+    pthread_t thread;
+    bool thread_started;
+    int wake_fd; /* eventfd: something changed, or stop */
+    atomic_bool stop;
+
+    /* Owned by the reconcile thread. */
+    slot *slots;
+    size_t n_slots;
+    size_t cap_slots;
+    /* A declarative backend's replicas as last read, and their heartbeats. */
+    cl_backend_pod *pods;
+    size_t n_pods;
+    pod_hb *hbs;
+    size_t n_hbs;
+    uint64_t apply_warned_us;
+
+    pthread_mutex_t snap_mu; /* the two snapshots */
+    char *status_json;
+    char *logs_json;
+};
+
+/* The wanted model versions from the view: a malloc'd array (free with
+ * cl__free_wanted). */
+size_t cl__read_wanted(cl_manager *m, want **out);
+void cl__free_wanted(want *w, size_t n);
+/* "2026-12-06T15:20:01.123Z" */
+void cl__iso_time(uint64_t wall_us, char *buf, size_t size);
+
+/* declared.c: one reconcile pass with a declarative backend, and its rows
+ * of cm.status. */
+void cl__declared_reconcile(cl_manager *m);
+void cl__declared_rows(const cl_manager *m, cJSON *list);
+void cl__declared_free(cl_manager *m);
+
+#endif
