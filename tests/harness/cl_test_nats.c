@@ -73,7 +73,7 @@ static void find_server(char *out, size_t cap)
     snprintf(out, cap, "%s", CL_TEST_NATS_SERVER);
 }
 
-static int accepts(int port)
+static int accepts(const char *host, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -81,7 +81,8 @@ static int accepts(int port)
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons((uint16_t)port);
     int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);
@@ -120,7 +121,7 @@ static int spawn(cl_test_nats *srv)
             dup2(fd, 2);
             close(fd);
         }
-        execl(bin, bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", srv->dir, (char *)NULL);
+        execl(bin, bin, "-a", srv->host, "-p", port, "-js", "-sd", srv->dir, (char *)NULL);
         fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
@@ -134,7 +135,7 @@ static int spawn(cl_test_nats *srv)
             print_log(srv);
             return -1;
         }
-        if (accepts(srv->port))
+        if (accepts(srv->host, srv->port))
             return 0;
         cl_sleep_ms(20);
     }
@@ -157,7 +158,13 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 int cl_test_nats_start(cl_test_nats *srv)
 {
+    return cl_test_nats_start_on(srv, "127.0.0.1");
+}
+
+int cl_test_nats_start_on(cl_test_nats *srv, const char *host)
+{
     memset(srv, 0, sizeof(*srv));
+    snprintf(srv->host, sizeof(srv->host), "%s", host);
     /* The store goes on tmpfs when there is one: on disk, a burst of
      * writeback (a sanitizer build just linked) stalls JetStream's writes
      * for seconds, past the tests' request timeouts. */
@@ -178,7 +185,7 @@ int cl_test_nats_start(cl_test_nats *srv)
         srv->port = cl_test_free_port();
         if (srv->port <= 0)
             continue;
-        snprintf(srv->url, sizeof(srv->url), "nats://127.0.0.1:%d", srv->port);
+        snprintf(srv->url, sizeof(srv->url), "nats://%s:%d", srv->host, srv->port);
         if (spawn(srv) == 0)
             return 0;
     }

@@ -26,7 +26,8 @@
 
 typedef struct {
     int port;
-    char url[64];  /* nats://127.0.0.1:<port> */
+    char host[64]; /* the address it listens on: 127.0.0.1 unless started on another */
+    char url[96];  /* nats://<host>:<port> */
     char dir[256]; /* JetStream store dir and server log (nats.log) */
     int pid;       /* 0 when not running */
 } cl_test_nats;
@@ -36,6 +37,9 @@ int cl_test_free_port(void);
 /* Starts nats-server -a 127.0.0.1 -p <free port> -js -sd <new temp dir> and
  * waits (at most 5 s) until it accepts TCP connections. 0 on success. */
 int cl_test_nats_start(cl_test_nats *srv);
+/* The same, listening on host (an IPv4 address of this machine: one that
+ * containers or pods can reach, say) instead of 127.0.0.1. */
+int cl_test_nats_start_on(cl_test_nats *srv, const char *host);
 /* SIGTERM, wait, SIGKILL after 3 s; removes the directory. 0 on success.
  * Safe to call twice. */
 int cl_test_nats_stop(cl_test_nats *srv);
