@@ -440,10 +440,13 @@ static cl_status kube_apply(cl_backend *b, const cl_backend_want *wants, size_t 
         cl_err e;
         cl_err_clear(&e);
         cl_status s;
-        if (!synced) {
+        if (!synced && watch_error[0] == '\0') {
+            /* The first list is on its way; it wakes the manager. */
+            s = CL_OK;
+        } else if (!synced) {
             /* Not knowing what is there, creating would only collide. */
-            s = cl_err_set(&e, CL_ERR_UNREACHABLE, "the deployments are not known yet: %s",
-                           watch_error[0] ? watch_error : "listing them");
+            s = cl_err_set(&e, CL_ERR_UNREACHABLE, "the deployments are not known: %s",
+                           watch_error);
         } else {
             s = apply_one(kb, w, v->dep, &e);
         }
@@ -545,12 +548,18 @@ static void describe_end(const cJSON *term, int *code, char *words, size_t size)
     const cJSON *ec = cJSON_GetObjectItemCaseSensitive(term, "exitCode");
     const cJSON *sig = cJSON_GetObjectItemCaseSensitive(term, "signal");
     const char *reason = jstr(term, "reason");
-    *code = cJSON_IsNumber(sig) && sig->valueint > 0 ? -sig->valueint
-            : cJSON_IsNumber(ec)                     ? ec->valueint
-                                                     : -1000;
+    /* A container runtime says 128 + n for a process that signal n ended. */
+    int signal = cJSON_IsNumber(sig) && sig->valueint > 0 ? sig->valueint
+                 : cJSON_IsNumber(ec) && ec->valueint > 128 && ec->valueint < 128 + 65
+                     ? ec->valueint - 128
+                     : 0;
+    *code = signal > 0 ? -signal : cJSON_IsNumber(ec) ? ec->valueint : -1000;
     if (reason != NULL && strcmp(reason, "OOMKilled") == 0)
         snprintf(words, size, "it ran out of memory (OOMKilled, exit code %d)",
                  cJSON_IsNumber(ec) ? ec->valueint : -1);
+    else if (signal > 0)
+        snprintf(words, size, "killed by signal %d (%s)%s%s%s", signal, strsignal(signal),
+                 reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
     else if (cJSON_IsNumber(ec))
         snprintf(words, size, "exit code %d%s%s%s%s", ec->valueint,
                  ec->valueint == 3 ? " (the replica could not load the model)" : "",
@@ -638,6 +647,7 @@ static void read_pod(kube_backend *kb, const cJSON *pod, cl_backend_pod *p, uint
         return;
     const char *cid = jstr(cs, "containerID");
     snprintf(p->container_id, sizeof(p->container_id), "%s", cid ? cid : "");
+    p->running = jget(cs, "state.running") != NULL;
     const cJSON *rc = cJSON_GetObjectItemCaseSensitive(cs, "restartCount");
     p->restarts = cJSON_IsNumber(rc) && rc->valueint > 0 ? (unsigned)rc->valueint : 0;
     const cJSON *last = jget(cs, "lastState.terminated");

@@ -84,6 +84,7 @@ typedef struct {
     char phase[16];        /* Pending, Running, Succeeded, Failed, Unknown; "" */
     char image[256];
     bool ready;            /* passes its readiness probe */
+    bool running;          /* its container runs now (not waiting to restart) */
     bool stopping;         /* being deleted */
     unsigned restarts;     /* of its container, by the platform */
     bool has_exit;

@@ -76,7 +76,12 @@ static void check_pod_heartbeats(cl_manager *m, uint64_t now)
             snprintf(h->hb_cause, sizeof(h->hb_cause), "%s", hb->cause);
             continue;
         }
-        if (!connected || !h->hb_seen || p->stopping || strcmp(p->phase, "Running") != 0)
+        /* Silence counts only from a replica that runs and said it
+         * serves: one that failed or stopped ended on purpose, and a
+         * container waiting to restart has nothing to say. */
+        bool expected_alive = strcmp(h->hb_state, "failed") != 0 &&
+                              strcmp(h->hb_state, "stopped") != 0;
+        if (!connected || !h->hb_seen || p->stopping || !p->running || !expected_alive)
             continue;
         uint64_t from = h->hb_last_us > m->connected_since_us ? h->hb_last_us
                                                                : m->connected_since_us;
