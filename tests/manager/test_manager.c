@@ -499,9 +499,9 @@ static void test_missing_replica_program_is_a_clear_error(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/replica-program"));
 
     o.replica_cmd = FAKE_REPLICA;
-    o.backend = "kubernetes";
+    o.backend = "nomad";
     assert_int_equal(cl_manager_start(&m, fx->bus, &o, &err), CL_ERR_INVALID);
-    assert_non_null(strstr(err.msg, "unknown backend 'kubernetes'"));
+    assert_non_null(strstr(err.msg, "unknown backend 'nomad'"));
 
     /* The docker backend wants its network before it asks the engine anything. */
     o.backend = "docker";
@@ -570,7 +570,7 @@ static void test_manager_process_rejects_unknown_backend(void **state)
     if (p == 0) {
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, STDERR_FILENO);
-        execl(MANAGER_PROC, MANAGER_PROC, "--backend", "kubernetes", (char *)NULL);
+        execl(MANAGER_PROC, MANAGER_PROC, "--backend", "nomad", (char *)NULL);
         _exit(127);
     }
     int st;
