@@ -21,6 +21,7 @@
 #include "cl_docker.h"
 #include "cl_log.h"
 #include "cl_replica_image.h"
+#include "cl_resources.h"
 
 #define DEFAULT_IMAGE "clipper/python-closure:latest"
 #define PYSPARK_IMAGE "clipper/pyspark:latest"
@@ -108,6 +109,28 @@ static uint32_t random_u32(void)
     return v;
 }
 
+/* The model's resources as the engine's limits: limits.cpu and
+ * limits.memory cap the container, requests.memory is its memory
+ * reservation (the admin checked them; anything unreadable is left out). */
+static void add_limits(cJSON *host, const char *resources)
+{
+    cJSON *r = resources && resources[0] ? cJSON_Parse(resources) : NULL;
+    const cJSON *lim = cJSON_GetObjectItemCaseSensitive(r, "limits");
+    const cJSON *req = cJSON_GetObjectItemCaseSensitive(r, "requests");
+    const cJSON *v;
+    double q;
+    if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(lim, "cpu")) &&
+        cl_quantity_parse(v->valuestring, &q, NULL) == CL_OK && q > 0)
+        cJSON_AddNumberToObject(host, "NanoCpus", (double)(int64_t)(q * 1e9));
+    if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(lim, "memory")) &&
+        cl_quantity_parse(v->valuestring, &q, NULL) == CL_OK && q > 0)
+        cJSON_AddNumberToObject(host, "Memory", (double)(int64_t)q);
+    if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(req, "memory")) &&
+        cl_quantity_parse(v->valuestring, &q, NULL) == CL_OK && q > 0)
+        cJSON_AddNumberToObject(host, "MemoryReservation", (double)(int64_t)q);
+    cJSON_Delete(r);
+}
+
 /* The body of POST /containers/create for one replica. */
 static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *spec,
                              const char *image, uint32_t replica_id)
@@ -133,6 +156,7 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
     cJSON_AddStringToObject(labels, LABEL_REPLICA_ID, id);
     cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
     cJSON_AddStringToObject(host, "NetworkMode", db->network);
+    add_limits(host, spec->resources);
     return c;
 }
 

@@ -296,14 +296,14 @@ static cJSON *deployment(const kube_backend *kb, const cl_backend_want *w, const
     cJSON_AddItemToObject(c, "livenessProbe", probe("/live", 2, 3, 2));
     cJSON *sc = cJSON_AddObjectToObject(c, "securityContext");
     cJSON_AddBoolToObject(sc, "allowPrivilegeEscalation", false);
-    if (w->resources != NULL && w->resources[0] != '\0') {
-        cJSON *r = cJSON_Parse(w->resources);
+    if (sp->resources != NULL && sp->resources[0] != '\0') {
+        cJSON *r = cJSON_Parse(sp->resources);
         if (!cJSON_IsObject(r)) {
             cJSON_Delete(r);
             cJSON_Delete(d);
             cl_err_set(err, CL_ERR_INVALID,
                        "model %s:%s has resources that are not a JSON object: %.200s",
-                       sp->model, sp->version, w->resources);
+                       sp->model, sp->version, sp->resources);
             return NULL;
         }
         cJSON_AddItemToObject(c, "resources", r);
@@ -666,9 +666,10 @@ static void read_pod(kube_backend *kb, const cJSON *pod, cl_backend_pod *p, uint
     if (strcmp(reason, "ErrImageNeverPull") == 0) {
         snprintf(p->start_error, sizeof(p->start_error),
                  "pod %.63s: image %.120s is not on node %.63s and the pull policy is Never "
-                 "(ErrImageNeverPull); load it into the node's container runtime "
+                 "(ErrImageNeverPull). Load it into the node's container runtime "
                  "(images/kube/kube.sh images does), or name an image the nodes can pull "
-                 "and start the manager with --pull-policy IfNotPresent",
+                 "with the pull policy IfNotPresent (the manager's --pull-policy, "
+                 "KubernetesContainerManager's image_pull_policy).",
                  p->name, p->image, p->node[0] ? p->node : "?");
     } else if (strcmp(reason, "CrashLoopBackOff") == 0) {
         snprintf(p->start_error, sizeof(p->start_error),

@@ -53,6 +53,9 @@ typedef struct {
                                    image field): the runtime's name, "default",
                                    one of Clipper's stock image names, or an
                                    image of the user's; NULL: none */
+    const char *resources;      /* the record's resources (JSON text:
+                                   {"requests": {...}, "limits": {...}}, see
+                                   cl_resources.h), or NULL */
 } cl_backend_spec;
 
 /* How a replica ended, as poll reports it. */
@@ -69,8 +72,6 @@ typedef struct {
 typedef struct {
     cl_backend_spec spec; /* spec.n is not used */
     unsigned replicas;
-    const char *resources; /* the record's resources (JSON text:
-                              {"requests": {...}, "limits": {...}}), or NULL */
 } cl_backend_want;
 
 /* One replica a declarative backend runs (a pod), or wants and has not
@@ -195,7 +196,9 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
  * for the others (pyspark: clipper/pyspark:latest unless given). A runtime
  * with no image is a start error saying how to give one. Creating the
  * backend fails when the python-closure image is missing, and warns for
- * the other runtimes' images. */
+ * the other runtimes' images. The model's resources become the container's
+ * limits: limits.cpu (NanoCpus), limits.memory (Memory) and
+ * requests.memory (MemoryReservation). */
 cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
 
 /* The kubernetes backend (declarative): each model version is a

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -71,6 +72,8 @@ typedef struct {
     int exit_code;    /* meaningful once it has run and ended */
     char error[512];  /* the engine's error for it (a failed start), or "" */
     char image[256];  /* as the container was created with */
+    int64_t memory_limit; /* bytes; 0: none */
+    int64_t nano_cpus;    /* CPU limit in 1e-9 CPUs; 0: none */
 } cl_docker_state;
 
 /* CL_ERR_NOT_FOUND when there is no such container. */

@@ -136,9 +136,9 @@ void cl__declared_reconcile(cl_manager *m)
         bw[i] = (cl_backend_want){.spec = {.model = w[i].model,
                                            .version = w[i].version,
                                            .runtime = w[i].runtime,
-                                           .container_name = w[i].container_name},
-                                  .replicas = (unsigned)n,
-                                  .resources = w[i].resources};
+                                           .container_name = w[i].container_name,
+                                           .resources = w[i].resources},
+                                  .replicas = (unsigned)n};
     }
     cl_err err;
     cl_err_clear(&err);

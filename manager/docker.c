@@ -467,6 +467,11 @@ cl_status cl_docker_inspect(cl_docker *d, const char *id, cl_docker_state *out, 
     out->exit_code = cJSON_IsNumber(code) ? code->valueint : 0;
     out->tty = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(config, "Tty"));
     copy_string(config, "Image", out->image, sizeof(out->image));
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(j, "HostConfig");
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(host, "Memory");
+    const cJSON *cpus = cJSON_GetObjectItemCaseSensitive(host, "NanoCpus");
+    out->memory_limit = cJSON_IsNumber(mem) ? (int64_t)mem->valuedouble : 0;
+    out->nano_cpus = cJSON_IsNumber(cpus) ? (int64_t)cpus->valuedouble : 0;
     cJSON_Delete(j);
     return CL_OK;
 }

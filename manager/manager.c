@@ -75,11 +75,13 @@ static slot *slot_add(cl_manager *m, const want *w, unsigned n)
     s->version = dup_or_null(w->version, &ok);
     s->runtime = dup_or_null(w->runtime, &ok);
     s->container_name = dup_or_null(w->container_name, &ok);
+    s->resources = dup_or_null(w->resources, &ok);
     if (!ok) {
         free(s->model);
         free(s->version);
         free(s->runtime);
         free(s->container_name);
+        free(s->resources);
         return NULL;
     }
     s->n = n;
@@ -95,6 +97,7 @@ static void slot_remove(cl_manager *m, size_t i)
     free(m->slots[i].version);
     free(m->slots[i].runtime);
     free(m->slots[i].container_name);
+    free(m->slots[i].resources);
     m->slots[i] = m->slots[--m->n_slots];
 }
 
@@ -170,7 +173,8 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
                             .version = s->version,
                             .n = s->n,
                             .runtime = s->runtime,
-                            .container_name = s->container_name};
+                            .container_name = s->container_name,
+                            .resources = s->resources};
     cl_status st = m->backend->ops->start(m->backend, &spec, &rep, &err);
     s->runs++;
     s->started_wall_us = cl_wall_us();
@@ -923,6 +927,7 @@ void cl_manager_free(cl_manager *m)
         free(m->slots[i].version);
         free(m->slots[i].runtime);
         free(m->slots[i].container_name);
+        free(m->slots[i].resources);
     }
     free(m->slots);
     free(m->status_json);

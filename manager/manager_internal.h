@@ -28,6 +28,7 @@ typedef struct {
     char *version;
     char *runtime;        /* the model record's, NULL when it has none */
     char *container_name; /* the model record's, NULL when it has none */
+    char *resources;      /* the model record's, NULL when it has none */
     unsigned n;
     slot_state state;
     bool has_rep;           /* rep is a live backend replica */

@@ -16,8 +16,8 @@ void mt_put_model(cl_kv *kv, const char *name, const char *version, int64_t repl
     mt_put_model_as(kv, name, version, replicas, "python-closure", "NO_CONTAINER");
 }
 
-void mt_put_model_as(cl_kv *kv, const char *name, const char *version, int64_t replicas,
-                     const char *runtime, const char *container_name)
+static void put(cl_kv *kv, const char *name, const char *version, int64_t replicas,
+                const char *runtime, const char *container_name, const char *resources)
 {
     cl_model m;
     memset(&m, 0, sizeof(m));
@@ -30,6 +30,7 @@ void mt_put_model_as(cl_kv *kv, const char *name, const char *version, int64_t r
     m.num_replicas = replicas;
     m.runtime = (char *)runtime;
     m.artifact_sha256 = "";
+    m.resources = (char *)(resources ? resources : "");
     cJSON *j = cl_model_to_json(&m);
     assert_non_null(j);
     char *s = cJSON_PrintUnformatted(j);
@@ -65,4 +66,16 @@ const cJSON *mt_status_entry(const cJSON *list, const char *model, int n)
             return o;
     }
     return NULL;
+}
+
+void mt_put_model_as(cl_kv *kv, const char *name, const char *version, int64_t replicas,
+                     const char *runtime, const char *container_name)
+{
+    put(kv, name, version, replicas, runtime, container_name, NULL);
+}
+
+void mt_put_model_res(cl_kv *kv, const char *name, const char *version, int64_t replicas,
+                      const char *resources)
+{
+    put(kv, name, version, replicas, "python-closure", "NO_CONTAINER", resources);
 }

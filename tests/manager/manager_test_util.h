@@ -16,6 +16,9 @@ void mt_put_model(cl_kv *kv, const char *name, const char *version, int64_t repl
 /* The same with the record's runtime and container_name. */
 void mt_put_model_as(cl_kv *kv, const char *name, const char *version, int64_t replicas,
                      const char *runtime, const char *container_name);
+/* The same with the record's resources (JSON text, as cl_resources.h). */
+void mt_put_model_res(cl_kv *kv, const char *name, const char *version, int64_t replicas,
+                      const char *resources);
 /* Asks <prefix>.cm.<command> and returns the parsed reply (cJSON_Delete it). */
 cJSON *mt_cm_request(cl_bus *bus, const char *prefix, const char *command);
 /* The status entry of model #n in a cm.status list, or NULL (borrowed). */

@@ -699,6 +699,30 @@ static void expect_image(const fixture *fx, const char *model_version, const cha
         fail_msg("the container of %s runs %s, expected %s", model_version, st.image, image);
 }
 
+static void test_resources_become_container_limits(void **state)
+{
+    fixture *fx = *state;
+    cl_err err;
+    mt_put_model_res(fx->kv, "limited", "1", 1,
+                     "{\"requests\":{\"memory\":\"64Mi\"},"
+                     "\"limits\":{\"cpu\":\"500m\",\"memory\":\"256Mi\"}}");
+    mt_put_model(fx->kv, "free", "1", 1);
+    char id[80];
+    cl_docker_state st;
+    expect_count(fx, "limited_1", true, 1, 10000);
+    the_container(fx, "limited_1", id, sizeof(id));
+    if (cl_docker_inspect(engine, id, &st, &err) != CL_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(st.memory_limit, 256 * 1024 * 1024);
+    assert_int_equal(st.nano_cpus, 500000000);
+    expect_count(fx, "free_1", true, 1, 10000);
+    the_container(fx, "free_1", id, sizeof(id));
+    if (cl_docker_inspect(engine, id, &st, &err) != CL_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(st.memory_limit, 0);
+    assert_int_equal(st.nano_cpus, 0);
+}
+
 static void test_image_follows_the_runtime_and_the_models_own_image(void **state)
 {
     fixture *fx = *state;
@@ -971,6 +995,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_container_that_cannot_start_shows_last_error_and_leaves_nothing, setup_bus,
             teardown),
+        cmocka_unit_test_setup_teardown(test_resources_become_container_limits, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_image_follows_the_runtime_and_the_models_own_image,
                                         setup_bus, teardown),
         cmocka_unit_test_setup_teardown(test_bad_docker_settings_are_clear_errors, setup_bus,
