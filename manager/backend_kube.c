@@ -665,11 +665,11 @@ static void read_pod(kube_backend *kb, const cJSON *pod, cl_backend_pod *p, uint
         return;
     if (strcmp(reason, "ErrImageNeverPull") == 0) {
         snprintf(p->start_error, sizeof(p->start_error),
-                 "pod %.63s: image %.120s is not on node %.63s and the pull policy is Never "
-                 "(ErrImageNeverPull). Load it into the node's container runtime "
-                 "(images/kube/kube.sh images does), or name an image the nodes can pull "
-                 "with the pull policy IfNotPresent (the manager's --pull-policy, "
-                 "KubernetesContainerManager's image_pull_policy).",
+                 "pod %.63s: image %.100s is not on node %.40s and the pull policy is Never "
+                 "(ErrImageNeverPull). Load it into the node (images/kube/kube.sh images "
+                 "does), or use an image the nodes can pull with pull policy IfNotPresent "
+                 "(the manager's --pull-policy, KubernetesContainerManager's "
+                 "image_pull_policy).",
                  p->name, p->image, p->node[0] ? p->node : "?");
     } else if (strcmp(reason, "CrashLoopBackOff") == 0) {
         snprintf(p->start_error, sizeof(p->start_error),
