@@ -94,6 +94,17 @@ def validate_pkgs_to_install(pkgs_to_install):
     return out
 
 
+def validate_resources(resources):
+    """Checks that resources is None or a dict (the admin checks its
+    contents: actors/common/resources.c) and returns it."""
+    if resources is not None and not isinstance(resources, dict):
+        raise ClipperException(
+            "resources must be a dict such as {{\"requests\": {{\"cpu\": \"500m\", "
+            "\"memory\": \"256Mi\"}}, \"limits\": {{\"memory\": \"1Gi\"}}}}, got "
+            "{!r}".format(resources))
+    return resources
+
+
 class ClusterAdapter(logging.LoggerAdapter):
     """Prefixes every log line with the cluster's name, as Clipper did."""
 
@@ -285,12 +296,16 @@ class ClipperConnection(object):
 
     def build_and_deploy_model(self, name, version, input_type, model_data_path,
                                base_image, labels=None, container_registry=None,
-                               num_replicas=1, batch_size=-1, pkgs_to_install=None):
-        """Uploads the model in model_data_path and deploys it."""
+                               num_replicas=1, batch_size=-1, pkgs_to_install=None,
+                               resources=None):
+        """Uploads the model in model_data_path and deploys it (resources:
+        see deploy_model)."""
         self._require_connection()
+        validate_resources(resources)
         image = self.build_model(name, version, model_data_path, base_image,
                                  container_registry, pkgs_to_install)
-        self.deploy_model(name, version, input_type, image, labels, num_replicas, batch_size)
+        self.deploy_model(name, version, input_type, image, labels, num_replicas, batch_size,
+                          resources=resources)
 
     def build_model(self, name, version, model_data_path, base_image,
                     container_registry=None, pkgs_to_install=None):
@@ -344,21 +359,30 @@ class ClipperConnection(object):
         return sha
 
     def deploy_model(self, name, version, input_type, image, labels=None, num_replicas=1,
-                     batch_size=-1):
+                     batch_size=-1, resources=None):
         """Registers a model version and waits for its replicas.
 
         When build_model uploaded an artifact for this version, the
         replicas run it with the Python closure runtime.
+
+        resources, optional, is what each replica asks for and may use, as
+        Kubernetes writes it: {"requests": {"cpu": "500m", "memory":
+        "256Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}} (either part may
+        be left out). KubernetesContainerManager puts it on the replica
+        containers, DockerContainerManager turns limits.cpu and
+        limits.memory into container limits, LocalContainerManager does not
+        use it. The admin refuses a malformed one, naming the bad part.
         """
         version = str(version)
         self._validate_versioned_model_name(name, version)
         self._require_connection()
+        validate_resources(resources)
         artifact = self._artifacts.get((name, version))
         runtime = PYTHON_CLOSURE_RUNTIME if artifact is not None else None
         previous = self._current_version_or_none(name)
         self._add_model(name, version, input_type, image, labels, batch_size,
                         num_replicas, runtime, artifact,
-                        pkgs_to_install=self._pkgs.get((name, version)))
+                        pkgs_to_install=self._pkgs.get((name, version)), resources=resources)
         self._artifacts.pop((name, version), None)
         self._pkgs.pop((name, version), None)
         if num_replicas > 0:
@@ -366,7 +390,7 @@ class ClipperConnection(object):
 
     def _add_model(self, name, version, input_type, container_name, labels, batch_size,
                    num_replicas, runtime=None, artifact=None, pkgs_to_install=None,
-                   python_version=None, cloudpickle_version=None):
+                   python_version=None, cloudpickle_version=None, resources=None):
         body = {
             "model_name": name,
             "model_version": version,
@@ -387,6 +411,8 @@ class ClipperConnection(object):
             body["python_version"] = python_version
         if cloudpickle_version:
             body["cloudpickle_version"] = cloudpickle_version
+        if resources is not None:
+            body["resources"] = validate_resources(resources)
         self._admin("add_model", body)
         self.logger.info("Successfully registered model {name}:{version}".format(
             name=name, version=version))
@@ -394,23 +420,25 @@ class ClipperConnection(object):
     def deploy_artifact(self, name, version, input_type, data, container_name,
                         runtime=PYTHON_CLOSURE_RUNTIME, labels=None, num_replicas=1,
                         batch_size=-1, ready_timeout_s=None, pkgs_to_install=None,
-                        python_version=None, cloudpickle_version=None):
+                        python_version=None, cloudpickle_version=None, resources=None):
         """Uploads data as the artifact of name:version, registers the
         version for runtime and waits until a replica is ready. What the
         deployers call. pkgs_to_install is installed by each replica before
         it loads the artifact; python_version ("3.11.7") and
         cloudpickle_version ("2.1.0") say what pickled it, and a replica
-        running other versions refuses it naming both."""
+        running other versions refuses it naming both. resources: see
+        deploy_model."""
         version = str(version)
         self._validate_versioned_model_name(name, version)
         self._require_connection()
         pkgs = validate_pkgs_to_install(pkgs_to_install)
+        validate_resources(resources)
         sha = self._upload_artifact(name, version, data)
         previous = self._current_version_or_none(name)
         self._add_model(name, version, input_type, container_name, labels, batch_size,
                         num_replicas, runtime, (sha, len(data)), pkgs_to_install=pkgs,
                         python_version=python_version,
-                        cloudpickle_version=cloudpickle_version)
+                        cloudpickle_version=cloudpickle_version, resources=resources)
         self._artifacts.pop((name, version), None)
         if num_replicas > 0:
             self._wait_or_undo(name, version, previous, ready_timeout_s)
@@ -452,8 +480,11 @@ class ClipperConnection(object):
             except ClipperException as e:
                 self.logger.error("Undoing the failed deploy of {}:{}: {} failed: {}".format(
                     name, version, command, e.msg))
+        cause = failure.msg.rstrip()
+        if not cause.endswith((".", "!", "?")):
+            cause += "."
         msg = "{} The deploy was undone: {}.".format(
-            failure.msg, ", ".join(undone) if undone else "nothing could be undone")
+            cause, ", ".join(undone) if undone else "nothing could be undone")
         self.logger.error(msg)
         raise ClipperException(msg)
 
@@ -511,12 +542,14 @@ class ClipperConnection(object):
             time.sleep(0.1)
 
     def register_model(self, name, version, input_type, image=None, labels=None,
-                       batch_size=-1):
-        """Registers a model version without starting any replica."""
+                       batch_size=-1, resources=None):
+        """Registers a model version without starting any replica
+        (resources: see deploy_model; they apply to replicas started later
+        with set_num_replicas)."""
         version = str(version)
         self._add_model(name, version, input_type,
                         image if image is not None else CONTAINERLESS_MODEL_IMAGE,
-                        labels, batch_size, 0)
+                        labels, batch_size, 0, resources=resources)
 
     def get_current_model_version(self, name):
         self._require_connection()

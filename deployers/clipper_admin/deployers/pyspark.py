@@ -97,7 +97,8 @@ def create_endpoint(clipper_conn,
                     base_image="default",
                     num_replicas=1,
                     batch_size=-1,
-                    pkgs_to_install=None):
+                    pkgs_to_install=None,
+                    resources=None):
     """Registers an app, deploys the PySpark model as version `version` of
     model `name`, and links the two (Clipper's signature).
 
@@ -110,7 +111,7 @@ def create_endpoint(clipper_conn,
     clipper_conn.register_application(name, input_type, default_output, slo_micros)
     deploy_pyspark_model(clipper_conn, name, version, input_type, func, pyspark_model, sc,
                          base_image, labels, registry, num_replicas, batch_size,
-                         pkgs_to_install)
+                         pkgs_to_install, resources=resources)
     clipper_conn.link_model_to_app(name, name)
 
 
@@ -127,7 +128,8 @@ def deploy_pyspark_model(clipper_conn,
                          num_replicas=1,
                          batch_size=-1,
                          pkgs_to_install=None,
-                         ready_timeout_s=None):
+                         ready_timeout_s=None,
+                         resources=None):
     """Deploys a PySpark model and its function as version `version` of
     model `name`, and waits until a replica has started its SparkSession
     and loaded the model (ready_timeout_s, default
@@ -147,5 +149,6 @@ def deploy_pyspark_model(clipper_conn,
                                  runtime=PYSPARK_RUNTIME, labels=labels,
                                  num_replicas=num_replicas, batch_size=batch_size,
                                  ready_timeout_s=ready_timeout_s, pkgs_to_install=pkgs,
-                                 python_version=py_version, cloudpickle_version=cp_version)
+                                 python_version=py_version, cloudpickle_version=cp_version,
+                                 resources=resources)
     logger.info("PySpark model saved")

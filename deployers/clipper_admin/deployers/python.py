@@ -81,7 +81,8 @@ def create_endpoint(clipper_conn,
                     base_image="default",
                     num_replicas=1,
                     batch_size=-1,
-                    pkgs_to_install=None):
+                    pkgs_to_install=None,
+                    resources=None):
     """Registers an app, deploys the function as a model and links them.
 
     Parameters
@@ -104,8 +105,9 @@ def create_endpoint(clipper_conn,
     registry : str, optional
         Unused (no image is built).
     base_image : str, optional
-        The image replica containers run (DockerContainerManager);
-        "default" means the python-closure runtime's image.
+        The image replica containers run (DockerContainerManager,
+        KubernetesContainerManager); "default" means the python-closure
+        runtime's image.
     num_replicas : int, optional
     batch_size : int, optional
         A fixed batch size, or -1 for adaptive batching.
@@ -115,10 +117,15 @@ def create_endpoint(clipper_conn,
         before loading the function, into a directory shared by the
         replicas of the same list on a host. A package pip cannot install
         fails the deploy with pip's error.
+    resources : dict, optional
+        What each replica asks for and may use, as Kubernetes writes it:
+        {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {...}}
+        (see ClipperConnection.deploy_model).
     """
     clipper_conn.register_application(name, input_type, default_output, slo_micros)
     deploy_python_closure(clipper_conn, name, version, input_type, func, base_image,
-                          labels, registry, num_replicas, batch_size, pkgs_to_install)
+                          labels, registry, num_replicas, batch_size, pkgs_to_install,
+                          resources=resources)
     clipper_conn.link_model_to_app(name, name)
 
 
@@ -133,7 +140,8 @@ def deploy_python_closure(clipper_conn,
                           num_replicas=1,
                           batch_size=-1,
                           pkgs_to_install=None,
-                          ready_timeout_s=None):
+                          ready_timeout_s=None,
+                          resources=None):
     """Deploys a Python function as version `version` of model `name`.
 
     Uploads the cloudpickled function over the bus, registers the version
@@ -156,5 +164,6 @@ def deploy_python_closure(clipper_conn,
                                  runtime=PYTHON_CLOSURE_RUNTIME, labels=labels,
                                  num_replicas=num_replicas, batch_size=batch_size,
                                  ready_timeout_s=ready_timeout_s, pkgs_to_install=pkgs,
-                                 python_version=py_version, cloudpickle_version=cp_version)
+                                 python_version=py_version, cloudpickle_version=cp_version,
+                                 resources=resources)
     logger.info("Python closure saved")

@@ -1,0 +1,1467 @@
+"""KubernetesContainerManager: a Clipper cluster on Kubernetes.
+
+Clipper's ``ClipperConnection(KubernetesContainerManager(...)).start_clipper()``,
+with Clipper's constructor arguments, against any Kubernetes cluster the
+Python package ``kubernetes`` can reach (a kubeconfig file, or the service
+account of the pod it runs in).
+
+start_clipper() creates in ``namespace``, from the image ``clipper_image``
+(every actor and nats-server are in it):
+
+  ServiceAccount, Role, RoleBinding  manager-at-<cluster>: what the container
+                      manager may do, in this namespace only (Deployments;
+                      reading, watching and deleting pods; pods' logs)
+  StatefulSet nats-at-<cluster>   nats-server with JetStream (1 replica); its
+                      store survives the pod (see "State" below)
+  Service nats-at-<cluster>       its client port 4222
+  Deployment mgmt-frontend-at-<cluster>   the admin; Clipper's management REST
+                      on 1338, Service mgmt-frontend-at-<cluster>
+  Deployment router-at-<cluster>  the router
+  Deployment query-frontend-at-<cluster>  ``num_frontend_replicas`` query
+                      frontends, all behind the Service query-frontend-at-
+                      <cluster> (1337) and, for their Prometheus text, the
+                      Service metrics-at-<cluster> (1390)
+  Deployment manager-at-<cluster> the container manager with its kubernetes
+                      backend: one Deployment <model>-<version>-at-<cluster>
+                      per model version, from ``replica_image`` (Python
+                      closures) or ``pyspark_image`` (PySpark models)
+
+There is no cluster DNS to rely on: the pods join the bus by the NATS
+Service's ClusterIP (``--nats nats://<ClusterIP>:4222``), not its name.
+
+Every object carries Clipper's labels ``ai.clipper.container.label=<cluster>``
+and ``ai.clipper.name=<role>``; the model replicas the manager makes carry
+the cluster label and ``ai.clipper.model_container.label=<name>_<version>``.
+Everything this class lists or deletes is selected by the cluster label in
+the namespace, so clusters of other names, or in other namespaces, are never
+touched.
+
+Clipper's ``service_types`` here (the keys are Clipper's; each value is
+ClusterIP, NodePort or LoadBalancer, all NodePort by default):
+
+  'query'       the query frontends' Service (HTTP 1337)
+  'management'  the admin's Service (Clipper's management REST, 1338)
+  'metric'      the frontends' Prometheus text port (1390)
+  'query-rpc'   the NATS Service (4222): the bus is this system's RPC, as
+                DockerContainerManager publishes NATS on clipper_rpc_port
+  'redis'       accepted and unused (the state lives in JetStream KV)
+
+Addresses (get_query_addr, get_admin_addr, get_metric_addr and the bus this
+client joins): a NodePort on a node's address (ExternalDNS, or with
+``useInternalIP=True`` the InternalIP, as Clipper), a LoadBalancer's ingress
+address, or a ClusterIP (reachable from inside the cluster's network only).
+With ``kubernetes_proxy_addr`` (``kubectl proxy``) the HTTP addresses go
+through the API server's service proxy, as Clipper's did; the bus cannot (it
+is not HTTP), so it is still found as above unless ``nats_url`` is given.
+
+State: cluster state and model artifacts live in nats-server's JetStream
+store, on a volume that outlives the NATS pod. When the cluster has a default
+StorageClass, that volume is a PersistentVolumeClaim from the StatefulSet's
+volumeClaimTemplates; otherwise (no provisioner, as on a bare single-node
+cluster) it is a hostPath directory per cluster, /var/lib/clipper/nats/
+<namespace>/<cluster>, and the NATS pod is pinned to the node that holds it.
+stop_all() removes either (the PVC, or the directory by a short-lived pod on
+that node): like Clipper's stop_all, which removed its Redis, it loses the
+state.
+
+Accepted for compatibility and unused: ``redis_ip`` and ``redis_port``; the
+image arguments of start_clipper (every actor runs from ``clipper_image``)
+and its qf_http_* arguments.
+"""
+import json
+import logging
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+
+from ._bus import Bus, BusError
+from ._bus_models import BusModels
+from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_INTERNAL_MANAGEMENT_PORT,
+                                CLIPPER_INTERNAL_METRIC_PORT, CLIPPER_INTERNAL_QUERY_PORT,
+                                CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
+                                CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL,
+                                CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager)
+from .exceptions import ClipperException
+from .local_container_manager import DEFAULT_CLUSTER_NAME, _ping, cluster_prefix
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLIPPER_IMAGE = "localhost/clipper/clipper:latest"
+DEFAULT_REPLICA_IMAGE = "localhost/clipper/python-closure:latest"
+DEFAULT_PYSPARK_IMAGE = "localhost/clipper/pyspark:latest"
+NATS_INTERNAL_PORT = 4222
+NATS_MONITOR_PORT = 8222
+KUBE_HINT = ("is the cluster running? For this project's test cluster, "
+             "`bash images/kube/kube.sh start` starts one and prints the KUBECONFIG to export")
+IMAGES_HINT = "bash images/build.sh && bash images/kube/kube.sh images"
+
+# Clipper's service types and their defaults.
+CLUSTER_IP = 'ClusterIP'
+NODE_PORT = 'NodePort'
+LOAD_BALANCER = 'LoadBalancer'
+EXTERNAL_NAME = 'ExternalName'
+OFFICIAL_K8S_SERVICE_TYPE = [CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME]
+DEFAULT_CLIPPER_SERVICE_TYPES = {
+    'redis': NODE_PORT,
+    'management': NODE_PORT,
+    'query': NODE_PORT,
+    'query-rpc': NODE_PORT,
+    'metric': NODE_PORT,
+}
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+# The roles (the value of ai.clipper.name; <role>-at-<cluster> names the
+# role's objects, as Clipper named its mgmt-frontend, query-frontend and
+# metrics Services).
+ROLE_NATS = "nats"
+ROLE_MGMT = "mgmt-frontend"
+ROLE_ROUTER = "router"
+ROLE_QUERY = "query-frontend"
+ROLE_METRICS = "metrics"
+ROLE_MANAGER = "manager"
+ROLE_NATS_CLEANUP = "nats-cleanup"
+ACTOR_ROLES = (ROLE_MGMT, ROLE_ROUTER, ROLE_QUERY, ROLE_MANAGER)
+
+# Which Service serves which service_types key, and on which port.
+_SERVICES = (  # (service_types key, role of the Service, port, role of the pods it selects)
+    ('query-rpc', ROLE_NATS, NATS_INTERNAL_PORT, ROLE_NATS),
+    ('management', ROLE_MGMT, CLIPPER_INTERNAL_MANAGEMENT_PORT, ROLE_MGMT),
+    ('query', ROLE_QUERY, CLIPPER_INTERNAL_QUERY_PORT, ROLE_QUERY),
+    ('metric', ROLE_METRICS, CLIPPER_INTERNAL_METRIC_PORT, ROLE_QUERY),
+)
+
+# On the cluster's Services: its NATS subject prefix (connect() need not
+# guess it). On the NATS StatefulSet: where its JetStream store is.
+PREFIX_ANNOTATION = "ai.clipper.prefix"
+NATS_DATA_ANNOTATION = "ai.clipper.nats.host-path"
+NATS_NODE_ANNOTATION = "ai.clipper.nats.node"
+# On the replica pods the manager makes (manager/backend_kube.c).
+MODEL_ANNOTATION = "ai.clipper.model"
+VERSION_ANNOTATION = "ai.clipper.model_version"
+
+HOST_DATA_ROOT = "/var/lib/clipper/nats"
+NATS_DATA_MOUNT = "/data"
+DEFAULT_STORAGE_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
+                                     "storageclass.beta.kubernetes.io/is-default-class")
+
+# The cluster name is in every object's name (<role>-at-<cluster>; the NATS
+# pod's controller-revision-hash label "nats-at-<cluster>-<10>" must stay
+# within 63 bytes) and is the value of the cluster label.
+CLUSTER_NAME_MAX = 40
+_CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# An image reference: [registry[:port]/]path[:tag][@digest], no spaces and
+# no "=" (the manager reads "RUNTIME=IMAGE").
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+
+# A pod's container waiting for one of these will not start by waiting.
+_STUCK_REASONS = ("ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff",
+                  "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+                  "CrashLoopBackOff")
+_IMAGE_REASONS = ("ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+
+
+def _kube():
+    """The kubernetes package's client and config modules."""
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        raise ClipperException(
+            "KubernetesContainerManager needs the Python package 'kubernetes' "
+            "(pip install kubernetes)")
+    return client, config
+
+
+def _short(err, limit=300):
+    text = str(err)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _api_message(e):
+    """The message of an ApiException: the Status object's, else its reason."""
+    try:
+        body = json.loads(e.body)
+        if isinstance(body, dict) and body.get("message"):
+            return body["message"]
+    except (TypeError, ValueError):
+        pass
+    return e.reason or "HTTP {}".format(e.status)
+
+
+class _NotFound(Exception):
+    """An API object that does not exist (HTTP 404)."""
+
+
+class KubernetesApiError(ClipperException):
+    """The API server refused a request; status is its HTTP status."""
+
+    def __init__(self, msg, status):
+        super(KubernetesApiError, self).__init__(msg)
+        self.status = status
+
+
+def validate_service_types(st):
+    """service_types with Clipper's checks and texts; the defaults for None."""
+    res = dict(DEFAULT_CLIPPER_SERVICE_TYPES)
+    if st is None:
+        return res
+    if not isinstance(st, dict):
+        raise ClipperException(
+            "service_types must be 'dict' type: {}".format(st))
+    if set(st.keys()) != set(DEFAULT_CLIPPER_SERVICE_TYPES.keys()):
+        raise ClipperException(
+            "service_types has unknown keys: {}".format(st.keys()))
+    if any(v not in OFFICIAL_K8S_SERVICE_TYPE for v in set(st.values())):
+        raise ClipperException(
+            "service_types has unknown values: {}".format(st.values()))
+    if EXTERNAL_NAME in st.values():
+        raise ClipperException(
+            "Clipper does not support '{}' service".format(EXTERNAL_NAME))
+    res.update(st)
+    return res
+
+
+class KubernetesContainerManager(BusModels, ContainerManager):
+    """Runs a Clipper cluster on Kubernetes.
+
+    Clipper's arguments:
+
+    cluster_name : str
+        Names the cluster's objects (<role>-at-<cluster>) and is the value
+        of the label ai.clipper.container.label on each: 1 to 40 lower case
+        letters, digits or '-', starting and ending with a letter or digit.
+    kubernetes_proxy_addr : str, optional
+        The address of a ``kubectl proxy``: get_query_addr, get_admin_addr
+        and get_metric_addr then return the API server's service proxy URLs.
+    redis_ip, redis_port
+        Accepted and unused: the state lives in JetStream KV.
+    useInternalIP : bool
+        Use the nodes' InternalIP when none has an ExternalDNS address.
+    namespace : str
+        Where the cluster's objects go (default "default").
+    service_types : dict, optional
+        Clipper's keys, each ClusterIP, NodePort or LoadBalancer (default
+        all NodePort): 'query' is the query frontends' Service (1337),
+        'management' the admin's (1338), 'metric' the frontends' Prometheus
+        text port (1390), 'query-rpc' the NATS Service (4222; the bus is
+        this system's RPC), 'redis' is unused.
+    create_namespace_if_not_exists : bool
+        Create ``namespace`` when it does not exist (else Clipper's error).
+
+    Besides Clipper's arguments (keywords only):
+
+    prefix : str, optional
+        The cluster's NATS subject prefix: "clipper" for the default cluster
+        name, the cluster name otherwise (as the other managers).
+    kubeconfig : str, optional
+        The kubeconfig file. Default: inside a pod its service account,
+        else env KUBECONFIG, else ~/.kube/config.
+    context : str, optional
+        The kubeconfig's context (default: its current context).
+    clipper_image : str, optional
+        The image of nats-server and the actors (env CLIPPER_IMAGE, default
+        localhost/clipper/clipper:latest).
+    replica_image : str, optional
+        The image of Python closure replicas (env CLIPPER_REPLICA_IMAGE,
+        default localhost/clipper/python-closure:latest).
+    pyspark_image : str, optional
+        The image of PySpark model replicas (env CLIPPER_PYSPARK_IMAGE,
+        default localhost/clipper/pyspark:latest).
+    image_pull_policy : str, optional
+        Always, IfNotPresent or Never, for every pod of the cluster and its
+        replicas. Default: Never when every image is a localhost/ one
+        (images loaded into the nodes' container runtime, as
+        images/kube/kube.sh images does), IfNotPresent otherwise.
+    nats_url : str, optional
+        How this client reaches the cluster's bus. Default: from the NATS
+        Service (a NodePort on a node's address, a LoadBalancer's ingress,
+        or its ClusterIP when its type is ClusterIP).
+
+    A model deployed with a base_image of its own runs in that image (with
+    the pull policy Never, it must be in the nodes' container runtime too);
+    Clipper's stock names stand for the runtime's image. A model's
+    ``resources`` (requests and limits, see ClipperConnection.deploy_model)
+    go on its replica containers.
+    """
+
+    start_timeout_s = 180.0     # start_clipper: until every actor answers
+    stop_timeout_s = 120.0      # stop_all: until nothing of the cluster is left
+    replicas_timeout_s = 120.0  # set_num_replicas: until the replicas are ready
+    removal_timeout_s = 60.0    # stop_models: until the replica pods are gone
+    request_timeout = (5, 30)   # each API call: (connect, read) seconds
+    termination_grace_s = 10    # the pods' terminationGracePeriodSeconds
+    nats_storage_size = "1Gi"   # the JetStream PVC's request (default StorageClass)
+
+    def __init__(self, cluster_name=DEFAULT_CLUSTER_NAME, kubernetes_proxy_addr=None,
+                 redis_ip=None, redis_port=6379, useInternalIP=False, namespace='default',
+                 service_types=None, create_namespace_if_not_exists=False, *, prefix=None,
+                 kubeconfig=None, context=None, clipper_image=None, replica_image=None,
+                 pyspark_image=None, image_pull_policy=None, nats_url=None):
+        if not isinstance(cluster_name, str) or len(cluster_name) > CLUSTER_NAME_MAX or \
+                not _CLUSTER_NAME_RE.match(cluster_name):
+            raise ClipperException(
+                "Invalid cluster_name {!r}: it names the cluster's Kubernetes objects "
+                "(<role>-at-<cluster>) and is the value of the label {}, so it must be 1 to "
+                "{} lower case letters, digits or '-', starting and ending with a letter or "
+                "digit".format(cluster_name, CLIPPER_DOCKER_LABEL, CLUSTER_NAME_MAX))
+        prefix = cluster_prefix(cluster_name, prefix)
+        if not isinstance(namespace, str) or len(namespace) > 63 or \
+                not _NAMESPACE_RE.match(namespace):
+            raise ClipperException(
+                "Invalid namespace {!r}: a Kubernetes namespace is 1 to 63 lower case "
+                "letters, digits or '-', starting and ending with a letter or "
+                "digit".format(namespace))
+        self.service_types = validate_service_types(service_types)
+        if kubernetes_proxy_addr is not None and (
+                not isinstance(kubernetes_proxy_addr, str) or not kubernetes_proxy_addr):
+            raise ClipperException(
+                "kubernetes_proxy_addr must be the address of a kubectl proxy (such as "
+                "\"127.0.0.1:8001\"), got {!r}".format(kubernetes_proxy_addr))
+        if nats_url is not None and (not isinstance(nats_url, str) or
+                                     not nats_url.startswith(("nats://", "tls://"))):
+            raise ClipperException(
+                "nats_url must be a NATS URL such as nats://host:4222, got {!r}".format(
+                    nats_url))
+        for arg, value in (("kubeconfig", kubeconfig), ("context", context)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ClipperException("{} must be a non-empty str, got {!r}".format(
+                    arg, value))
+        self.clipper_image = clipper_image or os.environ.get("CLIPPER_IMAGE") \
+            or DEFAULT_CLIPPER_IMAGE
+        self.replica_image = replica_image or os.environ.get("CLIPPER_REPLICA_IMAGE") \
+            or DEFAULT_REPLICA_IMAGE
+        self.pyspark_image = pyspark_image or os.environ.get("CLIPPER_PYSPARK_IMAGE") \
+            or DEFAULT_PYSPARK_IMAGE
+        for arg, default in (("clipper_image", DEFAULT_CLIPPER_IMAGE),
+                             ("replica_image", DEFAULT_REPLICA_IMAGE),
+                             ("pyspark_image", DEFAULT_PYSPARK_IMAGE)):
+            image = getattr(self, arg)
+            if not isinstance(image, str) or not _IMAGE_RE.match(image):
+                raise ClipperException(
+                    "{} must name an image (such as {}), got {!r}".format(arg, default, image))
+        images = (self.clipper_image, self.replica_image, self.pyspark_image)
+        if image_pull_policy is None:
+            image_pull_policy = "Never" if all(i.startswith("localhost/") for i in images) \
+                else "IfNotPresent"
+        if image_pull_policy not in PULL_POLICIES:
+            raise ClipperException(
+                "image_pull_policy must be one of {}, got {!r}".format(
+                    ", ".join(PULL_POLICIES), image_pull_policy))
+
+        self.cluster_name = cluster_name
+        self.prefix = prefix
+        self.kubernetes_proxy_addr = kubernetes_proxy_addr
+        self.use_k8s_proxy = kubernetes_proxy_addr is not None
+        self.redis_ip = redis_ip
+        self.redis_port = redis_port
+        self.useInternalIP = useInternalIP
+        self.image_pull_policy = image_pull_policy
+        self.nats_url = nats_url
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.bus = None
+        self.external_node_hosts = None
+        self._addrs = {}        # service_types key -> (host, port), from connect()
+        self._nats_replicas = 1  # a 3-node NATS (JetStream R3) is a later step
+
+        self._api_client, self._source = self._load_config()
+        self.kube_server = self._api_client.configuration.host
+        client, _ = _kube()
+        self._core = client.CoreV1Api(self._api_client)
+        self._apps = client.AppsV1Api(self._api_client)
+        self._rbac = client.RbacAuthorizationV1Api(self._api_client)
+        self.k8s_namespace = self._ensure_namespace(namespace, create_namespace_if_not_exists)
+        self.namespace = self.k8s_namespace
+        # As Clipper computed it.
+        if self.k8s_namespace != "default":
+            self.cluster_identifier = "{cluster}".format(cluster=self.cluster_name)
+        else:
+            self.cluster_identifier = "{ns}-{cluster}".format(
+                ns=self.k8s_namespace, cluster=self.cluster_name)
+        logger.info("Your service_types are %s", self.service_types)
+
+    # ---- the API server ----------------------------------------------------
+
+    def _load_config(self):
+        """(ApiClient, where its credentials came from), or ClipperException."""
+        client, config = _kube()
+        in_pod = (os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(
+            "/var/run/secrets/kubernetes.io/serviceaccount/token"))
+        cfg = client.Configuration()
+        cfg.retries = 1   # urllib3's: one more try on a broken connection, not three
+        if self.kubeconfig is None and in_pod:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException as e:
+                raise ClipperException(
+                    "Cannot use this pod's service account for the Kubernetes API: "
+                    "{}".format(e))
+            return client.ApiClient(cfg), "this pod's service account"
+        if self.kubeconfig is not None:
+            path, source = self.kubeconfig, "given as kubeconfig="
+        elif os.environ.get("KUBECONFIG"):
+            path, source = os.environ["KUBECONFIG"], "from env KUBECONFIG"
+        else:
+            path, source = os.path.expanduser("~/.kube/config"), "the default location"
+        files = [p for p in path.split(os.pathsep) if p]
+        missing = [p for p in files if not os.path.isfile(p)]
+        if not files or len(missing) == len(files):
+            raise ClipperException(
+                "No kubeconfig: {} ({}) does not exist, and this is not a pod with a "
+                "service account. Pass kubeconfig= or set KUBECONFIG to the file of your "
+                "cluster; {}".format(path, source, KUBE_HINT))
+        try:
+            config.load_kube_config(config_file=path, context=self.context,
+                                    client_configuration=cfg, persist_config=False)
+        except (config.ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+            raise ClipperException(
+                "Cannot load the kubeconfig {} ({}){}: {}".format(
+                    path, source,
+                    " with context {!r}".format(self.context) if self.context else "",
+                    _short(e)))
+        return client.ApiClient(cfg), "{} ({})".format(path, source)
+
+    def _unreachable(self, err):
+        return ClipperException(
+            "Cannot reach the Kubernetes API server at {} (credentials from {}): {}; "
+            "{}".format(self.kube_server, self._source, _short(err), KUBE_HINT))
+
+    def _call(self, what, fn, *args, **kwargs):
+        """fn(*args, **kwargs) with a timeout; 404 raises _NotFound, any other
+        refusal or a network error a ClipperException saying what failed."""
+        client, _ = _kube()
+        import urllib3
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+        try:
+            return fn(*args, **kwargs)
+        except client.ApiException as e:
+            if e.status == 404:
+                raise _NotFound(_api_message(e))
+            if e.status in (401, 403):
+                raise KubernetesApiError(
+                    "The Kubernetes API server at {} refused to {} (HTTP {}): {}. The "
+                    "credentials from {} {}.".format(
+                        self.kube_server, what, e.status, _api_message(e), self._source,
+                        "are not accepted" if e.status == 401 else "are not allowed to do this"),
+                    e.status)
+            if not e.status:
+                raise self._unreachable(e.reason or e)
+            raise KubernetesApiError("The Kubernetes API server at {} refused to {}: {} "
+                                     "(HTTP {})".format(self.kube_server, what,
+                                                        _api_message(e), e.status), e.status)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise self._unreachable(e)
+
+    def _ensure_namespace(self, namespace, create):
+        try:
+            self._call("read namespace " + namespace, self._core.read_namespace, namespace)
+            return namespace
+        except _NotFound:
+            pass
+        except KubernetesApiError as e:
+            if e.status != 403:
+                raise
+            # Credentials limited to the namespace may not read the namespace
+            # object; what they may do there is found out when they do it.
+            logger.info("Cannot read namespace %s (forbidden); assuming it exists", namespace)
+            return namespace
+        if not create:
+            msg = ("Error connecting to Kubernetes cluster. Namespace does not exist. You can "
+                   "pass in KubernetesContainerManager(create_namespace_if_not_exists=True) "
+                   "to crate this namespcae")
+            logger.error(msg)
+            raise ClipperException("{} (namespace '{}' on the API server at {})".format(
+                msg, namespace, self.kube_server))
+        client, _ = _kube()
+        try:
+            self._call("create namespace " + namespace, self._core.create_namespace,
+                       {"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": namespace}})
+        except KubernetesApiError as e:
+            if e.status != 409:   # 409: made by someone else meanwhile
+                logger.error("Exception creating Kubernetes namespace: %s", e.msg)
+                raise ClipperException("Could not create Kubernetes namespace. "
+                                       "Reason: {}".format(e.msg))
+        logger.info("Created Kubernetes namespace %s", namespace)
+        return namespace
+
+    def _selector(self, *more):
+        return ",".join(["{}={}".format(CLIPPER_DOCKER_LABEL, self.cluster_name)] +
+                        list(more))
+
+    def _list(self, what, fn, *more):
+        """The items of one of the cluster's collections, selected by label."""
+        return self._call("list the {} of cluster {} in namespace {}".format(
+            what, self.cluster_name, self.k8s_namespace), fn, self.k8s_namespace,
+            label_selector=self._selector(*more)).items
+
+    def _pods(self, *more):
+        return self._list("pods", self._core.list_namespaced_pod, *more)
+
+    def _services(self):
+        """{role: V1Service} of the cluster's Services."""
+        return {s.metadata.labels.get(CLIPPER_NAME_LABEL): s
+                for s in self._list("services", self._core.list_namespaced_service)}
+
+    def _name(self, role):
+        return "{}-at-{}".format(role, self.cluster_name)
+
+    # ---- addresses ---------------------------------------------------------
+
+    def _require_addr(self, key):
+        if key not in self._addrs:
+            raise ClipperException(
+                "KubernetesContainerManager does not know the addresses of cluster {} yet; "
+                "call ClipperConnection.connect() or start_clipper() first".format(
+                    self.cluster_name))
+        return self._addrs[key]
+
+    def _http_addr(self, key, role, port):
+        if self.service_types.get(key) != LOAD_BALANCER and self.use_k8s_proxy:
+            return ("{proxy_addr}/api/v1/namespaces/{ns}/services/{svc}:{port}/proxy".format(
+                proxy_addr=self.kubernetes_proxy_addr, ns=self.k8s_namespace,
+                svc=self._name(role), port=port))
+        return "{}:{}".format(*self._require_addr(key))
+
+    def get_query_addr(self):
+        return self._http_addr('query', ROLE_QUERY, CLIPPER_INTERNAL_QUERY_PORT)
+
+    def get_admin_addr(self):
+        return self._http_addr('management', ROLE_MGMT, CLIPPER_INTERNAL_MANAGEMENT_PORT)
+
+    def get_metric_addr(self):
+        return self._http_addr('metric', ROLE_METRICS, CLIPPER_INTERNAL_METRIC_PORT)
+
+    def get_bus_url(self):
+        """The NATS URL this client joins the cluster's bus by."""
+        if self.nats_url is not None:
+            return self.nats_url
+        return "nats://{}:{}".format(*self._require_addr('query-rpc'))
+
+    def _node_hosts(self):
+        """The nodes' addresses as Clipper chose them: ExternalDNS, else (with
+        useInternalIP) InternalIP, else Clipper's error."""
+        if self.external_node_hosts:
+            return self.external_node_hosts
+        nodes = self._call("list the nodes", self._core.list_node).items
+        hosts = [a.address for n in nodes for a in (n.status.addresses or [])
+                 if a.type == "ExternalDNS"]
+        if not hosts and self.useInternalIP:
+            logger.warning("No external node addresses found. Using Internal IP address")
+            hosts = [a.address for n in nodes for a in (n.status.addresses or [])
+                     if a.type == "InternalIP"]
+        if not hosts:
+            msg = ("Error connecting to Kubernetes cluster. No external node addresses found. "
+                   "You may pass in KubernetesContainerManager(useInternalIP=True) to connect "
+                   "to local Kubernetes cluster")
+            logger.error(msg)
+            raise ClipperException(msg)
+        logger.info("Found %d nodes: %s", len(hosts), ", ".join(hosts))
+        self.external_node_hosts = hosts
+        return hosts
+
+    def _learn_addresses(self, services, keys=None):
+        """Reads the type and address of each Service (those of the
+        service_types keys given, default all) into service_types and
+        _addrs; (service_types key, why) of those without an address yet."""
+        pending = []
+        addrs = dict(self._addrs) if keys is not None else {}
+        for key, role, port, _ in _SERVICES:
+            if keys is not None and key not in keys:
+                continue
+            svc = services.get(role)
+            if svc is None:
+                raise ClipperException(
+                    "Cluster '{}' in namespace {} has no Service {} (the {} service): it was "
+                    "not started by KubernetesContainerManager, or is being removed".format(
+                        self.cluster_name, self.k8s_namespace, self._name(role), key))
+            kind = svc.spec.type
+            self.service_types[key] = kind
+            if key == 'query-rpc' and self.nats_url is not None:
+                continue
+            if key != 'query-rpc' and self.use_k8s_proxy and kind != LOAD_BALANCER:
+                continue
+            sport = next((p for p in svc.spec.ports or [] if p.port == port), None)
+            if kind == LOAD_BALANCER:
+                ingress = (svc.status.load_balancer.ingress or []) if (
+                    svc.status and svc.status.load_balancer) else []
+                host = next((i.ip or i.hostname for i in ingress if i.ip or i.hostname), None)
+                if host is None:
+                    pending.append((key, "the LoadBalancer Service {} has no ingress address "
+                                         "yet".format(svc.metadata.name)))
+                    continue
+                addrs[key] = (host, port)
+            elif kind == NODE_PORT:
+                if sport is None or not sport.node_port:
+                    pending.append((key, "the Service {} has no NodePort".format(
+                        svc.metadata.name)))
+                    continue
+                addrs[key] = (self._node_hosts()[0], sport.node_port)
+            elif kind == CLUSTER_IP:
+                addrs[key] = (svc.spec.cluster_ip, port)
+            else:
+                raise ClipperException("Unknown service_type of {}: {}".format(key, kind))
+        self._addrs = addrs
+        nats = services.get(ROLE_NATS)
+        prefix = (nats.metadata.annotations or {}).get(PREFIX_ANNOTATION) if nats else None
+        if prefix:
+            self.prefix = prefix
+        return pending
+
+    # ---- start -------------------------------------------------------------
+
+    def start_clipper(self, query_frontend_image=None, mgmt_frontend_image=None,
+                      frontend_exporter_image=None, cache_size=33554432,
+                      qf_http_thread_pool_size=1, qf_http_timeout_request=5,
+                      qf_http_timeout_content=300, num_frontend_replicas=1):
+        """Creates the cluster's objects and waits until it answers.
+
+        num_frontend_replicas query frontends run behind one Service. The
+        image arguments and the qf_http_* arguments are accepted for
+        compatibility and unused: every actor runs from clipper_image.
+        """
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ClipperException(
+                "cache_size must be a whole number of bytes (0 turns the prediction cache "
+                "off), got {!r}".format(cache_size))
+        if isinstance(num_frontend_replicas, bool) or not isinstance(
+                num_frontend_replicas, int) or num_frontend_replicas < 1:
+            raise ClipperException("num_frontend_replicas must be a whole number >= 1, got "
+                                   "{!r}".format(num_frontend_replicas))
+        self._refuse_existing()
+        storage = self._nats_storage()
+        try:
+            self._create_rbac()
+            nats_ip = self._start_nats(storage)
+            self._create_actors(nats_ip, cache_size, num_frontend_replicas)
+            self._wait_ready()
+        except BaseException:
+            if self.bus is not None:
+                self.bus.close()
+                self.bus = None
+            try:
+                self._remove_cluster(graceful=False)
+            except Exception as e:  # noqa: BLE001 - the first error is the one to see
+                logger.error("Removing what the failed start of cluster %s created failed: "
+                             "%s", self.cluster_name, e)
+            raise
+        logger.info("Started cluster %s in namespace %s: query %s, admin %s, bus %s",
+                    self.cluster_name, self.k8s_namespace, self.get_query_addr(),
+                    self.get_admin_addr(), self.get_bus_url())
+
+    def _refuse_existing(self):
+        workloads = (self._list("deployments", self._apps.list_namespaced_deployment,
+                                CLIPPER_NAME_LABEL) +
+                     self._list("statefulsets", self._apps.list_namespaced_stateful_set))
+        if workloads:
+            raise ClipperException(
+                "Cluster {} cannot be started because it already exists. Please use "
+                "ClipperConnection.connect() to connect to it.".format(self.cluster_name))
+        left = self._left()
+        if left:
+            raise ClipperException(
+                "Cluster {} has objects left in namespace {} ({}); remove them with "
+                "ClipperConnection(KubernetesContainerManager(cluster_name={!r}, "
+                "namespace={!r})).stop_all() before starting it again".format(
+                    self.cluster_name, self.k8s_namespace, ", ".join(left[:10]),
+                    self.cluster_name, self.k8s_namespace))
+
+    def _labels(self, role, extra=None):
+        labels = {CLIPPER_DOCKER_LABEL: self.cluster_name, CLIPPER_NAME_LABEL: role}
+        labels.update(extra or {})
+        return labels
+
+    def _metadata(self, role, name=None, extra_labels=None, annotations=None):
+        md = {"name": name or self._name(role), "namespace": self.k8s_namespace,
+              "labels": self._labels(role, extra_labels)}
+        if annotations:
+            md["annotations"] = annotations
+        return md
+
+    def _create(self, kind, fn, body):
+        name = body["metadata"]["name"]
+        return self._call("create {} {} in namespace {}".format(kind, name, self.k8s_namespace),
+                          fn, self.k8s_namespace, body)
+
+    def _create_rbac(self):
+        """The manager's ServiceAccount, and a Role in this namespace only."""
+        name = self._name(ROLE_MANAGER)
+        self._create("ServiceAccount", self._core.create_namespaced_service_account, {
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": self._metadata(ROLE_MANAGER)})
+        self._create("Role", self._rbac.create_namespaced_role, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": self._metadata(ROLE_MANAGER),
+            "rules": [
+                {"apiGroups": ["apps"], "resources": ["deployments"],
+                 "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods"],
+                 "verbs": ["get", "list", "watch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+            ]})
+        self._create("RoleBinding", self._rbac.create_namespaced_role_binding, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": self._metadata(ROLE_MANAGER),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name,
+                          "namespace": self.k8s_namespace}]})
+
+    def _service(self, key, role, port, selects):
+        return {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": self._metadata(role, annotations={PREFIX_ANNOTATION: self.prefix}),
+            "spec": {"type": self.service_types[key],
+                     "selector": {CLIPPER_DOCKER_LABEL: self.cluster_name,
+                                  CLIPPER_NAME_LABEL: selects},
+                     "ports": [{"name": str(port), "port": port, "targetPort": port,
+                                "protocol": "TCP"}]}}
+
+    def _container(self, role, command, ports=(), readiness=None, liveness=None):
+        c = {"name": role, "image": self.clipper_image,
+             "imagePullPolicy": self.image_pull_policy, "command": command,
+             "ports": [{"name": name, "containerPort": port, "protocol": "TCP"}
+                       for name, port in ports],
+             "securityContext": {"allowPrivilegeEscalation": False}}
+        if readiness:
+            c["readinessProbe"] = readiness
+        if liveness:
+            c["livenessProbe"] = liveness
+        return c
+
+    def _pod_template(self, role, container, extra_labels=None, service_account=None,
+                      volumes=None, node_selector=None):
+        spec = {"containers": [container],
+                "enableServiceLinks": False,
+                "terminationGracePeriodSeconds": self.termination_grace_s,
+                "automountServiceAccountToken": service_account is not None}
+        if service_account is not None:
+            spec["serviceAccountName"] = service_account
+        if volumes:
+            spec["volumes"] = volumes
+        if node_selector:
+            spec["nodeSelector"] = node_selector
+        return {"metadata": {"labels": self._labels(role, extra_labels)}, "spec": spec}
+
+    @staticmethod
+    def _http_probe(path, port, period_s, failures, initial_delay_s=0):
+        return {"httpGet": {"path": path, "port": port}, "periodSeconds": period_s,
+                "timeoutSeconds": 2, "failureThreshold": failures,
+                "initialDelaySeconds": initial_delay_s}
+
+    def _deployment(self, role, template, replicas=1, recreate=False, extra_labels=None):
+        d = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": self._metadata(role, extra_labels=extra_labels),
+             "spec": {"replicas": replicas, "revisionHistoryLimit": 2,
+                      "selector": {"matchLabels": {CLIPPER_DOCKER_LABEL: self.cluster_name,
+                                                   CLIPPER_NAME_LABEL: role}},
+                      "template": template}}
+        if recreate:
+            # Never two at once (two managers would fight over the replicas).
+            d["spec"]["strategy"] = {"type": "Recreate"}
+        return d
+
+    # ---- NATS --------------------------------------------------------------
+
+    def _host_data_dir(self):
+        return "{}/{}/{}".format(HOST_DATA_ROOT, self.k8s_namespace, self.cluster_name)
+
+    def _nats_storage(self):
+        """Where JetStream keeps its store: ("pvc", storage class) when the
+        cluster has a default StorageClass, else ("hostPath", node or None)."""
+        client, _ = _kube()
+        try:
+            classes = self._call("list the storage classes",
+                                 client.StorageV1Api(self._api_client).list_storage_class).items
+        except KubernetesApiError as e:
+            if e.status != 403:
+                raise
+            classes = []
+            logger.warning("Cannot list the storage classes (forbidden): the JetStream store "
+                           "goes to a hostPath directory")
+        for sc in classes:
+            anns = sc.metadata.annotations or {}
+            if any(anns.get(a) == "true" for a in DEFAULT_STORAGE_CLASS_ANNOTATIONS):
+                return ("pvc", sc.metadata.name)
+        # A hostPath: the NATS pod must come back to the node that has it.
+        try:
+            nodes = self._call("list the nodes", self._core.list_node).items
+        except KubernetesApiError as e:
+            if e.status != 403:
+                raise
+            logger.warning("Cannot list the nodes (forbidden): the NATS pod is not pinned to a "
+                           "node, and its store survives it only on the same node")
+            return ("hostPath", None)
+        usable = []
+        for n in nodes:
+            ready = any(c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions or []))
+            tainted = any(t.effect in ("NoSchedule", "NoExecute")
+                          for t in (n.spec.taints or []))
+            if ready and not n.spec.unschedulable and not tainted:
+                usable.append(n)
+        if not usable:
+            raise ClipperException(
+                "No node of the Kubernetes cluster at {} is Ready and schedulable for the "
+                "cluster's NATS pod (nodes: {})".format(
+                    self.kube_server, ", ".join(n.metadata.name for n in nodes) or "none"))
+        node = sorted(usable, key=lambda n: n.metadata.name)[0]
+        return ("hostPath", node)
+
+    def _start_nats(self, storage):
+        """The NATS StatefulSet and Service; the Service's ClusterIP once its
+        pod is ready and this client has joined the bus.
+
+        One server (_nats_replicas). A 3-node NATS cluster with JetStream R3
+        is meant to grow from here: the StatefulSet's replicas, a Service
+        per pod (there is no cluster DNS, so each server's --routes name
+        its peers' ClusterIPs), --cluster_name and the route port in the
+        command, and the actors given every server in --nats (a comma-
+        separated list they already accept); each pod keeps its own store
+        (a PVC per pod, or a hostPath directory per ordinal)."""
+        role = ROLE_NATS
+        name = self._name(role)
+        command = ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT),
+                   "-m", str(NATS_MONITOR_PORT), "-sd", NATS_DATA_MOUNT,
+                   "--server_name", name]
+        container = self._container(
+            role, command,
+            ports=(("client", NATS_INTERNAL_PORT), ("monitor", NATS_MONITOR_PORT)),
+            readiness=self._http_probe("/healthz", NATS_MONITOR_PORT, 1, 3),
+            liveness={"tcpSocket": {"port": NATS_INTERNAL_PORT}, "periodSeconds": 10,
+                      "timeoutSeconds": 2, "failureThreshold": 6})
+        container["volumeMounts"] = [{"name": "data", "mountPath": NATS_DATA_MOUNT}]
+        annotations = {}
+        spec = {"serviceName": name, "replicas": self._nats_replicas,
+                "selector": {"matchLabels": {CLIPPER_DOCKER_LABEL: self.cluster_name,
+                                             CLIPPER_NAME_LABEL: role}}}
+        kind, where = storage
+        if kind == "pvc":
+            spec["template"] = self._pod_template(role, container)
+            spec["volumeClaimTemplates"] = [{
+                "metadata": {"name": "data", "labels": self._labels(role)},
+                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": where,
+                         "resources": {"requests": {"storage": self.nats_storage_size}}}}]
+            spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete",
+                                                            "whenScaled": "Delete"}
+            logger.info("The JetStream store of cluster %s is a PersistentVolumeClaim of "
+                        "storage class %s", self.cluster_name, where)
+        else:
+            path = self._host_data_dir()
+            selector = None
+            annotations[NATS_DATA_ANNOTATION] = path
+            if where is not None:
+                hostname = (where.metadata.labels or {}).get("kubernetes.io/hostname")
+                selector = {"kubernetes.io/hostname": hostname} if hostname else None
+                annotations[NATS_NODE_ANNOTATION] = where.metadata.name
+            spec["template"] = self._pod_template(
+                role, container, node_selector=selector,
+                volumes=[{"name": "data",
+                          "hostPath": {"path": path, "type": "DirectoryOrCreate"}}])
+            logger.info("The JetStream store of cluster %s is the directory %s on node %s "
+                        "(the cluster has no default StorageClass)", self.cluster_name, path,
+                        where.metadata.name if where is not None else "(any)")
+        md = self._metadata(role, annotations=annotations)
+        self._create("StatefulSet", self._apps.create_namespaced_stateful_set, {
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": md, "spec": spec})
+        svc = self._create("Service", self._core.create_namespaced_service,
+                           self._service('query-rpc', role, NATS_INTERNAL_PORT, role))
+        self._wait_bus()
+        return svc.spec.cluster_ip
+
+    def _wait_bus(self):
+        """Until the NATS pod is ready and this client joined the bus."""
+        deadline = time.monotonic() + self.start_timeout_s
+        last = "its pod is not ready"
+        while True:
+            pods = self._pods("{}={}".format(CLIPPER_NAME_LABEL, ROLE_NATS))
+            self._raise_if_stuck(pods)
+            if pods and all(_pod_ready(p) for p in pods):
+                pending = self._learn_addresses(self._services(), ('query-rpc',))
+                last = "; ".join(why for _, why in pending)
+                if not pending:
+                    try:
+                        self.bus = Bus(self.get_bus_url(), prefix=self.prefix,
+                                       name="clipper_admin", connect_timeout_ms=1000)
+                        return
+                    except BusError as e:
+                        last = "this client cannot join it at {}: {}".format(
+                            self.get_bus_url(), e)
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "The nats-server of cluster {} was not ready within {:.0f} s: {}. {}".format(
+                        self.cluster_name, self.start_timeout_s, last,
+                        self._describe_workloads([ROLE_NATS])).rstrip())
+            time.sleep(0.2)
+
+    # ---- the actors --------------------------------------------------------
+
+    def _create_actors(self, nats_ip, cache_size, num_frontend_replicas):
+        nats = "nats://{}:{}".format(nats_ip, NATS_INTERNAL_PORT)
+        bus = ["--nats", nats, "--prefix", self.prefix]
+        mgmt = CLIPPER_INTERNAL_MANAGEMENT_PORT
+        query = CLIPPER_INTERNAL_QUERY_PORT
+        metric = CLIPPER_INTERNAL_METRIC_PORT
+        specs = [
+            (ROLE_MGMT, self._container(
+                ROLE_MGMT, ["clipper", "run", "admin"] + bus +
+                ["--http-host", "0.0.0.0", "--http-port", str(mgmt)],
+                ports=(("http", mgmt),),
+                readiness=self._http_probe("/admin/ping", mgmt, 1, 3),
+                liveness=self._http_probe("/admin/ping", mgmt, 10, 6, 10)),
+             {"extra_labels": {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}}, {}),
+            (ROLE_ROUTER, self._container(ROLE_ROUTER, ["clipper", "run", "router"] + bus),
+             {}, {"recreate": True}),
+            (ROLE_QUERY, self._container(
+                ROLE_QUERY, ["clipper", "run", "frontend"] + bus +
+                ["--http-host", "0.0.0.0", "--http-port", str(query),
+                 "--metrics-port", str(metric), "--cache-size", str(cache_size)],
+                ports=(("http", query), ("metrics", metric)),
+                readiness=self._http_probe("/metrics", query, 1, 3),
+                liveness=self._http_probe("/metrics", query, 10, 6, 10)),
+             {"extra_labels": {CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}},
+             {"replicas": num_frontend_replicas}),
+            (ROLE_MANAGER, self._container(
+                ROLE_MANAGER, ["clipper", "run", "manager"] + bus +
+                ["--backend", "kubernetes", "--namespace", self.k8s_namespace,
+                 "--cluster", self.cluster_name, "--image", self.replica_image,
+                 "--image", "pyspark=" + self.pyspark_image,
+                 "--pull-policy", self.image_pull_policy, "--replica-nats", nats]),
+             {"service_account": self._name(ROLE_MANAGER)}, {"recreate": True}),
+        ]
+        for role, container, template_kw, deployment_kw in specs:
+            template = self._pod_template(role, container, **template_kw)
+            self._create("Deployment", self._apps.create_namespaced_deployment,
+                         self._deployment(role, template,
+                                          extra_labels=template_kw.get("extra_labels"),
+                                          **deployment_kw))
+        for key, role, port, selects in _SERVICES:
+            if role != ROLE_NATS:
+                self._create("Service", self._core.create_namespaced_service,
+                             self._service(key, role, port, selects))
+
+    def _wait_ready(self):
+        """Until every actor pod is ready, the admin answers on the bus, the
+        manager answers cm.status and the query and management addresses
+        accept connections; raises at once when a pod of the cluster cannot
+        start."""
+        deadline = time.monotonic() + self.start_timeout_s
+        checks = {  # what is not so yet: (the address it needs, the check)
+            "not every actor pod is ready": (None, self._actors_ready),
+            "the admin does not answer {}.admin.ping".format(self.prefix):
+                (None, lambda: _ping(self.bus, 2000)),
+            "the container manager does not answer {}.cm.status".format(self.prefix):
+                (None, lambda: self._manager_answers(2000)),
+            "the query frontend's address does not accept connections":
+                ('query', lambda: self._reachable('query', "/metrics")),
+            "the management REST's address does not accept connections":
+                ('management', lambda: self._reachable('management', "/admin/ping")),
+        }
+        while True:
+            pending = dict(self._learn_addresses(self._services()))
+            for what, (needs, check) in list(checks.items()):
+                if needs not in pending and check():
+                    del checks[what]
+            if not checks and not pending:
+                return
+            self._raise_if_stuck(self._pods(CLIPPER_NAME_LABEL))
+            if time.monotonic() > deadline:
+                why = list(pending.values()) + [w for w, (needs, _) in checks.items()
+                                                if needs not in pending]
+                raise ClipperException(
+                    "Cluster {} was not ready within {:.0f} s: {}. {}".format(
+                        self.cluster_name, self.start_timeout_s, "; ".join(why),
+                        self._describe_workloads(ACTOR_ROLES)).rstrip())
+            time.sleep(0.2)
+
+    def _actors_ready(self):
+        deps = self._list("deployments", self._apps.list_namespaced_deployment,
+                          CLIPPER_NAME_LABEL)
+        return len(deps) == len(ACTOR_ROLES) and all(
+            d.status is not None and (d.status.ready_replicas or 0) >= d.spec.replicas
+            and (d.status.updated_replicas or 0) >= d.spec.replicas for d in deps)
+
+    def _reachable(self, key, path):
+        if self.use_k8s_proxy and self.service_types.get(key) != LOAD_BALANCER:
+            # Through the API server's service proxy: an HTTP answer counts.
+            addr = self.get_query_addr() if key == 'query' else self.get_admin_addr()
+            url = addr if addr.startswith(("http://", "https://")) else "http://" + addr
+            try:
+                with urllib.request.urlopen(url + path, timeout=2) as r:
+                    return r.status == 200
+            except (OSError, urllib.error.URLError, ValueError):
+                return False
+        host, port = self._require_addr(key)
+        return _tcp_accepts(host, port)
+
+    def _manager_answers(self, timeout_ms):
+        try:
+            self.bus.request("{}.cm.status".format(self.prefix), b"{}", timeout_ms)
+            return True
+        except BusError:
+            return False
+
+    # ---- pods: what is wrong with them ---------------------------------------
+
+    def _raise_if_stuck(self, pods):
+        """ClipperException naming the first pod that will not start by
+        waiting (an image the node lacks, a container that keeps ending)."""
+        for p in pods:
+            why = self._pod_problem(p)
+            if why:
+                raise ClipperException(
+                    "Pod {} of cluster {} in namespace {} cannot start: {}".format(
+                        p.metadata.name, self.cluster_name, self.k8s_namespace, why))
+
+    def _pod_problem(self, pod):
+        if pod.status is None:
+            return None
+        if pod.status.phase == "Failed":
+            return "it failed ({}: {})".format(pod.status.reason or "Failed",
+                                               pod.status.message or "no message")
+        for cs in pod.status.container_statuses or []:
+            waiting = cs.state.waiting if cs.state else None
+            if waiting is None or waiting.reason not in _STUCK_REASONS:
+                continue
+            if waiting.reason in _IMAGE_REASONS:
+                hint = ("the pull policy is Never, so the image must be in the node's "
+                        "container runtime: load the project's images with `{}`, or name "
+                        "images the nodes can pull with image_pull_policy='IfNotPresent'"
+                        .format(IMAGES_HINT) if waiting.reason == "ErrImageNeverPull" else
+                        "check the image name and that the nodes can pull it")
+                return "container {} is waiting: {} for image {} on node {} ({}); {}".format(
+                    cs.name, waiting.reason, cs.image, pod.spec.node_name or "?",
+                    waiting.message or "no message", hint)
+            if waiting.reason == "CrashLoopBackOff":
+                term = cs.last_state.terminated if cs.last_state else None
+                how = ("exit code {}{}".format(term.exit_code, " ({})".format(term.reason)
+                                               if term.reason else "")
+                       if term is not None else "unknown")
+                return ("container {} keeps ending (CrashLoopBackOff, restarted {} time(s); "
+                        "last: {}); its log ends with:\n{}".format(
+                            cs.name, cs.restart_count, how,
+                            self._log_tail(pod.metadata.name, cs.name, previous=True)))
+            return "container {} is waiting: {}: {}".format(
+                cs.name, waiting.reason, waiting.message or "no message")
+        return None
+
+    def _log_tail(self, pod, container, previous=False, lines=30):
+        try:
+            text = self._call("read the log of pod " + pod,
+                              self._core.read_namespaced_pod_log, pod, self.k8s_namespace,
+                              container=container, previous=previous, tail_lines=lines)
+        except (ClipperException, _NotFound) as e:
+            return "(cannot read its log: {})".format(_short(e))
+        return (text or "").rstrip() or "(empty)"
+
+    def _describe_workloads(self, roles):
+        """What the pods of roles are doing, for an error message."""
+        parts = []
+        pods = self._pods(CLIPPER_NAME_LABEL)
+        for role in roles:
+            mine = [p for p in pods if p.metadata.labels.get(CLIPPER_NAME_LABEL) == role]
+            if not mine:
+                kind = "StatefulSet" if role == ROLE_NATS else "Deployment"
+                warning = self._last_warning(kind, self._name(role))
+                parts.append("{} {} has no pod{}".format(
+                    kind, self._name(role), ": " + warning if warning else ""))
+                continue
+            for p in mine:
+                if not _pod_ready(p):
+                    parts.append("pod {}: {}".format(p.metadata.name, _pod_state(p)))
+        return ("Not ready: " + "; ".join(parts)) if parts else ""
+
+    def _last_warning(self, kind, name):
+        try:
+            events = self._call(
+                "list the events of " + name, self._core.list_namespaced_event,
+                self.k8s_namespace,
+                field_selector="involvedObject.kind={},involvedObject.name={}".format(
+                    kind, name)).items
+        except (ClipperException, _NotFound):
+            return None
+        warnings = [e for e in events if e.type == "Warning"]
+        if not warnings:
+            return None
+        last = warnings[-1]
+        return "{}: {}".format(last.reason, last.message)
+
+    # ---- connect -----------------------------------------------------------
+
+    def connect(self):
+        """Finds the running cluster by its labels and joins its bus."""
+        if self.bus is not None and not self.bus.closed and _ping(self.bus, 5000):
+            return
+        services = self._services()
+        if not services:
+            raise ClipperException(
+                "No Service of cluster '{}' in namespace {} on the Kubernetes API server at "
+                "{} (none has the label {}={}). Start it with "
+                "ClipperConnection.start_clipper().".format(
+                    self.cluster_name, self.k8s_namespace, self.kube_server,
+                    CLIPPER_DOCKER_LABEL, self.cluster_name))
+        pending = self._learn_addresses(services)
+        if pending:
+            raise ClipperException("Could not connect to Clipper Kubernetes cluster. "
+                                   "Reason: {}".format("; ".join(w for _, w in pending)))
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+        try:
+            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin")
+        except BusError as e:
+            raise ClipperException("Cannot connect to the bus of cluster {} at {}: {}".format(
+                self.cluster_name, self.get_bus_url(), e))
+        if not _ping(bus, 5000):
+            bus.close()
+            raise ClipperException(
+                "The Services of cluster '{}' exist, but no admin answers on {} (prefix "
+                "'{}'); see ClipperConnection.get_clipper_logs()".format(
+                    self.cluster_name, self.get_bus_url(), self.prefix))
+        self.bus = bus
+
+    # ---- models ------------------------------------------------------------
+    # Through the bus (BusModels), as the other managers: the same admin
+    # commands and the same wait for the replicas the manager actor reports.
+
+    def stop_models(self, models):
+        """Sets the replicas of each version to 0; waits until their pods
+        are gone."""
+        BusModels.stop_models(self, models)
+        wanted = {(name, str(v)) for name, versions in models.items() for v in versions}
+        self._wait_replica_pods_gone(lambda mv: mv in wanted)
+
+    def stop_all_model_containers(self):
+        BusModels.stop_all_model_containers(self)
+        self._wait_replica_pods_gone(lambda mv: True)
+
+    def replica_pods(self, name=None, version=None):
+        """The pods of model replicas of the cluster (of name:version when given)."""
+        pods = self._pods(CLIPPER_MODEL_CONTAINER_LABEL)
+        return [p for p in pods if (name is None or _pod_model(p)[0] == name) and (
+            version is None or _pod_model(p)[1] == str(version))]
+
+    def _wait_replica_pods_gone(self, selected):
+        deadline = time.monotonic() + self.removal_timeout_s
+        while True:
+            left = [p.metadata.name for p in self.replica_pods() if selected(_pod_model(p))]
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "Replica pods still exist {:.0f} s after they were asked to stop: "
+                    "{}".format(self.removal_timeout_s, ", ".join(sorted(left))))
+            time.sleep(0.2)
+
+    # ---- logs --------------------------------------------------------------
+
+    def get_logs(self, logging_dir):
+        """Writes the log of each container of each pod of the cluster
+        (replicas included) to logging_dir/<pod>_<n>.log, as Clipper named
+        them, and a restarted container's previous log to
+        <pod>_<n>.previous.log; returns the paths."""
+        logging_dir = os.path.abspath(os.path.expanduser(logging_dir))
+        os.makedirs(logging_dir, exist_ok=True)
+        paths = []
+        for pod in self._pods():
+            statuses = (pod.status.container_statuses or []) if pod.status else []
+            for i, c in enumerate(statuses):
+                logs = [(False, "{}_{}.log".format(pod.metadata.name, i))]
+                if c.restart_count:
+                    logs.append((True, "{}_{}.previous.log".format(pod.metadata.name, i)))
+                for previous, file_name in logs:
+                    try:
+                        text = self._call("read the log of pod " + pod.metadata.name,
+                                          self._core.read_namespaced_pod_log,
+                                          pod.metadata.name, self.k8s_namespace,
+                                          container=c.name, previous=previous)
+                    except _NotFound:
+                        continue    # removed meanwhile
+                    except KubernetesApiError as e:
+                        if e.status == 400:
+                            continue    # not started yet: no log
+                        raise
+                    path = os.path.join(logging_dir, file_name)
+                    with open(path, "w") as f:
+                        f.write(text or "")
+                    paths.append(path)
+        return paths
+
+    # ---- stop --------------------------------------------------------------
+
+    def stop_all(self, graceful=True):
+        """Deletes every object of the cluster in the namespace: its
+        workloads, the replica Deployments the manager made, Services,
+        RBAC and the JetStream store (PVC or hostPath directory), and waits
+        until nothing with the cluster label is left. The manager goes
+        first, so that it makes nothing more; then the actors and replicas
+        while the bus still runs; nats-server last. graceful=False deletes
+        with gracePeriodSeconds=0. Needs no connect(). Other clusters are
+        left alone."""
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+        self._remove_cluster(graceful)
+        logger.info("Stopped all Clipper cluster and all model containers")
+
+    def _remove_cluster(self, graceful):
+        grace = None if graceful else 0
+        data = self._nats_data()
+        deadline = time.monotonic() + self.stop_timeout_s
+        role = lambda r: "{}={}".format(CLIPPER_NAME_LABEL, r)  # noqa: E731
+        # The manager first: it would make replica Deployments again.
+        self._delete_workloads(grace, role(ROLE_MANAGER))
+        self._wait_pods_gone(deadline, role(ROLE_MANAGER))
+        # The actors and the replicas, while the bus runs.
+        self._delete_workloads(grace, "{} notin ({})".format(CLIPPER_NAME_LABEL, ROLE_NATS))
+        self._wait_pods_gone(deadline, "{} notin ({})".format(CLIPPER_NAME_LABEL, ROLE_NATS))
+        # Then everything.
+        while True:
+            self._delete_all(grace)
+            if not self._pods() or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if data is not None:
+            self._remove_host_data(data, deadline)
+        while True:
+            left = self._left()
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "Objects of cluster {} in namespace {} are still there {:.0f} s after "
+                    "stop_all: {}".format(self.cluster_name, self.k8s_namespace,
+                                          self.stop_timeout_s, ", ".join(left)))
+            self._delete_all(grace)
+            time.sleep(0.5)
+
+    def _delete_opts(self, grace):
+        kw = {"propagation_policy": "Background"}
+        if grace is not None:
+            kw["grace_period_seconds"] = grace
+        return kw
+
+    def _delete_workloads(self, grace, *more):
+        """The Deployments and StatefulSets selected, then their pods."""
+        sel = self._selector(*more)
+        for what, fn in (("deployments", self._apps.delete_collection_namespaced_deployment),
+                         ("statefulsets", self._apps.delete_collection_namespaced_stateful_set),
+                         ("replicasets", self._apps.delete_collection_namespaced_replica_set),
+                         ("pods", self._core.delete_collection_namespaced_pod)):
+            try:
+                self._call("delete the {} of cluster {}".format(what, self.cluster_name), fn,
+                           self.k8s_namespace, label_selector=sel, **self._delete_opts(grace))
+            except _NotFound:
+                pass
+
+    def _wait_pods_gone(self, deadline, *more):
+        while self._pods(*more) and time.monotonic() < deadline:
+            time.sleep(0.3)
+
+    def _delete_all(self, grace):
+        self._delete_workloads(grace)
+        sel = self._selector()
+        opts = self._delete_opts(grace)
+        for what, fn in (
+                ("controllerrevisions",
+                 self._apps.delete_collection_namespaced_controller_revision),
+                ("persistentvolumeclaims",
+                 self._core.delete_collection_namespaced_persistent_volume_claim),
+                ("serviceaccounts", self._core.delete_collection_namespaced_service_account),
+                ("rolebindings", self._rbac.delete_collection_namespaced_role_binding),
+                ("roles", self._rbac.delete_collection_namespaced_role)):
+            try:
+                self._call("delete the {} of cluster {}".format(what, self.cluster_name), fn,
+                           self.k8s_namespace, label_selector=sel, **opts)
+            except _NotFound:
+                pass
+        # Services one by one (deletecollection of Services is recent).
+        for svc in self._list("services", self._core.list_namespaced_service):
+            if svc.metadata.deletion_timestamp is None:
+                try:
+                    self._call("delete Service " + svc.metadata.name,
+                               self._core.delete_namespaced_service, svc.metadata.name,
+                               self.k8s_namespace)
+                except _NotFound:
+                    pass
+
+    def _left(self):
+        """"Kind/name" of each object with the cluster label in the namespace."""
+        client, _ = _kube()
+        discovery = client.DiscoveryV1Api(self._api_client)
+        kinds = (("Deployment", self._apps.list_namespaced_deployment),
+                 ("StatefulSet", self._apps.list_namespaced_stateful_set),
+                 ("ReplicaSet", self._apps.list_namespaced_replica_set),
+                 ("ControllerRevision", self._apps.list_namespaced_controller_revision),
+                 ("Pod", self._core.list_namespaced_pod),
+                 ("Service", self._core.list_namespaced_service),
+                 ("EndpointSlice", discovery.list_namespaced_endpoint_slice),
+                 ("PersistentVolumeClaim", self._core.list_namespaced_persistent_volume_claim),
+                 ("ServiceAccount", self._core.list_namespaced_service_account),
+                 ("Role", self._rbac.list_namespaced_role),
+                 ("RoleBinding", self._rbac.list_namespaced_role_binding))
+        left = []
+        for kind, fn in kinds:
+            left += ["{}/{}".format(kind, o.metadata.name) for o in self._list(kind, fn)]
+        return left
+
+    def _nats_data(self):
+        """(host directory, node, images to remove it with, pull policy) of
+        the cluster's hostPath JetStream store, or None (a PVC, or no NATS
+        StatefulSet)."""
+        try:
+            sts = self._call("read StatefulSet " + self._name(ROLE_NATS),
+                             self._apps.read_namespaced_stateful_set, self._name(ROLE_NATS),
+                             self.k8s_namespace)
+        except _NotFound:
+            return None
+        path = (sts.metadata.annotations or {}).get(NATS_DATA_ANNOTATION)
+        if not path:
+            return None
+        node = (sts.metadata.annotations or {}).get(NATS_NODE_ANNOTATION)
+        if node is None:    # not pinned: where its pod runs
+            pods = self._pods("{}={}".format(CLIPPER_NAME_LABEL, ROLE_NATS))
+            node = next((p.spec.node_name for p in pods if p.spec.node_name), None)
+        c = sts.spec.template.spec.containers[0]
+        # Any image with rm in it will do: nats-server's first; when that
+        # one is missing on the node (the reason the start failed, say),
+        # the replicas'.
+        images = []
+        for image in (c.image, self.clipper_image, self.replica_image, self.pyspark_image):
+            if image not in images:
+                images.append(image)
+        return path, node, images, c.image_pull_policy
+
+    def _remove_host_data(self, data, deadline):
+        """Removes the hostPath store (and its namespace's directory when
+        that is left empty) by a pod on its node."""
+        path, node, images, pull_policy = data
+        if node is None:
+            logger.warning("The JetStream store of cluster %s is the directory %s on a node "
+                           "that is not known any more: remove it by hand", self.cluster_name,
+                           path)
+            return
+        if path.startswith(HOST_DATA_ROOT + "/") and path.count("/") == \
+                HOST_DATA_ROOT.count("/") + 2:
+            # <root>/<namespace>/<cluster>: the namespace's directory too.
+            mount, (ns_dir, leaf) = HOST_DATA_ROOT, path[len(HOST_DATA_ROOT) + 1:].split("/")
+            script = 'rm -rf -- "/host/$1/$2" && { rmdir -- "/host/$1" 2>/dev/null || true; }'
+            args = [ns_dir, leaf]
+        else:
+            mount, leaf = path.rsplit("/", 1)
+            script = 'rm -rf -- "/host/$1"'
+            args = [leaf]
+        outcome = "no image to run"
+        for image in images:
+            outcome = self._run_cleanup_pod(node, image, pull_policy, mount,
+                                            ["sh", "-c", script, "sh"] + args, deadline)
+            if outcome == "Succeeded" or time.monotonic() > deadline:
+                break
+        if outcome != "Succeeded":
+            logger.warning("Removing the JetStream store %s of cluster %s on node %s did not "
+                           "succeed (%s): remove it by hand", path, self.cluster_name, node,
+                           outcome)
+
+    def _run_cleanup_pod(self, node, image, pull_policy, host_dir, command, deadline):
+        """Runs command in a pod of image on node with host_dir at /host;
+        "Succeeded", or what went wrong. The pod is deleted after."""
+        name = self._name(ROLE_NATS_CLEANUP)
+        body = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": self._metadata(ROLE_NATS_CLEANUP, name=name),
+            "spec": {"nodeName": node, "restartPolicy": "Never",
+                     "automountServiceAccountToken": False, "enableServiceLinks": False,
+                     "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "cleanup", "image": image,
+                                     "imagePullPolicy": pull_policy, "command": command,
+                                     "volumeMounts": [{"name": "host", "mountPath": "/host"}]}],
+                     "volumes": [{"name": "host", "hostPath": {"path": host_dir,
+                                                                "type": "Directory"}}]}}
+        try:
+            self._create("Pod", self._core.create_namespaced_pod, body)
+        except ClipperException as e:
+            return e.msg
+        outcome = "timed out"
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    pod = self._call("read pod " + name, self._core.read_namespaced_pod, name,
+                                     self.k8s_namespace)
+                except _NotFound:
+                    outcome = "its pod was deleted"
+                    break
+                if pod.status and pod.status.phase in ("Succeeded", "Failed"):
+                    outcome = pod.status.phase
+                    if outcome == "Failed":
+                        outcome += ": " + self._log_tail(name, "cleanup")
+                    break
+                problem = self._pod_problem(pod)
+                if problem:
+                    outcome = problem
+                    break
+                time.sleep(0.3)
+        finally:
+            try:
+                self._call("delete pod " + name, self._core.delete_namespaced_pod, name,
+                           self.k8s_namespace, grace_period_seconds=0)
+            except _NotFound:
+                pass
+            # Gone before the next one of the same name is made.
+            while time.monotonic() < deadline:
+                try:
+                    self._call("read pod " + name, self._core.read_namespaced_pod, name,
+                               self.k8s_namespace)
+                except _NotFound:
+                    break
+                time.sleep(0.2)
+        return outcome
+
+    def __repr__(self):
+        return ("KubernetesContainerManager(cluster_name={!r}, namespace={!r}, prefix={!r}, "
+                "server={!r})".format(self.cluster_name, self.k8s_namespace, self.prefix,
+                                      self.kube_server))
+
+
+# ---- pods --------------------------------------------------------------------
+
+def _pod_ready(pod):
+    return any(c.type == "Ready" and c.status == "True"
+               for c in ((pod.status.conditions or []) if pod.status else []))
+
+
+def _pod_model(pod):
+    anns = pod.metadata.annotations or {}
+    return anns.get(MODEL_ANNOTATION), anns.get(VERSION_ANNOTATION)
+
+
+def _pod_state(pod):
+    """"Pending (ContainerCreating)", "Running, not ready", ..."""
+    st = pod.status
+    if st is None:
+        return "no status yet"
+    words = [st.phase or "?"]
+    for c in st.conditions or []:
+        if c.type == "PodScheduled" and c.status == "False":
+            words.append("({}: {})".format(c.reason, c.message))
+    for cs in st.container_statuses or []:
+        if cs.state and cs.state.waiting:
+            words.append("({})".format(cs.state.waiting.reason))
+        elif cs.state and cs.state.running and not cs.ready:
+            words.append("(running, not ready)")
+    return " ".join(words)
+
+
+def _tcp_accepts(host, port, timeout_s=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+__all__ = ["KubernetesContainerManager", "DEFAULT_CLIPPER_IMAGE", "DEFAULT_REPLICA_IMAGE",
+           "DEFAULT_PYSPARK_IMAGE", "DEFAULT_CLIPPER_SERVICE_TYPES", "validate_service_types"]
