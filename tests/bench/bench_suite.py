@@ -11,7 +11,8 @@ Load generators (C, so the client is never what limits a figure):
 
 Scenarios (see docs/benchmarks.md):
   floor, e2e (NATS and HTTP), batching, scaling, coldstart, memory,
-  overload, ray.
+  overload, ray, kubernetes (the same no-op through a KubernetesContainerManager
+  cluster's Services, with the same clients; needs KUBECONFIG).
 
 Writes <out>/results.json (everything), <out>/results.csv (one row per
 figure) and, when matplotlib is importable by --plot-python, PNG plots.
@@ -41,7 +42,8 @@ from clipper_admin.local_container_manager import _descendants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BODY = '{"input":[1.0,2.0]}'
-SCENARIOS = ("floor", "e2e", "batching", "scaling", "coldstart", "memory", "overload", "ray")
+SCENARIOS = ("floor", "e2e", "batching", "scaling", "coldstart", "memory", "overload", "ray",
+             "kubernetes")
 
 
 def free_port():
@@ -193,6 +195,28 @@ def memory_snapshot(cm, field):
 
 def wait_live(conn, name, version, n, timeout=30):
     conn.cm.wait_for_replicas(name, version, n, timeout)
+
+
+def first_prediction(url, timeout_s):
+    """Posts a fresh input to url until the answer is the model's (not the
+    default); raises after timeout_s."""
+    import urllib.request
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while True:
+        n += 1
+        body = json.dumps({"input": [float(n), time.monotonic()]}).encode()
+        try:
+            req = urllib.request.Request(url, data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if json.loads(r.read().decode()).get("default") is False:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("%s gave no prediction within %.0f s" % (url, timeout_s))
+        time.sleep(0.02)
 
 
 def nats_predict(cm, app, body=BODY, timeout_ms=2000):
@@ -436,6 +460,62 @@ class Suite:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.res["scenarios"]["ray"] = out
 
+    # 9. the same no-op on Kubernetes ------------------------------------------------
+    def kubernetes(self):
+        """A KubernetesContainerManager cluster (namespace clipper-bench):
+        start_clipper() to ready, deploy to the first prediction, the no-op
+        over NATS (its Service's NodePort) and HTTP (the query Service's
+        NodePort) with the same clients and settings as e2e, and a replica
+        pod deleted to serving again."""
+        a = self.args
+        if not os.environ.get("KUBECONFIG"):
+            self.res["scenarios"]["kubernetes"] = {
+                "skipped": "KUBECONFIG is not set (export \"$(bash images/kube/kube.sh start)\")"}
+            return
+        from clipper_admin import KubernetesContainerManager
+        cm = KubernetesContainerManager(cluster_name="bench-%d" % os.getpid(),
+                                        namespace="clipper-bench", useInternalIP=True,
+                                        create_namespace_if_not_exists=True)
+        conn = ClipperConnection(cm)
+        out = {}
+        t0 = time.monotonic()
+        conn.start_clipper(cache_size=0)
+        out["start_clipper_s"] = round(time.monotonic() - t0, 2)
+        try:
+            http = "http://%s/noop/predict" % cm.get_query_addr()
+            t0 = time.monotonic()
+            python_deployer.create_endpoint(conn, "noop", "doubles", noop, slo_micros=100000)
+            first_prediction(http, 60)
+            out["deploy_to_first_prediction_s"] = round(time.monotonic() - t0, 2)
+            for _ in range(20):
+                first_prediction(http, 5)
+            secs = self.dur(5, 2)
+            r = nats_bench(a, cm.get_bus_url(), "%s.predict.noop" % cm.prefix, "k8s-noop-nats",
+                           count=self.dur(5000, 1000), window=256, seconds=secs)
+            out["nats_sequential"] = r["sequential"]
+            out["nats_pipelined"] = r["pipelined"]
+            out["http_light"] = wrk(a, http, 1, secs, threads=1)
+            out["http_saturation"] = wrk(a, http, 64, secs)
+            # A replica pod deleted at once: the Deployment makes another.
+            pods = [p.metadata.name for p in cm.replica_pods("noop")]
+            t0 = time.monotonic()
+            cm._core.delete_namespaced_pod(pods[0], cm.k8s_namespace, grace_period_seconds=0)
+            # Serving again: a new pod is Ready (its replica said so) and
+            # answers; the old one may linger a moment as it is killed.
+            deadline = time.monotonic() + 60
+            while not [p for p in cm.replica_pods("noop") if p.metadata.name not in pods and
+                       any(c.type == "Ready" and c.status == "True"
+                           for c in (p.status.conditions or []))]:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no replacement pod became Ready within 60 s")
+                time.sleep(0.02)
+            first_prediction(http, 60)
+            out["pod_deleted_to_serving_s"] = round(time.monotonic() - t0, 2)
+            out["addresses"] = {"query": cm.get_query_addr(), "bus": cm.get_bus_url()}
+        finally:
+            conn.stop_all()
+        self.res["scenarios"]["kubernetes"] = out
+
     def run(self):
         wanted = self.args.scenarios
         self.start_cluster()
@@ -458,6 +538,9 @@ class Suite:
                     "idle_rss_mb": mem_idle, "peak_rss_mb": memory_snapshot(self.cm, "VmHWM")}
         finally:
             self.conn.stop_all()
+        if "kubernetes" in wanted:
+            log("kubernetes")
+            self.kubernetes()
         self.res["finished"] = now_iso()
         self.ratios()
         self.targets()
@@ -484,6 +567,15 @@ class Suite:
                 if "floor_open_" + p in e:
                     ratio("nats_p50_at_%s%%_vs_echo_same_rate" % p, e["nats_open_" + p]["p50_us"],
                           e["floor_open_" + p]["p50_us"])
+        k = s.get("kubernetes", {})
+        if e and "http_light" in k:
+            ratio("k8s_nats_p50_vs_local", k["nats_sequential"]["p50_us"],
+                  e["nats_sequential"]["p50_us"])
+            ratio("k8s_nats_throughput_vs_local", k["nats_pipelined"]["throughput_rps"],
+                  e["nats_pipelined"]["throughput_rps"])
+            ratio("k8s_http_p50_vs_local", k["http_light"]["p50_us"], e["http_light"]["p50_us"])
+            ratio("k8s_http_throughput_vs_local", k["http_saturation"]["rps"],
+                  e["http_saturation"]["rps"])
         if e and "noop_light" in ray:
             ratio("http_noop_p50_vs_ray", e["http_light"]["p50_us"], ray["noop_light"]["p50_us"])
             ratio("http_noop_p99_vs_ray", e["http_light"]["p99_us"], ray["noop_light"]["p99_us"])
@@ -661,6 +753,18 @@ def print_table(res):
               "(%d within SLO), %d defaults, %d errors, %d lost; prediction p99 %d us"
               % (o["rate"], o["seconds"], o["sent"], o["predictions"], o["predictions_in_slo"],
                  o["defaults"], o["errors"], o["lost"], o["pred_p99_us"]))
+    k = s.get("kubernetes", {})
+    if "http_light" in k:
+        line("no-op on Kubernetes over NATS", k["nats_sequential"],
+             k["nats_pipelined"]["throughput_rps"], "through the NATS Service's NodePort")
+        line("no-op on Kubernetes over HTTP", k["http_light"], k["http_saturation"]["rps"],
+             "through the query Service's NodePort")
+        print("Kubernetes: start_clipper %.1f s, deploy to first prediction %.2f s, a replica "
+              "pod deleted to serving again %.2f s" % (
+                  k["start_clipper_s"], k["deploy_to_first_prediction_s"],
+                  k["pod_deleted_to_serving_s"]))
+    elif k:
+        print("Kubernetes: %s" % k.get("skipped"))
     print("\nratios (product / reference, this run):")
     for name, v in res.get("ratios", {}).items():
         print("  %-40s %8.3f" % (name, v))
