@@ -109,6 +109,12 @@ typedef struct cl_kube_watch cl_kube_watch;
 cl_status cl_kube_watch_start(cl_kube_watch **out, const cl_kube *k, const char *path,
                               const char *label_selector, cl_kube_watch_cb cb, void *closure,
                               cl_err *err);
+/* The same, resuming from resource_version (NULL or "": list first, as
+ * cl_kube_watch_start): it streams the changes since that version, and
+ * lists again (RESET, ...) only when the server says it is too old. */
+cl_status cl_kube_watch_resume(cl_kube_watch **out, const cl_kube *k, const char *path,
+                               const char *label_selector, const char *resource_version,
+                               cl_kube_watch_cb cb, void *closure, cl_err *err);
 /* Stops the thread (within about a second) and frees. NULL-safe. */
 void cl_kube_watch_free(cl_kube_watch *w);
 /* True once a list has completed and no failure since; error (size > 0)

@@ -1238,7 +1238,7 @@ static void *watch_thread(void *arg)
 {
     cl_kube_watch *w = arg;
     int backoff = BACKOFF_FIRST_MS;
-    bool need_list = true;
+    bool need_list = w->rv[0] == '\0'; /* else resume from the given version */
     while (!atomic_load(&w->stop)) {
         cl_err err;
         cl_err_clear(&err);
@@ -1272,9 +1272,28 @@ static void *watch_thread(void *arg)
     return NULL;
 }
 
+/* Frees what a watch holds (its thread not running). */
+static void watch_destroy(cl_kube_watch *w)
+{
+    cl_kube_free(w->k);
+    free(w->path);
+    free(w->selector);
+    free(w->line_buf);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
 cl_status cl_kube_watch_start(cl_kube_watch **out, const cl_kube *k, const char *path,
                               const char *label_selector, cl_kube_watch_cb cb, void *closure,
                               cl_err *err)
+{
+    return cl_kube_watch_resume(out, k, path, label_selector, NULL, cb, closure, err);
+}
+
+cl_status cl_kube_watch_resume(cl_kube_watch **out, const cl_kube *k, const char *path,
+                               const char *label_selector, const char *resource_version,
+                               cl_kube_watch_cb cb, void *closure, cl_err *err)
 {
     *out = NULL;
     cl_kube_watch *w = calloc(1, sizeof(*w));
@@ -1291,6 +1310,8 @@ cl_status cl_kube_watch_start(cl_kube_watch **out, const cl_kube *k, const char 
     w->path = strdup(path);
     w->selector = label_selector ? cl_kube_escape(label_selector) : NULL;
     w->line_buf = malloc(MAX_LINE);
+    if (resource_version != NULL)
+        snprintf(w->rv, sizeof(w->rv), "%s", resource_version);
     cl_status s = CL_OK;
     if (w->path == NULL || w->line_buf == NULL || (label_selector && w->selector == NULL))
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
@@ -1299,13 +1320,7 @@ cl_status cl_kube_watch_start(cl_kube_watch **out, const cl_kube *k, const char 
     if (s == CL_OK && pthread_create(&w->thread, NULL, watch_thread, w) != 0)
         s = cl_err_set(err, CL_ERR_NOMEM, "cannot start a watch thread");
     if (s != CL_OK) {
-        cl_kube_free(w->k);
-        free(w->path);
-        free(w->selector);
-        free(w->line_buf);
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->mu);
-        free(w);
+        watch_destroy(w);
         return s;
     }
     *out = w;
@@ -1321,11 +1336,5 @@ void cl_kube_watch_free(cl_kube_watch *w)
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
-    cl_kube_free(w->k);
-    free(w->path);
-    free(w->selector);
-    free(w->line_buf);
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->mu);
-    free(w);
+    watch_destroy(w);
 }

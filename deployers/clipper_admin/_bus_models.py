@@ -6,8 +6,21 @@ import json
 import time
 
 from ._admin import admin_call
-from ._bus import BusError
+from ._bus import Bus, BusError, NoResponders
 from .exceptions import ClipperException
+
+
+def ping_admin(bus, timeout_ms):
+    """True when an admin actor answers on bus (any reply counts)."""
+    for command, body in (("ping", b"{}"), ("get_all_applications", b'{"verbose": false}')):
+        try:
+            bus.admin(command, body, timeout_ms)
+            return True
+        except NoResponders:
+            continue
+        except BusError:
+            return False
+    return False
 
 
 def check_start_args(manager, cache_size, num_frontend_replicas):
@@ -21,6 +34,13 @@ def check_start_args(manager, cache_size, num_frontend_replicas):
         raise ClipperException(
             "cache_size must be a whole number of bytes (0 turns the prediction cache "
             "off), got {!r}".format(cache_size))
+
+
+def cluster_exists(cluster_name):
+    """Clipper's refusal to start a cluster that runs already."""
+    return ClipperException(
+        "Cluster {} cannot be started because it already exists. Please use "
+        "ClipperConnection.connect() to connect to it.".format(cluster_name))
 
 
 def _start_failure(name, version, managed):
@@ -50,6 +70,41 @@ class BusModels(object):
         rows = admin_call(self._require_bus(), "get_all_containers", {"verbose": True}) or []
         return [r for r in rows if isinstance(r, dict)
                 and r.get("model_name") == name and str(r.get("model_version")) == str(version)]
+
+    def _join_bus(self, found):
+        """Joins the cluster's bus at self.get_bus_url() (closing the bus
+        held before) and checks that its admin answers. found says what was
+        found of the cluster ("The containers of cluster 'x' run"), for the
+        error when no admin answers."""
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
+        try:
+            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin")
+        except BusError as e:
+            raise ClipperException("Cannot connect to the bus of cluster {} at {}: {}".format(
+                self.cluster_name, self.get_bus_url(), e))
+        if not ping_admin(bus, 5000):
+            bus.close()
+            raise ClipperException(
+                "{}, but no admin answers on {} (prefix '{}'); see "
+                "ClipperConnection.get_clipper_logs()".format(found, self.get_bus_url(),
+                                                              self.prefix))
+        self.bus = bus
+
+    def _wait_gone(self, left_now, what):
+        """Polls left_now() (the names of what is still there) until it is
+        empty; after self.removal_timeout_s raises naming what is left."""
+        deadline = time.monotonic() + self.removal_timeout_s
+        while True:
+            left = left_now()
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise ClipperException("{} still exist {:.0f} s after they were asked to stop: "
+                                       "{}".format(what, self.removal_timeout_s,
+                                                   ", ".join(sorted(left))))
+            time.sleep(0.2)
 
     def _managed(self, name, version):
         """The replicas of name:version that the container manager runs, from

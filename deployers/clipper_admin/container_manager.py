@@ -6,6 +6,10 @@ manager also hands ClipperConnection its connection to that bus (``bus``),
 over which every admin command travels.
 """
 import abc
+import os
+import re
+
+from .exceptions import ClipperException
 
 # Clipper's ports and labels, kept for scripts that import them.
 CLIPPER_INTERNAL_QUERY_PORT = 1337
@@ -37,6 +41,28 @@ CLIPPER_FLUENTD_CONFIG_LABEL = 'ai.clipper.fluentd.config'
 # The delimiter of the model-container label "<name>_<version>": DNS names
 # cannot contain '_', so it splits without ambiguity.
 _MODEL_CONTAINER_LABEL_DELIMITER = "_"
+
+
+# An image reference: [registry[:port]/]path[:tag][@digest], no spaces and
+# no "=" (the manager actor reads "RUNTIME=IMAGE").
+_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+
+# The images a container manager runs: argument -> environment variable.
+IMAGE_ARGS = (("clipper_image", "CLIPPER_IMAGE"), ("replica_image", "CLIPPER_REPLICA_IMAGE"),
+              ("pyspark_image", "CLIPPER_PYSPARK_IMAGE"))
+
+
+def resolve_images(manager, given, defaults):
+    """Sets manager.clipper_image, .replica_image and .pyspark_image: each
+    the argument given, else its environment variable, else its default
+    (defaults: argument -> image); a value that is not an image reference
+    raises ClipperException naming the argument."""
+    for arg, env in IMAGE_ARGS:
+        image = given.get(arg) or os.environ.get(env) or defaults[arg]
+        if not isinstance(image, str) or not _IMAGE_RE.match(image):
+            raise ClipperException("{} must name an image (such as {}), got {!r}".format(
+                arg, defaults[arg], image))
+        setattr(manager, arg, image)
 
 
 def create_model_container_label(name, version):

@@ -50,7 +50,7 @@ import threading
 import time
 
 from ._bus import Bus, BusError
-from ._bus_models import BusModels, check_start_args
+from ._bus_models import BusModels, check_start_args, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS,
                                 CLIPPER_INTERNAL_MANAGEMENT_PORT,
                                 CLIPPER_INTERNAL_METRIC_PORT,
@@ -58,7 +58,7 @@ from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS
                                 CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
                                 CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL,
                                 CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager,
-                                create_model_container_label)
+                                create_model_container_label, resolve_images)
 from .exceptions import ClipperException
 from .local_container_manager import (DEFAULT_CLUSTER_NAME, _ping, _port_is_free,
                                       cluster_prefix)
@@ -82,9 +82,6 @@ CLIPPER_NETWORK_LABEL = CLIPPER_DOCKER_LABEL
 
 # Container names: what the engine accepts.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-# An image reference: [registry[:port]/]path[:tag][@digest], no spaces and
-# no "=" (the manager reads "RUNTIME=IMAGE").
-_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 
 # Keys of extra_container_kwargs that start_clipper sets itself.
 _RESERVED_KWARGS = ("image", "command", "entrypoint", "name", "network", "network_mode",
@@ -196,19 +193,11 @@ class DockerContainerManager(BusModels, ContainerManager):
         self.redis_port = redis_port
         self.prometheus_port = prometheus_port
         self.docker_network = docker_network
-        self.clipper_image = clipper_image or os.environ.get("CLIPPER_IMAGE") \
-            or DEFAULT_CLIPPER_IMAGE
-        self.replica_image = replica_image or os.environ.get("CLIPPER_REPLICA_IMAGE") \
-            or DEFAULT_REPLICA_IMAGE
-        self.pyspark_image = pyspark_image or os.environ.get("CLIPPER_PYSPARK_IMAGE") \
-            or DEFAULT_PYSPARK_IMAGE
-        for arg, default in (("clipper_image", DEFAULT_CLIPPER_IMAGE),
-                             ("replica_image", DEFAULT_REPLICA_IMAGE),
-                             ("pyspark_image", DEFAULT_PYSPARK_IMAGE)):
-            image = getattr(self, arg)
-            if not isinstance(image, str) or not _IMAGE_RE.match(image):
-                raise ClipperException(
-                    "{} must name an image (such as {}), got {!r}".format(arg, default, image))
+        resolve_images(self, {"clipper_image": clipper_image, "replica_image": replica_image,
+                              "pyspark_image": pyspark_image},
+                       {"clipper_image": DEFAULT_CLIPPER_IMAGE,
+                        "replica_image": DEFAULT_REPLICA_IMAGE,
+                        "pyspark_image": DEFAULT_PYSPARK_IMAGE})
         self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
         self.bus = None
         self._client = None
@@ -342,9 +331,7 @@ class DockerContainerManager(BusModels, ContainerManager):
     def _refuse_existing(self):
         running = self._containers(stopped=False)
         if running:
-            raise ClipperException(
-                "Cluster {} cannot be started because it already exists. Please use "
-                "ClipperConnection.connect() to connect to it.".format(self.cluster_name))
+            raise cluster_exists(self.cluster_name)
         left = self._containers()
         if left:
             raise ClipperException(
@@ -571,21 +558,7 @@ class DockerContainerManager(BusModels, ContainerManager):
         self.prefix = labels.get(CLIPPER_PREFIX_LABEL, self.prefix)
         if network:
             self.docker_network = network
-        if self.bus is not None:
-            self.bus.close()
-            self.bus = None
-        try:
-            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin")
-        except BusError as e:
-            raise ClipperException("Cannot connect to the bus of cluster {} at {}: {}".format(
-                self.cluster_name, self.get_bus_url(), e))
-        if not _ping(bus, 5000):
-            bus.close()
-            raise ClipperException(
-                "The containers of cluster '{}' run, but no admin answers on {} "
-                "(prefix '{}'); see ClipperConnection.get_clipper_logs()".format(
-                    self.cluster_name, self.get_bus_url(), self.prefix))
-        self.bus = bus
+        self._join_bus("The containers of cluster '{}' run".format(self.cluster_name))
 
     # ---- models ------------------------------------------------------------
     # Through the bus (BusModels), as LocalContainerManager: the same admin
@@ -605,16 +578,9 @@ class DockerContainerManager(BusModels, ContainerManager):
 
     def _wait_removed(self, label_filters):
         """Until no container of the cluster matches any of label_filters."""
-        deadline = time.monotonic() + self.removal_timeout_s
-        while True:
-            left = [c.name for f in label_filters for c in self._containers(extra_filters=[f])]
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise ClipperException(
-                    "Replica containers still exist {:.0f} s after they were asked to stop: "
-                    "{}".format(self.removal_timeout_s, ", ".join(sorted(left))))
-            time.sleep(0.2)
+        self._wait_gone(lambda: [c.name for f in label_filters
+                                 for c in self._containers(extra_filters=[f])],
+                        "Replica containers")
 
     # ---- logs --------------------------------------------------------------
 

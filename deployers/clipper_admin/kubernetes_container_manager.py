@@ -78,12 +78,13 @@ import urllib.error
 import urllib.request
 
 from ._bus import Bus, BusError
-from ._bus_models import BusModels
+from ._bus_models import BusModels, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_INTERNAL_MANAGEMENT_PORT,
                                 CLIPPER_INTERNAL_METRIC_PORT, CLIPPER_INTERNAL_QUERY_PORT,
                                 CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
                                 CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL,
-                                CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager)
+                                CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager,
+                                resolve_images)
 from .exceptions import ClipperException
 from .local_container_manager import DEFAULT_CLUSTER_NAME, _ping, cluster_prefix
 
@@ -154,9 +155,6 @@ DEFAULT_STORAGE_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-clas
 CLUSTER_NAME_MAX = 40
 _CLUSTER_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# An image reference: [registry[:port]/]path[:tag][@digest], no spaces and
-# no "=" (the manager reads "RUNTIME=IMAGE").
-_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
 
 # A pod's container waiting for one of these will not start by waiting.
 _STUCK_REASONS = ("ErrImageNeverPull", "InvalidImageName", "ImagePullBackOff",
@@ -330,19 +328,11 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ClipperException("{} must be a non-empty str, got {!r}".format(
                     arg, value))
-        self.clipper_image = clipper_image or os.environ.get("CLIPPER_IMAGE") \
-            or DEFAULT_CLIPPER_IMAGE
-        self.replica_image = replica_image or os.environ.get("CLIPPER_REPLICA_IMAGE") \
-            or DEFAULT_REPLICA_IMAGE
-        self.pyspark_image = pyspark_image or os.environ.get("CLIPPER_PYSPARK_IMAGE") \
-            or DEFAULT_PYSPARK_IMAGE
-        for arg, default in (("clipper_image", DEFAULT_CLIPPER_IMAGE),
-                             ("replica_image", DEFAULT_REPLICA_IMAGE),
-                             ("pyspark_image", DEFAULT_PYSPARK_IMAGE)):
-            image = getattr(self, arg)
-            if not isinstance(image, str) or not _IMAGE_RE.match(image):
-                raise ClipperException(
-                    "{} must name an image (such as {}), got {!r}".format(arg, default, image))
+        resolve_images(self, {"clipper_image": clipper_image, "replica_image": replica_image,
+                              "pyspark_image": pyspark_image},
+                       {"clipper_image": DEFAULT_CLIPPER_IMAGE,
+                        "replica_image": DEFAULT_REPLICA_IMAGE,
+                        "pyspark_image": DEFAULT_PYSPARK_IMAGE})
         images = (self.clipper_image, self.replica_image, self.pyspark_image)
         if image_pull_policy is None:
             image_pull_policy = "Never" if all(i.startswith("localhost/") for i in images) \
@@ -658,9 +648,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                                 CLIPPER_NAME_LABEL) +
                      self._list("statefulsets", self._apps.list_namespaced_stateful_set))
         if workloads:
-            raise ClipperException(
-                "Cluster {} cannot be started because it already exists. Please use "
-                "ClipperConnection.connect() to connect to it.".format(self.cluster_name))
+            raise cluster_exists(self.cluster_name)
         left = self._left()
         if left:
             raise ClipperException(
@@ -1108,21 +1096,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         if pending:
             raise ClipperException("Could not connect to Clipper Kubernetes cluster. "
                                    "Reason: {}".format("; ".join(w for _, w in pending)))
-        if self.bus is not None:
-            self.bus.close()
-            self.bus = None
-        try:
-            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin")
-        except BusError as e:
-            raise ClipperException("Cannot connect to the bus of cluster {} at {}: {}".format(
-                self.cluster_name, self.get_bus_url(), e))
-        if not _ping(bus, 5000):
-            bus.close()
-            raise ClipperException(
-                "The Services of cluster '{}' exist, but no admin answers on {} (prefix "
-                "'{}'); see ClipperConnection.get_clipper_logs()".format(
-                    self.cluster_name, self.get_bus_url(), self.prefix))
-        self.bus = bus
+        self._join_bus("The Services of cluster '{}' exist".format(self.cluster_name))
 
     # ---- models ------------------------------------------------------------
     # Through the bus (BusModels), as the other managers: the same admin
@@ -1146,16 +1120,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             version is None or _pod_model(p)[1] == str(version))]
 
     def _wait_replica_pods_gone(self, selected):
-        deadline = time.monotonic() + self.removal_timeout_s
-        while True:
-            left = [p.metadata.name for p in self.replica_pods() if selected(_pod_model(p))]
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise ClipperException(
-                    "Replica pods still exist {:.0f} s after they were asked to stop: "
-                    "{}".format(self.removal_timeout_s, ", ".join(sorted(left))))
-            time.sleep(0.2)
+        self._wait_gone(lambda: [p.metadata.name for p in self.replica_pods()
+                                 if selected(_pod_model(p))], "Replica pods")
 
     # ---- logs --------------------------------------------------------------
 

@@ -36,8 +36,8 @@ import tempfile
 import time
 
 from . import _locate
-from ._bus_models import BusModels, check_start_args
-from ._bus import Bus, BusError, NoResponders
+from ._bus_models import BusModels, check_start_args, cluster_exists, ping_admin
+from ._bus import Bus, BusError
 from .container_manager import (CLIPPER_INTERNAL_MANAGEMENT_PORT,
                                 CLIPPER_INTERNAL_METRIC_PORT,
                                 CLIPPER_INTERNAL_QUERY_PORT,
@@ -138,17 +138,7 @@ def _wait_gone(procs, timeout_s):
     return not any(_alive(p, s) for p, s in procs.items())
 
 
-def _ping(bus, timeout_ms):
-    """True when an admin actor answers on bus (any reply counts)."""
-    for command, body in (("ping", b"{}"), ("get_all_applications", b'{"verbose": false}')):
-        try:
-            bus.admin(command, body, timeout_ms)
-            return True
-        except NoResponders:
-            continue
-        except BusError:
-            return False
-    return False
+_ping = ping_admin  # the name the other managers import
 
 
 def _tail(path, lines=40):
@@ -288,8 +278,7 @@ class LocalContainerManager(BusModels, ContainerManager):
             raise ClipperException(
                 "Cluster {} is already running (started by this LocalContainerManager, "
                 "pid {})".format(self.cluster_name, self._proc.pid))
-        exists = ("Cluster {} cannot be started because it already exists. Please use "
-                  "ClipperConnection.connect() to connect to it.".format(self.cluster_name))
+        exists = cluster_exists(self.cluster_name).msg
         if self.nats_url is not None:
             if self._answers(self.nats_url):
                 raise ClipperException(

@@ -13,6 +13,7 @@
  * and deleted after it. */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -713,6 +714,15 @@ static void test_out_of_memory_is_reported(void **state)
     cJSON_Delete(row);
 }
 
+/* Starts the manager and one replica of model, ready by both counts. */
+static void deploy_one_ready(fixture *fx, const char *model)
+{
+    start_manager(fx);
+    put_sum_model(fx, model, 1, NULL, NULL);
+    wait_ready_pods(fx, model, 1, 60);
+    wait_ready_rows(fx, model, 1, 30);
+}
+
 /* The host pid of the replica process of model (its container's), or 0. */
 static pid_t replica_pid(const char *model)
 {
@@ -748,10 +758,7 @@ static pid_t replica_pid(const char *model)
 static void test_a_killed_container_is_restarted(void **state)
 {
     fixture *fx = *state;
-    start_manager(fx);
-    put_sum_model(fx, "killme", 1, NULL, NULL);
-    wait_ready_pods(fx, "killme", 1, 60);
-    wait_ready_rows(fx, "killme", 1, 30);
+    deploy_one_ready(fx, "killme");
     pid_t pid = replica_pid("killme");
     assert_true(pid > 0);
     uint64_t t0 = cl_mono_us();
@@ -768,14 +775,7 @@ static void test_a_killed_container_is_restarted(void **state)
 static void test_a_hung_replica_is_replaced(void **state)
 {
     fixture *fx = *state;
-    start_manager(fx);
-    put_sum_model(fx, "hang", 1, NULL, NULL);
-    wait_ready_pods(fx, "hang", 1, 60);
-    wait_ready_rows(fx, "hang", 1, 30);
-    cJSON *pods = list_pods(fx, "hang");
-    char before[256];
-    snprintf(before, sizeof(before), "%s", pod_name(cJSON_GetArrayItem(pods, 0)));
-    cJSON_Delete(pods);
+    deploy_one_ready(fx, "hang");
     pid_t pid = replica_pid("hang");
     assert_true(pid > 0);
     uint64_t t0 = cl_mono_us();
@@ -820,6 +820,89 @@ static void test_a_foreign_deployment_of_the_same_name_is_an_error(void **state)
     cJSON_Delete(row);
 }
 
+/* ---- the watch itself ---------------------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    int resets, synced;
+    char names[16][64];
+    int n_names;
+} watch_seen;
+
+static void on_cm_event(void *closure, cl_kube_event ev, const cJSON *obj)
+{
+    watch_seen *ws = closure;
+    pthread_mutex_lock(&ws->mu);
+    if (ev == CL_KUBE_RESET) {
+        ws->resets++;
+        ws->n_names = 0;
+    } else if (ev == CL_KUBE_SYNCED) {
+        ws->synced++;
+    } else if ((ev == CL_KUBE_ADDED || ev == CL_KUBE_MODIFIED) && ws->n_names < 16) {
+        const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "metadata"), "name");
+        snprintf(ws->names[ws->n_names++], sizeof(ws->names[0]), "%s", n->valuestring);
+    }
+    pthread_mutex_unlock(&ws->mu);
+}
+
+static void create_configmap(const char *name)
+{
+    char body[400], path[300];
+    snprintf(body, sizeof(body),
+             "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"%s\","
+             "\"labels\":{\"watch-test\":\"yes\"}},\"data\":{\"k\":\"v\"}}",
+             name);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", ns);
+    cJSON *j = cJSON_Parse(body);
+    cl_err err;
+    if (cl_kube_request(api, "POST", path, j, NULL, "creating a configmap", &err) != CL_OK)
+        fail_msg("%s", err.msg);
+    cJSON_Delete(j);
+}
+
+/* A watch resumed from a version (here the list's version before two
+ * changes) streams what changed since, without listing again, and carries
+ * on. (The API server of a young cluster serves any version; the other
+ * branch, a version it no longer has, ends in a list: cl_kube.h.) */
+static void test_a_resumed_watch_streams_what_changed_since(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps?labelSelector=watch-test%%3Dyes",
+             ns);
+    cJSON *list = api_get(path);
+    char rv[64];
+    snprintf(rv, sizeof(rv), "%s",
+             cJSON_GetObjectItem(cJSON_GetObjectItem(list, "metadata"), "resourceVersion")
+                 ->valuestring);
+    cJSON_Delete(list);
+    create_configmap("watch-a");
+    watch_seen ws = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", ns);
+    cl_kube_watch *w = NULL;
+    cl_err err;
+    assert_int_equal(cl_kube_watch_resume(&w, api, path, "watch-test=yes", rv, on_cm_event, &ws,
+                                          &err),
+                     CL_OK);
+    create_configmap("watch-b");
+    uint64_t deadline = cl_mono_us() + 10000000u;
+    int n = 0;
+    while (n < 2 && cl_mono_us() < deadline) {
+        pthread_mutex_lock(&ws.mu);
+        n = ws.n_names;
+        pthread_mutex_unlock(&ws.mu);
+        cl_sleep_ms(20);
+    }
+    pthread_mutex_lock(&ws.mu);
+    assert_int_equal(ws.n_names, 2);
+    assert_string_equal(ws.names[0], "watch-a");
+    assert_string_equal(ws.names[1], "watch-b");
+    assert_int_equal(ws.resets, 0); /* no list */
+    assert_int_equal(ws.synced, 0);
+    pthread_mutex_unlock(&ws.mu);
+    cl_kube_watch_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -829,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_user_without_rights_is_denied),
         cmocka_unit_test(test_bad_token_is_refused),
         cmocka_unit_test(test_client_certificate_works),
+        cmocka_unit_test(test_a_resumed_watch_streams_what_changed_since),
         cmocka_unit_test_setup_teardown(test_deploy_scale_replace_and_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_new_manager_adopts_the_running_replicas, setup,
                                         teardown),

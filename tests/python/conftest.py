@@ -75,6 +75,20 @@ def clipper_bin_or_skip():
 
 # ---- processes --------------------------------------------------------------
 
+def wait_until(what, cond, timeout=60.0, interval=0.2):
+    """cond()'s first true value, polled every interval; AssertionError
+    naming what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after {:.0f} s waiting for {}".format(timeout,
+                                                                                  what))
+        time.sleep(interval)
+
+
 def alive(procs):
     """The pids of procs (a process_tree) that still run."""
     return [pid for pid, start in procs.items() if _alive(pid, start)]

@@ -30,7 +30,8 @@ from clipper_admin.deployers import python as python_deployer
 from clipper_admin.docker_container_manager import (DEFAULT_CLIPPER_IMAGE,
                                                     DEFAULT_REPLICA_IMAGE, list_containers)
 
-from conftest import Cluster, cmdline, dump_logs, free_port, processes_mentioning
+from conftest import (Cluster, cmdline, dump_logs, free_port, processes_mentioning,
+                      wait_until)
 
 RUN = uuid.uuid4().hex[:6]        # this test run
 # The images under test (DockerContainerManager's defaults, or the env
@@ -94,17 +95,6 @@ def replicas_of(engine, cluster_name, model, version, running=True):
     label = "{}={}_{}".format(CLIPPER_MODEL_CONTAINER_LABEL, model, version)
     return labelled(engine, cluster_name, label, running=running)
 
-
-def wait_until(what, cond, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after {:.0f} s waiting for {}".format(timeout,
-                                                                                  what))
-        time.sleep(interval)
 
 
 def free_ports(n):

@@ -36,7 +36,8 @@ from clipper_admin.container_manager import (CLIPPER_DOCKER_LABEL,
                                              CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL)
 from clipper_admin.deployers import python as python_deployer
 
-from conftest import Cluster, dump_logs, stop_test_models
+from conftest import Cluster, dump_logs, stop_test_models, wait_until
+from test_pyspark import spark  # noqa: F401 - a fixture
 
 RUN = uuid.uuid4().hex[:6]          # this test run
 RUN_LABEL = "ai.clipper.pytest.run"   # on the namespaces made here
@@ -158,17 +159,6 @@ def node_is_this_machine(kube):
 
 HOST_DATA_ROOT = "/var/lib/clipper/nats"
 
-
-def wait_until(what, cond, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after {:.0f} s waiting for {}".format(timeout,
-                                                                                  what))
-        time.sleep(interval)
 
 
 def unique(name):
@@ -335,21 +325,6 @@ def test_deploy_a_closure_and_query_it_over_http_and_nats(kube, cluster):
     assert pod.metadata.labels[CLIPPER_DOCKER_LABEL] == cluster.cm.cluster_name
 
 
-@pytest.fixture
-def spark():
-    """A local SparkSession for one test (its JVM does not outlive it)."""
-    from pyspark.sql import SparkSession
-    preload = os.environ.pop("LD_PRELOAD", None)  # not for the JVM (ASan runs)
-    try:
-        s = (SparkSession.builder.master("local[1]").appName("clipper-k8s-test")
-             .config("spark.ui.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    finally:
-        if preload is not None:
-            os.environ["LD_PRELOAD"] = preload
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
 
 
 def test_a_pyspark_model_runs_in_the_pyspark_image_and_equals_spark(kube, cluster, spark):
