@@ -45,17 +45,11 @@ typedef struct {
     bool direct;
 } ctx;
 
-/* Validates names, builds the base subject, finds (or creates) the stream. */
-static cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *version,
-                          bool create, cl_err *err)
+/* Finds the stream, or creates it (create), with the bus' state replicas.
+ * CL_ERR_NOT_FOUND (err not set) when it is not there and not created. */
+static cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
 {
-    if (!cl_token_valid(model, "model name", err) || !cl_token_valid(version, "model version", err))
-        return CL_ERR_INVALID;
-    cl_status st = cl_subject_build(c->base, err, cl_bus_prefix(bus), "artifact", model, version,
-                                    (const char *)NULL);
-    if (st != CL_OK)
-        return st;
-    st = cl__bus_js(bus, &c->js, err);
+    cl_status st = cl__bus_js(bus, &c->js, err);
     if (st != CL_OK)
         return st;
     stream_name(cl_bus_prefix(bus), c->stream);
@@ -63,10 +57,8 @@ static cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *ve
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
-    if (s == NATS_NOT_FOUND && !create) {
-        return cl_err_set(err, CL_ERR_NOT_FOUND, "no artifact stored for model %s:%s", model,
-                          version);
-    }
+    if (s == NATS_NOT_FOUND && !create)
+        return CL_ERR_NOT_FOUND;
     if (s == NATS_NOT_FOUND) {
         char subjects[CL_SUBJECT_MAX + 16];
         snprintf(subjects, sizeof(subjects), "%s.artifact.>", cl_bus_prefix(bus));
@@ -79,6 +71,7 @@ static cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *ve
         cfg.Storage = js_FileStorage;
         cfg.MaxMsgsPerSubject = 1;
         cfg.AllowDirect = true;
+        cfg.Replicas = cl__bus_state_replicas(bus);
         s = js_AddStream(&si, c->js, &cfg, NULL, &jerr);
         if (s != NATS_OK && jerr == JSStreamNameExistErr) {
             /* Created by someone else meanwhile. */
@@ -94,6 +87,30 @@ static cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *ve
     c->direct = si->Config != NULL && si->Config->AllowDirect;
     jsStreamInfo_Destroy(si);
     return CL_OK;
+}
+
+/* Validates names, builds the base subject, finds (or creates) the stream. */
+static cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *version,
+                          bool create, cl_err *err)
+{
+    if (!cl_token_valid(model, "model name", err) || !cl_token_valid(version, "model version", err))
+        return CL_ERR_INVALID;
+    cl_status st = cl_subject_build(c->base, err, cl_bus_prefix(bus), "artifact", model, version,
+                                    (const char *)NULL);
+    if (st != CL_OK)
+        return st;
+    st = open_stream(c, bus, create, err);
+    if (st == CL_ERR_NOT_FOUND)
+        return cl_err_set(err, CL_ERR_NOT_FOUND, "no artifact stored for model %s:%s", model,
+                          version);
+    return st;
+}
+
+cl_status cl_artifact_open_stream(cl_bus *bus, cl_err *err)
+{
+    ctx c;
+    memset(&c, 0, sizeof(c));
+    return open_stream(&c, bus, true, err);
 }
 
 static natsStatus purge(ctx *c)

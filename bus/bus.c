@@ -270,6 +270,11 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
 
     const char *url = opts && opts->url ? opts->url : CL_DEFAULT_NATS_URL;
     const char *prefix = opts && opts->prefix ? opts->prefix : CL_DEFAULT_PREFIX;
+    int replicas = opts && opts->state_replicas > 0 ? opts->state_replicas : 1;
+    if (replicas > 5)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "the state's replicas must be 1 to 5 (JetStream's limit), got %d",
+                          replicas);
     cl_bus *bus = calloc(1, sizeof(*bus));
     if (bus == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
@@ -279,6 +284,7 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     bus->name = strdup(opts && opts->name ? opts->name : "clipper");
     bus->connect_timeout_ms =
         opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
+    bus->state_replicas = replicas;
     natsOptions *no = NULL;
     natsStatus s = NATS_NO_MEMORY;
     if (bus->prefix != NULL && bus->url != NULL && bus->name != NULL)
@@ -348,6 +354,11 @@ void cl_bus_free(cl_bus *bus)
         free(bus->addr_urls[i]);
     free(bus->addr_urls);
     free(bus);
+}
+
+int cl__bus_state_replicas(const cl_bus *bus)
+{
+    return bus->state_replicas;
 }
 
 cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err)

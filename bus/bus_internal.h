@@ -15,6 +15,7 @@ struct cl_bus {
     natsOptions *no;         /* nc's options, kept to open the batched one */
     char *name;
     int connect_timeout_ms;
+    int state_replicas; /* 1 .. 5 */
     jsCtx *js; /* created on first use by cl__bus_js */
     pthread_mutex_t js_mu; /* guards js */
     char *prefix;
@@ -44,5 +45,7 @@ natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, 
 cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what);
 /* The connection's JetStream context (created once, thread-safe). */
 cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err);
+/* cl_bus_opts.state_replicas as connected (1 .. 5). */
+int cl__bus_state_replicas(const cl_bus *bus);
 
 #endif

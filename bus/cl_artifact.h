@@ -28,6 +28,10 @@ cl_status cl_artifact_get(cl_bus *bus, const char *model, const char *version, v
 /* Removes the artifact of model:version (absent is CL_OK). */
 cl_status cl_artifact_delete(cl_bus *bus, const char *model, const char *version, cl_err *err);
 
+/* Finds the artifact stream, or creates it with the bus' state replicas
+ * (cl_bus_opts.state_replicas); the admin does so when it starts. */
+cl_status cl_artifact_open_stream(cl_bus *bus, cl_err *err);
+
 /* SHA-256 of data as lowercase hex. */
 void cl_sha256_hex(const void *data, size_t len, char out[CL_SHA256_HEX]);
 

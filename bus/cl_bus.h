@@ -32,6 +32,10 @@ typedef struct {
                               letting the flusher batch them (throughput) */
     int connect_timeout_ms; /* 0: 2000 */
     bool retry_forever;    /* keep trying the first connect instead of failing */
+    int state_replicas;    /* JetStream replicas of the state bucket and the
+                              artifact stream, when this connection is the one
+                              that creates them (1 to 5; 0: 1). A cluster of
+                              three nats-servers keeps them on 3. */
 } cl_bus_opts;
 
 void cl_bus_opts_init(cl_bus_opts *opts);

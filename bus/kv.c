@@ -61,11 +61,26 @@ cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
         cfg.Bucket = kv->bucket;
         cfg.History = 1;
         cfg.StorageType = js_FileStorage;
+        cfg.Replicas = cl__bus_state_replicas(bus);
         s = js_CreateKeyValue(&kv->store, js, &cfg);
         /* Another process may have created it at the same moment (the
-         * server then refuses a differing config); bind to theirs. */
+         * server then refuses a differing config); bind to theirs. When
+         * there is none, the server's refusal is what to report. */
         if (s != NATS_OK) {
+            cl_err why;
+            cl__bus_status(s, &why, "creating it");
+            natsStatus created = s;
             s = js_KeyValue(&kv->store, js, kv->bucket);
+            if (s != NATS_OK) {
+                char what[600];
+                snprintf(what, sizeof(what), "cannot open the state bucket '%s' (%d replicas)",
+                         kv->bucket, cfg.Replicas);
+                st = cl_err_set(err, cl__bus_status(created, NULL, what), "%s: %s", what,
+                                why.msg);
+                free(kv);
+                return st == CL_ERR_NOT_FOUND ? (err ? (err->code = CL_ERR_BUS) : CL_ERR_BUS)
+                                              : st;
+            }
         }
     }
     if (s != NATS_OK) {

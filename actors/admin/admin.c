@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "admin_internal.h"
+#include "cl_artifact.h"
 #include "cl_admin_http.h"
 #include "cl_actor.h"
 #include "cl_clock.h"
@@ -117,6 +118,13 @@ cl_status cl_admin_start(cl_admin **out, cl_bus *bus, cl_err *err)
     cl_status st = cl_kv_open(&a->kv, bus, err);
     if (st != CL_OK) {
         cl_err_prefix(err, "cannot open the cluster state");
+        goto fail;
+    }
+    /* Made here, with the cluster's replicas, before a deployer's first
+     * upload would make it with its own connection's. */
+    st = cl_artifact_open_stream(bus, err);
+    if (st != CL_OK) {
+        cl_err_prefix(err, "cannot open the artifact stream");
         goto fail;
     }
     st = cl_replicas_start(&a->replicas, bus, NULL, NULL, err);

@@ -148,6 +148,10 @@ void cl_actor_opts_init(cl_actor_opts *opts)
     const char *prefix = getenv("CLIPPER_PREFIX");
     opts->nats_url = url && url[0] ? url : CL_DEFAULT_NATS_URL;
     opts->prefix = prefix && prefix[0] ? prefix : CL_DEFAULT_PREFIX;
+    const char *replicas = getenv("CLIPPER_STATE_REPLICAS");
+    long n = 0;
+    opts->state_replicas =
+        replicas && cl_actor_parse_long(replicas, 1, 5, &n) ? (int)n : 0;
 }
 
 bool cl_actor_parse_long(const char *text, long lo, long hi, long *out)
@@ -185,6 +189,20 @@ int cl_actor_take_value(const char *cmd, const char *name, int argc, char **argv
 
 int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl_err *err)
 {
+    const char *replicas;
+    int rr = cl_actor_take_value(NULL, "--state-replicas", argc, argv, i, &replicas);
+    if (rr != 0) {
+        long n = 0;
+        if (rr < 0 || !cl_actor_parse_long(replicas, 1, 5, &n)) {
+            cl_err_set(err, CL_ERR_INVALID,
+                       "option --state-replicas needs a number from 1 to 5 (JetStream "
+                       "replicas), got '%s'",
+                       rr < 0 ? "" : replicas);
+            return -1;
+        }
+        opts->state_replicas = (int)n;
+        return 1;
+    }
     static const char *const names[] = {"--nats", "--prefix"};
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         const char *value;
@@ -217,6 +235,9 @@ const char *cl_actor_common_usage(void)
     return "  --nats URL     nats-server to join, comma-separated list allowed\n"
            "                 (env CLIPPER_NATS_URL; default " CL_DEFAULT_NATS_URL ")\n"
            "  --prefix P     subject prefix of the cluster (env CLIPPER_PREFIX; default " CL_DEFAULT_PREFIX ")\n"
+           "  --state-replicas N  JetStream replicas of the cluster state and artifacts\n"
+           "                 when this actor creates them: 1 (default) to 5; 3 on a\n"
+           "                 cluster of three nats-servers (env CLIPPER_STATE_REPLICAS)\n"
            "  -h, --help     show this help\n";
 }
 
@@ -270,6 +291,7 @@ cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *
     bo.prefix = prefix;
     bo.name = name;
     bo.send_asap = send_asap;
+    bo.state_replicas = opts ? opts->state_replicas : defaults.state_replicas;
     cl_status st = cl_bus_connect(out, &bo, &err);
     if (st != CL_OK) {
         if (strstr(err.msg, url) != NULL)

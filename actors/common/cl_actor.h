@@ -16,6 +16,9 @@
 typedef struct {
     const char *nats_url; /* --nats URL (env CLIPPER_NATS_URL) */
     const char *prefix;   /* --prefix P (env CLIPPER_PREFIX) */
+    int state_replicas;   /* --state-replicas N (env CLIPPER_STATE_REPLICAS): the
+                             JetStream replicas of the state and the artifacts
+                             when this actor creates them; 0: 1 */
 } cl_actor_opts;
 
 /* Blocks SIGINT and SIGTERM in the calling thread (and so in every thread
@@ -52,7 +55,7 @@ cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *
 void cl_actor_opts_init(cl_actor_opts *opts);
 
 /* Consumes argv[*i] when it is a common option: "--nats URL", "--nats=URL",
- * "--prefix P", "--prefix=P". On a two-word option *i is advanced past the
+ * "--prefix P", "--prefix=P", "--state-replicas N". On a two-word option *i is advanced past the
  * value. Returns 1 when consumed, 0 when argv[*i] is not a common option,
  * -1 with err set when its value is missing or the prefix is not valid. */
 int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl_err *err);

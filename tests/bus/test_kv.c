@@ -419,10 +419,38 @@ static void test_values_survive_a_server_restart(void **state)
     cl_bus_free(bus);
 }
 
+/* The state's replicas reach the server: a single nats-server refuses
+ * three, saying so; the default (1) is what every other test uses. */
+static void test_state_replicas_reach_the_server(void **state)
+{
+    (void)state;
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.prefix = "kvrepl";
+    o.state_replicas = 3;
+    cl_bus *bus = NULL;
+    assert_int_equal(cl_test_bus_connect_opts(&bus, &cl_test_srv, &o), 0);
+    cl_kv *kv = NULL;
+    cl_err err;
+    assert_int_not_equal(cl_kv_open(&kv, bus, &err), CL_OK);
+    assert_null(kv);
+    if (strstr(err.msg, "cannot open the state bucket") == NULL ||
+        strstr(err.msg, "replicas") == NULL)
+        fail_msg("not a clear refusal: %s", err.msg);
+    cl_bus_free(bus);
+    o.state_replicas = 6;
+    cl_bus_opts_init(&o);
+    o.state_replicas = 6;
+    o.url = cl_test_srv.url;
+    assert_int_equal(cl_bus_connect(&bus, &o, &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "must be 1 to 5"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_then_get_returns_value_and_revision),
+        cmocka_unit_test(test_state_replicas_reach_the_server),
         cmocka_unit_test(test_create_of_an_existing_key_fails_with_exists),
         cmocka_unit_test(test_update_with_a_stale_revision_conflicts),
         cmocka_unit_test(test_delete_removes_and_create_works_again),

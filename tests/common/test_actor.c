@@ -79,6 +79,35 @@ static void test_missing_value_and_bad_prefix_are_errors(void **state)
     assert_int_equal(cl_actor_parse_common(&o, 2, argv3, &i, &err), 0);
 }
 
+static void test_state_replicas_from_the_command_line_and_the_environment(void **state)
+{
+    (void)state;
+    cl_actor_opts o;
+    setenv("CLIPPER_STATE_REPLICAS", "3", 1);
+    cl_actor_opts_init(&o);
+    assert_int_equal(o.state_replicas, 3);
+    setenv("CLIPPER_STATE_REPLICAS", "9", 1); /* out of range: the default */
+    cl_actor_opts_init(&o);
+    assert_int_equal(o.state_replicas, 0);
+    unsetenv("CLIPPER_STATE_REPLICAS");
+    cl_err err;
+    char *ok[] = {"x", "--state-replicas", "5", NULL};
+    int i = 1;
+    assert_int_equal(cl_actor_parse_common(&o, 3, ok, &i, &err), 1);
+    assert_int_equal(o.state_replicas, 5);
+    assert_int_equal(i, 2);
+    const char *bad[] = {"0", "6", "three", ""};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        char *argv[] = {"x", "--state-replicas", (char *)bad[k], NULL};
+        i = 1;
+        assert_int_equal(cl_actor_parse_common(&o, 3, argv, &i, &err), -1);
+        assert_non_null(strstr(err.msg, "--state-replicas needs a number from 1 to 5"));
+    }
+    char *none[] = {"x", "--state-replicas", NULL};
+    i = 1;
+    assert_int_equal(cl_actor_parse_common(&o, 2, none, &i, &err), -1);
+}
+
 static void test_take_value_reads_both_spellings_and_only_its_own_option(void **state)
 {
     (void)state;
@@ -179,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_opts_fall_back_to_the_environment),
         cmocka_unit_test(test_command_line_overrides_environment_in_both_spellings),
         cmocka_unit_test(test_missing_value_and_bad_prefix_are_errors),
+        cmocka_unit_test(test_state_replicas_from_the_command_line_and_the_environment),
         cmocka_unit_test(test_take_value_reads_both_spellings_and_only_its_own_option),
         cmocka_unit_test(test_take_value_without_a_value_says_which_option),
         cmocka_unit_test(test_parse_args_reports_help_and_unknown_arguments),
