@@ -28,6 +28,9 @@ start_clipper() creates in ``namespace``, from the image ``clipper_image``
 
 There is no cluster DNS to rely on: the pods join the bus by the NATS
 Service's ClusterIP (``--nats nats://<ClusterIP>:4222``), not its name.
+With ``nats_replicas=3`` NATS is a cluster of three servers (a Service per
+server, nats-<i>-at-<cluster>, carries the routes between them and the
+actors' --nats list) and the state is kept on all three.
 
 Every object carries Clipper's labels ``ai.clipper.container.label=<cluster>``
 and ``ai.clipper.name=<role>``; the model replicas the manager makes carry
@@ -128,6 +131,12 @@ ROLE_NATS_CLEANUP = "nats-cleanup"
 ACTOR_ROLES = (ROLE_MGMT, ROLE_ROUTER, ROLE_QUERY, ROLE_MANAGER)
 
 # Which Service serves which service_types key, and on which port.
+# A Service per NATS server of a NATS cluster (nats_replicas > 1): with no
+# cluster DNS, the servers' routes and the actors' --nats name these
+# Services' ClusterIPs, known before the pods start.
+ROLE_NATS_PEER = "nats-peer"
+NATS_ROUTE_PORT = 6222
+
 _SERVICES = (  # (service_types key, role of the Service, port, role of the pods it selects)
     ('query-rpc', ROLE_NATS, NATS_INTERNAL_PORT, ROLE_NATS),
     ('management', ROLE_MGMT, CLIPPER_INTERNAL_MANAGEMENT_PORT, ROLE_MGMT),
@@ -278,6 +287,12 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         How this client reaches the cluster's bus. Default: from the NATS
         Service (a NodePort on a node's address, a LoadBalancer's ingress,
         or its ClusterIP when its type is ClusterIP).
+    nats_replicas : int, optional
+        1 (default): one nats-server. 3 or 5: a NATS cluster of that many
+        servers (routes between them, JetStream clustered), and the cluster
+        state and artifacts kept on 3 of them (JetStream replicas 3; the
+        actors run with --state-replicas 3), so losing one server loses
+        nothing and the bus goes on.
 
     A model deployed with a base_image of its own runs in that image (with
     the pull policy Never, it must be in the nodes' container runtime too);
@@ -298,7 +313,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                  redis_ip=None, redis_port=6379, useInternalIP=False, namespace='default',
                  service_types=None, create_namespace_if_not_exists=False, *, prefix=None,
                  kubeconfig=None, context=None, clipper_image=None, replica_image=None,
-                 pyspark_image=None, image_pull_policy=None, nats_url=None):
+                 pyspark_image=None, image_pull_policy=None, nats_url=None, nats_replicas=1):
         if not isinstance(cluster_name, str) or len(cluster_name) > CLUSTER_NAME_MAX or \
                 not _CLUSTER_NAME_RE.match(cluster_name):
             raise ClipperException(
@@ -356,7 +371,12 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         self.bus = None
         self.external_node_hosts = None
         self._addrs = {}        # service_types key -> (host, port), from connect()
-        self._nats_replicas = 1  # a 3-node NATS (JetStream R3) is a later step
+        if isinstance(nats_replicas, bool) or nats_replicas not in (1, 3, 5):
+            raise ClipperException(
+                "nats_replicas must be 1, 3 or 5 (a JetStream cluster needs an odd number of "
+                "servers for a quorum), got {!r}".format(nats_replicas))
+        self._nats_replicas = nats_replicas
+        self._nats_urls = None  # the URLs the pods join the bus by, from start_clipper
 
         self._api_client, self._source = self._load_config()
         self.kube_server = self._api_client.configuration.host
@@ -626,8 +646,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         storage = self._nats_storage()
         try:
             self._create_rbac()
-            nats_ip = self._start_nats(storage)
-            self._create_actors(nats_ip, cache_size, num_frontend_replicas)
+            nats_urls = self._start_nats(storage)
+            self._create_actors(nats_urls, cache_size, num_frontend_replicas)
             self._wait_ready()
         except BaseException:
             if self.bus is not None:
@@ -801,32 +821,48 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         return ("hostPath", node)
 
     def _start_nats(self, storage):
-        """The NATS StatefulSet and Service; the Service's ClusterIP once its
-        pod is ready and this client has joined the bus.
+        """The NATS StatefulSet and Service; the URLs the pods join the bus
+        by (the Service's ClusterIP, or with nats_replicas > 1 each server's
+        own Service) once its pods are ready and this client has joined.
 
-        One server (_nats_replicas). A 3-node NATS cluster with JetStream R3
-        is meant to grow from here: the StatefulSet's replicas, a Service
-        per pod (there is no cluster DNS, so each server's --routes name
-        its peers' ClusterIPs), --cluster_name and the route port in the
-        command, and the actors given every server in --nats (a comma-
-        separated list they already accept); each pod keeps its own store
-        (a PVC per pod, or a hostPath directory per ordinal)."""
+        With nats_replicas > 1 the servers form a NATS cluster: routes
+        between them through a Service per server (there is no cluster DNS),
+        JetStream clustered, each server with a store of its own (a PVC per
+        pod, or a directory per pod under the cluster's host directory)."""
         role = ROLE_NATS
         name = self._name(role)
+        n = self._nats_replicas
         command = ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT),
                    "-m", str(NATS_MONITOR_PORT), "-sd", NATS_DATA_MOUNT,
-                   "--server_name", name]
+                   "--server_name", name if n == 1 else "$(POD_NAME)"]
+        ports = [("client", NATS_INTERNAL_PORT), ("monitor", NATS_MONITOR_PORT)]
+        peers = self._create_nats_peers(name) if n > 1 else []
+        if peers:
+            # Every server solicits every peer's Service (its own included,
+            # which nats-server recognises and drops) and learns the rest
+            # by gossip.
+            command += ["--cluster", "nats://0.0.0.0:{}".format(NATS_ROUTE_PORT),
+                        "--cluster_name", "clipper-" + self.cluster_name,
+                        "--routes", ",".join("nats-route://{}:{}".format(ip, NATS_ROUTE_PORT)
+                                             for ip in peers)]
+            ports.append(("cluster", NATS_ROUTE_PORT))
+            self._nats_urls = ",".join("nats://{}:{}".format(ip, NATS_INTERNAL_PORT)
+                                       for ip in peers)
         container = self._container(
-            role, command,
-            ports=(("client", NATS_INTERNAL_PORT), ("monitor", NATS_MONITOR_PORT)),
+            role, command, ports=ports,
             readiness=self._http_probe("/healthz", NATS_MONITOR_PORT, 1, 3),
             liveness={"tcpSocket": {"port": NATS_INTERNAL_PORT}, "periodSeconds": 10,
                       "timeoutSeconds": 2, "failureThreshold": 6})
         container["volumeMounts"] = [{"name": "data", "mountPath": NATS_DATA_MOUNT}]
+        if n > 1:
+            container["env"] = [{"name": "POD_NAME",
+                                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
         annotations = {}
-        spec = {"serviceName": name, "replicas": self._nats_replicas,
+        spec = {"serviceName": name, "replicas": n,
                 "selector": {"matchLabels": {CLIPPER_DOCKER_LABEL: self.cluster_name,
-                                             CLIPPER_NAME_LABEL: role}}}
+                                             CLIPPER_NAME_LABEL: role}},
+                # All at once: a JetStream cluster is ready only with a quorum.
+                "podManagementPolicy": "Parallel"}
         kind, where = storage
         if kind == "pvc":
             spec["template"] = self._pod_template(role, container)
@@ -842,6 +878,12 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             path = self._host_data_dir()
             selector = None
             annotations[NATS_DATA_ANNOTATION] = path
+            if n > 1:
+                # A directory per server; the servers are not pinned to one
+                # node (a server that comes back elsewhere catches up from
+                # the others).
+                container["volumeMounts"][0]["subPathExpr"] = "$(POD_NAME)"
+                where = None
             if where is not None:
                 hostname = (where.metadata.labels or {}).get("kubernetes.io/hostname")
                 selector = {"kubernetes.io/hostname": hostname} if hostname else None
@@ -858,8 +900,32 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": md, "spec": spec})
         svc = self._create("Service", self._core.create_namespaced_service,
                            self._service('query-rpc', role, NATS_INTERNAL_PORT, role))
+        if self._nats_urls is None:
+            self._nats_urls = "nats://{}:{}".format(svc.spec.cluster_ip, NATS_INTERNAL_PORT)
         self._wait_bus()
-        return svc.spec.cluster_ip
+        return self._nats_urls
+
+    def _create_nats_peers(self, statefulset):
+        """A ClusterIP Service per server of the NATS StatefulSet (its pod
+        <statefulset>-<i>, client and route ports); their ClusterIPs."""
+        ips = []
+        for i in range(self._nats_replicas):
+            pod = "{}-{}".format(statefulset, i)
+            md = self._metadata(ROLE_NATS_PEER, name="nats-{}-at-{}".format(i, self.cluster_name))
+            svc = self._create("Service", self._core.create_namespaced_service, {
+                "apiVersion": "v1", "kind": "Service", "metadata": md,
+                "spec": {"type": CLUSTER_IP,
+                         "selector": {CLIPPER_DOCKER_LABEL: self.cluster_name,
+                                      CLIPPER_NAME_LABEL: ROLE_NATS,
+                                      "statefulset.kubernetes.io/pod-name": pod},
+                         # Routes must reach a server before it is ready.
+                         "publishNotReadyAddresses": True,
+                         "ports": [{"name": "client", "port": NATS_INTERNAL_PORT,
+                                    "targetPort": NATS_INTERNAL_PORT},
+                                   {"name": "cluster", "port": NATS_ROUTE_PORT,
+                                    "targetPort": NATS_ROUTE_PORT}]}})
+            ips.append(svc.spec.cluster_ip)
+        return ips
 
     def _wait_bus(self):
         """Until the NATS pod is ready and this client joined the bus."""
@@ -888,9 +954,10 @@ class KubernetesContainerManager(BusModels, ContainerManager):
 
     # ---- the actors --------------------------------------------------------
 
-    def _create_actors(self, nats_ip, cache_size, num_frontend_replicas):
-        nats = "nats://{}:{}".format(nats_ip, NATS_INTERNAL_PORT)
+    def _create_actors(self, nats, cache_size, num_frontend_replicas):
         bus = ["--nats", nats, "--prefix", self.prefix]
+        if self._nats_replicas > 1:
+            bus += ["--state-replicas", "3"]
         mgmt = CLIPPER_INTERNAL_MANAGEMENT_PORT
         query = CLIPPER_INTERNAL_QUERY_PORT
         metric = CLIPPER_INTERNAL_METRIC_PORT

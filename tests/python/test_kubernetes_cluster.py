@@ -27,6 +27,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -297,7 +298,6 @@ def test_start_creates_clippers_objects_in_the_namespace(kube, cluster):
     # Clipper's management REST, the metrics JSON and the Prometheus text answer.
     for url, want in (("http://{}/admin/ping".format(cm.get_admin_addr()), b"PONG"),
                       ("http://{}/metrics".format(cm.get_metric_addr()), b"# ")):
-        import urllib.request
         with urllib.request.urlopen(url, timeout=10) as r:
             assert r.status == 200 and want in r.read()
     assert isinstance(cluster.conn.inspect_instance(), dict)
@@ -523,6 +523,65 @@ def test_killed_replicas_are_replaced_while_open_loop_queries_answer(kube, clust
     after = [r for r in results if r[0] > last[1] + last[3] + 1.0]
     assert after and all(r[2]["default"] is False and r[2]["output"] == 2.0 for r in after)
     assert len(defaults) * 10 <= len(results), "more than 10% defaults"
+
+
+def test_a_three_server_nats_keeps_the_state_and_serves_when_a_server_goes(kube, clusters):
+    """nats_replicas=3: three nats-servers in a NATS cluster, the state and
+    the artifacts on three JetStream replicas. One server's pod deleted
+    while open-loop queries run: every query is answered (HTTP 200), the
+    state is all there, the pod comes back and the three are one cluster
+    again."""
+    ns = kube.namespace("nats3")
+    c = clusters.start(ns, "nats3", nats_replicas=3)
+    cm = c.cm
+    sel = "{}={},{}=nats".format(CLIPPER_DOCKER_LABEL, cm.cluster_name, CLIPPER_NAME_LABEL)
+    pods = kube.core.list_namespaced_pod(ns, label_selector=sel).items
+    assert len(pods) == 3 and all(pod_ready(p) for p in pods)
+
+    def jsz(pod_ip):
+        url = "http://{}:8222/jsz?accounts=true&streams=true&config=true".format(pod_ip)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read().decode())
+
+    app = unique("r3")
+    endpoint(c, app)
+    assert first_answer(c, app, [2.0, 3.0])["output"] == 5.0
+    # The state bucket and the artifact stream are on three servers.
+    info = jsz(pods[0].status.pod_ip)
+    streams = {st["name"]: st for a in info.get("account_details", [])
+               for st in a.get("stream_detail", [])}
+    kv = "KV_{}_state".format(cm.prefix)
+    art = "{}_ARTIFACTS".format(cm.prefix.upper())
+    assert kv in streams and art in streams, sorted(streams)
+    for name in (kv, art):
+        assert streams[name]["config"]["num_replicas"] == 3, streams[name]["config"]
+        assert len(streams[name]["cluster"].get("replicas", [])) == 2, streams[name]["cluster"]
+
+    load = OpenLoop(cm.get_query_addr(), app).start()
+    try:
+        time.sleep(2.0)
+        victim = sorted(p.metadata.name for p in pods)[0]
+        t0 = time.monotonic()
+        kube.core.delete_namespaced_pod(victim, ns)
+        wait_until("the deleted NATS server back and ready", lambda: len(
+            [p for p in kube.core.list_namespaced_pod(ns, label_selector=sel).items
+             if pod_ready(p) and p.metadata.deletion_timestamp is None]) == 3, 120, 0.2)
+        back_s = time.monotonic() - t0
+        time.sleep(2.0)
+    finally:
+        results = load.stop()
+    failed = [r for r in results if r[1] != 200]
+    defaults = [r for r in results if r[1] == 200 and r[2].get("default")]
+    print("FIGURE 3 NATS servers, one pod deleted under {} q/s: back in {:.1f} s; {} queries, "
+          "{} failed, {} default outputs".format(load.rate, back_s, len(results), len(failed),
+                                                 len(defaults)))
+    assert not failed, failed[:10]
+    assert len(defaults) * 10 <= len(results), "more than 10% defaults"
+    # Nothing of the state was lost, and a new deploy works.
+    assert app in c.conn.get_all_apps()
+    app2 = unique("r3b")
+    endpoint(c, app2)
+    assert first_answer(c, app2, [4.0])["output"] == 4.0
 
 
 def test_a_replica_pod_deleted_by_hand_is_replaced_and_serves(kube, cluster):
