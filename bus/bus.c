@@ -198,10 +198,12 @@ static void resolve_servers(cl_bus *bus)
     }
 }
 
-/* The bus' servers by address (see addr_urls), then its URL list. */
+/* The bus' servers by address (see addr_urls), then its URL list (each
+ * URL a server of its own: natsOptions_SetURL takes a single URL, so a
+ * comma-separated list is handed over as a list). */
 static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
 {
-    if (bus->n_addr_urls == 0)
+    if (bus->n_addr_urls == 0 && strchr(bus->url, ',') == NULL)
         return natsOptions_SetURL(no, bus->url);
     int n = 0;
     for (const char *c = bus->url; *c; c++)
@@ -215,11 +217,15 @@ static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
         for (int i = 0; i < bus->n_addr_urls; i++)
             servers[k++] = bus->addr_urls[i];
         char *save = NULL;
-        for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
-            servers[k++] = t;
+        for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ')
+                t++;
+            if (*t != '\0')
+                servers[k++] = t;
+        }
         s = natsOptions_SetServers(no, servers, k);
         /* In this order: addresses first, the names after them. */
-        if (s == NATS_OK)
+        if (s == NATS_OK && bus->n_addr_urls > 0)
             s = natsOptions_SetNoRandomize(no, true);
     }
     free(servers);

@@ -42,6 +42,29 @@ static void test_connect_to_unreachable_url_names_the_url(void **state)
         fail_msg("message does not name %s: %s", url, err.msg);
 }
 
+/* A comma-separated list is several servers: the one that answers serves,
+ * wherever it stands in the list (spaces after commas allowed). */
+static void test_a_url_list_connects_to_the_server_that_answers(void **state)
+{
+    (void)state;
+    char lists[2][200];
+    int dead = cl_test_free_port();
+    snprintf(lists[0], sizeof(lists[0]), "nats://127.0.0.1:%d,%s", dead, cl_test_srv.url);
+    snprintf(lists[1], sizeof(lists[1]), "%s, nats://127.0.0.1:%d", cl_test_srv.url, dead);
+    for (int i = 0; i < 2; i++) {
+        cl_bus_opts o;
+        cl_bus_opts_init(&o);
+        o.url = lists[i];
+        o.connect_timeout_ms = 500;
+        cl_bus *bus = NULL;
+        cl_err err = {0};
+        if (cl_bus_connect(&bus, &o, &err) != CL_OK)
+            fail_msg("%s: %s", lists[i], err.msg);
+        assert_true(cl_bus_is_connected(bus));
+        cl_bus_free(bus);
+    }
+}
+
 static void test_connected_bus_reports_its_settings(void **state)
 {
     (void)state;
@@ -318,6 +341,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_to_unreachable_url_names_the_url),
+        cmocka_unit_test(test_a_url_list_connects_to_the_server_that_answers),
         cmocka_unit_test(test_connected_bus_reports_its_settings),
         cmocka_unit_test(test_published_messages_reach_callback_subscribers),
         cmocka_unit_test(test_batched_publishes_arrive_when_written_from_many_threads),
