@@ -5,7 +5,6 @@
  * replaces it) under the same rule as for the other backends. Nothing is
  * stopped when the manager stops: the platform keeps the replicas and the
  * next manager finds them. */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +39,9 @@ static pod_hb *hb_of(cl_manager *m, const char *pod)
  * our own bus connection was up). */
 static void check_pod_heartbeats(cl_manager *m, uint64_t now)
 {
-    bool connected = cl_bus_is_connected(m->bus);
-    if (!connected)
-        m->connected_since_us = 0;
-    else if (m->connected_since_us == 0)
-        m->connected_since_us = now;
+    bool connected = cl__bus_up(m, now);
     cl_replica_info *live = NULL;
     size_t n = cl_replicas_snapshot(m->replicas, NULL, NULL, &live);
-    uint64_t timeout = (uint64_t)CL_REPLICA_TIMEOUT_MS * 1000u;
     for (size_t i = 0; i < m->n_hbs; i++)
         m->hbs[i].seen = false;
     for (size_t i = 0; i < m->n_pods; i++) {
@@ -69,38 +63,28 @@ static void check_pod_heartbeats(cl_manager *m, uint64_t now)
                 hb = &live[j];
         }
         if (hb != NULL) {
-            h->hb_seen = true;
-            h->hb_last_us = hb->last_seen_us;
-            h->replica_id = hb->replica_id;
-            snprintf(h->hb_state, sizeof(h->hb_state), "%s", hb->state);
-            snprintf(h->hb_cause, sizeof(h->hb_cause), "%s", hb->cause);
+            cl__hb_heard(&h->hb, hb);
             continue;
         }
         /* Silence counts only from a replica that runs and said it
          * serves: one that failed or stopped ended on purpose, and a
          * container waiting to restart has nothing to say. */
-        bool expected_alive = strcmp(h->hb_state, "failed") != 0 &&
-                              strcmp(h->hb_state, "stopped") != 0;
-        if (!connected || !h->hb_seen || p->stopping || !p->running || !expected_alive)
+        bool expected_alive = strcmp(h->hb.state, "failed") != 0 &&
+                              strcmp(h->hb.state, "stopped") != 0;
+        if (!connected || p->stopping || !p->running || !expected_alive)
             continue;
-        uint64_t from = h->hb_last_us > m->connected_since_us ? h->hb_last_us
-                                                               : m->connected_since_us;
-        uint64_t silent = now > from ? now - from : 0;
-        if (silent >= timeout)
-            snprintf(h->hb_state, sizeof(h->hb_state), "silent");
-        if (silent >= 2 * timeout) {
+        if (cl__hb_hung(m, &h->hb, now)) {
             cl_warn("replica %s:%s (pod %s, replica id %u) has sent no heartbeat for %.1f s "
                     "but its pod runs: deleting the pod to replace it",
-                    p->model, p->version, p->name, h->replica_id,
-                    (double)(now - h->hb_last_us) / 1e6);
+                    p->model, p->version, p->name, h->hb.replica_id,
+                    (double)(now - h->hb.last_us) / 1e6);
             snprintf(h->last_error, sizeof(h->last_error),
                      "no heartbeat for %.1f s while running: pod deleted as hung",
-                     (double)(now - h->hb_last_us) / 1e6);
+                     (double)(now - h->hb.last_us) / 1e6);
             cl_backend_replica r;
             memset(&r, 0, sizeof(r));
             snprintf(r.name, sizeof(r.name), "%s", p->name);
             m->backend->ops->stop(m->backend, &r, true);
-            h->hb_seen = false;
         }
     }
     free(live);
@@ -124,15 +108,7 @@ void cl__declared_reconcile(cl_manager *m)
         return;
     }
     for (size_t i = 0; i < nw; i++) {
-        int64_t n = w[i].wanted < 0 ? 0 : w[i].wanted;
-        if (n > MAX_REPLICAS_PER_VERSION) {
-            if (m->cap_warned_us == 0 || now - m->cap_warned_us > 60000000u) {
-                cl_warn("model %s:%s wants %" PRId64 " replicas; this manager runs at most %d",
-                        w[i].model, w[i].version, n, MAX_REPLICAS_PER_VERSION);
-                m->cap_warned_us = now;
-            }
-            n = MAX_REPLICAS_PER_VERSION;
-        }
+        int64_t n = cl__wanted_count(m, &w[i], now);
         bw[i] = (cl_backend_want){.spec = {.model = w[i].model,
                                            .version = w[i].version,
                                            .runtime = w[i].runtime,
@@ -216,11 +192,11 @@ void cl__declared_rows(const cl_manager *m, cJSON *list)
             cJSON_AddNullToObject(o, "last_exit_code");
         }
         cJSON_AddNullToObject(o, "log_file");
-        if (h != NULL && h->hb_state[0] != '\0' && !p->stopping) {
-            cJSON_AddNumberToObject(o, "replica_id", h->replica_id);
-            cJSON_AddStringToObject(o, "heartbeat", h->hb_state);
-            if (h->hb_cause[0] != '\0')
-                cJSON_AddStringToObject(o, "cause", h->hb_cause);
+        if (h != NULL && h->hb.state[0] != '\0' && !p->stopping) {
+            cJSON_AddNumberToObject(o, "replica_id", h->hb.replica_id);
+            cJSON_AddStringToObject(o, "heartbeat", h->hb.state);
+            if (h->hb.cause[0] != '\0')
+                cJSON_AddStringToObject(o, "cause", h->hb.cause);
         } else {
             cJSON_AddNullToObject(o, "replica_id");
             cJSON_AddNullToObject(o, "heartbeat");

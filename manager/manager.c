@@ -31,12 +31,12 @@
 #include "cl_kv.h"
 #include "cl_log.h"
 #include "cl_manager.h"
-#include "manager_internal.h"
 #include "cl_proc.h"
 #include "cl_replicas.h"
 #include "cl_service.h"
 #include "cl_subject.h"
 #include "cl_view.h"
+#include "manager_internal.h"
 
 #define BACKOFF_FIRST_US 500000u
 #define BACKOFF_MAX_US 30000000u
@@ -119,9 +119,9 @@ static unsigned free_number(const cl_manager *m, const char *model, const char *
     }
 }
 
-/* "pid 123" or "container NAME": how the logs name a replica. */
 static const char *const state_names[] = {"running", "stopping", "waiting"};
 
+/* "pid 123" or "container NAME": how the logs name a replica. */
 static const char *rep_name(const cl_backend_replica *r, char *buf, size_t size)
 {
     if (r->name[0] != '\0')
@@ -194,13 +194,10 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
     s->start_error[0] = '\0';
     s->start_failures = 0;
     snprintf(s->log, sizeof(s->log), "%s", rep.log);
-    s->replica_id = rep.has_replica_id ? rep.replica_id : 0;
     s->state = SLOT_RUNNING;
     s->killed = false;
-    s->hb_seen = false;
-    s->hb_last_us = 0;
-    s->hb_state[0] = '\0';
-    s->hb_cause[0] = '\0';
+    memset(&s->hb, 0, sizeof(s->hb));
+    s->hb.replica_id = rep.has_replica_id ? rep.replica_id : 0;
     char who[300];
     if (rep.log[0] != '\0')
         cl_info("started replica %s:%s #%u (%s, log %s)%s", s->model, s->version, s->n,
@@ -305,17 +302,7 @@ void cl__free_wanted(want *w, size_t n)
 static void scale_to(cl_manager *m, const want *w, uint64_t now)
 {
     const char *model = w->model, *version = w->version;
-    int64_t wanted = w->wanted;
-    if (wanted < 0)
-        wanted = 0;
-    if (wanted > MAX_REPLICAS_PER_VERSION) {
-        if (now - m->cap_warned_us > 60000000u || m->cap_warned_us == 0) {
-            cl_warn("model %s:%s wants %" PRId64 " replicas; this manager runs at most %d",
-                    model, version, wanted, MAX_REPLICAS_PER_VERSION);
-            m->cap_warned_us = now;
-        }
-        wanted = MAX_REPLICAS_PER_VERSION;
-    }
+    int64_t wanted = cl__wanted_count(m, w, now);
     int64_t active = 0;
     for (size_t i = 0; i < m->n_slots; i++) {
         if (slot_is(&m->slots[i], model, version) && m->slots[i].state != SLOT_STOPPING)
@@ -367,15 +354,10 @@ static void scale_to(cl_manager *m, const want *w, uint64_t now)
  * as long, so a brief stall is not fatal. */
 static void check_heartbeats(cl_manager *m, uint64_t now)
 {
-    if (!cl_bus_is_connected(m->bus)) {
-        m->connected_since_us = 0;
+    if (!cl__bus_up(m, now))
         return;
-    }
-    if (m->connected_since_us == 0)
-        m->connected_since_us = now;
     cl_replica_info *live = NULL;
     size_t n = cl_replicas_snapshot(m->replicas, NULL, NULL, &live);
-    uint64_t timeout = (uint64_t)CL_REPLICA_TIMEOUT_MS * 1000u;
     for (size_t i = 0; i < m->n_slots; i++) {
         slot *s = &m->slots[i];
         bool matchable = s->rep.has_replica_id || s->rep.pid > 0;
@@ -391,34 +373,69 @@ static void check_heartbeats(cl_manager *m, uint64_t now)
                 hb = &live[j];
         }
         if (hb != NULL) {
-            s->hb_seen = true;
-            s->hb_last_us = hb->last_seen_us;
-            s->replica_id = hb->replica_id;
-            snprintf(s->hb_state, sizeof(s->hb_state), "%s", hb->state);
-            snprintf(s->hb_cause, sizeof(s->hb_cause), "%s", hb->cause);
-            continue;
-        }
-        if (!s->hb_seen)
-            continue;
-        uint64_t from = s->hb_last_us > m->connected_since_us ? s->hb_last_us
-                                                               : m->connected_since_us;
-        uint64_t silent = now > from ? now - from : 0;
-        if (silent >= timeout)
-            snprintf(s->hb_state, sizeof(s->hb_state), "silent");
-        if (silent >= 2 * timeout) {
+            cl__hb_heard(&s->hb, hb);
+        } else if (cl__hb_hung(m, &s->hb, now)) {
             char who[300];
             cl_warn("replica %s:%s #%u (%s, replica id %u) has sent no heartbeat for %.1f s "
                     "but is still running: killing it to replace it",
                     s->model, s->version, s->n, rep_name(&s->rep, who, sizeof(who)),
-                    s->replica_id, (double)(now - s->hb_last_us) / 1e6);
+                    s->hb.replica_id, (double)(now - s->hb.last_us) / 1e6);
             snprintf(s->last_error, sizeof(s->last_error),
                      "no heartbeat for %.1f s while running: killed as hung",
-                     (double)(now - s->hb_last_us) / 1e6);
+                     (double)(now - s->hb.last_us) / 1e6);
             m->backend->ops->stop(m->backend, &s->rep, true);
-            s->hb_seen = false;
         }
     }
     free(live);
+}
+
+int64_t cl__wanted_count(cl_manager *m, const want *w, uint64_t now)
+{
+    int64_t wanted = w->wanted < 0 ? 0 : w->wanted;
+    if (wanted > MAX_REPLICAS_PER_VERSION) {
+        if (m->cap_warned_us == 0 || now - m->cap_warned_us > 60000000u) {
+            cl_warn("model %s:%s wants %" PRId64 " replicas; this manager runs at most %d",
+                    w->model, w->version, wanted, MAX_REPLICAS_PER_VERSION);
+            m->cap_warned_us = now;
+        }
+        wanted = MAX_REPLICAS_PER_VERSION;
+    }
+    return wanted;
+}
+
+bool cl__bus_up(cl_manager *m, uint64_t now)
+{
+    if (!cl_bus_is_connected(m->bus)) {
+        m->connected_since_us = 0;
+        return false;
+    }
+    if (m->connected_since_us == 0)
+        m->connected_since_us = now;
+    return true;
+}
+
+void cl__hb_heard(hb_record *r, const cl_replica_info *hb)
+{
+    r->seen = true;
+    r->last_us = hb->last_seen_us;
+    r->replica_id = hb->replica_id;
+    snprintf(r->state, sizeof(r->state), "%s", hb->state);
+    snprintf(r->cause, sizeof(r->cause), "%s", hb->cause);
+}
+
+bool cl__hb_hung(const cl_manager *m, hb_record *r, uint64_t now)
+{
+    if (!r->seen)
+        return false;
+    uint64_t timeout = (uint64_t)CL_REPLICA_TIMEOUT_MS * 1000u;
+    uint64_t from = r->last_us > m->connected_since_us ? r->last_us : m->connected_since_us;
+    uint64_t silent = now > from ? now - from : 0;
+    if (silent >= timeout)
+        snprintf(r->state, sizeof(r->state), "silent");
+    if (silent < 2 * timeout)
+        return false;
+    r->seen = false; /* killed: not counted again */
+    return true;
 }
 
 static void reconcile(cl_manager *m)
@@ -590,11 +607,11 @@ static void publish_snapshot(cl_manager *m)
             cJSON_AddStringToObject(o, "log_file", s->log);
         else
             cJSON_AddNullToObject(o, "log_file");
-        if (s->hb_state[0] != '\0' && s->state == SLOT_RUNNING) {
-            cJSON_AddNumberToObject(o, "replica_id", s->replica_id);
-            cJSON_AddStringToObject(o, "heartbeat", s->hb_state);
-            if (s->hb_cause[0] != '\0')
-                cJSON_AddStringToObject(o, "cause", s->hb_cause);
+        if (s->hb.state[0] != '\0' && s->state == SLOT_RUNNING) {
+            cJSON_AddNumberToObject(o, "replica_id", s->hb.replica_id);
+            cJSON_AddStringToObject(o, "heartbeat", s->hb.state);
+            if (s->hb.cause[0] != '\0')
+                cJSON_AddStringToObject(o, "cause", s->hb.cause);
         } else {
             /* A backend that chose the id knows it before any heartbeat. */
             if (s->has_rep && s->rep.has_replica_id)

@@ -20,6 +20,15 @@
 
 #define MAX_REPLICAS_PER_VERSION 128
 
+/* What a replica's heartbeats said, as the reconcile loop last read them. */
+typedef struct {
+    bool seen;           /* heard since it (re)started */
+    uint64_t last_us;    /* monotonic time of the last one */
+    uint32_t replica_id;
+    char state[16];      /* as it announced it, or "silent" */
+    char cause[1024];
+} hb_record;
+
 typedef enum { SLOT_RUNNING, SLOT_STOPPING, SLOT_WAITING } slot_state;
 
 /* One wanted (or being stopped) replica of a model version. */
@@ -49,11 +58,7 @@ typedef struct {
     unsigned start_failures; /* starts that failed in a row */
     /* What the replica's heartbeats say (matched by the replica id the
      * backend chose, else by host and pid). */
-    bool hb_seen;
-    uint64_t hb_last_us; /* monotonic time of the last one */
-    uint32_t replica_id;
-    char hb_state[16];
-    char hb_cause[1024];
+    hb_record hb;
 } slot;
 
 /* A model version's record, as the reconcile loop needs it. */
@@ -71,11 +76,7 @@ typedef struct {
 typedef struct {
     char pod[256];
     bool seen;           /* in the current pass */
-    bool hb_seen;
-    uint64_t hb_last_us; /* monotonic */
-    uint32_t replica_id;
-    char hb_state[16];
-    char hb_cause[1024];
+    hb_record hb;
     char last_error[512]; /* killed as hung */
 } pod_hb;
 
@@ -120,6 +121,19 @@ struct cl_manager {
  * cl__free_wanted). */
 size_t cl__read_wanted(cl_manager *m, want **out);
 void cl__free_wanted(want *w, size_t n);
+/* The count of want the manager runs: its wanted count, at least 0 and at
+ * most MAX_REPLICAS_PER_VERSION (saying so, at most once a minute). */
+int64_t cl__wanted_count(cl_manager *m, const want *w, uint64_t now);
+/* Whether our own bus connection is up, and since when (kept in m): silence
+ * counts only from then, so a bus outage kills no replica. */
+bool cl__bus_up(cl_manager *m, uint64_t now);
+/* r heard hb this pass. */
+void cl__hb_heard(hb_record *r, const cl_replica_info *hb);
+/* r was heard before but not this pass: marks it "silent" once
+ * CL_REPLICA_TIMEOUT_MS passed (counted while the bus was up); true once
+ * twice that passed: it is hung, and the caller kills it. */
+bool cl__hb_hung(const cl_manager *m, hb_record *r, uint64_t now);
+
 /* "2026-12-06T15:20:01.123Z" */
 void cl__iso_time(uint64_t wall_us, char *buf, size_t size);
 
