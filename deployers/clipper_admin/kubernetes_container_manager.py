@@ -1006,7 +1006,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         start."""
         deadline = time.monotonic() + self.start_timeout_s
         checks = {  # what is not so yet: (the address it needs, the check)
-            "not every actor pod is ready": (None, self._actors_ready),
+            "not every actor pod is ready": (None, self._actors_ready),  # first: see below
             "the admin does not answer {}.admin.ping".format(self.prefix):
                 (None, lambda: _ping(self.bus, 2000)),
             "the container manager does not answer {}.cm.status".format(self.prefix):
@@ -1016,9 +1016,16 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             "the management REST's address does not accept connections":
                 ('management', lambda: self._reachable('management', "/admin/ping")),
         }
+        actors = "not every actor pod is ready"
         while True:
             pending = dict(self._learn_addresses(self._services()))
             for what, (needs, check) in list(checks.items()):
+                # A NodePort is knocked on only once its pods are ready: a SYN
+                # refused while its Service has no endpoint leaves a conntrack
+                # entry without DNAT on the node, which refuses a later
+                # connection from the same source port (Kubernetes issue 48719).
+                if needs is not None and actors in checks:
+                    continue
                 if needs not in pending and check():
                     del checks[what]
             if not checks and not pending:

@@ -274,7 +274,8 @@ DAEMONS=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler k
 # What kubelet (and this script) change, saved at start, restored at stop.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
          kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward
-         net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables)
+         net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
+         net.netfilter.nf_conntrack_tcp_timeout_syn_sent)
 export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 # The pid in $DIR/$1.pid when that process is alive and runs on this
@@ -616,6 +617,17 @@ net_up() {
   [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] ||
     start_failed "/proc/sys/net/bridge is missing: the kernel has no br_netfilter, which pod -> Service -> pod traffic needs"
   sysctl -q -w net.bridge.bridge-nf-call-iptables=1 >/dev/null
+  # A SYN to a NodePort whose Service has no ready endpoint yet is refused
+  # by kube-proxy's reject rule after conntrack has made an entry for it
+  # without DNAT, and that entry stays SYN_SENT for 120 s (Kubernetes
+  # issue 48719). A later connection that happens to get the same source
+  # port to the same NodePort then matches it, is not DNATed and is refused
+  # (seen: 1 query in ~350 refused, 65 s after a start whose readiness
+  # probes hit the port early). A short SYN_SENT timeout lets such entries
+  # go within seconds; a real connection gets its SYN-ACK in milliseconds,
+  # and a retransmitted SYN simply makes a new entry.
+  sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_syn_sent=5 >/dev/null ||
+    start_failed "cannot set net.netfilter.nf_conntrack_tcp_timeout_syn_sent"
   # Nothing from a pod leaves through another interface.
   nft -f - <<NFT || start_failed "nft could not add the table inet clipper-kube"
 table inet clipper-kube {
