@@ -10,7 +10,9 @@
  * text), or 400 with the error text. Every response is Content-Type
  * application/json, as in Clipper. Where Clipper had no answer we give
  * one: 404 for an unknown route, 405 for a wrong method, 413 for a body
- * over the cap, 503 when no admin answers. */
+ * over the cap, 503 when no admin answers, and, before a request reaches
+ * the admin, 400 for an ambiguous body length and 503 for a connection
+ * over its address's limit (cl_httpd.h). */
 #ifndef CL_ADMIN_HTTP_H
 #define CL_ADMIN_HTTP_H
 
@@ -22,12 +24,38 @@
 #define CL_ADMIN_HTTP_TIMEOUT_MS 5000
 /* The largest request body taken (bigger ones get 413). */
 #define CL_ADMIN_HTTP_MAX_BODY (1024 * 1024)
+/* Under many connections (actors/common/cl_httpd.h): at most 1024 open at
+ * once, more wait in the listen backlog, so a burst of 5000 is served, not
+ * refused; no per-address limit by default (management clients are few
+ * and often one host; one address may hold every connection, and others
+ * then wait at most the idle timeout); an idle connection goes after 15 s.
+ * Connections cost a descriptor each, no thread: WORKERS threads send the
+ * requests to the admin actor, which answers one at a time anyway. */
+#define CL_ADMIN_HTTP_MAX_CONNECTIONS 1024u
+#define CL_ADMIN_HTTP_MAX_PER_ADDRESS 0u
+#define CL_ADMIN_HTTP_IDLE_TIMEOUT_S 15u
+#define CL_ADMIN_HTTP_WORKERS 8
 
 typedef struct cl_admin_http cl_admin_http;
 
-/* Serves HTTP on host:port (port 0 picks a free one) and sends every
- * command over bus (borrowed; it must outlive the server) to the admin
- * actors of the bus' prefix. */
+typedef struct {
+    const char *host;         /* NULL: "0.0.0.0" */
+    int port;                 /* 0 picks a free one */
+    unsigned max_connections; /* 0: CL_ADMIN_HTTP_MAX_CONNECTIONS, lowered to fit the
+                               * open-file limit */
+    unsigned max_per_address; /* 0: no per-address limit */
+    unsigned idle_timeout_s;  /* 0: CL_ADMIN_HTTP_IDLE_TIMEOUT_S */
+} cl_admin_http_opts;
+
+/* The defaults on 0.0.0.0:CL_ADMIN_HTTP_PORT. */
+void cl_admin_http_opts_init(cl_admin_http_opts *o);
+
+/* Serves HTTP on o's host and port and sends every command over bus
+ * (borrowed; it must outlive the server) to the admin actors of the bus'
+ * prefix. */
+cl_status cl_admin_http_start_with(cl_admin_http **out, cl_bus *bus,
+                                   const cl_admin_http_opts *o, cl_err *err);
+/* The same with the defaults on host:port (port 0 picks a free one). */
 cl_status cl_admin_http_start(cl_admin_http **out, cl_bus *bus, const char *host, int port,
                               cl_err *err);
 /* The bound port (the chosen one when started with port 0). */

@@ -9,6 +9,7 @@
 #ifndef CL_FRONTEND_H
 #define CL_FRONTEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,16 @@
 int cl_frontend_main(int argc, char **argv);
 
 typedef struct cl_frontend cl_frontend;
+
+/* The query port's defaults under many connections. 4096 open at once
+ * cost as many descriptors and at most 32 KiB of buffers each; one address
+ * may hold a quarter of them, enough for a load balancer or a benchmark
+ * with 1000 connections, too few to take the port from everyone else. An
+ * idle connection goes after 30 s, longer than the keep-alive of common
+ * clients and balancers between requests, and a tenth of Clipper's 300 s. */
+#define CL_FRONTEND_HTTP_MAX_CONNECTIONS 4096u
+#define CL_FRONTEND_HTTP_MAX_PER_ADDRESS 1024u
+#define CL_FRONTEND_HTTP_IDLE_TIMEOUT_S 30u
 
 typedef struct {
     const char *http_host; /* NULL: "0.0.0.0" */
@@ -29,6 +40,15 @@ typedef struct {
                             * --prediction_cache_size; default 32 MiB); 0: no cache */
     int metrics_port;      /* Prometheus text metrics on http_host:metrics_port
                             * (default 1390; 0 picks a free one; -1: none) */
+    /* The query port under many connections (see docs/operation.md):
+     * at most http_max_connections open at once (0: 4096, lowered to fit
+     * the open-file limit; more wait in the listen backlog), at most
+     * http_max_per_address from one client address (default 1024; 0: no
+     * limit; more are refused, with a 503 when they ask something), and a
+     * connection idle for http_idle_timeout_s is closed (0: 30). */
+    unsigned http_max_connections;
+    unsigned http_max_per_address;
+    unsigned http_idle_timeout_s;
 } cl_frontend_opts;
 
 void cl_frontend_opts_init(cl_frontend_opts *opts);
@@ -47,5 +67,19 @@ int cl_frontend_http_port(const cl_frontend *fe);
 int cl_frontend_metrics_port(const cl_frontend *fe);
 /* This frontend's id: results come on <p>.fe.<id>.results. */
 const char *cl_frontend_id(const cl_frontend *fe);
+
+/* How an HTTP door of the frontend stands (any thread). */
+typedef struct {
+    unsigned connections;     /* open now */
+    unsigned max_connections; /* the limit in force */
+    unsigned max_per_address; /* 0: none */
+    uint64_t refused;  /* connections refused: over the per-address limit */
+    uint64_t rejected; /* requests refused for an ambiguous body length */
+} cl_frontend_door_stats;
+
+/* The query port's counts; false without HTTP. */
+bool cl_frontend_query_door_stats(const cl_frontend *fe, cl_frontend_door_stats *out);
+/* The Prometheus port's counts; false without one. */
+bool cl_frontend_metrics_door_stats(const cl_frontend *fe, cl_frontend_door_stats *out);
 
 #endif

@@ -28,6 +28,11 @@
 
 /* How long a scrape waits for the router's snapshot. */
 #define ROUTER_TIMEOUT_MS 250
+/* The Prometheus port's own limits (cl_httpd.h): scrapers are few and
+ * each holds one connection. */
+#define METRICS_MAX_CONNECTIONS 256
+#define METRICS_MAX_PER_ADDRESS 64
+#define METRICS_IDLE_TIMEOUT_S 30
 
 typedef struct prom_req {
     struct MHD_Connection *conn;
@@ -45,7 +50,7 @@ typedef struct waiter {
 
 struct fe_exporter {
     cl_frontend *fe;
-    struct MHD_Daemon *daemon;
+    cl_httpd *door;
     int port;
     char subject[CL_SUBJECT_MAX]; /* <p>.route.stats */
     pthread_t thread;
@@ -106,9 +111,65 @@ static void cache_gauges(cl_frontend *fe, cl_fe_prom *p)
     cl_fe_prom_sample(p, "clipper_cache_evictions_total", NULL, (double)st.evictions);
 }
 
-/* The Prometheus page (malloc'd), NULL when out of memory. */
-static char *render_prom(cl_frontend *fe, const cJSON *router)
+static void door_family(cl_fe_prom *p, const char *name, const char *type, const char *help,
+                        const cl_frontend_door_stats st[2], const bool on[2], int field)
 {
+    static const char *const doors[2] = {"query", "metrics"};
+    cl_fe_prom_family(p, name, type, help);
+    for (int d = 0; d < 2; d++) {
+        if (!on[d])
+            continue;
+        double v = field == 0   ? st[d].connections
+                   : field == 1 ? st[d].max_connections
+                   : field == 2 ? (double)st[d].refused
+                                : (double)st[d].rejected;
+        cl_fe_prom_sample(p, name, (const char *const[]){"door", doors[d], NULL}, v);
+    }
+}
+
+static void door_stats(const cl_httpd *door, cl_frontend_door_stats *out)
+{
+    cl_httpd_stats st;
+    cl_httpd_get_stats(door, &st);
+    *out = (cl_frontend_door_stats){.connections = st.connections,
+                                    .max_connections = st.max_connections,
+                                    .max_per_address = st.max_per_address,
+                                    .refused = st.refused,
+                                    .rejected = st.rejected};
+}
+
+/* The HTTP doors' connections and refusals (cl_httpd.h), per port. */
+static void door_families(fe_exporter *x, cl_fe_prom *p)
+{
+    cl_frontend_door_stats st[2];
+    bool on[2] = {cl_frontend_query_door_stats(x->fe, &st[0]), false};
+    pthread_mutex_lock(&x->mu); /* x->door is set under it once the port is up */
+    on[1] = x->door != NULL;
+    if (on[1])
+        door_stats(x->door, &st[1]);
+    pthread_mutex_unlock(&x->mu);
+    door_family(p, "clipper_http_connections", "gauge",
+                "Connections open on an HTTP port of this frontend (door: query, metrics).", st,
+                on, 0);
+    door_family(p, "clipper_http_connections_max", "gauge",
+                "The most connections an HTTP port keeps open at once; more wait in the listen "
+                "backlog.",
+                st, on, 1);
+    door_family(p, "clipper_http_connections_refused_total", "counter",
+                "Connections refused because their client address had too many open (answered "
+                "503 when they asked something, else closed).",
+                st, on, 2);
+    door_family(p, "clipper_http_requests_rejected_total", "counter",
+                "Requests refused before routing because the length of their body was ambiguous "
+                "(conflicting Content-Length headers, Content-Length with Transfer-Encoding) or "
+                "their transfer coding is not supported.",
+                st, on, 3);
+}
+
+/* The Prometheus page (malloc'd), NULL when out of memory. */
+static char *render_prom(fe_exporter *x, const cJSON *router)
+{
+    cl_frontend *fe = x->fe;
     cl_fe_prom p;
     cl_fe_prom_init(&p);
     cl_fe_prom_family(&p, "clipper_frontend_info", "gauge",
@@ -118,6 +179,7 @@ static char *render_prom(cl_frontend *fe, const cJSON *router)
                       (const char *const[]){"id", fe->id, "version", CL_VERSION, NULL}, 1);
     cl_fe_metrics_prom(fe->metrics, &p);
     cache_gauges(fe, &p);
+    door_families(x, &p);
     cl_fe_prom_router(&p, router);
     return cl_fe_prom_take(&p);
 }
@@ -141,7 +203,7 @@ static void answer(fe_exporter *x, waiter *list, const cJSON *router)
         if (list->http != NULL)
             cl_fe_http_complete(list->http, 200, cl_fe_metrics_json_with(fe->metrics, now, router));
         else
-            prom_complete(list->prom, 200, render_prom(fe, router));
+            prom_complete(list->prom, 200, render_prom(x, router));
         free(list);
         list = next;
     }
@@ -315,12 +377,22 @@ static cl_status start_daemon(fe_exporter *x, cl_err *err)
         .handler_cls = x,
         .completed = on_prom_completed,
         .completed_cls = x,
-        .connection_timeout_s = 30,
+        .connection_timeout_s = METRICS_IDLE_TIMEOUT_S,
         .reuse_address = true,
+        .default_max_connections = METRICS_MAX_CONNECTIONS,
+        .max_per_address = METRICS_MAX_PER_ADDRESS,
+        .max_per_address_option = "the metrics port's per-address limit",
+        .max_connections_option = "the metrics port's connection limit",
     };
-    cl_status st = cl_httpd_start(&x->daemon, &x->port, &ho, err);
-    if (st == CL_OK)
+    cl_httpd *door = NULL;
+    cl_status st = cl_httpd_serve(&door, &ho, err);
+    if (st == CL_OK) {
+        pthread_mutex_lock(&x->mu); /* a scrape may already be rendering */
+        x->door = door;
+        x->port = cl_httpd_port(door);
+        pthread_mutex_unlock(&x->mu);
         cl_info("Prometheus metrics on http://%s:%d/metrics", o->http_host, x->port);
+    }
     return st;
 }
 
@@ -358,6 +430,14 @@ int cl_fe_exporter_port(const fe_exporter *x)
     return x != NULL ? x->port : -1;
 }
 
+bool cl_frontend_metrics_door_stats(const cl_frontend *fe, cl_frontend_door_stats *out)
+{
+    if (fe == NULL || fe->exporter == NULL || fe->exporter->door == NULL)
+        return false;
+    door_stats(fe->exporter->door, out);
+    return true;
+}
+
 void cl_fe_exporter_free(fe_exporter *x)
 {
     if (x == NULL)
@@ -372,8 +452,7 @@ void cl_fe_exporter_free(fe_exporter *x)
     if (x->thread_started)
         pthread_join(x->thread, NULL);
     x->thread_started = false;
-    if (x->daemon != NULL)
-        MHD_stop_daemon(x->daemon);
+    cl_httpd_free(x->door);
     pthread_cond_destroy(&x->cv);
     pthread_mutex_destroy(&x->mu);
     free(x);

@@ -8,7 +8,10 @@
  * Every response is Content-Type: application/json, as in Clipper. A
  * prediction suspends its connection (MHD_ALLOW_SUSPEND_RESUME) and the
  * thread that completes the query resumes it, so no MHD thread ever waits
- * for a model. Bodies are capped (413 beyond opts.max_body). */
+ * for a model. Bodies are capped (413 beyond opts.max_body). The door
+ * itself (cl_httpd.h) limits connections in all and per client address,
+ * closes idle ones, and refuses ambiguous body lengths, in Clipper's error
+ * JSON, before a request gets here. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -23,14 +26,12 @@
 #include "fe_core.h"
 
 #define OOM_BODY "{\"error\":\"Internal error\",\"cause\":\"The frontend ran out of memory\"}"
-#define CONNECTION_TIMEOUT_S 300 /* Clipper's --timeout_content */
 
 enum route { ROUTE_NOT_FOUND, ROUTE_PREDICT, ROUTE_UPDATE, ROUTE_METRICS };
 
 struct fe_http {
     cl_frontend *fe;
-    struct MHD_Daemon *daemon;
-    int port;
+    cl_httpd *door;
     pthread_mutex_t mu;
     pthread_cond_t idle_cv;
     size_t active; /* requests between their first call and completion */
@@ -242,6 +243,14 @@ void cl_fe_http_complete(fe_http_req *req, int status, char *body)
     MHD_resume_connection(req->conn);
 }
 
+/* The door's refusals (connection limits, ambiguous body lengths) in
+ * Clipper's error JSON, like every other answer of this port. */
+static char *render_error(int status, const char *error, const char *cause)
+{
+    (void)status;
+    return cl_fe_encode_error(error, cause);
+}
+
 cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
 {
     const cl_frontend_opts *o = &fe->opts;
@@ -252,7 +261,7 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->idle_cv, NULL);
     cl_httpd_opts ho = {
-        .what = "HTTP",
+        .what = "HTTP queries",
         .host = o->http_host,
         .port = o->http_port,
         .flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
@@ -260,11 +269,18 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
         .handler_cls = h,
         .completed = on_completed,
         .completed_cls = h,
-        .connection_timeout_s = CONNECTION_TIMEOUT_S,
+        .connection_timeout_s = o->http_idle_timeout_s,
         .thread_pool = o->http_threads > 0 ? (unsigned)o->http_threads : 0,
         .reuse_address = true,
+        .max_connections = o->http_max_connections,
+        .default_max_connections = CL_FRONTEND_HTTP_MAX_CONNECTIONS,
+        .max_connections_option = "--http-max-connections",
+        .max_per_address = o->http_max_per_address,
+        .max_per_address_option = "--http-max-per-address",
+        .render_error = render_error,
+        .error_content_type = "application/json",
     };
-    cl_status st = cl_httpd_start(&h->daemon, &h->port, &ho, err);
+    cl_status st = cl_httpd_serve(&h->door, &ho, err);
     if (st != CL_OK) {
         cl_fe_http_free(h);
         return st;
@@ -275,7 +291,29 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
 
 int cl_fe_http_port(const fe_http *h)
 {
-    return h->port;
+    return cl_httpd_port(h->door);
+}
+
+bool cl_frontend_query_door_stats(const cl_frontend *fe, cl_frontend_door_stats *out)
+{
+    if (fe == NULL)
+        return false;
+    /* fe->http is set and cleared under fe->mu (frontend.c): a scrape on
+     * the exporter's thread may ask while the frontend starts or stops. */
+    cl_frontend *m = (cl_frontend *)fe;
+    cl_httpd_stats st;
+    pthread_mutex_lock(&m->mu);
+    bool on = fe->http != NULL;
+    if (on)
+        cl_httpd_get_stats(fe->http->door, &st);
+    pthread_mutex_unlock(&m->mu);
+    if (on)
+        *out = (cl_frontend_door_stats){.connections = st.connections,
+                                        .max_connections = st.max_connections,
+                                        .max_per_address = st.max_per_address,
+                                        .refused = st.refused,
+                                        .rejected = st.rejected};
+    return on;
 }
 
 void cl_fe_http_wait_idle(fe_http *h, int timeout_ms)
@@ -294,8 +332,7 @@ void cl_fe_http_free(fe_http *h)
 {
     if (h == NULL)
         return;
-    if (h->daemon != NULL)
-        MHD_stop_daemon(h->daemon);
+    cl_httpd_free(h->door);
     pthread_cond_destroy(&h->idle_cv);
     pthread_mutex_destroy(&h->mu);
     free(h);

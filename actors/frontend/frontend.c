@@ -35,6 +35,9 @@ void cl_frontend_opts_init(cl_frontend_opts *opts)
     opts->max_body = CL_FE_DEFAULT_MAX_BODY;
     opts->cache_bytes = CL_FE_DEFAULT_CACHE_BYTES;
     opts->metrics_port = CL_FE_DEFAULT_METRICS_PORT;
+    opts->http_max_connections = 0; /* the default, fitted to the open-file limit */
+    opts->http_max_per_address = CL_FRONTEND_HTTP_MAX_PER_ADDRESS;
+    opts->http_idle_timeout_s = CL_FRONTEND_HTTP_IDLE_TIMEOUT_S;
 }
 
 static void respond(cl_frontend *fe, const cl_msg *m, cl_fe_reply *r)
@@ -159,7 +162,8 @@ static void *results_main(void *arg)
         if (cl_wire_results_decode(cl_msg_data(m), cl_msg_len(m), &rs, &n, &err) == CL_OK)
             cl_fe_complete(fe, rs, n);
         else
-            cl_warn("ignoring a malformed result batch on %s: %s", fe->results_subject, err.msg);
+            CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a malformed result batch on %s: %s",
+                           fe->results_subject, err.msg);
         free(rs);
         cl_msg_free(m);
     }
@@ -268,6 +272,8 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
             fe->opts.max_pending = CL_FE_DEFAULT_MAX_PENDING;
         if (fe->opts.max_body == 0)
             fe->opts.max_body = CL_FE_DEFAULT_MAX_BODY;
+        if (fe->opts.http_idle_timeout_s == 0)
+            fe->opts.http_idle_timeout_s = CL_FRONTEND_HTTP_IDLE_TIMEOUT_S;
     }
     fe->http_host = strdup(fe->opts.http_host ? fe->opts.http_host : "0.0.0.0");
     fe->opts.http_host = fe->http_host;
@@ -338,8 +344,14 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     /* Metrics before HTTP: the query port's GET /metrics goes through it. */
     if (s == CL_OK)
         s = cl_fe_exporter_start(&fe->exporter, fe, err);
-    if (s == CL_OK && fe->opts.http_port >= 0)
-        s = cl_fe_http_start(&fe->http, fe, err);
+    if (s == CL_OK && fe->opts.http_port >= 0) {
+        /* Under fe->mu: a scrape on the exporter's thread reads it. */
+        fe_http *http = NULL;
+        s = cl_fe_http_start(&http, fe, err);
+        pthread_mutex_lock(&fe->mu);
+        fe->http = http;
+        pthread_mutex_unlock(&fe->mu);
+    }
     if (s != CL_OK)
         goto fail;
 
@@ -400,9 +412,12 @@ void cl_frontend_free(cl_frontend *fe)
 
     /* 3. HTTP: every suspended request has its reply; let them go out. */
     if (fe->http != NULL) {
-        cl_fe_http_wait_idle(fe->http, 2000);
-        cl_fe_http_free(fe->http);
+        fe_http *http = fe->http;
+        cl_fe_http_wait_idle(http, 2000);
+        pthread_mutex_lock(&fe->mu);
         fe->http = NULL;
+        pthread_mutex_unlock(&fe->mu);
+        cl_fe_http_free(http);
     }
     /* After HTTP: it answered the query port's suspended /metrics. */
     cl_fe_exporter_free(fe->exporter);
@@ -440,7 +455,13 @@ int cl_frontend_metrics_port(const cl_frontend *fe)
 
 int cl_frontend_http_port(const cl_frontend *fe)
 {
-    return fe != NULL && fe->http != NULL ? cl_fe_http_port(fe->http) : -1;
+    if (fe == NULL)
+        return -1;
+    cl_frontend *m = (cl_frontend *)fe; /* for its mutex only */
+    pthread_mutex_lock(&m->mu);
+    int port = fe->http != NULL ? cl_fe_http_port(fe->http) : -1;
+    pthread_mutex_unlock(&m->mu);
+    return port;
 }
 
 const char *cl_frontend_id(const cl_frontend *fe)

@@ -28,8 +28,19 @@ static void usage(FILE *f)
             "  --metrics-port N\n"
             "                 Prometheus metrics port on --http-host (default 1390; 0 picks\n"
             "                 a free one; -1: none)\n"
+            "  --http-max-connections N\n"
+            "                 connections open at once on the query port, 1 to 1048576\n"
+            "                 (default %u, lowered to fit the open-file limit); more wait\n"
+            "                 in the listen backlog\n"
+            "  --http-max-per-address N\n"
+            "                 connections open at once from one client address (an IPv6\n"
+            "                 client by its /64); more are refused, with a 503 when they\n"
+            "                 send a request (default %u; 0: no limit)\n"
+            "  --http-idle-timeout S\n"
+            "                 close a connection idle for S seconds, 1 to 3600 (default %u)\n"
             "%s",
-            USAGE_LINE, cl_actor_common_usage());
+            USAGE_LINE, CL_FRONTEND_HTTP_MAX_CONNECTIONS, CL_FRONTEND_HTTP_MAX_PER_ADDRESS,
+            CL_FRONTEND_HTTP_IDLE_TIMEOUT_S, cl_actor_common_usage());
 }
 
 /* "--name V" or "--name=V": returns V and advances *i, or NULL. */
@@ -89,6 +100,19 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
             if (!cl_actor_parse_long(v, -1, 65535, &n))
                 bad = "--metrics-port needs a port number from 0 to 65535, or -1 for none";
             fopts->metrics_port = (int)n;
+        } else if ((v = value_of("--http-max-connections", argc, argv, &i, &missing)) != NULL) {
+            if (!cl_actor_parse_long(v, 1, 1L << 20, &n))
+                bad = "--http-max-connections needs a number of connections from 1 to 1048576";
+            fopts->http_max_connections = (unsigned)n;
+        } else if ((v = value_of("--http-max-per-address", argc, argv, &i, &missing)) != NULL) {
+            if (!cl_actor_parse_long(v, 0, 1L << 20, &n))
+                bad = "--http-max-per-address needs a number of connections from 0 (no limit) "
+                      "to 1048576";
+            fopts->http_max_per_address = (unsigned)n;
+        } else if ((v = value_of("--http-idle-timeout", argc, argv, &i, &missing)) != NULL) {
+            if (!cl_actor_parse_long(v, 1, 3600, &n))
+                bad = "--http-idle-timeout needs a number of seconds from 1 to 3600";
+            fopts->http_idle_timeout_s = (unsigned)n;
         } else if (missing) {
             bad = "this option needs a value";
         } else {
