@@ -10,6 +10,7 @@
 #include "bus_internal.h"
 #include "cl_clock.h"
 #include "cl_log.h"
+#include "cl_subject.h"
 
 struct cl_sub {
     natsSubscription *sub;
@@ -694,6 +695,14 @@ cl_status cl_msg_respond(cl_bus *bus, const cl_msg *msg, const void *data, size_
     const char *reply = cl_msg_reply(msg);
     if (reply == NULL || reply[0] == '\0')
         return CL_OK;
+    /* A reply subject comes from whoever sent the request: one with
+     * spaces, CR/LF or wildcards would make our own connection publish
+     * something else (or make the server drop it). */
+    cl_err err;
+    if (!cl_subj_valid_publish(reply, strlen(reply), &err)) {
+        CL_LOG_LIMITED(CL_LOG_WARN, "not answering on a bad reply subject: %s", err.msg);
+        return CL_ERR_INVALID;
+    }
     return cl_bus_publish(bus, reply, data, len);
 }
 

@@ -10,11 +10,21 @@
 
 #include <cjson/cJSON.h>
 
+#include "cl_buf.h"
 #include "cl_status.h"
 
 /* Parses data (len bytes, need not be NUL-terminated). On failure err says
- * where ("malformed JSON at offset N: ..."). *out must be cJSON_Delete'd. */
+ * where ("malformed JSON at offset N: ..."). *out must be cJSON_Delete'd.
+ * Stricter than cJSON: a key may appear once per object, and no string or
+ * key may hold U+0000 (cJSON would cut it there): "field 'name' contains a
+ * NUL character (\u0000), which is not allowed". */
 cl_status cl_json_parse(cJSON **out, const void *data, size_t len, cl_err *err);
+/* cl_json_parse for a body from a client (an admin command): the text must
+ * also be UTF-8 (no overlong forms, no surrogates), without raw control
+ * characters in strings. Messages between actors are parsed without these
+ * two checks: they are what cJSON printed, and a text one of them cut at a
+ * byte count (a heartbeat's cause) may end inside a UTF-8 sequence. */
+cl_status cl_json_parse_body(cJSON **out, const void *data, size_t len, cl_err *err);
 /* Like cl_json_parse but also requires the top level to be an object. */
 cl_status cl_json_parse_object(cJSON **out, const void *data, size_t len, cl_err *err);
 
@@ -34,6 +44,30 @@ cl_status cl_json_opt_bool(const cJSON *obj, const char *field, bool *out, bool 
 
 /* Rejects fields not in allowed (NULL-terminated): "unknown field 'x'". */
 cl_status cl_json_only_fields(const cJSON *obj, const char *const *allowed, cl_err *err);
+
+/* ---- what cJSON does not check, for other strict parsers too ---- */
+
+/* Whether s[0..len) is UTF-8 as RFC 3629 has it: no overlong forms, no
+ * surrogates (U+D800..U+DFFF), nothing above U+10FFFF. On false *bad (may
+ * be NULL) is the offset of the first byte of the first bad sequence. */
+bool cl_json_utf8_valid(const void *s, size_t len, size_t *bad);
+
+/* Checks the JSON string literal that starts at t[*pos] (its opening
+ * quote): UTF-8, no raw control character, valid escapes, \u escapes of
+ * surrogates only as a high-low pair. Returns NULL and moves *pos past the
+ * closing quote, with *nul set when the string holds U+0000; or returns
+ * why it is bad (a static sentence, rapidjson's words where it has them)
+ * with *pos at the offending byte. */
+const char *cl_json_scan_string(const char *t, size_t len, size_t *pos, bool *nul);
+
+/* Appends the bytes of the string literal at t[pos] (its opening quote,
+ * checked by cl_json_scan_string) to out, escapes resolved and U+0000
+ * kept. CL_ERR_NOMEM, or CL_ERR_INVALID for a literal it would refuse. */
+cl_status cl_json_unescape(const char *t, size_t len, size_t pos, cl_buf *out);
+
+/* Refuses an object, at any depth under item, that holds a key twice:
+ * "duplicate key 'k'" (with " in 'path'" when nested). */
+cl_status cl_json_unique_keys(const cJSON *item, cl_err *err);
 
 /* "string", "number", "object", ... for messages. */
 const char *cl_json_type_name(const cJSON *item);

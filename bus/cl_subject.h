@@ -51,6 +51,23 @@ cl_status cl_subj_replica_hb(char out[CL_SUBJECT_MAX], const char *prefix, const
 cl_status cl_subj_fe_results(char out[CL_SUBJECT_MAX], const char *prefix, const char *frontend,
                              cl_err *err);
 cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err);
+/* <p>.route.hello: every router says, every 100 ms, who it is and whether
+ * it leads (JSON {"id","leader","epoch"}); replicas and frontends follow the
+ * leader. */
+cl_status cl_subj_route_hello(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err);
+/* <p>.sv.status (each supervisor's status, published) and <p>.sv.list
+ * (request: every supervisor answers with its status). */
+cl_status cl_subj_supervisor(char out[CL_SUBJECT_MAX], const char *prefix, const char *what,
+                             cl_err *err);
+
+/* Checks a subject taken from a message before anything publishes to it:
+ * 1..CL_SUBJECT_MAX-1 bytes of printable ASCII (no whitespace, CR, LF,
+ * NUL), no wildcard ('*', '>'), no empty element. subject need not be
+ * NUL-terminated. Returns false and says why in err when it is not. */
+bool cl_subj_valid_publish(const char *subject, size_t len, cl_err *err);
+/* The same, and of the form <prefix>.fe.<frontend id>.results (a
+ * frontend's results subject); prefix NULL accepts any prefix. */
+bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix, cl_err *err);
 
 /* Splits subject into at most max tokens in place (subject is modified).
  * Returns the count, or -1 when there are more than max. */

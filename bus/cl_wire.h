@@ -75,7 +75,9 @@ cl_status cl_wire_results_add(cl_buf *out, uint64_t task_id, uint8_t status, con
                               uint32_t len);
 
 /* Decoders. *out is malloc'd (free it); items point into data. A truncated
- * or malformed message gives CL_ERR_INVALID with err saying where. */
+ * or malformed message gives CL_ERR_INVALID with err saying where. A task
+ * batch is malformed as a whole when a task's reply subject is not one a
+ * result may be published to (cl_subj_valid_publish). */
 cl_status cl_wire_tasks_decode(const void *data, size_t len, cl_task **out, uint32_t *count,
                                cl_err *err);
 cl_status cl_wire_results_decode(const void *data, size_t len, cl_result **out, uint32_t *count,

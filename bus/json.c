@@ -54,7 +54,354 @@ const char *cl_json_type_name(const cJSON *item)
     }
 }
 
-cl_status cl_json_parse(cJSON **out, const void *data, size_t len, cl_err *err)
+/* ---- UTF-8 and string literals ---------------------------------------- */
+
+static bool is_cont(unsigned char c)
+{
+    return (c & 0xc0) == 0x80;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (n bytes left), 0 if none
+ * (RFC 3629, table 3-7 of Unicode: the second byte's range rules out the
+ * overlong forms, the surrogates and what is above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xc2) /* a continuation byte, or an overlong 2-byte form */
+        return 0;
+    if (c < 0xe0)
+        return n >= 2 && is_cont(p[1]) ? 2 : 0;
+    if (c < 0xf0) {
+        if (n < 3 || !is_cont(p[1]) || !is_cont(p[2]))
+            return 0;
+        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
+            return 0; /* overlong, or a surrogate */
+        return 3;
+    }
+    if (c < 0xf5) {
+        if (n < 4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3]))
+            return 0;
+        if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
+            return 0; /* overlong, or above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+bool cl_json_utf8_valid(const void *s, size_t len, size_t *bad)
+{
+    const unsigned char *p = s;
+    for (size_t i = 0; i < len;) {
+        size_t k = p[i] < 0x80 ? 1 : utf8_seq(p + i, len - i);
+        if (k == 0) {
+            if (bad != NULL)
+                *bad = i;
+            return false;
+        }
+        i += k;
+    }
+    return true;
+}
+
+/* The code unit of the 4 hex digits at t[at]. */
+static bool hex4(const char *t, size_t len, size_t at, unsigned *out)
+{
+    if (at > len || len - at < 4)
+        return false;
+    unsigned v = 0;
+    for (size_t i = at; i < at + 4; i++) {
+        char c = t[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (unsigned)d;
+    }
+    *out = v;
+    return true;
+}
+
+/* The \\uXXXX escape whose backslash is t[i]: its code point and length (6, or 12 for a
+ * surrogate pair); 0 with *why set when it is not a valid one. */
+static size_t unicode_escape(const char *t, size_t len, size_t i, unsigned *cp, const char **why)
+{
+    unsigned hi, lo;
+    if (!hex4(t, len, i + 2, &hi)) {
+        *why = "Incorrect hex digit after \\u escape in string.";
+        return 0;
+    }
+    if (hi < 0xd800 || hi > 0xdfff) {
+        *cp = hi;
+        return 6;
+    }
+    if (hi <= 0xdbff && len - i >= 12 && t[i + 6] == '\\' && t[i + 7] == 'u' &&
+        hex4(t, len, i + 8, &lo) && lo >= 0xdc00 && lo <= 0xdfff) {
+        *cp = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+        return 12;
+    }
+    *why = "The surrogate pair in string is invalid.";
+    return 0;
+}
+
+/* cl_json_scan_string; with encoding false, UTF-8 and raw control
+ * characters are not checked (cJSON takes both). */
+static const char *scan_string(const char *t, size_t len, size_t *pos, bool *nul, bool encoding)
+{
+    size_t i = *pos + 1;
+    const char *why = NULL;
+    *nul = false;
+    while (i < len) {
+        unsigned char c = (unsigned char)t[i];
+        size_t k = 1;
+        if (c == '"') {
+            *pos = i + 1;
+            return NULL;
+        } else if (c < 0x20 && encoding) {
+            why = "Invalid encoding in string: a control character must be escaped.";
+        } else if (c == '\\' && i + 1 < len && t[i + 1] == 'u') {
+            unsigned cp = 1;
+            k = unicode_escape(t, len, i, &cp, &why);
+            *nul |= k > 0 && cp == 0;
+        } else if (c == '\\') {
+            k = 2;
+            if (i + 1 >= len || t[i + 1] == '\0' || strchr("\"\\/bfnrt", t[i + 1]) == NULL)
+                why = "Invalid escape character in string.";
+        } else if (c >= 0x80 && encoding) {
+            k = utf8_seq((const unsigned char *)t + i, len - i);
+            if (k == 0)
+                why = "Invalid encoding in string: it is not valid UTF-8.";
+        }
+        if (why != NULL) {
+            *pos = i;
+            return why;
+        }
+        i += k;
+    }
+    *pos = len;
+    return "Missing a closing quotation mark in string.";
+}
+
+const char *cl_json_scan_string(const char *t, size_t len, size_t *pos, bool *nul)
+{
+    return scan_string(t, len, pos, nul, true);
+}
+
+static size_t utf8_put(uint8_t out[4], unsigned cp)
+{
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xc0 | cp >> 6);
+        out[1] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xe0 | cp >> 12);
+        out[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xf0 | cp >> 18);
+    out[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+cl_status cl_json_unescape(const char *t, size_t len, size_t pos, cl_buf *out)
+{
+    size_t end = pos;
+    bool nul;
+    if (pos >= len || t[pos] != '"' || cl_json_scan_string(t, len, &end, &nul) != NULL)
+        return CL_ERR_INVALID;
+    end--; /* the closing quote */
+    for (size_t i = pos + 1; i < end;) {
+        size_t run = i;
+        while (run < end && t[run] != '\\')
+            run++;
+        if (cl_buf_append(out, t + i, run - i) != CL_OK)
+            return CL_ERR_NOMEM;
+        if (run == end)
+            break;
+        uint8_t u[4];
+        size_t n = 1;
+        char e = t[run + 1];
+        size_t k = 2;
+        switch (e) {
+        case 'b': u[0] = '\b'; break;
+        case 'f': u[0] = '\f'; break;
+        case 'n': u[0] = '\n'; break;
+        case 'r': u[0] = '\r'; break;
+        case 't': u[0] = '\t'; break;
+        case 'u': {
+            unsigned cp = 0;
+            const char *why = NULL;
+            k = unicode_escape(t, len, run, &cp, &why);
+            n = utf8_put(u, cp);
+            break;
+        }
+        default: u[0] = (uint8_t)e; break; /* '"', '\\', '/' */
+        }
+        if (cl_buf_append(out, u, n) != CL_OK)
+            return CL_ERR_NOMEM;
+        i = run + k;
+    }
+    return CL_OK;
+}
+
+/* ---- duplicate keys ---------------------------------------------------- */
+
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key of obj that appears twice, or NULL. Small objects are compared
+ * pairwise; larger ones sorted, so a body of many keys stays O(n log n). */
+static cl_status find_duplicate(const cJSON *obj, const char **dup)
+{
+    size_t n = 0;
+    *dup = NULL;
+    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+        n++;
+    if (n <= 16) {
+        for (const cJSON *a = obj->child; a != NULL; a = a->next)
+            for (const cJSON *b = a->next; b != NULL; b = b->next)
+                if (a->string != NULL && b->string != NULL && strcmp(a->string, b->string) == 0) {
+                    *dup = a->string;
+                    return CL_OK;
+                }
+        return CL_OK;
+    }
+    const char **keys = malloc(n * sizeof(*keys));
+    if (keys == NULL)
+        return CL_ERR_NOMEM;
+    size_t k = 0;
+    for (const cJSON *c = obj->child; c != NULL; c = c->next)
+        if (c->string != NULL)
+            keys[k++] = c->string;
+    qsort(keys, k, sizeof(*keys), cmp_keys);
+    for (size_t i = 1; i < k && *dup == NULL; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0)
+            *dup = keys[i];
+    free(keys);
+    return CL_OK;
+}
+
+/* Appends ".key" or "[i]" to path (of cap bytes; a long one is cut). */
+static void path_push(char *path, size_t cap, const cJSON *parent, const cJSON *child, int index)
+{
+    size_t n = strlen(path);
+    if (n + 1 >= cap)
+        return;
+    if (cJSON_IsObject(parent))
+        snprintf(path + n, cap - n, "%s%s", n > 0 ? "." : "", child->string ? child->string : "");
+    else
+        snprintf(path + n, cap - n, "[%d]", index);
+}
+
+static cl_status unique_keys(const cJSON *item, char *path, size_t cap, cl_err *err)
+{
+    if (!cJSON_IsObject(item) && !cJSON_IsArray(item))
+        return CL_OK;
+    if (cJSON_IsObject(item)) {
+        const char *dup = NULL;
+        if (find_duplicate(item, &dup) != CL_OK)
+            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+        if (dup != NULL)
+            return cl_err_set(err, CL_ERR_INVALID, "duplicate key '%.100s'%s%s%s", dup,
+                              path[0] ? " in '" : "", path, path[0] ? "'" : "");
+    }
+    size_t keep = strlen(path);
+    int i = 0;
+    for (const cJSON *c = item->child; c != NULL; c = c->next, i++) {
+        if (!cJSON_IsObject(c) && !cJSON_IsArray(c))
+            continue;
+        path_push(path, cap, item, c, i);
+        cl_status s = unique_keys(c, path, cap, err);
+        path[keep] = '\0';
+        if (s != CL_OK)
+            return s;
+    }
+    return CL_OK;
+}
+
+cl_status cl_json_unique_keys(const cJSON *item, cl_err *err)
+{
+    char path[160] = "";
+    return unique_keys(item, path, sizeof(path), err);
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+/* Finds string value number target (in document order; keys are not
+ * values) under item and writes its path. */
+static bool find_string(const cJSON *item, size_t target, size_t *count, char *path, size_t cap)
+{
+    if (cJSON_IsString(item))
+        return (*count)++ == target;
+    size_t keep = strlen(path);
+    int i = 0;
+    for (const cJSON *c = item->child; c != NULL; c = c->next, i++) {
+        path_push(path, cap, item, c, i);
+        if (find_string(c, target, count, path, cap))
+            return true;
+        path[keep] = '\0';
+    }
+    return false;
+}
+
+/* What cJSON accepts and should not (see cl_json.h), over a text it has
+ * parsed into root; the encoding only for a body (see cl_json_parse_body). */
+static cl_status check_text(const cJSON *root, const char *t, size_t len, bool body,
+                            cl_err *err)
+{
+    size_t values = 0, nul_value = SIZE_MAX;
+    for (size_t i = 0; i < len;) {
+        if (t[i] != '"') {
+            i++; /* outside strings cJSON has checked every byte */
+            continue;
+        }
+        size_t start = i;
+        bool nul = false;
+        const char *why = scan_string(t, len, &i, &nul, body);
+        if (why != NULL)
+            return cl_err_set(err, CL_ERR_INVALID, "malformed JSON at offset %zu: %s", i, why);
+        size_t j = i;
+        while (j < len && (t[j] == ' ' || t[j] == '\t' || t[j] == '\n' || t[j] == '\r'))
+            j++;
+        bool key = j < len && t[j] == ':';
+        if (nul && key)
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "malformed JSON at offset %zu: a key contains a NUL character "
+                              "(\\u0000), which is not allowed",
+                              start);
+        if (nul && nul_value == SIZE_MAX)
+            nul_value = values;
+        values += !key;
+    }
+    if (nul_value != SIZE_MAX) {
+        char path[160] = "";
+        size_t count = 0;
+        find_string(root, nul_value, &count, path, sizeof(path));
+        if (path[0] == '\0')
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "the JSON string contains a NUL character (\\u0000), which is "
+                              "not allowed");
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "field '%s' contains a NUL character (\\u0000), which is not allowed",
+                          path);
+    }
+    return cl_json_unique_keys(root, err);
+}
+
+static cl_status parse(cJSON **out, const void *data, size_t len, bool body, cl_err *err)
 {
     *out = NULL;
     if (data == NULL || len == 0)
@@ -90,8 +437,23 @@ cl_status cl_json_parse(cJSON **out, const void *data, size_t len, cl_err *err)
         return cl_err_set(err, CL_ERR_INVALID, "malformed JSON at offset %zu: near '%s'", off,
                           near);
     }
+    cl_status s = check_text(root, text, len, body, err);
+    if (s != CL_OK) {
+        cJSON_Delete(root);
+        return s;
+    }
     *out = root;
     return CL_OK;
+}
+
+cl_status cl_json_parse(cJSON **out, const void *data, size_t len, cl_err *err)
+{
+    return parse(out, data, len, false, err);
+}
+
+cl_status cl_json_parse_body(cJSON **out, const void *data, size_t len, cl_err *err)
+{
+    return parse(out, data, len, true, err);
 }
 
 cl_status cl_json_parse_object(cJSON **out, const void *data, size_t len, cl_err *err)

@@ -196,6 +196,87 @@ cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *c
     BUILD({"cm", NULL}, {command, "container manager command"});
 }
 
+cl_status cl_subj_route_hello(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
+{
+    BUILD({"route", NULL}, {"hello", NULL});
+}
+
+cl_status cl_subj_supervisor(char out[CL_SUBJECT_MAX], const char *prefix, const char *what,
+                             cl_err *err)
+{
+    BUILD({"sv", NULL}, {what, "supervisor subject"});
+}
+
+/* subject (len bytes) for a message: printable, at most 60 bytes shown. */
+static void shown(char out[72], const char *subject, size_t len)
+{
+    size_t n = len < 60 ? len : 60, j;
+    for (j = 0; j < n; j++) {
+        unsigned char c = (unsigned char)subject[j];
+        out[j] = (c >= 0x20 && c <= 0x7e) ? (char)c : '?';
+    }
+    strcpy(out + j, len > n ? "..." : "");
+}
+
+bool cl_subj_valid_publish(const char *subject, size_t len, cl_err *err)
+{
+    char show[72];
+    if (subject == NULL || len == 0)
+        return cl_err_set(err, CL_ERR_INVALID, "subject is empty"), false;
+    if (len >= CL_SUBJECT_MAX) {
+        shown(show, subject, len);
+        return cl_err_set(err, CL_ERR_INVALID, "subject '%s' is %zu bytes long, at most %d allowed",
+                          show, len, CL_SUBJECT_MAX - 1),
+               false;
+    }
+    const char *why = NULL;
+    char buf[64];
+    size_t i;
+    for (i = 0; i < len && why == NULL; i++) {
+        unsigned char c = (unsigned char)subject[i];
+        if (c == '.' && (i == 0 || i == len - 1 || subject[i - 1] == '.'))
+            why = "it has an empty element";
+        else if (c == '*' || c == '>')
+            why = "it holds a wildcard";
+        else if (c < 0x21 || c > 0x7e)
+            why = (snprintf(buf, sizeof(buf),
+                            "it may hold only printable ASCII without spaces (byte 0x%02x)", c),
+                   buf);
+    }
+    if (why == NULL)
+        return true;
+    shown(show, subject, len);
+    cl_err_set(err, CL_ERR_INVALID, "subject '%s' is not valid: %s at offset %zu", show, why,
+               i - 1);
+    return false;
+}
+
+bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix, cl_err *err)
+{
+    static const char tail[] = ".results", fe[] = ".fe.";
+    if (!cl_subj_valid_publish(subject, len, err))
+        return false;
+    char show[72];
+    size_t tl = sizeof(tail) - 1, fl = sizeof(fe) - 1;
+    /* <prefix>.fe.<id>.results: find ".fe." before the id that ends at tail. */
+    bool ok = len > tl + fl + 1 && memcmp(subject + len - tl, tail, tl) == 0;
+    size_t id_end = len - tl, id_start = id_end;
+    while (ok && id_start > 0 && subject[id_start - 1] != '.')
+        id_start--;
+    ok = ok && id_start < id_end && id_start >= fl + 1 &&
+         memcmp(subject + id_start - fl, fe, fl) == 0;
+    size_t plen = ok ? id_start - fl : 0;
+    if (ok && prefix != NULL)
+        ok = strlen(prefix) == plen && memcmp(subject, prefix, plen) == 0;
+    if (ok)
+        return true;
+    shown(show, subject, len);
+    cl_err_set(err, CL_ERR_INVALID,
+               "subject '%s' is not a frontend's results subject %s.fe.<id>.results", show,
+               prefix != NULL ? prefix : "<prefix>");
+    return false;
+}
+
 int cl_subject_split(char *subject, char **tokens, int max)
 {
     int n = 0;

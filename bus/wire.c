@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cl_subject.h"
 #include "cl_wire.h"
 
 static const char TASKS_MAGIC[4] = {'C', 'L', 'T', '1'};
@@ -195,6 +196,15 @@ cl_status cl_wire_tasks_decode(const void *data, size_t len, cl_task **out, uint
             unsigned type = t->input_type; /* t dies with tasks */
             free(tasks);
             return cl_err_set(err, CL_ERR_INVALID, "task %u has unknown input type %u", i, type);
+        }
+        /* Its result is published there: a subject with CR/LF, spaces or
+         * wildcards would break (or inject into) the publisher's
+         * connection. */
+        cl_err why;
+        if (!cl_subj_valid_publish(t->reply, t->reply_len, &why)) {
+            free(tasks);
+            return cl_err_set(err, CL_ERR_INVALID, "task %u has a bad reply subject: %s", i,
+                              why.msg);
         }
         continue;
     truncated:

@@ -178,11 +178,13 @@ static bool apply_change(cl_view *v, const char *key, const char *value, size_t 
         cl_app app;
         if (!deleted) {
             if (cl_app_from_json(&app, value, len, &err) != CL_OK) {
-                cl_warn("view: ignoring bad value of '%s': %s", key, err.msg);
+                CL_LOG_LIMITED(CL_LOG_WARN, "view: ignoring bad value of '%s': %s", key,
+                               err.msg);
                 return false;
             }
             if (strcmp(app.name, name) != 0) {
-                cl_warn("view: ignoring '%s': it holds application '%s'", key, app.name);
+                CL_LOG_LIMITED(CL_LOG_WARN, "view: ignoring '%s': it holds application '%s'",
+                               key, app.name);
                 cl_app_deinit(&app);
                 return false;
             }
@@ -196,17 +198,19 @@ static bool apply_change(cl_view *v, const char *key, const char *value, size_t 
         char name[CL_KEY_MAX];
         const char *version;
         if (!split_model_key(key + 6, name, sizeof(name), &version)) {
-            cl_warn("view: ignoring malformed key '%s'", key);
+            CL_LOG_LIMITED(CL_LOG_WARN, "view: ignoring malformed key '%s'", key);
             return false;
         }
         cl_model m;
         if (!deleted) {
             if (cl_model_from_json(&m, value, len, &err) != CL_OK) {
-                cl_warn("view: ignoring bad value of '%s': %s", key, err.msg);
+                CL_LOG_LIMITED(CL_LOG_WARN, "view: ignoring bad value of '%s': %s", key,
+                               err.msg);
                 return false;
             }
             if (strcmp(m.name, name) != 0 || strcmp(m.version, version) != 0) {
-                cl_warn("view: ignoring '%s': it holds model '%s:%s'", key, m.name, m.version);
+                CL_LOG_LIMITED(CL_LOG_WARN, "view: ignoring '%s': it holds model '%s:%s'",
+                               key, m.name, m.version);
                 cl_model_deinit(&m);
                 return false;
             }
@@ -221,7 +225,8 @@ static bool apply_change(cl_view *v, const char *key, const char *value, size_t 
         if (!deleted) {
             version = cl_current_from_json(value, len, &err);
             if (version == NULL) {
-                cl_warn("view: ignoring bad value of '%s': %s", key, err.msg);
+                CL_LOG_LIMITED(CL_LOG_WARN, "view: ignoring bad value of '%s': %s", key,
+                               err.msg);
                 return false;
             }
         }

@@ -87,6 +87,10 @@ cl_status cl_fe_decode_version(const cl_fe_doc *doc, const char **version, cl_er
     const cJSON *v = NULL;
     if (get_typed(doc->root, "version", cJSON_String, "String", &v, err) != CL_OK)
         return CL_ERR_INVALID;
+    if (doc->n_nul_strs > 0 && cl_fe_doc_str_has_nul(doc, cl_fe_doc_str_index(doc, v)))
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "JSON key version holds a NUL character (\\u0000), which a version "
+                          "may not hold");
     *version = v->valuestring;
     return CL_OK;
 }
@@ -145,25 +149,47 @@ static cl_status put_number(const cl_fe_doc *doc, const cJSON *elem, size_t *num
     return put_bytes(b, &u, sizeof(u), err);
 }
 
-static cl_status put_numbers(const cl_fe_doc *doc, const cJSON *arr, size_t *num, int type,
-                             cl_buf *b, cl_err *err)
+/* The elements of one numeric input. batch_index: its place in
+ * input_batch, or -1 for "input". An empty array is refused: no model of a
+ * numeric type can use an input without a number (Clipper passed it on). */
+static cl_status put_numbers(const cl_fe_doc *doc, const cJSON *arr, long batch_index,
+                             size_t *num, int type, cl_buf *b, cl_err *err)
 {
+    static const char *const names[] = {
+        [CL_INPUT_INTEGERS] = "int", [CL_INPUT_FLOATS] = "float", [CL_INPUT_DOUBLES] = "double"};
+    if (arr->child == NULL && batch_index < 0)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "Array input is empty; an input of type %s must hold at least one "
+                          "number",
+                          names[type]);
+    if (arr->child == NULL)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "Array input %ld of input_batch is empty; an input of type %s must "
+                          "hold at least one number",
+                          batch_index, names[type]);
     for (const cJSON *e = arr->child; e != NULL; e = e->next)
         if (put_number(doc, e, num, type, b, err) != CL_OK)
             return CL_ERR_INVALID;
     return CL_OK;
 }
 
-/* Base64 through OpenSSL's decoder, which rejects characters outside the
- * alphabet and input that does not end on a whole quantum. */
-static cl_status put_base64(const char *s, cl_buf *b, cl_err *err)
+static bool is_base64_char(unsigned char c)
 {
-    size_t len = strlen(s);
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/' || c == '=' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Base64 through OpenSSL's decoder, which rejects characters outside the
+ * alphabet and input that does not end on a whole quantum. s holds len
+ * bytes: a U+0000 in the string is a byte outside the alphabet. */
+static cl_status put_base64(const char *s, size_t len, cl_buf *b, cl_err *err)
+{
     if (len > INT32_MAX / 2)
         return cl_err_set(err, CL_ERR_INVALID, "Base64 input is too large");
     /* OpenSSL treats '-' as end of input; only the alphabet may pass. */
-    size_t ok = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                          "0123456789+/= \t\r\n");
+    size_t ok = 0;
+    while (ok < len && is_base64_char((unsigned char)s[ok]))
+        ok++;
     if (ok != len) {
         unsigned char c = (unsigned char)s[ok];
         if (c > 0x20 && c < 0x7f)
@@ -196,11 +222,19 @@ static cl_status put_base64(const char *s, cl_buf *b, cl_err *err)
     return CL_OK;
 }
 
-static cl_status put_string_or_bytes(const cJSON *s, int type, cl_buf *b, cl_err *err)
+/* String value number index of doc, which is item: its whole text (a
+ * U+0000 in it is kept, not the end) for strings, its decoded bytes for
+ * bytes. tmp: scratch for a string that holds U+0000. */
+static cl_status put_string_or_bytes(const cl_fe_doc *doc, const cJSON *item, size_t index,
+                                     int type, cl_buf *tmp, cl_buf *b, cl_err *err)
 {
+    const char *s = NULL;
+    size_t len = 0;
+    if (cl_fe_doc_string(doc, item, index, tmp, &s, &len) != CL_OK)
+        return nomem(err);
     if (type == CL_INPUT_BYTES)
-        return put_base64(s->valuestring, b, err);
-    return put_bytes(b, s->valuestring, strlen(s->valuestring), err);
+        return put_base64(s, len, b, err);
+    return put_bytes(b, s, len, err);
 }
 
 static cl_status alloc_offsets(cl_fe_inputs *out, size_t n, cl_err *err)
@@ -222,18 +256,27 @@ static cl_status decode_single(const cl_fe_doc *doc, const char *key, int type,
     if (type == CL_INPUT_STRINGS || type == CL_INPUT_BYTES) {
         if (get_typed(doc->root, key, cJSON_String, "String", &v, err) != CL_OK)
             return CL_ERR_INVALID;
-        if (put_string_or_bytes(v, type, &out->data, err) != CL_OK)
-            return CL_ERR_INVALID;
+        size_t index = doc->n_nul_strs > 0 ? cl_fe_doc_str_index(doc, v) : 0;
+        cl_buf tmp;
+        cl_buf_init(&tmp);
+        cl_status s = put_string_or_bytes(doc, v, index, type, &tmp, &out->data, err);
+        cl_buf_deinit(&tmp);
+        if (s != CL_OK)
+            return s;
     } else {
         if (get_typed(doc->root, key, cJSON_Array, "Array", &v, err) != CL_OK)
             return CL_ERR_INVALID;
         size_t num = cl_fe_doc_num_index(doc, v);
-        if (put_numbers(doc, v, &num, type, &out->data, err) != CL_OK)
+        if (put_numbers(doc, v, -1, &num, type, &out->data, err) != CL_OK)
             return CL_ERR_INVALID;
     }
     out->off[1] = out->data.len;
     return CL_OK;
 }
+
+static cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int type,
+                                       size_t num, size_t str, cl_buf *tmp, cl_fe_inputs *out,
+                                       cl_err *err);
 
 static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out, cl_err *err)
 {
@@ -244,6 +287,19 @@ static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out,
         return CL_ERR_NOMEM;
     out->batch = true;
     size_t num = cl_fe_doc_num_index(doc, v);
+    /* Each element is one string value (any other element is refused). */
+    size_t str = doc->n_nul_strs > 0 ? cl_fe_doc_str_index(doc, v) : 0;
+    cl_buf tmp;
+    cl_buf_init(&tmp);
+    cl_status s = decode_batch_elements(doc, v, type, num, str, &tmp, out, err);
+    cl_buf_deinit(&tmp);
+    return s;
+}
+
+static cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int type,
+                                       size_t num, size_t str, cl_buf *tmp, cl_fe_inputs *out,
+                                       cl_err *err)
+{
     size_t i = 0;
     for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
         if (type == CL_INPUT_STRINGS && !cJSON_IsString(e))
@@ -254,14 +310,15 @@ static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out,
                               "PredictionData of type %s is not of type base64-encoded string",
                               cl_json_clipper_type_name(e));
         if (type == CL_INPUT_STRINGS || type == CL_INPUT_BYTES) {
-            if (put_string_or_bytes(e, type, &out->data, err) != CL_OK)
-                return CL_ERR_INVALID;
+            cl_status s = put_string_or_bytes(doc, e, str++, type, tmp, &out->data, err);
+            if (s != CL_OK)
+                return s;
         } else {
             if (!cJSON_IsArray(e))
                 return cl_err_set(err, CL_ERR_INVALID,
                                   "Array input of type %s is not of type array",
                                   cl_json_clipper_type_name(e));
-            if (put_numbers(doc, e, &num, type, &out->data, err) != CL_OK)
+            if (put_numbers(doc, e, (long)i, &num, type, &out->data, err) != CL_OK)
                 return CL_ERR_INVALID;
         }
         out->off[i + 1] = out->data.len;
@@ -274,6 +331,16 @@ static cl_status check_type(int type, cl_err *err)
     if (type < 0 || type >= CL__INPUT_COUNT)
         return cl_err_set(err, CL_ERR_INVALID, "input_type is not a valid type");
     return CL_OK;
+}
+
+size_t cl_fe_decode_count(const cl_fe_doc *doc)
+{
+    if (!cJSON_IsObject(doc->root))
+        return 0;
+    if (cJSON_GetObjectItemCaseSensitive(doc->root, "input") != NULL)
+        return 1;
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(doc->root, "input_batch");
+    return cJSON_IsArray(b) ? (size_t)cJSON_GetArraySize(b) : 0;
 }
 
 cl_status cl_fe_decode_inputs(const cl_fe_doc *doc, int input_type, cl_fe_inputs *out,

@@ -37,9 +37,11 @@ typedef struct {
 void cl_fe_inputs_init(cl_fe_inputs *in);
 void cl_fe_inputs_deinit(cl_fe_inputs *in);
 
+/* Never NULL: an empty input (an empty string) has no bytes to point to,
+ * and NULL + 0 is undefined in C. */
 static inline const uint8_t *cl_fe_input_data(const cl_fe_inputs *in, size_t i)
 {
-    return in->data.data + in->off[i];
+    return in->data.data != NULL ? in->data.data + in->off[i] : (const uint8_t *)"";
 }
 
 static inline size_t cl_fe_input_len(const cl_fe_inputs *in, size_t i)
@@ -51,8 +53,15 @@ static inline size_t cl_fe_input_len(const cl_fe_inputs *in, size_t i)
  * (a string; borrowed from doc). *version is NULL when absent. */
 cl_status cl_fe_decode_version(const cl_fe_doc *doc, const char **version, cl_err *err);
 
+/* How many inputs the body holds, before decoding them: 1 for "input", the
+ * length of "input_batch" when it is an array, else 0 (decoding then says
+ * what is wrong). For a limit checked before any work is done. */
+size_t cl_fe_decode_count(const cl_fe_doc *doc);
+
 /* Decodes "input" (preferred when both are present, as in Clipper) or
- * "input_batch" for input_type (a cl_input_type). */
+ * "input_batch" for input_type (a cl_input_type). A numeric input must
+ * hold at least one number; a string input is taken whole, U+0000 and all
+ * (cJSON would cut it there). */
 cl_status cl_fe_decode_inputs(const cl_fe_doc *doc, int input_type, cl_fe_inputs *out,
                               cl_err *err);
 

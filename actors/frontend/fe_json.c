@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_json.h"
 #include "fe_json.h"
 
 /* Longest number literal cJSON itself accepts (its buffer is 64 bytes). */
@@ -141,21 +142,45 @@ static cl_status push_num(cl_fe_doc *doc, size_t *cap, size_t off, size_t len, u
     return CL_OK;
 }
 
-/* The lexical pass over a text cJSON has accepted. */
-static cl_status scan(cl_fe_doc *doc, const char *t, size_t len, cl_err *err)
+static cl_status push_nul_str(cl_fe_doc *doc, size_t *cap, size_t index, size_t off)
 {
-    size_t cap = 0;
+    if (doc->n_nul_strs == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        cl_fe_nul_str *p = realloc(doc->nul_strs, ncap * sizeof(*p));
+        if (p == NULL)
+            return CL_ERR_NOMEM;
+        doc->nul_strs = p;
+        *cap = ncap;
+    }
+    doc->nul_strs[doc->n_nul_strs++] = (cl_fe_nul_str){index, (uint32_t)off};
+    return CL_OK;
+}
+
+/* The lexical pass over a text cJSON has accepted. body: a request body,
+ * where U+0000 in a key is refused (cJSON would cut the key short). */
+static cl_status scan(cl_fe_doc *doc, const char *t, size_t len, bool body, cl_err *err)
+{
+    size_t cap = 0, nul_cap = 0, strs = 0;
     size_t i = skip_bom(t, len);
     while (i < len) {
         char c = t[i];
         if (c == '"') {
-            for (i++; i < len && t[i] != '"'; i++) {
-                if (t[i] == '\\')
-                    i++; /* cJSON has checked the escape */
-                else if ((unsigned char)t[i] < 0x20)
-                    return parse_error(err, i, "Invalid encoding in string.");
-            }
-            i++;
+            size_t start = i;
+            bool nul = false;
+            const char *why = cl_json_scan_string(t, len, &i, &nul);
+            if (why != NULL)
+                return parse_error(err, i, "%s", why);
+            size_t j = i;
+            while (j < len && is_ws(t[j]))
+                j++;
+            bool key = j < len && t[j] == ':';
+            if (nul && key && body)
+                return parse_error(err, start,
+                                   "An object key holds a NUL character (\\u0000), which a key "
+                                   "may not hold.");
+            if (nul && !key && push_nul_str(doc, &nul_cap, strs, start) != CL_OK)
+                return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+            strs += !key;
             continue;
         }
         if (c == '-' || is_digit(c)) {
@@ -177,7 +202,7 @@ static cl_status scan(cl_fe_doc *doc, const char *t, size_t len, cl_err *err)
     return CL_OK;
 }
 
-cl_status cl_fe_doc_parse(cl_fe_doc *doc, const char *text, size_t len, cl_err *err)
+static cl_status doc_parse(cl_fe_doc *doc, const char *text, size_t len, bool body, cl_err *err)
 {
     memset(doc, 0, sizeof(*doc));
     if (len > UINT32_MAX)
@@ -195,11 +220,28 @@ cl_status cl_fe_doc_parse(cl_fe_doc *doc, const char *text, size_t len, cl_err *
     }
     doc->root = root;
     doc->text = text;
-    if (scan(doc, text, len, err) != CL_OK) {
+    doc->len = len;
+    cl_err dup;
+    cl_status s = scan(doc, text, len, body, err);
+    if (s == CL_OK && body && (s = cl_json_unique_keys(root, &dup)) != CL_OK) {
+        if (s == CL_ERR_NOMEM)
+            cl_err_set(err, s, "out of memory");
+        else
+            cl_err_set(err, s,
+                       "JSON parse error: The document has a %s; a key may appear once in an "
+                       "object.\n",
+                       dup.msg);
+    }
+    if (s != CL_OK) {
         cl_fe_doc_deinit(doc);
-        return err ? err->code : CL_ERR_INVALID;
+        return err ? err->code : s;
     }
     return CL_OK;
+}
+
+cl_status cl_fe_doc_parse(cl_fe_doc *doc, const char *text, size_t len, cl_err *err)
+{
+    return doc_parse(doc, text, len, true, err);
 }
 
 void cl_fe_doc_deinit(cl_fe_doc *doc)
@@ -208,6 +250,7 @@ void cl_fe_doc_deinit(cl_fe_doc *doc)
         return;
     cJSON_Delete(doc->root);
     free(doc->nums);
+    free(doc->nul_strs);
     memset(doc, 0, sizeof(*doc));
 }
 
@@ -239,10 +282,70 @@ size_t cl_fe_count_numbers(const cJSON *item)
     return n;
 }
 
+static bool count_strings_until(const cJSON *node, const cJSON *target, size_t *count)
+{
+    if (node == target)
+        return true;
+    if (cJSON_IsString(node)) {
+        (*count)++;
+        return false;
+    }
+    for (const cJSON *c = node->child; c != NULL; c = c->next)
+        if (count_strings_until(c, target, count))
+            return true;
+    return false;
+}
+
+size_t cl_fe_doc_str_index(const cl_fe_doc *doc, const cJSON *item)
+{
+    size_t n = 0;
+    count_strings_until(doc->root, item, &n);
+    return n;
+}
+
+/* The entry of doc->nul_strs for string value index, or NULL. */
+static const cl_fe_nul_str *nul_str(const cl_fe_doc *doc, size_t index)
+{
+    size_t lo = 0, hi = doc->n_nul_strs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (doc->nul_strs[mid].index == index)
+            return &doc->nul_strs[mid];
+        if (doc->nul_strs[mid].index < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+bool cl_fe_doc_str_has_nul(const cl_fe_doc *doc, size_t index)
+{
+    return nul_str(doc, index) != NULL;
+}
+
+cl_status cl_fe_doc_string(const cl_fe_doc *doc, const cJSON *item, size_t index, cl_buf *tmp,
+                           const char **s, size_t *len)
+{
+    const cl_fe_nul_str *ns = nul_str(doc, index);
+    if (ns == NULL) {
+        *s = item->valuestring;
+        *len = strlen(item->valuestring);
+        return CL_OK;
+    }
+    cl_buf_reset(tmp);
+    cl_status st = cl_json_unescape(doc->text, doc->len, ns->off, tmp);
+    if (st != CL_OK)
+        return st;
+    *s = (const char *)tmp->data;
+    *len = tmp->len;
+    return CL_OK;
+}
+
 bool cl_fe_output_json_span(const char *text, size_t len, size_t *start, size_t *end)
 {
     cl_fe_doc doc;
-    bool valid = cl_fe_doc_parse(&doc, text, len, NULL) == CL_OK;
+    bool valid = doc_parse(&doc, text, len, false, NULL) == CL_OK;
     cl_fe_doc_deinit(&doc);
     size_t s = 0, e = len;
     if (valid) {

@@ -50,6 +50,33 @@ static cl_fe_reply json_error(const char *what, const char *schema)
     return r;
 }
 
+/* The smallest reply to n inputs is {"batch_predictions":[E,E,...]} with
+ * each E {"query_id":0,"output":0,"default":false}: 23 + 42 n bytes. */
+#define REPLY_MIN_FIXED 23
+#define REPLY_MIN_PER_INPUT 42
+
+/* The most inputs one request may carry, on either door (HTTP and NATS
+ * take the same requests): as many as the smallest possible reply holds
+ * in one bus message. A larger batch could never be answered over NATS,
+ * so it is refused before any work. */
+static size_t max_inputs(const cl_frontend *fe)
+{
+    return fe->max_payload > REPLY_MIN_FIXED + REPLY_MIN_PER_INPUT
+               ? (fe->max_payload - REPLY_MIN_FIXED) / REPLY_MIN_PER_INPUT
+               : 1;
+}
+
+static cl_fe_reply batch_too_large(const cl_frontend *fe, size_t n)
+{
+    char *cause = printf_alloc("The request has %zu inputs; at most %zu are taken per request (as "
+                               "many as a reply can hold in one %zu-byte bus message). Send "
+                               "fewer inputs per request.",
+                               n, max_inputs(fe), fe->max_payload);
+    cl_fe_reply r = cl_fe_error_reply(413, "Batch too large", cause);
+    free(cause);
+    return r;
+}
+
 static cl_fe_reply unknown_app(const char *app)
 {
     char *cause = printf_alloc("No application named '%s' is registered", app);
@@ -132,6 +159,7 @@ static char *render(cl_frontend *fe, fe_query *q, int *status)
  * a write with them (deliver_list has it written at the end of the burst). */
 static void deliver(cl_frontend *fe, fe_query *q, bool batched)
 {
+    cl_err bad;
     int status = 500;
     char *body = render(fe, q, &status);
     if (body == NULL) {
@@ -140,6 +168,12 @@ static void deliver(cl_frontend *fe, fe_query *q, bool batched)
     }
     if (q->http != NULL) {
         cl_fe_http_complete(q->http, status, body);
+    } else if (q->reply != NULL && body != NULL &&
+               !cl_subj_valid_publish(q->reply, strlen(q->reply), &bad)) {
+        /* NATS passes on any reply subject a client gives (wildcards,
+         * control bytes): never publish to one. */
+        CL_LOG_LIMITED(CL_LOG_WARN, "not answering a query of %s: %s", q->app, bad.msg);
+        free(body);
     } else if (q->reply != NULL && body != NULL) {
         size_t len = strlen(body);
         cl_status s = batched ? cl_bus_publish_batched(fe->bus, q->reply, body, len)
@@ -154,7 +188,8 @@ static void deliver(cl_frontend *fe, fe_query *q, bool batched)
             free(err);
             free(cause);
         } else if (s != CL_OK) {
-            cl_warn("cannot send a reply to %s: %s", q->reply, cl_status_text(s));
+            CL_LOG_LIMITED(CL_LOG_WARN, "cannot send a reply to %s: %s", q->reply,
+                           cl_status_text(s));
         }
         free(body);
     } else {
@@ -733,6 +768,11 @@ bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t le
     }
     if (outcome == 2)
         goto out;
+    size_t n_inputs = cl_fe_decode_count(&doc);
+    if (n_inputs > max_inputs(fe)) {
+        *reply = batch_too_large(fe, n_inputs);
+        goto out;
+    }
     if (cl_fe_decode_inputs(&doc, input_type, &prep->in, &err) != CL_OK) {
         *reply = err.code == CL_ERR_NOMEM
                      ? cl_fe_error_reply(500, "Internal error", err.msg)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl_subject.h"
 #include "cl_wire.h"
 #include "replica_internal.h"
 
@@ -71,7 +72,9 @@ cl_status cl__replies_add(cl__replies *r, const char *reply, size_t reply_len, u
                           uint8_t status, const void *data, uint32_t len)
 {
     char subject[CL_SUBJECT_MAX];
-    if (reply_len == 0 || reply_len >= sizeof(subject))
+    /* The decoder checked it; checked again because publishing to a subject
+     * with CR/LF or spaces would break the replica's connection. */
+    if (!cl_subj_valid_publish(reply, reply_len, NULL))
         return CL_ERR_INVALID;
     memcpy(subject, reply, reply_len);
     subject[reply_len] = '\0';

@@ -152,6 +152,78 @@ static void test_split_returns_tokens_and_refuses_too_many(void **state)
     assert_int_equal(cl_subject_split(s4, t, 4), 0);
 }
 
+static void test_publish_subjects_refuse_what_breaks_a_nats_connection(void **state)
+{
+    (void)state;
+    const char *good[] = {"a", "clipper.fe.x1.results", "_INBOX.AbC-1_2", "a.b.c.d~!#$%&"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        cl_err err;
+        if (!cl_subj_valid_publish(good[i], strlen(good[i]), &err))
+            fail_msg("'%s' refused: %s", good[i], err.msg);
+    }
+    const struct {
+        const char *s;
+        size_t len;
+        const char *why;
+    } bad[] = {
+#define S(x, why) {x, sizeof(x) - 1, why}
+        S("", "empty"),
+        S("a\r\nPUB b 1", "printable ASCII"),
+        S("a b", "printable ASCII"),
+        S("a\tb", "printable ASCII"),
+        S("a\0b", "byte 0x00"),
+        S("a.*", "wildcard"),
+        S("a.>", "wildcard"),
+        S("a*b", "wildcard"),
+        S("a..b", "empty element"),
+        S(".a", "empty element"),
+        S("a.", "empty element"),
+        S("a.\xff", "byte 0xff"),
+#undef S
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cl_err err;
+        if (cl_subj_valid_publish(bad[i].s, bad[i].len, &err))
+            fail_msg("subject %zu accepted", i);
+        if (strstr(err.msg, bad[i].why) == NULL)
+            fail_msg("subject %zu: '%s' does not say '%s'", i, err.msg, bad[i].why);
+        /* The message shows the subject without its control bytes. */
+        for (const char *p = err.msg; *p; p++)
+            assert_true(*p >= 0x20 && *p < 0x7f);
+    }
+    char longs[CL_SUBJECT_MAX];
+    memset(longs, 'a', sizeof(longs));
+    cl_err err;
+    assert_true(cl_subj_valid_publish(longs, CL_SUBJECT_MAX - 1, &err));
+    assert_false(cl_subj_valid_publish(longs, CL_SUBJECT_MAX, &err));
+    assert_non_null(strstr(err.msg, "at most 511"));
+    assert_false(cl_subj_valid_publish(NULL, 0, NULL));
+}
+
+static void test_fe_results_subjects_must_have_the_clusters_prefix(void **state)
+{
+    (void)state;
+    const char *ok[] = {"clipper.fe.abc.results", "a.b.fe.x.results"};
+    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), "clipper", NULL));
+    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), NULL, NULL));
+    assert_true(cl_subj_is_fe_results(ok[1], strlen(ok[1]), "a.b", NULL));
+    const char *bad[] = {"other.fe.abc.results", "clipper.admin.delete_app",
+                         "clipper.fe.results", "clipper.fe..results", "fe.abc.results",
+                         "clipper.fe.abc.results.x", "clipper.fe.abc", "clipperx.fe.abc.results",
+                         "xclipper.fe.abc.results", "clipper.fe.a*.results"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cl_err err;
+        if (cl_subj_is_fe_results(bad[i], strlen(bad[i]), "clipper", &err))
+            fail_msg("'%s' accepted", bad[i]);
+        assert_true(strlen(err.msg) > 0);
+    }
+    cl_err err;
+    assert_false(cl_subj_is_fe_results("x.admin.y.z", 11, NULL, &err));
+    assert_non_null(strstr(err.msg, "<prefix>.fe.<id>.results"));
+    /* Only the given length counts. */
+    assert_true(cl_subj_is_fe_results("p.fe.a.results.more", 14, "p", NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +236,8 @@ int main(void)
         cmocka_unit_test(test_bad_prefixes_are_rejected),
         cmocka_unit_test(test_generic_builder_joins_and_checks_size),
         cmocka_unit_test(test_split_returns_tokens_and_refuses_too_many),
+        cmocka_unit_test(test_publish_subjects_refuse_what_breaks_a_nats_connection),
+        cmocka_unit_test(test_fe_results_subjects_must_have_the_clusters_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "cl_subject.h"
 #include "cl_wire.h"
 
 static void add_task(cl_buf *b, uint64_t id, const char *reply, const void *in, uint32_t in_len,
@@ -35,7 +36,7 @@ static void test_tasks_round_trip_keeps_every_field(void **state)
     assert_int_equal(cl_wire_count(&b), 0);
     const double d[2] = {1.5, -2.25};
     add_task(&b, 7, "clipper.fe.abc.results", d, sizeof(d), CL_INPUT_DOUBLES);
-    add_task(&b, 8, "", NULL, 0, CL_INPUT_BYTES);
+    add_task(&b, 8, "clipper.fe.def.results", NULL, 0, CL_INPUT_BYTES);
     add_task(&b, UINT64_MAX, "r", "hello", 5, CL_INPUT_STRINGS);
     assert_int_equal(cl_wire_count(&b), 3);
 
@@ -54,7 +55,7 @@ static void test_tasks_round_trip_keeps_every_field(void **state)
     double back[2];
     memcpy(back, t[0].input, sizeof(back));
     assert_true(back[0] == 1.5 && back[1] == -2.25);
-    assert_int_equal(t[1].reply_len, 0);
+    assert_memory_equal(t[1].reply, "clipper.fe.def.results", t[1].reply_len);
     assert_int_equal(t[1].input_len, 0);
     assert_true(t[2].task_id == UINT64_MAX);
     assert_memory_equal(t[2].input, "hello", 5);
@@ -242,6 +243,74 @@ static void test_unknown_input_type_is_rejected(void **state)
     cl_buf_deinit(&b);
 }
 
+/* Decodes a batch of three tasks whose middle one replies to reply
+ * (reply_len bytes): the status. */
+static cl_status decode_with_reply(const char *reply, size_t reply_len, cl_err *err)
+{
+    cl_buf b;
+    cl_buf_init(&b);
+    cl_wire_tasks_begin(&b);
+    add_task(&b, 1, "p.fe.a.results", "x", 1, CL_INPUT_BYTES);
+    cl_task t = {.task_id = 2, .input_type = CL_INPUT_BYTES, .reply_len = (uint16_t)reply_len,
+                 .reply = reply, .input_len = 1, .input = (const uint8_t *)"y"};
+    assert_int_equal(cl_wire_tasks_add(&b, &t), CL_OK);
+    add_task(&b, 3, "p.fe.a.results", "z", 1, CL_INPUT_BYTES);
+    cl_task *out = NULL;
+    uint32_t n = 0;
+    cl_status s = cl_wire_tasks_decode(b.data, b.len, &out, &n, err);
+    if (s == CL_OK)
+        free(out);
+    cl_buf_deinit(&b);
+    return s;
+}
+
+static void test_reply_subject_with_crlf_refuses_the_whole_batch(void **state)
+{
+    (void)state;
+    /* The probe's: a reply that makes the publisher's own connection send
+     * an admin command. */
+    const char inject[] = "p.fe.a.results 2\r\nPUB p.admin.delete_app 12\r\n{\"name\":\"x\"}";
+    cl_err err;
+    assert_int_equal(decode_with_reply(inject, sizeof(inject) - 1, &err), CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "task 1 has a bad reply subject"));
+}
+
+static void test_reply_subjects_nats_would_refuse_are_refused(void **state)
+{
+    (void)state;
+    char longs[CL_SUBJECT_MAX + 8];
+    memset(longs, 'a', sizeof(longs));
+    const struct {
+        const char *s;
+        size_t len;
+    } bad[] = {
+#define S(x) {x, sizeof(x) - 1}
+        S(""),
+        S("p.fe.a.results\n"),
+        S("p.fe a.results"),
+        S("p.fe.\0.results"),
+        S("p.fe.*.results"),
+        S("p.fe.>"),
+        S("p..fe.a.results"),
+        S(".p.fe.a.results"),
+        S("p.fe.a.results."),
+        S("p.fe.\x7f.results"),
+        S("p.fe.\xc3\xa9.results"),
+#undef S
+        {longs, CL_SUBJECT_MAX},
+        {longs, sizeof(longs)},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cl_err err;
+        if (decode_with_reply(bad[i].s, bad[i].len, &err) != CL_ERR_INVALID)
+            fail_msg("reply subject %zu was accepted", i);
+        assert_non_null(strstr(err.msg, "bad reply subject"));
+    }
+    cl_err err;
+    assert_int_equal(decode_with_reply(longs, CL_SUBJECT_MAX - 1, &err), CL_OK);
+    assert_int_equal(decode_with_reply("_INBOX.abc-DEF_1", 16, &err), CL_OK);
+}
+
 static void test_random_garbage_never_crashes_the_decoders(void **state)
 {
     (void)state;
@@ -293,6 +362,8 @@ int main(void)
         cmocka_unit_test(test_huge_claimed_count_is_rejected_without_allocating),
         cmocka_unit_test(test_oversized_lengths_inside_items_are_rejected),
         cmocka_unit_test(test_unknown_input_type_is_rejected),
+        cmocka_unit_test(test_reply_subject_with_crlf_refuses_the_whole_batch),
+        cmocka_unit_test(test_reply_subjects_nats_would_refuse_are_refused),
         cmocka_unit_test(test_random_garbage_never_crashes_the_decoders),
         cmocka_unit_test(test_input_type_names_and_aliases_parse),
     };

@@ -109,12 +109,38 @@ static void test_decode_doubles_in_a_string_container_returns_type_mismatch(void
                  "Type mismatch! JSON key input expected type Arraybut found type String");
 }
 
-static void test_decode_empty_array_gives_one_empty_input(void **state)
+static void test_decode_empty_numeric_input_returns_400(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(decode(f, "{\"input\": []}", CL_INPUT_DOUBLES), CL_OK);
+    expect_error(f, "{\"input\": []}", CL_INPUT_DOUBLES,
+                 "Array input is empty; an input of type double must hold at least one number");
+    expect_error(f, "{\"input\": []}", CL_INPUT_INTEGERS, "input of type int must hold");
+    expect_error(f, "{\"input\": []}", CL_INPUT_FLOATS, "input of type float must hold");
+    expect_error(f, "{\"input_batch\": [[1.0], [2.0, 3.0], []]}", CL_INPUT_DOUBLES,
+                 "Array input 2 of input_batch is empty");
+    expect_error(f, "{\"uid\": 1, \"input\": [], \"label\": 1.0}", CL_INPUT_DOUBLES,
+                 "Array input is empty");
+}
+
+static void test_decode_empty_string_input_points_at_bytes(void **state)
+{
+    fixture *f = *state;
+    /* An empty string is an input; its (zero) bytes are never at NULL. */
+    assert_int_equal(decode(f, "{\"input\": \"\"}", CL_INPUT_STRINGS), CL_OK);
     assert_int_equal(f->in.n, 1);
     assert_int_equal(cl_fe_input_len(&f->in, 0), 0);
+    assert_non_null(cl_fe_input_data(&f->in, 0));
+    assert_int_equal(decode(f, "{\"input_batch\": [\"\", \"\"]}", CL_INPUT_BYTES), CL_OK);
+    assert_non_null(cl_fe_input_data(&f->in, 1));
+    /* Inputs that hold no byte at all: the buffer was never allocated. */
+    cl_fe_inputs none;
+    cl_fe_inputs_init(&none);
+    size_t off[2] = {0, 0};
+    none.n = 1;
+    none.off = off;
+    assert_null(none.data.data);
+    assert_non_null(cl_fe_input_data(&none, 0));
+    assert_int_equal(cl_fe_input_len(&none, 0), 0);
 }
 
 static void test_decode_floats_gives_float32_bytes(void **state)
@@ -213,13 +239,13 @@ static void test_decode_bytes_given_a_number_returns_type_mismatch(void **state)
 static void test_decode_batch_of_doubles_keeps_input_order(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(decode(f, "{\"input_batch\": [[1.0], [2.0, 3.0], []]}", CL_INPUT_DOUBLES),
+    assert_int_equal(decode(f, "{\"input_batch\": [[1.0], [2.0, 3.0], [4.0]]}", CL_INPUT_DOUBLES),
                      CL_OK);
     assert_true(f->in.batch);
     assert_int_equal(f->in.n, 3);
     assert_int_equal(cl_fe_input_len(&f->in, 0), 8);
     assert_int_equal(cl_fe_input_len(&f->in, 1), 16);
-    assert_int_equal(cl_fe_input_len(&f->in, 2), 0);
+    assert_int_equal(cl_fe_input_len(&f->in, 2), 8);
     double d;
     memcpy(&d, cl_fe_input_data(&f->in, 1) + 8, sizeof(d));
     assert_true(d == 3.0);
@@ -390,6 +416,100 @@ static void test_decode_update_errors_name_the_field(void **state)
     }
 }
 
+static void test_decode_string_with_nul_reaches_the_model_whole(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(decode(f, "{\"input\": \"a\\u0000b\"}", CL_INPUT_STRINGS), CL_OK);
+    assert_int_equal(cl_fe_input_len(&f->in, 0), 3);
+    assert_memory_equal(cl_fe_input_data(&f->in, 0), "a\0b", 3);
+    /* In a batch, after keys and other strings, escapes and all. */
+    const char *body = "{\"version\": \"1\", \"input_batch\": "
+                       "[\"x\", \"\\u0000\\n\\u00e9\\u0000\", \"\", \"z\\u0000\"]}";
+    assert_int_equal(decode(f, body, CL_INPUT_STRINGS), CL_OK);
+    assert_int_equal(f->in.n, 4);
+    assert_int_equal(cl_fe_input_len(&f->in, 0), 1);
+    assert_int_equal(cl_fe_input_len(&f->in, 1), 5);
+    assert_memory_equal(cl_fe_input_data(&f->in, 1), "\0\n\xc3\xa9\0", 5);
+    assert_int_equal(cl_fe_input_len(&f->in, 2), 0);
+    assert_int_equal(cl_fe_input_len(&f->in, 3), 2);
+    assert_memory_equal(cl_fe_input_data(&f->in, 3), "z\0", 2);
+    /* Feedback takes its input the same way. */
+    int64_t uid;
+    double label;
+    assert_int_equal(parse(f, "{\"uid\": 1, \"input\": \"a\\u0000\", \"label\": 1.0}"), CL_OK);
+    assert_int_equal(
+        cl_fe_decode_update(&f->doc, CL_INPUT_STRINGS, &uid, &f->in, &label, &f->err), CL_OK);
+    assert_int_equal(cl_fe_input_len(&f->in, 0), 2);
+}
+
+static void test_decode_bytes_with_nul_returns_400(void **state)
+{
+    /* Cut at the NUL, "YQ==" would pass as valid base64. */
+    expect_error(*state, "{\"input\": \"YQ==\\u0000AAAA\"}", CL_INPUT_BYTES,
+                 "byte 0x00 at position 4 is outside the base64 alphabet");
+}
+
+static void test_decode_version_or_key_with_nul_returns_400(void **state)
+{
+    fixture *f = *state;
+    const char *v = NULL;
+    assert_int_equal(parse(f, "{\"version\": \"1\\u0000x\", \"input\": [1.0]}"), CL_OK);
+    assert_int_equal(cl_fe_decode_version(&f->doc, &v, &f->err), CL_ERR_INVALID);
+    assert_non_null(strstr(f->err.msg, "JSON key version holds a NUL character"));
+    expect_error(f, "{\"input\\u0000x\": [1.0]}", CL_INPUT_DOUBLES,
+                 "An object key holds a NUL character");
+}
+
+static void test_decode_invalid_utf8_returns_400(void **state)
+{
+    fixture *f = *state;
+    const char *bad[] = {
+        "{\"input\": \"\xff\"}",         "{\"input\": \"\xc0\xaf\"}", /* overlong */
+        "{\"input\": \"\xed\xa0\x80\"}", /* a surrogate in UTF-8 */
+        "{\"input\": \"a\xe2\x82\"}",    "{\"input\": \"\xf8\x88\x80\x80\x80\"}",
+        "{\"version\": \"\xfe\", \"input\": \"a\"}", "{\"\xff\": 1, \"input\": \"a\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (decode(f, bad[i], CL_INPUT_STRINGS) != CL_ERR_INVALID ||
+            strstr(f->err.msg, "JSON parse error: Invalid encoding in string: it is not valid "
+                               "UTF-8. (offset ") == NULL)
+            fail_msg("body %zu: '%s'", i, f->err.msg);
+    }
+    const char *lone[] = {"{\"input\": \"\\ud800\"}", "{\"input\": \"\\udfff x\"}",
+                          "{\"input\": \"\\ud800\\u0041\"}"};
+    for (size_t i = 0; i < sizeof(lone) / sizeof(lone[0]); i++)
+        if (decode(f, lone[i], CL_INPUT_STRINGS) != CL_ERR_INVALID ||
+            strstr(f->err.msg, "JSON parse error: ") == NULL)
+            fail_msg("lone surrogate %zu: '%s'", i, f->err.msg);
+    assert_int_equal(decode(f, "{\"input\": \"\xc3\xa9\\ud83d\\ude00\"}", CL_INPUT_STRINGS),
+                     CL_OK);
+    assert_int_equal(cl_fe_input_len(&f->in, 0), 6);
+}
+
+static void test_decode_duplicate_keys_return_400(void **state)
+{
+    fixture *f = *state;
+    expect_error(f, "{\"input\": [1.0], \"input\": [2.0]}", CL_INPUT_DOUBLES,
+                 "JSON parse error: The document has a duplicate key 'input'");
+    expect_error(f, "{\"input_batch\": [[1.0]], \"version\": \"1\", \"version\": \"2\"}",
+                 CL_INPUT_DOUBLES, "duplicate key 'version'");
+    expect_error(f, "{\"input\": [1.0], \"x\": {\"a\": 1, \"a\": 2}}", CL_INPUT_DOUBLES,
+                 "duplicate key 'a' in 'x'");
+}
+
+static void test_decode_count_reads_the_number_of_inputs(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(parse(f, "{\"input\": [1.0, 2.0]}"), CL_OK);
+    assert_int_equal(cl_fe_decode_count(&f->doc), 1);
+    assert_int_equal(parse(f, "{\"input_batch\": [[1.0], [2.0], [3.0]]}"), CL_OK);
+    assert_int_equal(cl_fe_decode_count(&f->doc), 3);
+    assert_int_equal(parse(f, "{\"input_batch\": 1}"), CL_OK);
+    assert_int_equal(cl_fe_decode_count(&f->doc), 0);
+    assert_int_equal(parse(f, "[1]"), CL_OK);
+    assert_int_equal(cl_fe_decode_count(&f->doc), 0);
+}
+
 static void test_json_error_cause_quotes_clippers_schema(void **state)
 {
     (void)state;
@@ -410,7 +530,8 @@ int main(void)
         T(test_decode_doubles_integer_literal_elsewhere_does_not_shift_literals),
         T(test_decode_doubles_integer_beyond_64_bits_counts_as_double),
         T(test_decode_doubles_in_a_string_container_returns_type_mismatch),
-        T(test_decode_empty_array_gives_one_empty_input),
+        T(test_decode_empty_numeric_input_returns_400),
+        T(test_decode_empty_string_input_points_at_bytes),
         T(test_decode_floats_gives_float32_bytes),
         T(test_decode_floats_integer_literal_returns_400),
         T(test_decode_floats_out_of_float_range_returns_400),
@@ -440,6 +561,12 @@ int main(void)
         T(test_decode_version_must_be_a_string),
         T(test_decode_update_reads_uid_input_and_label),
         T(test_decode_update_errors_name_the_field),
+        T(test_decode_string_with_nul_reaches_the_model_whole),
+        T(test_decode_bytes_with_nul_returns_400),
+        T(test_decode_version_or_key_with_nul_returns_400),
+        T(test_decode_invalid_utf8_returns_400),
+        T(test_decode_duplicate_keys_return_400),
+        T(test_decode_count_reads_the_number_of_inputs),
         T(test_json_error_cause_quotes_clippers_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

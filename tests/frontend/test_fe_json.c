@@ -84,6 +84,51 @@ static void test_json_type_names_are_rapidjsons(void **state)
     cJSON_Delete(arr);
 }
 
+static void test_json_records_string_values_holding_nul(void **state)
+{
+    (void)state;
+    const char *t = "{\"k\": \"a\", \"l\": [\"b\\u0000\", 1, \"c\"], \"m\": \"\\u0000\"}";
+    cl_fe_doc d;
+    cl_err err;
+    assert_int_equal(cl_fe_doc_parse(&d, t, strlen(t), &err), CL_OK);
+    assert_int_equal(d.n_nul_strs, 2);
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(d.root, "l");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(d.root, "m");
+    assert_int_equal(cl_fe_doc_str_index(&d, l), 1);
+    assert_int_equal(cl_fe_doc_str_index(&d, m), 3);
+    assert_false(cl_fe_doc_str_has_nul(&d, 0));
+    assert_true(cl_fe_doc_str_has_nul(&d, 1));
+    assert_false(cl_fe_doc_str_has_nul(&d, 2));
+    assert_true(cl_fe_doc_str_has_nul(&d, 3));
+    cl_buf tmp;
+    cl_buf_init(&tmp);
+    const char *s = NULL;
+    size_t len = 0;
+    assert_int_equal(cl_fe_doc_string(&d, l->child, 1, &tmp, &s, &len), CL_OK);
+    assert_int_equal(len, 2);
+    assert_memory_equal(s, "b\0", 2);
+    assert_int_equal(cl_fe_doc_string(&d, l->child->next->next, 2, &tmp, &s, &len), CL_OK);
+    assert_int_equal(len, 1);
+    assert_memory_equal(s, "c", 1);
+    cl_buf_deinit(&tmp);
+    cl_fe_doc_deinit(&d);
+}
+
+static void test_json_model_outputs_keep_what_bodies_refuse(void **state)
+{
+    (void)state;
+    /* A body may not repeat a key, but a model's output that does is
+     * still JSON and is inserted as it is, as Clipper did. */
+    const char *dup = "{\"a\": 1, \"a\": 2}";
+    size_t s, e;
+    cl_fe_doc d;
+    cl_err err;
+    assert_int_equal(cl_fe_doc_parse(&d, dup, strlen(dup), &err), CL_ERR_INVALID);
+    assert_true(cl_fe_output_json_span(dup, strlen(dup), &s, &e));
+    /* Text that is not UTF-8 is not JSON, for outputs as for bodies. */
+    assert_false(cl_fe_output_json_span("\"\xff\"", 3, &s, &e));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -92,6 +137,8 @@ int main(void)
         cmocka_unit_test(test_json_accepts_valid_documents_with_whitespace),
         cmocka_unit_test(test_json_parse_error_of_truncated_document_says_end),
         cmocka_unit_test(test_json_type_names_are_rapidjsons),
+        cmocka_unit_test(test_json_records_string_values_holding_nul),
+        cmocka_unit_test(test_json_model_outputs_keep_what_bodies_refuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

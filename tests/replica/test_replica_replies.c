@@ -112,6 +112,23 @@ static void test_empty_or_too_long_reply_subject_is_invalid(void **state)
     cl__replies_deinit(&r);
 }
 
+static void test_reply_subject_a_publish_would_break_is_invalid(void **state)
+{
+    (void)state;
+    cl__replies r;
+    cl__replies_init(&r, 1 << 20);
+    /* Published as it is, this one would send an admin command on the
+     * replica's own connection. */
+    const char *bad[] = {"p.fe.a.results 3\r\nPUB p.admin.delete_app 2\r\n{}", "p.fe.a b.results",
+                         "p.fe.*.results", "p.fe.>", "p..results", "p.fe.\x01.results"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (ADD(&r, bad[i], 1, 0, "x") != CL_ERR_INVALID)
+            fail_msg("'%s' was taken", bad[i]);
+    assert_int_equal(cl__replies_add(&r, "p.fe\0.a", 8, 1, 0, "x", 1), CL_ERR_INVALID);
+    assert_int_equal(r.count, 0);
+    cl__replies_deinit(&r);
+}
+
 static void test_reset_forgets_batches_for_the_next_task_batch(void **state)
 {
     (void)state;
@@ -139,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_a_subject_gets_more_batches_when_one_would_exceed_the_max_payload),
         cmocka_unit_test(test_output_larger_than_any_message_becomes_an_error_saying_so),
         cmocka_unit_test(test_empty_or_too_long_reply_subject_is_invalid),
+        cmocka_unit_test(test_reply_subject_a_publish_would_break_is_invalid),
         cmocka_unit_test(test_reset_forgets_batches_for_the_next_task_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
