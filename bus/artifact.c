@@ -1,16 +1,27 @@
 /* Model artifacts on JetStream: chunked put, verified get, delete, and the
- * SHA-256 helper. The stream keeps one message per subject. */
+ * SHA-256 helper.
+ *
+ * The stream keeps one message per subject and refuses a second one
+ * (discard new, per subject), so a stored chunk or manifest cannot be
+ * replaced, not even by a plain NATS publish; single messages cannot be
+ * deleted. Purging stays allowed: delete_versioned_model purges a
+ * version's subjects so the version can be deployed again, and JetStream
+ * cannot clear deny_purge once it is set. Our own publishes also carry
+ * "expect no message on this subject", which holds even on a server that
+ * ignores the per-subject discard. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 
 #include "bus_internal.h"
 #include "cl_artifact.h"
 #include "cl_json.h"
+#include "cl_log.h"
 #include "cl_subject.h"
 
 #define CHUNK_HEADROOM 4096
@@ -43,10 +54,58 @@ typedef struct {
     char stream[160];
     char base[CL_SUBJECT_MAX]; /* <p>.artifact.<model>.<version> */
     bool direct;
+    int64_t max_payload;
 } ctx;
 
-/* Finds the stream, or creates it (create), with the bus' state replicas.
- * CL_ERR_NOT_FOUND (err not set) when it is not there and not created. */
+/* What makes stored artifacts immutable (see the top of the file). */
+static void protect(jsStreamConfig *cfg)
+{
+    cfg->MaxMsgsPerSubject = 1;
+    cfg->Discard = js_DiscardNew;
+    cfg->DiscardNewPerSubject = true;
+    cfg->DenyDelete = true;
+}
+
+static bool is_protected(const jsStreamConfig *cfg)
+{
+    return cfg != NULL && cfg->MaxMsgsPerSubject == 1 && cfg->Discard == js_DiscardNew &&
+           cfg->DiscardNewPerSubject && cfg->DenyDelete;
+}
+
+/* A stream made before artifacts were immutable gets the protection now.
+ * Not fatal when it cannot: our own puts still never overwrite (they
+ * expect no message on each subject), but a plain publish could. */
+static void upgrade(ctx *c, jsStreamInfo **si)
+{
+    jsStreamConfig *cfg = (*si)->Config;
+    if (cfg == NULL || is_protected(cfg))
+        return;
+    protect(cfg);
+    jsStreamInfo *up = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_UpdateStream(&up, c->js, cfg, NULL, &jerr);
+    if (s != NATS_OK) {
+        const char *detail = nats_GetLastError(NULL);
+        cl_warn("cannot make the artifact stream %s refuse replacing stored artifacts: %s "
+                "(error %d); a plain publish on its subjects can still replace one",
+                c->stream, detail && *detail ? detail : natsStatus_GetText(s), (int)jerr);
+        return;
+    }
+    if (!is_protected(up->Config))
+        cl_warn("nats-server ignored the artifact stream's per-subject discard (it needs "
+                "nats-server 2.9 or later): a plain publish on %s's subjects can still "
+                "replace a stored artifact",
+                c->stream);
+    else
+        cl_info("artifact stream %s now refuses to replace stored artifacts", c->stream);
+    jsStreamInfo_Destroy(*si);
+    *si = up;
+}
+
+/* Finds the stream, or creates it (create), with the bus' state replicas;
+ * when create, an existing stream of the old, replaceable kind is updated
+ * (upgrade). CL_ERR_NOT_FOUND (err not set) when it is not there and not
+ * created. */
 static cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
 {
     cl_status st = cl__bus_js(bus, &c->js, err);
@@ -69,15 +128,17 @@ static cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
         cfg.Subjects = subj_list;
         cfg.SubjectsLen = 1;
         cfg.Storage = js_FileStorage;
-        cfg.MaxMsgsPerSubject = 1;
         cfg.AllowDirect = true;
         cfg.Replicas = cl__bus_state_replicas(bus);
+        protect(&cfg);
         s = js_AddStream(&si, c->js, &cfg, NULL, &jerr);
         if (s != NATS_OK && jerr == JSStreamNameExistErr) {
             /* Created by someone else meanwhile. */
             s = js_GetStreamInfo(&si, c->js, c->stream, NULL, &jerr);
         }
     }
+    if (s == NATS_OK && create)
+        upgrade(c, &si);
     if (s != NATS_OK) {
         char what[200];
         snprintf(what, sizeof(what), "cannot use the artifact stream %s", c->stream);
@@ -85,6 +146,7 @@ static cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
         return st == CL_ERR_NOT_FOUND ? (err ? (err->code = CL_ERR_BUS) : CL_ERR_BUS) : st;
     }
     c->direct = si->Config != NULL && si->Config->AllowDirect;
+    c->max_payload = cl_bus_max_payload(bus);
     jsStreamInfo_Destroy(si);
     return CL_OK;
 }
@@ -142,51 +204,6 @@ static natsStatus last_msg(ctx *c, const char *subject, natsMsg **out)
     return s;
 }
 
-cl_status cl_artifact_put(cl_bus *bus, const char *model, const char *version, const void *data,
-                          size_t len, char digest_hex[CL_SHA256_HEX], cl_err *err)
-{
-    ctx c;
-    cl_status st = ctx_init(&c, bus, model, version, true, err);
-    if (st != CL_OK)
-        return st;
-    int64_t max = cl_bus_max_payload(bus);
-    if (max <= CHUNK_HEADROOM)
-        return cl_err_set(err, CL_ERR_BUS, "server max payload %" PRId64 " is too small", max);
-    size_t chunk = (size_t)(max - CHUNK_HEADROOM);
-    size_t chunks = (len + chunk - 1) / chunk;
-    char hex[CL_SHA256_HEX];
-    cl_sha256_hex(data, len, hex);
-
-    natsStatus s = purge(&c);
-    if (s != NATS_OK)
-        return cl__bus_status(s, err, "cannot remove the previous artifact");
-    char subj[CL_SUBJECT_MAX + 32];
-    for (size_t i = 0; i < chunks; i++) {
-        size_t off = i * chunk;
-        size_t n = len - off < chunk ? len - off : chunk;
-        snprintf(subj, sizeof(subj), "%s.c.%zu", c.base, i);
-        jsErrCode jerr = 0;
-        s = js_Publish(NULL, c.js, subj, (const char *)data + off, (int)n, NULL, &jerr);
-        if (s != NATS_OK) {
-            char what[CL_SUBJECT_MAX + 64];
-            snprintf(what, sizeof(what), "cannot store artifact chunk %zu of %zu", i, chunks);
-            return cl__bus_status(s, err, what);
-        }
-    }
-    char meta[256];
-    int mlen = snprintf(meta, sizeof(meta),
-                        "{\"size\":%zu,\"chunks\":%zu,\"chunk_size\":%zu,\"sha256\":\"%s\"}", len,
-                        chunks, chunk, hex);
-    snprintf(subj, sizeof(subj), "%s.meta", c.base);
-    jsErrCode jerr = 0;
-    s = js_Publish(NULL, c.js, subj, meta, mlen, NULL, &jerr);
-    if (s != NATS_OK)
-        return cl__bus_status(s, err, "cannot store the artifact manifest");
-    if (digest_hex != NULL)
-        memcpy(digest_hex, hex, CL_SHA256_HEX);
-    return CL_OK;
-}
-
 typedef struct {
     int64_t size, chunks, chunk_size;
     char sha[CL_SHA256_HEX];
@@ -223,38 +240,155 @@ static cl_status parse_manifest(const natsMsg *m, manifest *mf, cl_err *err)
     return st;
 }
 
-cl_status cl_artifact_get(cl_bus *bus, const char *model, const char *version, void **data,
-                          size_t *len, char digest_hex[CL_SHA256_HEX], cl_err *err)
+/* Reads and checks the manifest of c->base. CL_ERR_NOT_FOUND (err not set)
+ * when there is none: no artifact, or its upload has not finished. */
+static cl_status read_manifest(ctx *c, const char *model, const char *version, manifest *mf,
+                               cl_err *err)
+{
+    char subj[CL_SUBJECT_MAX + 32];
+    snprintf(subj, sizeof(subj), "%s.meta", c->base);
+    natsMsg *m = NULL;
+    natsStatus s = last_msg(c, subj, &m);
+    if (s == NATS_NOT_FOUND)
+        return CL_ERR_NOT_FOUND;
+    if (s != NATS_OK)
+        return cl__bus_status(s, err, "cannot read the artifact manifest");
+    cl_status st = parse_manifest(m, mf, err);
+    natsMsg_Destroy(m);
+    /* A chunk never exceeds the server's max payload: refuse a manifest
+     * that says otherwise before anything is allocated for it. */
+    if (st == CL_OK && c->max_payload > 0 && mf->chunk_size > c->max_payload)
+        st = cl_err_set(err, CL_ERR_INVALID,
+                        "chunk_size %" PRId64 " exceeds the server's max payload %" PRId64,
+                        mf->chunk_size, c->max_payload);
+    if (st != CL_OK)
+        cl_err_prefix(err, "artifact manifest of %s:%s is malformed", model, version);
+    return st;
+}
+
+/* Publishes one message of a new artifact, expecting its subject to be
+ * empty. CL_ERR_EXISTS when it is not (someone else stored one). */
+static cl_status publish_new(ctx *c, const char *subj, const void *data, size_t len,
+                             const char *what, cl_err *err)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.ExpectNoMessage = true;
+    jsErrCode jerr = 0;
+    natsStatus s = js_Publish(NULL, c->js, subj, data, (int)len, &po, &jerr);
+    if (s == NATS_OK)
+        return CL_OK;
+    if (jerr == JSStreamWrongLastSequenceErr || jerr == JSStreamStoreFailedErr) {
+        const char *detail = nats_GetLastError(NULL);
+        return cl_err_set(err, CL_ERR_EXISTS,
+                          "cannot store %s: %s already holds a message (%s); another upload of "
+                          "this version ran at the same time",
+                          what, subj, detail && *detail ? detail : natsStatus_GetText(s));
+    }
+    return cl__bus_status(s, err, what);
+}
+
+cl_status cl_artifact_put(cl_bus *bus, const char *model, const char *version, const void *data,
+                          size_t len, char digest_hex[CL_SHA256_HEX], cl_err *err)
+{
+    ctx c;
+    cl_status st = ctx_init(&c, bus, model, version, true, err);
+    if (st != CL_OK)
+        return st;
+    int64_t max = c.max_payload;
+    if (max <= CHUNK_HEADROOM)
+        return cl_err_set(err, CL_ERR_BUS, "server max payload %" PRId64 " is too small", max);
+    size_t chunk = (size_t)(max - CHUNK_HEADROOM);
+    size_t chunks = (len + chunk - 1) / chunk;
+    char hex[CL_SHA256_HEX];
+    cl_sha256_hex(data, len, hex);
+
+    manifest old;
+    st = read_manifest(&c, model, version, &old, err);
+    if (st == CL_OK) {
+        if (strcmp(old.sha, hex) != 0 || old.size != (int64_t)len)
+            return cl_err_set(err, CL_ERR_EXISTS,
+                              "model %s:%s already has an artifact (%" PRId64
+                              " bytes, SHA-256 %.16s...) and a stored artifact cannot be "
+                              "replaced: deploy the new one as a new version, or delete "
+                              "version %s first",
+                              model, version, old.size, old.sha, version);
+        /* The same bytes are stored already (an upload retried). */
+        if (digest_hex != NULL)
+            memcpy(digest_hex, hex, CL_SHA256_HEX);
+        return CL_OK;
+    }
+    if (st != CL_ERR_NOT_FOUND)
+        return st;
+
+    /* No manifest: chunks left by an upload that did not finish go first. */
+    natsStatus s = purge(&c);
+    if (s != NATS_OK)
+        return cl__bus_status(s, err, "cannot remove an unfinished upload of the artifact");
+    char subj[CL_SUBJECT_MAX + 32];
+    for (size_t i = 0; i < chunks; i++) {
+        size_t off = i * chunk;
+        size_t n = len - off < chunk ? len - off : chunk;
+        snprintf(subj, sizeof(subj), "%s.c.%zu", c.base, i);
+        char what[96];
+        snprintf(what, sizeof(what), "artifact chunk %zu of %zu", i, chunks);
+        st = publish_new(&c, subj, (const char *)data + off, n, what, err);
+        if (st != CL_OK)
+            return st;
+    }
+    char meta[256];
+    int mlen = snprintf(meta, sizeof(meta),
+                        "{\"size\":%zu,\"chunks\":%zu,\"chunk_size\":%zu,\"sha256\":\"%s\"}", len,
+                        chunks, chunk, hex);
+    snprintf(subj, sizeof(subj), "%s.meta", c.base);
+    st = publish_new(&c, subj, meta, (size_t)mlen, "the artifact manifest", err);
+    if (st != CL_OK)
+        return st;
+    if (digest_hex != NULL)
+        memcpy(digest_hex, hex, CL_SHA256_HEX);
+    return CL_OK;
+}
+
+cl_status cl_artifact_get_expected(cl_bus *bus, const char *model, const char *version,
+                                   const char *want_sha256, int64_t want_size, void **data,
+                                   size_t *len, char digest_hex[CL_SHA256_HEX], cl_err *err)
 {
     ctx c;
     cl_status st = ctx_init(&c, bus, model, version, false, err);
     if (st != CL_OK)
         return st;
-    char subj[CL_SUBJECT_MAX + 32];
-    snprintf(subj, sizeof(subj), "%s.meta", c.base);
-    natsMsg *m = NULL;
-    natsStatus s = last_msg(&c, subj, &m);
-    if (s == NATS_NOT_FOUND) {
+    manifest mf;
+    st = read_manifest(&c, model, version, &mf, err);
+    if (st == CL_ERR_NOT_FOUND)
         return cl_err_set(err, CL_ERR_NOT_FOUND, "no artifact stored for model %s:%s", model,
                           version);
-    }
-    if (s != NATS_OK)
-        return cl__bus_status(s, err, "cannot read the artifact manifest");
-    manifest mf;
-    st = parse_manifest(m, &mf, err);
-    natsMsg_Destroy(m);
-    if (st != CL_OK) {
-        cl_err_prefix(err, "artifact manifest of %s:%s is malformed", model, version);
+    if (st != CL_OK)
         return st;
+    bool want_sha = want_sha256 != NULL && want_sha256[0] != '\0';
+    if ((want_sha && strcasecmp(want_sha256, mf.sha) != 0) ||
+        (want_size >= 0 && want_size != mf.size)) {
+        char expected[128];
+        if (want_size >= 0)
+            snprintf(expected, sizeof(expected), "%.64s (%" PRId64 " bytes)",
+                     want_sha ? want_sha256 : "(any)", want_size);
+        else
+            snprintf(expected, sizeof(expected), "%.64s", want_sha256);
+        return cl_err_set(err, CL_ERR_DIGEST,
+                          "the artifact stored for model %s:%s is not the one registered: its "
+                          "manifest says SHA-256 %s (%" PRId64 " bytes), the model record "
+                          "expects %s",
+                          model, version, mf.sha, mf.size, expected);
     }
     uint8_t *buf = malloc(mf.size > 0 ? (size_t)mf.size : 1);
     if (buf == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory for a %" PRId64 "-byte artifact",
                           mf.size);
+    char subj[CL_SUBJECT_MAX + 32];
+    natsMsg *m = NULL;
     size_t off = 0;
     for (int64_t i = 0; i < mf.chunks; i++) {
         snprintf(subj, sizeof(subj), "%s.c.%" PRId64, c.base, i);
-        s = last_msg(&c, subj, &m);
+        natsStatus s = last_msg(&c, subj, &m);
         if (s == NATS_NOT_FOUND) {
             free(buf);
             return cl_err_set(err, CL_ERR_NOT_FOUND,
@@ -295,6 +429,12 @@ cl_status cl_artifact_get(cl_bus *bus, const char *model, const char *version, v
     if (digest_hex != NULL)
         memcpy(digest_hex, hex, CL_SHA256_HEX);
     return CL_OK;
+}
+
+cl_status cl_artifact_get(cl_bus *bus, const char *model, const char *version, void **data,
+                          size_t *len, char digest_hex[CL_SHA256_HEX], cl_err *err)
+{
+    return cl_artifact_get_expected(bus, model, version, NULL, -1, data, len, digest_hex, err);
 }
 
 cl_status cl_artifact_delete(cl_bus *bus, const char *model, const char *version, cl_err *err)

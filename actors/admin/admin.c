@@ -18,7 +18,8 @@
 #define POLL_MS 200
 #define CONFLICT_TRIES 16
 
-/* {"ok":true,"result":...} or {"ok":false,"error":"..."}; consumes rep. */
+/* {"ok":true,"result":...} (with "skipped":[{"key","error"}] when a listing
+ * left malformed records out) or {"ok":false,"error":"..."}; consumes rep. */
 static char *envelope(admin_reply *rep, size_t *len)
 {
     cJSON *o = cJSON_CreateObject();
@@ -27,6 +28,10 @@ static char *envelope(admin_reply *rep, size_t *len)
         if (rep->error == NULL) {
             cJSON_AddItemToObject(o, "result", rep->result);
             rep->result = NULL;
+            if (rep->skipped != NULL) {
+                cJSON_AddItemToObject(o, "skipped", rep->skipped);
+                rep->skipped = NULL;
+            }
         } else {
             cJSON_AddStringToObject(o, "error", rep->error);
         }
@@ -64,7 +69,8 @@ static void handle(cl_admin *a, cl_msg *msg)
     }
     bool ok = rep.error == NULL;
     if (!ok) /* one line: a parse error's schema stays out of the log */
-        cl_info("%s failed: %.*s", command, (int)strcspn(rep.error, "\n"), rep.error);
+        CL_LOG_LIMITED(CL_LOG_INFO, "%s failed: %.*s", command, (int)strcspn(rep.error, "\n"),
+                       rep.error);
     else if (!is_query(command) && cJSON_IsString(rep.result))
         cl_info("%s: %s", command, rep.result->valuestring);
     else
@@ -191,12 +197,21 @@ static void usage(FILE *f)
             "options:\n"
             "  --http-host H  address to serve the management REST on (default 0.0.0.0)\n"
             "  --http-port N  its port (default %d; 0 picks a free one; -1: no HTTP)\n"
+            "  --http-max-connections N\n"
+            "                 connections open at once, 1 to 1048576 (default %u, lowered to\n"
+            "                 fit the open-file limit); more wait in the listen backlog\n"
+            "  --http-max-per-address N\n"
+            "                 connections open at once from one client address (an IPv6\n"
+            "                 client by its /64); more are refused (default 0: no limit)\n"
+            "  --http-idle-timeout S\n"
+            "                 close a connection idle for S seconds, 1 to 3600 (default %u)\n"
             "%s",
-            CL_ADMIN_HTTP_PORT, cl_actor_common_usage());
+            CL_ADMIN_HTTP_PORT, CL_ADMIN_HTTP_MAX_CONNECTIONS, CL_ADMIN_HTTP_IDLE_TIMEOUT_S,
+            cl_actor_common_usage());
 }
 
 /* Returns 0 to run, 1 to exit 0 (help), 2 on a bad argument. */
-static int parse(int argc, char **argv, cl_actor_opts *opts, const char **host, int *port)
+static int parse(int argc, char **argv, cl_actor_opts *opts, cl_admin_http_opts *http)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -218,12 +233,31 @@ static int parse(int argc, char **argv, cl_actor_opts *opts, const char **host, 
             if (r < 0 || v[0] == '\0')
                 bad = "--http-host needs a host name or address";
             else
-                *host = v;
+                http->host = v;
         } else if ((r = cl_actor_take_value(NULL, "--http-port", argc, argv, &i, &v)) != 0) {
             if (r < 0 || !cl_actor_parse_long(v, -1, 65535, &n))
                 bad = "--http-port needs a port number from 0 to 65535, or -1 for no HTTP";
             else
-                *port = (int)n;
+                http->port = (int)n;
+        } else if ((r = cl_actor_take_value(NULL, "--http-max-connections", argc, argv, &i,
+                                            &v)) != 0) {
+            if (r < 0 || !cl_actor_parse_long(v, 1, 1L << 20, &n))
+                bad = "--http-max-connections needs a number of connections from 1 to 1048576";
+            else
+                http->max_connections = (unsigned)n;
+        } else if ((r = cl_actor_take_value(NULL, "--http-max-per-address", argc, argv, &i,
+                                            &v)) != 0) {
+            if (r < 0 || !cl_actor_parse_long(v, 0, 1L << 20, &n))
+                bad = "--http-max-per-address needs a number of connections from 0 (no limit) "
+                      "to 1048576";
+            else
+                http->max_per_address = (unsigned)n;
+        } else if ((r = cl_actor_take_value(NULL, "--http-idle-timeout", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0 || !cl_actor_parse_long(v, 1, 3600, &n))
+                bad = "--http-idle-timeout needs a number of seconds from 1 to 3600";
+            else
+                http->idle_timeout_s = (unsigned)n;
         } else {
             fprintf(stderr, "error: unknown argument '%s'\n\n", argv[i]);
             usage(stderr);
@@ -246,9 +280,9 @@ int cl_admin_main(int argc, char **argv)
     cl_log_set_name("admin");
     cl_actor_opts opts;
     cl_actor_opts_init(&opts);
-    const char *http_host = "0.0.0.0";
-    int http_port = CL_ADMIN_HTTP_PORT;
-    int r = parse(argc, argv, &opts, &http_host, &http_port);
+    cl_admin_http_opts http_opts;
+    cl_admin_http_opts_init(&http_opts);
+    int r = parse(argc, argv, &opts, &http_opts);
     if (r != 0)
         return r == 1 ? 0 : 2;
     cl_actor_block_signals();
@@ -264,10 +298,11 @@ int cl_admin_main(int argc, char **argv)
     }
     /* After the admin is up, so the first HTTP request finds it. */
     cl_admin_http *http = NULL;
-    if (http_port >= 0 && cl_admin_http_start(&http, bus, http_host, http_port, &err) != CL_OK) {
-        cl_error("cannot start the management REST: %s (choose another port with "
-                 "--http-port N, or -1 for none)",
-                 err.msg);
+    if (http_opts.port >= 0 && cl_admin_http_start_with(&http, bus, &http_opts, &err) != CL_OK) {
+        cl_error("cannot start the management REST: %s%s", err.msg,
+                 err.code == CL_ERR_IO ? " (choose another port with --http-port N, or -1 for "
+                                         "none)"
+                                       : "");
         cl_admin_free(a);
         cl_bus_free(bus);
         return 1;
@@ -275,7 +310,7 @@ int cl_admin_main(int argc, char **argv)
     if (http != NULL)
         cl_info("serving %s.admin.* (queue group admin) and the management REST on "
                 "http://%s:%d",
-                opts.prefix, http_host, cl_admin_http_port(http));
+                opts.prefix, http_opts.host, cl_admin_http_port(http));
     else
         cl_info("serving %s.admin.* (queue group admin); management REST disabled",
                 opts.prefix);

@@ -37,6 +37,8 @@ struct cl_admin {
 typedef struct {
     cJSON *result;
     char *error;
+    cJSON *skipped; /* with a result: the malformed records a listing left out,
+                       [{"key","error"}], sent beside it as "skipped"; or NULL */
 } admin_reply;
 
 void cl__admin_reply_reset(admin_reply *rep);
@@ -111,8 +113,10 @@ cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
 /* get_all_applications and get_all_models: reads {"verbose": bool}, then
  * answers a list with one element per key under prefix, in key order, made
  * by item (a name, or an object when verbose). item may change key in
- * place; it returns CL_ERR_NOT_FOUND to leave the key out (not an entry,
- * or deleted meanwhile) and another error, with rep filled, to fail. */
+ * place; it returns CL_ERR_NOT_FOUND to leave the key out (deleted
+ * meanwhile), CL_ERR_INVALID with rep saying why to leave a malformed
+ * record out (logged, and listed in rep->skipped), and another error, with
+ * rep filled, to fail. */
 typedef cl_status (*admin_list_item)(cl_admin *a, char *key, bool verbose, cJSON **item,
                                      admin_reply *rep);
 cl_status cl__admin_list(cl_admin *a, const void *data, size_t len, const char *prefix,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "admin_internal.h"
+#include "cl_log.h"
 #include "cl_wire.h"
 
 static const char ADD_APP_SCHEMA[] = "\n"
@@ -113,9 +114,13 @@ cl_status cl__cmd_delete_app(cl_admin *a, const void *data, size_t len, admin_re
         cl__admin_fail(rep, "Application '%s' does not exist", name);
         goto out;
     }
-    if (st != CL_OK)
+    if (st == CL_ERR_INVALID) /* a malformed record can still be removed */
+        cl_warn("delete_app: removing the malformed record of application '%s': %s", name,
+                rep->error ? rep->error : "");
+    else if (st != CL_OK)
         goto out;
-    cl_app_deinit(&app);
+    else
+        cl_app_deinit(&app);
     char key[CL_KEY_MAX];
     cl_key_app(key, name, NULL);
     if (cl__store_delete(a, key, rep) == CL_OK)
@@ -125,18 +130,22 @@ out:
     return CL_OK;
 }
 
-/* One element of get_all_applications (cl__admin_list). */
+/* One element of get_all_applications (cl__admin_list). The record is
+ * read even for a list of names, so both lists leave out the same
+ * malformed records (CL_ERR_INVALID). */
 static cl_status app_item(cl_admin *a, char *key, bool verbose, cJSON **item, admin_reply *rep)
 {
     const char *name = key + 4; /* "app.<name>" */
-    if (!verbose) {
-        *item = cJSON_CreateString(name);
-        return CL_OK;
+    char valid[CL_KEY_MAX];
+    cl_err err;
+    if (cl_key_app(valid, name, &err) != CL_OK) {
+        cl__admin_fail(rep, "the key '%s' does not name an application: %s", key, err.msg);
+        return CL_ERR_INVALID;
     }
     cl_app app;
     cl_status st = cl__store_app(a, name, &app, NULL, rep);
     if (st == CL_OK) {
-        *item = app_reply(&app);
+        *item = verbose ? app_reply(&app) : cJSON_CreateString(name);
         cl_app_deinit(&app);
     }
     return st;

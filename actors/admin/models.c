@@ -333,26 +333,34 @@ static bool split_key(char *key, const char **name, const char **version)
     return true;
 }
 
-/* One element of get_all_models (cl__admin_list). */
+/* One element of get_all_models (cl__admin_list). The record is read even
+ * for a list of names, so both lists leave out the same malformed records
+ * (CL_ERR_INVALID). */
 static cl_status model_item(cl_admin *a, char *key, bool verbose, cJSON **item,
                             admin_reply *rep)
 {
+    char copy[CL_KEY_MAX], valid[CL_KEY_MAX];
+    snprintf(copy, sizeof(copy), "%s", key);
     const char *name, *version;
-    if (!split_key(key, &name, &version))
-        return CL_ERR_NOT_FOUND;
-    if (!verbose) {
-        char id[2 * CL_KEY_MAX];
-        snprintf(id, sizeof(id), "%s:%s", name, version);
-        *item = cJSON_CreateString(id);
-        return CL_OK;
+    cl_err err;
+    if (!split_key(key, &name, &version) || cl_key_model(valid, name, version, &err) != CL_OK) {
+        cl__admin_fail(rep, "the key '%s' does not name a model version (model.<name>.<version>)",
+                       copy);
+        return CL_ERR_INVALID;
     }
     cl_model m;
     cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
-    if (st == CL_OK) {
+    if (st != CL_OK)
+        return st;
+    if (verbose) {
         *item = model_reply(&m, is_current(a, name, version));
-        cl_model_deinit(&m);
+    } else {
+        char id[2 * CL_KEY_MAX];
+        snprintf(id, sizeof(id), "%s:%s", name, version);
+        *item = cJSON_CreateString(id);
     }
-    return st;
+    cl_model_deinit(&m);
+    return CL_OK;
 }
 
 cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep)
@@ -399,9 +407,14 @@ cl_status cl__cmd_delete_versioned_model(cl_admin *a, const void *data, size_t l
     if (!cl__req_model(&q, data, len, MODEL_SCHEMA, &name, &version, rep))
         goto out;
     cl_model m;
-    if (existing_model(a, name, version, &m, NULL, rep) != CL_OK)
+    cl_status st = existing_model(a, name, version, &m, NULL, rep);
+    if (st == CL_ERR_INVALID) /* a malformed record can still be removed */
+        cl_warn("delete_versioned_model: removing the malformed record of model %s:%s: %s", name,
+                version, rep->error ? rep->error : "");
+    else if (st != CL_OK)
         goto out;
-    cl_model_deinit(&m);
+    else
+        cl_model_deinit(&m);
     char key[CL_KEY_MAX];
     cl_key_model(key, name, version, NULL);
     if (cl__store_delete(a, key, rep) != CL_OK)

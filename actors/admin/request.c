@@ -26,8 +26,10 @@ static char *vformat(const char *fmt, va_list ap)
 void cl__admin_reply_reset(admin_reply *rep)
 {
     cJSON_Delete(rep->result);
+    cJSON_Delete(rep->skipped);
     free(rep->error);
     rep->result = NULL;
+    rep->skipped = NULL;
     rep->error = NULL;
 }
 
@@ -83,8 +85,12 @@ bool cl__req_parse(admin_req *q, const void *data, size_t len, const char *schem
     q->schema = schema;
     q->rep = rep;
     cl_err err;
-    if (cl_json_parse(&q->root, data, len, &err) != CL_OK)
-        return parse_error(q, "JSON parse error: %s", err.msg);
+    if (cl_json_parse_body(&q->root, data, len, &err) != CL_OK) {
+        /* A NUL in a name, a duplicate key: the text is JSON, its content
+         * is refused (cl_json_parse says which field). */
+        bool syntax = strncmp(err.msg, "malformed JSON", 14) == 0;
+        return parse_error(q, "%s%s", syntax ? "JSON parse error: " : "", err.msg);
+    }
     if (!cJSON_IsObject(q->root))
         return parse_error(q, "Can only get key-value pair from an object, but the body is %s %s",
                            cJSON_IsArray(q->root) ? "an" : "a", cl_json_clipper_type_name(q->root));

@@ -1,15 +1,77 @@
 /* The admin's reads and writes of the cluster state in the KV bucket.
  * Reads go straight to the bucket (not to a watched view) so a command
  * always sees the writes of the command before it. Writes use create or
- * compare-and-set so two admins never lose each other's changes. */
+ * compare-and-set so two admins never lose each other's changes.
+ *
+ * A malformed record (a value that does not decode, or a key that is not
+ * <kind>.<name>) fails the commands that name it, but not the listings
+ * or the link checks that merely pass it: those leave it out, as the
+ * other actors' views do, and log its key (once per SKIP_LOG_US). */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin_internal.h"
+#include "cl_clock.h"
 #include "cl_json.h"
+#include "cl_log.h"
 #include "cl_wire.h"
 
 #define SET_CURRENT_TRIES 16
+#define SKIP_LOG_US (600 * 1000000ull) /* a malformed key is logged once per 10 minutes */
+#define SKIP_LOG_KEYS 64
+
+/* Which malformed keys were logged when. Process-wide, like the log it
+ * limits: a dashboard that lists every second must not flood it. */
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        char key[CL_SUBJECT_MAX + CL_KEY_MAX];
+        uint64_t at_us;
+    } seen[SKIP_LOG_KEYS];
+} skip_log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Logs that key of the bucket of a's prefix is left out, unless it was
+ * logged within SKIP_LOG_US. */
+static void log_skipped(cl_admin *a, const char *key, const char *why)
+{
+    char id[sizeof(skip_log.seen[0].key)];
+    snprintf(id, sizeof(id), "%s/%s", cl_bus_prefix(a->bus), key);
+    uint64_t now = cl_mono_us();
+    bool due = true;
+    pthread_mutex_lock(&skip_log.mu);
+    size_t slot = 0;
+    for (size_t i = 0; i < SKIP_LOG_KEYS; i++) {
+        if (strcmp(skip_log.seen[i].key, id) == 0) {
+            slot = i;
+            due = now - skip_log.seen[i].at_us >= SKIP_LOG_US;
+            break;
+        }
+        if (skip_log.seen[i].at_us < skip_log.seen[slot].at_us)
+            slot = i; /* the oldest, or an empty one, makes room */
+    }
+    if (due) {
+        snprintf(skip_log.seen[slot].key, sizeof(skip_log.seen[slot].key), "%s", id);
+        skip_log.seen[slot].at_us = now;
+    }
+    pthread_mutex_unlock(&skip_log.mu);
+    if (due)
+        cl_warn("admin: leaving the malformed record '%s' of the cluster state (prefix '%s') "
+                "out of listings: %s (logged once per %llu minutes)",
+                key, cl_bus_prefix(a->bus), why, SKIP_LOG_US / 60000000ull);
+}
+
+/* An error text without the "Internal error: " a command would show. */
+static const char *plain(const char *text)
+{
+    static const char internal_prefix[] = "Internal error: ";
+    if (text == NULL)
+        return "malformed";
+    if (strncmp(text, internal_prefix, sizeof(internal_prefix) - 1) == 0)
+        return text + sizeof(internal_prefix) - 1;
+    return text;
+}
 
 static cl_status internal(admin_reply *rep, const char *what, const char *key, const cl_err *err)
 {
@@ -67,7 +129,15 @@ cl_status cl__store_app(cl_admin *a, const char *name, cl_app *app, uint64_t *re
     char key[CL_KEY_MAX];
     if (cl_key_app(key, name, NULL) != CL_OK)
         return CL_ERR_NOT_FOUND;
-    return read_entry(a, key, ENTRY_APP, app, rev, rep);
+    cl_status st = read_entry(a, key, ENTRY_APP, app, rev, rep);
+    if (st == CL_OK && strcmp(app->name, name) != 0) {
+        /* As the frontend's view: such a record is not that app. */
+        cl__admin_fail(rep, "Internal error: '%s' in the cluster state holds application '%.128s'",
+                       key, app->name);
+        cl_app_deinit(app);
+        return CL_ERR_INVALID;
+    }
+    return st;
 }
 
 cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl_model *m,
@@ -76,7 +146,14 @@ cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl
     char key[CL_KEY_MAX];
     if (cl_key_model(key, name, version, NULL) != CL_OK)
         return CL_ERR_NOT_FOUND;
-    return read_entry(a, key, ENTRY_MODEL, m, rev, rep);
+    cl_status st = read_entry(a, key, ENTRY_MODEL, m, rev, rep);
+    if (st == CL_OK && (strcmp(m->name, name) != 0 || strcmp(m->version, version) != 0)) {
+        cl__admin_fail(rep, "Internal error: '%s' in the cluster state holds model '%.128s:%.128s'",
+                       key, m->name, m->version);
+        cl_model_deinit(m);
+        return CL_ERR_INVALID;
+    }
+    return st;
 }
 
 cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint64_t *rev,
@@ -183,13 +260,17 @@ cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
         return st;
     for (size_t i = 0; i < n && st == CL_OK; i++) {
         cl_app app;
-        cl_status gs = cl__store_app(a, keys[i] + 4, &app, NULL, rep);
-        if (gs == CL_ERR_NOT_FOUND)
-            continue;
-        if (gs != CL_OK) {
+        admin_reply one = {0};
+        cl_status gs = cl__store_app(a, keys[i] + 4, &app, NULL, &one);
+        if (gs == CL_ERR_INVALID) { /* malformed: the frontend ignores it too */
+            log_skipped(a, keys[i], plain(one.error));
+        } else if (gs != CL_OK && gs != CL_ERR_NOT_FOUND) {
+            cl__admin_fail(rep, "%s", one.error ? one.error : "Internal error");
             st = gs;
-            break;
         }
+        cl__admin_reply_reset(&one);
+        if (gs != CL_OK)
+            continue;
         for (size_t j = 0; j < app.n_linked; j++) {
             if (strcmp(app.linked_models[j], model) == 0 && app.input_type != input_type) {
                 cl__admin_fail(
@@ -230,18 +311,39 @@ cl_status cl__admin_list(cl_admin *a, const void *data, size_t len, const char *
     if (cl__store_keys(a, prefix, &keys, &n, rep) != CL_OK)
         goto out;
     cJSON *list = cJSON_CreateArray();
-    for (size_t i = 0; list && i < n; i++) {
+    cJSON *skipped = cJSON_CreateArray();
+    for (size_t i = 0; list && skipped && i < n; i++) {
+        char key[CL_KEY_MAX];
+        snprintf(key, sizeof(key), "%s", keys[i]); /* item may change keys[i] */
         cJSON *one = NULL;
-        cl_status st = item(a, keys[i], verbose, &one, rep);
-        if (st == CL_ERR_NOT_FOUND)
-            continue; /* not an entry, or deleted meanwhile */
-        if (st != CL_OK) {
+        admin_reply item_rep = {0};
+        cl_status st = item(a, keys[i], verbose, &one, &item_rep);
+        if (st == CL_ERR_INVALID) {
+            /* Malformed: left out, and said so. */
+            const char *why = plain(item_rep.error);
+            log_skipped(a, key, why);
+            cJSON *entry = cJSON_CreateObject();
+            cJSON_AddStringToObject(entry, "key", key);
+            cJSON_AddStringToObject(entry, "error", why);
+            cJSON_AddItemToArray(skipped, entry);
+        } else if (st == CL_OK) {
+            cJSON_AddItemToArray(list, one);
+        } else if (st != CL_ERR_NOT_FOUND) { /* not found: deleted meanwhile */
+            cl__admin_fail(rep, "%s", item_rep.error ? item_rep.error : "Internal error");
+            cl__admin_reply_reset(&item_rep);
             cJSON_Delete(list);
+            cJSON_Delete(skipped);
             goto out;
         }
-        cJSON_AddItemToArray(list, one);
+        cl__admin_reply_reset(&item_rep);
     }
+    /* The good entries keep Clipper's shape; which keys were left out
+     * goes beside them in the envelope ("skipped"). */
     cl__admin_ok_json(rep, list);
+    if (rep->error == NULL && cJSON_GetArraySize(skipped) > 0)
+        rep->skipped = skipped;
+    else
+        cJSON_Delete(skipped);
 out:
     cl_kv_keys_free(keys, n);
     cl__req_done(&q);

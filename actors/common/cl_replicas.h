@@ -9,7 +9,17 @@
  *   {"model_name","model_version","replica_id": <int>,
  *    "state": "starting"|"ready"|"failed"|"stopped", "cause": "<why failed>",
  *    "host": "<hostname>", "pid": <int>, "input_type": "<name>",
- *    "runtime": "<runtime>"} */
+ *    "runtime": "<runtime>", "incarnation": "<16 hex digits>"}
+ *
+ * The incarnation is a random 64-bit value a replica picks when it starts;
+ * a heartbeat without one (an older replica) has incarnation 0. While a
+ * replica is in the table, only heartbeats of its own incarnation change
+ * it: a heartbeat that names its id with another incarnation (forged, or
+ * a restart whose predecessor was not heard to stop) is ignored until the
+ * one in the table stops or falls silent. A "stopped" heartbeat removes a
+ * replica; if it was forged with a copied incarnation, the live replica's
+ * next heartbeat puts it back, so it costs at most CL_HEARTBEAT_MS. This
+ * is robustness, not authentication: heartbeats are not signed. */
 #ifndef CL_REPLICAS_H
 #define CL_REPLICAS_H
 
@@ -35,6 +45,7 @@ typedef struct {
     char host[128];
     int pid;
     char input_type[16];
+    uint64_t incarnation;  /* random per replica start; 0: not sent (an older replica) */
     uint64_t last_seen_us; /* monotonic */
 } cl_replica_info;
 

@@ -1,11 +1,17 @@
 /* The live-replica table (cl_replicas.h), fed by heartbeats on
  * <p>.replica.hb.>, and the heartbeat codec.
  *
+ * An entry changes only by heartbeats of its own incarnation; one of
+ * another incarnation under its id is ignored (logged at most every 10 s)
+ * until the entry stops or falls silent.
+ *
  * The bus callback decodes a heartbeat and updates the table under the
  * mutex; a timer thread removes replicas silent for CL_REPLICA_TIMEOUT_MS,
  * checking every 250 ms. The owner's callback always runs after the mutex
  * is released, so it may call cl_replicas_snapshot. */
+#include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +41,8 @@ struct cl_replicas {
     bool stop;
     bool timer_started;
     pthread_t timer;
-    uint64_t bad_logged_us; /* rate limit for bad-heartbeat warnings */
+    uint64_t bad_logged_us;   /* rate limit for bad-heartbeat warnings */
+    uint64_t other_logged_us; /* rate limit for other-incarnation warnings */
 };
 
 /* ---- heartbeat codec -------------------------------------------------- */
@@ -56,6 +63,11 @@ char *cl_heartbeat_encode(const cl_replica_info *info, const char *runtime)
     cJSON_AddNumberToObject(o, "pid", info->pid);
     cJSON_AddStringToObject(o, "input_type", info->input_type);
     cJSON_AddStringToObject(o, "runtime", runtime ? runtime : "");
+    if (info->incarnation != 0) { /* 0: none, as an older replica sends */
+        char inc[17];
+        snprintf(inc, sizeof(inc), "%016" PRIx64, info->incarnation);
+        cJSON_AddStringToObject(o, "incarnation", inc);
+    }
     char *s = cl_json_print(o);
     cJSON_Delete(o);
     return s;
@@ -78,6 +90,29 @@ static cl_status copy_field(const cJSON *o, const char *field, bool opt, char *d
         return cl_err_set(err, CL_ERR_INVALID, "field '%s' is too long (%zu bytes, at most %zu)",
                           field, strlen(s), cap - 1);
     memcpy(dst, s, strlen(s) + 1);
+    return CL_OK;
+}
+
+/* 1 to 16 hex digits, not all zero (0 means "none" and is never sent). */
+static cl_status parse_incarnation(const char *s, uint64_t *out, cl_err *err)
+{
+    size_t n = strlen(s);
+    uint64_t v = 0;
+    bool ok = n >= 1 && n <= 16;
+    for (size_t i = 0; ok && i < n; i++) {
+        int d = isdigit((unsigned char)s[i])   ? s[i] - '0'
+                : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
+                : s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 10
+                                               : -1;
+        ok = d >= 0;
+        v = v << 4 | (uint64_t)(d & 0xf);
+    }
+    if (!ok || v == 0)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "field 'incarnation' must be 1 to 16 hex digits, not all zero, got "
+                          "'%.40s'",
+                          s);
+    *out = v;
     return CL_OK;
 }
 
@@ -150,7 +185,13 @@ cl_status cl_heartbeat_decode(cl_replica_info *info, const void *data, size_t le
                  cl_input_type_name((cl_input_type)t));
     }
     const char *runtime;
-    st = cl_json_opt_string(o, "runtime", &runtime, &present, err);
+    if ((st = cl_json_opt_string(o, "runtime", &runtime, &present, err)) != CL_OK)
+        goto out;
+    const char *inc = "";
+    if ((st = cl_json_opt_string(o, "incarnation", &inc, &present, err)) != CL_OK)
+        goto out;
+    if (present && (st = parse_incarnation(inc, &info->incarnation, err)) != CL_OK)
+        goto out;
 out:
     cJSON_Delete(o);
     if (st != CL_OK)
@@ -192,10 +233,21 @@ static void on_heartbeat(cl_bus *bus, cl_msg *msg, void *closure)
     cl_msg_free(msg);
     info.last_seen_us = cl_mono_us();
 
-    bool notify = false, removed = false;
+    bool notify = false, removed = false, log_other = false;
+    uint64_t live_incarnation = 0;
     pthread_mutex_lock(&r->mu);
     ssize_t i = find(r, &info);
-    if (strcmp(info.state, "stopped") == 0) {
+    if (i >= 0 && r->items[i].incarnation != info.incarnation) {
+        /* Another incarnation under a live replica's id: forged, or a
+         * restart whose predecessor was not heard to stop. The one in the
+         * table keeps its state until it stops or falls silent; then the
+         * newcomer's next heartbeat admits it. */
+        live_incarnation = r->items[i].incarnation;
+        log_other = r->other_logged_us == 0 ||
+                    info.last_seen_us - r->other_logged_us >= 10 * 1000000ull;
+        if (log_other)
+            r->other_logged_us = info.last_seen_us;
+    } else if (strcmp(info.state, "stopped") == 0) {
         if (i >= 0) {
             r->items[i] = r->items[--r->n];
             notify = removed = true;
@@ -222,6 +274,11 @@ static void on_heartbeat(cl_bus *bus, cl_msg *msg, void *closure)
         }
     }
     pthread_mutex_unlock(&r->mu);
+    if (log_other)
+        cl_warn("replicas: ignoring a '%s' heartbeat of %s:%s:%u from incarnation %016" PRIx64
+                " (host '%s', pid %d): the live replica with that id is incarnation %016" PRIx64,
+                info.state, info.model, info.version, info.replica_id, info.incarnation, info.host,
+                info.pid, live_incarnation);
     if (notify && r->cb)
         r->cb(r->closure, &info, removed);
 }

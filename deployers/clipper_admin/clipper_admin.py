@@ -338,9 +338,12 @@ class ClipperConnection(object):
         return base_image
 
     def _upload_artifact(self, name, version, data):
+        """Stores data as the artifact of name:version. A stored artifact
+        is immutable (the stream refuses a second message on its subjects),
+        so a registered version is refused at once with Clipper's text, and
+        other bytes for an unregistered version that has an artifact
+        already are refused saying so; the same bytes again are fine."""
         self._require_connection()
-        # Replacing the artifact of a registered version would change what
-        # its running replicas serve after a restart: refuse early.
         existing = self._admin("get_model", {"model_name": name, "model_version": version})
         if existing:
             msg = ("Received error status code: 400 and message: model with name '{}' and "
@@ -351,12 +354,42 @@ class ClipperConnection(object):
         try:
             sha = self.cm.bus.put_artifact(name, version, data)
         except BusError as e:
+            if getattr(e, "status", None) == "ERR_EXISTS":
+                msg = ("Cannot upload the artifact of model {}:{}: {}".format(name, version, e))
+                self.logger.error(msg)
+                raise ClipperException(msg)
             raise ClipperException("Cannot upload the artifact of model {}:{} ({} bytes): "
                                    "{}".format(name, version, len(data), e))
         self._artifacts[(name, version)] = (sha, len(data))
         self.logger.info("Uploaded the artifact of model {}:{} ({} bytes, sha256 {})".format(
             name, version, len(data), sha))
         return sha
+
+    def _discard_unregistered_artifact(self, name, version):
+        """After registering name:version failed, removes the artifact
+        uploaded for it, so a corrected deploy of that version can upload
+        other bytes: a stored artifact is never replaced, only removed (the
+        admin's delete_versioned_model does it for registered versions).
+        Left alone when the version got registered meanwhile. Best effort:
+        a failure is logged, and the deploy's own error is what is raised."""
+        from ._bus import BusError
+        try:
+            if self._admin("get_model", {"model_name": name, "model_version": version}):
+                return
+            bus = self.cm.bus
+            # The artifact stream's name as bus/artifact.c makes it.
+            stream = "".join(c.upper() if "a" <= c <= "z" else
+                             c if ("A" <= c <= "Z" or "0" <= c <= "9" or c in "_-") else "_"
+                             for c in bus.prefix[:120]) + "_ARTIFACTS"
+            body = json.dumps({"filter": "{}.artifact.{}.{}.>".format(bus.prefix, name,
+                                                                     version)})
+            reply = json.loads(bus.request("$JS.API.STREAM.PURGE." + stream,
+                                           body.encode("utf-8"), 5000).decode("utf-8"))
+            if reply.get("success") is not True:
+                raise ValueError(reply.get("error"))
+        except (BusError, ClipperException, ValueError) as e:
+            self.logger.warning("The artifact uploaded for model {}:{} was not removed after its "
+                                "registration failed: {}".format(name, version, e))
 
     def deploy_model(self, name, version, input_type, image, labels=None, num_replicas=1,
                      batch_size=-1, resources=None):
@@ -380,9 +413,16 @@ class ClipperConnection(object):
         artifact = self._artifacts.get((name, version))
         runtime = PYTHON_CLOSURE_RUNTIME if artifact is not None else None
         previous = self._current_version_or_none(name)
-        self._add_model(name, version, input_type, image, labels, batch_size,
-                        num_replicas, runtime, artifact,
-                        pkgs_to_install=self._pkgs.get((name, version)), resources=resources)
+        try:
+            self._add_model(name, version, input_type, image, labels, batch_size,
+                            num_replicas, runtime, artifact,
+                            pkgs_to_install=self._pkgs.get((name, version)),
+                            resources=resources)
+        except ClipperException:
+            if artifact is not None:
+                self._artifacts.pop((name, version), None)
+                self._discard_unregistered_artifact(name, version)
+            raise
         self._artifacts.pop((name, version), None)
         self._pkgs.pop((name, version), None)
         if num_replicas > 0:
@@ -434,12 +474,16 @@ class ClipperConnection(object):
         pkgs = validate_pkgs_to_install(pkgs_to_install)
         validate_resources(resources)
         sha = self._upload_artifact(name, version, data)
-        previous = self._current_version_or_none(name)
-        self._add_model(name, version, input_type, container_name, labels, batch_size,
-                        num_replicas, runtime, (sha, len(data)), pkgs_to_install=pkgs,
-                        python_version=python_version,
-                        cloudpickle_version=cloudpickle_version, resources=resources)
         self._artifacts.pop((name, version), None)
+        try:
+            previous = self._current_version_or_none(name)
+            self._add_model(name, version, input_type, container_name, labels, batch_size,
+                            num_replicas, runtime, (sha, len(data)), pkgs_to_install=pkgs,
+                            python_version=python_version,
+                            cloudpickle_version=cloudpickle_version, resources=resources)
+        except ClipperException:
+            self._discard_unregistered_artifact(name, version)
+            raise
         if num_replicas > 0:
             self._wait_or_undo(name, version, previous, ready_timeout_s)
 

@@ -156,6 +156,56 @@ static void test_heartbeat_garbage_is_refused(void **state)
     assert_int_equal(cl_heartbeat_decode(&info, "", 0, &err), CL_ERR_INVALID);
 }
 
+static void test_heartbeat_incarnation_round_trips_as_sixteen_hex_digits(void **state)
+{
+    (void)state;
+    cl_replica_info in = {0}, out;
+    snprintf(in.model, sizeof(in.model), "m");
+    snprintf(in.version, sizeof(in.version), "1");
+    snprintf(in.state, sizeof(in.state), "ready");
+    in.incarnation = 0xfedcba9876543210ull;
+    char *json = cl_heartbeat_encode(&in, "python-closure");
+    assert_non_null(strstr(json, "\"incarnation\":\"fedcba9876543210\""));
+    cl_err err;
+    assert_int_equal(cl_heartbeat_decode(&out, json, strlen(json), &err), CL_OK);
+    assert_true(out.incarnation == 0xfedcba9876543210ull);
+    free(json);
+    /* A small one keeps its leading zeros, and fewer digits decode too. */
+    in.incarnation = 0x2a;
+    json = cl_heartbeat_encode(&in, NULL);
+    assert_non_null(strstr(json, "\"incarnation\":\"000000000000002a\""));
+    free(json);
+    json = (char *)edit(HB, "\"runtime\"", "\"incarnation\":\"2A\",\"runtime\"");
+    assert_int_equal(cl_heartbeat_decode(&out, json, strlen(json), &err), CL_OK);
+    assert_true(out.incarnation == 0x2a);
+}
+
+static void test_heartbeat_without_incarnation_has_incarnation_zero(void **state)
+{
+    (void)state;
+    cl_replica_info info;
+    cl_err err;
+    assert_int_equal(cl_heartbeat_decode(&info, HB, strlen(HB), &err), CL_OK);
+    assert_true(info.incarnation == 0);
+    char *json = cl_heartbeat_encode(&info, "python-closure");
+    assert_null(strstr(json, "incarnation"));
+    free(json);
+}
+
+static void test_heartbeat_bad_incarnation_is_refused_naming_it(void **state)
+{
+    (void)state;
+    const char *bad[] = {"\"\"", "\"0\"", "\"0000000000000000\"", "\"12345678901234567\"",
+                         "\"xyz\"", "42", "null"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char field[64];
+        snprintf(field, sizeof(field), "\"incarnation\":%s,\"runtime\"", bad[i]);
+        const char *msg = decode_error(edit(HB, "\"runtime\"", field));
+        if (strstr(msg, "incarnation") == NULL)
+            fail_msg("incarnation %s: expected an error naming it, got '%s'", bad[i], msg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +219,9 @@ int main(void)
         cmocka_unit_test(test_heartbeat_with_a_model_name_that_is_not_a_token_is_refused),
         cmocka_unit_test(test_heartbeat_too_long_host_is_refused_but_long_cause_is_cut),
         cmocka_unit_test(test_heartbeat_garbage_is_refused),
+        cmocka_unit_test(test_heartbeat_incarnation_round_trips_as_sixteen_hex_digits),
+        cmocka_unit_test(test_heartbeat_without_incarnation_has_incarnation_zero),
+        cmocka_unit_test(test_heartbeat_bad_incarnation_is_refused_naming_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

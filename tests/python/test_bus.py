@@ -210,9 +210,14 @@ def test_artifact_roundtrip_across_many_chunks(nats_url):
         import hashlib
         assert digest == hashlib.sha256(data).hexdigest()
         assert bus.get_artifact("model-a", "1") == data
-        # A new put replaces the old bytes.
-        bus.put_artifact("model-a", "1", b"small")
-        assert bus.get_artifact("model-a", "1") == b"small"
+        # A stored artifact is immutable: other bytes are refused, the
+        # same bytes again (a retried upload) are fine.
+        with pytest.raises(BusError) as info:
+            bus.put_artifact("model-a", "1", b"small")
+        assert info.value.status == "ERR_EXISTS"
+        assert "cannot be replaced" in str(info.value)
+        assert bus.get_artifact("model-a", "1") == data
+        assert bus.put_artifact("model-a", "1", data) == digest
         assert bus.put_artifact("model-a", "2", b"") is not None
         assert bus.get_artifact("model-a", "2") == b""
 

@@ -51,6 +51,7 @@ typedef struct {
     int n_states;
     char cause[1024];
     char hb_input_type[16];
+    uint64_t incarnation; /* of this run's first heartbeat; all carry the same */
     int pulls;
     int pulls_before_ready;
     int pulls_after_stopped;
@@ -95,6 +96,7 @@ static void reset_observations(fixture *f)
     f->n_states = 0;
     f->pulls = f->pulls_before_ready = f->pulls_after_stopped = 0;
     f->cause[0] = '\0';
+    f->incarnation = 0;
 }
 
 static void stop_replica(fixture *f)
@@ -196,6 +198,10 @@ static void record(fixture *f, cl_msg *msg)
         assert_string_equal(info.version, "1");
         assert_int_equal(info.replica_id, f->id);
         assert_int_equal(info.pid, f->pid);
+        assert_true(info.incarnation != 0);
+        if (f->incarnation == 0)
+            f->incarnation = info.incarnation;
+        assert_true(info.incarnation == f->incarnation);
         if (f->n_states < MAX_STATES)
             snprintf(f->states[f->n_states++], sizeof(f->states[0]), "%s", info.state);
         if (info.cause[0])
@@ -686,20 +692,67 @@ static void test_function_pickled_by_another_python_fails_saying_so(void **state
     assert_non_null(strstr(cause, "different Python or cloudpickle version"));
 }
 
-static void test_corrupted_artifact_chunk_fails_with_a_digest_mismatch(void **state)
+/* An artifact that is not the registered one cannot mend, so the replica
+ * does not exit into a restart loop: it keeps reporting "failed" with the
+ * cause until it is stopped, then says "stopped" and exits 3. */
+static const char *wait_failed_and_staying(fixture *f)
+{
+    if (!pump(f, FAIL_TIMEOUT_MS, has_state, "failed"))
+        fail_msg("replica of %s did not report failed", f->model);
+    assert_false(seen_state(f, "ready"));
+    int beats = f->n_states;
+    pump(f, 2 * CL_HEARTBEAT_MS + 500, never, NULL);
+    assert_true(f->n_states >= beats + 2);
+    assert_string_equal(f->states[f->n_states - 1], "failed");
+    assert_int_equal(cl_test_wait_exit(f->pid, 0), -1); /* still running */
+    assert_int_equal(kill(f->pid, SIGTERM), 0);
+    assert_true(pump(f, 5000, has_state, "stopped"));
+    assert_int_equal(cl_test_wait_exit(f->pid, 5000), 3);
+    f->pid = 0;
+    return f->cause;
+}
+
+static void test_plain_publish_over_a_stored_artifact_changes_nothing(void **state)
 {
     fixture *f = *state;
     store_test_model("badchunk", CL_INPUT_DOUBLES, "sum");
+    /* What an outside probe did: chunk and manifest "replaced" by plain
+     * publishes. The stream refuses both; the replica serves. */
     char subj[CL_SUBJECT_MAX];
     snprintf(subj, sizeof(subj), "%s.artifact.badchunk.1.c.0", PREFIX);
     assert_int_equal(cl_bus_publish(bus, subj, "garbage", 7), CL_OK);
+    snprintf(subj, sizeof(subj), "%s.artifact.badchunk.1.meta", PREFIX);
+    const char *forged = "{\"size\":7,\"chunks\":1,\"chunk_size\":7,\"sha256\":\"3e4b8ae8c7"
+                         "3a1a7e1e4c1e6e05b3fc6d4ea7e2bd4ec2c4e0c8bbc6ac2bd2b0d7f2\"}";
+    assert_int_equal(cl_bus_publish(bus, subj, forged, strlen(forged)), CL_OK);
     assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
     start_replica(f, "badchunk", 65);
-    const char *cause = wait_failed(f);
-    assert_non_null(strstr(cause, "artifact of badchunk:1 is corrupt"));
+    wait_ready(f);
 }
 
-static void test_artifact_not_matching_the_model_entry_digest_fails(void **state)
+static void test_corrupted_artifact_chunk_fails_and_stays_failed(void **state)
+{
+    fixture *f = *state;
+    store_test_model("corruptchunk", CL_INPUT_DOUBLES, "sum");
+    /* Only a purge (an operator's) makes room for other bytes. */
+    char subj[CL_SUBJECT_MAX], body[CL_SUBJECT_MAX + 32];
+    snprintf(subj, sizeof(subj), "%s.artifact.corruptchunk.1.c.0", PREFIX);
+    snprintf(body, sizeof(body), "{\"filter\":\"%s\"}", subj);
+    cl_msg *m = NULL;
+    assert_int_equal(cl_bus_request(bus, "$JS.API.STREAM.PURGE.RTEST_ARTIFACTS", body,
+                                    strlen(body), 5000, &m),
+                     CL_OK);
+    assert_non_null(strstr(cl_msg_data(m), "\"success\":true"));
+    cl_msg_free(m);
+    assert_int_equal(cl_bus_publish(bus, subj, "garbage", 7), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
+    start_replica(f, "corruptchunk", 69);
+    const char *cause = wait_failed_and_staying(f);
+    assert_non_null(strstr(cause, "artifact of corruptchunk:1 is corrupt"));
+    assert_non_null(strstr(cause, "delete version 1 and deploy it again"));
+}
+
+static void test_artifact_not_matching_the_model_entry_digest_fails_and_stays_failed(void **state)
 {
     fixture *f = *state;
     size_t len = 0;
@@ -709,8 +762,10 @@ static void test_artifact_not_matching_the_model_entry_digest_fails(void **state
                 "0000000000000000000000000000000000000000000000000000000000000000");
     free(data);
     start_replica(f, "otherdigest", 66);
-    const char *cause = wait_failed(f);
-    assert_non_null(strstr(cause, "the model entry expects 0000"));
+    const char *cause = wait_failed_and_staying(f);
+    assert_non_null(strstr(cause, "the artifact stored for model otherdigest:1 is not the one "
+                              "registered"));
+    assert_non_null(strstr(cause, "the model record expects 0000"));
 }
 
 static void test_unknown_runtime_fails_naming_it(void **state)
@@ -743,8 +798,9 @@ int main(void)
         T(test_corrupted_pickle_fails_with_a_cause_and_exit_code_3),
         T(test_function_importing_a_missing_module_fails_naming_it),
         T(test_function_pickled_by_another_python_fails_saying_so),
-        T(test_corrupted_artifact_chunk_fails_with_a_digest_mismatch),
-        T(test_artifact_not_matching_the_model_entry_digest_fails),
+        T(test_plain_publish_over_a_stored_artifact_changes_nothing),
+        T(test_corrupted_artifact_chunk_fails_and_stays_failed),
+        T(test_artifact_not_matching_the_model_entry_digest_fails_and_stays_failed),
         T(test_unknown_runtime_fails_naming_it),
     };
 #undef T
