@@ -57,4 +57,8 @@ cl_status cl_loop_publish(cl_loop *loop, const char *subject, const void *data, 
 
 cl_bus *cl_loop_bus(const cl_loop *loop);
 
+/* How many times the loop's connection was made again after it was lost
+ * (a nats-server restart): a change says what was in flight may be gone. */
+uint64_t cl_loop_reconnects(const cl_loop *loop);
+
 #endif

@@ -60,6 +60,7 @@ struct cl_loop {
     size_t n_subs, cap_subs;
     void (*turn_end)(void *closure);
     void *turn_end_closure;
+    atomic_uint_fast64_t connects; /* successful (re)connections */
 };
 
 /* The loop whose callbacks run on this thread: its publishes wait for the
@@ -310,8 +311,10 @@ static void rebuild(cl_loop *l)
         natsConnection_Close(l->nc);
     }
     pthread_rwlock_unlock(&l->nc_lock);
-    if (s == NATS_OK)
+    if (s == NATS_OK) {
+        atomic_fetch_add(&l->connects, 1);
         cl_info("bus loop: connected again to %s", l->bus->url);
+    }
 }
 
 static bool loop_closed(const cl_loop *l)
@@ -449,6 +452,11 @@ cl_status cl_loop_publish(cl_loop *l, const char *subject, const void *data, siz
     }
     pthread_rwlock_unlock(&l->nc_lock);
     return cl__bus_status(s, NULL, "");
+}
+
+uint64_t cl_loop_reconnects(const cl_loop *l)
+{
+    return atomic_load(&((cl_loop *)l)->connects);
 }
 
 cl_bus *cl_loop_bus(const cl_loop *l)

@@ -8,7 +8,15 @@
  * replica containers, refreshed at most every LIST_MAX_AGE_US, and
  * inspects only what the list does not settle. A container that has ended
  * (or was removed by hand) is reported once, with its exit code and last
- * log lines, and removed. */
+ * log lines, and removed.
+ *
+ * Replica containers outlive their manager. Each carries labels that say
+ * exactly what it runs (cluster, model, version, replica number and id,
+ * the bus URL and prefix it joined), so a manager that starts after one
+ * was killed adopts the running ones it finds by them (adopt) and keeps
+ * serving through them; a manager that stops normally removes them
+ * (stop, then free). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +34,13 @@
 #define DEFAULT_IMAGE "clipper/python-closure:latest"
 #define PYSPARK_IMAGE "clipper/pyspark:latest"
 #define LABEL_CLUSTER "ai.clipper.container.label"
-#define LABEL_MODEL "ai.clipper.model_container.label"
+#define LABEL_MODEL_CONTAINER "ai.clipper.model_container.label" /* <model>_<version> */
+#define LABEL_MODEL "ai.clipper.model"
+#define LABEL_VERSION "ai.clipper.version"
 #define LABEL_REPLICA "ai.clipper.replica"
 #define LABEL_REPLICA_ID "ai.clipper.replica_id"
+#define LABEL_NATS "ai.clipper.nats"
+#define LABEL_PREFIX "ai.clipper.prefix"
 #define LIST_MAX_AGE_US 250000u
 #define WARN_EVERY_US 30000000u
 #define TAIL_LINES 40
@@ -79,6 +91,20 @@ static entry *find(docker_backend *db, const char *id)
 static void forget(docker_backend *db, entry *e)
 {
     *e = db->live[--db->n_live];
+}
+
+/* Room for one more live entry. */
+static bool reserve_live(docker_backend *db)
+{
+    if (db->n_live < db->cap_live)
+        return true;
+    size_t cap = db->cap_live ? db->cap_live * 2 : 8;
+    entry *p = realloc(db->live, cap * sizeof(*p));
+    if (p == NULL)
+        return false;
+    db->live = p;
+    db->cap_live = cap;
+    return true;
 }
 
 /* A container name from parts: characters outside [a-zA-Z0-9_.-] become
@@ -151,9 +177,13 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
     cJSON_AddBoolToObject(c, "Tty", false);
     cJSON *labels = cJSON_AddObjectToObject(c, "Labels");
     cJSON_AddStringToObject(labels, LABEL_CLUSTER, db->cluster);
-    cJSON_AddStringToObject(labels, LABEL_MODEL, mv);
+    cJSON_AddStringToObject(labels, LABEL_MODEL_CONTAINER, mv);
+    cJSON_AddStringToObject(labels, LABEL_MODEL, model);
+    cJSON_AddStringToObject(labels, LABEL_VERSION, version);
     cJSON_AddStringToObject(labels, LABEL_REPLICA, num);
     cJSON_AddStringToObject(labels, LABEL_REPLICA_ID, id);
+    cJSON_AddStringToObject(labels, LABEL_NATS, db->nats_url);
+    cJSON_AddStringToObject(labels, LABEL_PREFIX, db->prefix);
     cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
     cJSON_AddStringToObject(host, "NetworkMode", db->network);
     add_limits(host, spec->resources);
@@ -169,14 +199,8 @@ static cl_status docker_start(cl_backend *b, const cl_backend_spec *spec, cl_bac
     cl_status s = cl_image_choose(&db->images, spec, &image, &users, err);
     if (s != CL_OK)
         return s;
-    if (db->n_live == db->cap_live) {
-        size_t cap = db->cap_live ? db->cap_live * 2 : 8;
-        entry *p = realloc(db->live, cap * sizeof(*p));
-        if (p == NULL)
-            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-        db->live = p;
-        db->cap_live = cap;
-    }
+    if (!reserve_live(db))
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     entry e;
     memset(&e, 0, sizeof(e));
     e.rep.wait_fd = -1;
@@ -420,40 +444,126 @@ static void docker_free(cl_backend *b)
     free(db);
 }
 
+/* A replica id or number label: its value, when it is a number no larger
+ * than max. */
+static bool label_number(const cl_docker_container *c, const char *key, unsigned long max,
+                         unsigned long *out)
+{
+    const char *v = cl_docker_label(c, key);
+    if (v == NULL || v[0] < '0' || v[0] > '9')
+        return false;
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (*end != '\0' || n > max)
+        return false;
+    *out = n;
+    return true;
+}
+
+/* Why the replica container c, which an earlier manager left, cannot be
+ * adopted (NULL: it can, with its model, version and replica id): it
+ * must run and carry the labels docker_start gives, with this manager's
+ * bus URL and prefix (a replica on another bus would never be heard). */
+static const char *not_adoptable(const docker_backend *db, const cl_docker_container *c,
+                                 const char **model, const char **version, uint32_t *replica_id)
+{
+    *model = cl_docker_label(c, LABEL_MODEL);
+    *version = cl_docker_label(c, LABEL_VERSION);
+    const char *nats = cl_docker_label(c, LABEL_NATS);
+    const char *prefix = cl_docker_label(c, LABEL_PREFIX);
+    unsigned long id;
+    if (strcmp(c->state, "running") != 0)
+        return "it does not run";
+    if (*model == NULL || *version == NULL || nats == NULL || prefix == NULL)
+        return "it lacks the labels " LABEL_MODEL ", " LABEL_VERSION ", " LABEL_NATS " and "
+               LABEL_PREFIX " (an older manager's)";
+    if (!label_number(c, LABEL_REPLICA_ID, 0x7fffffffu, &id))
+        return "its " LABEL_REPLICA_ID " label is not a replica id";
+    if (strlen(*model) >= sizeof(((cl_backend_found *)0)->model) ||
+        strlen(*version) >= sizeof(((cl_backend_found *)0)->version))
+        return "its model name or version is too long";
+    if (strcmp(nats, db->nats_url) != 0 || strcmp(prefix, db->prefix) != 0)
+        return "it joined another bus (URL or prefix)";
+    *replica_id = (uint32_t)id;
+    return NULL;
+}
+
+/* Takes the cluster's running replica containers as ours; removes those
+ * that have ended (or cannot be told apart), as nothing else would. */
+static size_t docker_adopt(cl_backend *b, cl_backend_found **out)
+{
+    docker_backend *db = (docker_backend *)b;
+    *out = NULL;
+    cl_docker_container *list = NULL;
+    size_t n = 0, k = 0;
+    cl_err err;
+    if (list_replicas(db, &list, &n, &err) != CL_OK) {
+        cl_warn("docker backend: cannot look for the replica containers an earlier manager "
+                "left, so none is adopted: %s",
+                err.msg);
+        return 0;
+    }
+    if (n > 0 && (*out = calloc(n, sizeof(**out))) == NULL) {
+        cl_error("docker backend: out of memory adopting replica containers");
+        cl_docker_list_free(list, n);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const cl_docker_container *c = &list[i];
+        const char *model, *version;
+        uint32_t replica_id = 0;
+        const char *why = not_adoptable(db, c, &model, &version, &replica_id);
+        if (why == NULL && reserve_live(db)) {
+            cl_backend_found *f = &(*out)[k++];
+            f->rep.wait_fd = -1;
+            f->rep.has_replica_id = true;
+            f->rep.replica_id = replica_id;
+            snprintf(f->rep.id, sizeof(f->rep.id), "%s", c->id);
+            snprintf(f->rep.name, sizeof(f->rep.name), "%s", c->name);
+            snprintf(f->rep.image, sizeof(f->rep.image), "%s", c->image);
+            snprintf(f->model, sizeof(f->model), "%s", model);
+            snprintf(f->version, sizeof(f->version), "%s", version);
+            unsigned long num;
+            f->n = label_number(c, LABEL_REPLICA, 99999, &num) ? (unsigned)num : UINT_MAX;
+            entry *e = &db->live[db->n_live++];
+            memset(e, 0, sizeof(*e));
+            e->rep = f->rep;
+            continue;
+        }
+        cl_err rm;
+        cl_status s = cl_docker_remove(db->docker, c->id, true, &rm);
+        if (s == CL_OK || s == CL_ERR_NOT_FOUND) {
+            if (strcmp(c->state, "running") != 0)
+                cl_info("removed replica container %s (%s) of cluster %s, left by an earlier "
+                        "manager",
+                        c->name, c->state, db->cluster);
+            else
+                cl_info("removed replica container %s (%s) of cluster %s, left by an earlier "
+                        "manager: %s",
+                        c->name, c->state, db->cluster, why ? why : "out of memory");
+        } else {
+            cl_warn("docker backend: removing a replica container left by an earlier "
+                    "manager: %s",
+                    rm.msg);
+        }
+    }
+    cl_docker_list_free(list, n);
+    if (k == 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return k;
+}
+
 static const cl_backend_ops docker_ops = {
     .name = "docker",
     .start = docker_start,
     .stop = docker_stop,
     .poll = docker_poll,
     .list = docker_list,
+    .adopt = docker_adopt,
     .free = docker_free,
 };
-
-/* Removes the replica containers of this cluster that are not ours: left
- * by a manager that was killed before it could remove them. */
-static cl_status remove_leftovers(docker_backend *db, cl_err *err)
-{
-    cl_docker_container *list = NULL;
-    size_t n = 0;
-    cl_status s = list_replicas(db, &list, &n, err);
-    if (s != CL_OK)
-        return s;
-    for (size_t i = 0; i < n; i++) {
-        cl_err rm;
-        s = cl_docker_remove(db->docker, list[i].id, true, &rm);
-        if (s == CL_OK || s == CL_ERR_NOT_FOUND) {
-            cl_info("removed replica container %s (%s) of cluster %s, left by an earlier "
-                    "manager",
-                    list[i].name, list[i].state, db->cluster);
-        } else {
-            cl_docker_list_free(list, n);
-            return cl_err_set(err, s, "removing replica containers left by an earlier manager: %s",
-                              rm.msg);
-        }
-    }
-    cl_docker_list_free(list, n);
-    return CL_OK;
-}
 
 /* Networks every engine has, or a container's: not looked up. */
 static bool builtin_network(const char *net)
@@ -543,8 +653,6 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
             goto fail;
     }
     if ((s = check_images(db, err)) != CL_OK)
-        goto fail;
-    if ((s = remove_leftovers(db, err)) != CL_OK)
         goto fail;
     char images[1024];
     cl_image_table_describe(&db->images, images, sizeof(images));

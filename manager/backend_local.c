@@ -2,10 +2,18 @@
  *
  * Each replica runs '<command> run replica --nats URL --prefix P --model M
  * --version V' in a process group of its own (so stopping it also stops
- * what it spawned, a JVM for PySpark for instance), dies with the thread
- * that started it (PR_SET_PDEATHSIG), and appends its output to
- * <log_dir>/<model>_<version>-<n>.log, so a restarted replica keeps the
- * history of the ones before it. */
+ * what it spawned, a JVM for PySpark for instance) and appends its output
+ * to <log_dir>/<model>_<version>-<n>.log, so a restarted replica keeps the
+ * history of the ones before it.
+ *
+ * A replica outlives its manager: when the manager is killed the replicas
+ * keep serving, and the next manager (its supervisor restarts it) adopts
+ * them: it finds in /proc the processes of this user whose command line is
+ * a replica of the same bus URL and prefix, and waits on them through a
+ * pidfd (they are not its children, so how they end is not known). A
+ * manager that stops normally stops its replicas. A replica whose bus stays
+ * unreachable for a minute (everything around it is gone) exits on its
+ * own: --exit-after-bus-loss 60. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -23,6 +33,7 @@
 #include "cl_proc.h"
 
 #define HEADER_MARK " clipper manager starts:"
+#define BUS_LOSS_EXIT_S "60"
 
 typedef struct {
     cl_backend base;
@@ -87,9 +98,11 @@ static cl_status local_start(cl_backend *b, const cl_backend_spec *spec, cl_back
                           strerror(errno));
     char *argv[] = {lb->command, "run", "replica", "--nats", lb->nats_url,
                     "--prefix", lb->prefix, "--model", (char *)model,
-                    "--version", (char *)version, NULL};
+                    "--version", (char *)version, "--exit-after-bus-loss", BUS_LOSS_EXIT_S,
+                    NULL};
     write_header(fd, argv);
-    cl_proc_opts po = {.stdout_fd = fd, .stderr_fd = fd, .new_pgroup = true};
+    cl_proc_opts po = {.stdout_fd = fd, .stderr_fd = fd, .new_pgroup = true,
+                       .outlive_parent = true};
     pid_t pid;
     cl_status s = cl_proc_spawn(&pid, argv, &po, err);
     if (s != CL_OK) {
@@ -172,12 +185,24 @@ static void local_tail(const cl_backend_replica *r, char *buf, size_t size)
     close(fd);
 }
 
+/* For a replica that is not our child (adopted): true once it has ended. */
+static bool adopted_ended(const cl_backend_replica *r)
+{
+    if (r->wait_fd >= 0) {
+        struct pollfd p = {.fd = r->wait_fd, .events = POLLIN};
+        return poll(&p, 1, 0) > 0;
+    }
+    return kill(r->pid, 0) != 0 && errno == ESRCH;
+}
+
 static bool local_poll(cl_backend *b, const cl_backend_replica *r, cl_backend_end *end)
 {
     local_backend *lb = (local_backend *)b;
     int code;
     if (!cl_proc_reaped(r->pid, &code))
         return false;
+    if (code == -1000 && !adopted_ended(r))
+        return false; /* adopted: not our child, still running */
     /* Whatever the replica left in its group goes with it. */
     kill(-r->pid, SIGKILL);
     end->exit_code = code;
@@ -198,6 +223,117 @@ static size_t local_list(cl_backend *b, cl_backend_replica **out)
         return 0;
     memcpy(*out, lb->live, lb->n_live * sizeof(**out));
     return lb->n_live;
+}
+
+/* argv of /proc/<pid>/cmdline, split in place into buf; count or -1. */
+static int read_cmdline(int pid, char *buf, size_t size, char **argv, int max)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    int argc = 0;
+    for (char *p = buf; p < buf + n && argc < max; p += strlen(p) + 1)
+        argv[argc++] = p;
+    return argc;
+}
+
+static const char *option_value(char **argv, int argc, const char *name)
+{
+    for (int i = 0; i + 1 < argc; i++) {
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    }
+    return NULL;
+}
+
+/* The replica number in its log file's name <log_dir>/<model>_<version>-<n>.log. */
+static unsigned number_from_log(const local_backend *lb, const char *log, const char *model,
+                                const char *version)
+{
+    char want[PATH_MAX + 300];
+    int len = snprintf(want, sizeof(want), "%s/%s_%s-", lb->log_dir, model, version);
+    if (len <= 0 || (size_t)len >= sizeof(want) || strncmp(log, want, (size_t)len) != 0)
+        return UINT_MAX;
+    char *end;
+    unsigned long n = strtoul(log + len, &end, 10);
+    return end != log + len && strcmp(end, ".log") == 0 && n < 100000 ? (unsigned)n : UINT_MAX;
+}
+
+static size_t local_adopt(cl_backend *b, cl_backend_found **out)
+{
+    local_backend *lb = (local_backend *)b;
+    *out = NULL;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return 0;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 1 || pid == (long)getpid())
+            continue;
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof(path), "/proc/%ld", pid);
+        if (stat(path, &st) != 0 || st.st_uid != getuid())
+            continue;
+        char buf[8192], *argv[64];
+        int argc = read_cmdline((int)pid, buf, sizeof(buf), argv, 64);
+        if (argc < 3 || strcmp(argv[1], "run") != 0 || strcmp(argv[2], "replica") != 0)
+            continue;
+        const char *nats = option_value(argv, argc, "--nats");
+        const char *prefix = option_value(argv, argc, "--prefix");
+        const char *model = option_value(argv, argc, "--model");
+        const char *version = option_value(argv, argc, "--version");
+        if (nats == NULL || prefix == NULL || model == NULL || version == NULL ||
+            strcmp(nats, lb->nats_url) != 0 || strcmp(prefix, lb->prefix) != 0 ||
+            strlen(model) >= sizeof((*out)->model) || strlen(version) >= sizeof((*out)->version))
+            continue;
+        /* Only the leader of its own process group, as we start them (not
+         * a child it spawned that happens to look alike). */
+        if (getpgid((pid_t)pid) != (pid_t)pid)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            cl_backend_found *p = realloc(*out, nc * sizeof(*p));
+            if (p == NULL)
+                break;
+            *out = p;
+            cap = nc;
+        }
+        if (lb->n_live == lb->cap_live) {
+            size_t nc = lb->cap_live ? lb->cap_live * 2 : 8;
+            cl_backend_replica *p = realloc(lb->live, nc * sizeof(*p));
+            if (p == NULL)
+                break;
+            lb->live = p;
+            lb->cap_live = nc;
+        }
+        cl_backend_found *f = &(*out)[n];
+        memset(f, 0, sizeof(*f));
+        f->rep.pid = (int)pid;
+        snprintf(f->rep.id, sizeof(f->rep.id), "%ld", pid);
+        char fd1[64];
+        snprintf(fd1, sizeof(fd1), "/proc/%ld/fd/1", pid);
+        ssize_t ll = readlink(fd1, f->rep.log, sizeof(f->rep.log) - 1);
+        f->rep.log[ll > 0 ? ll : 0] = '\0';
+        f->rep.wait_fd = pidfd_open((pid_t)pid, 0);
+        snprintf(f->model, sizeof(f->model), "%s", model);
+        snprintf(f->version, sizeof(f->version), "%s", version);
+        f->n = number_from_log(lb, f->rep.log, model, version);
+        lb->live[lb->n_live++] = f->rep;
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 static void local_free(cl_backend *b)
@@ -224,6 +360,7 @@ static const cl_backend_ops local_ops = {
     .stop = local_stop,
     .poll = local_poll,
     .list = local_list,
+    .adopt = local_adopt,
     .free = local_free,
 };
 

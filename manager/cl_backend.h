@@ -41,6 +41,15 @@ typedef struct {
     uint32_t replica_id;
 } cl_backend_replica;
 
+/* A replica that an earlier manager started and that still runs, as a
+ * backend finds it (adopt). */
+typedef struct {
+    cl_backend_replica rep;
+    char model[128];
+    char version[128];
+    unsigned n; /* its replica number when known (its log file, a label); else UINT_MAX */
+} cl_backend_found;
+
 /* What to start: replica number n (0, 1, ...) of model:version, and what
  * its model record says it runs. */
 typedef struct {
@@ -143,6 +152,13 @@ typedef struct {
     /* The replicas started and not yet reported ended by poll: a malloc'd
      * array (free it) and its length. */
     size_t (*list)(cl_backend *b, cl_backend_replica **out);
+    /* The replicas of this cluster that an earlier manager (one killed, or
+     * one that left them on purpose) started and that still run: the
+     * backend takes them as its own (stop, poll and list work on them) and
+     * returns them, a malloc'd array (free it), so the manager counts them
+     * instead of starting others. Called once, before the first start.
+     * NULL: the backend finds none. */
+    size_t (*adopt)(cl_backend *b, cl_backend_found **out);
     /* Kills and removes whatever is still running, then frees. NULL-safe
      * via cl_backend_free. A declarative backend leaves what runs to the
      * platform (the next manager adopts it). */
@@ -181,10 +197,13 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
  * named <cluster>-<model>-<version>-<n>-<6 hex> and labelled
  *   ai.clipper.container.label=<cluster>
  *   ai.clipper.model_container.label=<model>_<version>
- *   ai.clipper.replica=<n>, ai.clipper.replica_id=<ID>.
+ *   ai.clipper.replica=<n>, ai.clipper.replica_id=<ID>,
+ *   ai.clipper.model=<model>, ai.clipper.version=<version>,
+ *   ai.clipper.nats=<URL>, ai.clipper.prefix=<P>.
  * Creating it checks that the engine answers, the network and the image
- * exist (each a clear error), and removes the replica containers of the
- * cluster a killed manager left behind. A stop is a signal (SIGTERM, or
+ * exist (each a clear error). adopt takes the running replica containers a
+ * killed manager left (same bus and prefix, with those labels) and removes
+ * the ended or unlabelled ones. A stop is a signal (SIGTERM, or
  * SIGKILL when forced); an ended container is removed once poll has read
  * its exit code and last lines.
  *

@@ -84,6 +84,7 @@ typedef struct {
     char id[80];
     char name[256];  /* without the leading '/' */
     char state[32];  /* "running", "exited", ... */
+    char image[256]; /* as the container was created with ("" if not said) */
     cJSON *labels;   /* the engine's object of labels; owned by the list */
 } cl_docker_container;
 

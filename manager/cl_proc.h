@@ -17,11 +17,13 @@ typedef struct {
     int stdout_fd;   /* -1: inherit */
     int stderr_fd;   /* -1: inherit */
     bool new_pgroup; /* own process group, so a terminal's Ctrl-C reaches only us */
+    bool outlive_parent; /* no PR_SET_PDEATHSIG: it keeps running when its parent
+                            dies (a replica outlives a killed manager) */
 } cl_proc_opts;
 
 /* Forks and execs argv (argv[0] is a path, or a name looked up in PATH).
  * The child gets PR_SET_PDEATHSIG=SIGTERM (sent when the *thread* that
- * spawned it ends), an empty signal mask, default dispositions, and no
+ * spawned it ends) unless opts->outlive_parent, an empty signal mask, default dispositions, and no
  * descriptors beyond 0-2. Returns only after the exec succeeded or failed:
  * a program that cannot be run is an error here (CL_ERR_NOT_FOUND /
  * CL_ERR_IO naming the program), not a child that exits 127. */

@@ -526,6 +526,7 @@ cl_status cl_docker_list(cl_docker *d, const char *const *labels, cl_docker_cont
         cl_docker_container *c = &list[k++];
         copy_string(o, "Id", c->id, sizeof(c->id));
         copy_string(o, "State", c->state, sizeof(c->state));
+        copy_string(o, "Image", c->image, sizeof(c->image));
         const cJSON *names = cJSON_GetObjectItemCaseSensitive(o, "Names");
         const cJSON *first = cJSON_GetArrayItem(names, 0);
         const char *nm = cJSON_IsString(first) ? first->valuestring : "";

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +43,7 @@
 #define BACKOFF_MAX_US 30000000u
 #define HEALTHY_RUN_US 30000000u /* a replica that ran this long resets its backoff */
 #define GIVE_UP_US 10000000u /* after a forced stop, when stopping everything */
+#define PAUSED_US 2000000u  /* reconcile passes run at least every 500 ms */
 
 void cl_manager_opts_init(cl_manager_opts *opts)
 {
@@ -350,8 +352,12 @@ static void scale_to(cl_manager *m, const want *w, uint64_t now)
  * replicas heard from before count (a replica that never heartbeats, or a
  * backend without heartbeats, is left alone), and silence is counted only
  * from when our own bus connection was up, so a bus outage kills nothing.
- * The router gives a replica up after CL_REPLICA_TIMEOUT_MS; we wait twice
- * as long, so a brief stall is not fatal. */
+ * The router gives a replica up after CL_REPLICA_TIMEOUT_MS (its batch in
+ * flight went to another replica long before: the router hedges an overdue
+ * batch); we kill it 1 s later, so a replica that is the only one of its
+ * version is replaced in about 5 s rather than left hung. Its heartbeats
+ * come from a thread of their own, so a long model call does not silence
+ * them: only a stopped, frozen or cut-off process is silent this long. */
 static void check_heartbeats(cl_manager *m, uint64_t now)
 {
     if (!cl__bus_up(m, now))
@@ -432,10 +438,55 @@ bool cl__hb_hung(const cl_manager *m, hb_record *r, uint64_t now)
     uint64_t silent = now > from ? now - from : 0;
     if (silent >= timeout)
         snprintf(r->state, sizeof(r->state), "silent");
-    if (silent < 2 * timeout)
+    if (silent < timeout + 1000000u)
         return false;
     r->seen = false; /* killed: not counted again */
     return true;
+}
+
+/* Gives the replicas adopted at start their slots: running replicas of
+ * wanted versions (scale_to then stops any beyond the wanted count), or
+ * stopping ones for versions no longer wanted. */
+static void take_found(cl_manager *m, const want *w, size_t nw, uint64_t now)
+{
+    for (size_t k = 0; k < m->n_found; k++) {
+        const cl_backend_found *f = &m->found[k];
+        const want *match = NULL;
+        for (size_t j = 0; j < nw && match == NULL; j++) {
+            if (strcmp(w[j].model, f->model) == 0 && strcmp(w[j].version, f->version) == 0)
+                match = &w[j];
+        }
+        want bare = {.model = (char *)f->model, .version = (char *)f->version};
+        unsigned n = f->n;
+        for (size_t i = 0; i < m->n_slots && n != UINT_MAX; i++) {
+            if (slot_is(&m->slots[i], f->model, f->version) && m->slots[i].n == n)
+                n = UINT_MAX;
+        }
+        if (n == UINT_MAX)
+            n = free_number(m, f->model, f->version);
+        slot *s = slot_add(m, match ? match : &bare, n);
+        if (s == NULL) {
+            cl_error("out of memory adopting a replica of %s:%s", f->model, f->version);
+            continue;
+        }
+        s->rep = f->rep;
+        s->has_rep = true;
+        s->state = SLOT_RUNNING;
+        s->runs = 1;
+        s->started_mono_us = now;
+        s->started_wall_us = cl_wall_us();
+        snprintf(s->log, sizeof(s->log), "%s", f->rep.log);
+        s->hb.replica_id = f->rep.has_replica_id ? f->rep.replica_id : 0;
+        char who[300];
+        cl_info("adopted replica %s:%s #%u (%s), left running by an earlier manager%s",
+                f->model, f->version, n, rep_name(&f->rep, who, sizeof(who)),
+                match ? "" : "; its version is no longer wanted");
+        if (match == NULL)
+            stop_slot(m, s, now, "its model version was deleted");
+    }
+    free(m->found);
+    m->found = NULL;
+    m->n_found = 0;
 }
 
 static void reconcile(cl_manager *m)
@@ -445,11 +496,22 @@ static void reconcile(cl_manager *m)
         return;
     }
     uint64_t now = cl_mono_us();
+    /* A pass long after the last one means this process was not running
+     * (stopped, frozen): the heartbeats that arrived meanwhile have not all
+     * been read yet, so silence is counted afresh from now. */
+    if (m->last_pass_us != 0 && now - m->last_pass_us > PAUSED_US) {
+        cl_warn("the manager did not run for %.1f s: counting replica silence afresh",
+                (double)(now - m->last_pass_us) / 1e6);
+        m->connected_since_us = now;
+    }
+    m->last_pass_us = now;
     poll_ended(m, now);
     check_heartbeats(m, now);
 
     want *w;
     size_t nw = cl__read_wanted(m, &w);
+    if (m->n_found > 0)
+        take_found(m, w, nw, now);
     /* Versions no longer in the state: stop all their replicas. */
     for (size_t i = 0; i < m->n_slots;) {
         slot *s = &m->slots[i];
@@ -860,6 +922,8 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
     s = cl_backend_new(&m->backend, opts->backend, &cfg, err);
     if (s != CL_OK)
         goto fail;
+    if (m->backend->ops->adopt != NULL)
+        m->n_found = m->backend->ops->adopt(m->backend, &m->found);
     char abs_dir[4096];
     m->log_dir = strdup(realpath(cfg.log_dir, abs_dir) ? abs_dir : cfg.log_dir);
     if (m->log_dir == NULL) {
@@ -947,6 +1011,7 @@ void cl_manager_free(cl_manager *m)
         free(m->slots[i].resources);
     }
     free(m->slots);
+    free(m->found);
     free(m->status_json);
     free(m->logs_json);
     free(m->log_dir);

@@ -88,6 +88,7 @@ struct cl_manager {
     cl_service *svc;
     cl_replicas *replicas;
     uint64_t connected_since_us; /* 0 while the bus is down */
+    uint64_t last_pass_us;       /* the reconcile thread's last pass (monotonic) */
     uint64_t cap_warned_us;
     cl_sub *sub_status;
     cl_sub *sub_logs;
@@ -102,6 +103,8 @@ struct cl_manager {
     atomic_bool stop;
 
     /* Owned by the reconcile thread. */
+    cl_backend_found *found; /* adopted at start, not yet given slots */
+    size_t n_found;
     slot *slots;
     size_t n_slots;
     size_t cap_slots;

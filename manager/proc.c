@@ -31,10 +31,12 @@ static void run_child(char *const argv[], const cl_proc_opts *opts, pid_t parent
 {
     if (opts->new_pgroup)
         setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
-        child_fail(err_fd, errno);
-    if (getppid() != parent) /* the parent died before prctl took effect */
-        _exit(1);
+    if (!opts->outlive_parent) {
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+            child_fail(err_fd, errno);
+        if (getppid() != parent) /* the parent died before prctl took effect */
+            _exit(1);
+    }
     if (opts->stdout_fd >= 0 && dup2(opts->stdout_fd, STDOUT_FILENO) < 0)
         child_fail(err_fd, errno);
     if (opts->stderr_fd >= 0 && dup2(opts->stderr_fd, STDERR_FILENO) < 0)

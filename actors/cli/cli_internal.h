@@ -8,6 +8,7 @@
 int cl__cli_start(int argc, char **argv);
 int cl__cli_admin(int argc, char **argv);
 int cl__cli_predict(int argc, char **argv);
+int cl__cli_supervised(int argc, char **argv); /* argv[0] is "--supervised" */
 
 /* Parses a whole decimal number in [min, max]; prints an error naming the
  * option and returns -1 when it is not one. */

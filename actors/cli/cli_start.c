@@ -1,4 +1,4 @@
-/* 'clipper start': a whole cluster on this machine.
+/* 'clipper start': a whole cluster on this machine, supervised.
  *
  * Starts a nats-server with JetStream (unless --nats names one), then the
  * admin, router, frontend and container manager as 'clipper run ...'
@@ -7,13 +7,22 @@
  * connections, and prints one line on stdout:
  *   clipper: cluster ready nats=<url> prefix=<p> query=http://<host>:<port>
  *            [admin=http://<host>:<port>] [metrics=http://<host>:<port>]
- * Then it watches its children (saying so when one dies) until SIGINT,
- * SIGTERM or SIGHUP, and stops everything in order: frontend, router and
- * admin; then the manager, which stops its replicas; nats-server last.
+ *            [supervisor=http://<host>:<port>]
+ * Then it supervises them (cl_supervisor.h): a child that ends is
+ * restarted (the nats-server on the same store; the actors reconnect on
+ * their own; a restarted manager adopts the replicas that kept running),
+ * with backoff and within a restart intensity; a child restarted too often
+ * stops the whole cluster, and 'clipper start' exits 1. Its status is on
+ * <p>.sv.status / <p>.sv.list and, with --supervisor-port, over HTTP
+ * (/metrics, /status). SIGINT, SIGTERM or SIGHUP stop everything in order:
+ * frontend, router and admin; then the manager, which stops its replicas;
+ * nats-server last.
  *
  * Every child is in a process group of its own, so a terminal's Ctrl-C
  * reaches only this process and the order above holds, and every child
- * has PR_SET_PDEATHSIG, so nothing outlives a killed 'clipper start'. */
+ * has PR_SET_PDEATHSIG, so no actor outlives a killed 'clipper start'.
+ * While the cluster starts, a child that ends is not restarted: the start
+ * fails and says why. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +47,8 @@
 #include "cl_log.h"
 #include "cl_proc.h"
 #include "cl_subject.h"
+#include "cl_supervisor.h"
+#include "cl_sv_report.h"
 #include "cli_internal.h"
 
 #define NATS_READY_MS 15000
@@ -46,12 +57,7 @@
 #define MANAGER_STOP_MS 20000
 #define NATS_STOP_MS 10000
 
-typedef struct {
-    const char *name; /* "nats-server", "admin", ... */
-    pid_t pid;        /* 0: not started or already reaped */
-} child;
-
-enum { C_NATS, C_ADMIN, C_ROUTER, C_FRONTEND, C_MANAGER, C_COUNT };
+enum { C_NATS, C_ADMIN, C_ROUTER, C_ROUTER2, C_FRONTEND, C_FRONTEND2, C_MANAGER, C_COUNT };
 
 typedef struct {
     const char *prefix;
@@ -64,12 +70,19 @@ typedef struct {
     long metrics_port; /* -1: none */
     long admin_port;   /* the admin's management REST; -1: none */
     long cache_size;   /* bytes; 0: no cache */
+    long sv_port;      /* the supervisor's /metrics and /status; -1: none */
+    long routers;      /* 1 or 2: one leads, the other stands by */
+    long frontends;    /* 1 or 2: both serve (one NATS queue group, one HTTP port) */
+    cl_sv_opts svo;
     char url[512];
     char exe[PATH_MAX];
     char data_abs[PATH_MAX];
     char log_abs[PATH_MAX];
     char nats_log[PATH_MAX + 32];
-    child kids[C_COUNT];
+    cl_sv *sv;
+    size_t kid[C_COUNT];  /* each child's index in sv */
+    bool has_kid[C_COUNT];
+    const char *names[C_COUNT];
 } cluster;
 
 static void usage(FILE *f)
@@ -95,6 +108,18 @@ static void usage(FILE *f)
             "  --metrics-port N  Prometheus metrics port of the frontend (default 1390; -1:\n"
             "                    none)\n"
             "  --cache-size B    prediction cache size in bytes (default 33554432; 0: none)\n"
+            "  --routers N       1 or 2 (default 2: one leads, the other takes over within\n"
+            "                    about 0.35 s when the leader dies)\n"
+            "  --frontends N     1 or 2 (default 1); two share the HTTP port and the NATS\n"
+            "                    queue group, so one killed costs only its queries in flight\n"
+            "                    (only the first serves --metrics-port)\n"
+            "  --supervisor-port N  the supervisor's Prometheus /metrics and JSON /status\n"
+            "                    (default -1: none; the status is also on <prefix>.sv.status)\n"
+            "  --max-restarts N  a child restarted more than N times within --restart-period\n"
+            "                    seconds stops the cluster (default 10 within 60)\n"
+            "  --restart-period S\n"
+            "  --backoff-max-ms N  the longest wait before restarting a child that keeps\n"
+            "                    ending quickly (default 5000; the first restart is at once)\n"
             "  --log-dir DIR     nats-server and model replica logs (default DATA/logs)\n"
             "  -h, --help        show this help\n"
             "\n"
@@ -125,94 +150,62 @@ static int wait_signal(int timeout_ms)
 
 /* ---- children ------------------------------------------------------------ */
 
-static void signal_child(const child *c, int sig)
+/* Ticks the supervisor. Returns the index (C_*) of a child that ended and
+ * will not be restarted (it was restarted too often), or -1. */
+static int tick(cluster *cl, int *next_ms)
 {
-    if (c->pid > 0 && kill(-c->pid, sig) != 0)
-        kill(c->pid, sig);
-}
-
-/* Reaps children that ended and says so. Returns the index of the first
- * one that ended, or -1. */
-static int reap(cluster *cl, bool quiet)
-{
-    int first = -1;
-    for (int i = 0; i < C_COUNT; i++) {
-        child *c = &cl->kids[i];
-        int code;
-        if (c->pid <= 0 || !cl_proc_reaped(c->pid, &code))
-            continue;
-        if (!quiet) {
-            char how[128];
-            cl_proc_describe(code, how, sizeof(how));
-            fprintf(stderr, "clipper: %s%s (pid %d) exited: %s\n", c->name,
-                    i == C_NATS ? "" : " actor", (int)c->pid, how);
-        }
-        c->pid = 0;
-        if (first < 0)
-            first = i;
+    long gone = cl_sv_tick(cl->sv, next_ms);
+    for (int i = 0; gone >= 0 && i < C_COUNT; i++) {
+        if (cl->has_kid[i] && cl->kid[i] == (size_t)gone)
+            return i;
     }
-    return first;
+    return -1;
 }
 
-/* SIGTERM to the given children, wait up to ms, SIGKILL what is left. */
+/* While the cluster starts: the first child that has ended (and so would
+ * be restarted), or -1. */
+static int ended_while_starting(cluster *cl)
+{
+    int next_ms;
+    (void)cl_sv_tick(cl->sv, &next_ms);
+    for (int i = 0; i < C_COUNT; i++) {
+        if (cl->has_kid[i] && (cl_sv_restarts(cl->sv, cl->kid[i]) > 0 ||
+                               cl_sv_child_state(cl->sv, cl->kid[i]) != CL_SV_RUNNING))
+            return i;
+    }
+    return -1;
+}
+
 static void stop_children(cluster *cl, const int *which, int n, int ms)
 {
-    bool any = false;
-    for (int k = 0; k < n; k++) {
-        if (cl->kids[which[k]].pid > 0) {
-            signal_child(&cl->kids[which[k]], SIGTERM);
-            any = true;
-        }
+    size_t idx[C_COUNT];
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (cl->has_kid[which[i]])
+            idx[k++] = cl->kid[which[i]];
     }
-    if (!any)
-        return;
-    uint64_t until = cl_mono_us() + (uint64_t)ms * 1000u;
-    for (;;) {
-        bool alive = false;
-        for (int k = 0; k < n; k++) {
-            child *c = &cl->kids[which[k]];
-            int code;
-            if (c->pid > 0 && cl_proc_reaped(c->pid, &code))
-                c->pid = 0;
-            alive = alive || c->pid > 0;
-        }
-        if (!alive)
-            return;
-        if (cl_mono_us() >= until)
-            break;
-        cl_sleep_ms(20);
-    }
-    for (int k = 0; k < n; k++) {
-        child *c = &cl->kids[which[k]];
-        if (c->pid <= 0)
-            continue;
-        fprintf(stderr, "clipper: %s (pid %d) did not stop within %d ms; killing it\n", c->name,
-                (int)c->pid, ms);
-        signal_child(c, SIGKILL);
-        int code;
-        cl_proc_wait(c->pid, -1, &code);
-        c->pid = 0;
-    }
+    if (cl->sv != NULL && k > 0)
+        cl_sv_stop(cl->sv, idx, k, ms);
 }
 
 static void stop_cluster(cluster *cl)
 {
-    static const int front[] = {C_FRONTEND, C_ROUTER, C_ADMIN};
+    static const int front[] = {C_FRONTEND, C_FRONTEND2, C_ROUTER, C_ROUTER2, C_ADMIN};
     static const int mgr[] = {C_MANAGER};
     static const int nats[] = {C_NATS};
-    stop_children(cl, front, 3, ACTOR_STOP_MS);
+    stop_children(cl, front, 5, ACTOR_STOP_MS);
     stop_children(cl, mgr, 1, MANAGER_STOP_MS);
     stop_children(cl, nats, 1, NATS_STOP_MS);
 }
 
 static int spawn(cluster *cl, int which, char *const argv[], int out_fd)
 {
-    cl_proc_opts po = {.stdout_fd = out_fd, .stderr_fd = out_fd == STDERR_FILENO ? -1 : out_fd,
-                       .new_pgroup = true};
+    cl_sv_child_spec spec = {.name = cl->names[which], .argv = argv, .out_fd = out_fd,
+                             .new_pgroup = true};
     cl_err err;
-    if (cl_proc_spawn(&cl->kids[which].pid, argv, &po, &err) != CL_OK) {
-        fprintf(stderr, "clipper start: cannot start %s: %s\n", cl->kids[which].name, err.msg);
-        cl->kids[which].pid = 0;
+    if (cl_sv_add(cl->sv, &spec, &cl->kid[which], &err) != CL_OK ||
+        (cl->has_kid[which] = true, cl_sv_start(cl->sv, cl->kid[which], &err)) != CL_OK) {
+        fprintf(stderr, "clipper start: cannot start %s: %s\n", cl->names[which], err.msg);
         return -1;
     }
     return 0;
@@ -325,7 +318,22 @@ static int start_nats(cluster *cl)
         fprintf(stderr, "clipper start: cannot open %s: %s\n", cl->nats_log, strerror(errno));
         return -1;
     }
-    char *argv[] = {prog, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL};
+    /* A client that stops answering the server's pings (a stopped or
+     * frozen actor) is cut off after about 3 s instead of 2 min, and one
+     * that stops reading what the server sends it (the server does not
+     * ping a client it is busy writing to) once a write has waited 2 s
+     * instead of 10: so a stopped frontend stops receiving its share of
+     * the queue group's queries. */
+    char conf[PATH_MAX + 32];
+    snprintf(conf, sizeof(conf), "%s/nats-server.conf", cl->data_abs);
+    FILE *cf = fopen(conf, "w");
+    if (cf == NULL || fprintf(cf, "# written by clipper start\nping_interval: \"1s\"\n"
+                                  "ping_max: 3\nwrite_deadline: \"2s\"\n") < 0 || fclose(cf) != 0) {
+        fprintf(stderr, "clipper start: cannot write %s: %s\n", conf, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    char *argv[] = {prog, "-c", conf, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL};
     fprintf(stderr, "clipper: starting nats-server on 127.0.0.1:%ld (JetStream in %s, log %s)\n",
             cl->nats_port, store, cl->nats_log);
     int rc = spawn(cl, C_NATS, argv, fd);
@@ -336,7 +344,7 @@ static int start_nats(cluster *cl)
 
     uint64_t until = cl_mono_us() + (uint64_t)NATS_READY_MS * 1000u;
     while (!tcp_accepts("127.0.0.1", (int)cl->nats_port, 200)) {
-        if (reap(cl, true) == C_NATS) {
+        if (ended_while_starting(cl) == C_NATS) {
             fprintf(stderr, "clipper start: nats-server exited before accepting connections\n");
             print_tail(cl->nats_log);
             return -1;
@@ -371,14 +379,22 @@ static int start_actors(cluster *cl)
     char *frontend[] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
                         "--http-port", http_port, "--http-host", (char *)cl->http_host,
                         "--metrics-port", metrics_port, "--cache-size", cache_size, NULL};
+    /* A second frontend shares the HTTP port (SO_REUSEPORT: the kernel
+     * spreads connections) and the NATS queue group; only the first serves
+     * the metrics port. */
+    char *frontend2[] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
+                         "--http-port", http_port, "--http-host", (char *)cl->http_host,
+                         "--metrics-port", "-1", "--cache-size", cache_size, NULL};
     char *manager[] = {exe, "run", "manager", "--nats", url, "--prefix", prefix,
                        "--log-dir", cl->log_abs, NULL};
-    fprintf(stderr, "clipper: starting the admin, router, frontend and manager (prefix '%s')\n",
-            cl->prefix);
+    fprintf(stderr, "clipper: starting the admin, %s, frontend and manager (prefix '%s')\n",
+            cl->routers > 1 ? "two routers (one leads, one stands by)" : "router", cl->prefix);
     /* Actors write only logs; stdout stays ours, for the ready line. */
     if (spawn(cl, C_ADMIN, admin, STDERR_FILENO) != 0 ||
         spawn(cl, C_ROUTER, router, STDERR_FILENO) != 0 ||
+        (cl->routers > 1 && spawn(cl, C_ROUTER2, router, STDERR_FILENO) != 0) ||
         spawn(cl, C_FRONTEND, frontend, STDERR_FILENO) != 0 ||
+        (cl->frontends > 1 && spawn(cl, C_FRONTEND2, frontend2, STDERR_FILENO) != 0) ||
         spawn(cl, C_MANAGER, manager, STDERR_FILENO) != 0)
         return -1;
     return 0;
@@ -421,11 +437,11 @@ static int wait_ready(cluster *cl, cl_bus *bus)
     int rc = -1;
     uint64_t until = cl_mono_us() + (uint64_t)CLUSTER_READY_MS * 1000u;
     for (;;) {
-        int died = reap(cl, false);
+        int died = ended_while_starting(cl);
         if (died >= 0) {
             fprintf(stderr, "clipper start: the %s stopped while the cluster was starting (its "
                             "messages are above); stopping\n",
-                    cl->kids[died].name);
+                    cl->names[died]);
             if (died == C_NATS)
                 print_tail(cl->nats_log);
             break;
@@ -459,18 +475,28 @@ static int wait_ready(cluster *cl, cl_bus *bus)
 }
 
 /* Runs until asked to stop. Returns the exit code. */
-static int supervise(cluster *cl)
+static int supervise(cluster *cl, cl_sv_report *report)
 {
+    unsigned seen = 0;
     for (;;) {
-        int sig = wait_signal(1000);
-        int died;
-        while ((died = reap(cl, false)) >= 0) {
-            if (died == C_NATS) {
-                fprintf(stderr, "clipper: nats-server is gone; stopping the cluster\n");
-                print_tail(cl->nats_log);
-                return 1;
-            }
+        int next_ms = 1000;
+        int gone = tick(cl, &next_ms);
+        unsigned restarts = 0;
+        for (int i = 0; i < C_COUNT; i++)
+            restarts += cl->has_kid[i] ? cl_sv_restarts(cl->sv, cl->kid[i]) : 0;
+        if (restarts != seen) {
+            seen = restarts;
+            cl_sv_report_changed(report);
         }
+        if (gone >= 0) {
+            fprintf(stderr, "clipper: the %s keeps ending (restarted too often); stopping the "
+                            "cluster\n",
+                    cl->names[gone]);
+            if (gone == C_NATS)
+                print_tail(cl->nats_log);
+            return 1;
+        }
+        int sig = wait_signal(next_ms < 1000 ? next_ms : 1000);
         if (sig != 0) {
             fprintf(stderr, "clipper: %s; stopping the cluster\n", strsignal(sig));
             return 0;
@@ -504,6 +530,10 @@ static int parse(cluster *cl, int argc, char **argv)
     cl->metrics_port = 1390;
     cl->admin_port = 1338;
     cl->cache_size = 33554432;
+    cl->sv_port = -1;
+    cl->routers = 2;
+    cl->frontends = 1;
+    cl_sv_opts_init(&cl->svo);
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -548,6 +578,30 @@ static int parse(cluster *cl, int argc, char **argv)
         } else if ((r = cl_actor_take_value(cmd, "--admin-port", argc, argv, &i, &v)) != 0) {
             if (r < 0 || parse_optional_port("--admin-port", v, &cl->admin_port) != 0)
                 return 2;
+        } else if ((r = cl_actor_take_value(cmd, "--supervisor-port", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || parse_optional_port("--supervisor-port", v, &cl->sv_port) != 0)
+                return 2;
+        } else if ((r = cl_actor_take_value(cmd, "--routers", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || cl__cli_parse_int(cmd, "--routers", v, 1, 2, &cl->routers) != 0)
+                return 2;
+        } else if ((r = cl_actor_take_value(cmd, "--frontends", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || cl__cli_parse_int(cmd, "--frontends", v, 1, 2, &cl->frontends) != 0)
+                return 2;
+        } else if ((r = cl_actor_take_value(cmd, "--max-restarts", argc, argv, &i, &v)) != 0) {
+            long n;
+            if (r < 0 || cl__cli_parse_int(cmd, "--max-restarts", v, 1, 64, &n) != 0)
+                return 2;
+            cl->svo.max_restarts = (unsigned)n;
+        } else if ((r = cl_actor_take_value(cmd, "--restart-period", argc, argv, &i, &v)) != 0) {
+            long n;
+            if (r < 0 || cl__cli_parse_int(cmd, "--restart-period", v, 1, 86400, &n) != 0)
+                return 2;
+            cl->svo.period_s = (unsigned)n;
+        } else if ((r = cl_actor_take_value(cmd, "--backoff-max-ms", argc, argv, &i, &v)) != 0) {
+            long n;
+            if (r < 0 || cl__cli_parse_int(cmd, "--backoff-max-ms", v, 0, 600000, &n) != 0)
+                return 2;
+            cl->svo.backoff_max_ms = (unsigned)n;
         } else if ((r = cl_actor_take_value(cmd, "--cache-size", argc, argv, &i, &v)) != 0) {
             if (r < 0 ||
                 cl__cli_parse_int(cmd, "--cache-size", v, 0, 1L << 40, &cl->cache_size) != 0)
@@ -624,10 +678,11 @@ int cl__cli_start(int argc, char **argv)
 
     static cluster cl;
     memset(&cl, 0, sizeof(cl));
-    static const char *const names[C_COUNT] = {"nats-server", "admin", "router", "frontend",
+    static const char *const names[C_COUNT] = {"nats-server", "admin",      "router",
+                                               "router-2",    "frontend",   "frontend-2",
                                                "manager"};
     for (int i = 0; i < C_COUNT; i++)
-        cl.kids[i].name = names[i];
+        cl.names[i] = names[i];
     int r = parse(&cl, argc, argv);
     if (r != 0)
         return r == 1 ? 0 : 2;
@@ -641,11 +696,17 @@ int cl__cli_start(int argc, char **argv)
         return 1;
     if (port_in_use(cl.http_host, cl.http_port, "HTTP", "--http-port", false) ||
         port_in_use(cl.http_host, cl.metrics_port, "metrics", "--metrics-port", true) ||
-        port_in_use(cl.http_host, cl.admin_port, "admin", "--admin-port", true))
+        port_in_use(cl.http_host, cl.admin_port, "admin", "--admin-port", true) ||
+        port_in_use(cl.http_host, cl.sv_port, "supervisor", "--supervisor-port", true))
         return 1;
+    if (cl_sv_new(&cl.sv, &cl.svo, NULL, &err) != CL_OK) {
+        fprintf(stderr, "clipper start: %s\n", err.msg);
+        return 2;
+    }
 
     int rc = 1;
     cl_bus *bus = NULL;
+    cl_sv_report *report = NULL;
     if (cl.nats_arg != NULL) {
         snprintf(cl.url, sizeof(cl.url), "%s", cl.nats_arg);
     } else if (start_nats(&cl) != 0) {
@@ -655,23 +716,34 @@ int cl__cli_start(int argc, char **argv)
         goto out;
     if (start_actors(&cl) != 0 || wait_ready(&cl, bus) != 0)
         goto out;
-    /* Our own connection is not needed while the cluster runs. */
+    /* Our own connection is not needed while the cluster runs; the
+     * supervisor's report has one of its own that outlasts the server. */
     cl_bus_free(bus);
     bus = NULL;
+    cl_sv_report_opts ro = {.nats_url = cl.url, .prefix = cl.prefix,
+                            .metrics_host = cl.http_host, .metrics_port = (int)cl.sv_port};
+    if (cl_sv_report_start(&report, cl.sv, &ro, &err) != CL_OK) {
+        fprintf(stderr, "clipper start: %s\n", err.msg);
+        goto out;
+    }
 
     const char *shown = strcmp(cl.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cl.http_host;
-    char admin[96] = "", metrics[96] = "";
+    char admin[96] = "", metrics[96] = "", svm[96] = "";
     if (cl.admin_port > 0)
         snprintf(admin, sizeof(admin), " admin=http://%s:%ld", shown, cl.admin_port);
     if (cl.metrics_port > 0)
         snprintf(metrics, sizeof(metrics), " metrics=http://%s:%ld", shown, cl.metrics_port);
-    printf("clipper: cluster ready nats=%s prefix=%s query=http://%s:%ld%s%s\n", cl.url,
-           cl.prefix, shown, cl.http_port, admin, metrics);
+    if (cl.sv_port > 0)
+        snprintf(svm, sizeof(svm), " supervisor=http://%s:%ld", shown, cl.sv_port);
+    printf("clipper: cluster ready nats=%s prefix=%s query=http://%s:%ld%s%s%s\n", cl.url,
+           cl.prefix, shown, cl.http_port, admin, metrics, svm);
     fflush(stdout);
-    rc = supervise(&cl);
+    rc = supervise(&cl, report);
 out:
     cl_bus_free(bus);
     stop_cluster(&cl);
+    cl_sv_report_free(report);
+    cl_sv_free(cl.sv);
     fprintf(stderr, "clipper: cluster stopped\n");
     return rc;
 }

@@ -56,12 +56,14 @@ static void usage(FILE *f)
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: clipper run ACTOR [options]\n\n"
+    fprintf(f, "usage: clipper run [--supervised [options]] ACTOR [options]\n\n"
                "Runs one actor against an existing bus until SIGINT or SIGTERM.\n\n"
                "actors:\n");
     for (size_t i = 0; i < sizeof(actors) / sizeof(actors[0]); i++)
         fprintf(f, "  %-9s %s\n", actors[i].name, actors[i].what);
-    fprintf(f, "\nRun 'clipper run ACTOR --help' for the options of an actor.\n");
+    fprintf(f, "\nRun 'clipper run ACTOR --help' for the options of an actor.\n"
+               "'clipper run --supervised [options] ACTOR ...' runs it under a supervisor\n"
+               "that restarts it (see 'clipper run --supervised --help').\n");
 }
 
 static int run_actor(int argc, char **argv)
@@ -77,6 +79,8 @@ static int run_actor(int argc, char **argv)
         run_usage(stdout);
         return 0;
     }
+    if (strcmp(argv[1], "--supervised") == 0)
+        return cl__cli_supervised(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof(actors) / sizeof(actors[0]); i++) {
         if (strcmp(argv[1], actors[i].name) == 0)
             return actors[i].main(argc - 1, argv + 1);

@@ -23,6 +23,9 @@ void cl__replica_usage(FILE *out, const char *program)
             "  --replica-id N this replica's id, 0..2147483647 (default: random)\n"
             "  --health-port N  answer GET /ready and GET /live on port N (all\n"
             "                 addresses), for a platform's probes (default: none)\n"
+            "  --exit-after-bus-loss S  exit (code 1) when the bus has been unreachable\n"
+            "                 for S seconds (default 0: never); the local backend's\n"
+            "                 replicas, which outlive their manager, use 60\n"
             "%s"
             "\n"
             "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 bus unreachable, 2 bad usage,\n"
@@ -97,6 +100,15 @@ cl_status cl__replica_opts_parse(cl__replica_opts *opts, int argc, char **argv, 
                                           "65535, got '%s'",
                                           value);
             opts->health_port = (int)port;
+        } else if ((r = take_value("--exit-after-bus-loss", argc, argv, &i, &value, err)) != 0) {
+            long secs = 0;
+            if (r < 0 || !cl_actor_parse_long(value, 0, 86400, &secs))
+                return r < 0 ? CL_ERR_INVALID
+                             : cl_err_set(err, CL_ERR_INVALID,
+                                          "--exit-after-bus-loss must be a whole number of "
+                                          "seconds from 0 to 86400, got '%s'",
+                                          value);
+            opts->exit_after_bus_loss_s = (int)secs;
         } else {
             return cl_err_set(err, CL_ERR_INVALID, "unknown argument '%s'", arg);
         }
@@ -127,14 +139,15 @@ uint32_t cl__replica_random_id(void)
     return v;
 }
 
-char *cl__replica_pull_body(uint32_t replica_id, uint64_t completed)
+char *cl__replica_pull_body(uint32_t replica_id, uint64_t completed, bool reconnected)
 {
     cJSON *obj = cJSON_CreateObject();
     if (!obj)
         return NULL;
     char *out = NULL;
     if (cJSON_AddNumberToObject(obj, "replica_id", (double)replica_id) &&
-        cJSON_AddNumberToObject(obj, "completed", (double)completed))
+        cJSON_AddNumberToObject(obj, "completed", (double)completed) &&
+        (!reconnected || cJSON_AddTrueToObject(obj, "reconnected")))
         out = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     return out;

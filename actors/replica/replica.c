@@ -1,9 +1,13 @@
 /* The replica actor: serves one model version.
  *
- * Main thread: joins the bus, heartbeats "starting", reads the model entry
- * from the KV state, fetches the artifact (digest checked), starts the
- * embedded Python and loads the function; any failure there is a "failed"
- * heartbeat with its cause and exit code 3. Then it subscribes to its work
+ * Main thread: joins the bus, heartbeats "starting" (with a random
+ * incarnation for this start, cl_replicas.h), reads the model entry from
+ * the KV state, fetches the artifact (checked against the entry's digest),
+ * starts the embedded Python and loads the function; any failure there is
+ * a "failed" heartbeat with its cause and exit code 3. An artifact that is
+ * not the registered one cannot mend (stored artifacts are immutable), so
+ * then the replica stays up reporting "failed" until it is stopped instead
+ * of exiting into a restart loop. Otherwise it subscribes to its work
  * subject, pulls once, heartbeats "ready" and waits for SIGINT/SIGTERM.
  *
  * Worker thread (the only one that calls the model): runs the bus loop
@@ -17,7 +21,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "cl_actor.h"
 #include "cl_artifact.h"
@@ -61,6 +68,9 @@ typedef struct {
     bool model_decoded;
     cl_loop *loop; /* carries the work subject, run by the worker */
     uint64_t last_pull; /* the worker's, monotonic */
+    char hello_subject[CL_SUBJECT_MAX];
+    uint64_t leader_epoch; /* the worker's: the leading router's epoch last seen */
+    bool pull_reconnected; /* the worker's: the next pull says the loop reconnected */
 
     pthread_t worker;
     bool worker_started;
@@ -106,10 +116,30 @@ static cl_status build_subjects(replica *r, cl_err *err)
     return st;
 }
 
+/* A random, non-zero 64-bit value naming this start of the replica: the
+ * replica table lets only heartbeats of the incarnation it knows change
+ * a live replica's entry (cl_replicas.h). */
+static uint64_t new_incarnation(void)
+{
+    uint64_t v = 0;
+    while (v == 0) {
+        if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+            /* No entropy source: fall back to the bus' unique tokens. */
+            char token[23];
+            cl_bus_new_token(token);
+            for (const char *p = token; *p; p++)
+                v = v * 1099511628211u + (uint8_t)*p;
+            v ^= cl_mono_us() ^ (uint64_t)getpid() << 32;
+        }
+    }
+    return v;
+}
+
 static cl_status start_heartbeat(replica *r, cl_err *err)
 {
     cl_replica_info info;
     memset(&info, 0, sizeof(info));
+    info.incarnation = new_incarnation();
     snprintf(info.model, sizeof(info.model), "%s", r->opts.model);
     snprintf(info.version, sizeof(info.version), "%s", r->opts.version);
     info.replica_id = r->id;
@@ -164,14 +194,21 @@ static cl_status read_model(replica *r, char *cause)
     return CL_OK;
 }
 
-/* Fetches the artifact and checks it against the model entry's digest. */
+/* Fetches the artifact; its manifest is checked against the model entry's
+ * digest and size before any chunk is read, and its bytes against the
+ * manifest. CL_ERR_DIGEST for an artifact that is not the registered one,
+ * corrupt or with a malformed manifest: none of these mends by itself. */
 static cl_status fetch_artifact(replica *r, void **data, size_t *len, char *cause)
 {
     const char *m = r->opts.model, *v = r->opts.version;
+    const char *want = r->model.artifact_sha256 ? r->model.artifact_sha256 : "";
+    /* An entry without a digest records no size either (artifact_size 0). */
+    int64_t want_size = want[0] != '\0' && r->model.artifact_size > 0 ? r->model.artifact_size
+                                                                       : -1;
     char digest[CL_SHA256_HEX];
     cl_err err;
     cl_err_clear(&err);
-    cl_status st = cl_artifact_get(r->bus, m, v, data, len, digest, &err);
+    cl_status st = cl_artifact_get_expected(r->bus, m, v, want, want_size, data, len, digest, &err);
     if (st == CL_ERR_NOT_FOUND) {
         snprintf(cause, CAUSE_MAX,
                  "no artifact is stored for model %s:%s (deploy its function first, e.g. with "
@@ -179,24 +216,17 @@ static cl_status fetch_artifact(replica *r, void **data, size_t *len, char *caus
                  m, v);
         return st;
     }
-    if (st == CL_ERR_DIGEST) {
+    if (st == CL_ERR_DIGEST || st == CL_ERR_INVALID) {
         /* err names the model and what did not match */
-        snprintf(cause, CAUSE_MAX, "%s (upload the model's artifact again)", err.msg);
-        return st;
+        snprintf(cause, CAUSE_MAX,
+                 "%s; stored artifacts cannot be replaced, so delete version %s and deploy it "
+                 "again",
+                 err.msg, v);
+        return CL_ERR_DIGEST;
     }
     if (st != CL_OK) {
         snprintf(cause, CAUSE_MAX, "cannot fetch the artifact of model %s:%s: %s", m, v, err.msg);
         return st;
-    }
-    const char *want = r->model.artifact_sha256;
-    if (want && *want && strcmp(want, digest) != 0) {
-        snprintf(cause, CAUSE_MAX,
-                 "the artifact of model %s:%s has SHA-256 %s, but the model entry expects %s "
-                 "(was it replaced after the model was registered?)",
-                 m, v, digest, want);
-        free(*data);
-        *data = NULL;
-        return CL_ERR_DIGEST;
     }
     cl_info("fetched the artifact of model %s:%s (%zu bytes, sha256 %.12s...)", m, v, *len, digest);
     return CL_OK;
@@ -294,7 +324,8 @@ static cl_status load(replica *r, char *cause)
  * write); otherwise on the bus' connection, in order with the heartbeats. */
 static void pull(replica *r, bool on_loop)
 {
-    char *body = cl__replica_pull_body(r->id, atomic_load(&r->completed));
+    char *body = cl__replica_pull_body(r->id, atomic_load(&r->completed), r->pull_reconnected);
+    r->pull_reconnected = false;
     size_t len = body ? strlen(body) : 0;
     cl_status st = body == NULL ? CL_ERR_NOMEM
                    : on_loop    ? cl_loop_publish(r->loop, r->pull_subject, body, len)
@@ -309,8 +340,9 @@ static void add_result(replica *r, const cl_task *t, uint8_t status, const void 
     cl_status st = cl__replies_add(&r->replies, t->reply, t->reply_len, t->task_id, status, data,
                                    (uint32_t)len);
     if (st == CL_ERR_INVALID)
-        cl_warn("task %llu has no valid reply subject; its result is dropped",
-                (unsigned long long)t->task_id);
+        CL_LOG_LIMITED(CL_LOG_WARN,
+                       "task %llu has no valid reply subject; its result is dropped",
+                       (unsigned long long)t->task_id);
     else if (st != CL_OK)
         cl_error("cannot build the result of task %llu: %s", (unsigned long long)t->task_id,
                  cl_status_text(st));
@@ -323,7 +355,8 @@ static void handle_batch(replica *r, const cl_msg *msg)
     cl_err err;
     cl_err_clear(&err);
     if (cl_wire_tasks_decode(cl_msg_data(msg), cl_msg_len(msg), &tasks, &n, &err) != CL_OK) {
-        cl_warn("dropping a malformed work batch (%zu bytes): %s", cl_msg_len(msg), err.msg);
+        CL_LOG_LIMITED(CL_LOG_WARN, "dropping a malformed work batch (%zu bytes): %s",
+                       cl_msg_len(msg), err.msg);
         return;
     }
     uint64_t t0 = cl_mono_us();
@@ -409,13 +442,44 @@ static void on_work(cl_bus *bus, cl_msg *msg, void *closure)
     r->last_pull = cl_mono_us();
 }
 
+/* A router's hello (leader.h in the router), on the worker thread. A new
+ * leader (a router took over from one that died) knows nothing of this
+ * replica's being idle: pull at once instead of at the next repeat. A busy
+ * replica pulls when its batch is done anyway. */
+static void on_hello(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)bus;
+    replica *r = closure;
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(msg), cl_msg_len(msg));
+    const cJSON *leader = cJSON_GetObjectItemCaseSensitive(j, "leader");
+    const cJSON *epoch = cJSON_GetObjectItemCaseSensitive(j, "epoch");
+    if (cJSON_IsTrue(leader) && cJSON_IsNumber(epoch) && epoch->valuedouble >= 0 &&
+        (uint64_t)epoch->valuedouble != r->leader_epoch) {
+        bool first = r->leader_epoch == 0;
+        r->leader_epoch = (uint64_t)epoch->valuedouble;
+        if (!first && !atomic_load(&r->stopping)) {
+            pull(r, true);
+            r->last_pull = cl_mono_us();
+        }
+    }
+    cJSON_Delete(j);
+    cl_msg_free(msg);
+}
+
 static void *work_loop(void *arg)
 {
     replica *r = arg;
     r->last_pull = cl_mono_us(); /* the main thread pulled before "ready" */
+    uint64_t connects = cl_loop_reconnects(r->loop);
     while (!atomic_load(&r->stopping)) {
-        if (cl_loop_run(r->loop, POLL_MS) == CL_ERR_TIMEOUT &&
-            cl_mono_us() - r->last_pull >= PULL_REPEAT_US) {
+        cl_status st = cl_loop_run(r->loop, POLL_MS);
+        /* Back on the bus after an outage (a nats-server restart): the
+         * batch or pull in flight may have gone with the server, so tell
+         * the router at once rather than at the next repeat. */
+        bool back = cl_loop_reconnects(r->loop) != connects;
+        connects = cl_loop_reconnects(r->loop);
+        r->pull_reconnected = r->pull_reconnected || back;
+        if (back || (st == CL_ERR_TIMEOUT && cl_mono_us() - r->last_pull >= PULL_REPEAT_US)) {
             pull(r, true);
             r->last_pull = cl_mono_us();
         }
@@ -456,6 +520,24 @@ static int fail(replica *r, const char *cause)
     return CL_REPLICA_EXIT_FAILED;
 }
 
+/* A failure a restart cannot mend (the stored artifact is not the model
+ * entry's): keeps heartbeating "failed" with the cause until SIGINT or
+ * SIGTERM, so the container manager sees a running replica that reports
+ * why it does not serve instead of restarting it forever. */
+static int fail_and_stay(replica *r, const char *cause)
+{
+    cl_error("replica %s of model %s:%s failed: %s; it stays up reporting this until stopped",
+             r->id_str, r->opts.model, r->opts.version, cause);
+    cl__hb_set_state(r->hb, "failed", cause);
+    cl_bus_flush(r->bus, 2000);
+    int sig = cl_actor_wait_stop();
+    cl_info("stopping (%s)", sig ? strsignal(sig) : "requested");
+    cl__hb_set_state(r->hb, "stopped", cause);
+    atomic_store(&r->stopping, true);
+    cleanup(r);
+    return CL_REPLICA_EXIT_FAILED;
+}
+
 /* True when SIGINT or SIGTERM arrived (they are blocked, so they wait for
  * cl_actor_wait_stop): loading cannot be interrupted, but a replica told
  * to stop meanwhile should not announce itself ready. */
@@ -478,6 +560,7 @@ static int serve(replica *r)
         return CL_REPLICA_EXIT_ERROR;
     }
     cl__replies_init(&r->replies, (size_t)cl_bus_max_payload(r->bus));
+    cl__replica_watch_bus(r->bus, r->opts.exit_after_bus_loss_s);
     if (build_subjects(r, &err) != CL_OK || start_heartbeat(r, &err) != CL_OK ||
         (r->opts.health_port > 0 &&
          cl__health_start(&r->health, r->hb, r->opts.health_port, &err) != CL_OK)) {
@@ -498,7 +581,10 @@ static int serve(replica *r)
     if (cl_service_start(&r->svc, r->bus, &svc, &err) != CL_OK)
         cl_warn("the service API is not available: %s", err.msg); /* not fatal */
 
-    if (load(r, cause) != CL_OK)
+    cl_status st = load(r, cause);
+    if (st == CL_ERR_DIGEST)
+        return fail_and_stay(r, cause);
+    if (st != CL_OK)
         return fail(r, cause);
 
     if (stop_pending()) {
@@ -506,6 +592,8 @@ static int serve(replica *r)
     } else {
         if (cl_loop_open(&r->loop, r->bus, &err) != CL_OK ||
             cl_loop_subscribe(r->loop, r->work_subject, NULL, on_work, r) != CL_OK ||
+            cl_subj_route_hello(r->hello_subject, cl_bus_prefix(r->bus), &err) != CL_OK ||
+            cl_loop_subscribe(r->loop, r->hello_subject, NULL, on_hello, r) != CL_OK ||
             cl_loop_sync(r->loop, 5000) != CL_OK) {
             snprintf(cause, sizeof(cause), "cannot subscribe to %s", r->work_subject);
             return fail(r, cause);

@@ -32,6 +32,8 @@ typedef struct {
     uint32_t replica_id;   /* --replica-id, 0 .. 2^31-1 */
     bool replica_id_given; /* false: the caller picks a random one */
     int health_port;       /* --health-port, 1 .. 65535; 0: no health endpoint */
+    int exit_after_bus_loss_s; /* --exit-after-bus-loss: exit when the bus has been
+                                  unreachable this long; 0: never */
     bool help;             /* --help: print usage, do nothing else */
 } cl__replica_opts;
 
@@ -45,7 +47,7 @@ uint32_t cl__replica_random_id(void);
 /* The pull body {"replica_id": id, "completed": n} (malloc'd): n is the
  * number of batches answered so far, so the router can tell a repeated
  * idle pull that crossed a new batch from the end of that batch. */
-char *cl__replica_pull_body(uint32_t replica_id, uint64_t completed);
+char *cl__replica_pull_body(uint32_t replica_id, uint64_t completed, bool reconnected);
 
 /* ------------------------------------------------ result batches (replies) */
 
@@ -103,5 +105,9 @@ typedef struct cl__health cl__health;
 /* Serves GET /ready and GET /live (health.c) on port, all addresses. */
 cl_status cl__health_start(cl__health **out, cl__hb *hb, int port, cl_err *err);
 void cl__health_free(cl__health *h);
+
+/* --exit-after-bus-loss: a thread that stops the replica (as SIGTERM
+ * would) once the bus has been unreachable for secs seconds; 0: nothing. */
+void cl__replica_watch_bus(cl_bus *bus, int secs);
 
 #endif

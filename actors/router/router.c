@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cl_actor.h"
 #include "cl_clock.h"
@@ -30,13 +31,14 @@
 #include "cl_subject.h"
 #include "cl_view.h"
 #include "cl_wire.h"
+#include "leader.h"
 #include "rsched.h"
 
 /* Longest sleep with nothing queued: bounds how late a silent pull-only
  * replica is noticed and how a wall-clock step can delay expiry. */
 #define IDLE_TICK_US 100000u
 
-typedef enum { EV_TASKS, EV_PULL, EV_REPLICA, EV_SEND_FAILED } ev_kind;
+typedef enum { EV_TASKS, EV_PULL, EV_REPLICA, EV_SEND_FAILED, EV_STEPPED_DOWN } ev_kind;
 
 typedef struct event {
     struct event *next;
@@ -46,6 +48,7 @@ typedef struct event {
     uint32_t replica_id;      /* pull, replica, send failed */
     uint64_t batch_seq;       /* send failed */
     int64_t completed;        /* pull: batches the replica completed, -1 unknown */
+    bool reconnected;         /* pull: sent after the replica's connection came back */
     bool removed;             /* replica */
     char state[16];           /* replica */
     size_t n;                 /* tasks */
@@ -65,6 +68,10 @@ struct cl_router {
     atomic_bool loop_stop;
     char task_subject[CL_SUBJECT_MAX];
     char pull_subject[CL_SUBJECT_MAX];
+    cl__leader *leader;  /* loop thread only */
+    atomic_bool leading; /* a copy for other threads */
+    atomic_ullong epoch; /* the leader's epoch, for the stats */
+    atomic_bool settled; /* it leads or hears a leader: start may return */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cond;
@@ -202,6 +209,21 @@ static void count_malformed(cl_router *r)
     cl_service_count(r->svc, 1, 0);
 }
 
+/* Every task's result goes to a frontend of this cluster: a reply subject
+ * elsewhere (another prefix, an admin subject) refuses the whole batch. */
+static bool replies_valid(const cl_router *r, const cl_task *tasks, uint32_t n, cl_err *err)
+{
+    const char *prefix = cl_bus_prefix(r->bus);
+    for (uint32_t i = 0; i < n; i++) {
+        cl_err why;
+        if (!cl_subj_is_fe_results(tasks[i].reply, tasks[i].reply_len, prefix, &why)) {
+            cl_err_set(err, CL_ERR_INVALID, "task %u has a bad reply subject: %s", i, why.msg);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void on_tasks(cl_bus *bus, cl_msg *msg, void *closure)
 {
     (void)bus;
@@ -214,8 +236,9 @@ static void on_tasks(cl_bus *bus, cl_msg *msg, void *closure)
     cl_err err;
     char model[CL_TOKEN_MAX + 1], version[CL_TOKEN_MAX + 1];
     if (!parse_subject(r, subject, "route.task", model, version, &err) ||
-        cl_wire_tasks_decode(cl_msg_data(msg), cl_msg_len(msg), &tasks, &n, &err) != CL_OK) {
-        cl_warn("ignoring malformed task batch on %s: %s", subject, err.msg);
+        cl_wire_tasks_decode(cl_msg_data(msg), cl_msg_len(msg), &tasks, &n, &err) != CL_OK ||
+        !replies_valid(r, tasks, n, &err)) {
+        CL_LOG_LIMITED(CL_LOG_WARN, "ignoring malformed task batch on %s: %s", subject, err.msg);
         count_malformed(r);
         goto out;
     }
@@ -229,14 +252,6 @@ static void on_tasks(cl_bus *bus, cl_msg *msg, void *closure)
     strcpy(ev->version, version);
     for (uint32_t i = 0; i < n; i++) {
         const cl_task *t = &tasks[i];
-        if (t->reply_len == 0 || t->reply_len >= CL_SUBJECT_MAX ||
-            memchr(t->reply, '\0', t->reply_len) != NULL) {
-            cl_warn("ignoring task %llu on %s: its reply subject is empty, too long or "
-                    "contains NUL, so it cannot be answered",
-                    (unsigned long long)t->task_id, subject);
-            atomic_fetch_add(&r->malformed, 1);
-            continue;
-        }
         cl__rtask *c = cl__rtask_copy(t->task_id, t->deadline_us, t->slo_us, t->input_type,
                                       t->reply, t->reply_len, t->input, t->input_len);
         if (c == NULL) {
@@ -258,7 +273,7 @@ out:
 }
 
 static cl_status decode_pull(const void *data, size_t len, uint32_t *replica_id,
-                             int64_t *completed, cl_err *err)
+                             int64_t *completed, bool *reconnected, cl_err *err)
 {
     cJSON *obj = NULL;
     int64_t id;
@@ -276,6 +291,10 @@ static cl_status decode_pull(const void *data, size_t len, uint32_t *replica_id,
                        (long long)*completed);
     if (s == CL_OK && !has_completed)
         *completed = -1;
+    bool has_reconnected = false;
+    *reconnected = false;
+    if (s == CL_OK)
+        s = cl_json_opt_bool(obj, "reconnected", reconnected, &has_reconnected, err);
     if (s == CL_OK)
         *replica_id = (uint32_t)id;
     cJSON_Delete(obj);
@@ -292,13 +311,16 @@ static void on_pull(cl_bus *bus, cl_msg *msg, void *closure)
     char model[CL_TOKEN_MAX + 1], version[CL_TOKEN_MAX + 1];
     uint32_t id = 0;
     int64_t completed = -1;
+    bool reconnected = false;
     if (!parse_subject(r, subject, "route.pull", model, version, &err) ||
-        decode_pull(cl_msg_data(msg), cl_msg_len(msg), &id, &completed, &err) != CL_OK) {
-        cl_warn("ignoring malformed pull on %s: %s", subject, err.msg);
+        decode_pull(cl_msg_data(msg), cl_msg_len(msg), &id, &completed, &reconnected, &err) !=
+            CL_OK) {
+        CL_LOG_LIMITED(CL_LOG_WARN, "ignoring malformed pull on %s: %s", subject, err.msg);
         count_malformed(r);
         goto out;
     }
-    event ev = {.kind = EV_PULL, .replica_id = id, .completed = completed};
+    event ev = {.kind = EV_PULL, .replica_id = id, .completed = completed,
+                .reconnected = reconnected};
     strcpy(ev.model, model);
     strcpy(ev.version, version);
     run_now(r, &ev, false);
@@ -342,21 +364,40 @@ static void on_stats(void *closure, cJSON *data)
 static void on_route_stats(cl_bus *bus, cl_msg *msg, void *closure)
 {
     cl_router *r = closure;
-    if (cl_msg_reply(msg) == NULL || cl_msg_reply(msg)[0] == '\0') {
+    const char *reply = cl_msg_reply(msg);
+    cl_err err;
+    /* A standby has nothing to say: the leader holds the queues. */
+    if (reply == NULL || reply[0] == '\0' || !atomic_load(&r->leading)) {
+        cl_msg_free(msg);
+        return;
+    }
+    if (!cl_subj_valid_publish(reply, strlen(reply), &err)) {
+        CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a stats request on %s: bad reply subject: %s",
+                       cl_msg_subject(msg), err.msg);
+        count_malformed(r);
         cl_msg_free(msg);
         return;
     }
     pthread_mutex_lock(&r->mu);
     cJSON *snap = cl__sched_snapshot(&r->sched);
     pthread_mutex_unlock(&r->mu);
-    if (snap != NULL)
+    if (snap != NULL) {
         cJSON_AddNumberToObject(snap, "malformed", (double)atomic_load(&r->malformed));
+        /* Which router answered: the leader (standbys do not answer). */
+        cJSON *who = cJSON_AddObjectToObject(snap, "router");
+        char host[256] = "";
+        (void)gethostname(host, sizeof(host) - 1);
+        cJSON_AddStringToObject(who, "host", host);
+        cJSON_AddNumberToObject(who, "pid", (double)getpid());
+        cJSON_AddNumberToObject(who, "epoch", (double)atomic_load(&r->epoch));
+    }
     char *text = snap != NULL ? cJSON_PrintUnformatted(snap) : NULL;
     cJSON_Delete(snap);
     const char *body = text != NULL ? text : "{\"error\":\"the router ran out of memory\"}";
     cl_status s = cl_msg_respond(bus, msg, body, strlen(body));
     if (s != CL_OK)
-        cl_warn("cannot answer a stats request on %s: %s", cl_msg_reply(msg), cl_status_text(s));
+        CL_LOG_LIMITED(CL_LOG_WARN, "cannot answer a stats request on %s: %s", reply,
+                       cl_status_text(s));
     free(text);
     cl_msg_free(msg);
 }
@@ -373,6 +414,7 @@ static void handle(cl_router *r, cl__outbox *ob, event *ev, uint64_t wall, uint6
         break;
     case EV_PULL:
         cl__sched_pull_counted(s, ob, ev->model, ev->version, ev->replica_id, ev->completed,
+                               ev->reconnected,
                                wall, mono);
         break;
     case EV_REPLICA:
@@ -382,6 +424,11 @@ static void handle(cl_router *r, cl__outbox *ob, event *ev, uint64_t wall, uint6
     case EV_SEND_FAILED:
         cl__sched_send_failed(s, ob, ev->model, ev->version, ev->replica_id, ev->batch_seq,
                               wall, mono);
+        break;
+    case EV_STEPPED_DOWN:
+        /* Another router leads now: what is queued here gets the default at
+         * once rather than waiting for its deadline. */
+        cl__sched_drain(s, ob, CL_RESULT_NO_REPLICA, "this router stopped leading");
         break;
     }
 }
@@ -443,9 +490,43 @@ static void publish_all(cl_router *r, cl__out_msg *m)
 static void *loop_main(void *arg)
 {
     cl_router *r = arg;
-    while (!atomic_load(&r->loop_stop))
-        cl_loop_run(r->loop, 100);
+    while (!atomic_load(&r->loop_stop)) {
+        int wait = cl__leader_tick(r->leader);
+        atomic_store(&r->settled, cl__leader_known(r->leader));
+        (void)cl_loop_run(r->loop, wait < 100 ? wait : 100); /* timeouts are normal */
+    }
     return NULL;
+}
+
+/* The loop thread, when this router starts or stops leading: only the
+ * leader takes tasks and pulls. */
+static void on_leading(void *closure, bool leading)
+{
+    cl_router *r = closure;
+    atomic_store(&r->leading, leading);
+    atomic_store(&r->epoch, cl__leader_epoch(r->leader));
+    if (leading) {
+        cl_status s = cl_loop_subscribe(r->loop, r->task_subject, NULL, on_tasks, r);
+        if (s == CL_OK)
+            s = cl_loop_subscribe(r->loop, r->pull_subject, NULL, on_pull, r);
+        /* The server has the subscriptions before anyone is told (the
+         * hello that follows, start returning). */
+        if (s == CL_OK)
+            s = cl_loop_sync(r->loop, 1000);
+        if (s != CL_OK)
+            cl_error("the leading router cannot subscribe to its tasks and pulls: %s",
+                     cl_status_text(s));
+        return;
+    }
+    cl_loop_unsubscribe(r->loop, r->task_subject);
+    cl_loop_unsubscribe(r->loop, r->pull_subject);
+    event *ev = calloc(1, sizeof(*ev));
+    if (ev == NULL) {
+        cl_error("out of memory: the queued tasks wait for their deadlines");
+        return;
+    }
+    ev->kind = EV_STEPPED_DOWN;
+    post(r, ev);
 }
 
 static void *router_thread(void *arg)
@@ -545,12 +626,10 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
     }
     if (s != CL_OK)
         goto fail;
-    s = cl_loop_subscribe(r->loop, r->task_subject, NULL, on_tasks, r);
-    if (s == CL_OK)
-        s = cl_loop_subscribe(r->loop, r->pull_subject, NULL, on_pull, r);
+    /* Tasks and pulls are subscribed to once this router leads. */
+    s = cl__leader_new(&r->leader, r->loop, prefix, on_leading, r, err);
     if (s != CL_OK) {
-        cl_err_set(err, s, "router: cannot subscribe to %s.route.>: %s", prefix,
-                   cl_status_text(s));
+        cl_err_prefix(err, "router");
         goto fail;
     }
     /* Make sure the server has our interest before we report serving. */
@@ -565,6 +644,12 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
         goto fail;
     }
     r->loop_started = true;
+    /* Returns once the router leads (alone: after listening for
+     * CL_LEADER_LISTEN_MS) or knows who does, so that whoever started it
+     * can send tasks at once. */
+    uint64_t until = cl_mono_us() + (uint64_t)(CL_LEADER_LISTEN_MS + 1000) * 1000u;
+    while (!atomic_load(&r->settled) && cl_mono_us() < until)
+        cl_sleep_ms(5);
     *out = r;
     return CL_OK;
 
@@ -582,6 +667,7 @@ void cl_router_free(cl_router *r)
         atomic_store(&r->loop_stop, true);
         pthread_join(r->loop_thread, NULL);
     }
+    cl__leader_free(r->leader);
     cl_replicas_free(r->replicas);
     cl_sub_free(r->stats_sub); /* after it returns no snapshot is taken */
     cl_service_free(r->svc);

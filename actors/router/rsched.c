@@ -464,6 +464,7 @@ static void complete_batch(cl__sched *s, cl__replica *rep, uint64_t now_mono_us)
     for (uint32_t i = 0; i < rep->n_inflight; i++)
         free(rep->inflight[i]);
     rep->n_inflight = 0;
+    rep->hedged = false;
     s->stats.batches_completed++;
 }
 
@@ -483,17 +484,19 @@ static void requeue_inflight(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__rep
     /* The per-version counters only grow (they are Prometheus counters):
      * the batch counts as dispatched once more when it goes out again. */
     rep->n_inflight = 0;
+    rep->hedged = false;
 }
 
 void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char *version,
                     uint32_t replica_id, uint64_t now_wall_us, uint64_t now_mono_us)
 {
-    cl__sched_pull_counted(s, ob, model, version, replica_id, -1, now_wall_us, now_mono_us);
+    cl__sched_pull_counted(s, ob, model, version, replica_id, -1, false, now_wall_us,
+                           now_mono_us);
 }
 
 void cl__sched_pull_counted(cl__sched *s, cl__outbox *ob, const char *model,
                             const char *version, uint32_t replica_id, int64_t completed,
-                            uint64_t now_wall_us, uint64_t now_mono_us)
+                            bool reconnected, uint64_t now_wall_us, uint64_t now_mono_us)
 {
     cl__queue *q = queue_get(s, model, version);
     cl__replica *rep = q ? replica_get(s, q, replica_id) : NULL;
@@ -508,7 +511,9 @@ void cl__sched_pull_counted(cl__sched *s, cl__outbox *ob, const char *model,
     rep->last_pull_mono_us = now_mono_us;
     if (completed >= 0) {
         if (rep->n_inflight > 0 && (uint64_t)completed < rep->dispatched) {
-            if (now_mono_us - rep->dispatched_mono_us < CL__LOST_BATCH_US)
+            /* A pull sent after the replica's connection came back says
+             * what was sent before may be gone with the old connection. */
+            if (!reconnected && now_mono_us - rep->dispatched_mono_us < CL__LOST_BATCH_US)
                 return; /* a repeat pull that crossed the batch now in flight */
             /* An idle replica that never got the batch sent long ago: it was
              * lost on the way (say, while nats-server restarted). A busy
@@ -542,7 +547,10 @@ static void replica_remove(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__repli
         cl_warn("%s with %u tasks in flight", text, rep->n_inflight);
     else
         cl_info("replica %u of %s:%s is gone (%s)", rep->id, q->model, q->version, why);
-    for (uint32_t i = 0; i < rep->n_inflight; i++) {
+    /* A hedged batch's tasks were copied back to the queue (or left to the
+     * frontend's deadline when too late for that): answering them "lost"
+     * now would beat the copies' answers. */
+    for (uint32_t i = 0; i < rep->n_inflight && !rep->hedged; i++) {
         answer(ob, rep->inflight[i], CL_RESULT_REPLICA_LOST, text);
         s->stats.replica_lost++;
     }
@@ -613,6 +621,61 @@ void cl__sched_send_failed(cl__sched *s, cl__outbox *ob, const char *model, cons
     dispatch(s, ob, q, now_wall_us, now_mono_us);
 }
 
+/* A batch in flight this much longer than its replica's pace says it
+ * should take is overdue: the replica may be hung (stopped, swapping, cut
+ * off). Its heartbeats would tell only after CL_REPLICA_TIMEOUT_MS. */
+#define HEDGE_FACTOR 4u
+#define HEDGE_MIN_US 25000u     /* never sooner than this */
+#define HEDGE_UNKNOWN_US 250000u /* with no estimate of its pace yet */
+
+static uint64_t hedge_after_us(const cl__replica *rep)
+{
+    uint64_t est = cl_batch_policy_estimate_us(&rep->policy, rep->n_inflight);
+    uint64_t after = est > 0 ? HEDGE_FACTOR * est : HEDGE_UNKNOWN_US;
+    return after < HEDGE_MIN_US ? HEDGE_MIN_US : after;
+}
+
+/* Hedges rep's overdue batch: copies of its tasks whose deadline leaves
+ * room go back to the queue, for another replica (whichever answer reaches
+ * the frontend first counts; it ignores the second). Only when another
+ * replica of the version is idle: copies that would wait behind busy
+ * replicas add load and gain nothing; the batch is hedged later then. */
+static bool hedge(cl__sched *s, cl__queue *q, cl__replica *rep, uint64_t now_wall_us,
+                  uint64_t now_mono_us)
+{
+    bool other = false;
+    for (const cl__replica *o = q->replicas; o != NULL && !other; o = o->next)
+        other = o != rep && replica_ready(o) && o->idle;
+    if (!other)
+        return false; /* later, when another is idle (the batch is not marked) */
+    uint32_t copied = 0;
+    for (uint32_t i = 0; i < rep->n_inflight; i++) {
+        const cl__rtask *t = rep->inflight[i];
+        if (t->deadline_us <= now_wall_us + HEDGE_MIN_US)
+            continue; /* too late to help: the frontend's deadline answers it */
+        cl__rtask *c = cl__rtask_copy(t->task_id, t->deadline_us, t->slo_us, t->input_type,
+                                      t->reply, t->reply_len, t->input, t->input_len);
+        if (c == NULL)
+            continue;
+        c->arrived_mono_us = now_mono_us;
+        if (cl_edf_push(&q->heap, c->deadline_us, c) != CL_OK) {
+            free(c);
+            continue;
+        }
+        copied++;
+    }
+    rep->hedged = true;
+    s->stats.tasks_hedged += copied;
+    CL_LOG_LIMITED(CL_LOG_WARN,
+                   "replica %u of %s:%s has had a batch of %u for %.1f ms (its pace says "
+                   "%.1f ms): %u of its tasks go to another replica",
+                   rep->id, q->model, q->version, rep->n_inflight,
+                   (double)(now_mono_us - rep->dispatched_mono_us) / 1e3,
+                   (double)cl_batch_policy_estimate_us(&rep->policy, rep->n_inflight) / 1e3,
+                   copied);
+    return copied > 0;
+}
+
 void cl__sched_expire(cl__sched *s, cl__outbox *ob, uint64_t now_wall_us, uint64_t now_mono_us)
 {
     cl__queue *q = s->queues;
@@ -624,10 +687,13 @@ void cl__sched_expire(cl__sched *s, cl__outbox *ob, uint64_t now_wall_us, uint64
             cl_edf_pop(&q->heap, NULL);
             answer_expired(s, ob, q, t);
         }
-        bool removed = false;
+        bool removed = false, hedged = false;
         cl__replica *rep = q->replicas;
         while (rep != NULL) {
             cl__replica *rnext = rep->next;
+            if (rep->n_inflight > 0 && !rep->hedged &&
+                now_mono_us - rep->dispatched_mono_us > hedge_after_us(rep))
+                hedged = hedge(s, q, rep, now_wall_us, now_mono_us) || hedged;
             if (!rep->hb_seen && rep->pulled &&
                 now_mono_us - rep->last_pull_mono_us > s->replica_timeout_us) {
                 replica_remove(s, ob, q, rep, "silent, and never sent a heartbeat");
@@ -637,6 +703,8 @@ void cl__sched_expire(cl__sched *s, cl__outbox *ob, uint64_t now_wall_us, uint64
         }
         if (removed)
             after_replica_change(s, ob, q, now_wall_us, now_mono_us);
+        else if (hedged)
+            dispatch(s, ob, q, now_wall_us, now_mono_us);
         q = next;
     }
 }
@@ -748,5 +816,6 @@ cJSON *cl__sched_snapshot(const cl__sched *s)
     cJSON_AddNumberToObject(root, "tasks_received", (double)s->stats.tasks_received);
     cJSON_AddNumberToObject(root, "tasks_no_replica", (double)s->stats.no_replica);
     cJSON_AddNumberToObject(root, "tasks_replica_lost", (double)s->stats.replica_lost);
+    cJSON_AddNumberToObject(root, "tasks_hedged", (double)s->stats.tasks_hedged);
     return root;
 }

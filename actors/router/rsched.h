@@ -59,6 +59,8 @@ typedef struct cl__replica {
     uint64_t dispatched_mono_us;
     uint64_t batch_seq;
     uint64_t dispatched;  /* batches sent to it (and not failed to send) */
+    bool hedged;          /* its batch in flight is overdue and was copied back
+                             to the queue for another replica */
     cl_batch_policy policy;
 } cl__replica;
 
@@ -83,6 +85,7 @@ typedef struct {
     uint64_t shed; /* answered early: could not finish before their deadline */
     uint64_t no_replica;
     uint64_t replica_lost;
+    uint64_t tasks_hedged; /* copies of an overdue batch's tasks queued again */
     uint64_t batches_completed;
 } cl__sched_stats;
 
@@ -126,10 +129,12 @@ void cl__sched_pull(cl__sched *s, cl__outbox *ob, const char *model, const char 
 /* The same, with the number of batches the replica says it has completed
  * (-1: not said). A pull whose count is below the batches sent to it is a
  * repeat that crossed a batch on its way: it proves the replica alive but
- * does not complete the batch in flight. */
+ * does not complete the batch in flight, unless reconnected (the replica's
+ * connection was made again since: what was sent before it may be lost,
+ * so the batch is queued again at once). */
 void cl__sched_pull_counted(cl__sched *s, cl__outbox *ob, const char *model,
                             const char *version, uint32_t replica_id, int64_t completed,
-                            uint64_t now_wall_us, uint64_t now_mono_us);
+                            bool reconnected, uint64_t now_wall_us, uint64_t now_mono_us);
 /* A heartbeat state change ("starting", "ready", ...) or a removal. A
  * removed, "failed" or "stopped" replica's batch in flight is answered 4;
  * when the version has no ready replica left its queue is answered 3. */

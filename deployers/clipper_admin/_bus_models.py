@@ -23,9 +23,21 @@ def ping_admin(bus, timeout_ms):
     return False
 
 
-def check_start_args(manager, cache_size, num_frontend_replicas):
-    """Clipper's refusal of frontend scale-out, and a valid cache size."""
-    if num_frontend_replicas != 1:
+def check_start_args(manager, cache_size, num_frontend_replicas, max_frontends=1):
+    """Clipper's refusal of frontend scale-out (beyond max_frontends: a
+    LocalContainerManager runs two, which share the query port), and a
+    valid cache size."""
+    if (isinstance(num_frontend_replicas, bool) or not isinstance(num_frontend_replicas, int)
+            or num_frontend_replicas < 1):
+        raise ClipperException(
+            "num_frontend_replicas must be a whole number >= 1, got {!r}".format(
+                num_frontend_replicas))
+    if max_frontends > 1 and num_frontend_replicas > max_frontends:
+        raise ClipperException(
+            "{} runs at most {} query frontends on this machine (they share the query "
+            "port), got num_frontend_replicas={}".format(manager, max_frontends,
+                                                         num_frontend_replicas))
+    if num_frontend_replicas > max_frontends:
         raise ClipperException(
             "{}'s query frontend scale-out hasn't been "
             "implemented. Please set num_frontend_replicas=1 or start more frontends "

@@ -257,8 +257,10 @@ class LocalContainerManager(BusModels, ContainerManager):
             return False
 
     def _start_args(self, binary, nats_port, cache_size, num_frontend_replicas):
-        check_start_args("LocalContainerManager", cache_size, num_frontend_replicas)
+        check_start_args("LocalContainerManager", cache_size, num_frontend_replicas,
+                         max_frontends=2)
         args = [binary, "start", "--prefix", self.prefix,
+                "--frontends", str(num_frontend_replicas),
                 "--http-port", str(self.clipper_query_port),
                 "--admin-port", str(self.clipper_management_port),
                 "--metrics-port", str(self.prometheus_port),

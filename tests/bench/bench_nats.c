@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ typedef struct {
     uint64_t slo_us;   /* open-loop: a prediction later than this is late */
     int grace_ms;      /* open-loop: wait this long for the last replies */
     int http_floor;    /* serve the HTTP floor on this port */
+    const char *timeline; /* open-loop: one line per request written here */
+    int vary;             /* open-loop: request i's first input number is i */
 } bench_opts;
 
 /* A reply that is a default output or an error is counted apart: a fast
@@ -263,12 +266,16 @@ typedef struct {
     uint64_t answered, dup;
 } open_state;
 
+/* A prediction only when the reply has an output and is not a default: a
+ * "no responders" status (nobody subscribed: the frontend was down) or any
+ * other reply is an error. */
 static int reply_kind(const cl_msg *msg)
 {
     const char *d = cl_msg_data(msg);
     if (strstr(d, "\"default\":true") != NULL)
         return 2;
-    if (strstr(d, "\"error\"") != NULL)
+    if (cl_msg_is_no_responders(msg) || strstr(d, "\"error\"") != NULL ||
+        strstr(d, "\"output\"") == NULL)
         return 3;
     return 1;
 }
@@ -333,6 +340,15 @@ static int open_loop(const bench_opts *o)
     }
     cl_bus_flush(bus, 2000);
     size_t len = strlen(o->body);
+    /* --vary: the first number after the first '[' becomes the request's index. */
+    const char *vary_at = strchr(o->body, '['), *vary_rest = NULL;
+    char varied[4096];
+    bool vary_dot = false;
+    if (vary_at != NULL) {
+        vary_at++;
+        vary_rest = vary_at + strcspn(vary_at, ",]");
+        vary_dot = memchr(vary_at, '.', (size_t)(vary_rest - vary_at)) != NULL;
+    }
     uint64_t start = cl_mono_us() + 1000, sent = 0, max_behind = 0;
     double gap = 1e6 / o->rate;
     while (sent < st.total) {
@@ -354,7 +370,16 @@ static int open_loop(const bench_opts *o)
             st.sent_at[sent] = cl_mono_us();
             pthread_mutex_unlock(&st.mu);
             snprintf(reply, sizeof(reply), "_BENCH.%s.%" PRIu64, token, sent);
-            cl_bus_publish_request(bus, o->subject, reply, o->body, len);
+            if (o->vary && vary_at != NULL) {
+                /* A number written with a point stays a double ("7.5"). */
+                int n = snprintf(varied, sizeof(varied), "%.*s%" PRIu64 "%s%s",
+                                 (int)(vary_at - o->body), o->body, sent,
+                                 vary_dot ? ".5" : "", vary_rest);
+                if (n > 0 && (size_t)n < sizeof(varied))
+                    (void)cl_bus_publish_request(bus, o->subject, reply, varied, (size_t)n);
+            } else {
+                (void)cl_bus_publish_request(bus, o->subject, reply, o->body, len);
+            }
         }
     }
     double send_secs = (double)(cl_mono_us() - start) / 1e6;
@@ -391,6 +416,17 @@ static int open_loop(const bench_opts *o)
     }
     uint64_t dup = st.dup;
     pthread_mutex_unlock(&st.mu);
+    if (o->timeline != NULL) {
+        /* "<scheduled send, Unix µs> <kind: 0 never answered, 1 prediction,
+         * 2 default, 3 error> <latency µs>" per request, for the fault suite. */
+        FILE *tf = fopen(o->timeline, "w");
+        int64_t to_wall = (int64_t)cl_wall_us() - (int64_t)cl_mono_us();
+        for (uint64_t i = 0; tf != NULL && i < st.total; i++)
+            fprintf(tf, "%" PRId64 " %u %" PRIu64 "\n", (int64_t)st.sched[i] + to_wall,
+                    (unsigned)st.kind[i], st.lat[i]);
+        if (tf == NULL || fclose(tf) != 0)
+            fprintf(stderr, "bench: cannot write the timeline %s\n", o->timeline);
+    }
     qsort(all, nall, sizeof(uint64_t), cmp_u64);
     qsort(good, ngood, sizeof(uint64_t), cmp_u64);
     printf("{\"label\":\"%s\",\"kind\":\"open\",\"subject\":\"%s\",\"rate\":%.0f,\"seconds\":%.2f,"
@@ -479,7 +515,11 @@ static void usage(void)
             "  --window W  outstanding requests for throughput (default 256; 0 skips)\n"
             "  --rate R    open loop: R requests a second for --seconds (instead of\n"
             "              --count/--window), with --slo-us US and --grace-ms MS\n"
-            "  --http-floor PORT  serve a constant JSON reply over HTTP until killed\n");
+            "  --http-floor PORT  serve a constant JSON reply over HTTP until killed\n"
+            "  --timeline FILE  open loop: write each request's scheduled time (Unix us),\n"
+            "              outcome (0 none, 1 prediction, 2 default, 3 error) and latency\n"
+            "  --vary      open loop: request i's body has its first number replaced by i\n"
+            "              (so a prediction cache cannot answer it)\n");
 }
 
 int main(int argc, char **argv)
@@ -497,6 +537,10 @@ int main(int argc, char **argv)
         if (strcmp(a, "--echo-buffered") == 0) {
             o.echo = 1;
             o.echo_buffered = 1;
+            continue;
+        }
+        if (strcmp(a, "--vary") == 0) {
+            o.vary = 1;
             continue;
         }
         if (strcmp(a, "--echo-asap") == 0) {
@@ -530,6 +574,8 @@ int main(int argc, char **argv)
             o.grace_ms = atoi(v);
         else if (strcmp(a, "--http-floor") == 0)
             o.http_floor = atoi(v);
+        else if (strcmp(a, "--timeline") == 0)
+            o.timeline = v;
         else {
             usage();
             return 2;

@@ -217,6 +217,28 @@ static pid_t spawn_manager(const fixture *fx)
     return cl_test_spawn(argv);
 }
 
+/* Publishes one "ready" heartbeat of model:version as replica id, from a
+ * host and pid that are not the manager's (as a container's are not). */
+static void heartbeat(fixture *fx, const char *model, const char *version, const char *id)
+{
+    cl_replica_info info;
+    memset(&info, 0, sizeof(info));
+    snprintf(info.model, sizeof(info.model), "%s", model);
+    snprintf(info.version, sizeof(info.version), "%s", version);
+    info.replica_id = (uint32_t)strtoul(id, NULL, 10);
+    snprintf(info.state, sizeof(info.state), "ready");
+    snprintf(info.host, sizeof(info.host), "a-container-host");
+    info.pid = 1;
+    snprintf(info.input_type, sizeof(info.input_type), "doubles");
+    char subject[CL_SUBJECT_MAX];
+    cl_err err;
+    assert_int_equal(cl_subj_replica_hb(subject, fx->prefix, model, version, id, &err), CL_OK);
+    char *body = cl_heartbeat_encode(&info, "python-closure");
+    assert_int_equal(cl_bus_publish(fx->bus, subject, body, strlen(body)), CL_OK);
+    cl_bus_flush(fx->bus, 1000);
+    free(body);
+}
+
 /* ---- fixtures ----------------------------------------------------------- */
 
 static int setup_bus(void **state)
@@ -286,6 +308,12 @@ static void test_replicas_run_as_labelled_containers_and_scale_1_3_1_0(void **st
         const char *rid = cl_docker_label(&list[i], "ai.clipper.replica_id");
         assert_non_null(num);
         assert_non_null(rid);
+        /* The exact model and version, besides <model>_<version>. */
+        assert_string_equal(cl_docker_label(&list[i], LABEL_MODEL), "scale_1");
+        const char *lm = cl_docker_label(&list[i], "ai.clipper.model");
+        const char *lv = cl_docker_label(&list[i], "ai.clipper.version");
+        assert_string_equal(lm ? lm : "(none)", "scale");
+        assert_string_equal(lv ? lv : "(none)", "1");
         int r = atoi(num);
         assert_true(r >= 0 && r < 3);
         seen[r] = true;
@@ -466,38 +494,232 @@ static void test_stopping_the_manager_removes_its_containers_only(void **state)
     assert_int_equal(cl_docker_remove(engine, infra_id, true, &err), CL_OK);
 }
 
-static void test_leftovers_of_a_killed_manager_are_removed_at_start(void **state)
+/* One running replica container of the cluster as the engine lists it,
+ * with its labels ("" when it lacks one). */
+typedef struct {
+    char id[80];
+    char name[256];
+    char model[128];
+    char version[128];
+    char replica[16];
+    char replica_id[16];
+} labelled_container;
+
+static void copy_label(const cl_docker_container *c, const char *key, char *dst, size_t size)
 {
-    fixture *fx = *state; /* no manager yet */
-    put_model(fx, "left", "1", 2);
+    const char *v = cl_docker_label(c, key);
+    snprintf(dst, size, "%s", v ? v : "");
+}
+
+/* The cluster's running containers of model_version ("m_1"; NULL: any)
+ * into out (at most max); returns how many there are. */
+static size_t running_containers(const fixture *fx, const char *model_version,
+                                 labelled_container *out, size_t max)
+{
+    cl_docker_container *list;
+    size_t n = containers(fx->cluster_label, model_version, true, &list);
+    for (size_t i = 0; i < n && i < max; i++) {
+        labelled_container *c = &out[i];
+        snprintf(c->id, sizeof(c->id), "%s", list[i].id);
+        snprintf(c->name, sizeof(c->name), "%s", list[i].name);
+        copy_label(&list[i], "ai.clipper.model", c->model, sizeof(c->model));
+        copy_label(&list[i], "ai.clipper.version", c->version, sizeof(c->version));
+        copy_label(&list[i], "ai.clipper.replica", c->replica, sizeof(c->replica));
+        copy_label(&list[i], "ai.clipper.replica_id", c->replica_id, sizeof(c->replica_id));
+    }
+    cl_docker_list_free(list, n);
+    return n;
+}
+
+/* The cm.status entry of the replica in container id, or NULL (borrowed). */
+static const cJSON *status_of_container(const cJSON *list, const char *id)
+{
+    const cJSON *o;
+    cJSON_ArrayForEach(o, list)
+    {
+        const cJSON *c = cJSON_GetObjectItem(o, "container_id");
+        if (cJSON_IsString(c) && strcmp(c->valuestring, id) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+/* Runs a manager process until its replicas of model_version (want of
+ * them) run, then kills it with SIGKILL: it cannot clean up. */
+static void run_and_kill_manager(fixture *fx, const char *model_version, size_t want)
+{
     fx->proc = spawn_manager(fx);
     assert_true(fx->proc > 0);
-    expect_count(fx, "left_1", true, 2, 15000);
-    cl_docker_container *list;
-    size_t n = containers(fx->cluster_label, "left_1", true, &list);
-    assert_int_equal(n, 2);
-    char old[2][80];
-    snprintf(old[0], sizeof(old[0]), "%s", list[0].id);
-    snprintf(old[1], sizeof(old[1]), "%s", list[1].id);
-    cl_docker_list_free(list, n);
-
-    /* Killed: it cannot clean up; its containers live on. */
+    expect_count(fx, model_version, true, want, 15000);
     assert_int_equal(kill(fx->proc, SIGKILL), 0);
     assert_int_equal(cl_test_wait_exit(fx->proc, 5000), 128 + SIGKILL);
     fx->proc = 0;
-    cl_sleep_ms(700);
-    assert_true(container_exists(old[0]) && container_exists(old[1]));
+}
 
-    /* The next manager of the cluster removes them before anything else,
-     * then starts its own. */
+static void test_a_killed_managers_replicas_keep_running_and_the_next_one_adopts_them(
+    void **state)
+{
+    fixture *fx = *state; /* no manager yet */
+    /* Two versions with one old-style label, ai.clipper.model_container.label
+     * =ad_opt_1_0: only the exact model and version labels tell them apart. */
+    put_model(fx, "ad_opt", "1_0", 2);
+    put_model(fx, "ad", "opt_1_0", 1);
+    run_and_kill_manager(fx, "ad_opt_1_0", 3);
+    labelled_container old[4];
+    assert_int_equal(running_containers(fx, NULL, old, 4), 3);
+    cl_sleep_ms(700);
+    for (size_t i = 0; i < 3; i++) {
+        if (!container_exists(old[i].id))
+            fail_msg("container %s did not outlive its killed manager", old[i].name);
+    }
+
+    /* The next manager takes them as they are: none removed, none new. */
     assert_int_equal(start_manager(fx), 0);
-    assert_false(container_exists(old[0]));
-    assert_false(container_exists(old[1]));
-    expect_count(fx, "left_1", true, 2, 10000);
-    n = containers(fx->cluster_label, "left_1", true, &list);
-    for (size_t i = 0; i < n; i++)
-        assert_true(strcmp(list[i].id, old[0]) != 0 && strcmp(list[i].id, old[1]) != 0);
-    cl_docker_list_free(list, n);
+    for (size_t i = 0; i < 3; i++) {
+        if (!container_exists(old[i].id))
+            fail_msg("the new manager removed container %s instead of adopting it",
+                     old[i].name);
+    }
+    cJSON *st = NULL;
+    size_t shown = 0;
+    for (int waited = 0; waited <= 5000 && shown < 3; waited += 100) {
+        cJSON_Delete(st);
+        st = cm_status(fx);
+        shown = 0;
+        for (size_t i = 0; i < 3; i++)
+            shown += status_of_container(st, old[i].id) != NULL;
+        if (shown < 3)
+            cl_sleep_ms(100);
+    }
+    if (shown < 3)
+        fail_msg("cm.status shows %zu of the 3 adopted containers", shown);
+    unsigned of_ad_opt = 0, of_ad = 0;
+    for (size_t i = 0; i < 3; i++) {
+        const cJSON *e = status_of_container(st, old[i].id);
+        const char *model = cJSON_GetObjectItem(e, "model")->valuestring;
+        const char *version = cJSON_GetObjectItem(e, "version")->valuestring;
+        of_ad_opt += strcmp(model, "ad_opt") == 0 && strcmp(version, "1_0") == 0;
+        of_ad += strcmp(model, "ad") == 0 && strcmp(version, "opt_1_0") == 0;
+        /* Its exact labels, which adoption read. */
+        assert_string_equal(old[i].model, model);
+        assert_string_equal(old[i].version, version);
+        assert_string_equal(cJSON_GetObjectItem(e, "state")->valuestring, "running");
+        assert_string_equal(cJSON_GetObjectItem(e, "container_name")->valuestring, old[i].name);
+        assert_int_equal(cJSON_GetObjectItem(e, "replica")->valueint, atoi(old[i].replica));
+        assert_int_equal((long long)cJSON_GetObjectItem(e, "replica_id")->valuedouble,
+                         atoll(old[i].replica_id));
+        assert_int_equal(cJSON_GetObjectItem(e, "restarts")->valueint, 0);
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(e, "last_error")));
+        /* The image as the engine names it ("localhost/..." on podman). */
+        const char *image = cJSON_GetObjectItem(e, "image")->valuestring;
+        size_t li = strlen(image), lt = strlen(cl_test_image());
+        if (li < lt || strcmp(image + li - lt, cl_test_image()) != 0)
+            fail_msg("adopted container %s shows image '%s', not %s", old[i].name, image,
+                     cl_test_image());
+    }
+    assert_int_equal(of_ad_opt, 2);
+    assert_int_equal(of_ad, 1);
+    cJSON_Delete(st);
+
+    cl_sleep_ms(1500); /* and it starts none of its own meanwhile */
+    assert_int_equal(count(fx, NULL, false), 3);
+    labelled_container now[4];
+    assert_int_equal(running_containers(fx, NULL, now, 4), 3);
+    for (size_t i = 0; i < 3; i++) {
+        bool same = false;
+        for (size_t j = 0; j < 3; j++)
+            same = same || strcmp(now[i].id, old[j].id) == 0;
+        if (!same)
+            fail_msg("container %s is new: the old ones were not adopted", now[i].name);
+        /* Never restarted: its command ran once. */
+        char *log = NULL;
+        cl_err err;
+        assert_int_equal(cl_docker_logs(engine, now[i].id, 0, &log, &err), CL_OK);
+        const char *first = strstr(log, "fake replica:");
+        assert_non_null(first);
+        assert_null(strstr(first + 1, "fake replica:"));
+        free(log);
+    }
+
+    /* Their heartbeats are matched by the replica ids the labels carry. */
+    size_t ready = 0;
+    for (int i = 0; i < 30 && ready < 3; i++) {
+        for (size_t k = 0; k < 3; k++)
+            heartbeat(fx, old[k].model, old[k].version, old[k].replica_id);
+        cl_sleep_ms(100);
+        st = cm_status(fx);
+        ready = 0;
+        for (size_t k = 0; k < 3; k++) {
+            const cJSON *e = status_of_container(st, old[k].id);
+            const cJSON *h = e ? cJSON_GetObjectItem(e, "heartbeat") : NULL;
+            ready += cJSON_IsString(h) && strcmp(h->valuestring, "ready") == 0;
+        }
+        cJSON_Delete(st);
+    }
+    assert_int_equal(ready, 3);
+
+    /* A manager that stops normally removes what it adopted too. */
+    cl_manager_free(fx->mgr);
+    fx->mgr = NULL;
+    assert_int_equal(count(fx, NULL, false), 0);
+}
+
+static void test_an_exited_or_unlabelled_leftover_is_removed_not_adopted(void **state)
+{
+    fixture *fx = *state; /* no manager yet */
+    put_model(fx, "rest", "1", 2);
+    run_and_kill_manager(fx, "rest_1", 2);
+    labelled_container old[3];
+    assert_int_equal(running_containers(fx, "rest_1", old, 3), 2);
+    const labelled_container *exited = &old[0], *alive = &old[1];
+    cl_err err;
+    assert_int_equal(cl_docker_kill(engine, exited->id, "SIGKILL", &err), CL_OK);
+    expect_count(fx, "rest_1", true, 1, 5000);
+
+    /* A running replica container as an older manager labelled them:
+     * no exact model and version. */
+    char legacy[128], legacy_id[80];
+    snprintf(legacy, sizeof(legacy), "%s-rest-1-1-legacy", fx->cluster);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "Image", cl_test_image());
+    cJSON_AddItemToObject(c, "Cmd", cJSON_CreateStringArray((const char *[]){"sleep", "60"}, 2));
+    cJSON *labels = cJSON_AddObjectToObject(c, "Labels");
+    cJSON_AddStringToObject(labels, LABEL_CLUSTER, fx->cluster);
+    cJSON_AddStringToObject(labels, LABEL_MODEL, "rest_1");
+    cJSON_AddStringToObject(labels, "ai.clipper.replica", "1");
+    cJSON_AddStringToObject(labels, "ai.clipper.replica_id", "12345");
+    cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
+    cJSON_AddStringToObject(host, "NetworkMode", network);
+    assert_int_equal(cl_docker_create(engine, legacy, c, legacy_id, sizeof(legacy_id), &err),
+                     CL_OK);
+    cJSON_Delete(c);
+    assert_int_equal(cl_docker_start(engine, legacy_id, &err), CL_OK);
+    expect_count(fx, "rest_1", true, 2, 5000);
+
+    /* Removed while the manager starts; the running one kept. */
+    assert_int_equal(start_manager(fx), 0);
+    assert_false(container_exists(exited->id));
+    assert_false(container_exists(legacy_id));
+    if (!container_exists(alive->id))
+        fail_msg("the new manager removed the running container %s instead of adopting it",
+                 alive->name);
+    /* It starts one to make up the two. */
+    expect_count(fx, "rest_1", true, 2, 10000);
+    cl_sleep_ms(1200);
+    assert_int_equal(count(fx, "rest_1", false), 2);
+    assert_true(container_exists(alive->id));
+    cJSON *st = cm_status(fx);
+    const cJSON *e = status_of_container(st, alive->id);
+    assert_non_null(e);
+    assert_int_equal(cJSON_GetObjectItem(e, "replica")->valueint, atoi(alive->replica));
+    assert_int_equal(cJSON_GetObjectItem(e, "restarts")->valueint, 0);
+    const cJSON *other = mt_status_entry(st, "rest", 1 - atoi(alive->replica));
+    assert_non_null(other);
+    const cJSON *oid = cJSON_GetObjectItem(other, "container_id");
+    assert_true(cJSON_IsString(oid));
+    assert_true(strcmp(oid->valuestring, alive->id) != 0 &&
+                strcmp(oid->valuestring, exited->id) != 0);
+    cJSON_Delete(st);
 }
 
 static void test_sigterm_of_manager_process_removes_its_containers(void **state)
@@ -512,28 +734,6 @@ static void test_sigterm_of_manager_process_removes_its_containers(void **state)
     fx->proc = code < 0 ? fx->proc : 0;
     assert_int_equal(code, 0);
     assert_int_equal(count(fx, "term_1", false), 0);
-}
-
-/* Publishes one "ready" heartbeat of model:version as replica id, from a
- * host and pid that are not the manager's (as a container's are not). */
-static void heartbeat(fixture *fx, const char *model, const char *version, const char *id)
-{
-    cl_replica_info info;
-    memset(&info, 0, sizeof(info));
-    snprintf(info.model, sizeof(info.model), "%s", model);
-    snprintf(info.version, sizeof(info.version), "%s", version);
-    info.replica_id = (uint32_t)strtoul(id, NULL, 10);
-    snprintf(info.state, sizeof(info.state), "ready");
-    snprintf(info.host, sizeof(info.host), "a-container-host");
-    info.pid = 1;
-    snprintf(info.input_type, sizeof(info.input_type), "doubles");
-    char subject[CL_SUBJECT_MAX];
-    cl_err err;
-    assert_int_equal(cl_subj_replica_hb(subject, fx->prefix, model, version, id, &err), CL_OK);
-    char *body = cl_heartbeat_encode(&info, "python-closure");
-    assert_int_equal(cl_bus_publish(fx->bus, subject, body, strlen(body)), CL_OK);
-    cl_bus_flush(fx->bus, 1000);
-    free(body);
 }
 
 static void test_heartbeats_match_by_replica_id_and_a_silent_container_is_replaced(void **state)
@@ -985,8 +1185,11 @@ int main(void)
             test_container_ignoring_sigterm_is_killed_and_removed_after_grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stopping_the_manager_removes_its_containers_only,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leftovers_of_a_killed_manager_are_removed_at_start,
-                                        setup_bus, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_killed_managers_replicas_keep_running_and_the_next_one_adopts_them, setup_bus,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_exited_or_unlabelled_leftover_is_removed_not_adopted, setup_bus, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_of_manager_process_removes_its_containers,
                                         setup_bus, teardown),
         cmocka_unit_test_setup_teardown(
@@ -1003,6 +1206,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_manager_process_option_errors),
     };
+    /* DOCKER_TEST_FILTER=test_a_killed* runs only the tests it matches. */
+    const char *filter = getenv("DOCKER_TEST_FILTER");
+    if (filter != NULL && filter[0] != '\0')
+        cmocka_set_test_filter(filter);
     rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     cl_docker_free(engine);
     return rc;

@@ -14,6 +14,7 @@ skips them instead.
 import io
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -372,6 +373,68 @@ def test_a_killed_or_removed_replica_container_is_replaced_while_queries_answer(
     assert after and all(r["default"] is False and r["output"] == 2.0 for _, r in after)
     # Fewer than a quarter of the answers fell back to the default.
     assert len(defaults) * 4 < len(q.answers)
+
+
+def test_a_killed_manager_restarted_adopts_its_replica_containers_while_queries_answer(
+        engine, clusters):
+    """The manager actor is PID 1 of <cluster>-manager, with no supervisor
+    in the container and, by default, no restart policy: nothing would
+    bring it back. This cluster's containers get the restart policy
+    on-failure (extra_container_kwargs; it does not reach the replica
+    containers), so the engine restarts the manager when its process is
+    killed with SIGKILL. Its replica containers serve throughout and the
+    restarted manager adopts them."""
+    c = clusters.start("adopt", extra_container_kwargs={
+        "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 3}})
+    name = c.cm.cluster_name
+    app = unique("adopt")
+    endpoint(c, app, replicas=2)
+    c.cm.wait_for_replicas(app, 1, 2, 60)
+    first_answer(c, app, [1.0, 1.0], timeout=60)
+    before = sorted(r.id for r in replicas_of(engine, name, app, 1))
+    assert len(before) == 2
+    manager = engine.containers.get(name + "-manager")
+    killed = manager.attrs["State"]["Pid"]
+
+    def restarted():
+        manager.reload()
+        return manager.status == "running" and manager.attrs["State"]["Pid"] not in (0, killed)
+
+    def adopted():
+        try:
+            st = json.loads(c.cm.bus.request("{}.cm.status".format(c.cm.prefix), b"{}",
+                                             2000).decode())
+        except Exception:  # noqa: BLE001 - not answering yet
+            return None
+        rows = [r for r in (st if isinstance(st, list) else st.get("replicas", []))
+                if r.get("model") == app]
+        return rows if sorted(r.get("container_id") for r in rows) == before else None
+
+    q = Querier(c, app)
+    q.start()
+    try:
+        time.sleep(0.5)
+        os.kill(killed, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_until("the engine to restart the manager's container", restarted, 30, 0.05)
+        rows = wait_until("the restarted manager to list the same replica containers",
+                          adopted, 30, 0.1)
+        print("manager killed: restarted by the engine and listing the adopted containers "
+              "after {:.2f} s".format(time.monotonic() - t0))
+        assert all(r.get("state") == "running" and r.get("restarts") == 0 for r in rows), rows
+        time.sleep(3.0)  # long enough for a manager that replaced them to have started others
+    finally:
+        q.stop()
+    # The same containers, and no other.
+    assert sorted(r.id for r in replicas_of(engine, name, app, 1, running=False)) == before
+    statuses = [s for s, _ in q.answers]
+    defaults = [r for s, r in q.answers if s == 200 and r.get("default")]
+    print("{} queries while the manager was killed and restarted: {} not 200, {} default"
+          .format(len(q.answers), len([s for s in statuses if s != 200]), len(defaults)))
+    assert len(q.answers) > 20
+    assert all(s == 200 for s in statuses), q.answers[:20]
+    assert all(r["default"] is False and r["output"] == 2.0 for _, r in q.answers), [
+        r for _, r in q.answers if r["default"] is not False][:5]
 
 
 def test_a_replica_container_started_by_hand_joins_and_serves(engine, cluster):

@@ -158,7 +158,7 @@ static void test_random_ids_are_nonzero_31_bit_and_vary(void **state)
 static void test_pull_body_is_json_with_the_replica_id_and_completed_count(void **state)
 {
     (void)state;
-    char *body = cl__replica_pull_body(2147483647u, 42);
+    char *body = cl__replica_pull_body(2147483647u, 42, false);
     assert_non_null(body);
     cJSON *o = cJSON_Parse(body);
     assert_non_null(o);

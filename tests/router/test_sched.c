@@ -230,7 +230,7 @@ static void test_one_batch_in_flight_per_replica_until_it_pulls(void **state)
 static void test_repeat_pull_that_crossed_a_batch_does_not_complete_it(void **state)
 {
     fixture *f = *state;
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, T0, M0);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, false, T0, M0);
     cl__rtask *a[1] = {task(1, T0 + 50 * MS, 100000, "px.fe.a.results")};
     send_tasks(f, a, 1, T0, M0);
     cl__rtask *b[1] = {task(2, T0 + 50 * MS, 100000, "px.fe.a.results")};
@@ -239,20 +239,72 @@ static void test_repeat_pull_that_crossed_a_batch_does_not_complete_it(void **st
     take(f, &p);
     assert_int_equal(p.n_work, 1);
     /* The replica's idle repeat (still 0 completed) crossed batch 1. */
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, T0 + MS, M0 + MS);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, false, T0 + MS, M0 + MS);
     take(f, &p);
     assert_int_equal(p.n_work, 0);
     /* Batch 1 done: now task 2 goes. */
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 1, T0 + 2 * MS, M0 + 2 * MS);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 1, false, T0 + 2 * MS, M0 + 2 * MS);
     take(f, &p);
     assert_int_equal(p.n_work, 1);
     assert_int_equal(p.work_ids[0][0], 2);
 }
 
+static void test_a_pull_after_a_reconnect_queues_the_batch_in_flight_again_at_once(void **state)
+{
+    fixture *f = *state;
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, false, T0, M0);
+    cl__rtask *a[1] = {task(1, T0 + 5000 * MS, 10000000, "px.fe.a.results")};
+    send_tasks(f, a, 1, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    /* 4 ms later the replica's connection came back: the batch may have
+     * been sent before its subscription was: it goes out again now, not
+     * at the replica's next repeat a second later. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, true, T0 + 4 * MS, M0 + 4 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_ids[0][0], 1);
+    /* Without the flag the same pull is a repeat that crossed the batch. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, false, T0 + 8 * MS, M0 + 8 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0);
+}
+
+static void test_an_overdue_batch_is_hedged_to_another_ready_replica(void **state)
+{
+    fixture *f = *state;
+    /* Two replicas; replica 0 takes task 1, then stops answering. */
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 0, false, T0, M0);
+    cl__rtask *a[1] = {task(1, T0 + 5000 * MS, 10000000, "px.fe.a.results")};
+    send_tasks(f, a, 1, T0, M0);
+    published p;
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 7, 0, false, T0 + MS, M0 + MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0); /* nothing queued for it */
+    /* Before the hedge time (no pace known: 250 ms) nothing moves. */
+    cl__sched_expire(&f->s, &f->ob, T0 + 200 * MS, M0 + 200 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0);
+    /* After it, a copy of task 1 goes to replica 7. */
+    cl__sched_expire(&f->s, &f->ob, T0 + 260 * MS, M0 + 260 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 1);
+    assert_int_equal(p.work_ids[0][0], 1);
+    assert_int_equal(f->s.stats.tasks_hedged, 1);
+    /* Hedged once only. */
+    cl__sched_expire(&f->s, &f->ob, T0 + 600 * MS, M0 + 600 * MS);
+    take(f, &p);
+    assert_int_equal(p.n_work, 0);
+    assert_int_equal(f->s.stats.tasks_hedged, 1);
+}
+
 static void test_a_batch_lost_on_the_way_is_queued_again_on_a_later_idle_pull(void **state)
 {
     fixture *f = *state;
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, T0, M0);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, false, T0, M0);
     cl__rtask *a[2] = {task(1, T0 + 5000 * MS, 10000000, "px.fe.a.results"),
                        task(2, T0 + 5000 * MS, 10000000, "px.fe.a.results")};
     send_tasks(f, a, 2, T0, M0);
@@ -262,7 +314,7 @@ static void test_a_batch_lost_on_the_way_is_queued_again_on_a_later_idle_pull(vo
     assert_int_equal(p.work_len[0], 2);
     /* A second later the replica, idle all along, pulls again with the same
      * count: the batch never reached it, so it is sent again, not dropped. */
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, T0 + 1000 * MS, M0 + 1000 * MS);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 5, false, T0 + 1000 * MS, M0 + 1000 * MS);
     take(f, &p);
     assert_int_equal(p.n_work, 1);
     assert_int_equal(p.work_len[0], 2);
@@ -270,7 +322,7 @@ static void test_a_batch_lost_on_the_way_is_queued_again_on_a_later_idle_pull(vo
     assert_int_equal(p.work_ids[0][1], 2);
     assert_int_equal(p.n_results, 0);
     /* And it completes normally. */
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 6, T0 + 1001 * MS, M0 + 1001 * MS);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 6, false, T0 + 1001 * MS, M0 + 1001 * MS);
     take(f, &p);
     assert_int_equal(p.n_work, 0);
 }
@@ -279,18 +331,18 @@ static void test_pull_count_above_what_was_sent_resyncs_after_a_router_restart(v
 {
     fixture *f = *state;
     /* A new router meets a replica that has answered 41 batches before. */
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 41, T0, M0);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 41, false, T0, M0);
     cl__rtask *a[1] = {task(1, T0 + 50 * MS, 100000, "px.fe.a.results")};
     send_tasks(f, a, 1, T0, M0);
     published p;
     take(f, &p);
     assert_int_equal(p.n_work, 1);
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 41, T0 + MS, M0 + MS);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 41, false, T0 + MS, M0 + MS);
     cl__rtask *b[1] = {task(2, T0 + 50 * MS, 100000, "px.fe.a.results")};
     send_tasks(f, b, 1, T0 + MS, M0 + MS);
     take(f, &p);
     assert_int_equal(p.n_work, 0); /* 41 < 42 sent: still in flight */
-    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 42, T0 + 2 * MS, M0 + 2 * MS);
+    cl__sched_pull_counted(&f->s, &f->ob, "m", "1", 0, 42, false, T0 + 2 * MS, M0 + 2 * MS);
     take(f, &p);
     assert_int_equal(p.n_work, 1);
     assert_int_equal(p.work_ids[0][0], 2);
@@ -624,6 +676,8 @@ int main(void)
         T(test_one_batch_in_flight_per_replica_until_it_pulls),
         T(test_repeat_pull_that_crossed_a_batch_does_not_complete_it),
         T(test_pull_count_above_what_was_sent_resyncs_after_a_router_restart),
+        T(test_a_pull_after_a_reconnect_queues_the_batch_in_flight_again_at_once),
+        T(test_an_overdue_batch_is_hedged_to_another_ready_replica),
         T(test_a_batch_lost_on_the_way_is_queued_again_on_a_later_idle_pull),
         T(test_two_replicas_share_one_queue),
         T(test_adaptive_cap_grows_when_full_and_fast),
