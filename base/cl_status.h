@@ -33,6 +33,31 @@ typedef enum {
     CL__STATUS_COUNT
 } cl_status;
 
+/* Every function that returns a cl_status is declared CL_MUST_USE, so a
+ * caller that drops the status gets a warning (an error under -Werror):
+ * prototypes carry it after the parameter list, as `__attribute__((format))`
+ * is written; static functions before the return type (GCC takes no
+ * attribute after the parameters of a definition). Function pointer types
+ * that return a status carry it too. cl_err_set and cl_err_vset do not:
+ * they return the code they were given, for `return cl_err_set(...)`.
+ *
+ * GCC's warn_unused_result is not silenced by a (void) cast. A status that
+ * is deliberately dropped goes through cl_status_ignore, with the reason in
+ * a comment on the same line or just above, so a reader sees why the
+ * failure cannot matter there, such as "best effort: the next heartbeat
+ * publishes again" or "the connection is closing anyway":
+ *
+ *     cl_status_ignore(cl_bus_publish(bus, subject, body, n));
+ *
+ * A failure that matters is handled instead: logged with cl_status_text,
+ * counted, or returned. */
+#define CL_MUST_USE __attribute__((warn_unused_result))
+
+static inline void cl_status_ignore(cl_status s)
+{
+    (void)s;
+}
+
 /* A status plus a human-readable message that says what was wrong. */
 typedef struct {
     cl_status code;

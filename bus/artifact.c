@@ -106,7 +106,7 @@ static void upgrade(ctx *c, jsStreamInfo **si)
  * when create, an existing stream of the old, replaceable kind is updated
  * (upgrade). CL_ERR_NOT_FOUND (err not set) when it is not there and not
  * created. */
-static cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
+static CL_MUST_USE cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
 {
     cl_status st = cl__bus_js(bus, &c->js, err);
     if (st != CL_OK)
@@ -152,8 +152,8 @@ static cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_err *err)
 }
 
 /* Validates names, builds the base subject, finds (or creates) the stream. */
-static cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *version,
-                          bool create, cl_err *err)
+static CL_MUST_USE cl_status ctx_init(ctx *c, cl_bus *bus, const char *model, const char *version,
+                                      bool create, cl_err *err)
 {
     if (!cl_token_valid(model, "model name", err) || !cl_token_valid(version, "model version", err))
         return CL_ERR_INVALID;
@@ -209,7 +209,7 @@ typedef struct {
     char sha[CL_SHA256_HEX];
 } manifest;
 
-static cl_status parse_manifest(const natsMsg *m, manifest *mf, cl_err *err)
+static CL_MUST_USE cl_status parse_manifest(const natsMsg *m, manifest *mf, cl_err *err)
 {
     cJSON *root = NULL;
     const char *sha = NULL;
@@ -242,8 +242,8 @@ static cl_status parse_manifest(const natsMsg *m, manifest *mf, cl_err *err)
 
 /* Reads and checks the manifest of c->base. CL_ERR_NOT_FOUND (err not set)
  * when there is none: no artifact, or its upload has not finished. */
-static cl_status read_manifest(ctx *c, const char *model, const char *version, manifest *mf,
-                               cl_err *err)
+static CL_MUST_USE cl_status read_manifest(ctx *c, const char *model, const char *version,
+                                           manifest *mf, cl_err *err)
 {
     char subj[CL_SUBJECT_MAX + 32];
     snprintf(subj, sizeof(subj), "%s.meta", c->base);
@@ -268,8 +268,8 @@ static cl_status read_manifest(ctx *c, const char *model, const char *version, m
 
 /* Publishes one message of a new artifact, expecting its subject to be
  * empty. CL_ERR_EXISTS when it is not (someone else stored one). */
-static cl_status publish_new(ctx *c, const char *subj, const void *data, size_t len,
-                             const char *what, cl_err *err)
+static CL_MUST_USE cl_status publish_new(ctx *c, const char *subj, const void *data, size_t len,
+                                         const char *what, cl_err *err)
 {
     jsPubOptions po;
     jsPubOptions_Init(&po);

@@ -300,17 +300,17 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     if (s == NATS_OK && opts && opts->retry_forever)
         s = natsOptions_SetRetryOnFailedConnect(no, true, NULL, NULL);
     if (s != NATS_OK) {
-        cl__bus_status(s, err, "cannot set connection options");
+        cl_status st = cl__bus_status(s, err, "cannot set connection options");
         natsOptions_Destroy(no);
         cl_bus_free(bus);
-        return err ? err->code : CL_ERR_BUS;
+        return st;
     }
     s = natsConnection_Connect(&bus->nc, no);
     bus->no = no;
     if (s != NATS_OK) {
         cl_err e;
-        cl__bus_status(s, &e, "x");
-        cl_err_set(err, s == NATS_NO_SERVER ? CL_ERR_UNREACHABLE : e.code,
+        cl_status code = cl__bus_status(s, &e, "x");
+        cl_err_set(err, s == NATS_NO_SERVER ? CL_ERR_UNREACHABLE : code,
                    "cannot reach nats-server at %s: %s (is nats-server running? start one with "
                    "'clipper start' or pass --nats URL)",
                    url, s == NATS_NO_SERVER ? "no server is listening there" : e.msg + 3);

@@ -42,9 +42,9 @@ struct cl_bus {
  * like the first one (reconnects forever, same callbacks); name may be NULL. */
 natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, natsOptions **out);
 /* Translates a cnats status (and its last error text) into err. */
-cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what);
+cl_status cl__bus_status(natsStatus s, cl_err *err, const char *what) CL_MUST_USE;
 /* The connection's JetStream context (created once, thread-safe). */
-cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err);
+cl_status cl__bus_js(cl_bus *bus, jsCtx **out, cl_err *err) CL_MUST_USE;
 /* cl_bus_opts.state_replicas as connected (1 .. 5). */
 int cl__bus_state_replicas(const cl_bus *bus);
 

@@ -42,7 +42,7 @@ void cl_bus_opts_init(cl_bus_opts *opts);
 
 /* Connects. On failure err says which URL could not be reached and why.
  * Once connected, the connection reconnects forever on its own. */
-cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err);
+cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err) CL_MUST_USE;
 /* Flushes, closes and frees. NULL is a no-op. */
 void cl_bus_free(cl_bus *bus);
 
@@ -52,19 +52,21 @@ const char *cl_bus_url(const cl_bus *bus);
 int64_t cl_bus_max_payload(const cl_bus *bus);
 bool cl_bus_is_connected(const cl_bus *bus);
 
-cl_status cl_bus_publish(cl_bus *bus, const char *subject, const void *data, size_t len);
+cl_status cl_bus_publish(cl_bus *bus, const char *subject, const void *data, size_t len)
+    CL_MUST_USE;
 cl_status cl_bus_publish_request(cl_bus *bus, const char *subject, const char *reply,
-                                 const void *data, size_t len);
+                                 const void *data, size_t len) CL_MUST_USE;
 /* Opens a second connection for cl_bus_publish_batched: it does not write
  * each publish at once (whatever send_asap says) but lets cnats' flusher
  * write what accumulated, about every millisecond, so many publishes share
  * one write. Call it once, before the bus is used from other threads. */
-cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err);
+cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err) CL_MUST_USE;
 /* Publishes through the batched connection (cl_bus_publish when none is
  * open): for messages sent while more work is already pending, where one
  * write for many beats one write each. Its order relative to messages sent
  * with cl_bus_publish is not kept. */
-cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *data, size_t len);
+cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *data, size_t len)
+    CL_MUST_USE;
 /* Has what cl_bus_publish_batched buffered written now, by the batched
  * connection's writer thread, instead of when cnats' flusher gets to it
  * (it waits a millisecond to gather more). Call it after the last publish
@@ -72,25 +74,25 @@ cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *d
  * share the next one. A no-op without a batched connection. */
 void cl_bus_write_batched(cl_bus *bus);
 /* Pushes buffered outgoing data now (a round trip to the server). */
-cl_status cl_bus_flush(cl_bus *bus, int timeout_ms);
+cl_status cl_bus_flush(cl_bus *bus, int timeout_ms) CL_MUST_USE;
 
 /* Blocking request/reply. Never call from a bus callback. On success *reply
  * is owned by the caller (cl_msg_free). CL_ERR_NO_RESPONDERS when nobody
  * listens, CL_ERR_TIMEOUT when nobody answered in time. */
 cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, size_t len,
-                         int timeout_ms, cl_msg **reply);
+                         int timeout_ms, cl_msg **reply) CL_MUST_USE;
 
 /* Callback subscription. The callback owns msg and must cl_msg_free it. */
 typedef void (*cl_msg_cb)(cl_bus *bus, cl_msg *msg, void *closure);
 /* queue may be NULL (every subscriber gets every message) or a queue group. */
 cl_status cl_bus_subscribe(cl_sub **out, cl_bus *bus, const char *subject, const char *queue,
-                           cl_msg_cb cb, void *closure);
+                           cl_msg_cb cb, void *closure) CL_MUST_USE;
 /* Pull subscription: read it with cl_sub_next from a thread of your own. */
 cl_status cl_bus_subscribe_sync(cl_sub **out, cl_bus *bus, const char *subject,
-                                const char *queue);
+                                const char *queue) CL_MUST_USE;
 /* Next message, waiting up to timeout_ms (0: do not wait). CL_ERR_TIMEOUT
  * when none arrived; CL_ERR_CLOSED once the subscription is gone. */
-cl_status cl_sub_next(cl_sub *sub, cl_msg **out, int timeout_ms);
+cl_status cl_sub_next(cl_sub *sub, cl_msg **out, int timeout_ms) CL_MUST_USE;
 /* Messages received by the client but not yet delivered to the callback. */
 int cl_sub_pending(cl_sub *sub);
 /* Unsubscribes and frees. After it returns no callback of sub runs. NULL is a no-op. */
@@ -103,7 +105,7 @@ size_t cl_msg_len(const cl_msg *msg);
 /* True when a request got the "no responders" status instead of a reply. */
 bool cl_msg_is_no_responders(const cl_msg *msg);
 /* Publishes data to the message's reply subject (no-op when it has none). */
-cl_status cl_msg_respond(cl_bus *bus, const cl_msg *msg, const void *data, size_t len);
+cl_status cl_msg_respond(cl_bus *bus, const cl_msg *msg, const void *data, size_t len) CL_MUST_USE;
 void cl_msg_free(cl_msg *msg);
 
 /* A unique token usable in subjects (for inboxes and ids): [A-Za-z0-9]{22}. */

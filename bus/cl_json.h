@@ -18,32 +18,40 @@
  * Stricter than cJSON: a key may appear once per object, and no string or
  * key may hold U+0000 (cJSON would cut it there): "field 'name' contains a
  * NUL character (\u0000), which is not allowed". */
-cl_status cl_json_parse(cJSON **out, const void *data, size_t len, cl_err *err);
+cl_status cl_json_parse(cJSON **out, const void *data, size_t len, cl_err *err) CL_MUST_USE;
 /* cl_json_parse for a body from a client (an admin command): the text must
  * also be UTF-8 (no overlong forms, no surrogates), without raw control
  * characters in strings. Messages between actors are parsed without these
  * two checks: they are what cJSON printed, and a text one of them cut at a
  * byte count (a heartbeat's cause) may end inside a UTF-8 sequence. */
-cl_status cl_json_parse_body(cJSON **out, const void *data, size_t len, cl_err *err);
+cl_status cl_json_parse_body(cJSON **out, const void *data, size_t len, cl_err *err) CL_MUST_USE;
 /* Like cl_json_parse but also requires the top level to be an object. */
-cl_status cl_json_parse_object(cJSON **out, const void *data, size_t len, cl_err *err);
+cl_status cl_json_parse_object(cJSON **out, const void *data, size_t len, cl_err *err) CL_MUST_USE;
 
 /* Required fields. The returned string is borrowed from obj. */
-cl_status cl_json_get_string(const cJSON *obj, const char *field, const char **out, cl_err *err);
-cl_status cl_json_get_int(const cJSON *obj, const char *field, int64_t *out, cl_err *err);
-cl_status cl_json_get_bool(const cJSON *obj, const char *field, bool *out, cl_err *err);
-cl_status cl_json_get_array(const cJSON *obj, const char *field, const cJSON **out, cl_err *err);
+cl_status cl_json_get_string(const cJSON *obj, const char *field, const char **out, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_json_get_int(const cJSON *obj, const char *field, int64_t *out, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_json_get_bool(const cJSON *obj, const char *field, bool *out, cl_err *err) CL_MUST_USE;
+cl_status cl_json_get_array(const cJSON *obj, const char *field, const cJSON **out, cl_err *err)
+    CL_MUST_USE;
 /* An array whose every element is a string. */
-cl_status cl_json_get_string_array(const cJSON *obj, const char *field, const cJSON **out, cl_err *err);
+cl_status cl_json_get_string_array(const cJSON *obj, const char *field, const cJSON **out, cl_err *err)
+    CL_MUST_USE;
 
 /* Optional fields: CL_OK and *present=false when absent; a present field of
  * the wrong type is still an error. */
-cl_status cl_json_opt_string(const cJSON *obj, const char *field, const char **out, bool *present, cl_err *err);
-cl_status cl_json_opt_int(const cJSON *obj, const char *field, int64_t *out, bool *present, cl_err *err);
-cl_status cl_json_opt_bool(const cJSON *obj, const char *field, bool *out, bool *present, cl_err *err);
+cl_status cl_json_opt_string(const cJSON *obj, const char *field, const char **out, bool *present, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_json_opt_int(const cJSON *obj, const char *field, int64_t *out, bool *present, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_json_opt_bool(const cJSON *obj, const char *field, bool *out, bool *present, cl_err *err)
+    CL_MUST_USE;
 
 /* Rejects fields not in allowed (NULL-terminated): "unknown field 'x'". */
-cl_status cl_json_only_fields(const cJSON *obj, const char *const *allowed, cl_err *err);
+cl_status cl_json_only_fields(const cJSON *obj, const char *const *allowed, cl_err *err)
+    CL_MUST_USE;
 
 /* ---- what cJSON does not check, for other strict parsers too ---- */
 
@@ -63,11 +71,11 @@ const char *cl_json_scan_string(const char *t, size_t len, size_t *pos, bool *nu
 /* Appends the bytes of the string literal at t[pos] (its opening quote,
  * checked by cl_json_scan_string) to out, escapes resolved and U+0000
  * kept. CL_ERR_NOMEM, or CL_ERR_INVALID for a literal it would refuse. */
-cl_status cl_json_unescape(const char *t, size_t len, size_t pos, cl_buf *out);
+cl_status cl_json_unescape(const char *t, size_t len, size_t pos, cl_buf *out) CL_MUST_USE;
 
 /* Refuses an object, at any depth under item, that holds a key twice:
  * "duplicate key 'k'" (with " in 'path'" when nested). */
-cl_status cl_json_unique_keys(const cJSON *item, cl_err *err);
+cl_status cl_json_unique_keys(const cJSON *item, cl_err *err) CL_MUST_USE;
 
 /* "string", "number", "object", ... for messages. */
 const char *cl_json_type_name(const cJSON *item);

@@ -26,26 +26,27 @@ typedef struct cl_kv cl_kv;
 typedef struct cl_kv_watch cl_kv_watcher;
 
 /* Opens the cluster's bucket, creating it (file storage) if needed. */
-cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err);
+cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err) CL_MUST_USE;
 void cl_kv_free(cl_kv *kv);
 
 /* *value is malloc'd and NUL-terminated (free it). CL_ERR_NOT_FOUND when the
  * key is absent or deleted. rev may be NULL. */
 cl_status cl_kv_get(cl_kv *kv, const char *key, char **value, size_t *len, uint64_t *rev,
-                    cl_err *err);
+                    cl_err *err) CL_MUST_USE;
 /* CL_ERR_EXISTS when the key holds a value. rev may be NULL. */
 cl_status cl_kv_create(cl_kv *kv, const char *key, const void *value, size_t len, uint64_t *rev,
-                       cl_err *err);
+                       cl_err *err) CL_MUST_USE;
 cl_status cl_kv_put(cl_kv *kv, const char *key, const void *value, size_t len, uint64_t *rev,
-                    cl_err *err);
+                    cl_err *err) CL_MUST_USE;
 /* CL_ERR_CONFLICT when the key's revision is no longer last_rev. */
 cl_status cl_kv_update(cl_kv *kv, const char *key, const void *value, size_t len,
-                       uint64_t last_rev, uint64_t *rev, cl_err *err);
+                       uint64_t last_rev, uint64_t *rev, cl_err *err) CL_MUST_USE;
 /* Deleting an absent key is CL_OK. */
-cl_status cl_kv_delete(cl_kv *kv, const char *key, cl_err *err);
+cl_status cl_kv_delete(cl_kv *kv, const char *key, cl_err *err) CL_MUST_USE;
 /* Keys currently holding values that start with prefix (NULL: all).
  * *keys is a malloc'd array of malloc'd strings; free with cl_kv_keys_free. */
-cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count, cl_err *err);
+cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count, cl_err *err)
+    CL_MUST_USE;
 void cl_kv_keys_free(char **keys, size_t count);
 
 /* key is NULL exactly once, after the initial values (even when the bucket
@@ -55,7 +56,7 @@ typedef void (*cl_kv_watch_cb)(void *closure, const char *key, const char *value
 /* Watches keys matching pattern (NATS wildcards, e.g. "app.*" or ">").
  * Runs cb from its own thread until cl_kv_watch_free. */
 cl_status cl_kv_watch(cl_kv_watcher **out, cl_kv *kv, const char *pattern, cl_kv_watch_cb cb,
-                      void *closure, cl_err *err);
+                      void *closure, cl_err *err) CL_MUST_USE;
 /* Stops the watcher and joins its thread; no callback runs after. */
 void cl_kv_watch_free(cl_kv_watcher *w);
 

@@ -23,7 +23,7 @@
 typedef struct cl_loop cl_loop;
 
 /* Opens the loop's connection (to bus' server, with bus' prefix). */
-cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err);
+cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err) CL_MUST_USE;
 /* Flushes what is still buffered, closes and frees. No thread may run the
  * loop any more. NULL is a no-op. */
 void cl_loop_free(cl_loop *loop);
@@ -32,7 +32,7 @@ void cl_loop_free(cl_loop *loop);
  * bus passed to it is the loop's bus). queue may be NULL. Call it before
  * the loop runs or from the thread that runs it. */
 cl_status cl_loop_subscribe(cl_loop *loop, const char *subject, const char *queue, cl_msg_cb cb,
-                            void *closure);
+                            void *closure) CL_MUST_USE;
 /* Ends the subscription on subject (made with cl_loop_subscribe); its
  * messages not yet handled are dropped. Same threads as cl_loop_subscribe. */
 void cl_loop_unsubscribe(cl_loop *loop, const char *subject);
@@ -42,18 +42,19 @@ void cl_loop_on_turn_end(cl_loop *loop, void (*fn)(void *closure), void *closure
 /* Waits until the server has seen every subscription made so far (a
  * message to ourselves comes back), running the loop meanwhile without
  * calling any callback. CL_ERR_TIMEOUT when it did not within timeout_ms. */
-cl_status cl_loop_sync(cl_loop *loop, int timeout_ms);
+cl_status cl_loop_sync(cl_loop *loop, int timeout_ms) CL_MUST_USE;
 
 /* Waits up to timeout_ms (0: do not wait) for messages, runs their
  * callbacks, then writes what they published. CL_OK when at least one
  * callback ran, CL_ERR_TIMEOUT when none did. */
-cl_status cl_loop_run(cl_loop *loop, int timeout_ms);
+cl_status cl_loop_run(cl_loop *loop, int timeout_ms) CL_MUST_USE;
 
 /* Publishes on the loop's connection. From a callback of the loop:
  * buffered and written when the callbacks of this turn are done. From any
  * thread outside a turn: written at once (what a full socket does not take
  * is left to the thread that runs the loop). */
-cl_status cl_loop_publish(cl_loop *loop, const char *subject, const void *data, size_t len);
+cl_status cl_loop_publish(cl_loop *loop, const char *subject, const void *data, size_t len)
+    CL_MUST_USE;
 
 cl_bus *cl_loop_bus(const cl_loop *loop);
 

@@ -27,7 +27,8 @@ typedef struct {
     void *closure;
 } cl_service_info;
 
-cl_status cl_service_start(cl_service **out, cl_bus *bus, const cl_service_info *info, cl_err *err);
+cl_status cl_service_start(cl_service **out, cl_bus *bus, const cl_service_info *info, cl_err *err)
+    CL_MUST_USE;
 /* Counts a handled request (and an error when is_error) for STATS. Thread-safe. */
 void cl_service_count(cl_service *svc, int is_error, uint64_t processing_ns);
 const char *cl_service_id(const cl_service *svc);

@@ -33,32 +33,38 @@ bool cl_token_valid(const char *token, const char *what, cl_err *err);
  * NULL. Returns CL_ERR_INVALID (with err) on a bad token, CL_ERR_TOO_LARGE
  * when out (CL_SUBJECT_MAX bytes) is too small. */
 cl_status cl_subject_build(char out[CL_SUBJECT_MAX], cl_err *err, const char *prefix, ...)
-    __attribute__((sentinel));
+    __attribute__((sentinel)) CL_MUST_USE;
 
 /* Convenience builders (all validate their tokens). */
-cl_status cl_subj_predict(char out[CL_SUBJECT_MAX], const char *prefix, const char *app, cl_err *err);
-cl_status cl_subj_update(char out[CL_SUBJECT_MAX], const char *prefix, const char *app, cl_err *err);
-cl_status cl_subj_admin(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err);
+cl_status cl_subj_predict(char out[CL_SUBJECT_MAX], const char *prefix, const char *app, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_subj_update(char out[CL_SUBJECT_MAX], const char *prefix, const char *app, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_subj_admin(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err)
+    CL_MUST_USE;
 cl_status cl_subj_route_task(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
-                             const char *version, cl_err *err);
+                             const char *version, cl_err *err) CL_MUST_USE;
 cl_status cl_subj_route_pull(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
-                             const char *version, cl_err *err);
-cl_status cl_subj_route_stats(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err);
+                             const char *version, cl_err *err) CL_MUST_USE;
+cl_status cl_subj_route_stats(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
+    CL_MUST_USE;
 cl_status cl_subj_replica_work(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
-                               const char *version, const char *replica, cl_err *err);
+                               const char *version, const char *replica, cl_err *err) CL_MUST_USE;
 cl_status cl_subj_replica_hb(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
-                             const char *version, const char *replica, cl_err *err);
+                             const char *version, const char *replica, cl_err *err) CL_MUST_USE;
 cl_status cl_subj_fe_results(char out[CL_SUBJECT_MAX], const char *prefix, const char *frontend,
-                             cl_err *err);
-cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err);
+                             cl_err *err) CL_MUST_USE;
+cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err)
+    CL_MUST_USE;
 /* <p>.route.hello: every router says, every 100 ms, who it is and whether
  * it leads (JSON {"id","leader","epoch"}); replicas and frontends follow the
  * leader. */
-cl_status cl_subj_route_hello(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err);
+cl_status cl_subj_route_hello(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
+    CL_MUST_USE;
 /* <p>.sv.status (each supervisor's status, published) and <p>.sv.list
  * (request: every supervisor answers with its status). */
 cl_status cl_subj_supervisor(char out[CL_SUBJECT_MAX], const char *prefix, const char *what,
-                             cl_err *err);
+                             cl_err *err) CL_MUST_USE;
 
 /* Checks a subject taken from a message before anything publishes to it:
  * 1..CL_SUBJECT_MAX-1 bytes of printable ASCII (no whitespace, CR, LF,

@@ -66,21 +66,21 @@ typedef struct {
 
 /* Writers append to a cl_buf; begin writes the header, add appends one item
  * and bumps the count. */
-cl_status cl_wire_tasks_begin(cl_buf *out);
-cl_status cl_wire_tasks_add(cl_buf *out, const cl_task *task);
+cl_status cl_wire_tasks_begin(cl_buf *out) CL_MUST_USE;
+cl_status cl_wire_tasks_add(cl_buf *out, const cl_task *task) CL_MUST_USE;
 uint32_t cl_wire_count(const cl_buf *buf);
 
-cl_status cl_wire_results_begin(cl_buf *out);
+cl_status cl_wire_results_begin(cl_buf *out) CL_MUST_USE;
 cl_status cl_wire_results_add(cl_buf *out, uint64_t task_id, uint8_t status, const void *data,
-                              uint32_t len);
+                              uint32_t len) CL_MUST_USE;
 
 /* Decoders. *out is malloc'd (free it); items point into data. A truncated
  * or malformed message gives CL_ERR_INVALID with err saying where. A task
  * batch is malformed as a whole when a task's reply subject is not one a
  * result may be published to (cl_subj_valid_publish). */
 cl_status cl_wire_tasks_decode(const void *data, size_t len, cl_task **out, uint32_t *count,
-                               cl_err *err);
+                               cl_err *err) CL_MUST_USE;
 cl_status cl_wire_results_decode(const void *data, size_t len, cl_result **out, uint32_t *count,
-                                 cl_err *err);
+                                 cl_err *err) CL_MUST_USE;
 
 #endif

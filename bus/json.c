@@ -264,7 +264,7 @@ static int cmp_keys(const void *a, const void *b)
 
 /* A key of obj that appears twice, or NULL. Small objects are compared
  * pairwise; larger ones sorted, so a body of many keys stays O(n log n). */
-static cl_status find_duplicate(const cJSON *obj, const char **dup)
+static CL_MUST_USE cl_status find_duplicate(const cJSON *obj, const char **dup)
 {
     size_t n = 0;
     *dup = NULL;
@@ -306,7 +306,7 @@ static void path_push(char *path, size_t cap, const cJSON *parent, const cJSON *
         snprintf(path + n, cap - n, "[%d]", index);
 }
 
-static cl_status unique_keys(const cJSON *item, char *path, size_t cap, cl_err *err)
+static CL_MUST_USE cl_status unique_keys(const cJSON *item, char *path, size_t cap, cl_err *err)
 {
     if (!cJSON_IsObject(item) && !cJSON_IsArray(item))
         return CL_OK;
@@ -359,8 +359,8 @@ static bool find_string(const cJSON *item, size_t target, size_t *count, char *p
 
 /* What cJSON accepts and should not (see cl_json.h), over a text it has
  * parsed into root; the encoding only for a body (see cl_json_parse_body). */
-static cl_status check_text(const cJSON *root, const char *t, size_t len, bool body,
-                            cl_err *err)
+static CL_MUST_USE cl_status check_text(const cJSON *root, const char *t, size_t len, bool body,
+                                        cl_err *err)
 {
     size_t values = 0, nul_value = SIZE_MAX;
     for (size_t i = 0; i < len;) {
@@ -401,7 +401,8 @@ static cl_status check_text(const cJSON *root, const char *t, size_t len, bool b
     return cl_json_unique_keys(root, err);
 }
 
-static cl_status parse(cJSON **out, const void *data, size_t len, bool body, cl_err *err)
+static CL_MUST_USE cl_status parse(cJSON **out, const void *data, size_t len, bool body,
+                                   cl_err *err)
 {
     *out = NULL;
     if (data == NULL || len == 0)
@@ -471,7 +472,8 @@ cl_status cl_json_parse_object(cJSON **out, const void *data, size_t len, cl_err
 }
 
 /* Finds field; CL_ERR_NOT_FOUND when absent (with err set for required use). */
-static cl_status lookup(const cJSON *obj, const char *field, const cJSON **item, cl_err *err)
+static CL_MUST_USE cl_status lookup(const cJSON *obj, const char *field, const cJSON **item,
+                                    cl_err *err)
 {
     if (!cJSON_IsObject(obj))
         return cl_err_set(err, CL_ERR_INVALID, "expected a JSON object holding '%s', got %s",
@@ -482,13 +484,15 @@ static cl_status lookup(const cJSON *obj, const char *field, const cJSON **item,
     return CL_OK;
 }
 
-static cl_status wrong_type(const char *field, const char *want, const cJSON *item, cl_err *err)
+static CL_MUST_USE cl_status wrong_type(const char *field, const char *want, const cJSON *item,
+                                        cl_err *err)
 {
     return cl_err_set(err, CL_ERR_INVALID, "field '%s' must be %s, got %s", field, want,
                       cl_json_type_name(item));
 }
 
-static cl_status as_string(const cJSON *item, const char *field, const char **out, cl_err *err)
+static CL_MUST_USE cl_status as_string(const cJSON *item, const char *field, const char **out,
+                                       cl_err *err)
 {
     if (!cJSON_IsString(item) || item->valuestring == NULL)
         return wrong_type(field, "a string", item, err);
@@ -496,7 +500,7 @@ static cl_status as_string(const cJSON *item, const char *field, const char **ou
     return CL_OK;
 }
 
-static cl_status as_int(const cJSON *item, const char *field, int64_t *out, cl_err *err)
+static CL_MUST_USE cl_status as_int(const cJSON *item, const char *field, int64_t *out, cl_err *err)
 {
     if (!cJSON_IsNumber(item))
         return wrong_type(field, "an integer", item, err);
@@ -509,7 +513,7 @@ static cl_status as_int(const cJSON *item, const char *field, int64_t *out, cl_e
     return CL_OK;
 }
 
-static cl_status as_bool(const cJSON *item, const char *field, bool *out, cl_err *err)
+static CL_MUST_USE cl_status as_bool(const cJSON *item, const char *field, bool *out, cl_err *err)
 {
     if (!cJSON_IsBool(item))
         return wrong_type(field, "a boolean", item, err);
@@ -517,7 +521,7 @@ static cl_status as_bool(const cJSON *item, const char *field, bool *out, cl_err
     return CL_OK;
 }
 
-static cl_status required(cl_status s)
+static CL_MUST_USE cl_status required(cl_status s)
 {
     return s == CL_ERR_NOT_FOUND ? CL_ERR_INVALID : s;
 }

@@ -68,15 +68,13 @@ cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
          * there is none, the server's refusal is what to report. */
         if (s != NATS_OK) {
             cl_err why;
-            cl__bus_status(s, &why, "creating it");
-            natsStatus created = s;
+            cl_status created = cl__bus_status(s, &why, "creating it");
             s = js_KeyValue(&kv->store, js, kv->bucket);
             if (s != NATS_OK) {
                 char what[600];
                 snprintf(what, sizeof(what), "cannot open the state bucket '%s' (%d replicas)",
                          kv->bucket, cfg.Replicas);
-                st = cl_err_set(err, cl__bus_status(created, NULL, what), "%s: %s", what,
-                                why.msg);
+                st = cl_err_set(err, created, "%s: %s", what, why.msg);
                 free(kv);
                 return st == CL_ERR_NOT_FOUND ? (err ? (err->code = CL_ERR_BUS) : CL_ERR_BUS)
                                               : st;
@@ -104,7 +102,7 @@ void cl_kv_free(cl_kv *kv)
     free(kv);
 }
 
-static cl_status key_error(natsStatus s, cl_err *err, const char *op, const char *key)
+static CL_MUST_USE cl_status key_error(natsStatus s, cl_err *err, const char *op, const char *key)
 {
     char what[320];
     snprintf(what, sizeof(what), "cannot %s key '%s'", op, key);

@@ -71,8 +71,8 @@ static bool prefix_valid(const char *prefix, cl_err *err)
     return true;
 }
 
-static cl_status join(char out[CL_SUBJECT_MAX], cl_err *err, const char *prefix,
-                      const char *const *tokens, size_t n)
+static CL_MUST_USE cl_status join(char out[CL_SUBJECT_MAX], cl_err *err, const char *prefix,
+                                  const char *const *tokens, size_t n)
 {
     if (!prefix_valid(prefix, err))
         return err ? err->code : CL_ERR_INVALID;
@@ -118,8 +118,8 @@ cl_status cl_subject_build(char out[CL_SUBJECT_MAX], cl_err *err, const char *pr
 }
 
 /* Validates each (token, what) pair, then joins prefix and all tokens. */
-static cl_status build(char out[CL_SUBJECT_MAX], cl_err *err, const char *prefix, size_t n,
-                       const char *const *tokens, const char *const *whats)
+static CL_MUST_USE cl_status build(char out[CL_SUBJECT_MAX], cl_err *err, const char *prefix,
+                                   size_t n, const char *const *tokens, const char *const *whats)
 {
     for (size_t i = 0; i < n; i++)
         if (whats[i] != NULL && !cl_token_valid(tokens[i], whats[i], err))

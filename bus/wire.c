@@ -78,7 +78,7 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-static cl_status begin(cl_buf *out, const char magic[4])
+static CL_MUST_USE cl_status begin(cl_buf *out, const char magic[4])
 {
     cl_buf_reset(out);
     if (cl_buf_reserve(out, 8) != CL_OK)
@@ -148,8 +148,8 @@ cl_status cl_wire_results_add(cl_buf *out, uint64_t task_id, uint8_t status, con
     return CL_OK;
 }
 
-static cl_status header(const uint8_t *p, size_t len, const char magic[4], const char *what,
-                        uint32_t *count, cl_err *err)
+static CL_MUST_USE cl_status header(const uint8_t *p, size_t len, const char magic[4],
+                                    const char *what, uint32_t *count, cl_err *err)
 {
     if (len < 8 || memcmp(p, magic, 4) != 0)
         return cl_err_set(err, CL_ERR_INVALID, "not a %s message (bad header)", what);

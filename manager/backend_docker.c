@@ -190,8 +190,8 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
     return c;
 }
 
-static cl_status docker_start(cl_backend *b, const cl_backend_spec *spec, cl_backend_replica *out,
-                              cl_err *err)
+static CL_MUST_USE cl_status docker_start(cl_backend *b, const cl_backend_spec *spec,
+                                          cl_backend_replica *out, cl_err *err)
 {
     docker_backend *db = (docker_backend *)b;
     const char *image;
@@ -329,8 +329,8 @@ static void docker_stop(cl_backend *b, const cl_backend_replica *r, bool force)
 }
 
 /* Every replica container of this cluster, ours or not. */
-static cl_status list_replicas(docker_backend *db, cl_docker_container **list, size_t *n,
-                               cl_err *err)
+static CL_MUST_USE cl_status list_replicas(docker_backend *db, cl_docker_container **list,
+                                           size_t *n, cl_err *err)
 {
     char cluster[600];
     snprintf(cluster, sizeof(cluster), "%s=%s", LABEL_CLUSTER, db->cluster);
@@ -572,7 +572,7 @@ static bool builtin_network(const char *net)
            strcmp(net, "default") == 0 || strncmp(net, "container:", 10) == 0;
 }
 
-static cl_status parse_entrypoint(cJSON **out, const char *text, cl_err *err)
+static CL_MUST_USE cl_status parse_entrypoint(cJSON **out, const char *text, cl_err *err)
 {
     cJSON *j = cJSON_Parse(text);
     bool ok = cJSON_IsArray(j) && cJSON_GetArraySize(j) > 0;
@@ -594,7 +594,7 @@ static cl_status parse_entrypoint(cJSON **out, const char *text, cl_err *err)
 
 /* The python-closure image must be there; another runtime's missing image
  * only stops models of that runtime, so it is a warning. */
-static cl_status check_images(docker_backend *db, cl_err *err)
+static CL_MUST_USE cl_status check_images(docker_backend *db, cl_err *err)
 {
     const cl_image_table *t = &db->images;
     cl_status s = cl_docker_image_check(db->docker, t->e[0].image, err);

@@ -342,8 +342,8 @@ static void free_states(version_state *vs, size_t n)
 }
 
 /* Makes the Deployment of one wanted version what it should be. */
-static cl_status apply_one(kube_backend *kb, const cl_backend_want *w, const char *name,
-                           cl_err *err)
+static CL_MUST_USE cl_status apply_one(kube_backend *kb, const cl_backend_want *w, const char *name,
+                                       cl_err *err)
 {
     const cl_backend_spec *sp = &w->spec;
     const char *image;
@@ -416,7 +416,8 @@ static cl_status apply_one(kube_backend *kb, const cl_backend_want *w, const cha
     return s;
 }
 
-static cl_status kube_apply(cl_backend *b, const cl_backend_want *wants, size_t n, cl_err *err)
+static CL_MUST_USE cl_status kube_apply(cl_backend *b, const cl_backend_want *wants, size_t n,
+                                        cl_err *err)
 {
     kube_backend *kb = (kube_backend *)b;
     version_state *vs = n ? calloc(n, sizeof(*vs)) : NULL;
@@ -828,7 +829,7 @@ static const cl_backend_ops kube_ops = {
     .pods = kube_pods,
 };
 
-static cl_status check_pull_policy(const char *p, cl_err *err)
+static CL_MUST_USE cl_status check_pull_policy(const char *p, cl_err *err)
 {
     if (strcmp(p, "Always") == 0 || strcmp(p, "IfNotPresent") == 0 || strcmp(p, "Never") == 0)
         return CL_OK;

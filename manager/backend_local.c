@@ -72,8 +72,8 @@ static void write_header(int fd, char *const argv[])
 
 /* The replica reads its runtime from the model's record; the
  * container_name has nothing to choose here. */
-static cl_status local_start(cl_backend *b, const cl_backend_spec *spec, cl_backend_replica *out,
-                             cl_err *err)
+static CL_MUST_USE cl_status local_start(cl_backend *b, const cl_backend_spec *spec,
+                                         cl_backend_replica *out, cl_err *err)
 {
     local_backend *lb = (local_backend *)b;
     const char *model = spec->model, *version = spec->version;

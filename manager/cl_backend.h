@@ -142,7 +142,7 @@ typedef struct {
     const char *name;
     /* Starts the replica spec names. */
     cl_status (*start)(cl_backend *b, const cl_backend_spec *spec, cl_backend_replica *out,
-                       cl_err *err);
+                       cl_err *err) CL_MUST_USE;
     /* Asks it to stop: SIGTERM (force: kill it now). Does not wait for it
      * to end. */
     void (*stop)(cl_backend *b, const cl_backend_replica *r, bool force);
@@ -170,7 +170,8 @@ typedef struct {
      * not in it are removed. It returns after a few API calls at most,
      * without waiting for replicas to start. An error (the API refused)
      * also shows in pods, as start_error of the versions it hit. */
-    cl_status (*apply)(cl_backend *b, const cl_backend_want *wants, size_t n, cl_err *err);
+    cl_status (*apply)(cl_backend *b, const cl_backend_want *wants, size_t n, cl_err *err)
+        CL_MUST_USE;
     /* What runs now, and rows for wanted replicas not running yet: a
      * malloc'd array (free it) and its length. */
     size_t (*pods)(cl_backend *b, cl_backend_pod **out);
@@ -184,13 +185,14 @@ struct cl_backend {
  * NULL: "local").
  * CL_ERR_INVALID naming the known backends when there is no such one. */
 cl_status cl_backend_new(cl_backend **out, const char *name, const cl_backend_config *cfg,
-                         cl_err *err);
+                         cl_err *err) CL_MUST_USE;
 void cl_backend_free(cl_backend *b);
 
 /* The local backend: each replica is a child process
  * '<command> run replica --nats URL --prefix P --model M --version V'
  * with its output appended to <log_dir>/<model>_<version>-<n>.log. */
-cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
+cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err)
+    CL_MUST_USE;
 
 /* The docker backend: each replica is a container on cfg->network running
  *   clipper run replica --nats URL --prefix P --model M --version V --replica-id ID
@@ -218,7 +220,8 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
  * the other runtimes' images. The model's resources become the container's
  * limits: limits.cpu (NanoCpus), limits.memory (Memory) and
  * requests.memory (MemoryReservation). */
-cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
+cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err)
+    CL_MUST_USE;
 
 /* The kubernetes backend (declarative): each model version is a
  * Deployment in the namespace, named <model>-<version>-at-<cluster> (made a
@@ -237,6 +240,7 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
  * the defaults localhost/clipper/python-closure:latest and
  * localhost/clipper/pyspark:latest. Creating it reads the credentials and
  * checks that the API server answers and the namespace exists. */
-cl_status cl_backend_kube_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err);
+cl_status cl_backend_kube_new(cl_backend **out, const cl_backend_config *cfg, cl_err *err)
+    CL_MUST_USE;
 
 #endif

@@ -35,13 +35,13 @@ typedef struct cl_docker cl_docker;
  * or "": $DOCKER_HOST, else CL_DOCKER_DEFAULT_HOST. Does not contact the
  * engine (see cl_docker_ping). CL_ERR_INVALID naming the address and where
  * it came from when it is not a unix socket (tcp://, ssh://, ...). */
-cl_status cl_docker_new(cl_docker **out, const char *url, cl_err *err);
+cl_status cl_docker_new(cl_docker **out, const char *url, cl_err *err) CL_MUST_USE;
 void cl_docker_free(cl_docker *d);
 /* The engine's address as given ("unix:///..."); lives as long as d. */
 const char *cl_docker_url(const cl_docker *d);
 
 /* GET /_ping: CL_OK when the engine answers. */
-cl_status cl_docker_ping(cl_docker *d, cl_err *err);
+cl_status cl_docker_ping(cl_docker *d, cl_err *err) CL_MUST_USE;
 
 /* Creates (does not start) container name with config, the body of
  * POST /containers/create ({"Image", "Cmd", "Labels", "HostConfig", ...};
@@ -49,17 +49,17 @@ cl_status cl_docker_ping(cl_docker *d, cl_err *err);
  * does not have is CL_ERR_NOT_FOUND with a message naming it and saying to
  * build it with images/build.sh; a name in use is CL_ERR_CONFLICT. */
 cl_status cl_docker_create(cl_docker *d, const char *name, const cJSON *config, char *id,
-                           size_t id_size, cl_err *err);
-cl_status cl_docker_start(cl_docker *d, const char *id, cl_err *err);
+                           size_t id_size, cl_err *err) CL_MUST_USE;
+cl_status cl_docker_start(cl_docker *d, const char *id, cl_err *err) CL_MUST_USE;
 /* SIGTERM, then SIGKILL after timeout_s; waits for it to end (so may take
  * timeout_s seconds). Stopping a stopped container is CL_OK. */
-cl_status cl_docker_stop(cl_docker *d, const char *id, int timeout_s, cl_err *err);
+cl_status cl_docker_stop(cl_docker *d, const char *id, int timeout_s, cl_err *err) CL_MUST_USE;
 /* Sends signal ("SIGTERM", "SIGKILL") without waiting. CL_ERR_CONFLICT
  * when it is not running. */
-cl_status cl_docker_kill(cl_docker *d, const char *id, const char *signal, cl_err *err);
+cl_status cl_docker_kill(cl_docker *d, const char *id, const char *signal, cl_err *err) CL_MUST_USE;
 /* Removes it (force: also when running, killing it) with its anonymous
  * volumes. CL_ERR_NOT_FOUND when there is no such container. */
-cl_status cl_docker_remove(cl_docker *d, const char *id, bool force, cl_err *err);
+cl_status cl_docker_remove(cl_docker *d, const char *id, bool force, cl_err *err) CL_MUST_USE;
 
 /* What GET /containers/{id}/json says of a container. */
 typedef struct {
@@ -77,7 +77,8 @@ typedef struct {
 } cl_docker_state;
 
 /* CL_ERR_NOT_FOUND when there is no such container. */
-cl_status cl_docker_inspect(cl_docker *d, const char *id, cl_docker_state *out, cl_err *err);
+cl_status cl_docker_inspect(cl_docker *d, const char *id, cl_docker_state *out, cl_err *err)
+    CL_MUST_USE;
 
 /* One row of GET /containers/json. */
 typedef struct {
@@ -92,7 +93,7 @@ typedef struct {
  * "key=value" or "key" (any value); NULL-terminated, NULL or empty: all.
  * Free *out with cl_docker_list_free. */
 cl_status cl_docker_list(cl_docker *d, const char *const *labels, cl_docker_container **out,
-                         size_t *count, cl_err *err);
+                         size_t *count, cl_err *err) CL_MUST_USE;
 void cl_docker_list_free(cl_docker_container *list, size_t count);
 /* The value of label key of c, or NULL. Borrowed from c. */
 const char *cl_docker_label(const cl_docker_container *c, const char *key);
@@ -100,19 +101,20 @@ const char *cl_docker_label(const cl_docker_container *c, const char *key);
 /* The last tail lines (tail <= 0: all) of the container's stdout and
  * stderr, interleaved as written, demultiplexed (or raw when the container
  * has a TTY): a malloc'd NUL-terminated string in *out. */
-cl_status cl_docker_logs(cl_docker *d, const char *id, int tail, char **out, cl_err *err);
+cl_status cl_docker_logs(cl_docker *d, const char *id, int tail, char **out, cl_err *err)
+    CL_MUST_USE;
 
 /* CL_OK when the image is there; CL_ERR_NOT_FOUND naming it and saying to
  * build it with images/build.sh when not. */
-cl_status cl_docker_image_check(cl_docker *d, const char *image, cl_err *err);
+cl_status cl_docker_image_check(cl_docker *d, const char *image, cl_err *err) CL_MUST_USE;
 
 /* CL_OK when the network exists, CL_ERR_NOT_FOUND when not. */
-cl_status cl_docker_network_inspect(cl_docker *d, const char *name, cl_err *err);
+cl_status cl_docker_network_inspect(cl_docker *d, const char *name, cl_err *err) CL_MUST_USE;
 /* A bridge network with labels (an object of strings, borrowed; may be
  * NULL). CL_ERR_CONFLICT when one of that name exists. */
 cl_status cl_docker_network_create(cl_docker *d, const char *name, const cJSON *labels,
-                                   cl_err *err);
-cl_status cl_docker_network_remove(cl_docker *d, const char *name, cl_err *err);
+                                   cl_err *err) CL_MUST_USE;
+cl_status cl_docker_network_remove(cl_docker *d, const char *name, cl_err *err) CL_MUST_USE;
 
 /* ---- Pure helpers (no engine), exposed for the unit tests. ---- */
 
@@ -120,7 +122,7 @@ cl_status cl_docker_network_remove(cl_docker *d, const char *name, cl_err *err);
  * path. CL_ERR_INVALID naming the address, and source (e.g. "DOCKER_HOST")
  * when not NULL, for any other scheme, a relative or too long path. */
 cl_status cl_docker_socket_path(const char *url, const char *source, char *path, size_t size,
-                                cl_err *err);
+                                cl_err *err) CL_MUST_USE;
 
 /* Turns a logs reply into plain text, in place: removes the 8-byte frame
  * headers (stream byte 0-2, three zero bytes, a big-endian length) of the

@@ -57,9 +57,9 @@ typedef struct {
  * CL_ERR_INVALID naming the file and what is wrong in it (no such
  * context, a user that authenticates with an exec plugin, which this
  * client does not run, ...). */
-cl_status cl_kube_new(cl_kube **out, const cl_kube_opts *opts, cl_err *err);
+cl_status cl_kube_new(cl_kube **out, const cl_kube_opts *opts, cl_err *err) CL_MUST_USE;
 /* Another client with the same credentials and namespace. */
-cl_status cl_kube_clone(cl_kube **out, const cl_kube *k, cl_err *err);
+cl_status cl_kube_clone(cl_kube **out, const cl_kube *k, cl_err *err) CL_MUST_USE;
 void cl_kube_free(cl_kube *k);
 
 const char *cl_kube_server(const cl_kube *k);    /* "https://host:port" */
@@ -75,11 +75,11 @@ const char *cl_kube_source(const cl_kube *k);
  * not JSON); free it with cJSON_Delete. what says what was being done,
  * for messages. */
 cl_status cl_kube_request(cl_kube *k, const char *method, const char *path, const cJSON *body,
-                          cJSON **reply, const char *what, cl_err *err);
+                          cJSON **reply, const char *what, cl_err *err) CL_MUST_USE;
 
 /* A GET whose answer is text (a pod's log): malloc'd, NUL-terminated. */
 cl_status cl_kube_get_text(cl_kube *k, const char *path, char **out, const char *what,
-                           cl_err *err);
+                           cl_err *err) CL_MUST_USE;
 
 /* ---- watches -------------------------------------------------------- */
 
@@ -108,13 +108,13 @@ typedef struct cl_kube_watch cl_kube_watch;
  * cl_kube_watch_state. Uses a clone of k; k may be freed after. */
 cl_status cl_kube_watch_start(cl_kube_watch **out, const cl_kube *k, const char *path,
                               const char *label_selector, cl_kube_watch_cb cb, void *closure,
-                              cl_err *err);
+                              cl_err *err) CL_MUST_USE;
 /* The same, resuming from resource_version (NULL or "": list first, as
  * cl_kube_watch_start): it streams the changes since that version, and
  * lists again (RESET, ...) only when the server says it is too old. */
 cl_status cl_kube_watch_resume(cl_kube_watch **out, const cl_kube *k, const char *path,
                                const char *label_selector, const char *resource_version,
-                               cl_kube_watch_cb cb, void *closure, cl_err *err);
+                               cl_kube_watch_cb cb, void *closure, cl_err *err) CL_MUST_USE;
 /* Stops the thread (within about a second) and frees. NULL-safe. */
 void cl_kube_watch_free(cl_kube_watch *w);
 /* True once a list has completed and no failure since; error (size > 0)
@@ -127,7 +127,7 @@ bool cl_kube_watch_state(cl_kube_watch *w, char *error, size_t size);
  * every scalar a string (kubeconfig values are read as text). JSON is
  * YAML, so a JSON kubeconfig reads too. CL_ERR_INVALID with the line and
  * column of a syntax error; anchors and aliases are refused. */
-cl_status cl_kube_yaml_parse(const char *text, size_t len, cJSON **out, cl_err *err);
+cl_status cl_kube_yaml_parse(const char *text, size_t len, cJSON **out, cl_err *err) CL_MUST_USE;
 
 /* The message of an error reply: a Status object's "message" and its
  * "reason" ("... (NotFound)"), or the body itself, at most size-1 bytes. */

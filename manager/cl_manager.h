@@ -89,7 +89,7 @@ void cl_manager_opts_init(cl_manager_opts *opts);
 /* Starts watching the state of bus' cluster and reconciling. bus is
  * borrowed and must outlive the manager. */
 cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts *opts,
-                           cl_err *err);
+                           cl_err *err) CL_MUST_USE;
 /* Stops every replica it started (SIGTERM, SIGKILL after the grace period),
  * waits for them (containers: and removes them), and frees. NULL is a
  * no-op. */

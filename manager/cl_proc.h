@@ -27,10 +27,11 @@ typedef struct {
  * descriptors beyond 0-2. Returns only after the exec succeeded or failed:
  * a program that cannot be run is an error here (CL_ERR_NOT_FOUND /
  * CL_ERR_IO naming the program), not a child that exits 127. */
-cl_status cl_proc_spawn(pid_t *out, char *const argv[], const cl_proc_opts *opts, cl_err *err);
+cl_status cl_proc_spawn(pid_t *out, char *const argv[], const cl_proc_opts *opts, cl_err *err)
+    CL_MUST_USE;
 
 /* The path of the running executable (/proc/self/exe). */
-cl_status cl_proc_self_exe(char *buf, size_t size, cl_err *err);
+cl_status cl_proc_self_exe(char *buf, size_t size, cl_err *err) CL_MUST_USE;
 
 /* Non-blocking reap of pid. True when it has ended; *code is its exit code
  * (>= 0) or minus the signal that killed it. True with code -1000 when pid
@@ -52,6 +53,6 @@ bool cl_proc_find_program(const char *name, const char *const extra_dirs[], char
                           size_t size);
 
 /* mkdir -p. */
-cl_status cl_proc_mkdirs(const char *path, cl_err *err);
+cl_status cl_proc_mkdirs(const char *path, cl_err *err) CL_MUST_USE;
 
 #endif

@@ -34,7 +34,7 @@ typedef struct {
  * cl_image_table_free (also after a failure). */
 cl_status cl_image_table_init(cl_image_table *t, const char *closure_image,
                               const char *pyspark_image, const cl_backend_config *cfg,
-                              cl_err *err);
+                              cl_err *err) CL_MUST_USE;
 void cl_image_table_free(cl_image_table *t);
 
 /* The runtime of spec ("python-closure" when it names none). */
@@ -45,7 +45,7 @@ const char *cl_image_of(const cl_image_table *t, const char *runtime);
  * container_name. CL_ERR_INVALID saying how to give an image when the
  * runtime has none. */
 cl_status cl_image_choose(const cl_image_table *t, const cl_backend_spec *spec,
-                          const char **image, bool *users, cl_err *err);
+                          const char **image, bool *users, cl_err *err) CL_MUST_USE;
 /* "python-closure=IMG, pyspark=IMG" into buf. */
 void cl_image_table_describe(const cl_image_table *t, char *buf, size_t size);
 

@@ -139,9 +139,9 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *closure)
  * On a transport failure, sets err ("<what>: cannot reach ...") and
  * returns its status; otherwise CL_OK with *http and the reply in reply
  * (NUL-terminated). */
-static cl_status request(cl_docker *d, const char *method, const char *path, const char *body,
-                         long timeout_ms, long *http, cl_buf *reply, const char *what,
-                         cl_err *err)
+static CL_MUST_USE cl_status request(cl_docker *d, const char *method, const char *path,
+                                     const char *body, long timeout_ms, long *http, cl_buf *reply,
+                                     const char *what, cl_err *err)
 {
     cl_buf_reset(reply);
     char url[4096];
@@ -204,7 +204,8 @@ static cl_status request(cl_docker *d, const char *method, const char *path, con
 }
 
 /* The error of an HTTP status >= 300: "<what>: <engine's message> (HTTP n)". */
-static cl_status http_error(long http, const cl_buf *reply, const char *what, cl_err *err)
+static CL_MUST_USE cl_status http_error(long http, const cl_buf *reply, const char *what,
+                                        cl_err *err)
 {
     char text[400];
     cl_docker_error_text((const char *)reply->data, reply->len, text, sizeof(text));
@@ -222,8 +223,9 @@ static cl_status http_error(long http, const cl_buf *reply, const char *what, cl
 /* A request whose reply is a JSON value (or nothing) on success (2xx, or
  * 304: already so, as the engine answers starting a running container):
  * parses it into *json when json is not NULL. */
-static cl_status call(cl_docker *d, const char *method, const char *path, const char *body,
-                      long timeout_ms, cJSON **json, const char *what, cl_err *err)
+static CL_MUST_USE cl_status call(cl_docker *d, const char *method, const char *path,
+                                  const char *body, long timeout_ms, cJSON **json, const char *what,
+                                  cl_err *err)
 {
     cl_buf reply;
     cl_buf_init(&reply);
@@ -247,8 +249,8 @@ out:
 }
 
 /* path + a URL-escaped id: "/containers/<id><rest>". */
-static cl_status object_path(cl_docker *d, char *out, size_t size, const char *kind,
-                             const char *id, const char *rest, cl_err *err)
+static CL_MUST_USE cl_status object_path(cl_docker *d, char *out, size_t size, const char *kind,
+                                         const char *id, const char *rest, cl_err *err)
 {
     char *esc = curl_easy_escape(d->curl, id, 0);
     if (esc == NULL)
@@ -261,9 +263,9 @@ static cl_status object_path(cl_docker *d, char *out, size_t size, const char *k
 }
 
 /* call() on "/<kind>/<id, URL-escaped><rest>". */
-static cl_status object_call(cl_docker *d, const char *method, const char *kind, const char *id,
-                             const char *rest, long timeout_ms, cJSON **json, const char *what,
-                             cl_err *err)
+static CL_MUST_USE cl_status object_call(cl_docker *d, const char *method, const char *kind,
+                                         const char *id, const char *rest, long timeout_ms,
+                                         cJSON **json, const char *what, cl_err *err)
 {
     char path[512];
     cl_status s = object_path(d, path, sizeof(path), kind, id, rest, err);
@@ -391,9 +393,9 @@ out:
 }
 
 /* POST /containers/<id>/<action><query>. */
-static cl_status container_post(cl_docker *d, const char *id, const char *action,
-                                const char *query, long timeout_ms, const char *what,
-                                cl_err *err)
+static CL_MUST_USE cl_status container_post(cl_docker *d, const char *id, const char *action,
+                                            const char *query, long timeout_ms, const char *what,
+                                            cl_err *err)
 {
     char rest[128];
     snprintf(rest, sizeof(rest), "/%s%s", action, query ? query : "");

@@ -343,8 +343,8 @@ char *cl_kube_escape(const char *text)
     return copy;
 }
 
-static cl_status read_file(const char *path, char **out, size_t *len, const char *what,
-                           cl_err *err)
+static CL_MUST_USE cl_status read_file(const char *path, char **out, size_t *len, const char *what,
+                                       cl_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
@@ -374,7 +374,7 @@ static cl_status read_file(const char *path, char **out, size_t *len, const char
 }
 
 /* base64 (whitespace ignored) into a blob, with OpenSSL's decoder. */
-static cl_status decode_b64(const char *text, blob *out, const char *what, cl_err *err)
+static CL_MUST_USE cl_status decode_b64(const char *text, blob *out, const char *what, cl_err *err)
 {
     size_t n = strlen(text);
     char *clean = malloc(n + 1);
@@ -477,7 +477,7 @@ static char *config_path(const char *dir, const char *p)
     return out;
 }
 
-static cl_status take_path(char **dst, const char *dir, const char *value, cl_err *err)
+static CL_MUST_USE cl_status take_path(char **dst, const char *dir, const char *value, cl_err *err)
 {
     if (value == NULL)
         return CL_OK;
@@ -486,8 +486,8 @@ static cl_status take_path(char **dst, const char *dir, const char *value, cl_er
     return CL_OK;
 }
 
-static cl_status load_kubeconfig(creds *c, const char *file, const char *context,
-                                 const char *ns, cl_err *err)
+static CL_MUST_USE cl_status load_kubeconfig(creds *c, const char *file, const char *context,
+                                             const char *ns, cl_err *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -607,7 +607,8 @@ static cl_status load_kubeconfig(creds *c, const char *file, const char *context
     return s;
 }
 
-static cl_status load_in_cluster(creds *c, const char *sa_dir, const char *ns, cl_err *err)
+static CL_MUST_USE cl_status load_in_cluster(creds *c, const char *sa_dir, const char *ns,
+                                             cl_err *err)
 {
     const char *host = getenv("KUBERNETES_SERVICE_HOST");
     const char *port = getenv("KUBERNETES_SERVICE_PORT");
@@ -652,7 +653,7 @@ static bool in_a_pod(const char *sa_dir)
 
 /* The token to send: the inline one, or the token file's content, read
  * again when the file changed. */
-static cl_status current_token(creds *c, char *out, size_t size, cl_err *err)
+static CL_MUST_USE cl_status current_token(creds *c, char *out, size_t size, cl_err *err)
 {
     out[0] = '\0';
     pthread_mutex_lock(&c->mu);
@@ -690,7 +691,7 @@ static cl_status current_token(creds *c, char *out, size_t size, cl_err *err)
 
 /* ---- clients ------------------------------------------------------------- */
 
-static cl_status client_new(cl_kube **out, creds *c, cl_err *err)
+static CL_MUST_USE cl_status client_new(cl_kube **out, creds *c, cl_err *err)
 {
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK)
@@ -849,8 +850,9 @@ static void set_blob(CURL *c, CURLoption opt, const blob *b)
 
 /* Performs one request; *http gets the status. On a transport failure,
  * err says what happened and the status is returned. */
-static cl_status perform(cl_kube *k, const char *method, const char *path, const char *body,
-                         long timeout_ms, transfer *t, long *http, const char *what, cl_err *err)
+static CL_MUST_USE cl_status perform(cl_kube *k, const char *method, const char *path,
+                                     const char *body, long timeout_ms, transfer *t, long *http,
+                                     const char *what, cl_err *err)
 {
     char token[8192];
     cl_status s = current_token(k->c, token, sizeof(token), err);
@@ -960,8 +962,8 @@ static cl_status perform(cl_kube *k, const char *method, const char *path, const
 }
 
 /* The status of an HTTP error reply, with err saying what the server said. */
-static cl_status http_error(const cl_kube *k, long http, const char *body, size_t len,
-                            const char *what, cl_err *err)
+static CL_MUST_USE cl_status http_error(const cl_kube *k, long http, const char *body, size_t len,
+                                        const char *what, cl_err *err)
 {
     char text[400];
     cl_kube_error_text(body, len, text, sizeof(text));
@@ -1004,8 +1006,8 @@ static cl_status http_error(const cl_kube *k, long http, const char *body, size_
     return s;
 }
 
-static cl_status call(cl_kube *k, const char *method, const char *path, const cJSON *body,
-                      cl_buf *reply, const char *what, cl_err *err)
+static CL_MUST_USE cl_status call(cl_kube *k, const char *method, const char *path,
+                                  const cJSON *body, cl_buf *reply, const char *what, cl_err *err)
 {
     char *text = NULL;
     if (body != NULL && (text = cJSON_PrintUnformatted(body)) == NULL)
@@ -1100,7 +1102,7 @@ static void remember_rv(cl_kube_watch *w, const cJSON *obj)
 }
 
 /* Lists the collection, page by page, and hands every object over. */
-static cl_status list_all(cl_kube_watch *w, cl_err *err)
+static CL_MUST_USE cl_status list_all(cl_kube_watch *w, cl_err *err)
 {
     char what[600];
     snprintf(what, sizeof(what), "listing %s", w->path);
@@ -1179,7 +1181,7 @@ static void on_event_line(void *closure, const char *text, size_t len)
 
 /* One watch stream from w->rv until the server ends it (CL_OK), it fails,
  * or stop. */
-static cl_status stream(cl_kube_watch *w, cl_err *err)
+static CL_MUST_USE cl_status stream(cl_kube_watch *w, cl_err *err)
 {
     char *path = NULL;
     char *rv = cl_kube_escape(w->rv);

@@ -839,14 +839,18 @@ static void on_request(cl_bus *bus, cl_msg *msg, void *closure)
     char *reply = strdup(logs ? (m->logs_json ? m->logs_json : "{}")
                               : (m->status_json ? m->status_json : "[]"));
     pthread_mutex_unlock(&m->snap_mu);
+    cl_status s;
     if (reply != NULL) {
-        cl_msg_respond(bus, msg, reply, strlen(reply));
+        s = cl_msg_respond(bus, msg, reply, strlen(reply));
     } else {
         static const char oom[] = "{\"error\":\"out of memory\"}";
-        cl_msg_respond(bus, msg, oom, sizeof(oom) - 1);
+        s = cl_msg_respond(bus, msg, oom, sizeof(oom) - 1);
     }
+    if (s != CL_OK)
+        CL_LOG_LIMITED(CL_LOG_WARN, "cannot answer %s: %s", cl_msg_subject(msg),
+                       cl_status_text(s));
     free(reply);
-    cl_service_count(m->svc, reply == NULL, (cl_mono_us() - t0) * 1000u);
+    cl_service_count(m->svc, reply == NULL || s != CL_OK, (cl_mono_us() - t0) * 1000u);
     cl_msg_free(msg);
 }
 

@@ -76,8 +76,8 @@ cl_status cl_image_choose(const cl_image_table *t, const cl_backend_spec *spec,
                       spec->model, spec->version, runtime, runtime);
 }
 
-static cl_status set_image(cl_image_table *t, const char *runtime, size_t runtime_len,
-                           const char *image, cl_err *err)
+static CL_MUST_USE cl_status set_image(cl_image_table *t, const char *runtime, size_t runtime_len,
+                                       const char *image, cl_err *err)
 {
     size_t i = 0;
     while (i < t->n && (strlen(t->e[i].runtime) != runtime_len ||

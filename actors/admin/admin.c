@@ -165,7 +165,11 @@ cl_status cl_admin_start(cl_admin **out, cl_bus *bus, cl_err *err)
     a->worker_started = true;
     /* The subscription is known to the server once this returns, so a
      * request sent right after start is answered. */
-    cl_bus_flush(bus, 2000);
+    st = cl_bus_flush(bus, 2000);
+    if (st != CL_OK)
+        cl_warn("admin: nats-server did not confirm the subscription to %s: %s; a command "
+                "sent at once may go unanswered",
+                a->subject, cl_status_text(st));
     *out = a;
     return CL_OK;
 fail:

@@ -80,35 +80,35 @@ bool cl__req_opt_int(admin_req *q, const char *key, int64_t *out);
  * name could never be a key), or another code with rep holding an
  * "Internal error: ..." text. */
 cl_status cl__store_app(cl_admin *a, const char *name, cl_app *app, uint64_t *rev,
-                        admin_reply *rep);
+                        admin_reply *rep) CL_MUST_USE;
 cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl_model *m,
-                          uint64_t *rev, admin_reply *rep);
+                          uint64_t *rev, admin_reply *rep) CL_MUST_USE;
 cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint64_t *rev,
-                            admin_reply *rep);
+                            admin_reply *rep) CL_MUST_USE;
 /* Keys under prefix, sorted; free with cl_kv_keys_free. */
 cl_status cl__store_keys(cl_admin *a, const char *prefix, char ***keys, size_t *n,
-                         admin_reply *rep);
+                         admin_reply *rep) CL_MUST_USE;
 /* Writes value (consumed) at key: created when rev is 0, else
  * compare-and-set on rev. CL_ERR_EXISTS and CL_ERR_CONFLICT are returned
  * without touching rep; other failures fill it. */
 cl_status cl__store_write(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
-                          admin_reply *rep);
+                          admin_reply *rep) CL_MUST_USE;
 /* Writes value (consumed) over revision rev (> 0) of key. CL_ERR_CONFLICT,
  * without touching rep, when the entry changed meanwhile (the command
  * must run again); other failures fill rep. */
 cl_status cl__store_update(cl_admin *a, const char *key, cJSON *value, uint64_t rev,
-                           admin_reply *rep);
+                           admin_reply *rep) CL_MUST_USE;
 /* Deletes key; a failure fills rep with an "Internal error: ..." text. */
-cl_status cl__store_delete(cl_admin *a, const char *key, admin_reply *rep);
+cl_status cl__store_delete(cl_admin *a, const char *key, admin_reply *rep) CL_MUST_USE;
 /* Makes version the current one of model (create / compare-and-set,
  * retried on races). */
 cl_status cl__store_set_current(cl_admin *a, const char *model, const char *version,
-                                admin_reply *rep);
+                                admin_reply *rep) CL_MUST_USE;
 /* Clipper's input-type check for a model version about to become current:
  * every app linked to model must share its input type. CL_ERR_INVALID
  * with rep filled when one does not. */
 cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
-                                admin_reply *rep);
+                                admin_reply *rep) CL_MUST_USE;
 
 /* get_all_applications and get_all_models: reads {"verbose": bool}, then
  * answers a list with one element per key under prefix, in key order, made
@@ -118,9 +118,9 @@ cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
  * record out (logged, and listed in rep->skipped), and another error, with
  * rep filled, to fail. */
 typedef cl_status (*admin_list_item)(cl_admin *a, char *key, bool verbose, cJSON **item,
-                                     admin_reply *rep);
+                                     admin_reply *rep) CL_MUST_USE;
 cl_status cl__admin_list(cl_admin *a, const void *data, size_t len, const char *prefix,
-                         admin_list_item item, admin_reply *rep);
+                         admin_list_item item, admin_reply *rep) CL_MUST_USE;
 
 /* Clipper's check for names grouped in its Redis values, kept for its
  * text: "Invalid <what> supplied: <value>. Contains one of: ',', ':'". */
@@ -132,33 +132,44 @@ extern const char cl__valid_input_types[]; /* "Valid input types: ..." */
 
 /* The command handlers (apps.c, models.c, containers.c). Each fills rep;
  * CL_ERR_CONFLICT asks for a rerun after a lost compare-and-set. */
-typedef cl_status (*admin_handler)(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_add_app(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_delete_app(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+typedef cl_status (*admin_handler)(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
+cl_status cl__cmd_add_app(cl_admin *a, const void *data, size_t len, admin_reply *rep) CL_MUST_USE;
+cl_status cl__cmd_delete_app(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
 cl_status cl__cmd_get_all_applications(cl_admin *a, const void *data, size_t len,
-                                       admin_reply *rep);
-cl_status cl__cmd_get_application(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_get_linked_models(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_get_state(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+                                       admin_reply *rep) CL_MUST_USE;
+cl_status cl__cmd_get_application(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
+cl_status cl__cmd_get_linked_models(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
+cl_status cl__cmd_get_state(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
+cl_status cl__cmd_add_model_links(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
 cl_status cl__cmd_delete_model_links(cl_admin *a, const void *data, size_t len,
-                                     admin_reply *rep);
-cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep);
-cl_status cl__cmd_get_model(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+                                     admin_reply *rep) CL_MUST_USE;
+cl_status cl__cmd_add_model(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
+cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
+cl_status cl__cmd_get_model(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
 cl_status cl__cmd_delete_versioned_model(cl_admin *a, const void *data, size_t len,
-                                         admin_reply *rep);
+                                         admin_reply *rep) CL_MUST_USE;
 cl_status cl__cmd_set_model_version(cl_admin *a, const void *data, size_t len,
-                                    admin_reply *rep);
-cl_status cl__cmd_set_num_replicas(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+                                    admin_reply *rep) CL_MUST_USE;
+cl_status cl__cmd_set_num_replicas(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
 cl_status cl__cmd_get_all_containers(cl_admin *a, const void *data, size_t len,
-                                     admin_reply *rep);
-cl_status cl__cmd_get_container(cl_admin *a, const void *data, size_t len, admin_reply *rep);
+                                     admin_reply *rep) CL_MUST_USE;
+cl_status cl__cmd_get_container(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+    CL_MUST_USE;
 
 /* Runs one command. Returns CL_ERR_CONFLICT when a compare-and-set write
  * lost a race and the whole command must run again (rep is then reset). */
 cl_status cl__admin_dispatch(cl_admin *a, const char *command, const void *data, size_t len,
-                             admin_reply *rep);
+                             admin_reply *rep) CL_MUST_USE;
 /* Writes the comma-separated list of the commands (for the unknown-command
  * error) into out. */
 void cl__admin_known_commands(char *out, size_t cap);

@@ -122,7 +122,11 @@ cl_status cl__cmd_delete_app(cl_admin *a, const void *data, size_t len, admin_re
     else
         cl_app_deinit(&app);
     char key[CL_KEY_MAX];
-    cl_key_app(key, name, NULL);
+    cl_err err;
+    if (cl_key_app(key, name, &err) != CL_OK) {
+        cl__admin_fail(rep, "%s", err.msg);
+        goto out;
+    }
     if (cl__store_delete(a, key, rep) == CL_OK)
         cl__admin_ok_text(rep, "Successfully deleted application with name '%s'", name);
 out:
@@ -133,7 +137,8 @@ out:
 /* One element of get_all_applications (cl__admin_list). The record is
  * read even for a list of names, so both lists leave out the same
  * malformed records (CL_ERR_INVALID). */
-static cl_status app_item(cl_admin *a, char *key, bool verbose, cJSON **item, admin_reply *rep)
+static CL_MUST_USE cl_status app_item(cl_admin *a, char *key, bool verbose, cJSON **item,
+                                      admin_reply *rep)
 {
     const char *name = key + 4; /* "app.<name>" */
     char valid[CL_KEY_MAX];
@@ -232,7 +237,8 @@ out:
 
 /* The input type of model's current version: CL_OK, CL_ERR_NOT_FOUND, or
  * an internal error in rep. */
-static cl_status current_input_type(cl_admin *a, const char *model, int *type, admin_reply *rep)
+static CL_MUST_USE cl_status current_input_type(cl_admin *a, const char *model, int *type,
+                                                admin_reply *rep)
 {
     char *version = NULL;
     cl_status st = cl__store_current(a, model, &version, NULL, rep);
@@ -251,9 +257,9 @@ static cl_status current_input_type(cl_admin *a, const char *model, int *type, a
 /* The start of add_model_links and delete_model_links: the request and
  * the app it names, with its revision. CL_ERR_NOT_FOUND when there is no
  * such app (rep untouched); another error with rep filled. */
-static cl_status links_request(cl_admin *a, admin_req *q, const void *data, size_t len,
-                               const char **app_name, const cJSON **names, cl_app *app,
-                               uint64_t *rev, admin_reply *rep)
+static CL_MUST_USE cl_status links_request(cl_admin *a, admin_req *q, const void *data, size_t len,
+                                           const char **app_name, const cJSON **names, cl_app *app,
+                                           uint64_t *rev, admin_reply *rep)
 {
     if (!cl__req_parse(q, data, len, LINKS_SCHEMA, rep) ||
         !cl__req_string(q, "app_name", app_name) ||
@@ -264,11 +270,15 @@ static cl_status links_request(cl_admin *a, admin_req *q, const void *data, size
 
 /* Writes app back at app_name's key over revision rev. CL_ERR_CONFLICT asks
  * for a rerun. */
-static cl_status save_app(cl_admin *a, const char *app_name, const cl_app *app, uint64_t rev,
-                          admin_reply *rep)
+static CL_MUST_USE cl_status save_app(cl_admin *a, const char *app_name, const cl_app *app,
+                                      uint64_t rev, admin_reply *rep)
 {
     char key[CL_KEY_MAX];
-    cl_key_app(key, app_name, NULL);
+    cl_err err;
+    if (cl_key_app(key, app_name, &err) != CL_OK) {
+        cl__admin_fail(rep, "%s", err.msg);
+        return CL_ERR_INVALID;
+    }
     return cl__store_update(a, key, cl_app_to_json(app), rev, rep);
 }
 

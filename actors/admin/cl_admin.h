@@ -17,7 +17,7 @@ typedef struct cl_admin cl_admin;
 /* Opens the state bucket, starts the live-replica table, the NATS service
  * API ("clipper-admin") and the worker thread that answers the commands.
  * bus is borrowed and must outlive the admin. */
-cl_status cl_admin_start(cl_admin **out, cl_bus *bus, cl_err *err);
+cl_status cl_admin_start(cl_admin **out, cl_bus *bus, cl_err *err) CL_MUST_USE;
 /* Stops answering, joins the worker and frees. NULL is a no-op. */
 void cl_admin_free(cl_admin *a);
 

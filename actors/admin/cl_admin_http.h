@@ -54,10 +54,10 @@ void cl_admin_http_opts_init(cl_admin_http_opts *o);
  * (borrowed; it must outlive the server) to the admin actors of the bus'
  * prefix. */
 cl_status cl_admin_http_start_with(cl_admin_http **out, cl_bus *bus,
-                                   const cl_admin_http_opts *o, cl_err *err);
+                                   const cl_admin_http_opts *o, cl_err *err) CL_MUST_USE;
 /* The same with the defaults on host:port (port 0 picks a free one). */
 cl_status cl_admin_http_start(cl_admin_http **out, cl_bus *bus, const char *host, int port,
-                              cl_err *err);
+                              cl_err *err) CL_MUST_USE;
 /* The bound port (the chosen one when started with port 0). */
 int cl_admin_http_port(const cl_admin_http *h);
 /* How long a request waits for the admin (default CL_ADMIN_HTTP_TIMEOUT_MS);

@@ -105,7 +105,7 @@ out:
     return CL_OK;
 }
 
-static cl_status cmd_ping(cl_admin *a, const void *data, size_t len, admin_reply *rep)
+static CL_MUST_USE cl_status cmd_ping(cl_admin *a, const void *data, size_t len, admin_reply *rep)
 {
     (void)a;
     (void)data;

@@ -336,8 +336,8 @@ static bool split_key(char *key, const char **name, const char **version)
 /* One element of get_all_models (cl__admin_list). The record is read even
  * for a list of names, so both lists leave out the same malformed records
  * (CL_ERR_INVALID). */
-static cl_status model_item(cl_admin *a, char *key, bool verbose, cJSON **item,
-                            admin_reply *rep)
+static CL_MUST_USE cl_status model_item(cl_admin *a, char *key, bool verbose, cJSON **item,
+                                        admin_reply *rep)
 {
     char copy[CL_KEY_MAX], valid[CL_KEY_MAX];
     snprintf(copy, sizeof(copy), "%s", key);
@@ -370,8 +370,8 @@ cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admi
 
 /* Reads model name:version for a command that needs it to exist; fails
  * with Clipper's text when it does not. */
-static cl_status existing_model(cl_admin *a, const char *name, const char *version, cl_model *m,
-                                uint64_t *rev, admin_reply *rep)
+static CL_MUST_USE cl_status existing_model(cl_admin *a, const char *name, const char *version,
+                                            cl_model *m, uint64_t *rev, admin_reply *rep)
 {
     cl_status st = cl__store_model(a, name, version, m, rev, rep);
     if (st == CL_ERR_NOT_FOUND)
@@ -416,21 +416,28 @@ cl_status cl__cmd_delete_versioned_model(cl_admin *a, const void *data, size_t l
     else
         cl_model_deinit(&m);
     char key[CL_KEY_MAX];
-    cl_key_model(key, name, version, NULL);
+    cl_err err;
+    if (cl_key_model(key, name, version, &err) != CL_OK) {
+        cl__admin_fail(rep, "%s", err.msg);
+        goto out;
+    }
     if (cl__store_delete(a, key, rep) != CL_OK)
         goto out;
     /* A deleted version stops being current; no other version is picked
      * (as in Clipper). */
     char *cur = NULL;
     if (cl__store_current(a, name, &cur, NULL, rep) == CL_OK && strcmp(cur, version) == 0) {
-        cl_key_current(key, name, NULL);
+        if (cl_key_current(key, name, &err) != CL_OK) {
+            cl__admin_fail(rep, "%s", err.msg);
+            free(cur);
+            goto out;
+        }
         if (cl__store_delete(a, key, rep) != CL_OK) {
             free(cur);
             goto out;
         }
     }
     free(cur);
-    cl_err err;
     if (cl_artifact_delete(a->bus, name, version, &err) != CL_OK)
         cl_warn("delete_versioned_model: the artifact of %s:%s was not removed: %s", name,
                 version, err.msg);
@@ -507,7 +514,11 @@ cl_status cl__cmd_set_num_replicas(cl_admin *a, const void *data, size_t len, ad
     }
     m.num_replicas = wanted;
     char key[CL_KEY_MAX];
-    cl_key_model(key, name, version, NULL);
+    cl_err err;
+    if (cl_key_model(key, name, version, &err) != CL_OK) {
+        cl__admin_fail(rep, "%s", err.msg);
+        goto out;
+    }
     cl_status st = cl__store_update(a, key, cl_model_to_json(&m), rev, rep);
     if (st == CL_ERR_CONFLICT)
         result = CL_ERR_CONFLICT;

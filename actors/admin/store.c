@@ -73,7 +73,8 @@ static const char *plain(const char *text)
     return text;
 }
 
-static cl_status internal(admin_reply *rep, const char *what, const char *key, const cl_err *err)
+static CL_MUST_USE cl_status internal(admin_reply *rep, const char *what, const char *key,
+                                      const cl_err *err)
 {
     cl__admin_fail(rep, "Internal error: cannot %s '%s' in the cluster state: %s", what, key,
                    err->msg);
@@ -81,8 +82,8 @@ static cl_status internal(admin_reply *rep, const char *what, const char *key, c
 }
 
 /* Gets key; CL_ERR_NOT_FOUND untouched, other errors reported. */
-static cl_status get(cl_admin *a, const char *key, char **value, size_t *len, uint64_t *rev,
-                     admin_reply *rep)
+static CL_MUST_USE cl_status get(cl_admin *a, const char *key, char **value, size_t *len,
+                                 uint64_t *rev, admin_reply *rep)
 {
     cl_err err;
     cl_status st = cl_kv_get(a->kv, key, value, len, rev, &err);
@@ -96,8 +97,8 @@ typedef enum { ENTRY_APP, ENTRY_MODEL, ENTRY_CURRENT } entry_kind;
 
 /* Reads key and decodes it into out (a cl_app, a cl_model, or a char * for
  * a current version). CL_ERR_NOT_FOUND untouched, other errors reported. */
-static cl_status read_entry(cl_admin *a, const char *key, entry_kind kind, void *out,
-                            uint64_t *rev, admin_reply *rep)
+static CL_MUST_USE cl_status read_entry(cl_admin *a, const char *key, entry_kind kind, void *out,
+                                        uint64_t *rev, admin_reply *rep)
 {
     char *value = NULL;
     size_t len = 0;
@@ -183,8 +184,8 @@ cl_status cl__store_keys(cl_admin *a, const char *prefix, char ***keys, size_t *
 }
 
 /* Writes text (consumed): created when rev is 0, else compare-and-set. */
-static cl_status write_text(cl_admin *a, const char *key, char *text, uint64_t rev,
-                            admin_reply *rep)
+static CL_MUST_USE cl_status write_text(cl_admin *a, const char *key, char *text, uint64_t rev,
+                                        admin_reply *rep)
 {
     if (text == NULL) {
         cl__admin_fail(rep, "Internal error: out of memory");

@@ -128,8 +128,10 @@ static int read_body(const request_args *a, const char *arg, char **out, size_t 
             if (cl_buf_append(&b, chunk, (size_t)n) != CL_OK)
                 break;
         }
-    } else {
-        cl_buf_append_str(&b, arg);
+    } else if (cl_buf_append_str(&b, arg) != CL_OK) {
+        cl_buf_deinit(&b);
+        fprintf(stderr, "%s: out of memory reading the body\n", a->cmd);
+        return -1;
     }
     *out = cl_buf_steal(&b, len);
     if (*out == NULL) {

@@ -432,7 +432,11 @@ static cl_bus *connect_bus(const cluster *cl)
 static int wait_ready(cluster *cl, cl_bus *bus)
 {
     char ping[CL_SUBJECT_MAX];
-    cl_subj_admin(ping, cl->prefix, "ping", NULL);
+    cl_err err;
+    if (cl_subj_admin(ping, cl->prefix, "ping", &err) != CL_OK) {
+        fprintf(stderr, "clipper start: %s\n", err.msg);
+        return -1;
+    }
     bool admin_ok = false, http_ok = false, rest_ok = cl->admin_port < 0;
     int rc = -1;
     uint64_t until = cl_mono_us() + (uint64_t)CLUSTER_READY_MS * 1000u;

@@ -83,28 +83,30 @@ int cl__cli_supervised(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-        if (take_long("--supervisor-port", argc, argv, &i, 0, 65535, &port, &r) != 0) {
-            if (r < 0)
+        int t;
+        if ((t = take_long("--supervisor-port", argc, argv, &i, 0, 65535, &port, &r)) != 0) {
+            if (t < 0)
                 return 2;
         } else if ((r = cl_actor_take_value("clipper run --supervised", "--supervisor-host",
                                             argc, argv, &i, &v)) != 0) {
             if (r < 0)
                 return 2;
             host = v;
-        } else if (take_long("--max-restarts", argc, argv, &i, 1, 64, &n, &r) != 0) {
-            if (r < 0)
+        } else if ((t = take_long("--max-restarts", argc, argv, &i, 1, 64, &n, &r)) != 0) {
+            if (t < 0)
                 return 2;
             so.max_restarts = (unsigned)n;
-        } else if (take_long("--restart-period", argc, argv, &i, 1, 86400, &n, &r) != 0) {
-            if (r < 0)
+        } else if ((t = take_long("--restart-period", argc, argv, &i, 1, 86400, &n, &r)) != 0) {
+            if (t < 0)
                 return 2;
             so.period_s = (unsigned)n;
-        } else if (take_long("--backoff-max-ms", argc, argv, &i, 0, 600000, &n, &r) != 0) {
-            if (r < 0)
+        } else if ((t = take_long("--backoff-max-ms", argc, argv, &i, 0, 600000, &n, &r)) != 0) {
+            if (t < 0)
                 return 2;
             so.backoff_max_ms = (unsigned)n;
-        } else if (take_long("--stop-grace-ms", argc, argv, &i, 0, 600000, &grace, &r) != 0) {
-            if (r < 0)
+        } else if ((t = take_long("--stop-grace-ms", argc, argv, &i, 0, 600000, &grace, &r)) !=
+                   0) {
+            if (t < 0)
                 return 2;
         } else {
             fprintf(stderr, "clipper run --supervised: unknown option '%s' (supervisor options "

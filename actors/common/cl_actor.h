@@ -34,7 +34,7 @@ void cl_actor_request_stop(void);
 /* Connects to the bus named by opts, logging a clear error on failure.
  * send_asap as in cl_bus_opts. */
 cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *name,
-                           bool send_asap);
+                           bool send_asap) CL_MUST_USE;
 
 /* ---- Shared command-line parsing (additive helpers) ----
  *

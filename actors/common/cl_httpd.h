@@ -84,14 +84,14 @@ typedef struct {
  * ignored; libmicrohttpd's defaults apply). *port_out gets the port
  * actually bound. Stop it with MHD_stop_daemon. For small internal doors. */
 cl_status cl_httpd_start(struct MHD_Daemon **out, int *port_out, const cl_httpd_opts *o,
-                         cl_err *err);
+                         cl_err *err) CL_MUST_USE;
 
 typedef struct cl_httpd cl_httpd;
 
 /* Starts a door with the limits above. The handler sees only requests
  * that passed them; the completed callback may see *con_cls NULL (a
  * request refused before the handler). */
-cl_status cl_httpd_serve(cl_httpd **out, const cl_httpd_opts *o, cl_err *err);
+cl_status cl_httpd_serve(cl_httpd **out, const cl_httpd_opts *o, cl_err *err) CL_MUST_USE;
 /* The port actually bound. */
 int cl_httpd_port(const cl_httpd *h);
 

@@ -56,7 +56,7 @@ typedef struct cl_replicas cl_replicas;
 typedef void (*cl_replicas_cb)(void *closure, const cl_replica_info *info, bool removed);
 
 cl_status cl_replicas_start(cl_replicas **out, cl_bus *bus, cl_replicas_cb cb, void *closure,
-                            cl_err *err);
+                            cl_err *err) CL_MUST_USE;
 void cl_replicas_free(cl_replicas *r);
 
 /* A malloc'd copy of the live replicas, optionally only those of
@@ -67,6 +67,7 @@ size_t cl_replicas_snapshot(cl_replicas *r, const char *model, const char *versi
 /* Encodes a heartbeat body (malloc'd string) for the replica side. */
 char *cl_heartbeat_encode(const cl_replica_info *info, const char *runtime);
 /* Decodes one; CL_ERR_INVALID with err naming the bad field. */
-cl_status cl_heartbeat_decode(cl_replica_info *info, const void *data, size_t len, cl_err *err);
+cl_status cl_heartbeat_decode(cl_replica_info *info, const void *data, size_t len, cl_err *err)
+    CL_MUST_USE;
 
 #endif

@@ -21,11 +21,11 @@
 
 /* The value of a quantity ("500m" -> 0.5, "1Gi" -> 1073741824).
  * CL_ERR_INVALID saying why when it is not one. */
-cl_status cl_quantity_parse(const char *text, double *out, cl_err *err);
+cl_status cl_quantity_parse(const char *text, double *out, cl_err *err) CL_MUST_USE;
 
 /* Checks a resources object and returns a normalised copy (values as
  * strings) in *out. CL_ERR_INVALID naming the bad part:
  *   "resources.limits.memory: '1 GB' is not a quantity (...)". */
-cl_status cl_resources_normalise(const cJSON *in, cJSON **out, cl_err *err);
+cl_status cl_resources_normalise(const cJSON *in, cJSON **out, cl_err *err) CL_MUST_USE;
 
 #endif

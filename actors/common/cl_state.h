@@ -62,18 +62,20 @@ typedef struct {
 } cl_model;
 
 /* Keys. Return CL_ERR_INVALID (with err) when a name is not a valid token. */
-cl_status cl_key_app(char out[CL_KEY_MAX], const char *app, cl_err *err);
-cl_status cl_key_model(char out[CL_KEY_MAX], const char *model, const char *version, cl_err *err);
-cl_status cl_key_current(char out[CL_KEY_MAX], const char *model, cl_err *err);
+cl_status cl_key_app(char out[CL_KEY_MAX], const char *app, cl_err *err) CL_MUST_USE;
+cl_status cl_key_model(char out[CL_KEY_MAX], const char *model, const char *version, cl_err *err)
+    CL_MUST_USE;
+cl_status cl_key_current(char out[CL_KEY_MAX], const char *model, cl_err *err) CL_MUST_USE;
 
 /* Decoding is strict: a missing or mistyped field is an error naming it.
  * On success the struct owns its strings (free with *_deinit). */
-cl_status cl_app_from_json(cl_app *app, const char *json, size_t len, cl_err *err);
-cl_status cl_model_from_json(cl_model *model, const char *json, size_t len, cl_err *err);
+cl_status cl_app_from_json(cl_app *app, const char *json, size_t len, cl_err *err) CL_MUST_USE;
+cl_status cl_model_from_json(cl_model *model, const char *json, size_t len, cl_err *err)
+    CL_MUST_USE;
 void cl_app_deinit(cl_app *app);
 void cl_model_deinit(cl_model *model);
-cl_status cl_app_copy(cl_app *dst, const cl_app *src);
-cl_status cl_model_copy(cl_model *dst, const cl_model *src);
+cl_status cl_app_copy(cl_app *dst, const cl_app *src) CL_MUST_USE;
+cl_status cl_model_copy(cl_model *dst, const cl_model *src) CL_MUST_USE;
 
 /* Encoding to the stored JSON (and, for the admin replies, Clipper's
  * shapes). Caller owns the returned cJSON / string. */

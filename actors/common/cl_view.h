@@ -24,7 +24,7 @@ typedef void (*cl_view_change_cb)(void *closure, const char *key);
 /* Starts watching and returns once the initial state is loaded (or after
  * 10 s with CL_ERR_TIMEOUT). on_change may be NULL. */
 cl_status cl_view_start(cl_view **out, cl_kv *kv, cl_view_change_cb on_change, void *closure,
-                        cl_err *err);
+                        cl_err *err) CL_MUST_USE;
 void cl_view_free(cl_view *view);
 
 /* For tests of readers that must cope with a view trailing the store:

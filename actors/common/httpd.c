@@ -54,7 +54,7 @@ static unsigned long soft_nofile(bool raise, unsigned long need)
 }
 
 /* The limit a door gets: o's, or its default fitted to the budget. */
-static cl_status reserve_fds(const cl_httpd_opts *o, unsigned *limit, cl_err *err)
+static CL_MUST_USE cl_status reserve_fds(const cl_httpd_opts *o, unsigned *limit, cl_err *err)
 {
     bool explicit_limit = o->max_connections > 0;
     unsigned want = explicit_limit ? o->max_connections : o->default_max_connections;
@@ -516,10 +516,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* Resolves and binds; extra (ended by MHD_OPTION_END) is added to the
  * common options. h (NULL for a bare daemon) gets MHD's log lines. */
-static cl_status start_daemon(struct MHD_Daemon **out, int *port_out, const cl_httpd_opts *o,
-                              cl_httpd *h, MHD_AcceptPolicyCallback apc,
-                              MHD_AccessHandlerCallback handler, void *handler_cls,
-                              const struct MHD_OptionItem *extra, cl_err *err)
+static CL_MUST_USE cl_status start_daemon(struct MHD_Daemon **out, int *port_out,
+                                          const cl_httpd_opts *o, cl_httpd *h,
+                                          MHD_AcceptPolicyCallback apc,
+                                          MHD_AccessHandlerCallback handler, void *handler_cls,
+                                          const struct MHD_OptionItem *extra, cl_err *err)
 {
     if (o->port < 0 || o->port > 65535)
         return cl_err_set(err, CL_ERR_INVALID, "the port for %s must be 0 to 65535, got %d",

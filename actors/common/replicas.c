@@ -75,8 +75,8 @@ char *cl_heartbeat_encode(const cl_replica_info *info, const char *runtime)
 
 /* Copies a required (or, when opt, optional) string field into a fixed
  * buffer, refusing values that do not fit. */
-static cl_status copy_field(const cJSON *o, const char *field, bool opt, char *dst, size_t cap,
-                            cl_err *err)
+static CL_MUST_USE cl_status copy_field(const cJSON *o, const char *field, bool opt, char *dst,
+                                        size_t cap, cl_err *err)
 {
     const char *s = "";
     bool present = true;
@@ -94,7 +94,7 @@ static cl_status copy_field(const cJSON *o, const char *field, bool opt, char *d
 }
 
 /* 1 to 16 hex digits, not all zero (0 means "none" and is never sent). */
-static cl_status parse_incarnation(const char *s, uint64_t *out, cl_err *err)
+static CL_MUST_USE cl_status parse_incarnation(const char *s, uint64_t *out, cl_err *err)
 {
     size_t n = strlen(s);
     uint64_t v = 0;

@@ -32,8 +32,8 @@ static bool name_valid(const char *name, const char *what, cl_err *err)
     return true;
 }
 
-static cl_status key_print(char out[CL_KEY_MAX], cl_err *err, const char *fmt, const char *a,
-                           const char *b)
+static CL_MUST_USE cl_status key_print(char out[CL_KEY_MAX], cl_err *err, const char *fmt,
+                                       const char *a, const char *b)
 {
     int n = b ? snprintf(out, CL_KEY_MAX, fmt, a, b) : snprintf(out, CL_KEY_MAX, fmt, a);
     if (n < 0 || n >= CL_KEY_MAX)
@@ -125,7 +125,7 @@ static cJSON *strv_to_json(char *const *v, size_t n)
     return arr;
 }
 
-static cl_status get_dup(const cJSON *obj, const char *field, char **out, cl_err *err)
+static CL_MUST_USE cl_status get_dup(const cJSON *obj, const char *field, char **out, cl_err *err)
 {
     const char *s;
     cl_status st = cl_json_get_string(obj, field, &s, err);
@@ -135,7 +135,7 @@ static cl_status get_dup(const cJSON *obj, const char *field, char **out, cl_err
     return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
 }
 
-static cl_status get_input_type(const cJSON *obj, int *out, cl_err *err)
+static CL_MUST_USE cl_status get_input_type(const cJSON *obj, int *out, cl_err *err)
 {
     const char *s;
     cl_status st = cl_json_get_string(obj, "input_type", &s, err);
@@ -151,8 +151,8 @@ static cl_status get_input_type(const cJSON *obj, int *out, cl_err *err)
     return CL_OK;
 }
 
-static cl_status get_strv(const cJSON *obj, const char *field, char ***out, size_t *n,
-                          cl_err *err)
+static CL_MUST_USE cl_status get_strv(const cJSON *obj, const char *field, char ***out, size_t *n,
+                                      cl_err *err)
 {
     const cJSON *arr;
     cl_status st = cl_json_get_string_array(obj, field, &arr, err);
@@ -164,8 +164,8 @@ static cl_status get_strv(const cJSON *obj, const char *field, char ***out, size
 
 /* Optional fields: absent is an empty list / "" (records written before
  * the field existed); present with the wrong type is an error naming it. */
-static cl_status get_opt_strv(const cJSON *obj, const char *field, char ***out, size_t *n,
-                              cl_err *err)
+static CL_MUST_USE cl_status get_opt_strv(const cJSON *obj, const char *field, char ***out,
+                                          size_t *n, cl_err *err)
 {
     *n = 0;
     if (cJSON_GetObjectItemCaseSensitive(obj, field) != NULL)
@@ -174,7 +174,8 @@ static cl_status get_opt_strv(const cJSON *obj, const char *field, char ***out, 
     return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
 }
 
-static cl_status get_opt_dup(const cJSON *obj, const char *field, char **out, cl_err *err)
+static CL_MUST_USE cl_status get_opt_dup(const cJSON *obj, const char *field, char **out,
+                                         cl_err *err)
 {
     const char *s = "";
     bool present = false;
@@ -187,7 +188,7 @@ static cl_status get_opt_dup(const cJSON *obj, const char *field, char **out, cl
 
 /* The optional resources object, checked and kept as compact JSON text
  * ("" when absent). */
-static cl_status get_opt_resources(const cJSON *obj, char **out, cl_err *err)
+static CL_MUST_USE cl_status get_opt_resources(const cJSON *obj, char **out, cl_err *err)
 {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(obj, "resources");
     cJSON *norm = NULL;
@@ -203,8 +204,8 @@ static cl_status get_opt_resources(const cJSON *obj, char **out, cl_err *err)
     return *out ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
 }
 
-static cl_status parse_object(cJSON **root, const char *json, size_t len, const char *what,
-                              cl_err *err)
+static CL_MUST_USE cl_status parse_object(cJSON **root, const char *json, size_t len,
+                                          const char *what, cl_err *err)
 {
     cl_status st = cl_json_parse_object(root, json, len, err);
     if (st != CL_OK)

@@ -57,7 +57,7 @@ void cl_frontend_opts_init(cl_frontend_opts *opts);
  * it with send_asap for latency). Loads the cluster state, subscribes,
  * starts HTTP. opts may be NULL for the defaults. */
 cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_opts *opts,
-                            cl_err *err);
+                            cl_err *err) CL_MUST_USE;
 /* Stops taking queries, lets the ones in flight finish (each gets its
  * answer, at the latest at its deadline), then frees. NULL is a no-op. */
 void cl_frontend_free(cl_frontend *fe);

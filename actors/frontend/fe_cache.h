@@ -76,7 +76,7 @@ typedef enum {
 uint64_t cl_fe_cache_hash(const cl_fe_cache_key *k);
 
 /* capacity > 0 bytes. */
-cl_status cl_fe_cache_new(cl_fe_cache **out, size_t capacity);
+cl_status cl_fe_cache_new(cl_fe_cache **out, size_t capacity) CL_MUST_USE;
 /* Frees every entry (waiters of pending ones are the caller's business). */
 void cl_fe_cache_free(cl_fe_cache *c);
 

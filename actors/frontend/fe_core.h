@@ -169,7 +169,7 @@ void cl_fe_expire_all(cl_frontend *fe);
 void cl_fe_outbox_init(cl_fe_outbox *ob);
 void cl_fe_outbox_deinit(cl_fe_outbox *ob);
 cl_status cl_fe_outbox_add(cl_frontend *fe, cl_fe_outbox *ob, const char *subject,
-                           const cl_task *task);
+                           const cl_task *task) CL_MUST_USE;
 void cl_fe_outbox_flush(cl_frontend *fe, cl_fe_outbox *ob);
 /* Monotonic time the oldest waiting task was added, 0 when empty. */
 uint64_t cl_fe_outbox_oldest(const cl_fe_outbox *ob);
@@ -177,7 +177,7 @@ size_t cl_fe_outbox_tasks(const cl_fe_outbox *ob);
 
 /* fe_exporter.c: the router's snapshot for /metrics, and the Prometheus
  * port (opts.metrics_port; none when < 0). */
-cl_status cl_fe_exporter_start(fe_exporter **out, cl_frontend *fe, cl_err *err);
+cl_status cl_fe_exporter_start(fe_exporter **out, cl_frontend *fe, cl_err *err) CL_MUST_USE;
 int cl_fe_exporter_port(const fe_exporter *x); /* -1 without a Prometheus port */
 /* Answers a suspended GET /metrics of the query port (Clipper's JSON) once
  * the router's snapshot came or did not. */
@@ -186,7 +186,7 @@ void cl_fe_exporter_json(fe_exporter *x, fe_http_req *req);
 void cl_fe_exporter_free(fe_exporter *x);
 
 /* fe_http.c */
-cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err);
+cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err) CL_MUST_USE;
 int cl_fe_http_port(const fe_http *h);
 /* Waits (up to timeout_ms) until no HTTP request is being served. */
 void cl_fe_http_wait_idle(fe_http *h, int timeout_ms);

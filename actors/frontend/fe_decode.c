@@ -48,12 +48,12 @@ char *cl_fe_json_error_cause(const char *what, const char *schema)
     return cl_buf_steal(&b, NULL);
 }
 
-static cl_status nomem(cl_err *err)
+static CL_MUST_USE cl_status nomem(cl_err *err)
 {
     return cl_err_set(err, CL_ERR_NOMEM, "out of memory while decoding the inputs");
 }
 
-static cl_status require_object(const cl_fe_doc *doc, cl_err *err)
+static CL_MUST_USE cl_status require_object(const cl_fe_doc *doc, cl_err *err)
 {
     if (!cJSON_IsObject(doc->root))
         return cl_err_set(err, CL_ERR_INVALID,
@@ -63,8 +63,8 @@ static cl_status require_object(const cl_fe_doc *doc, cl_err *err)
 }
 
 /* Clipper's check_kv_type_and_return: present and of the expected type. */
-static cl_status get_typed(const cJSON *obj, const char *key, int type, const char *type_name,
-                           const cJSON **out, cl_err *err)
+static CL_MUST_USE cl_status get_typed(const cJSON *obj, const char *key, int type,
+                                       const char *type_name, const cJSON **out, cl_err *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (v == NULL)
@@ -95,7 +95,7 @@ cl_status cl_fe_decode_version(const cl_fe_doc *doc, const char **version, cl_er
     return CL_OK;
 }
 
-static cl_status put_bytes(cl_buf *b, const void *p, size_t n, cl_err *err)
+static CL_MUST_USE cl_status put_bytes(cl_buf *b, const void *p, size_t n, cl_err *err)
 {
     return cl_buf_append(b, p, n) == CL_OK ? CL_OK : nomem(err);
 }
@@ -103,8 +103,8 @@ static cl_status put_bytes(cl_buf *b, const void *p, size_t n, cl_err *err)
 /* One element of a numeric array: checks it the way rapidjson's IsDouble /
  * IsFloat / IsInt did and appends its little-endian bytes. *num is the
  * index of the element's literal in doc->nums when it is a number. */
-static cl_status put_number(const cl_fe_doc *doc, const cJSON *elem, size_t *num, int type,
-                            cl_buf *b, cl_err *err)
+static CL_MUST_USE cl_status put_number(const cl_fe_doc *doc, const cJSON *elem, size_t *num,
+                                        int type, cl_buf *b, cl_err *err)
 {
     static const char *const names[] = {
         [CL_INPUT_INTEGERS] = "int", [CL_INPUT_FLOATS] = "float", [CL_INPUT_DOUBLES] = "double"};
@@ -152,8 +152,8 @@ static cl_status put_number(const cl_fe_doc *doc, const cJSON *elem, size_t *num
 /* The elements of one numeric input. batch_index: its place in
  * input_batch, or -1 for "input". An empty array is refused: no model of a
  * numeric type can use an input without a number (Clipper passed it on). */
-static cl_status put_numbers(const cl_fe_doc *doc, const cJSON *arr, long batch_index,
-                             size_t *num, int type, cl_buf *b, cl_err *err)
+static CL_MUST_USE cl_status put_numbers(const cl_fe_doc *doc, const cJSON *arr, long batch_index,
+                                         size_t *num, int type, cl_buf *b, cl_err *err)
 {
     static const char *const names[] = {
         [CL_INPUT_INTEGERS] = "int", [CL_INPUT_FLOATS] = "float", [CL_INPUT_DOUBLES] = "double"};
@@ -182,7 +182,7 @@ static bool is_base64_char(unsigned char c)
 /* Base64 through OpenSSL's decoder, which rejects characters outside the
  * alphabet and input that does not end on a whole quantum. s holds len
  * bytes: a U+0000 in the string is a byte outside the alphabet. */
-static cl_status put_base64(const char *s, size_t len, cl_buf *b, cl_err *err)
+static CL_MUST_USE cl_status put_base64(const char *s, size_t len, cl_buf *b, cl_err *err)
 {
     if (len > INT32_MAX / 2)
         return cl_err_set(err, CL_ERR_INVALID, "Base64 input is too large");
@@ -225,8 +225,9 @@ static cl_status put_base64(const char *s, size_t len, cl_buf *b, cl_err *err)
 /* String value number index of doc, which is item: its whole text (a
  * U+0000 in it is kept, not the end) for strings, its decoded bytes for
  * bytes. tmp: scratch for a string that holds U+0000. */
-static cl_status put_string_or_bytes(const cl_fe_doc *doc, const cJSON *item, size_t index,
-                                     int type, cl_buf *tmp, cl_buf *b, cl_err *err)
+static CL_MUST_USE cl_status put_string_or_bytes(const cl_fe_doc *doc, const cJSON *item,
+                                                 size_t index, int type, cl_buf *tmp, cl_buf *b,
+                                                 cl_err *err)
 {
     const char *s = NULL;
     size_t len = 0;
@@ -237,7 +238,7 @@ static cl_status put_string_or_bytes(const cl_fe_doc *doc, const cJSON *item, si
     return put_bytes(b, s, len, err);
 }
 
-static cl_status alloc_offsets(cl_fe_inputs *out, size_t n, cl_err *err)
+static CL_MUST_USE cl_status alloc_offsets(cl_fe_inputs *out, size_t n, cl_err *err)
 {
     out->off = calloc(n + 1, sizeof(*out->off));
     if (out->off == NULL)
@@ -247,8 +248,8 @@ static cl_status alloc_offsets(cl_fe_inputs *out, size_t n, cl_err *err)
 }
 
 /* Clipper's parse_single_input on key ("input"). */
-static cl_status decode_single(const cl_fe_doc *doc, const char *key, int type,
-                               cl_fe_inputs *out, cl_err *err)
+static CL_MUST_USE cl_status decode_single(const cl_fe_doc *doc, const char *key, int type,
+                                           cl_fe_inputs *out, cl_err *err)
 {
     const cJSON *v = NULL;
     if (alloc_offsets(out, 1, err) != CL_OK)
@@ -274,11 +275,12 @@ static cl_status decode_single(const cl_fe_doc *doc, const char *key, int type,
     return CL_OK;
 }
 
-static cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int type,
-                                       size_t num, size_t str, cl_buf *tmp, cl_fe_inputs *out,
-                                       cl_err *err);
+static CL_MUST_USE cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int type,
+                                                   size_t num, size_t str, cl_buf *tmp,
+                                                   cl_fe_inputs *out, cl_err *err);
 
-static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out, cl_err *err)
+static CL_MUST_USE cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out,
+                                          cl_err *err)
 {
     const cJSON *v = NULL;
     if (get_typed(doc->root, "input_batch", cJSON_Array, "Array", &v, err) != CL_OK)
@@ -296,9 +298,9 @@ static cl_status decode_batch(const cl_fe_doc *doc, int type, cl_fe_inputs *out,
     return s;
 }
 
-static cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int type,
-                                       size_t num, size_t str, cl_buf *tmp, cl_fe_inputs *out,
-                                       cl_err *err)
+static CL_MUST_USE cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int type,
+                                                   size_t num, size_t str, cl_buf *tmp,
+                                                   cl_fe_inputs *out, cl_err *err)
 {
     size_t i = 0;
     for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
@@ -326,7 +328,7 @@ static cl_status decode_batch_elements(const cl_fe_doc *doc, const cJSON *v, int
     return CL_OK;
 }
 
-static cl_status check_type(int type, cl_err *err)
+static CL_MUST_USE cl_status check_type(int type, cl_err *err)
 {
     if (type < 0 || type >= CL__INPUT_COUNT)
         return cl_err_set(err, CL_ERR_INVALID, "input_type is not a valid type");

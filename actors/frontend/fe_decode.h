@@ -51,7 +51,7 @@ static inline size_t cl_fe_input_len(const cl_fe_inputs *in, size_t i)
 
 /* Checks that the document is an object and reads its optional "version"
  * (a string; borrowed from doc). *version is NULL when absent. */
-cl_status cl_fe_decode_version(const cl_fe_doc *doc, const char **version, cl_err *err);
+cl_status cl_fe_decode_version(const cl_fe_doc *doc, const char **version, cl_err *err) CL_MUST_USE;
 
 /* How many inputs the body holds, before decoding them: 1 for "input", the
  * length of "input_batch" when it is an array, else 0 (decoding then says
@@ -63,12 +63,12 @@ size_t cl_fe_decode_count(const cl_fe_doc *doc);
  * hold at least one number; a string input is taken whole, U+0000 and all
  * (cJSON would cut it there). */
 cl_status cl_fe_decode_inputs(const cl_fe_doc *doc, int input_type, cl_fe_inputs *out,
-                              cl_err *err);
+                              cl_err *err) CL_MUST_USE;
 
 /* The feedback body {"uid": int64, "input": X, "label": number}. Clipper
  * required a decimal point in label; any number is accepted here. */
 cl_status cl_fe_decode_update(const cl_fe_doc *doc, int input_type, int64_t *uid,
-                              cl_fe_inputs *input, double *label, cl_err *err);
+                              cl_fe_inputs *input, double *label, cl_err *err) CL_MUST_USE;
 
 /* "Error parsing JSON: <what>. Expected JSON schema: <schema>" (malloc'd;
  * NULL on out of memory). */

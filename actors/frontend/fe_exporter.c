@@ -365,7 +365,7 @@ static void on_prom_completed(void *cls, struct MHD_Connection *conn, void **con
     free(pr);
 }
 
-static cl_status start_daemon(fe_exporter *x, cl_err *err)
+static CL_MUST_USE cl_status start_daemon(fe_exporter *x, cl_err *err)
 {
     const cl_frontend_opts *o = &x->fe->opts;
     cl_httpd_opts ho = {

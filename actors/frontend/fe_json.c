@@ -11,10 +11,10 @@
 /* Longest number literal cJSON itself accepts (its buffer is 64 bytes). */
 #define NUM_TEXT_MAX 64
 
-static cl_status parse_error(cl_err *err, size_t offset, const char *fmt, ...)
+static CL_MUST_USE cl_status parse_error(cl_err *err, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static cl_status parse_error(cl_err *err, size_t offset, const char *fmt, ...)
+static CL_MUST_USE cl_status parse_error(cl_err *err, size_t offset, const char *fmt, ...)
 {
     char what[160];
     va_list ap;
@@ -49,7 +49,7 @@ static size_t skip_bom(const char *t, size_t len)
 
 /* Explains why cJSON stopped at pos. cJSON reports the last byte when it
  * ran out of input, so a value-ending byte there means "incomplete". */
-static cl_status cjson_error(cl_err *err, const char *t, size_t len, size_t pos)
+static CL_MUST_USE cl_status cjson_error(cl_err *err, const char *t, size_t len, size_t pos)
 {
     size_t i = skip_bom(t, len);
     while (i < len && is_ws(t[i]))
@@ -69,7 +69,8 @@ static cl_status cjson_error(cl_err *err, const char *t, size_t len, size_t pos)
 }
 
 /* Checks one number literal t[s..e) against RFC 8259 and classifies it. */
-static cl_status check_number(const char *t, size_t s, size_t e, uint8_t *flags, cl_err *err)
+static CL_MUST_USE cl_status check_number(const char *t, size_t s, size_t e, uint8_t *flags,
+                                          cl_err *err)
 {
     size_t p = s;
     bool is_double = false;
@@ -128,7 +129,8 @@ bad:
     return parse_error(err, s, "Invalid number '%.*s'.", (int)(e - s > 40 ? 40 : e - s), t + s);
 }
 
-static cl_status push_num(cl_fe_doc *doc, size_t *cap, size_t off, size_t len, uint8_t flags)
+static CL_MUST_USE cl_status push_num(cl_fe_doc *doc, size_t *cap, size_t off, size_t len,
+                                      uint8_t flags)
 {
     if (doc->n_nums == *cap) {
         size_t ncap = *cap ? *cap * 2 : 16;
@@ -142,7 +144,7 @@ static cl_status push_num(cl_fe_doc *doc, size_t *cap, size_t off, size_t len, u
     return CL_OK;
 }
 
-static cl_status push_nul_str(cl_fe_doc *doc, size_t *cap, size_t index, size_t off)
+static CL_MUST_USE cl_status push_nul_str(cl_fe_doc *doc, size_t *cap, size_t index, size_t off)
 {
     if (doc->n_nul_strs == *cap) {
         size_t ncap = *cap ? *cap * 2 : 4;
@@ -158,7 +160,7 @@ static cl_status push_nul_str(cl_fe_doc *doc, size_t *cap, size_t index, size_t 
 
 /* The lexical pass over a text cJSON has accepted. body: a request body,
  * where U+0000 in a key is refused (cJSON would cut the key short). */
-static cl_status scan(cl_fe_doc *doc, const char *t, size_t len, bool body, cl_err *err)
+static CL_MUST_USE cl_status scan(cl_fe_doc *doc, const char *t, size_t len, bool body, cl_err *err)
 {
     size_t cap = 0, nul_cap = 0, strs = 0;
     size_t i = skip_bom(t, len);
@@ -202,7 +204,8 @@ static cl_status scan(cl_fe_doc *doc, const char *t, size_t len, bool body, cl_e
     return CL_OK;
 }
 
-static cl_status doc_parse(cl_fe_doc *doc, const char *text, size_t len, bool body, cl_err *err)
+static CL_MUST_USE cl_status doc_parse(cl_fe_doc *doc, const char *text, size_t len, bool body,
+                                       cl_err *err)
 {
     memset(doc, 0, sizeof(*doc));
     if (len > UINT32_MAX)

@@ -53,7 +53,7 @@ typedef struct {
 /* Parses len bytes of text (which must stay alive while doc is used). On
  * failure returns CL_ERR_INVALID and sets err->msg to Clipper's text
  * "JSON parse error: <what> (offset N)\n". */
-cl_status cl_fe_doc_parse(cl_fe_doc *doc, const char *text, size_t len, cl_err *err);
+cl_status cl_fe_doc_parse(cl_fe_doc *doc, const char *text, size_t len, cl_err *err) CL_MUST_USE;
 void cl_fe_doc_deinit(cl_fe_doc *doc);
 
 /* The index in doc->nums of the first number literal inside or after item
@@ -71,7 +71,7 @@ size_t cl_fe_doc_str_index(const cl_fe_doc *doc, const cJSON *item);
  * U+0000, into tmp, where it is decoded from the text with its NULs. tmp
  * is reset first. CL_ERR_NOMEM. */
 cl_status cl_fe_doc_string(const cl_fe_doc *doc, const cJSON *item, size_t index, cl_buf *tmp,
-                           const char **s, size_t *len);
+                           const char **s, size_t *len) CL_MUST_USE;
 /* Whether string value number index holds U+0000. */
 bool cl_fe_doc_str_has_nul(const cl_fe_doc *doc, size_t index);
 

@@ -43,7 +43,7 @@
 
 typedef struct cl_fe_metrics cl_fe_metrics;
 
-cl_status cl_fe_metrics_new(cl_fe_metrics **out, uint64_t now_us);
+cl_status cl_fe_metrics_new(cl_fe_metrics **out, uint64_t now_us) CL_MUST_USE;
 void cl_fe_metrics_free(cl_fe_metrics *m);
 
 /* How one input of a query was answered. */

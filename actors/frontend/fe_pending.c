@@ -21,7 +21,7 @@ void cl_fe_table_deinit(cl_fe_table *t)
     memset(t, 0, sizeof(*t));
 }
 
-static cl_status grow(cl_fe_table *t)
+static CL_MUST_USE cl_status grow(cl_fe_table *t)
 {
     uint32_t ncap = t->cap ? t->cap * 2 : FIRST_CAP;
     if (ncap > t->max)

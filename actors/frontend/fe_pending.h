@@ -33,7 +33,7 @@ typedef struct {
     uint32_t free_head;
 } cl_fe_table;
 
-cl_status cl_fe_table_init(cl_fe_table *t, uint32_t max);
+cl_status cl_fe_table_init(cl_fe_table *t, uint32_t max) CL_MUST_USE;
 void cl_fe_table_deinit(cl_fe_table *t);
 /* Room for n more tasks? */
 static inline bool cl_fe_table_room(const cl_fe_table *t, size_t n)
@@ -42,7 +42,7 @@ static inline bool cl_fe_table_room(const cl_fe_table *t, size_t n)
 }
 /* Gives (owner, idx) a task id. CL_ERR_TOO_LARGE when max are in flight,
  * CL_ERR_NOMEM when the table cannot grow. */
-cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint64_t *task_id);
+cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint64_t *task_id) CL_MUST_USE;
 /* Removes task_id and returns its owner (and *idx), or NULL when the id is
  * unknown or already finished. */
 void *cl_fe_table_take(cl_fe_table *t, uint64_t task_id, uint32_t *idx);
@@ -60,7 +60,7 @@ typedef struct {
 
 void cl_fe_heap_init(cl_fe_heap *h);
 void cl_fe_heap_deinit(cl_fe_heap *h);
-cl_status cl_fe_heap_push(cl_fe_heap *h, cl_fe_timer *t);
+cl_status cl_fe_heap_push(cl_fe_heap *h, cl_fe_timer *t) CL_MUST_USE;
 /* Disarms t if armed (no-op otherwise). */
 void cl_fe_heap_remove(cl_fe_heap *h, cl_fe_timer *t);
 /* The earliest timer, NULL when none. */

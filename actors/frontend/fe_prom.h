@@ -43,7 +43,7 @@ void cl_fe_prom_histogram(cl_fe_prom *p, const char *name, const char *const *la
                           const double *bounds, size_t n_bounds, const uint64_t *cumulative,
                           double sum);
 /* Appends v escaped as a label value (without the quotes). */
-cl_status cl_fe_prom_escape(cl_buf *b, const char *v);
+cl_status cl_fe_prom_escape(cl_buf *b, const char *v) CL_MUST_USE;
 /* A sample value: integers without a fraction, others in the shortest
  * form that reads back the same, +Inf, -Inf, NaN. out: 32 bytes. */
 void cl_fe_prom_number(char out[32], double v);

@@ -183,8 +183,12 @@ static void deliver(cl_frontend *fe, fe_query *q, bool batched)
                                        "per message. Send fewer inputs per request.",
                                        len, fe->max_payload);
             char *err = cl_fe_encode_error("Response too large", cause);
-            if (err != NULL)
-                cl_bus_publish(fe->bus, q->reply, err, strlen(err));
+            if (err != NULL) {
+                s = cl_bus_publish(fe->bus, q->reply, err, strlen(err));
+                if (s != CL_OK)
+                    CL_LOG_LIMITED(CL_LOG_WARN, "cannot send a reply to %s: %s", q->reply,
+                                   cl_status_text(s));
+            }
             free(err);
             free(cause);
         } else if (s != CL_OK) {

@@ -201,8 +201,8 @@ static void *timer_main(void *arg)
     return NULL;
 }
 
-static cl_status start_thread(pthread_t *th, bool *started, void *(*fn)(void *), cl_frontend *fe,
-                              const char *what, cl_err *err)
+static CL_MUST_USE cl_status start_thread(pthread_t *th, bool *started, void *(*fn)(void *),
+                                          cl_frontend *fe, const char *what, cl_err *err)
 {
     int rc = pthread_create(th, NULL, fn, fe);
     if (rc != 0)
@@ -224,7 +224,8 @@ static void stats(void *closure, cJSON *data)
     cJSON_AddNumberToObject(data, "http_port", cl_frontend_http_port(fe));
 }
 
-static cl_status subscribe_public(cl_frontend *fe, cl_sub **out, const char *verb, cl_err *err)
+static CL_MUST_USE cl_status subscribe_public(cl_frontend *fe, cl_sub **out, const char *verb,
+                                              cl_err *err)
 {
     char subject[CL_SUBJECT_MAX];
     int n = snprintf(subject, sizeof(subject), "%s.%s.*", fe->prefix, verb);
@@ -286,14 +287,14 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     pthread_cond_init(&fe->timer_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&fe->idle_cv, NULL);
-    cl_fe_table_init(&fe->table, fe->opts.max_pending);
     cl_fe_heap_init(&fe->heap);
 
     cl_status s = CL_OK;
     int64_t mp = cl_bus_max_payload(bus);
     fe->max_payload = mp > 0 ? (size_t)mp : 1024 * 1024;
     cl_bus_new_token(fe->id);
-    if (fe->http_host == NULL || cl_fe_metrics_new(&fe->metrics, cl_mono_us()) != CL_OK) {
+    if (fe->http_host == NULL || cl_fe_table_init(&fe->table, fe->opts.max_pending) != CL_OK ||
+        cl_fe_metrics_new(&fe->metrics, cl_mono_us()) != CL_OK) {
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
         goto fail;
     }

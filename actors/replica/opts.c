@@ -33,7 +33,7 @@ void cl__replica_usage(FILE *out, const char *program)
             program ? program : "clipper run replica", cl_actor_common_usage());
 }
 
-static cl_status parse_id(const char *text, uint32_t *out, cl_err *err)
+static CL_MUST_USE cl_status parse_id(const char *text, uint32_t *out, cl_err *err)
 {
     char *end = NULL;
     errno = 0;

@@ -187,7 +187,7 @@ static void log_failure(cl_log_level level, const char *what, const char *text, 
 
 /* ----------------------------------------------------------------- start */
 
-static cl_status check_dirs(const char *home, const char *runtime_dir, cl_err *err)
+static CL_MUST_USE cl_status check_dirs(const char *home, const char *runtime_dir, cl_err *err)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/lib/python%d.%d/os.py", home, PY_MAJOR_VERSION,
@@ -206,7 +206,7 @@ static cl_status check_dirs(const char *home, const char *runtime_dir, cl_err *e
     return CL_OK;
 }
 
-static cl_status init_interpreter(const char *home, cl_err *err)
+static CL_MUST_USE cl_status init_interpreter(const char *home, cl_err *err)
 {
     PyConfig config;
     /* Isolated: ignores PYTHON* variables and the user site directory, and
@@ -223,7 +223,7 @@ static cl_status init_interpreter(const char *home, cl_err *err)
     return CL_OK;
 }
 
-static cl_status import_runtime(cl_py *py, const char *runtime_dir, cl_err *err)
+static CL_MUST_USE cl_status import_runtime(cl_py *py, const char *runtime_dir, cl_err *err)
 {
     PyObject *path = PySys_GetObject("path"); /* borrowed */
     PyObject *dir = PyUnicode_DecodeFSDefault(runtime_dir);
@@ -462,7 +462,7 @@ void cl_py_batch_deinit(cl_py_batch *b)
 }
 
 /* Copies the runtime's list of n str into out. Holds the GIL. */
-static cl_status take_outputs(PyObject *res, size_t n, cl_py_batch *out)
+static CL_MUST_USE cl_status take_outputs(PyObject *res, size_t n, cl_py_batch *out)
 {
     if (!PyList_Check(res) || (size_t)PyList_GET_SIZE(res) != n) {
         out->error = strdup("internal error: the replica runtime did not return one output per input");

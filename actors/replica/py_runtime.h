@@ -21,7 +21,8 @@ typedef struct cl_py cl_py;
  * library and site-packages with cloudpickle and numpy are) and runtime_dir
  * first on sys.path. The interpreter is never finalised (see py_runtime.c),
  * so a process can start it once: a second call is CL_ERR_EXISTS. */
-cl_status cl_py_start(cl_py **out, const char *python_home, const char *runtime_dir, cl_err *err);
+cl_status cl_py_start(cl_py **out, const char *python_home, const char *runtime_dir, cl_err *err)
+    CL_MUST_USE;
 
 /* Loads the artifact (len bytes) of model:version as its runtime says
  * (runtime "" or "python-closure": a cloudpickled function). tmp_dir may be
@@ -29,7 +30,8 @@ cl_status cl_py_start(cl_py **out, const char *python_home, const char *runtime_
  * (or CL_ERR_NOMEM) and *cause, malloc'd, says what was wrong in the user's
  * terms (missing module, version mismatch, damaged artifact, ...). */
 cl_status cl_py_load(cl_py *py, const char *runtime, const void *data, size_t len,
-                     const char *tmp_dir, const char *model, const char *version, char **cause);
+                     const char *tmp_dir, const char *model, const char *version, char **cause)
+    CL_MUST_USE;
 
 /* Compares the Python and cloudpickle versions model:version was pickled
  * with (as its model entry records them; "" or NULL: unknown, not checked)
@@ -39,7 +41,7 @@ cl_status cl_py_load(cl_py *py, const char *runtime, const void *data, size_t le
  * (malloc'd) naming both sides when the artifact cannot load here. */
 cl_status cl_py_check_versions(cl_py *py, const char *model, const char *version,
                                const char *python_version, const char *cloudpickle_version,
-                               char **warning, char **cause);
+                               char **warning, char **cause) CL_MUST_USE;
 
 /* Installs the n pip requirement specs pkgs with pip in a child process
  * (clipper_runtime.install_packages: a per-list directory shared by the
@@ -47,7 +49,7 @@ cl_status cl_py_check_versions(cl_py *py, const char *model, const char *version
  * first on sys.path. pip's output goes to the log. CL_ERR_PYTHON with
  * *cause (malloc'd) naming the packages and quoting pip's last lines. */
 cl_status cl_py_install(cl_py *py, char *const *pkgs, size_t n, const char *model,
-                        const char *version, char **cause);
+                        const char *version, char **cause) CL_MUST_USE;
 
 /* The outputs of one batch, or the error that replaced them. */
 typedef struct {
@@ -67,7 +69,7 @@ void cl_py_batch_deinit(cl_py_batch *b);
  * CL_ERR_PYTHON with out->error when the model raised or returned something
  * wrong (Clipper's texts); CL_ERR_INVALID when nothing is loaded. */
 cl_status cl_py_predict(cl_py *py, int input_type, const uint8_t *const *inputs,
-                        const size_t *lens, size_t n, cl_py_batch *out);
+                        const size_t *lens, size_t n, cl_py_batch *out) CL_MUST_USE;
 
 /* Drops the loaded model and the runtime module (the interpreter stays).
  * NULL is a no-op. */

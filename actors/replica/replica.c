@@ -105,7 +105,7 @@ static void add_stats(void *closure, cJSON *data)
 
 /* ---------------------------------------------------------------- start */
 
-static cl_status build_subjects(replica *r, cl_err *err)
+static CL_MUST_USE cl_status build_subjects(replica *r, cl_err *err)
 {
     const char *p = cl_bus_prefix(r->bus);
     cl_status st = cl_subj_replica_hb(r->hb_subject, p, r->opts.model, r->opts.version, r->id_str, err);
@@ -135,7 +135,7 @@ static uint64_t new_incarnation(void)
     return v;
 }
 
-static cl_status start_heartbeat(replica *r, cl_err *err)
+static CL_MUST_USE cl_status start_heartbeat(replica *r, cl_err *err)
 {
     cl_replica_info info;
     memset(&info, 0, sizeof(info));
@@ -151,7 +151,7 @@ static cl_status start_heartbeat(replica *r, cl_err *err)
 }
 
 /* Reads and decodes model.<name>.<version>. */
-static cl_status read_model(replica *r, char *cause)
+static CL_MUST_USE cl_status read_model(replica *r, char *cause)
 {
     const char *m = r->opts.model, *v = r->opts.version;
     char key[CL_KEY_MAX];
@@ -198,7 +198,7 @@ static cl_status read_model(replica *r, char *cause)
  * digest and size before any chunk is read, and its bytes against the
  * manifest. CL_ERR_DIGEST for an artifact that is not the registered one,
  * corrupt or with a malformed manifest: none of these mends by itself. */
-static cl_status fetch_artifact(replica *r, void **data, size_t *len, char *cause)
+static CL_MUST_USE cl_status fetch_artifact(replica *r, void **data, size_t *len, char *cause)
 {
     const char *m = r->opts.model, *v = r->opts.version;
     const char *want = r->model.artifact_sha256 ? r->model.artifact_sha256 : "";
@@ -236,7 +236,7 @@ static cl_status fetch_artifact(replica *r, void **data, size_t *len, char *caus
  * Python or cloudpickle (the versions the model entry records), then
  * installs the version's pkgs_to_install, saying so in the heartbeat
  * ("starting" with the packages as its cause) while pip runs. */
-static cl_status prepare(replica *r, char *cause)
+static CL_MUST_USE cl_status prepare(replica *r, char *cause)
 {
     const char *m = r->opts.model, *v = r->opts.version;
     char *warning = NULL, *why = NULL;
@@ -271,7 +271,7 @@ static cl_status prepare(replica *r, char *cause)
     return CL_OK;
 }
 
-static cl_status load(replica *r, char *cause)
+static CL_MUST_USE cl_status load(replica *r, char *cause)
 {
     void *data = NULL;
     size_t len = 0;
@@ -513,7 +513,9 @@ static int fail(replica *r, const char *cause)
              cause);
     if (r->hb) {
         cl__hb_set_state(r->hb, "failed", cause);
-        cl_bus_flush(r->bus, 2000);
+        /* Best effort: the replica exits next, and the manager sees the
+         * exit even when this last heartbeat is lost. */
+        cl_status_ignore(cl_bus_flush(r->bus, 2000));
     }
     atomic_store(&r->stopping, true);
     cleanup(r);
@@ -529,7 +531,8 @@ static int fail_and_stay(replica *r, const char *cause)
     cl_error("replica %s of model %s:%s failed: %s; it stays up reporting this until stopped",
              r->id_str, r->opts.model, r->opts.version, cause);
     cl__hb_set_state(r->hb, "failed", cause);
-    cl_bus_flush(r->bus, 2000);
+    /* Best effort: the heartbeat repeats the "failed" state every period. */
+    cl_status_ignore(cl_bus_flush(r->bus, 2000));
     int sig = cl_actor_wait_stop();
     cl_info("stopping (%s)", sig ? strsignal(sig) : "requested");
     cl__hb_set_state(r->hb, "stopped", cause);

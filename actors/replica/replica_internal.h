@@ -40,7 +40,8 @@ typedef struct {
 /* Parses argv (argv[0] is the program name) with the shared actor options.
  * Strings point into argv or the environment. CL_ERR_INVALID with err
  * saying what is wrong. */
-cl_status cl__replica_opts_parse(cl__replica_opts *opts, int argc, char **argv, cl_err *err);
+cl_status cl__replica_opts_parse(cl__replica_opts *opts, int argc, char **argv, cl_err *err)
+    CL_MUST_USE;
 void cl__replica_usage(FILE *out, const char *program);
 /* A random replica id in 1 .. 2^31-1. */
 uint32_t cl__replica_random_id(void);
@@ -76,7 +77,7 @@ void cl__replies_reset(cl__replies *r);
  * result that says so. CL_ERR_INVALID when the subject is empty or too long
  * (the result is dropped), CL_ERR_NOMEM. */
 cl_status cl__replies_add(cl__replies *r, const char *reply, size_t reply_len, uint64_t task_id,
-                          uint8_t status, const void *data, uint32_t len);
+                          uint8_t status, const void *data, uint32_t len) CL_MUST_USE;
 
 /* ------------------------------------------------------------ heartbeats */
 
@@ -86,7 +87,7 @@ typedef struct cl__hb cl__hb;
  * a thread of its own. info gives model, version, replica_id, host, pid and
  * the first state. */
 cl_status cl__hb_start(cl__hb **out, cl_bus *bus, const char *subject, const cl_replica_info *info,
-                       cl_err *err);
+                       cl_err *err) CL_MUST_USE;
 /* Sets what the model entry says (input type name and runtime). */
 void cl__hb_set_model(cl__hb *hb, const char *input_type, const char *runtime);
 /* Changes the state (and cause, may be NULL) and publishes at once. */
@@ -103,7 +104,7 @@ void cl__hb_free(cl__hb *hb);
 typedef struct cl__health cl__health;
 
 /* Serves GET /ready and GET /live (health.c) on port, all addresses. */
-cl_status cl__health_start(cl__health **out, cl__hb *hb, int port, cl_err *err);
+cl_status cl__health_start(cl__health **out, cl__hb *hb, int port, cl_err *err) CL_MUST_USE;
 void cl__health_free(cl__health *h);
 
 /* --exit-after-bus-loss: a thread that stops the replica (as SIGTERM

@@ -45,7 +45,7 @@ static cl__reply *find(cl__replies *r, const char *subject)
     return NULL;
 }
 
-static cl_status open_batch(cl__replies *r, const char *subject, cl__reply **out)
+static CL_MUST_USE cl_status open_batch(cl__replies *r, const char *subject, cl__reply **out)
 {
     if (r->count == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 4;

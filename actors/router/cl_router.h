@@ -18,7 +18,7 @@ typedef struct cl_router cl_router;
 /* Opens the cluster's KV state, watches replicas and starts serving
  * <p>.route.> on bus. The bus is borrowed and must outlive the router;
  * connect it with send_asap for latency. Returns once the router serves. */
-cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err);
+cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err) CL_MUST_USE;
 /* Stops serving, answers tasks still queued with "no replica" (so no
  * frontend waits for its deadline), and frees. NULL is a no-op. */
 void cl_router_free(cl_router *r);

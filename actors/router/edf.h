@@ -31,7 +31,7 @@ void cl_edf_init(cl_edf *q);
 /* Frees the heap's storage, not the items. */
 void cl_edf_deinit(cl_edf *q);
 
-cl_status cl_edf_push(cl_edf *q, uint64_t deadline, void *item);
+cl_status cl_edf_push(cl_edf *q, uint64_t deadline, void *item) CL_MUST_USE;
 /* Removes the earliest entry into *out; false when empty. out may be NULL. */
 bool cl_edf_pop(cl_edf *q, cl_edf_entry *out);
 /* The earliest entry without removing it, or NULL when empty. Valid until

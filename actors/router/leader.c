@@ -95,8 +95,8 @@ static void say_hello(cl__leader *l)
     char body[128];
     int n = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"leader\":%s,\"epoch\":%" PRIu64 "}",
                      l->id, l->leading ? "true" : "false", l->epoch);
-    /* A hello lost while the bus is down is sent again in HELLO_MS. */
-    (void)cl_loop_publish(l->loop, l->subject, body, (size_t)n);
+    /* Best effort: a hello lost while the bus is down is sent again in HELLO_MS. */
+    cl_status_ignore(cl_loop_publish(l->loop, l->subject, body, (size_t)n));
 }
 
 static void set_leading(cl__leader *l, bool leading, const char *why)

@@ -35,7 +35,7 @@ typedef struct cl__leader cl__leader;
 typedef void (*cl__leader_cb)(void *closure, bool leading);
 
 cl_status cl__leader_new(cl__leader **out, cl_loop *loop, const char *prefix, cl__leader_cb cb,
-                         void *closure, cl_err *err);
+                         void *closure, cl_err *err) CL_MUST_USE;
 /* Publishes a hello when one is due and decides; returns how long the loop
  * may wait before the next tick (ms). */
 int cl__leader_tick(cl__leader *l);

@@ -40,7 +40,7 @@ void cl__outbox_deinit(cl__outbox *ob);
 /* Adds one result for the task whose reply subject is reply (reply_len
  * bytes, not NUL-terminated) to that subject's open batch. */
 cl_status cl__outbox_result(cl__outbox *ob, const char *reply, size_t reply_len,
-                            uint64_t task_id, uint8_t status, const char *text);
+                            uint64_t task_id, uint8_t status, const char *text) CL_MUST_USE;
 /* A new empty message (buf initialised), NULL when out of memory. The
  * caller fills subject and buf, then hands it over with cl__outbox_push or
  * frees it with cl__out_msg_free. */

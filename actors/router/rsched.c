@@ -190,7 +190,9 @@ static bool queue_ready(const cl__queue *q)
 
 static void answer(cl__outbox *ob, const cl__rtask *t, uint8_t status, const char *text)
 {
-    cl__outbox_result(ob, t->reply, t->reply_len, t->task_id, status, text);
+    /* Nothing more to do on a failure: cl__outbox_result logs a dropped
+     * result itself, and the frontend answers that query at its deadline. */
+    cl_status_ignore(cl__outbox_result(ob, t->reply, t->reply_len, t->task_id, status, text));
 }
 
 static void answer_expired(cl__sched *s, cl__outbox *ob, cl__queue *q, cl__rtask *t)

@@ -55,14 +55,15 @@ typedef struct {
 void cl_sv_opts_init(cl_sv_opts *o);
 
 /* host: the label the status carries (NULL: this machine's host name). */
-cl_status cl_sv_new(cl_sv **out, const cl_sv_opts *o, const char *host, cl_err *err);
+cl_status cl_sv_new(cl_sv **out, const cl_sv_opts *o, const char *host, cl_err *err) CL_MUST_USE;
 void cl_sv_free(cl_sv *sv);
 
 /* Adds a child (not started); *index gets its index. */
-cl_status cl_sv_add(cl_sv *sv, const cl_sv_child_spec *spec, size_t *index, cl_err *err);
+cl_status cl_sv_add(cl_sv *sv, const cl_sv_child_spec *spec, size_t *index, cl_err *err)
+    CL_MUST_USE;
 
 /* Starts child i now (it must not run). */
-cl_status cl_sv_start(cl_sv *sv, size_t i, cl_err *err);
+cl_status cl_sv_start(cl_sv *sv, size_t i, cl_err *err) CL_MUST_USE;
 
 /* Reaps children that ended, says so on stderr, and starts those whose
  * backoff has passed. Returns the index of a child it gave up on in this
@@ -90,6 +91,6 @@ const char *cl_sv_state_name(cl_sv_state s);
 cJSON *cl_sv_status_json(cl_sv *sv);
 
 /* Appends the Prometheus text of the children's figures to out. */
-cl_status cl_sv_prometheus(cl_sv *sv, cl_buf *out);
+cl_status cl_sv_prometheus(cl_sv *sv, cl_buf *out) CL_MUST_USE;
 
 #endif

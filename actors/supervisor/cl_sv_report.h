@@ -23,7 +23,7 @@ typedef struct {
 } cl_sv_report_opts;
 
 cl_status cl_sv_report_start(cl_sv_report **out, cl_sv *sv, const cl_sv_report_opts *o,
-                             cl_err *err);
+                             cl_err *err) CL_MUST_USE;
 /* The metrics port bound, or -1. */
 int cl_sv_report_port(const cl_sv_report *r);
 /* Publishes the status now (a child ended or was restarted). */

@@ -161,7 +161,7 @@ cl_status cl_sv_add(cl_sv *sv, const cl_sv_child_spec *spec, size_t *index, cl_e
 }
 
 /* With the lock held. */
-static cl_status start_locked(cl_sv *sv, sv_child *c, cl_err *err)
+static CL_MUST_USE cl_status start_locked(cl_sv *sv, sv_child *c, cl_err *err)
 {
     cl_proc_opts po = {.stdout_fd = c->out_fd,
                        .stderr_fd = c->out_fd,
@@ -458,7 +458,7 @@ cJSON *cl_sv_status_json(cl_sv *sv)
 }
 
 /* A label value: backslash, double quote and newline escaped. */
-static cl_status label(cl_buf *out, const char *s)
+static CL_MUST_USE cl_status label(cl_buf *out, const char *s)
 {
     cl_status st = CL_OK;
     for (; st == CL_OK && *s; s++) {
@@ -472,8 +472,8 @@ static cl_status label(cl_buf *out, const char *s)
     return st;
 }
 
-static cl_status sample(cl_buf *out, const char *metric, const cl_sv *sv, const char *child,
-                        const char *extra, double v)
+static CL_MUST_USE cl_status sample(cl_buf *out, const char *metric, const cl_sv *sv,
+                                    const char *child, const char *extra, double v)
 {
     cl_status s = cl_buf_printf(out, "%s{host=\"", metric);
     if (s == CL_OK)

@@ -45,9 +45,10 @@ static void publish(cl_sv_report *r)
     if (s == NULL)
         return;
     /* While the bus is down (the supervisor may be restarting the
-     * nats-server itself) the status waits for the next round. */
+     * nats-server itself) the status waits for the next round. Best effort:
+     * a status lost on the way is published again next round too. */
     if (cl_bus_is_connected(r->bus))
-        (void)cl_bus_publish(r->bus, r->status_subject, s, strlen(s)); /* best effort */
+        cl_status_ignore(cl_bus_publish(r->bus, r->status_subject, s, strlen(s)));
     free(s);
 }
 
@@ -56,7 +57,7 @@ static void on_list(cl_bus *bus, cl_msg *msg, void *closure)
     cl_sv_report *r = closure;
     char *s = status_text(r);
     if (s != NULL && cl_msg_reply(msg) != NULL)
-        (void)cl_msg_respond(bus, msg, s, strlen(s)); /* the asker retries or times out */
+        cl_status_ignore(cl_msg_respond(bus, msg, s, strlen(s))); /* the asker retries or times out */
     free(s);
     cl_msg_free(msg);
 }

@@ -149,11 +149,11 @@ static void test_keys_lists_live_keys_by_prefix(void **state)
     assert_int_equal(cl_kv_keys(kv, NULL, &keys, &n, &err), CL_OK);
     assert_int_equal(n, 0);
     cl_kv_keys_free(keys, n);
-    cl_kv_put(kv, "app.a", "1", 1, NULL, &err);
-    cl_kv_put(kv, "app.b", "1", 1, NULL, &err);
-    cl_kv_put(kv, "app.c", "1", 1, NULL, &err);
-    cl_kv_put(kv, "model.m.1", "1", 1, NULL, &err);
-    cl_kv_delete(kv, "app.c", &err);
+    assert_int_equal(cl_kv_put(kv, "app.a", "1", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.b", "1", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.c", "1", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "model.m.1", "1", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_delete(kv, "app.c", &err), CL_OK);
     assert_int_equal(cl_kv_keys(kv, "app.", &keys, &n, &err), CL_OK);
     assert_int_equal(n, 2);
     qsort(keys, n, sizeof(*keys), cmp_str);
@@ -213,11 +213,11 @@ static void test_watch_sends_initial_values_then_marker_then_changes(void **stat
     cl_bus *bus = connect_bus("kv7");
     cl_kv *kv = open_kv(bus);
     cl_err err;
-    cl_kv_put(kv, "app.a", "A", 1, NULL, &err);
-    cl_kv_put(kv, "app.b", "B", 1, NULL, &err);
-    cl_kv_put(kv, "app.gone", "G", 1, NULL, &err);
-    cl_kv_delete(kv, "app.gone", &err);
-    cl_kv_put(kv, "model.m.1", "M", 1, NULL, &err);
+    assert_int_equal(cl_kv_put(kv, "app.a", "A", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.b", "B", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.gone", "G", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_delete(kv, "app.gone", &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "model.m.1", "M", 1, NULL, &err), CL_OK);
     recorder r = {.mu = PTHREAD_MUTEX_INITIALIZER};
     cl_kv_watcher *w = NULL;
     assert_int_equal(cl_kv_watch(&w, kv, "app.*", on_watch, &r, &err), CL_OK);
@@ -228,9 +228,9 @@ static void test_watch_sends_initial_values_then_marker_then_changes(void **stat
     assert_false(r.ev[0].deleted);
     assert_string_equal(r.ev[1].key, "app.b");
     assert_true(r.ev[2].marker);
-    cl_kv_put(kv, "app.c", "C", 1, NULL, &err);
-    cl_kv_put(kv, "model.m.2", "X", 1, NULL, &err); /* not watched */
-    cl_kv_delete(kv, "app.a", &err);
+    assert_int_equal(cl_kv_put(kv, "app.c", "C", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "model.m.2", "X", 1, NULL, &err), CL_OK); /* not watched */
+    assert_int_equal(cl_kv_delete(kv, "app.a", &err), CL_OK);
     assert_int_equal(wait_events(&r, 5), 5);
     assert_string_equal(r.ev[3].key, "app.c");
     assert_string_equal(r.ev[3].value, "C");
@@ -241,7 +241,7 @@ static void test_watch_sends_initial_values_then_marker_then_changes(void **stat
     cl_sleep_ms(100);
     cl_kv_watch_free(w);
     int after = r.n;
-    cl_kv_put(kv, "app.d", "D", 1, NULL, &err);
+    assert_int_equal(cl_kv_put(kv, "app.d", "D", 1, NULL, &err), CL_OK);
     cl_sleep_ms(100);
     assert_int_equal(r.n, after);
     assert_int_equal(after, 5); /* exactly one marker, no stray events */
@@ -262,7 +262,7 @@ static void test_watch_of_an_empty_bucket_still_sends_the_marker(void **state)
     assert_int_equal(cl_kv_watch(&w, kv, ">", on_watch, &r, &err), CL_OK);
     assert_int_equal(wait_events(&r, 1), 1);
     assert_true(r.ev[0].marker);
-    cl_kv_put(kv, "x", "1", 1, NULL, &err);
+    assert_int_equal(cl_kv_put(kv, "x", "1", 1, NULL, &err), CL_OK);
     assert_int_equal(wait_events(&r, 2), 2);
     assert_string_equal(r.ev[1].key, "x");
     cl_kv_watch_free(w);

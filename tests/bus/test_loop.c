@@ -46,7 +46,7 @@ static int run_until(cl_loop *loop, seen *s, int want, int timeout_ms)
 {
     uint64_t end = cl_mono_us() + (uint64_t)timeout_ms * 1000;
     while (s->count < want && cl_mono_us() < end)
-        cl_loop_run(loop, 50);
+        cl_status_ignore(cl_loop_run(loop, 50)); /* CL_ERR_TIMEOUT: nothing came yet */
     return s->count;
 }
 
@@ -146,7 +146,8 @@ static void test_unsubscribed_subject_is_not_delivered_any_more(void **state)
     assert_int_equal(cl_bus_publish(bus, "lt.u2", "here", 4), CL_OK);
     assert_int_equal(run_until(loop, &b, 1, 3000), 1);
     assert_string_equal(b.last, "here");
-    cl_loop_run(loop, 100);
+    /* One more turn for a stray message; CL_ERR_TIMEOUT (none) is the hoped-for answer. */
+    cl_status_ignore(cl_loop_run(loop, 100));
     assert_int_equal(a.count, 0);
     cl_loop_free(loop);
     cl_bus_free(bus);
@@ -211,7 +212,8 @@ static void test_loop_reconnects_and_resubscribes_after_a_server_restart(void **
     /* Publish until the loop has reconnected and receives again. */
     uint64_t end = cl_mono_us() + 15000000;
     while (s.count == 0 && cl_mono_us() < end) {
-        cl_bus_publish(bus, "lt.r", "back", 4);
+        /* Fails while the server is away: the next round publishes again. */
+        cl_status_ignore(cl_bus_publish(bus, "lt.r", "back", 4));
         run_until(loop, &s, 1, 200);
     }
     assert_true(s.count >= 1);

@@ -53,7 +53,7 @@ static cl_service *start(const char *name, int *depth)
     cl_err err;
     if (cl_service_start(&svc, bus, &info, &err) != CL_OK)
         fail_msg("start: %s", err.msg);
-    cl_bus_flush(bus, 1000);
+    assert_int_equal(cl_bus_flush(bus, 1000), CL_OK);
     return svc;
 }
 

@@ -115,7 +115,7 @@ static void test_every_truncation_of_a_task_batch_is_rejected(void **state)
     (void)state;
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_tasks_begin(&b);
+    assert_int_equal(cl_wire_tasks_begin(&b), CL_OK);
     add_task(&b, 1, "reply.subject", "abcdef", 6, CL_INPUT_BYTES);
     add_task(&b, 2, "r2", "xy", 2, CL_INPUT_STRINGS);
     for (size_t len = 0; len < b.len; len++) {
@@ -137,9 +137,9 @@ static void test_every_truncation_of_a_result_batch_is_rejected(void **state)
     (void)state;
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_results_begin(&b);
-    cl_wire_results_add(&b, 1, 0, "output", 6);
-    cl_wire_results_add(&b, 2, 1, "e", 1);
+    assert_int_equal(cl_wire_results_begin(&b), CL_OK);
+    assert_int_equal(cl_wire_results_add(&b, 1, 0, "output", 6), CL_OK);
+    assert_int_equal(cl_wire_results_add(&b, 2, 1, "e", 1), CL_OK);
     for (size_t len = 0; len < b.len; len++) {
         cl_result *r = NULL;
         uint32_t n = 0;
@@ -158,7 +158,7 @@ static void test_truncated_task_names_the_task(void **state)
     (void)state;
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_tasks_begin(&b);
+    assert_int_equal(cl_wire_tasks_begin(&b), CL_OK);
     add_task(&b, 1, "a", "abc", 3, CL_INPUT_BYTES);
     add_task(&b, 2, "b", "abc", 3, CL_INPUT_BYTES);
     cl_task *t = NULL;
@@ -174,7 +174,7 @@ static void test_wrong_magic_is_not_a_batch(void **state)
     (void)state;
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_results_begin(&b);
+    assert_int_equal(cl_wire_results_begin(&b), CL_OK);
     cl_task *t = NULL;
     uint32_t n = 0;
     cl_err err;
@@ -207,7 +207,7 @@ static void test_oversized_lengths_inside_items_are_rejected(void **state)
     (void)state;
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_tasks_begin(&b);
+    assert_int_equal(cl_wire_tasks_begin(&b), CL_OK);
     add_task(&b, 1, "r", "abc", 3, CL_INPUT_BYTES);
     /* input_len sits after 8+23+1 bytes; claim 4 GiB. */
     memset(b.data + 8 + 23 + 1, 0xff, 4);
@@ -216,12 +216,12 @@ static void test_oversized_lengths_inside_items_are_rejected(void **state)
     cl_err err;
     assert_int_equal(cl_wire_tasks_decode(b.data, b.len, &t, &n, &err), CL_ERR_INVALID);
     /* reply_len at 8+21: claim 65535. */
-    cl_wire_tasks_begin(&b);
+    assert_int_equal(cl_wire_tasks_begin(&b), CL_OK);
     add_task(&b, 1, "r", "abc", 3, CL_INPUT_BYTES);
     memset(b.data + 8 + 21, 0xff, 2);
     assert_int_equal(cl_wire_tasks_decode(b.data, b.len, &t, &n, &err), CL_ERR_INVALID);
-    cl_wire_results_begin(&b);
-    cl_wire_results_add(&b, 1, 0, "abc", 3);
+    assert_int_equal(cl_wire_results_begin(&b), CL_OK);
+    assert_int_equal(cl_wire_results_add(&b, 1, 0, "abc", 3), CL_OK);
     memset(b.data + 8 + 9, 0xff, 4);
     cl_result *r = NULL;
     assert_int_equal(cl_wire_results_decode(b.data, b.len, &r, &n, &err), CL_ERR_INVALID);
@@ -233,7 +233,7 @@ static void test_unknown_input_type_is_rejected(void **state)
     (void)state;
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_tasks_begin(&b);
+    assert_int_equal(cl_wire_tasks_begin(&b), CL_OK);
     add_task(&b, 1, "r", "abc", 3, 9);
     cl_task *t = NULL;
     uint32_t n = 0;
@@ -245,11 +245,11 @@ static void test_unknown_input_type_is_rejected(void **state)
 
 /* Decodes a batch of three tasks whose middle one replies to reply
  * (reply_len bytes): the status. */
-static cl_status decode_with_reply(const char *reply, size_t reply_len, cl_err *err)
+static CL_MUST_USE cl_status decode_with_reply(const char *reply, size_t reply_len, cl_err *err)
 {
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_tasks_begin(&b);
+    assert_int_equal(cl_wire_tasks_begin(&b), CL_OK);
     add_task(&b, 1, "p.fe.a.results", "x", 1, CL_INPUT_BYTES);
     cl_task t = {.task_id = 2, .input_type = CL_INPUT_BYTES, .reply_len = (uint16_t)reply_len,
                  .reply = reply, .input_len = 1, .input = (const uint8_t *)"y"};

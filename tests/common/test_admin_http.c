@@ -278,7 +278,7 @@ static void test_an_admin_that_does_not_answer_gives_503_after_the_timeout(void 
     char subject[CL_SUBJECT_MAX];
     snprintf(subject, sizeof(subject), "%s.admin.*", prefix2);
     assert_int_equal(cl_bus_subscribe(&mute, bus2, subject, "admin", drop, NULL), CL_OK);
-    cl_bus_flush(bus2, 2000);
+    assert_int_equal(cl_bus_flush(bus2, 2000), CL_OK);
     cl_admin_http *h2 = NULL;
     cl_err err;
     assert_int_equal(cl_admin_http_start(&h2, bus2, "127.0.0.1", 0, &err), CL_OK);

@@ -101,7 +101,7 @@ static void heartbeat(const char *model, const char *version, uint32_t id, const
     cl_err err;
     assert_int_equal(cl_subj_replica_hb(subject, "reps", model, version, rid, &err), CL_OK);
     assert_int_equal(cl_bus_publish(fx.bus, subject, body, strlen(body)), CL_OK);
-    cl_bus_flush(fx.bus, 1000);
+    assert_int_equal(cl_bus_flush(fx.bus, 1000), CL_OK);
     free(body);
 }
 

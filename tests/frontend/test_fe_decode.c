@@ -35,7 +35,7 @@ static int teardown(void **state)
 }
 
 /* Parses body and decodes it for type; returns the status. */
-static cl_status decode(fixture *f, const char *body, int type)
+static CL_MUST_USE cl_status decode(fixture *f, const char *body, int type)
 {
     cl_fe_doc_deinit(&f->doc);
     cl_status s = cl_fe_doc_parse(&f->doc, body, strlen(body), &f->err);
@@ -352,7 +352,7 @@ static void test_decode_input_is_preferred_over_input_batch(void **state)
     assert_int_equal(v, 7);
 }
 
-static cl_status parse(fixture *f, const char *body)
+static CL_MUST_USE cl_status parse(fixture *f, const char *body)
 {
     cl_fe_doc_deinit(&f->doc);
     return cl_fe_doc_parse(&f->doc, body, strlen(body), &f->err);

@@ -64,9 +64,10 @@ typedef struct {
     size_t n_held;
 } router;
 
-static void echo(const cl_task *t, cl_buf *out)
+static CL_MUST_USE cl_status echo(const cl_task *t, cl_buf *out)
 {
     double sum = 0;
+    cl_status s = CL_OK;
     switch (t->input_type) {
     case CL_INPUT_DOUBLES:
         for (uint32_t i = 0; i + 8 <= t->input_len; i += 8) {
@@ -74,7 +75,7 @@ static void echo(const cl_task *t, cl_buf *out)
             memcpy(&d, t->input + i, 8);
             sum += d;
         }
-        cl_buf_printf(out, "%g", sum);
+        s = cl_buf_printf(out, "%g", sum);
         break;
     case CL_INPUT_FLOATS:
         for (uint32_t i = 0; i + 4 <= t->input_len; i += 4) {
@@ -82,28 +83,31 @@ static void echo(const cl_task *t, cl_buf *out)
             memcpy(&f, t->input + i, 4);
             sum += f;
         }
-        cl_buf_printf(out, "%g", sum);
+        s = cl_buf_printf(out, "%g", sum);
         break;
     case CL_INPUT_INTEGERS: {
-        long long s = 0;
+        long long n = 0;
         for (uint32_t i = 0; i + 4 <= t->input_len; i += 4) {
             int32_t v;
             memcpy(&v, t->input + i, 4);
-            s += v;
+            n += v;
         }
-        cl_buf_printf(out, "%lld", s);
+        s = cl_buf_printf(out, "%lld", n);
         break;
     }
     case CL_INPUT_STRINGS:
-        cl_buf_append(out, t->input, t->input_len);
+        s = cl_buf_append(out, t->input, t->input_len);
         break;
     default:
-        for (uint32_t i = 0; i < t->input_len; i++)
-            cl_buf_printf(out, "%02x", t->input[i]);
+        for (uint32_t i = 0; s == CL_OK && i < t->input_len; i++)
+            s = cl_buf_printf(out, "%02x", t->input[i]);
         break;
     }
+    return s;
 }
 
+/* Runs on the fake router's thread too, so it does not assert: a result
+ * that is not sent fails the test that waits for it, and stderr says why. */
 static void send_result(router *r, const char *reply, size_t reply_len, uint64_t id,
                         uint8_t status, const void *data, uint32_t len)
 {
@@ -111,9 +115,14 @@ static void send_result(router *r, const char *reply, size_t reply_len, uint64_t
     snprintf(subject, sizeof(subject), "%.*s", (int)reply_len, reply);
     cl_buf b;
     cl_buf_init(&b);
-    cl_wire_results_begin(&b);
-    cl_wire_results_add(&b, id, status, data, len);
-    cl_bus_publish(r->bus, subject, b.data, b.len);
+    cl_status s = cl_wire_results_begin(&b);
+    if (s == CL_OK)
+        s = cl_wire_results_add(&b, id, status, data, len);
+    if (s == CL_OK)
+        s = cl_bus_publish(r->bus, subject, b.data, b.len);
+    if (s != CL_OK)
+        fprintf(stderr, "fake router: cannot send the result of task %llu: %s\n",
+                (unsigned long long)id, cl_status_text(s));
     cl_buf_deinit(&b);
 }
 
@@ -165,9 +174,12 @@ static void *router_main(void *arg)
             if (strncmp(model, "echo.", 5) == 0) {
                 cl_buf out;
                 cl_buf_init(&out);
-                echo(&t[i], &out);
-                send_result(r, t[i].reply, t[i].reply_len, t[i].task_id, CL_RESULT_OK,
-                            out.data ? (const void *)out.data : "", (uint32_t)out.len);
+                if (echo(&t[i], &out) == CL_OK)
+                    send_result(r, t[i].reply, t[i].reply_len, t[i].task_id, CL_RESULT_OK,
+                                out.data ? (const void *)out.data : "", (uint32_t)out.len);
+                else
+                    fprintf(stderr, "fake router: out of memory echoing task %llu\n",
+                            (unsigned long long)t[i].task_id);
                 cl_buf_deinit(&out);
             } else if (strncmp(model, "err.", 4) == 0) {
                 const char *e = "ValueError: the model cannot handle this input";
@@ -208,7 +220,7 @@ static size_t release_held(router *r)
                     "\"late\"", 6);
     r->n_held = 0;
     pthread_mutex_unlock(&r->mu);
-    cl_bus_flush(r->bus, 1000);
+    assert_int_equal(cl_bus_flush(r->bus, 1000), CL_OK);
     return n;
 }
 
@@ -324,7 +336,7 @@ static int group_setup(void **state)
     pthread_mutex_init(&W.r.mu, NULL);
     if (cl_bus_subscribe_sync(&W.r.sub, W.client, PREFIX ".route.task.>", NULL) != CL_OK)
         return -1;
-    cl_bus_flush(W.client, 1000);
+    assert_int_equal(cl_bus_flush(W.client, 1000), CL_OK);
     pthread_create(&W.r.th, NULL, router_main, &W.r);
 
     cl_frontend_opts o;
@@ -397,8 +409,8 @@ typedef struct {
 
 static size_t on_data(char *p, size_t size, size_t n, void *closure)
 {
-    cl_buf_append(closure, p, size * n);
-    return size * n;
+    /* Short of memory: 0 makes curl fail the transfer. */
+    return cl_buf_append(closure, p, size * n) == CL_OK ? size * n : 0;
 }
 
 typedef struct {
@@ -453,7 +465,7 @@ static http_reply http_req(const char *method, const char *path, const char *bod
     curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
     snprintf(r.ctype, sizeof(r.ctype), "%s", ct ? ct : "");
     curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &r.seconds);
-    cl_buf_terminate(&b);
+    assert_int_equal(cl_buf_terminate(&b), CL_OK);
     r.body = cl_buf_steal(&b, NULL);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
@@ -895,7 +907,7 @@ static void test_burst_of_nats_queries_is_coalesced_into_fewer_task_messages(voi
     enum { N = 400 };
     cl_sub *inbox = NULL;
     assert_int_equal(cl_bus_subscribe_sync(&inbox, W.client, "burst.replies", NULL), CL_OK);
-    cl_bus_flush(W.client, 1000);
+    assert_int_equal(cl_bus_flush(W.client, 1000), CL_OK);
     router_reset(&W.r);
     for (int i = 0; i < N; i++) {
         char body[64];
@@ -904,7 +916,7 @@ static void test_burst_of_nats_queries_is_coalesced_into_fewer_task_messages(voi
                                                 body, strlen(body)),
                          CL_OK);
     }
-    cl_bus_flush(W.client, 1000);
+    assert_int_equal(cl_bus_flush(W.client, 1000), CL_OK);
     double sum = 0;
     for (int i = 0; i < N; i++) {
         cl_msg *m = NULL;
@@ -984,7 +996,8 @@ static void *bg_post(void *arg)
     b->reply.status = curl_easy_perform(c) == CURLE_OK ? 0 : -1;
     if (b->reply.status == 0)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &b->reply.status);
-    cl_buf_terminate(&out);
+    if (cl_buf_terminate(&out) != CL_OK)
+        b->reply.status = -1; /* out of memory: as if no answer came */
     b->reply.body = cl_buf_steal(&out, NULL);
     curl_easy_cleanup(c);
     return NULL;
@@ -1058,8 +1071,10 @@ static void *http_worker_main(void *arg)
         long status = 0;
         if (curl_easy_perform(c) == CURLE_OK)
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        cl_buf_terminate(&out);
-        cJSON *j = status == 200 ? cJSON_Parse((const char *)out.data) : NULL;
+        /* Out of memory counts as a bad answer (not asserted on this thread). */
+        cJSON *j = status == 200 && cl_buf_terminate(&out) == CL_OK
+                       ? cJSON_Parse((const char *)out.data)
+                       : NULL;
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "output");
         if (!cJSON_IsNumber(o) || o->valuedouble != v)
             w->bad++;
@@ -1248,7 +1263,7 @@ static void test_cache_identical_concurrent_queries_share_one_task_and_repeats_h
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     curl_easy_cleanup(c);
-    cl_buf_terminate(&out);
+    assert_int_equal(cl_buf_terminate(&out), CL_OK);
     assert_non_null(strstr((const char *)out.data,
                            "{\"internal:prediction_cache_lookups\":{\"count\":\"21\"}}"));
     assert_non_null(strstr((const char *)out.data, "\"internal:prediction_cache_hit_ratio\":"
@@ -1347,7 +1362,7 @@ static size_t answer_held(router *r, uint8_t status)
         send_result(r, r->held[i].reply, strlen(r->held[i].reply), r->held[i].id, status, "", 0);
     r->n_held = 0;
     pthread_mutex_unlock(&r->mu);
-    cl_bus_flush(r->bus, 1000);
+    assert_int_equal(cl_bus_flush(r->bus, 1000), CL_OK);
     return n;
 }
 

@@ -78,11 +78,18 @@ int main(int argc, char **argv)
         snprintf(info.input_type, sizeof(info.input_type), "doubles");
         char id[16], subject[CL_SUBJECT_MAX];
         snprintf(id, sizeof(id), "%u", info.replica_id);
-        cl_subj_replica_hb(subject, prefix, model, version, id, &err);
+        if (cl_subj_replica_hb(subject, prefix, model, version, id, &err) != CL_OK) {
+            fprintf(stderr, "fake replica: %s\n", err.msg);
+            return 1;
+        }
         char *body = cl_heartbeat_encode(&info, "python-closure");
         for (int i = 0; i < 3; i++) {
-            cl_bus_publish(bus, subject, body, strlen(body));
-            cl_bus_flush(bus, 1000);
+            cl_status s = cl_bus_publish(bus, subject, body, strlen(body));
+            if (s == CL_OK)
+                s = cl_bus_flush(bus, 1000);
+            if (s != CL_OK)
+                fprintf(stderr, "fake replica: heartbeat %d not sent: %s\n", i,
+                        cl_status_text(s));
             cl_sleep_ms(1000);
         }
         free(body);

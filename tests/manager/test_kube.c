@@ -453,7 +453,7 @@ static int group_teardown(void **state)
 
 /* ---- bad credentials and addresses -------------------------------------- */
 
-static cl_status new_backend(const char *config, const char *namespace_, cl_err *err)
+static CL_MUST_USE cl_status new_backend(const char *config, const char *namespace_, cl_err *err)
 {
     cl_backend_config cfg = {.nats_url = srv.url,
                              .prefix = "x",

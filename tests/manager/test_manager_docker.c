@@ -235,7 +235,7 @@ static void heartbeat(fixture *fx, const char *model, const char *version, const
     assert_int_equal(cl_subj_replica_hb(subject, fx->prefix, model, version, id, &err), CL_OK);
     char *body = cl_heartbeat_encode(&info, "python-closure");
     assert_int_equal(cl_bus_publish(fx->bus, subject, body, strlen(body)), CL_OK);
-    cl_bus_flush(fx->bus, 1000);
+    assert_int_equal(cl_bus_flush(fx->bus, 1000), CL_OK);
     free(body);
 }
 

@@ -121,7 +121,8 @@ static int setup(void **state)
     cl_err err;
     if (cl_replicas_start(&fx.table, fx.table_bus, on_replica, NULL, &err) != CL_OK)
         return -1;
-    cl_bus_flush(fx.table_bus, 2000);
+    if (cl_bus_flush(fx.table_bus, 2000) != CL_OK)
+        return -1;
     return 0;
 }
 

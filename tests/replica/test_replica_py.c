@@ -37,7 +37,7 @@ static int stop_python(void **state)
 }
 
 /* Loads make_model.py's NAME; returns the status and the cause (if any). */
-static cl_status load(const char *name, const char *runtime, char **cause)
+static CL_MUST_USE cl_status load(const char *name, const char *runtime, char **cause)
 {
     size_t len = 0;
     void *data = rt_make_model(name, &len);
@@ -55,8 +55,8 @@ static void load_ok(const char *name)
         fail_msg("loading %s: %s", name, cause ? cause : "?");
 }
 
-static cl_status predict_doubles(const double *values, size_t rows, size_t cols,
-                                 cl_py_batch *out)
+static CL_MUST_USE cl_status predict_doubles(const double *values, size_t rows, size_t cols,
+                                             cl_py_batch *out)
 {
     const uint8_t *inputs[16];
     size_t lens[16];
