@@ -417,8 +417,15 @@ def test_a_killed_manager_restarted_adopts_its_replica_containers_while_queries_
         os.kill(killed, signal.SIGKILL)
         t0 = time.monotonic()
         wait_until("the engine to restart the manager's container", restarted, 30, 0.05)
-        rows = wait_until("the restarted manager to list the same replica containers",
-                          adopted, 30, 0.1)
+        try:
+            rows = wait_until("the restarted manager to list the same replica containers",
+                              adopted, 30, 0.1)
+        except AssertionError:
+            manager.reload()
+            print("the manager container ({}, restarts {}) said:\n{}".format(
+                manager.status, manager.attrs.get("RestartCount"),
+                manager.logs(tail=60).decode(errors="replace")))
+            raise
         print("manager killed: restarted by the engine and listing the adopted containers "
               "after {:.2f} s".format(time.monotonic() - t0))
         assert all(r.get("state") == "running" and r.get("restarts") == 0 for r in rows), rows
