@@ -6,6 +6,10 @@
  * exits 1; 'clipper run --supervised' exits 1, so that systemd or whatever
  * started it decides).
  *
+ * A child that is stopped (it cannot answer anyone, but NATS keeps giving
+ * it its share of a queue group's messages) counts as hung: after
+ * stopped_kill_ms it is killed, and restarted as if it had crashed.
+ *
  * Backoff: a child that ran at least healthy_s seconds is restarted at
  * once; one that ended sooner waits backoff_first_ms, doubled for each
  * quick end in a row, up to backoff_max_ms.
@@ -35,6 +39,10 @@ typedef struct {
     unsigned backoff_first_ms; /* the wait after a quick end (default 100) */
     unsigned backoff_max_ms;   /* its cap (default 5000) */
     unsigned healthy_s;        /* a child that ran this long restarts at once (default 10) */
+    unsigned stopped_kill_ms;  /* a child stopped by a signal (SIGSTOP, SIGTSTP: state T
+                                  in /proc) this long is killed and restarted like one
+                                  that crashed (default 2000; 0: never). A child stopped
+                                  under a debugger (state t) is left alone. */
 } cl_sv_opts;
 
 typedef enum {

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t window[WINDOW]; /* monotonic times of the last restarts, a ring */
     unsigned window_n;
     unsigned window_head;
+    uint64_t stopped_since_us; /* monotonic; 0 while not stopped */
 } sv_child;
 
 struct cl_sv {
@@ -52,6 +53,7 @@ void cl_sv_opts_init(cl_sv_opts *o)
     o->backoff_first_ms = 100;
     o->backoff_max_ms = 5000;
     o->healthy_s = 10;
+    o->stopped_kill_ms = 2000;
 }
 
 const char *cl_sv_state_name(cl_sv_state s)
@@ -257,6 +259,46 @@ static bool schedule_locked(cl_sv *sv, sv_child *c, int code, uint64_t now)
     return false;
 }
 
+/* True when pid is stopped by a signal: state 'T' in /proc/<pid>/stat
+ * (the field after the command name, which may hold spaces and parens). */
+static bool stopped_by_signal(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] == 'T';
+}
+
+/* With the lock held: kills c when it has been stopped for too long. */
+static void check_stopped(cl_sv *sv, sv_child *c, uint64_t now)
+{
+    if (sv->o.stopped_kill_ms == 0 || c->pid <= 0 || !stopped_by_signal(c->pid)) {
+        c->stopped_since_us = 0;
+        return;
+    }
+    if (c->stopped_since_us == 0) {
+        c->stopped_since_us = now;
+        return;
+    }
+    if (now - c->stopped_since_us < (uint64_t)sv->o.stopped_kill_ms * 1000u)
+        return;
+    fprintf(stderr,
+            "clipper supervisor: %s (pid %d) has been stopped by a signal for %.1f s: killing "
+            "it, to restart it\n",
+            c->name, (int)c->pid, (double)(now - c->stopped_since_us) / 1e6);
+    if (!c->new_pgroup || kill(-c->pid, SIGKILL) != 0)
+        kill(c->pid, SIGKILL);
+    c->stopped_since_us = 0;
+}
+
 long cl_sv_tick(cl_sv *sv, int *next_ms)
 {
     long gave_up = -1;
@@ -266,6 +308,8 @@ long cl_sv_tick(cl_sv *sv, int *next_ms)
     for (size_t i = 0; i < sv->n; i++) {
         sv_child *c = &sv->kids[i];
         int code;
+        if (c->state == CL_SV_RUNNING && c->pid > 0)
+            check_stopped(sv, c, now);
         if (c->state == CL_SV_RUNNING && c->pid > 0 && cl_proc_reaped(c->pid, &code)) {
             if (c->new_pgroup)
                 kill(-c->pid, SIGKILL); /* whatever it left in its group */

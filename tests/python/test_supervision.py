@@ -250,15 +250,17 @@ def test_the_systemd_units_verify(tmp_path):
 
 
 def test_a_slice_of_the_fault_table():
-    """Five rows of `bash .ci/faults`, shorter: never-answered 0 (but the
-    queries inside a killed nats-server), the state intact, predictions
-    back before each row ends. The figures are printed."""
+    """Six rows of `bash .ci/faults`, shorter: never-answered 0 (but the
+    queries inside a killed nats-server, or inside a stopped frontend when
+    its supervisor killed it), the state intact, predictions back before
+    each row ends. The figures are printed."""
     bench = os.path.join(os.path.dirname(os.environ["CLIPPER_BIN"]), "..", "..", "tests",
                          "bench", "clipper-bench")
     assert os.access(bench, os.X_OK), bench
     out = os.path.join(tempfile.mkdtemp(prefix="faults-"), "slice.json")
     r = subprocess.run([sys.executable, fault_suite.__file__, "--bench", bench,
-                        "--rows", "router-kill,frontend-kill,manager-kill,nats-kill,replica-stop",
+                        "--rows", "router-kill,frontend-kill,manager-kill,nats-kill,replica-stop,"
+                        "frontend-stop",
                         "--rate", "200", "--seconds", "9", "--fault-at", "3", "--stop-s", "3",
                         "--json", out, "--check"], capture_output=True, text=True, timeout=600)
     print(r.stdout[-3000:])
@@ -267,4 +269,4 @@ def test_a_slice_of_the_fault_table():
         print("FIGURE fault {}".format(json.dumps(row)))
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     assert [row["row"] for row in rows] == ["router-kill", "frontend-kill", "manager-kill",
-                                            "nats-kill", "replica-stop"]
+                                            "nats-kill", "replica-stop", "frontend-stop"]

@@ -163,6 +163,30 @@ static void test_children_are_independent_one_for_one(void **state)
     cl_sv_free(sv);
 }
 
+static void test_a_child_stopped_by_a_signal_is_killed_and_restarted(void **state)
+{
+    (void)state;
+    cl_sv *sv = new_sv(10, 60, 100, 10); /* stopped_kill_ms: the default 2000 */
+    size_t i = add(sv, "frozen", "exec sleep 30");
+    pid_t first = cl_sv_pid(sv, i);
+    assert_int_equal(kill(first, SIGSTOP), 0);
+    uint64_t t0 = cl_mono_us();
+    assert_int_equal(tick_until(sv, restarted_once, i, 6000), -1);
+    uint64_t took = cl_mono_us() - t0;
+    assert_true(restarted_once(sv, i));
+    assert_int_not_equal(cl_sv_pid(sv, i), first);
+    if (took < 1900000u || took > 4000000u)
+        fail_msg("the stopped child was restarted after %.2f s (want about 2 s)",
+                 (double)took / 1e6);
+    cJSON *st = cl_sv_status_json(sv);
+    const cJSON *kid = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "children"), 0);
+    assert_int_equal(cJSON_GetObjectItem(kid, "last_exit_code")->valueint, -9);
+    cJSON_Delete(st);
+    size_t which[] = {i};
+    cl_sv_stop(sv, which, 1, 2000);
+    cl_sv_free(sv);
+}
+
 static void test_bad_options_are_refused(void **state)
 {
     (void)state;
@@ -194,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_a_killed_child_is_restarted_at_once_and_reported),
         cmocka_unit_test(test_a_child_that_keeps_ending_backs_off_then_is_given_up),
         cmocka_unit_test(test_children_are_independent_one_for_one),
+        cmocka_unit_test(test_a_child_stopped_by_a_signal_is_killed_and_restarted),
         cmocka_unit_test(test_bad_options_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
