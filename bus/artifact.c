@@ -225,8 +225,11 @@ static CL_MUST_USE cl_status parse_manifest(const natsMsg *m, manifest *mf, cl_e
         st = cl_json_get_string(root, "sha256", &sha, err);
     if (st == CL_OK && strlen(sha) != 64)
         st = cl_err_set(err, CL_ERR_INVALID, "field 'sha256' must hold 64 hex digits");
+    /* size / chunk_size rounded up, written so that a size near INT64_MAX
+     * cannot overflow (the fuzzer's finding: size + chunk_size - 1). */
     if (st == CL_OK && (mf->size < 0 || mf->chunks < 0 || mf->chunk_size <= 0 ||
-                        mf->chunks != (mf->size + mf->chunk_size - 1) / mf->chunk_size))
+                        mf->chunks != mf->size / mf->chunk_size +
+                                          (mf->size % mf->chunk_size != 0)))
         st = cl_err_set(err, CL_ERR_INVALID,
                         "size %" PRId64 ", chunks %" PRId64 " and chunk_size %" PRId64
                         " do not agree",
