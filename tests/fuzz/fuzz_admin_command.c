@@ -241,11 +241,14 @@ static const char *const heartbeats[] = {
     "\"cause\":\"ImportError\",\"host\":\"h\",\"pid\":43}",
 };
 
+static bool verbose; /* FUZZ_VERBOSE=1: print each command's reply */
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     fz_quiet();
+    verbose = getenv("FUZZ_VERBOSE") != NULL;
     return 0;
 }
 
@@ -276,6 +279,8 @@ static void run(cl_admin *a, const char *command, const uint8_t *body, size_t le
     }
     char *text = cl_json_print(o);
     fz_check(text != NULL, "%s: the envelope does not print", command);
+    if (verbose)
+        fprintf(stderr, "%s -> %s\n", command, text);
     free(text);
     cJSON_Delete(o);
     cl__admin_reply_reset(&rep);
