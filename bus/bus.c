@@ -515,6 +515,63 @@ cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, siz
     return CL_OK;
 }
 
+cl_status cl_bus_gather(cl_bus *bus, const char *subject, const void *data, size_t len,
+                        int timeout_ms, cl_msg **out, size_t max, size_t *n,
+                        cl_gather_fn enough, void *closure)
+{
+    *n = 0;
+    if (len > (size_t)cl_bus_max_payload(bus))
+        return CL_ERR_TOO_LARGE;
+    if (max == 0)
+        return CL_ERR_INVALID;
+    char token[23];
+    char inbox[32];
+    cl_bus_new_token(token);
+    snprintf(inbox, sizeof(inbox), "_INBOX.%s", token);
+    cl_sub *sub = NULL;
+    cl_status s = cl_bus_subscribe_sync(&sub, bus, inbox, NULL);
+    if (s != CL_OK)
+        return s;
+    s = cl_bus_publish_request(bus, subject, inbox, data, len);
+    if (s == CL_OK)
+        s = cl_bus_flush(bus, timeout_ms);
+    bool no_responders = false;
+    uint64_t end = cl_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u;
+    while (s == CL_OK && *n < max) {
+        uint64_t now = cl_mono_us();
+        if (now >= end)
+            break;
+        int wait_ms = (int)((end - now + 999u) / 1000u);
+        cl_msg *m = NULL;
+        cl_status r = cl_sub_next(sub, &m, wait_ms);
+        if (r == CL_ERR_TIMEOUT)
+            break;
+        if (r != CL_OK) {
+            s = r;
+            break;
+        }
+        if (cl_msg_is_no_responders(m)) {
+            /* The server says so at once when nobody is subscribed. */
+            cl_msg_free(m);
+            no_responders = true;
+            break;
+        }
+        out[(*n)++] = m;
+        if (enough != NULL && enough(out, *n, closure))
+            break;
+    }
+    cl_sub_free(sub);
+    if (s != CL_OK) {
+        for (size_t i = 0; i < *n; i++)
+            cl_msg_free(out[i]);
+        *n = 0;
+        return s;
+    }
+    if (*n > 0)
+        return CL_OK;
+    return no_responders ? CL_ERR_NO_RESPONDERS : CL_ERR_TIMEOUT;
+}
+
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc;

@@ -82,6 +82,18 @@ cl_status cl_bus_flush(cl_bus *bus, int timeout_ms) CL_MUST_USE;
 cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, size_t len,
                          int timeout_ms, cl_msg **reply) CL_MUST_USE;
 
+/* Scatter-gather: publishes data on subject with a fresh inbox as its
+ * reply subject and collects the replies of every responder, until `max`
+ * came, `enough` (may be NULL) returns true for the replies so far, or
+ * timeout_ms passed. Never call from a bus callback. out[0..*n) are owned
+ * by the caller (cl_msg_free each). CL_OK when at least one reply came
+ * (the others may have timed out); CL_ERR_NO_RESPONDERS when nobody
+ * listens, CL_ERR_TIMEOUT when nobody answered in time. */
+typedef bool (*cl_gather_fn)(cl_msg *const *replies, size_t n, void *closure);
+cl_status cl_bus_gather(cl_bus *bus, const char *subject, const void *data, size_t len,
+                        int timeout_ms, cl_msg **out, size_t max, size_t *n,
+                        cl_gather_fn enough, void *closure) CL_MUST_USE;
+
 /* Callback subscription. The callback owns msg and must cl_msg_free it. */
 typedef void (*cl_msg_cb)(cl_bus *bus, cl_msg *msg, void *closure);
 /* queue may be NULL (every subscriber gets every message) or a queue group. */

@@ -292,6 +292,9 @@ cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *
     bo.name = name;
     bo.send_asap = send_asap;
     bo.state_replicas = opts ? opts->state_replicas : defaults.state_replicas;
+    /* Said first: a connect that hangs (a name the resolver is slow to
+     * answer) shows where it hangs. */
+    cl_info("connecting to %s (prefix '%s')", url, prefix);
     cl_status st = cl_bus_connect(out, &bo, &err);
     if (st != CL_OK) {
         if (strstr(err.msg, url) != NULL)

@@ -2,8 +2,9 @@
  * query port, and the Prometheus text format on its own port
  * (opts.metrics_port, GET /metrics).
  *
- * Both need the router's snapshot, a NATS request on <p>.route.stats that
- * may take up to ROUTER_TIMEOUT_MS when no router answers. No HTTP thread
+ * Both need the routers' snapshots: a NATS request on <p>.route.stats that
+ * every router answers, gathered until as many answered as they say there
+ * are (or ROUTER_TIMEOUT_MS) and added up (fe_rmerge.h). No HTTP thread
  * waits for it: the handler suspends its connection (as a prediction does)
  * and queues it; one exporter thread takes every request queued, asks the
  * router once for all of them, renders each reply and resumes its
@@ -25,6 +26,7 @@
 #include "cl_httpd.h"
 #include "fe_core.h"
 #include "fe_prom.h"
+#include "fe_rmerge.h"
 
 /* How long a scrape waits for the router's snapshot. */
 #define ROUTER_TIMEOUT_MS 250
@@ -71,24 +73,62 @@ static void touch_apps(cl_frontend *fe, uint64_t now)
     cl_view_unlock(fe->view);
 }
 
-/* The router's snapshot, or NULL (logged at debug) when none came. */
+/* Routers a scrape hears from at most (a cluster runs one or two). */
+#define MAX_ROUTERS 16
+
+static cJSON *parse_snapshot(const fe_exporter *x, const cl_msg *m)
+{
+    cJSON *snap = cJSON_ParseWithLength(cl_msg_data(m), cl_msg_len(m));
+    if (!cJSON_IsObject(snap) || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(snap, "versions"))) {
+        cl_debug("metrics: an answer on %s is not a router snapshot: %.200s", x->subject,
+                 (const char *)cl_msg_data(m));
+        cJSON_Delete(snap);
+        return NULL;
+    }
+    return snap;
+}
+
+/* Stop waiting once as many routers answered as any of them hears. */
+static bool heard_all(cl_msg *const *replies, size_t n, void *closure)
+{
+    const fe_exporter *x = closure;
+    cJSON *snaps[MAX_ROUTERS] = {0};
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < MAX_ROUTERS; i++) {
+        cJSON *s = parse_snapshot(x, replies[i]);
+        if (s != NULL)
+            snaps[k++] = s;
+    }
+    size_t want = cl_fe_router_expected((const cJSON *const *)snaps, k);
+    for (size_t i = 0; i < k; i++)
+        cJSON_Delete(snaps[i]);
+    return k >= want;
+}
+
+/* Every router's snapshot, added up (fe_rmerge.h), or NULL (logged at
+ * debug) when none came. */
 static cJSON *fetch_router(fe_exporter *x)
 {
-    cl_msg *reply = NULL;
-    cl_status s = cl_bus_request(x->fe->bus, x->subject, "", 0, ROUTER_TIMEOUT_MS, &reply);
+    cl_msg *replies[MAX_ROUTERS];
+    size_t n = 0;
+    cl_status s = cl_bus_gather(x->fe->bus, x->subject, "", 0, ROUTER_TIMEOUT_MS, replies,
+                                MAX_ROUTERS, &n, heard_all, x);
     if (s != CL_OK) {
         cl_debug("metrics: no router snapshot on %s: %s", x->subject, cl_status_text(s));
         return NULL;
     }
-    cJSON *snap = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
-    if (!cJSON_IsObject(snap) || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(snap, "versions"))) {
-        cl_debug("metrics: the router's answer on %s is not a snapshot: %.200s", x->subject,
-                 (const char *)cl_msg_data(reply));
-        cJSON_Delete(snap);
-        snap = NULL;
+    cJSON *snaps[MAX_ROUTERS] = {0};
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *snap = parse_snapshot(x, replies[i]);
+        if (snap != NULL)
+            snaps[k++] = snap;
+        cl_msg_free(replies[i]);
     }
-    cl_msg_free(reply);
-    return snap;
+    cJSON *merged = k > 0 ? cl_fe_router_merge((const cJSON *const *)snaps, k) : NULL;
+    for (size_t i = 0; i < k; i++)
+        cJSON_Delete(snaps[i]);
+    return merged;
 }
 
 static void cache_gauges(cl_frontend *fe, cl_fe_prom *p)

@@ -246,6 +246,12 @@ void cl_fe_prom_router(cl_fe_prom *p, const cJSON *router)
     cl_fe_prom_family(p, "clipper_router_up", "gauge",
                       "1 when a router answered this scrape's stats request, else 0.");
     cl_fe_prom_sample(p, "clipper_router_up", NULL, router != NULL ? 1 : 0);
+    cl_fe_prom_family(p, "clipper_routers_answered", "gauge",
+                      "Routers (the leader and the standbys) whose snapshots this scrape "
+                      "added up.");
+    const cJSON *routers = cJSON_GetObjectItemCaseSensitive(router, "routers");
+    cl_fe_prom_sample(p, "clipper_routers_answered", NULL,
+                      cJSON_IsArray(routers) ? cJSON_GetArraySize(routers) : router != NULL);
     if (router == NULL)
         return;
     const cJSON *versions = cJSON_GetObjectItemCaseSensitive(router, "versions");
@@ -266,11 +272,23 @@ void cl_fe_prom_router(cl_fe_prom *p, const cJSON *router)
                 "Tasks per batch the router sent to a replica.", 1);
     router_hist(p, versions, "queueing_delay_us", "clipper_router_queueing_delay_seconds",
                 "Time a task waited at the router, from its arrival to its dispatch.", 1e6);
-    double no_replica;
-    if (get_num(router, "tasks_no_replica", &no_replica)) {
-        cl_fe_prom_family(p, "clipper_router_tasks_no_replica_total", "counter",
-                          "Tasks the router answered at once because their model version had "
-                          "no ready replica.");
-        cl_fe_prom_sample(p, "clipper_router_tasks_no_replica_total", NULL, no_replica);
+    static const struct {
+        const char *key, *name, *help;
+    } totals[] = {
+        {"tasks_received", "clipper_router_tasks_received_total",
+         "Tasks the routers received from frontends."},
+        {"tasks_no_replica", "clipper_router_tasks_no_replica_total",
+         "Tasks the router answered at once because their model version had no ready replica."},
+        {"tasks_replica_lost", "clipper_router_tasks_replica_lost_total",
+         "Tasks answered with an error because their replica went away with their batch."},
+        {"tasks_hedged", "clipper_router_tasks_hedged_total",
+         "Tasks of an overdue batch the router sent again to another, idle replica."},
+    };
+    for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
+        double v;
+        if (!get_num(router, totals[i].key, &v))
+            continue;
+        cl_fe_prom_family(p, totals[i].name, "counter", totals[i].help);
+        cl_fe_prom_sample(p, totals[i].name, NULL, v);
     }
 }

@@ -2,6 +2,7 @@
 #include "leader.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct cl__leader {
     bool known; /* this router leads, or hears a live leader */
     peer peers[MAX_PEERS];
     size_t n_peers;
+    atomic_uint routers; /* n_peers + 1 after each tick, for other threads */
 };
 
 static peer *find_peer(cl__leader *l, const char *id)
@@ -161,6 +163,7 @@ int cl__leader_tick(cl__leader *l)
                                              : "no live router leads");
     }
     l->known = l->leading || lead != NULL;
+    atomic_store(&l->routers, (unsigned)l->n_peers + 1u);
     if (now >= l->next_hello_us) {
         say_hello(l);
         l->next_hello_us = now + CL_LEADER_HELLO_MS * 1000u;
@@ -187,6 +190,11 @@ uint64_t cl__leader_epoch(const cl__leader *l)
     return l->epoch;
 }
 
+unsigned cl__leader_routers(const cl__leader *l)
+{
+    return atomic_load(&l->routers);
+}
+
 cl_status cl__leader_new(cl__leader **out, cl_loop *loop, const char *prefix, cl__leader_cb cb,
                          void *closure, cl_err *err)
 {
@@ -198,6 +206,7 @@ cl_status cl__leader_new(cl__leader **out, cl_loop *loop, const char *prefix, cl
     l->closure = closure;
     cl_bus_new_token(l->id);
     l->started_us = cl_mono_us();
+    atomic_init(&l->routers, 1u);
     cl_status s = cl_subj_route_hello(l->subject, prefix, err);
     if (s == CL_OK) {
         s = cl_loop_subscribe(loop, l->subject, NULL, on_hello, l);

@@ -11,8 +11,8 @@
  * epoch one above every epoch it has seen. Two leaders (a partition that
  * healed, a stopped leader that resumed): the higher epoch keeps the lead
  * (on a tie the smaller id), the other steps down. Replicas answer a new
- * leader's first hello with a pull at once, and frontends send it their
- * tasks still unanswered.
+ * leader's first hello with a pull at once. Tasks the old leader held are
+ * not sent again: they get the default output at their deadline.
  *
  * Everything runs on the router's loop thread: cl__leader_tick between
  * turns, the hello callback inside them. */
@@ -43,6 +43,8 @@ bool cl__leader_leading(const cl__leader *l);
 /* This router leads or hears a live leader (as of the last tick). */
 bool cl__leader_known(const cl__leader *l);
 uint64_t cl__leader_epoch(const cl__leader *l);
+/* Live routers, this one included (as of the last tick); any thread. */
+unsigned cl__leader_routers(const cl__leader *l);
 void cl__leader_free(cl__leader *l);
 
 #endif

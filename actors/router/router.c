@@ -366,8 +366,9 @@ static void on_route_stats(cl_bus *bus, cl_msg *msg, void *closure)
     cl_router *r = closure;
     const char *reply = cl_msg_reply(msg);
     cl_err err;
-    /* A standby has nothing to say: the leader holds the queues. */
-    if (reply == NULL || reply[0] == '\0' || !atomic_load(&r->leading)) {
+    /* Every router answers, standbys too: their counters (from when they
+     * led) still count, and the exporter adds them up (fe_rmerge.c). */
+    if (reply == NULL || reply[0] == '\0') {
         cl_msg_free(msg);
         return;
     }
@@ -383,13 +384,16 @@ static void on_route_stats(cl_bus *bus, cl_msg *msg, void *closure)
     pthread_mutex_unlock(&r->mu);
     if (snap != NULL) {
         cJSON_AddNumberToObject(snap, "malformed", (double)atomic_load(&r->malformed));
-        /* Which router answered: the leader (standbys do not answer). */
+        /* Which router answered, whether it leads, and how many routers
+         * it hears (itself included): a gatherer waits for that many. */
         cJSON *who = cJSON_AddObjectToObject(snap, "router");
         char host[256] = "";
         (void)gethostname(host, sizeof(host) - 1);
         cJSON_AddStringToObject(who, "host", host);
         cJSON_AddNumberToObject(who, "pid", (double)getpid());
         cJSON_AddNumberToObject(who, "epoch", (double)atomic_load(&r->epoch));
+        cJSON_AddBoolToObject(who, "leading", atomic_load(&r->leading));
+        cJSON_AddNumberToObject(who, "routers", (double)cl__leader_routers(r->leader));
     }
     char *text = snap != NULL ? cJSON_PrintUnformatted(snap) : NULL;
     cJSON_Delete(snap);
@@ -619,6 +623,13 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
         cl_err_prefix(err, "router: cannot answer the service API");
         goto fail;
     }
+    /* Tasks and pulls are subscribed to once this router leads. */
+    s = cl__leader_new(&r->leader, r->loop, prefix, on_leading, r, err);
+    if (s != CL_OK) {
+        cl_err_prefix(err, "router");
+        goto fail;
+    }
+    /* After the leader: a snapshot says how many routers it hears. */
     char stats_subject[CL_SUBJECT_MAX];
     s = cl_subj_route_stats(stats_subject, prefix, err);
     if (s == CL_OK) {
@@ -629,12 +640,6 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
     }
     if (s != CL_OK)
         goto fail;
-    /* Tasks and pulls are subscribed to once this router leads. */
-    s = cl__leader_new(&r->leader, r->loop, prefix, on_leading, r, err);
-    if (s != CL_OK) {
-        cl_err_prefix(err, "router");
-        goto fail;
-    }
     /* Make sure the server has our interest before we report serving. */
     s = cl_loop_sync(r->loop, 2000);
     if (s != CL_OK) {
@@ -670,9 +675,9 @@ void cl_router_free(cl_router *r)
         atomic_store(&r->loop_stop, true);
         pthread_join(r->loop_thread, NULL);
     }
+    cl_sub_free(r->stats_sub); /* after it returns no snapshot is taken */
     cl__leader_free(r->leader);
     cl_replicas_free(r->replicas);
-    cl_sub_free(r->stats_sub); /* after it returns no snapshot is taken */
     cl_service_free(r->svc);
     if (r->thread_started) {
         pthread_mutex_lock(&r->mu);

@@ -414,8 +414,15 @@ class DockerContainerManager(BusModels, ContainerManager):
     def _run_cluster(self, cache_size, socket_path, started):
         replica_nats = None
         for role, command, extra in self._specs(cache_size, socket_path):
-            if role == "manager" and replica_nats is not None:
-                command = command + ["--replica-nats", replica_nats]
+            if replica_nats is not None:
+                # The actors, like the replicas, reach the bus by its
+                # address first (the name stays in the list): a restarted
+                # actor's name lookup through aardvark-dns stalled for
+                # over 30 s while containers came and went.
+                command = [replica_nats + "," + a if a == self._internal_nats_url() else a
+                           for a in command]
+                if role == "manager":
+                    command = command + ["--replica-nats", replica_nats]
             kwargs = dict(self.extra_container_kwargs)
             for key in ("environment", "volumes"):
                 if key in extra:

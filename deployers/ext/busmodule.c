@@ -288,6 +288,63 @@ static PyObject *Bus_request(BusObject *self, PyObject *args, PyObject *kwds)
     return out;
 }
 
+/* Scatter-gather: every responder's reply within timeout_ms. */
+static PyObject *Bus_gather(BusObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"subject", "data", "timeout_ms", "max", NULL};
+    const char *subject = NULL;
+    Py_buffer data = {0};
+    int timeout_ms = 1000;
+    int max = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sy*|ii:gather", kwlist, &subject, &data,
+                                     &timeout_ms, &max))
+        return NULL;
+    PyObject *out = NULL;
+    cl_msg **replies = NULL;
+    size_t n = 0;
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (st == NULL || check_timeout(timeout_ms) < 0)
+        goto done;
+    if (max <= 0 || max > 4096) {
+        PyErr_Format(PyExc_ValueError, "max must be between 1 and 4096, got %d", max);
+        goto done;
+    }
+    replies = calloc((size_t)max, sizeof(*replies));
+    if (replies == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    cl_bus *bus = acquire_bus(self, st);
+    if (bus == NULL)
+        goto done;
+    cl_status s;
+    Py_BEGIN_ALLOW_THREADS
+    s = cl_bus_gather(bus, subject, data.buf, (size_t)data.len, timeout_ms, replies, (size_t)max,
+                      &n, NULL, NULL);
+    Py_END_ALLOW_THREADS
+    release_bus(self);
+    if (s != CL_OK && s != CL_ERR_TIMEOUT && s != CL_ERR_NO_RESPONDERS) {
+        cl_err err;
+        cl_err_set(&err, s, "gather on %s failed: %s", subject, cl_status_text(s));
+        raise_err(st, &err);
+        goto done;
+    }
+    out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        PyObject *b = PyBytes_FromStringAndSize((const char *)cl_msg_data(replies[i]),
+                                                (Py_ssize_t)cl_msg_len(replies[i]));
+        if (b == NULL || PyList_Append(out, b) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(b);
+    }
+done:
+    for (size_t i = 0; i < n; i++)
+        cl_msg_free(replies[i]);
+    free(replies);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 typedef cl_status (*subject_fn)(char out[CL_SUBJECT_MAX], const char *prefix, const char *token,
                                 cl_err *err);
 
@@ -483,6 +540,10 @@ static PyMethodDef Bus_methods[] = {
      "request(subject, data, timeout_ms=5000) -> bytes\n\n"
      "Sends data to subject and returns the reply. Raises NoResponders when\n"
      "nobody listens, BusTimeout when nobody answered in time."},
+    {"gather", (PyCFunction)(void (*)(void))Bus_gather, METH_VARARGS | METH_KEYWORDS,
+     "gather(subject, data, timeout_ms=1000, max=64) -> list of bytes\n\n"
+     "Sends data to subject and returns every reply that came within\n"
+     "timeout_ms (or the first max): [] when nobody answered."},
     {"admin", (PyCFunction)(void (*)(void))Bus_admin, METH_VARARGS | METH_KEYWORDS,
      "admin(command, body, timeout_ms=10000) -> bytes\n\n"
      "Request on <prefix>.admin.<command>; body is the JSON request."},

@@ -284,6 +284,78 @@ static void test_request_to_a_silent_listener_times_out(void **state)
     cl_bus_free(bus);
 }
 
+static bool two_came(cl_msg *const *replies, size_t n, void *closure)
+{
+    (void)replies;
+    *(size_t *)closure = n;
+    return n >= 2;
+}
+
+static void test_gather_collects_every_responder(void **state)
+{
+    (void)state;
+    cl_bus *a = connect_bus(), *b = connect_bus(), *c = connect_bus(), *client = connect_bus();
+    cl_sub *subs[3] = {NULL, NULL, NULL};
+    cl_bus *servers[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cl_bus_subscribe(&subs[i], servers[i], "t.all", NULL, on_echo, NULL),
+                         CL_OK);
+        assert_int_equal(cl_bus_flush(servers[i], 1000), CL_OK);
+    }
+    cl_msg *out[8];
+    size_t n = 0;
+    /* All three, within the time given. */
+    assert_int_equal(cl_bus_gather(client, "t.all", "hi", 2, 300, out, 8, &n, NULL, NULL), CL_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_memory_equal(cl_msg_data(out[i]), "echo:hi", 7);
+        cl_msg_free(out[i]);
+    }
+    /* Stops as soon as the callback says enough, well before the timeout. */
+    size_t seen_n = 0;
+    uint64_t t0 = cl_mono_us();
+    assert_int_equal(
+        cl_bus_gather(client, "t.all", "x", 1, 5000, out, 8, &n, two_came, &seen_n), CL_OK);
+    assert_true(cl_mono_us() - t0 < 2500000);
+    assert_int_equal(n, 2);
+    assert_int_equal(seen_n, 2);
+    cl_msg_free(out[0]);
+    cl_msg_free(out[1]);
+    /* And at max. */
+    assert_int_equal(cl_bus_gather(client, "t.all", "x", 1, 5000, out, 1, &n, NULL, NULL), CL_OK);
+    assert_int_equal(n, 1);
+    cl_msg_free(out[0]);
+    assert_int_equal(cl_bus_gather(client, "t.all", "x", 1, 300, out, 0, &n, NULL, NULL),
+                     CL_ERR_INVALID);
+    for (int i = 0; i < 3; i++)
+        cl_sub_free(subs[i]);
+    cl_bus_free(a);
+    cl_bus_free(b);
+    cl_bus_free(c);
+    cl_bus_free(client);
+}
+
+static void test_gather_without_listener_or_answer(void **state)
+{
+    (void)state;
+    cl_bus *bus = connect_bus();
+    cl_msg *out[4];
+    size_t n = 7;
+    uint64_t t0 = cl_mono_us();
+    assert_int_equal(cl_bus_gather(bus, "t.nobody.home", "x", 1, 3000, out, 4, &n, NULL, NULL),
+                     CL_ERR_NO_RESPONDERS);
+    assert_int_equal(n, 0);
+    assert_true(cl_mono_us() - t0 < 1500000);
+    cl_sub *sub = NULL;
+    assert_int_equal(cl_bus_subscribe(&sub, bus, "t.quiet", NULL, on_silent, NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 1000), CL_OK);
+    assert_int_equal(cl_bus_gather(bus, "t.quiet", "x", 1, 200, out, 4, &n, NULL, NULL),
+                     CL_ERR_TIMEOUT);
+    assert_int_equal(n, 0);
+    cl_sub_free(sub);
+    cl_bus_free(bus);
+}
+
 static void test_payload_above_max_is_refused(void **state)
 {
     (void)state;
@@ -351,6 +423,8 @@ int main(void)
         cmocka_unit_test(test_request_gets_the_reply),
         cmocka_unit_test(test_request_without_listener_gives_no_responders),
         cmocka_unit_test(test_request_to_a_silent_listener_times_out),
+        cmocka_unit_test(test_gather_collects_every_responder),
+        cmocka_unit_test(test_gather_without_listener_or_answer),
         cmocka_unit_test(test_payload_above_max_is_refused),
         cmocka_unit_test(test_subscription_may_free_itself_from_its_callback),
         cmocka_unit_test(test_new_tokens_are_distinct_subject_tokens),

@@ -81,6 +81,20 @@ def pids_where(pred):
     return sorted(out)
 
 
+def router_snapshots(bus, prefix, timeout_ms=1000):
+    """Every router's route.stats snapshot (the leader's and the standbys')."""
+    return [json.loads(r.decode())
+            for r in bus.gather("{}.route.stats".format(prefix), b"", timeout_ms)]
+
+
+def leading_router(bus, prefix):
+    """The "router" part ({host, pid, epoch, leading, routers}) of the
+    leader's snapshot; AssertionError unless exactly one router leads."""
+    leaders = [s["router"] for s in router_snapshots(bus, prefix) if s["router"]["leading"]]
+    assert len(leaders) == 1, leaders
+    return leaders[0]
+
+
 def actor_pids(prefix, kind):
     """'clipper run <kind> ... --prefix <prefix>' processes."""
     def pred(argv):
@@ -234,10 +248,7 @@ def inject(ctx, row):
     if kind == "nats":
         pid = one(nats_pids(ctx.nats_port), "nats-server")
     elif kind == "router":
-        # The leader: only it answers route.stats, saying its pid.
-        stats = json.loads(ctx.cm.bus.request("{}.route.stats".format(ctx.prefix), b"{}",
-                                              2000).decode())
-        pid = int(stats["router"]["pid"])
+        pid = int(leading_router(ctx.cm.bus, ctx.prefix)["pid"])
     elif kind == "replica":
         pid = one(ctx.replicas(), "replica")
     else:

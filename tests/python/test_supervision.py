@@ -100,9 +100,7 @@ def test_every_killed_process_is_restarted_and_the_cluster_serves(served):
 
 def test_the_standby_router_takes_over_from_a_killed_leader(served):
     c = served
-    stats = json.loads(c.cm.bus.request("{}.route.stats".format(c.cm.prefix), b"{}",
-                                        2000).decode())
-    leader = stats["router"]["pid"]
+    leader = fault_suite.leading_router(c.cm.bus, c.cm.prefix)["pid"]
     routers = fault_suite.actor_pids(c.cm.prefix, "router")
     assert len(routers) == 2 and leader in routers
     os.kill(leader, signal.SIGKILL)
@@ -111,13 +109,71 @@ def test_the_standby_router_takes_over_from_a_killed_leader(served):
                10, 0.01)
     took = time.monotonic() - t0
     print("FIGURE the leading router killed: predictions again after {:.3f} s".format(took))
-    stats = json.loads(c.cm.bus.request("{}.route.stats".format(c.cm.prefix), b"{}",
-                                        2000).decode())
+    new = fault_suite.leading_router(c.cm.bus, c.cm.prefix)
     # The standby, or the killed one's restart if it won the election (both
     # listen; the smaller id takes the lead): anyone but the dead one.
-    assert stats["router"]["pid"] != leader
-    assert stats["router"]["pid"] in fault_suite.actor_pids(c.cm.prefix, "router")
-    assert stats["router"]["epoch"] >= 2
+    assert new["pid"] != leader
+    assert new["pid"] in fault_suite.actor_pids(c.cm.prefix, "router")
+    assert new["epoch"] >= 2
+
+
+def prom_value(text, name):
+    """The value of an unlabelled sample name in Prometheus text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no sample {} in:\n{}".format(name, text))
+
+
+def test_the_routers_metrics_add_up_over_leader_and_standby(served):
+    """A leader that stops leading keeps its counters as a standby; the
+    frontend's Prometheus door adds every router's snapshot up."""
+    import urllib.request
+    c = served
+    prefix = c.cm.prefix
+    first = fault_suite.leading_router(c.cm.bus, prefix)["pid"]
+    for i in range(30):
+        assert prediction(c, "sv", (float(i), 1.0)), i
+    # A leader stopped for 1 s (less than the supervisor's 2 s before it
+    # kills a stopped child) loses the lead, and steps down when it resumes.
+    os.kill(first, signal.SIGSTOP)
+    try:
+        wait_until("the standby leading",
+                   lambda: any(s["router"]["leading"] and s["router"]["pid"] != first
+                               for s in fault_suite.router_snapshots(c.cm.bus, prefix, 300)),
+                   10, 0.05)
+    finally:
+        time.sleep(0.2)
+        os.kill(first, signal.SIGCONT)
+
+    def two_routers_one_leader():
+        snaps = fault_suite.router_snapshots(c.cm.bus, prefix)
+        by_pid = {s["router"]["pid"]: s for s in snaps}
+        if len(snaps) != 2 or first not in by_pid or by_pid[first]["router"]["leading"]:
+            return None
+        return by_pid
+
+    wait_until("the old leader standing by", two_routers_one_leader, 10, 0.05)
+    for i in range(30):
+        assert prediction(c, "sv", (float(i), 2.0)), i
+    by_pid = two_routers_one_leader()
+    assert by_pid is not None
+    old = by_pid.pop(first)
+    new = list(by_pid.values())[0]
+    # Each counted its own share: the standby kept what it counted.
+    assert old["tasks_received"] >= 30 and new["tasks_received"] >= 30, (old, new)
+    url = "http://{}/metrics".format(c.cm.get_metric_addr())
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert prom_value(text, "clipper_routers_answered") == 2
+    assert prom_value(text, "clipper_router_tasks_received_total") == \
+        old["tasks_received"] + new["tasks_received"]
+    dispatched = [line for line in text.splitlines()
+                  if line.startswith("clipper_tasks_dispatched_total{")]
+    assert len(dispatched) == 1, dispatched
+    assert float(dispatched[0].split()[-1]) == sum(
+        v["tasks_dispatched"] for s in (old, new) for v in s["versions"]), dispatched
+    print("FIGURE routers' metrics added up: {} + {} tasks received".format(
+        old["tasks_received"], new["tasks_received"]))
 
 
 def test_replicas_outlive_a_killed_manager_and_are_adopted(served):
