@@ -53,12 +53,24 @@ cl_status cl_json_opt_bool(const cJSON *obj, const char *field, bool *out, bool 
 cl_status cl_json_only_fields(const cJSON *obj, const char *const *allowed, cl_err *err)
     CL_MUST_USE;
 
+/* Adds an integer that prints exactly: cJSON prints a number with 15
+ * significant digits when that reads back within its own epsilon, so an
+ * integer from about 4.5e15 came back 1 or 2 off. Written as raw JSON text
+ * ("%" PRId64), so the object is for printing, not for reading back with
+ * cJSON's getters. NULL when out of memory. */
+cJSON *cl_json_add_int(cJSON *object, const char *key, int64_t v);
+
 /* ---- what cJSON does not check, for other strict parsers too ---- */
 
 /* Whether s[0..len) is UTF-8 as RFC 3629 has it: no overlong forms, no
  * surrogates (U+D800..U+DFFF), nothing above U+10FFFF. On false *bad (may
  * be NULL) is the offset of the first byte of the first bad sequence. */
 bool cl_json_utf8_valid(const void *s, size_t len, size_t *bad);
+/* A NUL-terminated copy of s[0..len) that is UTF-8: each byte of a bad
+ * sequence becomes U+FFFD, as Python's errors="replace" does, and a NUL
+ * byte becomes U+FFFD too (a C string would end there). NULL when out of
+ * memory. For text that goes to a client but came from a model. */
+char *cl_json_utf8_repair(const void *s, size_t len);
 
 /* Checks the JSON string literal that starts at t[*pos] (its opening
  * quote): UTF-8, no raw control character, valid escapes, \u escapes of

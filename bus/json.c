@@ -1,5 +1,7 @@
 /* Strict JSON decoding over cJSON: getters that name the bad field. */
+#include <inttypes.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +105,45 @@ bool cl_json_utf8_valid(const void *s, size_t len, size_t *bad)
         i += k;
     }
     return true;
+}
+
+cJSON *cl_json_add_int(cJSON *object, const char *key, int64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%" PRId64, v);
+    cJSON *item = cJSON_CreateRaw(text);
+    if (item == NULL || !cJSON_AddItemToObject(object, key, item)) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
+}
+
+char *cl_json_utf8_repair(const void *s, size_t len)
+{
+    const unsigned char *p = s;
+    static const char fffd[] = "\xEF\xBF\xBD";
+    /* At worst every byte becomes three. */
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(len * 3 + 1);
+    if (out == NULL)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = p[i] == 0 ? 0 : p[i] < 0x80 ? 1 : utf8_seq(p + i, len - i);
+        if (k == 0) {
+            memcpy(out + n, fffd, 3);
+            n += 3;
+            i++;
+            continue;
+        }
+        memcpy(out + n, p + i, k);
+        n += k;
+        i += k;
+    }
+    out[n] = '\0';
+    return out;
 }
 
 /* The code unit of the 4 hex digits at t[at]. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "admin_internal.h"
+#include "cl_json.h"
 #include "cl_log.h"
 #include "cl_wire.h"
 
@@ -53,7 +54,7 @@ static cJSON *app_reply(const cl_app *app)
         return NULL;
     cJSON_AddStringToObject(o, "input_type", cl_input_type_name((cl_input_type)app->input_type));
     cJSON_AddStringToObject(o, "default_output", app->default_output);
-    cJSON_AddNumberToObject(o, "latency_slo_micros", (double)app->latency_slo_micros);
+    (void)cl_json_add_int(o, "latency_slo_micros", app->latency_slo_micros);
     cJSON_AddStringToObject(o, "name", app->name);
     cJSON *links = cJSON_AddArrayToObject(o, "linked_models");
     for (size_t i = 0; links && i < app->n_linked; i++)

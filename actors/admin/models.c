@@ -8,6 +8,7 @@
 
 #include "admin_internal.h"
 #include "cl_artifact.h"
+#include "cl_json.h"
 #include "cl_log.h"
 #include "cl_resources.h"
 #include "cl_wire.h"
@@ -66,11 +67,11 @@ static cJSON *model_reply(const cl_model *m, bool is_current)
     cJSON_AddStringToObject(o, "container_name", m->container_name);
     cJSON_AddStringToObject(o, "model_data_path", m->model_data_path);
     cJSON_AddBoolToObject(o, "is_current_version", is_current);
-    cJSON_AddNumberToObject(o, "batch_size", (double)m->batch_size);
-    cJSON_AddNumberToObject(o, "num_replicas", (double)m->num_replicas);
+    (void)cl_json_add_int(o, "batch_size", m->batch_size);
+    (void)cl_json_add_int(o, "num_replicas", m->num_replicas);
     cJSON_AddStringToObject(o, "runtime", m->runtime);
     cJSON_AddStringToObject(o, "artifact_sha256", m->artifact_sha256);
-    cJSON_AddNumberToObject(o, "artifact_size", (double)m->artifact_size);
+    (void)cl_json_add_int(o, "artifact_size", m->artifact_size);
     return o;
 }
 

@@ -220,7 +220,8 @@ static void add_str(cJSON *o, const char *k, const char *v)
 
 static void add_int(cJSON *o, const char *k, int64_t v)
 {
-    cJSON_AddNumberToObject(o, k, (double)v);
+    /* Exactly, however large (cl_json_add_int). */
+    (void)cl_json_add_int(o, k, v);
 }
 
 /* ---- applications ----------------------------------------------------- */

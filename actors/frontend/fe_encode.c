@@ -8,6 +8,8 @@
 #include <cjson/cJSON.h>
 
 #include "fe_encode.h"
+
+#include "cl_json.h"
 #include "fe_json.h"
 
 const char CL_FE_EXPLAIN_NO_MODEL[] = "No connected models found for query";
@@ -26,14 +28,12 @@ static bool add(cJSON *obj, const char *key, cJSON *v)
 }
 
 /* A NUL-terminated copy of a counted string, for cJSON. */
+/* A model's text (an error's cause) as a JSON string, made UTF-8. */
 static cJSON *counted_string(const char *s, size_t len)
 {
-    char *c = malloc(len + 1);
+    char *c = cl_json_utf8_repair(s, len);
     if (c == NULL)
         return NULL;
-    if (len > 0)
-        memcpy(c, s, len);
-    c[len] = '\0';
     cJSON *v = cJSON_CreateString(c);
     free(c);
     return v;
@@ -116,11 +116,10 @@ char *cl_fe_encode_answers(const cl_fe_answer *answers, size_t n, const char *de
     if (n == 1) {
         if (answers[0].kind == CL_FE_ANSWER_MODEL_ERROR) {
             *http_status = 500;
-            char *cause = malloc(answers[0].len + 1);
+            char *cause = cl_json_utf8_repair(answers[0].text ? answers[0].text : "",
+                                              answers[0].len);
             if (cause == NULL)
                 return NULL;
-            memcpy(cause, answers[0].text ? answers[0].text : "", answers[0].len);
-            cause[answers[0].len] = '\0';
             char *body = cl_fe_encode_error("Model error", cause);
             free(cause);
             return body;

@@ -367,12 +367,20 @@ cJSON *cl_fe_output_value(const char *text, size_t len)
 {
     size_t s, e;
     bool valid = cl_fe_output_json_span(text, len, &s, &e);
+    if (!valid) {
+        /* Text, as a JSON string: a model's bytes that are not UTF-8 (or
+         * hold a NUL) are repaired, so the reply stays RFC 8259 JSON. */
+        char *text_copy = cl_json_utf8_repair(text, len);
+        cJSON *v = text_copy != NULL ? cJSON_CreateString(text_copy) : NULL;
+        free(text_copy);
+        return v;
+    }
     char *copy = malloc(e - s + 1);
     if (copy == NULL)
         return NULL;
     memcpy(copy, text + s, e - s);
     copy[e - s] = '\0';
-    cJSON *v = valid ? cJSON_CreateRaw(copy) : cJSON_CreateString(copy);
+    cJSON *v = cJSON_CreateRaw(copy);
     free(copy);
     return v;
 }

@@ -298,6 +298,32 @@ static void test_parse_refuses_duplicate_keys(void **state)
     cJSON_Delete(o);
 }
 
+static void test_utf8_repair_replaces_each_bad_byte(void **state)
+{
+    (void)state;
+    const struct {
+        const char *in;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"ok \xc3\xa9", 5, "ok \xc3\xa9"},             /* valid: unchanged */
+        {"", 0, ""},
+        {"a\x80" "b", 3, "a\xef\xbf\xbd" "b"},            /* a stray continuation byte */
+        {"\xff\xfe", 2, "\xef\xbf\xbd\xef\xbf\xbd"}, /* one U+FFFD per bad byte */
+        {"x\xe2\x28\xa1", 4, "x\xef\xbf\xbd(\xef\xbf\xbd"},
+        {"a\0b", 3, "a\xef\xbf\xbd" "b"},              /* a NUL would end the string */
+        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate */
+        {"end\xc2", 4, "end\xef\xbf\xbd"},              /* cut short */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *r = cl_json_utf8_repair(cases[i].in, cases[i].len);
+        assert_non_null(r);
+        assert_string_equal(r, cases[i].want);
+        assert_true(cl_json_utf8_valid(r, strlen(r), NULL));
+        free(r);
+    }
+}
+
 static void test_utf8_validator(void **state)
 {
     (void)state;
@@ -362,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_parse_accepts_utf8_and_surrogate_pairs),
         cmocka_unit_test(test_parse_refuses_duplicate_keys),
         cmocka_unit_test(test_utf8_validator),
+        cmocka_unit_test(test_utf8_repair_replaces_each_bad_byte),
         cmocka_unit_test(test_unescape_keeps_nul_and_decodes_escapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,6 +53,19 @@ static void test_encode_output_that_is_not_json_is_inserted_as_string(void **sta
     expect_body(&a, 1, "x", 200, "{\"query_id\":5,\"output\":\"\",\"default\":false}");
 }
 
+/* A model's bytes that are not UTF-8 must not make the reply non-JSON
+ * (RFC 8259 requires UTF-8; strict clients refuse anything else). */
+static void test_encode_output_that_is_not_utf8_is_repaired(void **state)
+{
+    (void)state;
+    cl_fe_answer a = {6, CL_FE_ANSWER_OUTPUT, "caf\xe9 \xff", 6};
+    expect_body(&a, 1, "x", 200,
+                "{\"query_id\":6,\"output\":\"caf\xef\xbf\xbd \xef\xbf\xbd\",\"default\":false}");
+    cl_fe_answer e = {7, CL_FE_ANSWER_MODEL_ERROR, "bad \x80\0x", 7};
+    expect_body(&e, 1, "x", 500,
+                "{\"error\":\"Model error\",\"cause\":\"bad \xef\xbf\xbd\xef\xbf\xbdx\"}");
+}
+
 static void test_encode_output_is_taken_by_length_not_nul(void **state)
 {
     (void)state;
@@ -131,6 +144,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_output_that_is_json_is_inserted_as_json),
         cmocka_unit_test(test_encode_output_that_is_not_json_is_inserted_as_string),
+        cmocka_unit_test(test_encode_output_that_is_not_utf8_is_repaired),
         cmocka_unit_test(test_encode_output_is_taken_by_length_not_nul),
         cmocka_unit_test(test_encode_default_output_parsed_as_json_when_valid),
         cmocka_unit_test(test_encode_batch_of_one_is_unwrapped),

@@ -20,32 +20,13 @@
 #include "cl_state.h"
 #include "fuzz_common.h"
 
-static bool strict_numbers; /* see int_same */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     fz_quiet();
-    strict_numbers = getenv("FUZZ_STRICT_NUMBERS") != NULL;
     return 0;
-}
-
-/* Known (crashes/kv_record-int-above-1e15-changes-in-round-trip): cJSON
- * prints a number with 15 significant digits when that reads back within
- * its relative epsilon, so an int64 field from about 4.5e15 up to 2^53
- * can come back 1 or 2 lower. Tolerated here so the harness goes on past
- * it (FUZZ_STRICT_NUMBERS=1 in the environment turns the tolerance off,
- * to reproduce it); drop int_same when the encoders write integers exactly. */
-static bool int_same(int64_t a, int64_t b)
-{
-    if (a == b)
-        return true;
-    if (strict_numbers)
-        return false;
-    double m = a < 0 ? -(double)a : (double)a;
-    double d = a > b ? (double)a - (double)b : (double)b - (double)a;
-    return m >= 1e15 && d <= m * 2.220446049250313e-16;
 }
 
 static bool strv_equal(char *const *a, size_t na, char *const *b, size_t nb)
@@ -62,7 +43,7 @@ static bool app_equal(const cl_app *a, const cl_app *b)
 {
     return strcmp(a->name, b->name) == 0 && a->input_type == b->input_type &&
            strcmp(a->default_output, b->default_output) == 0 &&
-           int_same(a->latency_slo_micros, b->latency_slo_micros) &&
+           a->latency_slo_micros == b->latency_slo_micros &&
            strv_equal(a->linked_models, a->n_linked, b->linked_models, b->n_linked);
 }
 
@@ -73,10 +54,10 @@ static bool model_equal(const cl_model *a, const cl_model *b)
            strv_equal(a->labels, a->n_labels, b->labels, b->n_labels) &&
            strcmp(a->container_name, b->container_name) == 0 &&
            strcmp(a->model_data_path, b->model_data_path) == 0 &&
-           int_same(a->batch_size, b->batch_size) && int_same(a->num_replicas, b->num_replicas) &&
+           a->batch_size == b->batch_size && a->num_replicas == b->num_replicas &&
            strcmp(a->runtime, b->runtime) == 0 &&
            strcmp(a->artifact_sha256, b->artifact_sha256) == 0 &&
-           int_same(a->artifact_size, b->artifact_size) &&
+           a->artifact_size == b->artifact_size &&
            strv_equal(a->pkgs_to_install, a->n_pkgs, b->pkgs_to_install, b->n_pkgs) &&
            strcmp(a->python_version, b->python_version) == 0 &&
            strcmp(a->cloudpickle_version, b->cloudpickle_version) == 0 &&
