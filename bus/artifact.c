@@ -38,7 +38,7 @@ void cl_sha256_hex(const void *data, size_t len, char out[CL_SHA256_HEX])
 
 /* "<PREFIX>_ARTIFACTS": stream names may not hold '.', '*', '>', '/', '\\' or
  * whitespace; we keep [A-Z0-9_-] and map the rest to '_'. */
-static void stream_name(const char *prefix, char out[160])
+void cl_artifact_stream_name(const char *prefix, char out[160])
 {
     size_t n = 0;
     for (const char *p = prefix; *p != '\0' && n < 120; p++) {
@@ -111,7 +111,7 @@ static CL_MUST_USE cl_status open_stream(ctx *c, cl_bus *bus, bool create, cl_er
     cl_status st = cl__bus_js(bus, &c->js, err);
     if (st != CL_OK)
         return st;
-    stream_name(cl_bus_prefix(bus), c->stream);
+    cl_artifact_stream_name(cl_bus_prefix(bus), c->stream);
 
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;

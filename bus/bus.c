@@ -1,11 +1,13 @@
 /* Connections, publish/subscribe and request/reply over cnats. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bus_internal.h"
 #include "cl_clock.h"
@@ -103,10 +105,20 @@ static void on_reconnected(natsConnection *nc, void *closure)
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
                            void *closure)
 {
-    (void)nc;
     (void)closure;
     const char *subj = sub != NULL ? natsSubscription_GetSubject(sub) : NULL;
-    cl_warn("bus error%s%s: %s", subj ? " on " : "", subj ? subj : "", natsStatus_GetText(err));
+    /* The server's words ("Permissions Violation for Publish to \"b.x\"",
+     * "Authorization Violation") say more than the status' name. cnats
+     * keeps them in the connection for the errors the server sent (the
+     * others leave an older text there), and another error may overwrite
+     * them meanwhile: read a bounded copy, and only while they match. */
+    const char *text = NULL;
+    bool from_server = err == NATS_NOT_PERMITTED || err == NATS_CONNECTION_AUTH_FAILED ||
+                       err == NATS_ERR;
+    if (!from_server || natsConnection_GetLastError(nc, &text) != err || text == NULL ||
+        text[0] == '\0')
+        text = natsStatus_GetText(err);
+    cl_warn("bus error%s%s: %.200s", subj ? " on " : "", subj ? subj : "", text);
 }
 
 /* One server URL of a comma-separated list, split into what goes before
@@ -234,6 +246,75 @@ static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
     return s;
 }
 
+/* cnats before 3.8 leaves a signature whose first byte is 0 out of CONNECT
+ * (its base64 encoder took that byte for the end of a string:
+ * nats-io/nats.c#705), and the server refuses the connection as an
+ * "Authorization Violation": one connect in 256. The ed25519 signature of
+ * a nonce is always the same, so the cure is another nonce, that is
+ * another connection: sign_nonce fails such a connect as NATS_NO_SERVER,
+ * which every connect of the bus tries again (connect_nc, cl_loop_open,
+ * cnats' reconnects), and says so in sig_retry. */
+#define NATS_VERSION_SENDS_ZERO_SIG 0x030800
+static _Thread_local bool sig_retry;
+
+/* cnats asks for the server's nonce to be signed at every connect and
+ * reconnect, on the connecting thread; closure is the bus' seed. */
+static natsStatus sign_nonce(char **custom_err, unsigned char **sig, int *sig_len,
+                             const char *nonce, void *closure)
+{
+    natsStatus s = nats_Sign(closure, nonce, sig, sig_len);
+    if (s == NATS_OK && *sig_len > 0 && (*sig)[0] == 0 &&
+        nats_GetVersionNumber() < NATS_VERSION_SENDS_ZERO_SIG) {
+        free(*sig); /* cnats allocates with malloc and frees what we return */
+        *sig = NULL;
+        *sig_len = 0;
+        *custom_err = strdup("cnats would send this nonce's signature empty "
+                             "(nats-io/nats.c#705): connecting again");
+        sig_retry = true;
+        return NATS_NO_SERVER;
+    }
+    return s;
+}
+
+/* natsConnection_Connect, again while sign_nonce wants another nonce. */
+static natsStatus connect_nc(natsConnection **nc, natsOptions *no)
+{
+    natsStatus s;
+    int tries = 0;
+    do {
+        sig_retry = false;
+        s = natsConnection_Connect(nc, no);
+    } while (s != NATS_OK && sig_retry && ++tries < 8);
+    return s;
+}
+
+/* The bus' credential and TLS settings, on one connection's options. */
+static natsStatus set_identity(natsOptions *no, const cl_bus *bus)
+{
+    natsStatus s = NATS_OK;
+    if (bus->nkey_pub[0] != '\0') {
+        s = natsOptions_SetNKey(no, bus->nkey_pub, sign_nonce, (void *)bus->nkey_seed);
+        if (s == NATS_OK)
+            s = natsOptions_SetCustomInboxPrefix(no, bus->inbox_prefix);
+    }
+    if (!bus->tls)
+        return s;
+    if (s == NATS_OK)
+        s = natsOptions_SetSecure(no, true);
+    if (s == NATS_OK && bus->tls_ca_file != NULL)
+        s = natsOptions_LoadCATrustedCertificates(no, bus->tls_ca_file);
+    if (s == NATS_OK && bus->tls_cert_file != NULL)
+        s = natsOptions_LoadCertificatesChain(no, bus->tls_cert_file, bus->tls_key_file);
+    /* Without an expected name, cnats checks the host of the URL it
+     * dials only when built with NATS_FORCE_HOST_VERIFICATION (upstream's
+     * default, Debian's too), else none at all; and the bus dials servers
+     * by address (addr_urls) too. A name set here is checked on every
+     * server whatever the build and the URL. */
+    if (s == NATS_OK && bus->tls_name != NULL)
+        s = natsOptions_SetExpectedHostname(no, bus->tls_name);
+    return s;
+}
+
 natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, natsOptions **out)
 {
     natsOptions *no = NULL;
@@ -261,12 +342,173 @@ natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, 
     /* Pending limits high enough for bursts of queries. */
     if (s == NATS_OK)
         s = natsOptions_SetMaxPendingMsgs(no, 1 << 20);
+    if (s == NATS_OK)
+        s = set_identity(no, bus);
     if (s != NATS_OK) {
         natsOptions_Destroy(no);
         return s;
     }
     *out = no;
     return NATS_OK;
+}
+
+/* The name the server's certificate must carry when opts give none: the
+ * host of the URL. cnats checks one name on every server of the list, so
+ * servers on different hosts need tls_name (a name their certificates
+ * share). */
+static cl_status default_tls_name(const char *url, char **out, cl_err *err)
+{
+    char host[256] = "";
+    for (const char *u = url; *u != '\0';) {
+        size_t len = strcspn(u, ",");
+        url_parts p;
+        if (strspn(u, " \t") >= len) {
+            /* an empty entry of the list: set_servers skips it too */
+        } else if (!split_url(u, len, &p)) {
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "cannot tell the host of %.*s, to check its TLS certificate "
+                              "against: set tls_name",
+                              (int)len, u);
+        } else if (host[0] == '\0') {
+            snprintf(host, sizeof(host), "%s", p.host);
+        } else if (strcmp(host, p.host) != 0) {
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "the servers of %s are on different hosts (%s, %s) and TLS "
+                              "checks one name on all of them: set tls_name to the name "
+                              "their certificates share",
+                              url, host, p.host);
+        }
+        u += len;
+        if (*u == ',')
+            u++;
+    }
+    *out = strdup(host);
+    return *out != NULL ? CL_OK : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+}
+
+/* Keeps a copy of an optional setting; false when out of memory. */
+static bool dup_opt(char **dst, const char *src)
+{
+    *dst = src != NULL ? strdup(src) : NULL;
+    return src == NULL || *dst != NULL;
+}
+
+/* Takes the identity and TLS settings of opts into bus, reading the
+ * credential now, so every connection of the bus (and every reconnect)
+ * uses them without touching the files again, the CA's aside. */
+static cl_status take_identity(cl_bus *bus, const cl_bus_opts *opts, cl_err *err)
+{
+    snprintf(bus->inbox_prefix, sizeof(bus->inbox_prefix), "_INBOX");
+    if (opts == NULL)
+        return CL_OK;
+    if (opts->nkey_file != NULL) {
+        cl_status st = cl_nkey_read_file(opts->nkey_file, bus->nkey_seed, err);
+        if (st == CL_OK)
+            st = cl_nkey_public_from_seed(bus->nkey_seed, bus->nkey_pub, err);
+        if (st != CL_OK)
+            return st;
+        snprintf(bus->inbox_prefix, sizeof(bus->inbox_prefix), "_INBOX.%s", bus->nkey_pub);
+    }
+    if ((opts->tls_cert_file == NULL) != (opts->tls_key_file == NULL))
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "a TLS client certificate goes with its key: set both tls_cert_file "
+                          "and tls_key_file, or neither");
+    const char *files[] = {opts->tls_ca_file, opts->tls_cert_file, opts->tls_key_file};
+    const char *what[] = {"TLS CA file", "TLS client certificate", "TLS client key"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (files[i] != NULL && access(files[i], R_OK) != 0)
+            return cl_err_set(err, errno == ENOENT ? CL_ERR_NOT_FOUND : CL_ERR_DENIED,
+                              "cannot read the %s %s: %s", what[i], files[i], strerror(errno));
+    }
+    bus->tls = opts->tls_ca_file != NULL || opts->tls_cert_file != NULL || opts->tls_name != NULL;
+    if (!dup_opt(&bus->nkey_file, opts->nkey_file) ||
+        !dup_opt(&bus->tls_ca_file, opts->tls_ca_file) ||
+        !dup_opt(&bus->tls_cert_file, opts->tls_cert_file) ||
+        !dup_opt(&bus->tls_key_file, opts->tls_key_file) ||
+        !dup_opt(&bus->tls_name, opts->tls_name))
+        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    if (bus->tls && bus->tls_name == NULL)
+        return default_tls_name(bus->url, &bus->tls_name, err);
+    return CL_OK;
+}
+
+/* cnats' last error on this thread without its "(conn.c:733): " head. */
+static const char *nats_detail(natsStatus s)
+{
+    const char *d = nats_GetLastError(NULL);
+    if (d == NULL || d[0] == '\0')
+        return natsStatus_GetText(s);
+    const char *body = d[0] == '(' ? strstr(d, "): ") : NULL;
+    return body != NULL ? body + 3 : d;
+}
+
+/* cnats reports a certificate that did not verify as "SSL handshake error:
+ * <X509 error number>:<reason>:..." (its verify callback's text), other
+ * handshake failures with OpenSSL's reason, which starts with a letter. */
+static bool cert_not_verified(const char *detail)
+{
+    const char *p = strstr(detail, "SSL handshake error: ");
+    return p != NULL && p[21] >= '0' && p[21] <= '9';
+}
+
+/* Why natsConnection_Connect failed, in the terms of what the caller gave:
+ * the URL, the credential file, the CA file. */
+static cl_status connect_error(natsStatus s, const cl_bus *bus, cl_err *err)
+{
+    const char *detail = nats_detail(s);
+    const char *url = bus->url;
+    if (s == NATS_CONNECTION_AUTH_FAILED && bus->nkey_file != NULL)
+        return cl_err_set(err, CL_ERR_DENIED,
+                          "nats-server at %s refused the credential in %s (%s)", url,
+                          bus->nkey_file, detail);
+    if (s == NATS_CONNECTION_AUTH_FAILED)
+        return cl_err_set(err, CL_ERR_DENIED,
+                          "nats-server at %s wants a credential (%s): pass an NKey credential "
+                          "file",
+                          url, detail);
+    if (s == NATS_SECURE_CONNECTION_WANTED)
+        return cl_err_set(err, CL_ERR_DENIED,
+                          "nats-server at %s does not offer TLS, which this connection "
+                          "requires (a TLS CA file, client certificate or name was given)",
+                          url);
+    if (s == NATS_SSL_ERROR && cert_not_verified(detail)) {
+        /* No TLS option: a tls:// URL, or cnats following a server that
+         * requires TLS; either way only the system's CAs were tried. */
+        if (!bus->tls)
+            return cl_err_set(err, CL_ERR_DENIED,
+                              "the TLS certificate of nats-server at %s did not verify against "
+                              "the system's CAs (%s): pass the cluster's CA file",
+                              url, detail);
+        return cl_err_set(err, CL_ERR_DENIED,
+                          "the TLS certificate of nats-server at %s did not verify against %s%s "
+                          "for the name %s (%s)",
+                          url, bus->tls_ca_file ? "the CA in " : "the system's CAs",
+                          bus->tls_ca_file ? bus->tls_ca_file : "", bus->tls_name, detail);
+    }
+    if (s == NATS_SSL_ERROR)
+        return cl_err_set(err, CL_ERR_DENIED, "TLS with nats-server at %s failed (%s)%s%s", url,
+                          detail, bus->tls_cert_file ? "; client certificate " : "",
+                          bus->tls_cert_file ? bus->tls_cert_file : "");
+    /* With TLS 1.3 the server judges the client's certificate after the
+     * handshake: a refusal shows as the connection closing instead of the
+     * PONG that answers CONNECT. */
+    if (s == NATS_PROTOCOL_ERROR && bus->tls && bus->tls_cert_file == NULL)
+        return cl_err_set(err, CL_ERR_DENIED,
+                          "nats-server at %s closed the TLS connection at connect (%s): if it "
+                          "verifies clients, pass a client certificate (tls_cert_file, "
+                          "tls_key_file)",
+                          url, detail);
+    if (s == NATS_PROTOCOL_ERROR && bus->tls)
+        return cl_err_set(err, CL_ERR_DENIED,
+                          "nats-server at %s closed the TLS connection at connect (%s): it may "
+                          "not accept the client certificate %s",
+                          url, detail, bus->tls_cert_file);
+    cl_err e;
+    cl_status code = cl__bus_status(s, &e, "x");
+    return cl_err_set(err, s == NATS_NO_SERVER ? CL_ERR_UNREACHABLE : code,
+                      "cannot reach nats-server at %s: %s (is nats-server running? start one with "
+                      "'clipper start' or pass --nats URL)",
+                      url, s == NATS_NO_SERVER ? "no server is listening there" : e.msg + 3);
 }
 
 cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
@@ -292,30 +534,30 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     bus->connect_timeout_ms =
         opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
     bus->state_replicas = replicas;
+    cl_status st = bus->prefix != NULL && bus->url != NULL && bus->name != NULL
+                       ? take_identity(bus, opts, err)
+                       : cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    if (st != CL_OK) {
+        cl_bus_free(bus);
+        return st;
+    }
     natsOptions *no = NULL;
-    natsStatus s = NATS_NO_MEMORY;
-    if (bus->prefix != NULL && bus->url != NULL && bus->name != NULL)
-        s = cl__bus_options(bus, opts && opts->name ? opts->name : NULL,
-                            opts && opts->send_asap, &no);
+    natsStatus s = cl__bus_options(bus, opts && opts->name ? opts->name : NULL,
+                                   opts && opts->send_asap, &no);
     if (s == NATS_OK && opts && opts->retry_forever)
         s = natsOptions_SetRetryOnFailedConnect(no, true, NULL, NULL);
     if (s != NATS_OK) {
-        cl_status st = cl__bus_status(s, err, "cannot set connection options");
+        st = cl__bus_status(s, err, "cannot set connection options");
         natsOptions_Destroy(no);
         cl_bus_free(bus);
         return st;
     }
-    s = natsConnection_Connect(&bus->nc, no);
+    s = connect_nc(&bus->nc, no);
     bus->no = no;
     if (s != NATS_OK) {
-        cl_err e;
-        cl_status code = cl__bus_status(s, &e, "x");
-        cl_err_set(err, s == NATS_NO_SERVER ? CL_ERR_UNREACHABLE : code,
-                   "cannot reach nats-server at %s: %s (is nats-server running? start one with "
-                   "'clipper start' or pass --nats URL)",
-                   url, s == NATS_NO_SERVER ? "no server is listening there" : e.msg + 3);
+        st = connect_error(s, bus, err);
         cl_bus_free(bus);
-        return err ? err->code : CL_ERR_UNREACHABLE;
+        return st;
     }
     resolve_servers(bus);
     *out = bus;
@@ -360,6 +602,12 @@ void cl_bus_free(cl_bus *bus)
     for (int i = 0; i < bus->n_addr_urls; i++)
         free(bus->addr_urls[i]);
     free(bus->addr_urls);
+    cl_nkey_wipe(bus->nkey_seed, sizeof(bus->nkey_seed));
+    free(bus->nkey_file);
+    free(bus->tls_ca_file);
+    free(bus->tls_cert_file);
+    free(bus->tls_key_file);
+    free(bus->tls_name);
     free(bus);
 }
 
@@ -466,7 +714,7 @@ cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err)
     if (s == NATS_OK)
         s = natsOptions_SetName(bus->no, name);
     if (s == NATS_OK)
-        s = natsConnection_Connect(&bus->batched, bus->no);
+        s = connect_nc(&bus->batched, bus->no);
     if (s != NATS_OK) {
         bus->batched = NULL;
         return cl__bus_status(s, err, "cannot open the batched connection");
@@ -525,9 +773,9 @@ cl_status cl_bus_gather(cl_bus *bus, const char *subject, const void *data, size
     if (max == 0)
         return CL_ERR_INVALID;
     char token[23];
-    char inbox[32];
+    char inbox[128];
     cl_bus_new_token(token);
-    snprintf(inbox, sizeof(inbox), "_INBOX.%s", token);
+    snprintf(inbox, sizeof(inbox), "%s.%s", bus->inbox_prefix, token);
     cl_sub *sub = NULL;
     cl_status s = cl_bus_subscribe_sync(&sub, bus, inbox, NULL);
     if (s != CL_OK)
@@ -784,6 +1032,16 @@ void cl_msg_free(cl_msg *msg)
     ((nats_gc_item *)(void *)msg)->free_cb = NULL;
 #endif
     natsMsg_Destroy((natsMsg *)msg);
+}
+
+const char *cl_bus_inbox_prefix(const cl_bus *bus)
+{
+    return bus->inbox_prefix;
+}
+
+bool cl_bus_has_identity(const cl_bus *bus)
+{
+    return bus->nkey_pub[0] != '\0';
 }
 
 void cl_bus_new_token(char out[23])

@@ -8,6 +8,7 @@
 #include <nats/nats.h>
 
 #include "cl_bus.h"
+#include "cl_nkey.h"
 
 struct cl_bus {
     natsConnection *nc;
@@ -28,6 +29,21 @@ struct cl_bus {
      * server has moved. */
     char **addr_urls;
     int n_addr_urls;
+    /* Identity and TLS (cl_bus_opts), set on every connection of the bus
+     * by cl__bus_options. The seed signs the server's nonce at each
+     * connect and reconnect; cl_bus_free wipes it. */
+    char *nkey_file;                       /* NULL: no credential */
+    char nkey_seed[CL_NKEY_SEED_LEN + 1];  /* "" without a credential */
+    char nkey_pub[CL_NKEY_PUBLIC_LEN + 1];
+    /* "_INBOX.<nkey_pub>" with a credential, else "_INBOX": replies, watch
+     * deliveries, gathers and loop syncs come under it, so an identity may
+     * be allowed to subscribe only there (bus/roles.c). */
+    char inbox_prefix[80];
+    bool tls;       /* required: a CA, a client certificate or a name given */
+    char *tls_ca_file;
+    char *tls_cert_file;
+    char *tls_key_file;
+    char *tls_name; /* the name the server's certificate must carry */
     /* The batched connection's writer: cl_bus_write_batched wakes it to
      * write what is buffered now instead of after cnats' 1 ms wait. */
     pthread_t writer;

@@ -47,6 +47,9 @@ cl_status cl_artifact_delete(cl_bus *bus, const char *model, const char *version
 /* Finds the artifact stream, or creates it with the bus' state replicas
  * (cl_bus_opts.state_replicas); the admin does so when it starts. */
 cl_status cl_artifact_open_stream(cl_bus *bus, cl_err *err) CL_MUST_USE;
+/* The artifact stream of the cluster with this prefix: "<PREFIX>_ARTIFACTS",
+ * upper case, every byte outside [A-Z0-9_-] made '_'. */
+void cl_artifact_stream_name(const char *prefix, char out[160]);
 
 /* SHA-256 of data as lowercase hex. */
 void cl_sha256_hex(const void *data, size_t len, char out[CL_SHA256_HEX]);

@@ -36,12 +36,35 @@ typedef struct {
                               artifact stream, when this connection is the one
                               that creates them (1 to 5; 0: 1). A cluster of
                               three nats-servers keeps them on 3. */
+    /* Identity. NULL: connect as nobody in particular, as before. */
+    const char *nkey_file; /* a credential file (cl_nkey.h): connect as that
+                              NKey user. Read once, at connect; the seed is
+                              kept in the bus (for reconnects), not re-read.
+                              With retry_forever a refused credential (or
+                              certificate) is retried forever too: cnats
+                              retries the first connect whatever failed. */
+    /* TLS. All NULL: plain TCP unless the URL says tls://, as before. */
+    const char *tls_ca_file;   /* verify the server's certificate with this CA
+                                  (PEM; added to the system's CAs, which cnats
+                                  always trusts too). TLS is then required,
+                                  whatever the URL's scheme. */
+    const char *tls_cert_file; /* client certificate (PEM) and its key: both */
+    const char *tls_key_file;  /* or neither */
+    const char *tls_name;      /* the name the server's certificate must carry;
+                                  NULL: the host of the URL (an IP address
+                                  matches the certificate's IP entries) */
 } cl_bus_opts;
 
 void cl_bus_opts_init(cl_bus_opts *opts);
 
-/* Connects. On failure err says which URL could not be reached and why.
- * Once connected, the connection reconnects forever on its own. */
+/* Connects. On failure err says which URL could not be reached and why:
+ * CL_ERR_UNREACHABLE when no server answered; CL_ERR_DENIED when the server
+ * refused the credential (or asked for one), when its certificate did not
+ * verify, or when TLS was asked for and it offers none; the file's own
+ * error when the credential file cannot be used (cl_nkey_read_file).
+ * Every connection of the bus (cl_bus_open_batched, cl_loop_open) uses the
+ * same identity and TLS. Once connected, the connection reconnects forever
+ * on its own. */
 cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err) CL_MUST_USE;
 /* Flushes, closes and frees. NULL is a no-op. */
 void cl_bus_free(cl_bus *bus);
@@ -119,6 +142,13 @@ bool cl_msg_is_no_responders(const cl_msg *msg);
 /* Publishes data to the message's reply subject (no-op when it has none). */
 cl_status cl_msg_respond(cl_bus *bus, const cl_msg *msg, const void *data, size_t len) CL_MUST_USE;
 void cl_msg_free(cl_msg *msg);
+
+/* The prefix of this connection's inboxes: "_INBOX.<public key>" when it
+ * connected with a credential (its identity may subscribe only there),
+ * else "_INBOX". Valid for the bus' lifetime. */
+const char *cl_bus_inbox_prefix(const cl_bus *bus);
+/* Whether the bus connected with a credential (cl_bus_opts.nkey_file). */
+bool cl_bus_has_identity(const cl_bus *bus);
 
 /* A unique token usable in subjects (for inboxes and ids): [A-Za-z0-9]{22}. */
 void cl_bus_new_token(char out[23]);

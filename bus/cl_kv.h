@@ -27,6 +27,13 @@ typedef struct cl_kv_watch cl_kv_watcher;
 
 /* Opens the cluster's bucket, creating it (file storage) if needed. */
 cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err) CL_MUST_USE;
+/* The same, for the state's owner (the admin): with an identity, only it
+ * may create the bucket (bus/roles.c), so cl_kv_open waits up to 60 s for
+ * it there instead of creating it; without one, both create it. */
+cl_status cl_kv_open_or_create(cl_kv **out, cl_bus *bus, cl_err *err) CL_MUST_USE;
+/* The state bucket of the cluster with this prefix: "<prefix>_state", with
+ * every byte outside [A-Za-z0-9_-] made '_' (JetStream's rule). */
+void cl_kv_bucket_name(const char *prefix, char out[128]);
 void cl_kv_free(cl_kv *kv);
 
 /* *value is malloc'd and NUL-terminated (free it). CL_ERR_NOT_FOUND when the

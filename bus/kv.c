@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bus_internal.h"
+#include "cl_clock.h"
 #include "cl_kv.h"
 #include "cl_log.h"
 
@@ -28,7 +29,7 @@ struct cl_kv_watch {
 };
 
 /* Bucket names allow [A-Za-z0-9_-]; anything else in the prefix becomes '_'. */
-static void bucket_name(const char *prefix, char out[128])
+void cl_kv_bucket_name(const char *prefix, char out[128])
 {
     size_t n = 0;
     for (const char *p = prefix; *p != '\0' && n < 120; p++) {
@@ -40,7 +41,11 @@ static void bucket_name(const char *prefix, char out[128])
     memcpy(out + n, "_state", 7);
 }
 
-cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
+/* How long an actor with an identity waits for the admin to create the
+ * bucket it may not create itself. */
+#define WAIT_FOR_BUCKET_MS 60000
+
+static cl_status kv_open(cl_kv **out, cl_bus *bus, bool create, cl_err *err)
 {
     jsCtx *js;
     cl_status st = cl__bus_js(bus, &js, err);
@@ -51,11 +56,20 @@ cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     kv->bus = bus;
     kv->js = js;
-    bucket_name(cl_bus_prefix(bus), kv->bucket);
+    cl_kv_bucket_name(cl_bus_prefix(bus), kv->bucket);
     snprintf(kv->pre, sizeof(kv->pre), "$KV.%s.", kv->bucket);
 
     natsStatus s = js_KeyValue(&kv->store, js, kv->bucket);
-    if (s == NATS_NOT_FOUND) {
+    if (s == NATS_NOT_FOUND && !create) {
+        /* Only the admin may create it (bus/roles.c): wait for it. */
+        cl_info("waiting for the admin to create the state bucket '%s'", kv->bucket);
+        uint64_t until = cl_mono_us() + WAIT_FOR_BUCKET_MS * 1000ull;
+        while (s == NATS_NOT_FOUND && cl_mono_us() < until) {
+            cl_sleep_ms(200);
+            s = js_KeyValue(&kv->store, js, kv->bucket);
+        }
+    }
+    if (s == NATS_NOT_FOUND && create) {
         kvConfig cfg;
         kvConfig_Init(&cfg);
         cfg.Bucket = kv->bucket;
@@ -92,6 +106,18 @@ cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
     }
     *out = kv;
     return CL_OK;
+}
+
+cl_status cl_kv_open(cl_kv **out, cl_bus *bus, cl_err *err)
+{
+    /* Without an identity anyone may create it (an open bus, actors
+     * started in any order); with one only the state's owner may. */
+    return kv_open(out, bus, !cl_bus_has_identity(bus), err);
+}
+
+cl_status cl_kv_open_or_create(cl_kv **out, cl_bus *bus, cl_err *err)
+{
+    return kv_open(out, bus, true, err);
 }
 
 void cl_kv_free(cl_kv *kv)

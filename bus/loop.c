@@ -219,9 +219,11 @@ cl_status cl_loop_run(cl_loop *l, int timeout_ms)
 
 cl_status cl_loop_sync(cl_loop *l, int timeout_ms)
 {
-    char token[23], subject[64];
+    /* Under the connection's own inbox prefix: an identity may subscribe
+     * there (bus/roles.c). */
+    char token[23], subject[160];
     cl_bus_new_token(token);
-    snprintf(subject, sizeof(subject), "_CL_LOOP_SYNC.%s", token);
+    snprintf(subject, sizeof(subject), "%s.sync.%s", cl_bus_inbox_prefix(l->bus), token);
     natsSubscription *sub = NULL;
     natsStatus ns = natsConnection_SubscribeSync(&sub, l->nc, subject);
     flushing = l;

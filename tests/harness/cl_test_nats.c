@@ -121,7 +121,11 @@ static int spawn(cl_test_nats *srv)
             dup2(fd, 2);
             close(fd);
         }
-        execl(bin, bin, "-a", srv->host, "-p", port, "-js", "-sd", srv->dir, (char *)NULL);
+        if (srv->conf[0] != '\0')
+            execl(bin, bin, "-c", srv->conf, "-a", srv->host, "-p", port, "-js", "-sd", srv->dir,
+                  (char *)NULL);
+        else
+            execl(bin, bin, "-a", srv->host, "-p", port, "-js", "-sd", srv->dir, (char *)NULL);
         fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
@@ -161,10 +165,13 @@ int cl_test_nats_start(cl_test_nats *srv)
     return cl_test_nats_start_on(srv, "127.0.0.1");
 }
 
-int cl_test_nats_start_on(cl_test_nats *srv, const char *host)
+/* cl_test_nats_start_on, with a config file when conf_path is not NULL. */
+static int start(cl_test_nats *srv, const char *host, const char *conf_path)
 {
     memset(srv, 0, sizeof(*srv));
     snprintf(srv->host, sizeof(srv->host), "%s", host);
+    if (conf_path != NULL)
+        snprintf(srv->conf, sizeof(srv->conf), "%s", conf_path);
     /* The store goes on tmpfs when there is one: on disk, a burst of
      * writeback (a sanitizer build just linked) stalls JetStream's writes
      * for seconds, past the tests' request timeouts. */
@@ -192,6 +199,16 @@ int cl_test_nats_start_on(cl_test_nats *srv, const char *host)
     nftw(srv->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     srv->dir[0] = '\0';
     return -1;
+}
+
+int cl_test_nats_start_on(cl_test_nats *srv, const char *host)
+{
+    return start(srv, host, NULL);
+}
+
+int cl_test_nats_start_conf(cl_test_nats *srv, const char *conf_path)
+{
+    return start(srv, "127.0.0.1", conf_path);
 }
 
 static int kill_server(cl_test_nats *srv)

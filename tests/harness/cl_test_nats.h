@@ -30,6 +30,7 @@ typedef struct {
     char url[96];  /* nats://<host>:<port> */
     char dir[256]; /* JetStream store dir and server log (nats.log) */
     int pid;       /* 0 when not running */
+    char conf[256]; /* config file passed with -c, or "" */
 } cl_test_nats;
 
 /* Binds port 0 on 127.0.0.1 and returns the port the kernel chose (-1 on error). */
@@ -40,6 +41,11 @@ int cl_test_nats_start(cl_test_nats *srv);
 /* The same, listening on host (an IPv4 address of this machine: one that
  * containers or pods can reach, say) instead of 127.0.0.1. */
 int cl_test_nats_start_on(cl_test_nats *srv, const char *host);
+/* The same, on 127.0.0.1, with the config file conf_path (-c): for
+ * authorization and TLS. The flags above win over the file's settings.
+ * The caller owns the file; it must outlive the server (restart reads it
+ * again). */
+int cl_test_nats_start_conf(cl_test_nats *srv, const char *conf_path);
 /* SIGTERM, wait, SIGKILL after 3 s; removes the directory. 0 on success.
  * Safe to call twice. */
 int cl_test_nats_stop(cl_test_nats *srv);
