@@ -378,7 +378,7 @@ static char *render_error(int status, const char *error, const char *cause)
 void cl_admin_http_opts_init(cl_admin_http_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->host = "0.0.0.0";
+    o->host = CL_ADMIN_HTTP_HOST;
     o->port = CL_ADMIN_HTTP_PORT;
     o->max_per_address = CL_ADMIN_HTTP_MAX_PER_ADDRESS;
     o->idle_timeout_s = CL_ADMIN_HTTP_IDLE_TIMEOUT_S;
@@ -397,6 +397,7 @@ cl_status cl_admin_http_start_with(cl_admin_http **out, cl_bus *bus,
     pthread_cond_init(&h->idle_cv, NULL);
     h->tail = &h->head;
     cl_status st = CL_OK;
+    char *token = NULL;
     for (int i = 0; i < CL_ADMIN_HTTP_WORKERS; i++) {
         int rc = pthread_create(&h->workers[i], NULL, worker_main, h);
         if (rc != 0) {
@@ -406,9 +407,14 @@ cl_status cl_admin_http_start_with(cl_admin_http **out, cl_bus *bus,
         }
         h->n_workers++;
     }
+    if (o->token_file != NULL) {
+        st = cl_httpd_read_token(&token, o->token_file, "--http-token-file", err);
+        if (st != CL_OK)
+            goto fail;
+    }
     cl_httpd_opts ho = {
         .what = "the management REST",
-        .host = o->host ? o->host : "0.0.0.0",
+        .host = o->host ? o->host : CL_ADMIN_HTTP_HOST,
         .port = o->port,
         .flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
         .handler = on_request,
@@ -424,13 +430,18 @@ cl_status cl_admin_http_start_with(cl_admin_http **out, cl_bus *bus,
         .max_per_address_option = "--http-max-per-address",
         .render_error = render_error,
         .error_content_type = "application/json",
+        .tls_cert_file = o->tls_cert_file,
+        .tls_key_file = o->tls_key_file,
+        .bearer_token = token,
     };
     st = cl_httpd_serve(&h->door, &ho, err);
     if (st != CL_OK)
         goto fail;
+    cl_httpd_token_free(token); /* the door keeps only its hash */
     *out = h;
     return CL_OK;
 fail:
+    cl_httpd_token_free(token);
     cl_admin_http_free(h);
     return st;
 }

@@ -11,8 +11,9 @@
  * application/json, as in Clipper. Where Clipper had no answer we give
  * one: 404 for an unknown route, 405 for a wrong method, 413 for a body
  * over the cap, 503 when no admin answers, and, before a request reaches
- * the admin, 400 for an ambiguous body length and 503 for a connection
- * over its address's limit (cl_httpd.h). */
+ * the admin, 400 for an ambiguous body length, 503 for a connection over
+ * its address's limit and, with a token, 401 for a request without it
+ * (cl_httpd.h). */
 #ifndef CL_ADMIN_HTTP_H
 #define CL_ADMIN_HTTP_H
 
@@ -38,16 +39,27 @@
 
 typedef struct cl_admin_http cl_admin_http;
 
+/* The management REST deploys code: by default only this host reaches it
+ * (Clipper listened on 0.0.0.0). */
+#define CL_ADMIN_HTTP_HOST "127.0.0.1"
+
 typedef struct {
-    const char *host;         /* NULL: "0.0.0.0" */
+    const char *host;         /* NULL: CL_ADMIN_HTTP_HOST */
     int port;                 /* 0 picks a free one */
     unsigned max_connections; /* 0: CL_ADMIN_HTTP_MAX_CONNECTIONS, lowered to fit the
                                * open-file limit */
     unsigned max_per_address; /* 0: no per-address limit */
     unsigned idle_timeout_s;  /* 0: CL_ADMIN_HTTP_IDLE_TIMEOUT_S */
+    /* HTTPS: a PEM certificate and its unencrypted key, both or neither
+     * (cl_httpd.h); NULL: plain HTTP. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* A bearer token for every route: the first line of this file (mode
+     * 0600; cl_httpd_read_token); NULL: none. Files are read at start. */
+    const char *token_file;
 } cl_admin_http_opts;
 
-/* The defaults on 0.0.0.0:CL_ADMIN_HTTP_PORT. */
+/* The defaults on CL_ADMIN_HTTP_HOST:CL_ADMIN_HTTP_PORT. */
 void cl_admin_http_opts_init(cl_admin_http_opts *o);
 
 /* Serves HTTP on o's host and port and sends every command over bus

@@ -29,6 +29,16 @@
  *              other: the bytes left over would become a smuggled request.
  *              The connection is closed after the answer.
  *
+ *   token      with a bearer token, a request without "Authorization:
+ *              Bearer <token>" is answered 401 (WWW-Authenticate: Bearer
+ *              realm="clipper", the door's error body) before the door's
+ *              handler sees it, on every route of the door. The token is
+ *              kept only as its SHA-256, and a presented one is hashed and
+ *              compared in constant time (CRYPTO_memcmp), so neither its
+ *              length nor how much of it is right shows in the timing.
+ *   TLS        with a certificate and key (PEM files, read at start), the
+ *              door serves HTTPS only (libmicrohttpd with GnuTLS).
+ *
  * Refusals are counted (cl_httpd_get_stats) and logged at most once every
  * ten seconds per door, with the number left out. */
 #ifndef CL_HTTPD_H
@@ -48,7 +58,7 @@
  * request that is answered 503, before it is closed. */
 #define CL_HTTPD_REFUSED_TIMEOUT_S 1
 
-/* The body of a refusal (status 400, 501 or 503) in the door's style,
+/* The body of a refusal (status 400, 401, 501 or 503) in the door's style,
  * malloc'd (NULL when out of memory): error is a short title ("Bad
  * request"), cause says why. */
 typedef char *(*cl_httpd_render_fn)(int status, const char *error, const char *cause);
@@ -78,11 +88,28 @@ typedef struct {
     unsigned backlog;                   /* 0: CL_HTTPD_DEFAULT_BACKLOG */
     cl_httpd_render_fn render_error;    /* NULL: the cause and a newline */
     const char *error_content_type;     /* of the refusals; NULL: text/plain */
+    /* TLS: both set, the door serves HTTPS with the certificate (PEM, the
+     * leaf first, a chain may follow) and its unencrypted PEM key. The
+     * files are read at start and kept in memory while the daemon runs
+     * (the key is wiped at free). A missing or unreadable file, one with
+     * no PEM certificate or key, a key that does not match the
+     * certificate, one set without the other, or a libmicrohttpd without
+     * TLS support is an error naming the file or the cause. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* NULL: no token. Else printable ASCII without spaces; only its hash
+     * is kept, so the caller may wipe it once the door is started. */
+    const char *bearer_token;
 } cl_httpd_opts;
+
+/* The longest bearer token taken, in bytes. */
+#define CL_HTTPD_TOKEN_MAX 4096
 
 /* Starts a bare daemon, without the limits above (their fields are
  * ignored; libmicrohttpd's defaults apply). *port_out gets the port
- * actually bound. Stop it with MHD_stop_daemon. For small internal doors. */
+ * actually bound. Stop it with MHD_stop_daemon. For small internal doors:
+ * it has no TLS and no token (nothing would own the PEM memory), and
+ * refuses opts that ask for them rather than serve without. */
 cl_status cl_httpd_start(struct MHD_Daemon **out, int *port_out, const cl_httpd_opts *o,
                          cl_err *err) CL_MUST_USE;
 
@@ -101,6 +128,7 @@ typedef struct {
     unsigned max_per_address; /* 0: none */
     uint64_t refused;  /* connections refused: over the per-address limit */
     uint64_t rejected; /* requests refused for an ambiguous body length */
+    uint64_t unauthorized; /* requests refused for a missing or wrong token */
 } cl_httpd_stats;
 
 /* A snapshot of the counts (any thread). */
@@ -108,5 +136,15 @@ void cl_httpd_get_stats(const cl_httpd *h, cl_httpd_stats *out);
 /* Stops the daemon (every suspended connection must have been resumed)
  * and frees. NULL is a no-op. */
 void cl_httpd_free(cl_httpd *h);
+
+/* Reads a bearer token from the first line of path (blanks around it and
+ * the line end left out). The file must be a regular file that group and
+ * others cannot use (chmod 600), as the credential files; option names
+ * where path came from, for the errors ("--metrics-token-file"). *out is
+ * malloc'd: release it with cl_httpd_token_free, which wipes it. */
+cl_status cl_httpd_read_token(char **out, const char *path, const char *option,
+                              cl_err *err) CL_MUST_USE;
+/* Wipes and frees a token of cl_httpd_read_token. NULL is a no-op. */
+void cl_httpd_token_free(char *token);
 
 #endif

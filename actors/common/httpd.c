@@ -2,9 +2,15 @@
  * a connection without telling us, so it could be neither counted nor
  * answered. The door counts connections per address itself, from MHD's
  * connection notifications (the only place a connection's start and end
- * are both seen), and refuses in the accept policy callback. */
+ * are both seen), and refuses in the accept policy callback.
+ *
+ * TLS and bearer tokens use OpenSSL's libcrypto for what libmicrohttpd
+ * does not say clearly (a certificate and key that do not match) or does
+ * not do (a constant-time comparison); libmicrohttpd's GnuTLS serves the
+ * TLS itself. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -17,6 +23,14 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "cl_clock.h"
 #include "cl_httpd.h"
@@ -28,6 +42,11 @@
 /* The smallest limit worth serving with. */
 #define MIN_CONNECTIONS 16
 #define NOTE_EVERY_US (10 * 1000000ULL)
+/* The largest PEM file read (a certificate chain is a few KiB). */
+#define PEM_FILE_MAX (1024 * 1024)
+/* The largest token file read (the token is its first line). */
+#define TOKEN_FILE_MAX (64 * 1024)
+#define DIGEST_LEN 32 /* SHA-256 */
 
 /* ---- the process's open-file budget -------------------------------------- */
 
@@ -181,11 +200,17 @@ struct cl_httpd {
     unsigned refuse_band; /* accepted over max_per_address to be told why */
     bool fds_reserved;
     atomic_uint connections;
-    atomic_uint_fast64_t refused, rejected;
+    atomic_uint_fast64_t refused, rejected, unauthorized;
     pthread_mutex_t mu; /* the address table */
     addr_slot *slots;
     size_t mask, used;
-    note_limit note_conn, note_mhd;
+    note_limit note_conn, note_mhd, note_auth;
+    /* TLS: the PEM texts MHD was given, alive as long as the daemon. */
+    char *tls_cert, *tls_key;
+    size_t tls_key_len;
+    /* The bearer token's SHA-256, when the door has one. */
+    bool has_token;
+    unsigned char token_digest[DIGEST_LEN];
 };
 
 static size_t slot_find(const cl_httpd *h, const uint8_t key[16])
@@ -376,6 +401,9 @@ static enum MHD_Result refuse(cl_httpd *h, struct MHD_Connection *conn, int stat
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == MHD_HTTP_UNAUTHORIZED) /* RFC 6750: says which scheme to use */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"clipper\"");
     /* Queued before the body is read: MHD then reads no more of this
      * connection, so nothing left over can be taken for a request. */
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
@@ -482,6 +510,58 @@ static int check_framing(struct MHD_Connection *conn, const char **error, char *
     return 0;
 }
 
+/* SHA-256 of n bytes of text; false only when libcrypto fails. */
+static bool digest(const char *text, size_t n, unsigned char out[DIGEST_LEN])
+{
+    unsigned int len = 0;
+    bool ok = EVP_Digest(text, n, out, &len, EVP_sha256(), NULL) == 1 && len == DIGEST_LEN;
+    if (!ok)
+        ERR_clear_error();
+    return ok;
+}
+
+/* 0 when the request carries the door's token, else *cause says what was
+ * wrong. The presented token is hashed before the comparison, so it takes
+ * the same time whatever its length and however much of it is right. */
+static int check_token(const cl_httpd *h, struct MHD_Connection *conn, const char **cause)
+{
+    const char *v =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    /* RFC 7235: the scheme is case-insensitive, then one or more spaces;
+     * blanks after the value are not part of it. */
+    size_t n = 0;
+    if (v != NULL && strncasecmp(v, "Bearer", 6) == 0 && (v[6] == ' ' || v[6] == '\t')) {
+        v += 6 + strspn(v + 6, " \t");
+        n = strlen(v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+    }
+    if (n == 0) {
+        *cause = "This port needs the header 'Authorization: Bearer <token>' with the token "
+                 "its operator set; the request had none";
+        return MHD_HTTP_UNAUTHORIZED;
+    }
+    unsigned char got[DIGEST_LEN];
+    if (!digest(v, n, got) ||
+        CRYPTO_memcmp(got, h->token_digest, sizeof(got)) != 0) {
+        *cause = "The bearer token is not this port's: send the token its operator set";
+        return MHD_HTTP_UNAUTHORIZED;
+    }
+    return 0;
+}
+
+/* The client's address for a log line (an IPv6 one by its /64). */
+static void client_text(struct MHD_Connection *conn, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    uint8_t key[16];
+    if (ci != NULL && addr_key(ci->client_addr, key))
+        addr_text(key, out, size);
+    else
+        snprintf(out, size, "an unknown address");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_size, void **con_cls)
@@ -507,9 +587,233 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             cl_debug("%s: refused %s %.200s: %s", h->what, method, url, cause);
             return refuse(h, conn, status, error, cause);
         }
+        const char *why;
+        if (h->has_token && check_token(h, conn, &why) != 0) {
+            atomic_fetch_add(&h->unauthorized, 1);
+            char from[64];
+            client_text(conn, from, sizeof(from));
+            note(&h->note_auth, CL_LOG_WARN, "%s: refused %s %.200s from %s: no valid bearer token",
+                 h->what, method, url, from);
+            return refuse(h, conn, MHD_HTTP_UNAUTHORIZED, "Unauthorized", why);
+        }
     }
     return h->handler(h->handler_cls, conn, url, method, version, upload_data, upload_size,
                       con_cls);
+}
+
+/* ---- files: certificates, keys, tokens --------------------------------------- */
+
+static cl_status open_error(cl_err *err, int e, const char *kind, const char *path)
+{
+    return cl_err_set(err, e == ENOENT ? CL_ERR_NOT_FOUND : e == EACCES ? CL_ERR_DENIED : CL_ERR_IO,
+                      "cannot read the %s %s: %s", kind, path, strerror(e));
+}
+
+/* The whole of a regular file of at most max bytes, NUL-terminated (MHD
+ * takes PEM as a C string) and malloc'd. secret: refuse a file group or
+ * others may use, as with credential files. kind names the file in errors
+ * ("TLS key file"). *mode gets its permission bits. */
+static CL_MUST_USE cl_status slurp(const char *path, const char *kind, size_t max, bool secret,
+                                   char **out, size_t *len, mode_t *mode, cl_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return open_error(err, errno, kind, path);
+    struct stat st;
+    cl_status s = CL_OK;
+    char *buf = NULL;
+    size_t n = 0, size = 0;
+    if (fstat(fd, &st) != 0) {
+        s = open_error(err, errno, kind, path);
+    } else if (!S_ISREG(st.st_mode)) {
+        s = cl_err_set(err, CL_ERR_INVALID, "the %s %s is not a regular file", kind, path);
+    } else if (secret && (st.st_mode & 077) != 0) {
+        /* Whoever else can read it holds the secret; whoever can write it
+         * chooses it. */
+        s = cl_err_set(err, CL_ERR_DENIED, "the %s %s is %s by others (mode %04o); chmod 600 it",
+                       kind, path, (st.st_mode & 044) != 0 ? "readable" : "writable or usable",
+                       (unsigned)(st.st_mode & 07777));
+    } else if ((uint64_t)st.st_size > max) {
+        s = cl_err_set(err, CL_ERR_TOO_LARGE, "the %s %s has %lld bytes, more than the %zu taken",
+                       kind, path, (long long)st.st_size, max);
+    } else if ((buf = malloc((size = (size_t)st.st_size) + 1)) == NULL) {
+        s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    }
+    while (s == CL_OK && n < size) { /* a file that grows meanwhile is cut at its size */
+        ssize_t r = read(fd, buf + n, size - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            s = open_error(err, errno, kind, path);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (s != CL_OK) {
+        if (buf != NULL)
+            OPENSSL_cleanse(buf, size + 1); /* it may hold part of a secret */
+        free(buf);
+        return s;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    *mode = st.st_mode & 07777;
+    return CL_OK;
+}
+
+/* Refuses to prompt for a pass phrase (OpenSSL's default would read the
+ * terminal): an encrypted key is an error. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* Checks what GnuTLS would refuse with a vague log line: the files hold a
+ * certificate and an unencrypted key, and the key is the certificate's. */
+static CL_MUST_USE cl_status check_pair(const cl_httpd_opts *o, const char *cert_pem,
+                                        const char *key_pem, cl_err *err)
+{
+    cl_status st = CL_OK;
+    BIO *cb = BIO_new_mem_buf(cert_pem, -1);
+    BIO *kb = BIO_new_mem_buf(key_pem, -1);
+    X509 *cert = cb != NULL ? PEM_read_bio_X509(cb, NULL, no_passphrase, NULL) : NULL;
+    EVP_PKEY *key = kb != NULL ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+    if (cb == NULL || kb == NULL)
+        st = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    else if (cert == NULL)
+        st = cl_err_set(err, CL_ERR_INVALID,
+                        "the TLS certificate file %s holds no PEM certificate (-----BEGIN "
+                        "CERTIFICATE-----)",
+                        o->tls_cert_file);
+    else if (key == NULL)
+        st = cl_err_set(err, CL_ERR_INVALID,
+                        "the TLS key file %s holds no unencrypted PEM private key (an "
+                        "encrypted one is not taken: 'openssl pkey -in KEY -out PLAIN' "
+                        "decrypts it)",
+                        o->tls_key_file);
+    else if (X509_check_private_key(cert, key) != 1)
+        st = cl_err_set(err, CL_ERR_INVALID,
+                        "the TLS key file %s does not match the certificate in %s: give the "
+                        "key the certificate was issued for",
+                        o->tls_key_file, o->tls_cert_file);
+    else if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
+        cl_warn("%s: the TLS certificate in %s has expired: clients will refuse it",
+                o->what, o->tls_cert_file);
+    ERR_clear_error(); /* nothing of ours left for another libcrypto user */
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(cb);
+    BIO_free(kb);
+    return st;
+}
+
+static CL_MUST_USE cl_status load_tls(cl_httpd *h, const cl_httpd_opts *o, cl_err *err)
+{
+    bool cert = o->tls_cert_file != NULL && o->tls_cert_file[0] != '\0';
+    bool key = o->tls_key_file != NULL && o->tls_key_file[0] != '\0';
+    if (!cert && !key)
+        return CL_OK;
+    if (cert != key)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "cannot serve %s over TLS with a %s file and no %s file: give both",
+                          o->what, cert ? "certificate" : "key", cert ? "key" : "certificate");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "cannot serve %s over TLS: this libmicrohttpd was built without TLS "
+                          "(GnuTLS); install one built with it (Debian's libmicrohttpd12 is) "
+                          "or serve without a certificate and key",
+                          o->what);
+    size_t len;
+    mode_t mode;
+    cl_status st = slurp(o->tls_cert_file, "TLS certificate file", PEM_FILE_MAX, false,
+                         &h->tls_cert, &len, &mode, err);
+    if (st == CL_OK)
+        st = slurp(o->tls_key_file, "TLS key file", PEM_FILE_MAX, false, &h->tls_key,
+                   &h->tls_key_len, &mode, err);
+    if (st != CL_OK)
+        return st;
+    /* Warned, not refused: a key shared with a web server's group
+     * (Debian's ssl-cert) is common practice. */
+    if ((mode & 077) != 0)
+        cl_warn("%s: the TLS key file %s may be used by group or others (mode %04o); chmod "
+                "600 it",
+                o->what, o->tls_key_file, (unsigned)mode);
+    return check_pair(o, h->tls_cert, h->tls_key, err);
+}
+
+/* A token a client can send as it is: printable ASCII, no spaces. */
+static bool token_ok(const char *t, size_t n)
+{
+    if (n == 0 || n > CL_HTTPD_TOKEN_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] <= ' ' || t[i] > '~')
+            return false;
+    return true;
+}
+
+static CL_MUST_USE cl_status load_token(cl_httpd *h, const cl_httpd_opts *o, cl_err *err)
+{
+    if (o->bearer_token == NULL)
+        return CL_OK;
+    if (!token_ok(o->bearer_token, strlen(o->bearer_token)))
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "the bearer token of %s must be 1 to %d printable characters "
+                          "without spaces",
+                          o->what, CL_HTTPD_TOKEN_MAX);
+    if (!digest(o->bearer_token, strlen(o->bearer_token), h->token_digest))
+        return cl_err_set(err, CL_ERR_NOMEM, "cannot hash the bearer token of %s (libcrypto)",
+                          o->what);
+    h->has_token = true;
+    return CL_OK;
+}
+
+cl_status cl_httpd_read_token(char **out, const char *path, const char *option, cl_err *err)
+{
+    char kind[96];
+    snprintf(kind, sizeof(kind), "token file (%s)", option ? option : "bearer token");
+    char *text = NULL;
+    size_t len = 0;
+    mode_t mode;
+    cl_status st = slurp(path, kind, TOKEN_FILE_MAX, true, &text, &len, &mode, err);
+    if (st != CL_OK)
+        return st;
+    char *t = text + strspn(text, " \t");
+    size_t n = strcspn(t, "\r\n");
+    while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        st = cl_err_set(err, CL_ERR_INVALID,
+                        "the %s %s has no token on its first line: write it there (e.g. "
+                        "openssl rand -hex 32 > FILE; chmod 600 FILE)",
+                        kind, path);
+    else if (!token_ok(t, n))
+        st = cl_err_set(err, CL_ERR_INVALID,
+                        "the token in the %s %s must be 1 to %d printable characters without "
+                        "spaces (e.g. openssl rand -hex 32)",
+                        kind, path, CL_HTTPD_TOKEN_MAX);
+    char *token = st == CL_OK ? strndup(t, n) : NULL;
+    if (st == CL_OK && token == NULL)
+        st = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    OPENSSL_cleanse(text, len);
+    free(text);
+    if (st == CL_OK)
+        *out = token;
+    return st;
+}
+
+void cl_httpd_token_free(char *token)
+{
+    if (token == NULL)
+        return;
+    OPENSSL_cleanse(token, strlen(token));
+    free(token);
 }
 
 /* ---- starting ------------------------------------------------------------- */
@@ -537,10 +841,17 @@ static CL_MUST_USE cl_status start_daemon(struct MHD_Daemon **out, int *port_out
     unsigned flags = o->flags | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    bool tls = h != NULL && h->tls_cert != NULL;
+    if (tls)
+        flags |= MHD_USE_TLS;
     struct MHD_OptionItem options[16];
     size_t n = 0;
     if (h != NULL) /* first, or MHD logs what comes before it itself */
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, h};
+    if (tls) {
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+    }
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                            (intptr_t)o->connection_timeout_s, NULL};
@@ -562,8 +873,11 @@ static CL_MUST_USE cl_status start_daemon(struct MHD_Daemon **out, int *port_out
     int saved = errno;
     freeaddrinfo(ai);
     if (d == NULL)
-        return cl_err_set(err, CL_ERR_IO, "cannot serve %s on %s:%d: %s", o->what, o->host,
-                          o->port, saved ? strerror(saved) : "the port is in use or not allowed");
+        return cl_err_set(err, CL_ERR_IO, "cannot serve %s on %s:%d: %s%s", o->what, o->host,
+                          o->port, saved ? strerror(saved) : "the port is in use or not allowed",
+                          tls ? " (or GnuTLS refused the certificate or key: see "
+                                "libmicrohttpd's line above)"
+                              : "");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     *port_out = info != NULL ? info->port : o->port;
     *out = d;
@@ -573,6 +887,11 @@ static CL_MUST_USE cl_status start_daemon(struct MHD_Daemon **out, int *port_out
 cl_status cl_httpd_start(struct MHD_Daemon **out, int *port_out, const cl_httpd_opts *o,
                          cl_err *err)
 {
+    if (o->tls_cert_file != NULL || o->tls_key_file != NULL || o->bearer_token != NULL)
+        return cl_err_set(err, CL_ERR_INVALID,
+                          "cannot serve %s: TLS and bearer tokens are served by cl_httpd_serve "
+                          "only",
+                          o->what);
     return start_daemon(out, port_out, o, NULL, NULL, o->handler, o->handler_cls, NULL, err);
 }
 
@@ -595,7 +914,12 @@ cl_status cl_httpd_serve(cl_httpd **out, const cl_httpd_opts *o, cl_err *err)
     pthread_mutex_init(&h->mu, NULL);
     note_init(&h->note_conn);
     note_init(&h->note_mhd);
-    cl_status st = reserve_fds(o, &h->max_connections, err);
+    note_init(&h->note_auth);
+    cl_status st = load_tls(h, o, err);
+    if (st == CL_OK)
+        st = load_token(h, o, err);
+    if (st == CL_OK)
+        st = reserve_fds(o, &h->max_connections, err);
     if (st != CL_OK)
         goto fail;
     h->fds_reserved = true;
@@ -640,6 +964,7 @@ void cl_httpd_get_stats(const cl_httpd *h, cl_httpd_stats *out)
     out->max_per_address = h->max_per_address;
     out->refused = atomic_load(&m->refused);
     out->rejected = atomic_load(&m->rejected);
+    out->unauthorized = atomic_load(&m->unauthorized);
 }
 
 void cl_httpd_free(cl_httpd *h)
@@ -651,8 +976,15 @@ void cl_httpd_free(cl_httpd *h)
     if (h->fds_reserved)
         release_fds(h->max_connections);
     free(h->slots);
+    /* After the daemon stopped: nothing reads them any more. */
+    if (h->tls_key != NULL)
+        OPENSSL_cleanse(h->tls_key, h->tls_key_len);
+    free(h->tls_key);
+    free(h->tls_cert);
+    OPENSSL_cleanse(h->token_digest, sizeof(h->token_digest));
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->note_conn.mu);
     pthread_mutex_destroy(&h->note_mhd.mu);
+    pthread_mutex_destroy(&h->note_auth.mu);
     free(h);
 }

@@ -49,6 +49,14 @@ typedef struct {
     unsigned http_max_connections;
     unsigned http_max_per_address;
     unsigned http_idle_timeout_s;
+    /* HTTPS on the query and metrics ports: a PEM certificate and its
+     * unencrypted key, both or neither (cl_httpd.h); NULL: plain HTTP. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* The metrics port's bearer token: the first line of this file (mode
+     * 0600; cl_httpd_read_token); NULL: none. The query port has none:
+     * Clipper's clients send no token. Files are read at start. */
+    const char *metrics_token_file;
 } cl_frontend_opts;
 
 void cl_frontend_opts_init(cl_frontend_opts *opts);

@@ -408,6 +408,13 @@ static void on_prom_completed(void *cls, struct MHD_Connection *conn, void **con
 static CL_MUST_USE cl_status start_daemon(fe_exporter *x, cl_err *err)
 {
     const cl_frontend_opts *o = &x->fe->opts;
+    char *token = NULL;
+    if (o->metrics_token_file != NULL) {
+        cl_status st = cl_httpd_read_token(&token, o->metrics_token_file,
+                                           "--metrics-token-file", err);
+        if (st != CL_OK)
+            return st;
+    }
     cl_httpd_opts ho = {
         .what = "Prometheus metrics",
         .host = o->http_host,
@@ -423,15 +430,21 @@ static CL_MUST_USE cl_status start_daemon(fe_exporter *x, cl_err *err)
         .max_per_address = METRICS_MAX_PER_ADDRESS,
         .max_per_address_option = "the metrics port's per-address limit",
         .max_connections_option = "the metrics port's connection limit",
+        .tls_cert_file = o->tls_cert_file,
+        .tls_key_file = o->tls_key_file,
+        .bearer_token = token,
     };
     cl_httpd *door = NULL;
     cl_status st = cl_httpd_serve(&door, &ho, err);
+    bool has_token = token != NULL;
+    cl_httpd_token_free(token); /* the door keeps only its hash */
     if (st == CL_OK) {
         pthread_mutex_lock(&x->mu); /* a scrape may already be rendering */
         x->door = door;
         x->port = cl_httpd_port(door);
         pthread_mutex_unlock(&x->mu);
-        cl_info("Prometheus metrics on http://%s:%d/metrics", o->http_host, x->port);
+        cl_info("Prometheus metrics on %s://%s:%d/metrics%s", o->tls_cert_file ? "https" : "http",
+                o->http_host, x->port, has_token ? " (bearer token required)" : "");
     }
     return st;
 }

@@ -279,6 +279,8 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
         .max_per_address_option = "--http-max-per-address",
         .render_error = render_error,
         .error_content_type = "application/json",
+        .tls_cert_file = o->tls_cert_file,
+        .tls_key_file = o->tls_key_file,
     };
     cl_status st = cl_httpd_serve(&h->door, &ho, err);
     if (st != CL_OK) {

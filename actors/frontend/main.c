@@ -38,6 +38,13 @@ static void usage(FILE *f)
             "                 send a request (default %u; 0: no limit)\n"
             "  --http-idle-timeout S\n"
             "                 close a connection idle for S seconds, 1 to 3600 (default %u)\n"
+            "  --http-tls-cert FILE, --http-tls-key FILE\n"
+            "                 serve the query and metrics ports over HTTPS only, with this\n"
+            "                 PEM certificate (chain) and its unencrypted PEM key\n"
+            "  --metrics-token-file FILE\n"
+            "                 the metrics port answers 401 unless a request has\n"
+            "                 'Authorization: Bearer <token>', the token being FILE's first\n"
+            "                 line; FILE must be mode 600 (env CLIPPER_METRICS_TOKEN_FILE)\n"
             "%s",
             USAGE_LINE, CL_FRONTEND_HTTP_MAX_CONNECTIONS, CL_FRONTEND_HTTP_MAX_PER_ADDRESS,
             CL_FRONTEND_HTTP_IDLE_TIMEOUT_S, cl_actor_common_usage());
@@ -113,6 +120,18 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
             if (!cl_actor_parse_long(v, 1, 3600, &n))
                 bad = "--http-idle-timeout needs a number of seconds from 1 to 3600";
             fopts->http_idle_timeout_s = (unsigned)n;
+        } else if ((v = value_of("--http-tls-cert", argc, argv, &i, &missing)) != NULL) {
+            if (v[0] == '\0')
+                bad = "--http-tls-cert needs a file name";
+            fopts->tls_cert_file = v;
+        } else if ((v = value_of("--http-tls-key", argc, argv, &i, &missing)) != NULL) {
+            if (v[0] == '\0')
+                bad = "--http-tls-key needs a file name";
+            fopts->tls_key_file = v;
+        } else if ((v = value_of("--metrics-token-file", argc, argv, &i, &missing)) != NULL) {
+            if (v[0] == '\0')
+                bad = "--metrics-token-file needs a file name";
+            fopts->metrics_token_file = v;
         } else if (missing) {
             bad = "this option needs a value";
         } else {
@@ -126,6 +145,11 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
             return 2;
         }
     }
+    if ((fopts->tls_cert_file == NULL) != (fopts->tls_key_file == NULL)) {
+        fprintf(stderr, "error: --http-tls-cert and --http-tls-key go together: give both\n\n");
+        usage(stderr);
+        return 2;
+    }
     return 0;
 }
 
@@ -136,6 +160,10 @@ int cl_frontend_main(int argc, char **argv)
     cl_actor_opts_init(&aopts);
     cl_frontend_opts fopts;
     cl_frontend_opts_init(&fopts);
+    /* Or from the environment (systemd units, containers), as --creds. */
+    const char *token_file = getenv("CLIPPER_METRICS_TOKEN_FILE");
+    if (token_file != NULL && token_file[0] != '\0')
+        fopts.metrics_token_file = token_file;
     int r = parse(argc, argv, &aopts, &fopts);
     if (r != 0)
         return r == 1 ? 0 : 2;
@@ -153,8 +181,8 @@ int cl_frontend_main(int argc, char **argv)
     }
     int port = cl_frontend_http_port(fe);
     if (port >= 0)
-        cl_info("serving %s.predict.* on %s and HTTP on %s:%d", cl_bus_prefix(bus),
-                cl_bus_url(bus), fopts.http_host, port);
+        cl_info("serving %s.predict.* on %s and %s on %s:%d", cl_bus_prefix(bus),
+                cl_bus_url(bus), fopts.tls_cert_file ? "HTTPS" : "HTTP", fopts.http_host, port);
     else
         cl_info("serving %s.predict.* on %s (HTTP disabled)", cl_bus_prefix(bus),
                 cl_bus_url(bus));
