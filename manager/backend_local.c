@@ -38,6 +38,8 @@
 typedef struct {
     cl_backend base;
     char *nats_url;
+    char *creds;  /* or NULL */
+    char *tls_ca; /* or NULL */
     char *prefix;
     char *log_dir;
     char *command;
@@ -96,10 +98,20 @@ static CL_MUST_USE cl_status local_start(cl_backend *b, const cl_backend_spec *s
     if (fd < 0)
         return cl_err_set(err, CL_ERR_IO, "cannot open the replica's log file %s: %s", r.log,
                           strerror(errno));
-    char *argv[] = {lb->command, "run", "replica", "--nats", lb->nats_url,
-                    "--prefix", lb->prefix, "--model", (char *)model,
-                    "--version", (char *)version, "--exit-after-bus-loss", BUS_LOSS_EXIT_S,
-                    NULL};
+    char *argv[20] = {lb->command, "run", "replica", "--nats", lb->nats_url,
+                      "--prefix", lb->prefix, "--model", (char *)model,
+                      "--version", (char *)version, "--exit-after-bus-loss", BUS_LOSS_EXIT_S};
+    size_t k = 13;
+    /* The credential's path, not the secret: ps shows the command line. */
+    if (lb->creds != NULL) {
+        argv[k++] = "--creds";
+        argv[k++] = lb->creds;
+    }
+    if (lb->tls_ca != NULL) {
+        argv[k++] = "--tls-ca";
+        argv[k++] = lb->tls_ca;
+    }
+    argv[k] = NULL;
     write_header(fd, argv);
     cl_proc_opts po = {.stdout_fd = fd, .stderr_fd = fd, .new_pgroup = true,
                        .outlive_parent = true};
@@ -348,6 +360,8 @@ static void local_free(cl_backend *b)
     }
     free(lb->live);
     free(lb->nats_url);
+    free(lb->creds);
+    free(lb->tls_ca);
     free(lb->prefix);
     free(lb->log_dir);
     free(lb->command);
@@ -392,10 +406,13 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     lb->base.ops = &local_ops;
     lb->nats_url = strdup(cfg->nats_url ? cfg->nats_url : "nats://127.0.0.1:4222");
+    lb->creds = cfg->creds ? strdup(cfg->creds) : NULL;
+    lb->tls_ca = cfg->tls_ca ? strdup(cfg->tls_ca) : NULL;
     lb->prefix = strdup(cfg->prefix ? cfg->prefix : "clipper");
     lb->log_dir = strdup(abs_dir);
     lb->command = strdup(exe);
-    if (!lb->nats_url || !lb->prefix || !lb->log_dir || !lb->command) {
+    if (!lb->nats_url || !lb->prefix || !lb->log_dir || !lb->command ||
+        (cfg->creds && !lb->creds) || (cfg->tls_ca && !lb->tls_ca)) {
         local_free(&lb->base);
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     }

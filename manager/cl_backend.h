@@ -109,6 +109,8 @@ typedef struct {
 /* Whatever a backend needs to start a replica that joins the bus. */
 typedef struct {
     const char *nats_url; /* the URL replicas connect to */
+    const char *creds;    /* their credential file (local backend); NULL: none */
+    const char *tls_ca;   /* the CA they verify nats-server with; NULL: no TLS */
     const char *prefix;   /* the cluster's subject prefix */
     const char *log_dir;  /* where output is kept (local backend) */
     const char *command;  /* local backend: program run as '<command> run replica ...';

@@ -66,6 +66,10 @@ typedef struct {
     const char *replica_cmd; /* local: program run as '<cmd> run replica ...'; NULL:
                                 env CLIPPER_REPLICA_CMD, else this executable */
     const char *nats_url;    /* the URL given to replicas; NULL: the bus' URL */
+    const char *replica_creds;  /* the credential file replicas connect with
+                                   (role replica); NULL: none */
+    const char *replica_tls_ca; /* the CA replicas verify nats-server with;
+                                   NULL: none (no TLS) */
     int reconcile_ms;        /* 0: 500 */
     int stop_grace_ms;       /* SIGTERM to SIGKILL; 0: 5000 */
     /* docker backend (see cl_backend_docker_new) */

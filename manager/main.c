@@ -30,6 +30,10 @@ static void usage(FILE *f)
             "                      kubernetes (a Deployment per model version, through the\n"
             "                      Kubernetes API)\n"
             "  --replica-nats URL  the NATS URL replicas connect to (default: --nats)\n"
+            "  --replica-creds FILE  the credential replicas connect with (role replica;\n"
+            "                    local backend)\n"
+            "  --replica-tls-ca FILE  the CA replicas verify nats-server with (default:\n"
+            "                    --tls-ca)\n"
             "  --log-dir DIR       replica logs (default ./clipper_logs, or DATA/logs)\n"
             "  --data-dir DATA     keep replica logs under DATA/logs\n"
             "  --replica-cmd PROG  local: run PROG instead of this program for replicas\n"
@@ -185,6 +189,10 @@ int cl_manager_main(int argc, char **argv)
                                      &mopts.replica_cmd)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-nats", argc, argv, &i, &mopts.nats_url)) !=
                 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-creds", argc, argv, &i,
+                                     &mopts.replica_creds)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-tls-ca", argc, argv, &i,
+                                     &mopts.replica_tls_ca)) != 0 ||
             (r = cl_actor_take_value(CMD, "--docker-network", argc, argv, &i,
                                      &mopts.docker_network)) != 0 ||
             (r = cl_actor_take_value(CMD, "--docker-host", argc, argv, &i,
@@ -216,6 +224,9 @@ int cl_manager_main(int argc, char **argv)
     }
     if (check_backend_options(&mopts) != 0)
         return 2;
+    /* Replicas verify the same server the manager does. */
+    if (mopts.replica_tls_ca == NULL)
+        mopts.replica_tls_ca = aopts.tls_ca_file;
     if (mopts.log_dir == NULL && data_dir != NULL) {
         snprintf(log_dir_buf, sizeof(log_dir_buf), "%s/logs", data_dir);
         mopts.log_dir = log_dir_buf;

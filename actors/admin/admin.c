@@ -121,7 +121,7 @@ cl_status cl_admin_start(cl_admin **out, cl_bus *bus, cl_err *err)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     a->bus = bus;
     atomic_init(&a->stop, false);
-    cl_status st = cl_kv_open(&a->kv, bus, err);
+    cl_status st = cl_kv_open_or_create(&a->kv, bus, err);
     if (st != CL_OK) {
         cl_err_prefix(err, "cannot open the cluster state");
         goto fail;
@@ -199,8 +199,16 @@ static void usage(FILE *f)
             "writer of the cluster state. Also serves them as Clipper's management REST\n"
             "(POST /admin/<command>, GET /admin/ping) on HTTP.\n\n"
             "options:\n"
-            "  --http-host H  address to serve the management REST on (default 0.0.0.0)\n"
+            "  --http-host H  address to serve the management REST on (default %s:\n"
+            "                 this host only; 0.0.0.0: every interface, as in Clipper)\n"
             "  --http-port N  its port (default %d; 0 picks a free one; -1: no HTTP)\n"
+            "  --http-tls-cert FILE, --http-tls-key FILE\n"
+            "                 serve it over HTTPS only, with this PEM certificate (chain)\n"
+            "                 and its unencrypted PEM key\n"
+            "  --http-token-file FILE\n"
+            "                 answer 401 unless a request has 'Authorization: Bearer\n"
+            "                 <token>', the token being FILE's first line; FILE must be\n"
+            "                 mode 600 (env CLIPPER_ADMIN_TOKEN_FILE)\n"
             "  --http-max-connections N\n"
             "                 connections open at once, 1 to 1048576 (default %u, lowered to\n"
             "                 fit the open-file limit); more wait in the listen backlog\n"
@@ -210,7 +218,8 @@ static void usage(FILE *f)
             "  --http-idle-timeout S\n"
             "                 close a connection idle for S seconds, 1 to 3600 (default %u)\n"
             "%s",
-            CL_ADMIN_HTTP_PORT, CL_ADMIN_HTTP_MAX_CONNECTIONS, CL_ADMIN_HTTP_IDLE_TIMEOUT_S,
+            CL_ADMIN_HTTP_HOST, CL_ADMIN_HTTP_PORT, CL_ADMIN_HTTP_MAX_CONNECTIONS,
+            CL_ADMIN_HTTP_IDLE_TIMEOUT_S,
             cl_actor_common_usage());
 }
 
@@ -262,6 +271,22 @@ static int parse(int argc, char **argv, cl_actor_opts *opts, cl_admin_http_opts 
                 bad = "--http-idle-timeout needs a number of seconds from 1 to 3600";
             else
                 http->idle_timeout_s = (unsigned)n;
+        } else if ((r = cl_actor_take_value(NULL, "--http-tls-cert", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || v[0] == '\0')
+                bad = "--http-tls-cert needs a file name";
+            else
+                http->tls_cert_file = v;
+        } else if ((r = cl_actor_take_value(NULL, "--http-tls-key", argc, argv, &i, &v)) != 0) {
+            if (r < 0 || v[0] == '\0')
+                bad = "--http-tls-key needs a file name";
+            else
+                http->tls_key_file = v;
+        } else if ((r = cl_actor_take_value(NULL, "--http-token-file", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0 || v[0] == '\0')
+                bad = "--http-token-file needs a file name";
+            else
+                http->token_file = v;
         } else {
             fprintf(stderr, "error: unknown argument '%s'\n\n", argv[i]);
             usage(stderr);
@@ -276,6 +301,11 @@ static int parse(int argc, char **argv, cl_actor_opts *opts, cl_admin_http_opts 
             return 2;
         }
     }
+    if ((http->tls_cert_file == NULL) != (http->tls_key_file == NULL)) {
+        fprintf(stderr, "error: --http-tls-cert and --http-tls-key go together: give both\n\n");
+        usage(stderr);
+        return 2;
+    }
     return 0;
 }
 
@@ -286,6 +316,10 @@ int cl_admin_main(int argc, char **argv)
     cl_actor_opts_init(&opts);
     cl_admin_http_opts http_opts;
     cl_admin_http_opts_init(&http_opts);
+    /* Or from the environment (systemd units, containers), as --creds. */
+    const char *token_file = getenv("CLIPPER_ADMIN_TOKEN_FILE");
+    if (token_file != NULL && token_file[0] != '\0')
+        http_opts.token_file = token_file;
     int r = parse(argc, argv, &opts, &http_opts);
     if (r != 0)
         return r == 1 ? 0 : 2;
@@ -313,8 +347,10 @@ int cl_admin_main(int argc, char **argv)
     }
     if (http != NULL)
         cl_info("serving %s.admin.* (queue group admin) and the management REST on "
-                "http://%s:%d",
-                opts.prefix, http_opts.host, cl_admin_http_port(http));
+                "%s://%s:%d%s",
+                opts.prefix, http_opts.tls_cert_file ? "https" : "http", http_opts.host,
+                cl_admin_http_port(http),
+                http_opts.token_file ? " (bearer token required)" : "");
     else
         cl_info("serving %s.admin.* (queue group admin); management REST disabled",
                 opts.prefix);

@@ -27,6 +27,8 @@ typedef struct {
     long timeout_ms;
     const char *pos[2];   /* positional arguments */
     int n_pos;
+    char creds[4096 + 64]; /* --data-dir's operator identity and CA */
+    char ca[4096 + 64];
 } request_args;
 
 static void admin_usage(FILE *f)
@@ -48,6 +50,8 @@ static void admin_usage(FILE *f)
             "\n"
             "options:\n"
             "%s"
+            "  --data-dir DIR connect as the operator identity of the cluster started with\n"
+            "                 'clipper start --data-dir DIR' (its --creds and --tls-ca)\n"
             "  --timeout MS   how long to wait for the answer (default %d)\n",
             cl_actor_common_usage(), DEFAULT_TIMEOUT_MS);
 }
@@ -64,6 +68,8 @@ static void predict_usage(FILE *f)
             "\n"
             "options:\n"
             "%s"
+            "  --data-dir DIR connect as the operator identity of the cluster started with\n"
+            "                 'clipper start --data-dir DIR' (its --creds and --tls-ca)\n"
             "  --timeout MS   how long to wait for the answer (default %d)\n",
             cl_actor_common_usage(), DEFAULT_TIMEOUT_MS);
 }
@@ -92,6 +98,23 @@ static int parse(request_args *a, int argc, char **argv, int max_pos, void (*usa
         }
         if (r > 0)
             continue;
+        r = cl_actor_take_value(a->cmd, "--data-dir", argc, argv, &i, &v);
+        if (r < 0)
+            return 2;
+        if (r > 0) {
+            /* The operator identity and CA 'clipper start' made there. */
+            snprintf(a->creds, sizeof(a->creds), "%s/secrets/creds/operator.creds", v);
+            snprintf(a->ca, sizeof(a->ca), "%s/secrets/ca.pem", v);
+            if (access(a->creds, R_OK) != 0 || access(a->ca, R_OK) != 0) {
+                fprintf(stderr, "%s: %s has no operator identity (%s): was the cluster started "
+                                "there with 'clipper start --data-dir %s'?\n",
+                        a->cmd, v, a->creds, v);
+                return 2;
+            }
+            a->bus.creds_file = a->creds;
+            a->bus.tls_ca_file = a->ca;
+            continue;
+        }
         r = cl_actor_take_value(a->cmd, "--timeout", argc, argv, &i, &v);
         if (r < 0)
             return 2;
@@ -166,6 +189,8 @@ static int send_request(const request_args *a, const char *subject, const char *
     bo.prefix = a->bus.prefix;
     bo.name = "clipper-cli";
     bo.send_asap = true;
+    bo.nkey_file = a->bus.creds_file;
+    bo.tls_ca_file = a->bus.tls_ca_file;
     cl_err err;
     cl_bus *bus = NULL;
     if (cl_bus_connect(&bus, &bo, &err) != CL_OK) {

@@ -5,8 +5,8 @@
  * children of this executable, waits until the admin answers ping and the
  * frontend's HTTP port (and the admin's management REST port) accept
  * connections, and prints one line on stdout:
- *   clipper: cluster ready nats=<url> prefix=<p> query=http://<host>:<port>
- *            [admin=http://<host>:<port>] [metrics=http://<host>:<port>]
+ *   clipper: cluster ready nats=<url> prefix=<p> query=http[s]://<host>:<port>
+ *            [admin=http[s]://<host>:<port>] [metrics=http[s]://<host>:<port>]
  *            [supervisor=http://<host>:<port>]
  * Then it supervises them (cl_supervisor.h): a child that ends is
  * restarted (the nats-server on the same store; the actors reconnect on
@@ -50,6 +50,7 @@
 #include "cl_supervisor.h"
 #include "cl_sv_report.h"
 #include "cli_internal.h"
+#include "cli_secrets.h"
 
 #define NATS_READY_MS 15000
 #define CLUSTER_READY_MS 60000
@@ -64,7 +65,12 @@ typedef struct {
     const char *nats_arg; /* --nats, or NULL: run our own */
     const char *data_dir;
     const char *log_dir;
-    const char *http_host;
+    const char *http_host;  /* the query and metrics ports' */
+    const char *admin_host; /* the management REST's: 127.0.0.1 unless asked */
+    const char *tls_cert;   /* HTTPS on the query, metrics and admin ports */
+    const char *tls_key;
+    const char *admin_token_file;   /* the management REST's bearer token */
+    const char *metrics_token_file; /* the metrics port's */
     long nats_port;
     long http_port;
     long metrics_port; /* -1: none */
@@ -73,6 +79,9 @@ typedef struct {
     long sv_port;      /* the supervisor's /metrics and /status; -1: none */
     long routers;      /* 1 or 2: one leads, the other stands by */
     long frontends;    /* 1 or 2: both serve (one NATS queue group, one HTTP port) */
+    bool insecure;     /* --insecure: no identities, no TLS */
+    bool secure;       /* identities and TLS (cl__secrets) */
+    cl__secrets sec;
     cl_sv_opts svo;
     char url[512];
     char exe[PATH_MAX];
@@ -102,9 +111,21 @@ static void usage(FILE *f)
             "  --prefix P        subject prefix of the cluster (env CLIPPER_PREFIX; default "
             "clipper)\n"
             "  --http-port N     the frontend's HTTP port for queries (default 1337)\n"
-            "  --http-host H     the address the HTTP ports listen on (default 0.0.0.0)\n"
+            "  --http-host H     the address the query and metrics ports listen on\n"
+            "                    (default 0.0.0.0)\n"
             "  --admin-port N    port of Clipper's management REST, served by the admin\n"
             "                    (default 1338; -1: none)\n"
+            "  --admin-host H    the address the management REST listens on (default\n"
+            "                    127.0.0.1: it deploys code; 0.0.0.0 as in Clipper)\n"
+            "  --http-tls-cert FILE, --http-tls-key FILE\n"
+            "                    serve the query, metrics and management ports over HTTPS\n"
+            "                    only, with this PEM certificate and its unencrypted key\n"
+            "  --admin-token-file FILE\n"
+            "                    the management REST answers 401 unless a request has\n"
+            "                    'Authorization: Bearer <token>', the token being FILE's\n"
+            "                    first line (FILE mode 600)\n"
+            "  --metrics-token-file FILE\n"
+            "                    the same for the Prometheus metrics port\n"
             "  --metrics-port N  Prometheus metrics port of the frontend (default 1390; -1:\n"
             "                    none)\n"
             "  --cache-size B    prediction cache size in bytes (default 33554432; 0: none)\n"
@@ -121,9 +142,15 @@ static void usage(FILE *f)
             "  --backoff-max-ms N  the longest wait before restarting a child that keeps\n"
             "                    ending quickly (default 5000; the first restart is at once)\n"
             "  --log-dir DIR     nats-server and model replica logs (default DATA/logs)\n"
+            "  --insecure        no identities and no TLS on the bus: anyone who reaches\n"
+            "                    the nats-server port may do anything (by default each actor\n"
+            "                    connects as its own identity with its role's permissions,\n"
+            "                    over TLS: docs/security.md)\n"
             "  -h, --help        show this help\n"
             "\n"
-            "Environment: CLIPPER_NATS_SERVER (the nats-server program), CLIPPER_LOG.\n");
+            "Environment: CLIPPER_NATS_SERVER (the nats-server program), CLIPPER_LOG;\n"
+            "CLIPPER_ADMIN_TOKEN_FILE and CLIPPER_METRICS_TOKEN_FILE reach the admin and\n"
+            "the frontend as the token files' options do.\n");
 }
 
 /* ---- signals ----------------------------------------------------------- */
@@ -326,21 +353,37 @@ static int start_nats(cluster *cl)
      * the queue group's queries. */
     char conf[PATH_MAX + 32];
     snprintf(conf, sizeof(conf), "%s/nats-server.conf", cl->data_abs);
+    /* With identities: TLS, and one account for the cluster whose users
+     * are in nats-server.auth.conf, which 'clipper creds' rewrites. */
+    if (cl->secure && (cl__secrets_rewrite_users(&cl->sec, cl->data_abs, cl->prefix) != 0 ||
+                       cl__secrets_migrate_store(&cl->sec, store) != 0)) {
+        close(fd);
+        return -1;
+    }
     FILE *cf = fopen(conf, "w");
-    if (cf == NULL || fprintf(cf, "# written by clipper start\nping_interval: \"1s\"\n"
-                                  "ping_max: 3\nwrite_deadline: \"2s\"\n") < 0 || fclose(cf) != 0) {
+    /* JetStream in the file, not on the command line: nats-server drops
+     * command-line JetStream settings when it reloads its configuration
+     * (nats-server issue 6606), which 'clipper creds' makes it do. */
+    if (cf == NULL ||
+        fprintf(cf, "# written by clipper start\nping_interval: \"1s\"\n"
+                    "ping_max: 3\nwrite_deadline: \"2s\"\njetstream {\n  store_dir: \"%s\"\n}\n%s",
+                store, cl->secure ? "include \"nats-server.auth.conf\"\n" : "") < 0 ||
+        fclose(cf) != 0) {
         fprintf(stderr, "clipper start: cannot write %s: %s\n", conf, strerror(errno));
         close(fd);
         return -1;
     }
-    char *argv[] = {prog, "-c", conf, "-a", "127.0.0.1", "-p", port, "-js", "-sd", store, NULL};
+    char pidfile[PATH_MAX + 32];
+    snprintf(pidfile, sizeof(pidfile), "%s/nats-server.pid", cl->data_abs);
+    char *argv[] = {prog, "-c", conf, "-a", "127.0.0.1", "-p", port, "-P", pidfile, NULL};
     fprintf(stderr, "clipper: starting nats-server on 127.0.0.1:%ld (JetStream in %s, log %s)\n",
             cl->nats_port, store, cl->nats_log);
     int rc = spawn(cl, C_NATS, argv, fd);
     close(fd);
     if (rc != 0)
         return -1;
-    snprintf(cl->url, sizeof(cl->url), "nats://127.0.0.1:%ld", cl->nats_port);
+    snprintf(cl->url, sizeof(cl->url), "%s://127.0.0.1:%ld", cl->secure ? "tls" : "nats",
+             cl->nats_port);
 
     uint64_t until = cl_mono_us() + (uint64_t)NATS_READY_MS * 1000u;
     while (!tcp_accepts("127.0.0.1", (int)cl->nats_port, 200)) {
@@ -365,6 +408,37 @@ static int start_nats(cluster *cl)
     return 0;
 }
 
+/* Appends "name value" to argv (NULL-terminated, with room for two more)
+ * when value is set. */
+static void add_option(char **argv, const char *name, const char *value)
+{
+    if (value == NULL)
+        return;
+    size_t n = 0;
+    while (argv[n] != NULL)
+        n++;
+    argv[n++] = (char *)name;
+    argv[n++] = (char *)value;
+    argv[n] = NULL;
+}
+
+/* Appends to argv (which has room for 6 more) the identity of role and the
+ * CA, when the cluster has identities. */
+static void add_identity(const cluster *cl, char **argv, cl_role role, char creds[PATH_MAX + 64])
+{
+    if (!cl->secure)
+        return;
+    size_t n = 0;
+    while (argv[n] != NULL)
+        n++;
+    cl__secrets_creds_path(&cl->sec, role, creds);
+    argv[n++] = "--creds";
+    argv[n++] = creds;
+    argv[n++] = "--tls-ca";
+    argv[n++] = (char *)cl->sec.ca;
+    argv[n] = NULL;
+}
+
 static int start_actors(cluster *cl)
 {
     char http_port[16], metrics_port[16], cache_size[24], admin_port[16];
@@ -373,20 +447,44 @@ static int start_actors(cluster *cl)
     snprintf(metrics_port, sizeof(metrics_port), "%ld", cl->metrics_port);
     snprintf(cache_size, sizeof(cache_size), "%ld", cl->cache_size);
     char *url = cl->url, *prefix = (char *)cl->prefix, *exe = cl->exe;
-    char *admin[] = {exe, "run", "admin", "--nats", url, "--prefix", prefix,
-                     "--http-port", admin_port, "--http-host", (char *)cl->http_host, NULL};
-    char *router[] = {exe, "run", "router", "--nats", url, "--prefix", prefix, NULL};
-    char *frontend[] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
-                        "--http-port", http_port, "--http-host", (char *)cl->http_host,
-                        "--metrics-port", metrics_port, "--cache-size", cache_size, NULL};
+    char *admin[32] = {exe, "run", "admin", "--nats", url, "--prefix", prefix,
+                       "--http-port", admin_port, "--http-host", (char *)cl->admin_host, NULL};
+    char *router[32] = {exe, "run", "router", "--nats", url, "--prefix", prefix, NULL};
+    char *frontend[32] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
+                          "--http-port", http_port, "--http-host", (char *)cl->http_host,
+                          "--metrics-port", metrics_port, "--cache-size", cache_size, NULL};
     /* A second frontend shares the HTTP port (SO_REUSEPORT: the kernel
      * spreads connections) and the NATS queue group; only the first serves
      * the metrics port. */
-    char *frontend2[] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
-                         "--http-port", http_port, "--http-host", (char *)cl->http_host,
-                         "--metrics-port", "-1", "--cache-size", cache_size, NULL};
-    char *manager[] = {exe, "run", "manager", "--nats", url, "--prefix", prefix,
-                       "--log-dir", cl->log_abs, NULL};
+    char *frontend2[32] = {exe, "run", "frontend", "--nats", url, "--prefix", prefix,
+                           "--http-port", http_port, "--http-host", (char *)cl->http_host,
+                           "--metrics-port", "-1", "--cache-size", cache_size, NULL};
+    char **https[] = {admin, frontend, frontend2};
+    for (size_t i = 0; i < sizeof(https) / sizeof(https[0]); i++) {
+        add_option(https[i], "--http-tls-cert", cl->tls_cert);
+        add_option(https[i], "--http-tls-key", cl->tls_key);
+    }
+    add_option(admin, "--http-token-file", cl->admin_token_file);
+    add_option(frontend, "--metrics-token-file", cl->metrics_token_file);
+    char *manager[32] = {exe, "run", "manager", "--nats", url, "--prefix", prefix,
+                         "--log-dir", cl->log_abs, NULL};
+    /* Each actor connects as its own role's identity; the manager hands
+     * its replicas theirs. */
+    char creds[6][PATH_MAX + 64];
+    add_identity(cl, admin, CL_ROLE_ADMIN, creds[0]);
+    add_identity(cl, router, CL_ROLE_ROUTER, creds[1]);
+    add_identity(cl, frontend, CL_ROLE_FRONTEND, creds[2]);
+    add_identity(cl, frontend2, CL_ROLE_FRONTEND, creds[3]);
+    add_identity(cl, manager, CL_ROLE_MANAGER, creds[4]);
+    if (cl->secure) {
+        size_t n = 0;
+        while (manager[n] != NULL)
+            n++;
+        cl__secrets_creds_path(&cl->sec, CL_ROLE_REPLICA, creds[5]);
+        manager[n++] = "--replica-creds";
+        manager[n++] = creds[5];
+        manager[n] = NULL;
+    }
     fprintf(stderr, "clipper: starting the admin, %s, frontend and manager (prefix '%s')\n",
             cl->routers > 1 ? "two routers (one leads, one stands by)" : "router", cl->prefix);
     /* Actors write only logs; stdout stays ours, for the ready line. */
@@ -420,6 +518,12 @@ static cl_bus *connect_bus(const cluster *cl)
     bo.url = cl->url;
     bo.prefix = cl->prefix;
     bo.name = "clipper-start";
+    char creds[PATH_MAX + 64];
+    if (cl->secure) {
+        cl__secrets_creds_path(&cl->sec, CL_ROLE_SUPERVISOR, creds);
+        bo.nkey_file = creds;
+        bo.tls_ca_file = cl->sec.ca;
+    }
     cl_err err;
     cl_bus *bus = NULL;
     if (cl_bus_connect(&bus, &bo, &err) != CL_OK) {
@@ -455,7 +559,7 @@ static int wait_ready(cluster *cl, cl_bus *bus)
         if (!http_ok)
             http_ok = tcp_accepts(cl->http_host, (int)cl->http_port, 200);
         if (!rest_ok)
-            rest_ok = tcp_accepts(cl->http_host, (int)cl->admin_port, 200);
+            rest_ok = tcp_accepts(cl->admin_host, (int)cl->admin_port, 200);
         if (admin_ok && http_ok && rest_ok) {
             rc = 0;
             break;
@@ -529,6 +633,7 @@ static int parse(cluster *cl, int argc, char **argv)
     cl->prefix = ao.prefix;
     cl->data_dir = "./clipper-data";
     cl->http_host = "0.0.0.0";
+    cl->admin_host = "127.0.0.1";
     cl->nats_port = 4222;
     cl->http_port = 1337;
     cl->metrics_port = 1390;
@@ -554,6 +659,10 @@ static int parse(cluster *cl, int argc, char **argv)
             cl->prefix = ao.prefix;
             continue;
         }
+        if (strcmp(argv[i], "--insecure") == 0) {
+            cl->insecure = true;
+            continue;
+        }
         if ((r = cl_actor_take_value(cmd, "--nats", argc, argv, &i, &v)) != 0) {
             if (r < 0)
                 return 2;
@@ -570,6 +679,28 @@ static int parse(cluster *cl, int argc, char **argv)
             if (r < 0)
                 return 2;
             cl->http_host = v;
+        } else if ((r = cl_actor_take_value(cmd, "--admin-host", argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            cl->admin_host = v;
+        } else if ((r = cl_actor_take_value(cmd, "--http-tls-cert", argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            cl->tls_cert = v;
+        } else if ((r = cl_actor_take_value(cmd, "--http-tls-key", argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            cl->tls_key = v;
+        } else if ((r = cl_actor_take_value(cmd, "--admin-token-file", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0)
+                return 2;
+            cl->admin_token_file = v;
+        } else if ((r = cl_actor_take_value(cmd, "--metrics-token-file", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0)
+                return 2;
+            cl->metrics_token_file = v;
         } else if ((r = cl_actor_take_value(cmd, "--nats-port", argc, argv, &i, &v)) != 0) {
             if (r < 0 || cl__cli_parse_int(cmd, "--nats-port", v, 1, 65535, &cl->nats_port) != 0)
                 return 2;
@@ -618,6 +749,16 @@ static int parse(cluster *cl, int argc, char **argv)
     }
     if (cl->nats_arg != NULL && cl->nats_arg[0] == '\0') {
         fprintf(stderr, "clipper start: --nats needs a URL\n");
+        return 2;
+    }
+    if (cl->http_host[0] == '\0' || cl->admin_host[0] == '\0') {
+        fprintf(stderr, "clipper start: --%s-host needs a host name or address\n",
+                cl->http_host[0] == '\0' ? "http" : "admin");
+        return 2;
+    }
+    if ((cl->tls_cert == NULL) != (cl->tls_key == NULL)) {
+        fprintf(stderr, "clipper start: --http-tls-cert and --http-tls-key go together: give "
+                        "both\n");
         return 2;
     }
     if (cl->admin_port > 0 &&
@@ -698,9 +839,22 @@ int cl__cli_start(int argc, char **argv)
     }
     if (prepare_dirs(&cl) != 0)
         return 1;
+    /* Identities and TLS unless asked by name not to. With --nats (a
+     * server run by someone else) only when this data directory has them
+     * already (made by an earlier start, matching that server's users). */
+    char secrets_dir[PATH_MAX + 16];
+    snprintf(secrets_dir, sizeof(secrets_dir), "%s/secrets", cl.data_abs);
+    cl.secure = !cl.insecure && (cl.nats_arg == NULL || access(secrets_dir, F_OK) == 0);
+    if (cl.secure && cl__secrets_ensure(&cl.sec, cl.data_abs, cl.prefix) != 0)
+        return 1;
+    if (!cl.secure)
+        fprintf(stderr, "clipper: INSECURE: the bus has no identities and no TLS%s; anyone who "
+                        "reaches %s may deploy code and read every query\n",
+                cl.insecure ? " (--insecure)" : " (--nats without secrets in the data directory)",
+                cl.nats_arg != NULL ? cl.nats_arg : "its port");
     if (port_in_use(cl.http_host, cl.http_port, "HTTP", "--http-port", false) ||
         port_in_use(cl.http_host, cl.metrics_port, "metrics", "--metrics-port", true) ||
-        port_in_use(cl.http_host, cl.admin_port, "admin", "--admin-port", true) ||
+        port_in_use(cl.admin_host, cl.admin_port, "admin", "--admin-port", true) ||
         port_in_use(cl.http_host, cl.sv_port, "supervisor", "--supervisor-port", true))
         return 1;
     if (cl_sv_new(&cl.sv, &cl.svo, NULL, &err) != CL_OK) {
@@ -724,7 +878,11 @@ int cl__cli_start(int argc, char **argv)
      * supervisor's report has one of its own that outlasts the server. */
     cl_bus_free(bus);
     bus = NULL;
+    char sv_creds[PATH_MAX + 64];
+    cl__secrets_creds_path(&cl.sec, CL_ROLE_SUPERVISOR, sv_creds);
     cl_sv_report_opts ro = {.nats_url = cl.url, .prefix = cl.prefix,
+                            .creds_file = cl.secure ? sv_creds : NULL,
+                            .tls_ca_file = cl.secure ? cl.sec.ca : NULL,
                             .metrics_host = cl.http_host, .metrics_port = (int)cl.sv_port};
     if (cl_sv_report_start(&report, cl.sv, &ro, &err) != CL_OK) {
         fprintf(stderr, "clipper start: %s\n", err.msg);
@@ -732,15 +890,20 @@ int cl__cli_start(int argc, char **argv)
     }
 
     const char *shown = strcmp(cl.http_host, "0.0.0.0") == 0 ? "127.0.0.1" : cl.http_host;
-    char admin[96] = "", metrics[96] = "", svm[96] = "";
+    const char *admin_shown = strcmp(cl.admin_host, "0.0.0.0") == 0 ? "127.0.0.1"
+                                                                     : cl.admin_host;
+    const char *scheme = cl.tls_cert != NULL ? "https" : "http";
+    char admin[320] = "", metrics[320] = "", svm[320] = "";
     if (cl.admin_port > 0)
-        snprintf(admin, sizeof(admin), " admin=http://%s:%ld", shown, cl.admin_port);
+        snprintf(admin, sizeof(admin), " admin=%s://%s:%ld", scheme, admin_shown,
+                 cl.admin_port);
     if (cl.metrics_port > 0)
-        snprintf(metrics, sizeof(metrics), " metrics=http://%s:%ld", shown, cl.metrics_port);
+        snprintf(metrics, sizeof(metrics), " metrics=%s://%s:%ld", scheme, shown,
+                 cl.metrics_port);
     if (cl.sv_port > 0)
         snprintf(svm, sizeof(svm), " supervisor=http://%s:%ld", shown, cl.sv_port);
-    printf("clipper: cluster ready nats=%s prefix=%s query=http://%s:%ld%s%s%s\n", cl.url,
-           cl.prefix, shown, cl.http_port, admin, metrics, svm);
+    printf("clipper: cluster ready nats=%s prefix=%s query=%s://%s:%ld%s%s%s\n", cl.url,
+           cl.prefix, scheme, shown, cl.http_port, admin, metrics, svm);
     fflush(stdout);
     rc = supervise(&cl, report);
 out:

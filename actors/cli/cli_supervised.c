@@ -41,6 +41,8 @@ static void usage(FILE *f)
             "  --supervisor-port N  serve GET /metrics (Prometheus) and GET /status (JSON)\n"
             "                    on port N (default: none)\n"
             "  --supervisor-host H  the address it listens on (default 0.0.0.0)\n"
+            "  --supervisor-creds FILE  the supervisor's own identity (role supervisor) for\n"
+            "                    its status on the bus (default: the actor's --creds)\n"
             "  --max-restarts N  default 10\n"
             "  --restart-period S  default 60\n"
             "  --backoff-max-ms N  default 5000\n"
@@ -75,6 +77,7 @@ int cl__cli_supervised(int argc, char **argv)
     cl_sv_opts_init(&so);
     long port = -1, grace = 20000, n;
     const char *host = "0.0.0.0";
+    const char *sv_creds = NULL;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         int r;
@@ -92,6 +95,11 @@ int cl__cli_supervised(int argc, char **argv)
             if (r < 0)
                 return 2;
             host = v;
+        } else if ((r = cl_actor_take_value("clipper run --supervised", "--supervisor-creds",
+                                            argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            sv_creds = v;
         } else if ((t = take_long("--max-restarts", argc, argv, &i, 1, 64, &n, &r)) != 0) {
             if (t < 0)
                 return 2;
@@ -159,7 +167,10 @@ int cl__cli_supervised(int argc, char **argv)
     size_t idx = 0;
     int rc = 1;
     cl_sv_child_spec spec = {.name = actor, .argv = child, .out_fd = -1, .new_pgroup = true};
-    cl_sv_report_opts ro = {.nats_url = ao.nats_url, .prefix = ao.prefix, .metrics_host = host,
+    cl_sv_report_opts ro = {.nats_url = ao.nats_url, .prefix = ao.prefix,
+                            .creds_file = sv_creds != NULL ? sv_creds : ao.creds_file,
+                            .tls_ca_file = ao.tls_ca_file,
+                            .metrics_host = host,
                             .metrics_port = (int)port};
     if (cl_sv_new(&sv, &so, NULL, &err) != CL_OK || cl_sv_add(sv, &spec, &idx, &err) != CL_OK ||
         cl_sv_start(sv, idx, &err) != CL_OK ||

@@ -19,6 +19,7 @@
 #include "cl_replica.h"
 #include "cl_router.h"
 #include "cli_internal.h"
+#include "cli_secrets.h"
 
 static const struct {
     const char *name;
@@ -46,12 +47,13 @@ static void usage(FILE *f)
             "                        (admin, router, frontend, replica, manager)\n"
             "  admin COMMAND [JSON]  send a management command (ping, add_app, ...)\n"
             "  predict APP JSON      send a query to an application\n"
+            "  creds issue|revoke|list  the identities that may connect to a cluster\n"
             "  version               print the version\n"
             "  help                  show this help\n"
             "\n"
             "Run 'clipper <command> --help' for the options of a command.\n"
-            "Environment: CLIPPER_NATS_URL, CLIPPER_PREFIX, CLIPPER_LOG (debug, info,\n"
-            "warn, error).\n");
+            "Environment: CLIPPER_NATS_URL, CLIPPER_PREFIX, CLIPPER_CREDS, CLIPPER_TLS_CA,\n"
+            "CLIPPER_LOG (debug, info, warn, error).\n");
 }
 
 static void run_usage(FILE *f)
@@ -129,6 +131,8 @@ int main(int argc, char **argv)
         return cl__cli_admin(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0)
         return cl__cli_predict(argc - 1, argv + 1);
+    if (strcmp(cmd, "creds") == 0)
+        return cl__cli_creds(argc - 1, argv + 1);
     fprintf(stderr, "clipper: unknown command '%s' (known: start, run, admin, predict, version, "
                     "help)\n",
             cmd);

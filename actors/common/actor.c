@@ -152,6 +152,10 @@ void cl_actor_opts_init(cl_actor_opts *opts)
     long n = 0;
     opts->state_replicas =
         replicas && cl_actor_parse_long(replicas, 1, 5, &n) ? (int)n : 0;
+    const char *creds = getenv("CLIPPER_CREDS");
+    const char *ca = getenv("CLIPPER_TLS_CA");
+    opts->creds_file = creds && creds[0] ? creds : NULL;
+    opts->tls_ca_file = ca && ca[0] ? ca : NULL;
 }
 
 bool cl_actor_parse_long(const char *text, long lo, long hi, long *out)
@@ -203,6 +207,22 @@ int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl
         opts->state_replicas = (int)n;
         return 1;
     }
+    static const char *const files[] = {"--creds", "--tls-ca"};
+    for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+        const char *value;
+        int r = cl_actor_take_value(NULL, files[k], argc, argv, i, &value);
+        if (r == 0)
+            continue;
+        if (r < 0 || value[0] == '\0') {
+            cl_err_set(err, CL_ERR_INVALID, "option %s needs a file name", files[k]);
+            return -1;
+        }
+        if (k == 0)
+            opts->creds_file = value;
+        else
+            opts->tls_ca_file = value;
+        return 1;
+    }
     static const char *const names[] = {"--nats", "--prefix"};
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         const char *value;
@@ -238,6 +258,10 @@ const char *cl_actor_common_usage(void)
            "  --state-replicas N  JetStream replicas of the cluster state and artifacts\n"
            "                 when this actor creates them: 1 (default) to 5; 3 on a\n"
            "                 cluster of three nats-servers (env CLIPPER_STATE_REPLICAS)\n"
+           "  --creds FILE   connect as the identity in FILE ('clipper creds'; env\n"
+           "                 CLIPPER_CREDS)\n"
+           "  --tls-ca FILE  require TLS and verify nats-server with this CA (env\n"
+           "                 CLIPPER_TLS_CA)\n"
            "  -h, --help     show this help\n";
 }
 
@@ -292,9 +316,13 @@ cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *
     bo.name = name;
     bo.send_asap = send_asap;
     bo.state_replicas = opts ? opts->state_replicas : defaults.state_replicas;
+    bo.nkey_file = opts ? opts->creds_file : defaults.creds_file;
+    bo.tls_ca_file = opts ? opts->tls_ca_file : defaults.tls_ca_file;
     /* Said first: a connect that hangs (a name the resolver is slow to
      * answer) shows where it hangs. */
-    cl_info("connecting to %s (prefix '%s')", url, prefix);
+    cl_info("connecting to %s (prefix '%s', %s, %s)", url, prefix,
+            bo.nkey_file ? "with a credential" : "without a credential",
+            bo.tls_ca_file ? "TLS" : "no TLS");
     cl_status st = cl_bus_connect(out, &bo, &err);
     if (st != CL_OK) {
         if (strstr(err.msg, url) != NULL)

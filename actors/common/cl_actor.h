@@ -19,6 +19,10 @@ typedef struct {
     int state_replicas;   /* --state-replicas N (env CLIPPER_STATE_REPLICAS): the
                              JetStream replicas of the state and the artifacts
                              when this actor creates them; 0: 1 */
+    const char *creds_file;  /* --creds FILE (env CLIPPER_CREDS): the identity
+                                to connect as (docs/security.md); NULL: none */
+    const char *tls_ca_file; /* --tls-ca FILE (env CLIPPER_TLS_CA): require TLS
+                                and verify the server with this CA; NULL: no TLS */
 } cl_actor_opts;
 
 /* Blocks SIGINT and SIGTERM in the calling thread (and so in every thread

@@ -18,6 +18,8 @@ typedef struct cl_sv_report cl_sv_report;
 typedef struct {
     const char *nats_url;     /* NULL: no bus */
     const char *prefix;
+    const char *creds_file;   /* the identity to connect as (role supervisor); NULL: none */
+    const char *tls_ca_file;  /* require TLS, verified with this CA; NULL: no TLS */
     const char *metrics_host; /* NULL: 0.0.0.0 */
     int metrics_port;         /* -1: no HTTP; 0: a free port */
 } cl_sv_report_opts;

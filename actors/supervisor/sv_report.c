@@ -157,6 +157,8 @@ cl_status cl_sv_report_start(cl_sv_report **out, cl_sv *sv, const cl_sv_report_o
         bo.url = o->nats_url;
         bo.prefix = o->prefix;
         bo.name = "clipper-supervisor";
+        bo.nkey_file = o->creds_file;
+        bo.tls_ca_file = o->tls_ca_file;
         bo.retry_forever = true;
         s = cl_bus_connect(&r->bus, &bo, err);
         char list[CL_SUBJECT_MAX];

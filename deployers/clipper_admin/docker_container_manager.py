@@ -389,6 +389,8 @@ class DockerContainerManager(BusModels, ContainerManager):
             ("nats", ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT), "-sd",
                       "/tmp/nats"],
              {"ports": {"{}/tcp".format(NATS_INTERNAL_PORT): self.clipper_rpc_port}}),
+            # The admin listens on 127.0.0.1 unless told otherwise; in its
+            # container that is unreachable through the published port.
             ("admin", ["clipper", "run", "admin"] + bus + [
                 "--http-host", "0.0.0.0",
                 "--http-port", str(CLIPPER_INTERNAL_MANAGEMENT_PORT)],

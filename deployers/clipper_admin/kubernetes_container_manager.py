@@ -961,6 +961,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         mgmt = CLIPPER_INTERNAL_MANAGEMENT_PORT
         query = CLIPPER_INTERNAL_QUERY_PORT
         metric = CLIPPER_INTERNAL_METRIC_PORT
+        # The admin listens on 127.0.0.1 unless told otherwise: its Service
+        # and probes reach the pod's address, so it must listen on 0.0.0.0.
         specs = [
             (ROLE_MGMT, self._container(
                 ROLE_MGMT, ["clipper", "run", "admin"] + bus +

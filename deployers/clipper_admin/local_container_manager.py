@@ -22,6 +22,16 @@ bus without seeing each other; ``prefix`` overrides it.
 
 Clipper's redis_ip, redis_port and clipper_rpc_port are accepted and unused:
 state lives in JetStream KV and replicas talk over NATS.
+
+The HTTP ports (docs/security.md, "HTTP doors"), keyword-only and off by
+default:
+* ``http_tls_cert``, ``http_tls_key``: PEM files; the query, metrics and
+  management ports then serve HTTPS only (clients must trust the
+  certificate's CA).
+* ``admin_token_file``, ``metrics_token_file``: files (mode 0600) whose
+  first line is the bearer token the management REST, or the Prometheus
+  metrics port, then requires (``Authorization: Bearer <token>``).
+The management REST listens on 127.0.0.1 (get_admin_addr()).
 """
 import atexit
 import json
@@ -69,6 +79,12 @@ def _port_is_free(port):
         except OSError:
             return False
     return True
+
+
+def _absolute(path):
+    """path made absolute (None stays None), so that it names the same file
+    to `clipper start` whatever the working directory."""
+    return None if path is None else os.path.abspath(path)
 
 
 def find_unbound_port(start):
@@ -174,8 +190,19 @@ class LocalContainerManager(BusModels, ContainerManager):
     def __init__(self, cluster_name=DEFAULT_CLUSTER_NAME, clipper_query_port=1337,
                  clipper_management_port=1338, clipper_rpc_port=7000, redis_ip=None,
                  redis_port=6379, prometheus_port=9090, nats_url=None, data_dir=None,
-                 prefix=None):
+                 prefix=None, *, http_tls_cert=None, http_tls_key=None,
+                 admin_token_file=None, metrics_token_file=None, creds=None, tls_ca=None,
+                 insecure=False):
         prefix = cluster_prefix(cluster_name, prefix)
+        if (http_tls_cert is None) != (http_tls_key is None):
+            raise ClipperException("http_tls_cert and http_tls_key go together: give both")
+        # An identity and CA to join a cluster's bus with (docs/security.md);
+        # by default, the operator identity in data_dir/secrets.
+        self._creds = _absolute(creds)
+        self._tls_ca = _absolute(tls_ca)
+        # start_clipper without identities or TLS on the bus ('clipper start
+        # --insecure', which says so in its log).
+        self._insecure = bool(insecure)
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
         self.prefix = prefix
@@ -187,6 +214,10 @@ class LocalContainerManager(BusModels, ContainerManager):
         self.redis_ip = redis_ip
         self.redis_port = redis_port
         self.prometheus_port = prometheus_port
+        self.http_tls_cert = _absolute(http_tls_cert)
+        self.http_tls_key = _absolute(http_tls_key)
+        self.admin_token_file = _absolute(admin_token_file)
+        self.metrics_token_file = _absolute(metrics_token_file)
 
         self.bus = None
         self.bus_url = nats_url      # the bus in use (private or given)
@@ -248,10 +279,37 @@ class LocalContainerManager(BusModels, ContainerManager):
         os.replace(tmp, path)
         self._state_file = path
 
+    def _bus_auth(self):
+        """The operator identity and the CA that 'clipper start' made in the
+        data directory (docs/security.md), as Bus arguments; {} for a
+        cluster without them (started with --insecure, or on a given bus
+        without secrets)."""
+        if self._creds is not None or self._tls_ca is not None:
+            return {"creds": self._creds, "tls_ca": self._tls_ca}
+        if not self.data_dir:
+            return {}
+        secrets = os.path.join(self.data_dir, "secrets")
+        creds = os.path.join(secrets, "creds", "operator.creds")
+        ca = os.path.join(secrets, "ca.pem")
+        if os.path.exists(creds) and os.path.exists(ca):
+            return {"creds": creds, "tls_ca": ca}
+        return {}
+
+    def bus_auth_args(self):
+        """The identity and CA this manager joins the bus with, as the
+        command-line options of the clipper programs ('--creds F --tls-ca
+        F'; [] on an open bus): for tools such as clipper-bench."""
+        out = []
+        for option, key in (("--creds", "creds"), ("--tls-ca", "tls_ca")):
+            value = self._bus_auth().get(key)
+            if value:
+                out += [option, value]
+        return out
+
     def _answers(self, url):
         """True when an admin actor of our prefix answers on url."""
         try:
-            with Bus(url, prefix=self.prefix, connect_timeout_ms=2000) as bus:
+            with Bus(url, prefix=self.prefix, connect_timeout_ms=2000, **self._bus_auth()) as bus:
                 return _ping(bus, 3000)
         except BusError:
             return False
@@ -270,6 +328,14 @@ class LocalContainerManager(BusModels, ContainerManager):
             args += ["--nats", self.nats_url]
         else:
             args += ["--nats-port", str(nats_port)]
+        if self._insecure:
+            args.append("--insecure")
+        for option, path in (("--http-tls-cert", self.http_tls_cert),
+                             ("--http-tls-key", self.http_tls_key),
+                             ("--admin-token-file", self.admin_token_file),
+                             ("--metrics-token-file", self.metrics_token_file)):
+            if path is not None:
+                args += [option, path]
         return args
 
     def start_clipper(self, query_frontend_image=None, mgmt_frontend_image=None,
@@ -342,7 +408,8 @@ class LocalContainerManager(BusModels, ContainerManager):
         elif self.nats_url is None:
             self.bus_url = "nats://127.0.0.1:{}".format(nats_port)
         try:
-            self.bus = Bus(self.bus_url, prefix=self.prefix, name="clipper_admin")
+            self.bus = Bus(self.bus_url, prefix=self.prefix, name="clipper_admin",
+                           **self._bus_auth())
         except BusError as e:
             self._stop_processes(graceful=False, keep_logs=True)
             raise ClipperException("Cluster {} started but its bus is unreachable: {}".format(
@@ -417,7 +484,7 @@ class LocalContainerManager(BusModels, ContainerManager):
             self._state_file = self._cluster_file()
             self._adopt_dirs(info)
         try:
-            bus = Bus(url, prefix=self.prefix, name="clipper_admin")
+            bus = Bus(url, prefix=self.prefix, name="clipper_admin", **self._bus_auth())
         except BusError as e:
             raise ClipperException("Cannot connect to cluster {}: {}".format(
                 self.cluster_name, e))

@@ -20,6 +20,7 @@
 
 #include "cl_artifact.h"
 #include "cl_bus.h"
+#include "cl_clock.h"
 #include "cl_log.h"
 #include "cl_subject.h"
 
@@ -176,13 +177,15 @@ static PyObject *do_request(BusObject *self, module_state *st, const char *subje
 
 static int Bus_init(BusObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"url", "prefix", "name", "connect_timeout_ms", NULL};
+    static char *kwlist[] = {"url", "prefix", "name", "connect_timeout_ms", "creds", "tls_ca",
+                             NULL};
     const char *url = NULL;
     const char *prefix = CL_DEFAULT_PREFIX;
     const char *name = "clipper_admin";
+    const char *creds = NULL, *tls_ca = NULL;
     int connect_timeout_ms = 2000;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|ssi:Bus", kwlist, &url, &prefix, &name,
-                                     &connect_timeout_ms))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|ssizz:Bus", kwlist, &url, &prefix, &name,
+                                     &connect_timeout_ms, &creds, &tls_ca))
         return -1;
     module_state *st = state_of_type(Py_TYPE(self));
     if (st == NULL)
@@ -209,6 +212,8 @@ static int Bus_init(BusObject *self, PyObject *args, PyObject *kwds)
     opts.name = name;
     opts.send_asap = true;
     opts.connect_timeout_ms = connect_timeout_ms;
+    opts.nkey_file = creds;
+    opts.tls_ca_file = tls_ca;
     cl_bus *bus = NULL;
     cl_status s;
     Py_BEGIN_ALLOW_THREADS
@@ -342,6 +347,94 @@ done:
         cl_msg_free(replies[i]);
     free(replies);
     PyBuffer_Release(&data);
+    return out;
+}
+
+static PyObject *Bus_publish(BusObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"subject", "data", NULL};
+    const char *subject = NULL;
+    Py_buffer data = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sy*:publish", kwlist, &subject, &data))
+        return NULL;
+    module_state *st = state_of_type(Py_TYPE(self));
+    cl_bus *bus = st != NULL ? acquire_bus(self, st) : NULL;
+    if (bus == NULL) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    cl_status s;
+    Py_BEGIN_ALLOW_THREADS
+    s = cl_bus_publish(bus, subject, data.buf, (size_t)data.len);
+    if (s == CL_OK)
+        s = cl_bus_flush(bus, 2000);
+    Py_END_ALLOW_THREADS
+    release_bus(self);
+    PyBuffer_Release(&data);
+    if (s != CL_OK) {
+        cl_err err;
+        cl_err_set(&err, s, "publish on %s failed: %s", subject, cl_status_text(s));
+        return raise_err(st, &err);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Subscribes to subject for timeout_ms and returns what came: for tools
+ * and tests (what may this identity see?). */
+static PyObject *Bus_listen(BusObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"subject", "timeout_ms", "max", NULL};
+    const char *subject = NULL;
+    int timeout_ms = 1000;
+    int max = 1000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|ii:listen", kwlist, &subject, &timeout_ms,
+                                     &max))
+        return NULL;
+    module_state *st = state_of_type(Py_TYPE(self));
+    if (st == NULL || check_timeout(timeout_ms) < 0)
+        return NULL;
+    if (max <= 0) {
+        PyErr_Format(PyExc_ValueError, "max must be positive, got %d", max);
+        return NULL;
+    }
+    cl_bus *bus = acquire_bus(self, st);
+    if (bus == NULL)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    cl_sub *sub = NULL;
+    cl_status s;
+    Py_BEGIN_ALLOW_THREADS
+    s = cl_bus_subscribe_sync(&sub, bus, subject, NULL);
+    Py_END_ALLOW_THREADS
+    if (s != CL_OK) {
+        release_bus(self);
+        Py_XDECREF(out);
+        cl_err err;
+        cl_err_set(&err, s, "cannot subscribe to %s: %s", subject, cl_status_text(s));
+        return raise_err(st, &err);
+    }
+    uint64_t end = cl_mono_us() + (uint64_t)timeout_ms * 1000u;
+    while (out != NULL && PyList_GET_SIZE(out) < max) {
+        uint64_t now = cl_mono_us();
+        if (now >= end)
+            break;
+        cl_msg *m = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        s = cl_sub_next(sub, &m, (int)((end - now + 999u) / 1000u));
+        Py_END_ALLOW_THREADS
+        if (s != CL_OK)
+            break;
+        PyObject *t = Py_BuildValue("(sy#)", cl_msg_subject(m), (const char *)cl_msg_data(m),
+                                    (Py_ssize_t)cl_msg_len(m));
+        cl_msg_free(m);
+        if (t == NULL || PyList_Append(out, t) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(t);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    cl_sub_free(sub);
+    Py_END_ALLOW_THREADS
+    release_bus(self);
     return out;
 }
 
@@ -544,6 +637,15 @@ static PyMethodDef Bus_methods[] = {
      "gather(subject, data, timeout_ms=1000, max=64) -> list of bytes\n\n"
      "Sends data to subject and returns every reply that came within\n"
      "timeout_ms (or the first max): [] when nobody answered."},
+    {"listen", (PyCFunction)(void (*)(void))Bus_listen, METH_VARARGS | METH_KEYWORDS,
+     "listen(subject, timeout_ms=1000, max=1000) -> list of (subject, bytes)\n\n"
+     "Subscribes to subject (wildcards allowed) for timeout_ms and returns the\n"
+     "messages that came (at most max). A subscription nats-server refuses\n"
+     "returns []."},
+    {"publish", (PyCFunction)(void (*)(void))Bus_publish, METH_VARARGS | METH_KEYWORDS,
+     "publish(subject, data)\n\n"
+     "Publishes data on subject and flushes. A publish nats-server refuses is\n"
+     "dropped by the server (it logs the violation; so does this client)."},
     {"admin", (PyCFunction)(void (*)(void))Bus_admin, METH_VARARGS | METH_KEYWORDS,
      "admin(command, body, timeout_ms=10000) -> bytes\n\n"
      "Request on <prefix>.admin.<command>; body is the JSON request."},
@@ -576,8 +678,10 @@ static PyGetSetDef Bus_getset[] = {
 
 static PyType_Slot Bus_slots[] = {
     {Py_tp_doc, (void *)"Bus(url, prefix='clipper', name='clipper_admin', "
-                        "connect_timeout_ms=2000)\n\n"
-                        "A connection to a Clipper cluster's NATS bus."},
+                        "connect_timeout_ms=2000, creds=None, tls_ca=None)\n\n"
+                        "A connection to a Clipper cluster's NATS bus, as the identity in\n"
+                        "the credential file creds (docs/security.md) and over TLS verified\n"
+                        "with the CA file tls_ca, when given."},
     {Py_tp_new, (void *)Bus_new},
     {Py_tp_init, (void *)Bus_init},
     {Py_tp_dealloc, (void *)Bus_dealloc},

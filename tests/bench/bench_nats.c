@@ -96,11 +96,16 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* --creds and --tls-ca: the identity and CA every connection uses. */
+static const char *g_creds, *g_tls_ca;
+
 static int connect_bus(cl_bus **bus, const char *url, bool asap)
 {
     cl_bus_opts o;
     cl_bus_opts_init(&o);
     o.url = url;
+    o.nkey_file = g_creds;
+    o.tls_ca_file = g_tls_ca;
     o.name = "clipper-bench";
     o.send_asap = asap;
     cl_err err;
@@ -195,9 +200,11 @@ static int pipelined(const bench_opts *o)
     st.sent_at = calloc((size_t)o->window, sizeof(uint64_t));
     st.caplat = 4000000;
     st.lat = calloc(st.caplat, sizeof(uint64_t));
-    char token[23], inbox[128], reply[160];
+    char token[23], inbox[160], reply[192];
     cl_bus_new_token(token);
-    snprintf(inbox, sizeof(inbox), "_BENCH.%s.*", token);
+    /* Replies come under the connection's own inbox prefix: an identity
+     * may subscribe only there (docs/security.md). */
+    snprintf(inbox, sizeof(inbox), "%s.%s.*", cl_bus_inbox_prefix(bus), token);
     cl_sub *sub;
     if (cl_bus_subscribe(&sub, bus, inbox, NULL, reply_cb, &st) != CL_OK) {
         fprintf(stderr, "bench: cannot subscribe\n");
@@ -231,7 +238,7 @@ static int pipelined(const bench_opts *o)
         st.outstanding++;
         st.sent_at[slot] = cl_mono_us();
         pthread_mutex_unlock(&st.mu);
-        snprintf(reply, sizeof(reply), "_BENCH.%s.%d", token, slot);
+        snprintf(reply, sizeof(reply), "%s.%s.%d", cl_bus_inbox_prefix(bus), token, slot);
         cl_status ps = cl_bus_publish_request(bus, o->subject, reply, o->body, len);
         pthread_mutex_lock(&st.mu);
         if (ps != CL_OK) {
@@ -341,9 +348,11 @@ static int open_loop(const bench_opts *o)
     st.lat = calloc(st.total, sizeof(uint64_t));
     st.kind = calloc(st.total, 1);
     st.sent_at = calloc(st.total, sizeof(uint64_t));
-    char token[23], inbox[128], reply[160];
+    char token[23], inbox[160], reply[192];
     cl_bus_new_token(token);
-    snprintf(inbox, sizeof(inbox), "_BENCH.%s.*", token);
+    /* Replies come under the connection's own inbox prefix: an identity
+     * may subscribe only there (docs/security.md). */
+    snprintf(inbox, sizeof(inbox), "%s.%s.*", cl_bus_inbox_prefix(bus), token);
     cl_sub *sub;
     if (st.sched == NULL || st.lat == NULL || st.kind == NULL || st.sent_at == NULL ||
         cl_bus_subscribe(&sub, bus, inbox, NULL, open_reply_cb, &st) != CL_OK) {
@@ -385,7 +394,8 @@ static int open_loop(const bench_opts *o)
             st.sched[sent] = at;
             st.sent_at[sent] = cl_mono_us();
             pthread_mutex_unlock(&st.mu);
-            snprintf(reply, sizeof(reply), "_BENCH.%s.%" PRIu64, token, sent);
+            snprintf(reply, sizeof(reply), "%s.%s.%" PRIu64, cl_bus_inbox_prefix(bus), token,
+                     sent);
             /* A request that could not be published has no reply: it is
              * counted lost after the grace period, as it should be. */
             if (o->vary && vary_at != NULL) {
@@ -526,6 +536,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: clipper-bench --nats URL --subject S [--body JSON] [--count N]\n"
             "                     [--window W] [--seconds S] [--echo|--echo-asap] [--label L]\n"
+            "                     [--creds FILE --tls-ca FILE]\n"
+            "  --creds F   connect as the identity in F, --tls-ca over TLS (docs/security.md)\n"
             "  --echo      also serve an echo responder on S (the bus floor); it sends\n"
             "              at once for the latency run and batched for throughput\n"
             "  --echo-asap the throughput echo sends each reply at once too\n"
@@ -574,6 +586,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--nats") == 0)
             o.url = v;
+        else if (strcmp(a, "--creds") == 0)
+            g_creds = v;
+        else if (strcmp(a, "--tls-ca") == 0)
+            g_tls_ca = v;
         else if (strcmp(a, "--subject") == 0)
             o.subject = v;
         else if (strcmp(a, "--body") == 0)

@@ -43,7 +43,7 @@ from clipper_admin.local_container_manager import _descendants
 HERE = os.path.dirname(os.path.abspath(__file__))
 BODY = '{"input":[1.0,2.0]}'
 SCENARIOS = ("floor", "e2e", "batching", "scaling", "coldstart", "memory", "overload", "ray",
-             "kubernetes")
+             "security", "kubernetes")
 
 
 def free_port():
@@ -78,8 +78,8 @@ def run_client(cmd, timeout=600):
 # ---- NATS: clipper-bench ---------------------------------------------------
 
 def nats_bench(args, url, subject, label, count=0, window=0, seconds=5.0, rate=0.0,
-               slo_us=100000, echo=False, grace_ms=3000, echo_buffered=False):
-    cmd = [args.bench, "--nats", url, "--subject", subject, "--label", label,
+               slo_us=100000, echo=False, grace_ms=3000, echo_buffered=False, auth=()):
+    cmd = [args.bench, "--nats", url] + list(auth) + ["--subject", subject, "--label", label,
            "--count", str(count), "--window", str(window), "--seconds", str(seconds),
            "--body", BODY, "--slo-us", str(slo_us), "--grace-ms", str(grace_ms)]
     if rate:
@@ -241,9 +241,12 @@ class Suite:
     def start_cluster(self):
         self.http_port = free_port()
         # A cluster name of its own: never the user's default cluster.
+        # An open bus (clipper start --insecure): the floor's echo runs on
+        # it too, and the figures stay comparable with earlier runs; the
+        # security scenario measures what identities and TLS cost.
         self.cm = LocalContainerManager(cluster_name="bench-%d" % os.getpid(),
                                         clipper_query_port=self.http_port,
-                                        clipper_management_port=free_port())
+                                        clipper_management_port=free_port(), insecure=True)
         self.conn = ClipperConnection(self.cm)
         # The load generators repeat one input: with the prediction cache
         # on, nearly every query would be a cache hit and never reach a
@@ -516,6 +519,55 @@ class Suite:
             conn.stop_all()
         self.res["scenarios"]["kubernetes"] = out
 
+    # the cost of identities and TLS on the bus ----------------------------------
+    def security(self):
+        """The same no-op, the same client, in the same run: through this
+        open cluster and through a second one started as users start it
+        (identities and TLS, docs/security.md), whose client connects as
+        the operator identity over TLS."""
+        a = self.args
+        secs = self.dur(5, 2)
+        cm = LocalContainerManager(cluster_name="bench-sec-%d" % os.getpid(),
+                                   clipper_query_port=free_port(),
+                                   clipper_management_port=free_port(),
+                                   prometheus_port=free_port())
+        conn = ClipperConnection(cm)
+        conn.start_clipper(cache_size=0)
+        out = {}
+        try:
+            python_deployer.create_endpoint(conn, "noop", "doubles", noop, slo_micros=100000)
+            for _ in range(20):
+                nats_predict(cm, "noop")
+            auth = cm.bus_auth_args()
+            # Alternating, twice each, so drift on a busy machine hits both.
+            runs = {"open": [], "secure": []}
+            for _ in range(2):
+                runs["open"].append(nats_bench(a, self.url, self.subj("noop"), "noop-open",
+                                               count=self.dur(5000, 1000), window=256,
+                                               seconds=secs))
+                runs["secure"].append(nats_bench(a, cm.bus_url, "%s.predict.noop" % cm.prefix,
+                                                 "noop-secure", count=self.dur(5000, 1000),
+                                                 window=256, seconds=secs, auth=auth))
+            for kind, rs in runs.items():
+                log("security %s: %s" % (kind, [r["pipelined"] for r in rs]))
+                best = max(rs, key=lambda r: r["pipelined"]["throughput_rps"])
+                out[kind] = {"p50_us": min(r["sequential"]["p50_us"] for r in rs),
+                             "throughput_rps": best["pipelined"]["throughput_rps"]}
+            out["throughput_ratio"] = (out["secure"]["throughput_rps"] /
+                                       out["open"]["throughput_rps"])
+            out["p50_added_us"] = out["secure"]["p50_us"] - out["open"]["p50_us"]
+            t0 = time.monotonic()
+            r = subprocess.run([os.environ.get("CLIPPER_BIN", "clipper"), "creds", "issue",
+                                "--role", "query", "--name", "bench-%d" % os.getpid(), "--out",
+                                os.path.join(cm.data_dir, "bench.creds"), "--data-dir",
+                                cm.data_dir, "--prefix", cm.prefix],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                out["issue_credential_s"] = time.monotonic() - t0
+        finally:
+            conn.stop_all()
+        self.res["scenarios"]["security"] = out
+
     def run(self):
         wanted = self.args.scenarios
         self.start_cluster()
@@ -529,7 +581,8 @@ class Suite:
             self.deploy("sleep10", sleep10, 10000000, batch_size=1)
             time.sleep(1.0)
             mem_idle = memory_snapshot(self.cm, "VmRSS")
-            for name in ("e2e", "batching", "scaling", "coldstart", "overload", "ray"):
+            for name in ("e2e", "batching", "scaling", "coldstart", "overload", "ray",
+                         "security"):
                 if name in wanted:
                     log(name)
                     getattr(self, name)()

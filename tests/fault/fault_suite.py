@@ -272,7 +272,8 @@ def run_row(ctx, row):
     timeline = os.path.join(ctx.data_dir, "timeline-{}.txt".format(row))
     subject = "{}.predict.{}".format(ctx.prefix, ctx.app)
     bench = subprocess.Popen(
-        [a.bench, "--nats", ctx.url, "--subject", subject, "--body", '{"input":[0.5, 1.0]}',
+        [a.bench, "--nats", ctx.url] + ctx.cm.bus_auth_args() +
+        ["--subject", subject, "--body", '{"input":[0.5, 1.0]}',
          "--vary", "--rate", str(a.rate), "--seconds", str(a.seconds),
          "--slo-us", str(a.slo_ms * 1000), "--grace-ms", "5000", "--timeline", timeline,
          "--label", row], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -267,7 +267,8 @@ static void test_start_with_admin_port_taken_says_so(void **state)
     assert_int_equal(system(cmd), 0);
     assert_int_equal(r->code, 1);
     char want[128];
-    snprintf(want, sizeof(want), "the admin port %s on 0.0.0.0 is already in use", admin);
+    /* The management REST listens on 127.0.0.1 unless --admin-host says otherwise. */
+    snprintf(want, sizeof(want), "the admin port %s on 127.0.0.1 is already in use", admin);
     if (strstr(r->err, want) == NULL || strstr(r->err, "--admin-port N") == NULL)
         fail_msg("unclear error: %s", r->err);
     free(r);
@@ -357,7 +358,8 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     snprintf(nport, sizeof(nport), "%d", np);
     snprintf(http, sizeof(http), "%d", cl_test_free_port());
     snprintf(admin, sizeof(admin), "%d", cl_test_free_port());
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", np);
+    /* Its own nats-server: identities and TLS (docs/security.md). */
+    snprintf(url, sizeof(url), "tls://127.0.0.1:%d", np);
     assert_non_null(mkdtemp(dir));
     char errpath[128];
     snprintf(errpath, sizeof(errpath), "%s.stderr", dir);
@@ -402,7 +404,8 @@ static void test_start_reaches_ready_answers_ping_and_sigint_leaves_nothing(void
     char rest_body[64] = "";
     CURLcode rest_rc = CURLE_OK;
     if (ready) {
-        RUN(r, 15000, "admin", "ping", "--nats", url, "--prefix", "clitest");
+        /* The CLI connects as the cluster's operator identity. */
+        RUN(r, 15000, "admin", "ping", "--nats", url, "--prefix", "clitest", "--data-dir", dir);
         /* The management REST answers on the port of the ready line. */
         char rest_url[96];
         snprintf(rest_url, sizeof(rest_url), "http://127.0.0.1:%s/admin/ping", admin);

@@ -140,14 +140,15 @@ class Cluster(object):
         return json.loads(self.cm.bus.predict(app, data, timeout_ms).decode())
 
 
-def start_cluster(tag, **start_args):
-    """A cluster started with ClipperConnection.start_clipper(**start_args)."""
+def start_cluster(tag, cm_args=None, **start_args):
+    """A cluster started with ClipperConnection.start_clipper(**start_args);
+    cm_args are more LocalContainerManager arguments (TLS, token files)."""
     clipper_bin_or_skip()
     from clipper_admin import ClipperConnection, LocalContainerManager
     name = "pytest-{}-{}".format(tag, uuid.uuid4().hex[:8])
     cm = LocalContainerManager(cluster_name=name, clipper_query_port=free_port(),
                                clipper_management_port=free_port(),
-                               prometheus_port=free_port(), nats_url=None)
+                               prometheus_port=free_port(), nats_url=None, **(cm_args or {}))
     conn = ClipperConnection(cm)
     try:
         conn.start_clipper(**start_args)

@@ -322,8 +322,12 @@ def test_set_num_replicas_scales_up_and_down(cluster):
 
 
 def test_a_second_connection_joins_over_the_bus(cluster):
+    # As an operator: the cluster's identity and CA (docs/security.md).
+    secrets = os.path.join(cluster.cm.data_dir, "secrets")
+    auth = {"creds": os.path.join(secrets, "creds", "operator.creds"),
+            "tls_ca": os.path.join(secrets, "ca.pem")}
     cm = LocalContainerManager(cluster_name=cluster.cm.cluster_name,
-                               nats_url=cluster.cm.bus_url, prefix=cluster.cm.prefix)
+                               nats_url=cluster.cm.bus_url, prefix=cluster.cm.prefix, **auth)
     conn = ClipperConnection(cm)
     conn.connect()
     try:
@@ -332,7 +336,12 @@ def test_a_second_connection_joins_over_the_bus(cluster):
         with pytest.raises(ClipperException, match="already exists"):
             ClipperConnection(LocalContainerManager(
                 cluster_name=cluster.cm.cluster_name, nats_url=cluster.cm.bus_url,
-                prefix=cluster.cm.prefix)).start_clipper()
+                prefix=cluster.cm.prefix, **auth)).start_clipper()
+        # Without an identity the bus is closed to it.
+        with pytest.raises(ClipperException, match="Authorization Violation"):
+            ClipperConnection(LocalContainerManager(
+                cluster_name=cluster.cm.cluster_name, nats_url=cluster.cm.bus_url,
+                prefix=cluster.cm.prefix, tls_ca=auth["tls_ca"])).connect()
     finally:
         cm.bus.close()
 
