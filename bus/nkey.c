@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "cl_file.h"
 #include "cl_nkey.h"
 
 #define PREFIX_SEED (18 << 3) /* base32 'S' */
@@ -244,48 +245,6 @@ bool cl_nkey_public_valid(const char *pub)
 
 /* ---- credential files -------------------------------------------------- */
 
-static cl_status write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return CL_ERR_IO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return CL_OK;
-}
-
-/* Writes text to a new file beside path, mode 0600, and syncs it; *tmp
- * receives its name. */
-static cl_status write_aside(const char *path, const char *text, char tmp[PATH_MAX],
-                             cl_err *err)
-{
-    if (snprintf(tmp, PATH_MAX, "%s.XXXXXX", path) >= PATH_MAX)
-        return cl_err_set(err, CL_ERR_INVALID, "credential file name too long: %s", path);
-    int fd = mkstemp(tmp); /* 0600, O_EXCL */
-    if (fd < 0)
-        return cl_err_set(err, errno == EACCES ? CL_ERR_DENIED : CL_ERR_IO,
-                          "cannot create the credential file %s: %s", path, strerror(errno));
-    /* Exactly 0600 whatever the umask: an owner who cannot read it back
-     * would be refused at connect. */
-    cl_status st = fchmod(fd, 0600) == 0 ? write_all(fd, text, strlen(text)) : CL_ERR_IO;
-    if (st == CL_OK && fsync(fd) != 0)
-        st = CL_ERR_IO;
-    int e = errno;
-    if (close(fd) != 0 && st == CL_OK) {
-        e = errno;
-        st = CL_ERR_IO;
-    }
-    if (st != CL_OK) {
-        unlink(tmp);
-        return cl_err_set(err, st, "cannot write the credential file %s: %s", path, strerror(e));
-    }
-    return CL_OK;
-}
-
 cl_status cl_nkey_write_file(const char *path, const char *seed, const char *comment,
                              cl_err *err)
 {
@@ -308,7 +267,7 @@ cl_status cl_nkey_write_file(const char *path, const char *seed, const char *com
                           path);
     }
     char tmp[PATH_MAX];
-    st = write_aside(path, text, tmp, err);
+    st = cl_file_write_beside(path, "credential file", text, strlen(text), 0600, tmp, err);
     cl_nkey_wipe(text, sizeof(text));
     if (st != CL_OK)
         return st;
@@ -325,44 +284,6 @@ cl_status cl_nkey_write_file(const char *path, const char *seed, const char *com
                           "cannot create the credential file %s: %s", path, strerror(e));
     }
     unlink(tmp);
-    return CL_OK;
-}
-
-/* Opens path for reading if it is a regular file only its owner can use. */
-static cl_status open_private(const char *path, int *out, cl_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        return cl_err_set(err,
-                          e == ENOENT ? CL_ERR_NOT_FOUND
-                                      : e == EACCES ? CL_ERR_DENIED : CL_ERR_IO,
-                          "cannot open the credential file %s: %s", path, strerror(e));
-    }
-    struct stat st;
-    cl_status s = CL_OK;
-    if (fstat(fd, &st) != 0)
-        s = cl_err_set(err, CL_ERR_IO, "cannot stat the credential file %s: %s", path,
-                       strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        s = cl_err_set(err, CL_ERR_INVALID, "the credential file %s is not a regular file",
-                       path);
-    else if ((st.st_mode & 077) != 0)
-        /* As ssh does with private keys: whoever else can read it is that
-         * user too, and whoever can write it chooses who we are. */
-        s = cl_err_set(err, CL_ERR_DENIED, "the credential file %s is %s by others (mode %04o); "
-                       "chmod 600 it",
-                       path, (st.st_mode & 044) != 0 ? "readable" : "writable or usable",
-                       (unsigned)(st.st_mode & 07777));
-    else if (st.st_size > CRED_FILE_MAX)
-        s = cl_err_set(err, CL_ERR_INVALID,
-                       "%s is not a credential file: %lld bytes, a credential has a few lines",
-                       path, (long long)st.st_size);
-    if (s != CL_OK) {
-        close(fd);
-        return s;
-    }
-    *out = fd;
     return CL_OK;
 }
 
@@ -388,36 +309,20 @@ static const char *find_seed(const char *text, size_t *len)
 cl_status cl_nkey_read_file(const char *path, char seed[CL_NKEY_SEED_LEN + 1], cl_err *err)
 {
     seed[0] = '\0';
-    int fd = -1;
-    cl_status st = open_private(path, &fd, err);
+    char *text = NULL;
+    size_t n = 0;
+    cl_status st = cl_file_read(path, "credential file", CRED_FILE_MAX, true, &text, &n, NULL, err);
     if (st != CL_OK)
         return st;
-    char text[CRED_FILE_MAX + 1];
-    size_t n = 0;
-    while (n < CRED_FILE_MAX) {
-        ssize_t r = read(fd, text + n, CRED_FILE_MAX - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = cl_err_set(err, CL_ERR_IO, "cannot read the credential file %s: %s", path,
-                            strerror(errno));
-            break;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    text[n] = '\0';
     size_t len = 0;
-    const char *s = st == CL_OK ? find_seed(text, &len) : NULL;
+    const char *s = find_seed(text, &len);
     char pub[CL_NKEY_PUBLIC_LEN + 1];
-    if (st == CL_OK && s == NULL) {
+    if (s == NULL) {
         st = cl_err_set(err, CL_ERR_INVALID,
                         "the credential file %s holds no NKey user seed (a line starting "
                         "with SU)",
                         path);
-    } else if (st == CL_OK) {
+    } else {
         st = public_from_seed(s, len, pub, err);
         if (st != CL_OK)
             cl_err_prefix(err, "the seed in the credential file %s is not valid", path);
@@ -425,6 +330,6 @@ cl_status cl_nkey_read_file(const char *path, char seed[CL_NKEY_SEED_LEN + 1], c
             memcpy(seed, s, CL_NKEY_SEED_LEN);
         seed[st == CL_OK ? CL_NKEY_SEED_LEN : 0] = '\0';
     }
-    cl_nkey_wipe(text, sizeof(text));
+    cl_file_free(text, n);
     return st;
 }

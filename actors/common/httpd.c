@@ -33,6 +33,7 @@
 #include <openssl/x509.h>
 
 #include "cl_clock.h"
+#include "cl_file.h"
 #include "cl_httpd.h"
 #include "cl_log.h"
 
@@ -603,66 +604,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* ---- files: certificates, keys, tokens --------------------------------------- */
 
-static cl_status open_error(cl_err *err, int e, const char *kind, const char *path)
-{
-    return cl_err_set(err, e == ENOENT ? CL_ERR_NOT_FOUND : e == EACCES ? CL_ERR_DENIED : CL_ERR_IO,
-                      "cannot read the %s %s: %s", kind, path, strerror(e));
-}
-
-/* The whole of a regular file of at most max bytes, NUL-terminated (MHD
- * takes PEM as a C string) and malloc'd. secret: refuse a file group or
- * others may use, as with credential files. kind names the file in errors
- * ("TLS key file"). *mode gets its permission bits. */
-static CL_MUST_USE cl_status slurp(const char *path, const char *kind, size_t max, bool secret,
-                                   char **out, size_t *len, mode_t *mode, cl_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return open_error(err, errno, kind, path);
-    struct stat st;
-    cl_status s = CL_OK;
-    char *buf = NULL;
-    size_t n = 0, size = 0;
-    if (fstat(fd, &st) != 0) {
-        s = open_error(err, errno, kind, path);
-    } else if (!S_ISREG(st.st_mode)) {
-        s = cl_err_set(err, CL_ERR_INVALID, "the %s %s is not a regular file", kind, path);
-    } else if (secret && (st.st_mode & 077) != 0) {
-        /* Whoever else can read it holds the secret; whoever can write it
-         * chooses it. */
-        s = cl_err_set(err, CL_ERR_DENIED, "the %s %s is %s by others (mode %04o); chmod 600 it",
-                       kind, path, (st.st_mode & 044) != 0 ? "readable" : "writable or usable",
-                       (unsigned)(st.st_mode & 07777));
-    } else if ((uint64_t)st.st_size > max) {
-        s = cl_err_set(err, CL_ERR_TOO_LARGE, "the %s %s has %lld bytes, more than the %zu taken",
-                       kind, path, (long long)st.st_size, max);
-    } else if ((buf = malloc((size = (size_t)st.st_size) + 1)) == NULL) {
-        s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-    }
-    while (s == CL_OK && n < size) { /* a file that grows meanwhile is cut at its size */
-        ssize_t r = read(fd, buf + n, size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            s = open_error(err, errno, kind, path);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (s != CL_OK) {
-        if (buf != NULL)
-            OPENSSL_cleanse(buf, size + 1); /* it may hold part of a secret */
-        free(buf);
-        return s;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    *mode = st.st_mode & 07777;
-    return CL_OK;
-}
-
 /* Refuses to prompt for a pass phrase (OpenSSL's default would read the
  * terminal): an encrypted key is an error. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
@@ -731,10 +672,10 @@ static CL_MUST_USE cl_status load_tls(cl_httpd *h, const cl_httpd_opts *o, cl_er
                           o->what);
     size_t len;
     mode_t mode;
-    cl_status st = slurp(o->tls_cert_file, "TLS certificate file", PEM_FILE_MAX, false,
+    cl_status st = cl_file_read(o->tls_cert_file, "TLS certificate file", PEM_FILE_MAX, false,
                          &h->tls_cert, &len, &mode, err);
     if (st == CL_OK)
-        st = slurp(o->tls_key_file, "TLS key file", PEM_FILE_MAX, false, &h->tls_key,
+        st = cl_file_read(o->tls_key_file, "TLS key file", PEM_FILE_MAX, false, &h->tls_key,
                    &h->tls_key_len, &mode, err);
     if (st != CL_OK)
         return st;
@@ -781,7 +722,7 @@ cl_status cl_httpd_read_token(char **out, const char *path, const char *option, 
     char *text = NULL;
     size_t len = 0;
     mode_t mode;
-    cl_status st = slurp(path, kind, TOKEN_FILE_MAX, true, &text, &len, &mode, err);
+    cl_status st = cl_file_read(path, kind, TOKEN_FILE_MAX, true, &text, &len, &mode, err);
     if (st != CL_OK)
         return st;
     char *t = text + strspn(text, " \t");
@@ -801,8 +742,7 @@ cl_status cl_httpd_read_token(char **out, const char *path, const char *option, 
     char *token = st == CL_OK ? strndup(t, n) : NULL;
     if (st == CL_OK && token == NULL)
         st = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-    OPENSSL_cleanse(text, len);
-    free(text);
+    cl_file_free(text, len);
     if (st == CL_OK)
         *out = token;
     return st;
@@ -977,9 +917,7 @@ void cl_httpd_free(cl_httpd *h)
         release_fds(h->max_connections);
     free(h->slots);
     /* After the daemon stopped: nothing reads them any more. */
-    if (h->tls_key != NULL)
-        OPENSSL_cleanse(h->tls_key, h->tls_key_len);
-    free(h->tls_key);
+    cl_file_free(h->tls_key, h->tls_key_len);
     free(h->tls_cert);
     OPENSSL_cleanse(h->token_digest, sizeof(h->token_digest));
     pthread_mutex_destroy(&h->mu);

@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "cl_file.h"
 #include "cl_tls_certs.h"
 
 #define MAX_DAYS 36500              /* a hundred years */
@@ -63,126 +64,15 @@ __attribute__((format(printf, 3, 4))) static cl_status ossl_err(cl_err *err, cl_
     return cl_err_set(err, code, "%s: %s", what, used > 0 ? detail : "no detail from OpenSSL");
 }
 
-static cl_status errno_status(int e)
-{
-    if (e == ENOENT)
-        return CL_ERR_NOT_FOUND;
-    if (e == EACCES || e == EPERM)
-        return CL_ERR_DENIED;
-    return CL_ERR_IO;
-}
-
 /* ---- files ------------------------------------------------------------- */
-
-/* Reads a small regular file whole into a malloc'd buffer, NUL-terminated.
- * *mode (may be NULL) gets its permission bits. The caller frees it with
- * OPENSSL_clear_free(buf, len + 1): it may hold a key. */
-static cl_status read_small(const char *path, char **out, size_t *len, mode_t *mode,
-                            cl_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cl_err_set(err, errno_status(errno), "cannot open %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return cl_err_set(err, CL_ERR_IO, "cannot stat %s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return cl_err_set(err, CL_ERR_INVALID, "%s is not a regular file", path);
-    }
-    if (st.st_size > PEM_MAX) {
-        close(fd);
-        return cl_err_set(err, CL_ERR_TOO_LARGE, "%s is larger than %d bytes: not a PEM file",
-                          path, PEM_MAX);
-    }
-    size_t cap = (size_t)st.st_size;
-    char *buf = malloc(cap + 1);
-    if (buf == NULL) {
-        close(fd);
-        return cl_err_set(err, CL_ERR_NOMEM, "cannot read %s: out of memory", path);
-    }
-    size_t n = 0;
-    while (n < cap) {
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            OPENSSL_clear_free(buf, cap + 1);
-            return cl_err_set(err, CL_ERR_IO, "cannot read %s: %s", path, strerror(e));
-        }
-        if (r == 0)
-            break; /* shrank while we read: use what is there */
-        n += (size_t)r;
-    }
-    close(fd);
-    buf[n] = '\0';
-    /* Free with the size allocated: clear the tail the file did not fill. */
-    memset(buf + n, 0, cap + 1 - n);
-    *out = buf;
-    *len = cap;
-    if (mode != NULL)
-        *mode = st.st_mode & 07777;
-    return CL_OK;
-}
-
-static cl_status write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return CL_ERR_IO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return CL_OK;
-}
-
-/* Writes data to a new file beside path (O_CREAT|O_EXCL, 0600 from the
- * start, so a key is never readable by others even for a moment), sets
- * mode exactly (fchmod ignores the umask), syncs it and renames it over
- * path: path holds either its old contents or all of the new. */
-static cl_status write_atomic(const char *path, const char *data, size_t len, mode_t mode,
-                              cl_err *err)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
-        return cl_err_set(err, CL_ERR_INVALID, "file name too long: %s", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return cl_err_set(err, errno_status(errno), "cannot create a file beside %s: %s", path,
-                          strerror(errno));
-    cl_status st = fchmod(fd, mode) == 0 ? write_all(fd, data, len) : CL_ERR_IO;
-    if (st == CL_OK && fsync(fd) != 0)
-        st = CL_ERR_IO;
-    int e = errno;
-    if (close(fd) != 0 && st == CL_OK) {
-        e = errno;
-        st = CL_ERR_IO;
-    }
-    if (st == CL_OK && rename(tmp, path) != 0) {
-        e = errno;
-        st = errno_status(e);
-    }
-    if (st != CL_OK) {
-        unlink(tmp);
-        return cl_err_set(err, st, "cannot write %s: %s", path, strerror(e));
-    }
-    return CL_OK;
-}
 
 /* Makes the renames in dir durable. */
 static cl_status sync_dir(const char *dir, cl_err *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return cl_err_set(err, errno_status(errno), "cannot open %s: %s", dir, strerror(errno));
+        return cl_err_set(err, cl_status_from_errno(errno), "cannot open %s: %s", dir,
+                          strerror(errno));
     int rc = fsync(fd);
     int e = errno;
     close(fd);
@@ -205,10 +95,11 @@ static cl_status make_dir(const char *dir, cl_err *err)
         if (mkdir(p, 0700) == 0) {
             /* Exactly 0700, whatever the umask took away. */
             if (chmod(p, 0700) != 0)
-                return cl_err_set(err, errno_status(errno), "cannot chmod %s: %s", p,
+                return cl_err_set(err, cl_status_from_errno(errno), "cannot chmod %s: %s", p,
                                   strerror(errno));
         } else if (errno != EEXIST) {
-            return cl_err_set(err, errno_status(errno), "cannot create the directory %s: %s", p,
+            return cl_err_set(err, cl_status_from_errno(errno),
+                              "cannot create the directory %s: %s", p,
                               strerror(errno));
         }
         *s = c;
@@ -233,7 +124,7 @@ static int lock_dir(const char *dir, cl_err *err)
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        cl_err_set(err, errno_status(errno), "cannot open %s: %s", path, strerror(errno));
+        cl_err_set(err, cl_status_from_errno(errno), "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     while (flock(fd, LOCK_EX) != 0) {
@@ -254,7 +145,7 @@ static int exists(const char *path, cl_err *err)
         return 1;
     if (errno == ENOENT)
         return 0;
-    cl_err_set(err, errno_status(errno), "cannot stat %s: %s", path, strerror(errno));
+    cl_err_set(err, cl_status_from_errno(errno), "cannot stat %s: %s", path, strerror(errno));
     return -1;
 }
 
@@ -275,13 +166,13 @@ static cl_status read_cert(const char *path, X509 **out, cl_err *err)
 {
     char *buf;
     size_t len;
-    cl_status st = read_small(path, &buf, &len, NULL, err);
+    cl_status st = cl_file_read(path, "certificate file", PEM_MAX, false, &buf, &len, NULL, err);
     if (st != CL_OK)
         return st;
     BIO *b = BIO_new_mem_buf(buf, -1);
     X509 *x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
     BIO_free(b);
-    OPENSSL_clear_free(buf, len + 1);
+    cl_file_free(buf, len);
     if (x == NULL)
         return ossl_err(err, CL_ERR_INVALID, "cannot read a PEM certificate from %s", path);
     *out = x;
@@ -293,13 +184,13 @@ static cl_status read_key(const char *path, EVP_PKEY **out, mode_t *mode, cl_err
 {
     char *buf;
     size_t len;
-    cl_status st = read_small(path, &buf, &len, mode, err);
+    cl_status st = cl_file_read(path, "private key file", PEM_MAX, false, &buf, &len, mode, err);
     if (st != CL_OK)
         return st;
     BIO *b = BIO_new_mem_buf(buf, -1);
     EVP_PKEY *k = b != NULL ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
     BIO_free(b);
-    OPENSSL_clear_free(buf, len + 1);
+    cl_file_free(buf, len);
     if (k == NULL)
         return ossl_err(err, CL_ERR_INVALID,
                         "cannot read an unencrypted PEM private key from %s", path);
@@ -325,11 +216,11 @@ static cl_status write_pair(const char *cert_path, const char *key_path, X509 *c
     }
     char *p;
     long n = BIO_get_mem_data(kb, &p);
-    st = write_atomic(key_path, p, (size_t)n, 0600, err);
+    st = cl_file_write_atomic(key_path, "private key file", p, (size_t)n, 0600, err);
     if (st != CL_OK)
         goto out;
     n = BIO_get_mem_data(cb, &p);
-    st = write_atomic(cert_path, p, (size_t)n, 0644, err);
+    st = cl_file_write_atomic(cert_path, "certificate file", p, (size_t)n, 0644, err);
 out:
     BIO_free(kb);
     BIO_free(cb);
@@ -674,7 +565,7 @@ static cl_status ensure_ca_locked(const ca_paths *p, const char *cn, int days, c
      * certificate goes first, so that a crash below never leaves a new key
      * beside it, which would look like a mismatched pair. */
     if (have_pem && unlink(p->ca_pem) != 0)
-        return cl_err_set(err, errno_status(errno), "cannot remove %s: %s", p->ca_pem,
+        return cl_err_set(err, cl_status_from_errno(errno), "cannot remove %s: %s", p->ca_pem,
                           strerror(errno));
     cert_spec spec = {.cn = cn, .days = days, .ca = true};
     X509 *cert;
@@ -797,7 +688,8 @@ cl_status cl_tls_verify_file(const char *cert_file, const char *ca_file, cl_err 
         return st;
     X509_STORE *store = NULL;
     if (access(ca_file, R_OK) != 0) {
-        st = cl_err_set(err, errno_status(errno), "cannot read %s: %s", ca_file, strerror(errno));
+        st = cl_err_set(err, cl_status_from_errno(errno), "cannot read %s: %s", ca_file,
+                        strerror(errno));
         goto out;
     }
     store = X509_STORE_new();
