@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import time
 import urllib.request
 
@@ -720,9 +721,19 @@ class ClipperConnection(object):
     def inspect_instance(self):
         """The query frontend's metrics (GET /metrics), as a dict."""
         self._require_connection()
-        url = "http://{host}/metrics".format(host=self.cm.get_query_addr())
+        # A query port served over HTTPS (http_tls_cert=...) is read over
+        # HTTPS, trusting exactly that certificate: pinned, so neither a CA
+        # nor the name it was issued for matters.
+        cert = getattr(self.cm, "http_tls_cert", None)
+        ctx = None
+        if cert is not None:
+            ctx = ssl.create_default_context(cafile=cert)
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            ctx.check_hostname = False
+        url = "{scheme}://{host}/metrics".format(scheme="https" if ctx else "http",
+                                                 host=self.cm.get_query_addr())
         try:
-            with urllib.request.urlopen(url, timeout=10) as r:
+            with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
                 return json.loads(r.read().decode("utf-8") or "{}")
         except (OSError, ValueError) as e:
             raise ClipperException("Cannot read metrics from {}: {}".format(url, e))

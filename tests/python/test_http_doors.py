@@ -182,6 +182,11 @@ def test_query_port_serves_predictions_over_https(secured):
     with pytest.raises(ssl.SSLCertVerificationError):
         request(port, "POST", path, body={"input": [1.0]})  # the system's CAs only
 
+    # ClipperConnection reads the query port's metrics over HTTPS too,
+    # trusting the port's own certificate.
+    metrics = secured.conn.inspect_instance()
+    assert any(app in json.dumps(v) for v in metrics.values()), metrics
+
 
 # ---- where the doors listen -----------------------------------------------------------
 
