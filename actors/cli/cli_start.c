@@ -71,6 +71,7 @@ typedef struct {
     const char *tls_key;
     const char *admin_token_file;   /* the management REST's bearer token */
     const char *metrics_token_file; /* the metrics port's */
+    const char *query_token_file;   /* the query port's (none by default, as Clipper) */
     long nats_port;
     long http_port;
     long metrics_port; /* -1: none */
@@ -126,6 +127,9 @@ static void usage(FILE *f)
             "                    first line (FILE mode 600)\n"
             "  --metrics-token-file FILE\n"
             "                    the same for the Prometheus metrics port\n"
+            "  --query-token-file FILE\n"
+            "                    the same for the query port (by default it takes none, as\n"
+            "                    in Clipper, whose clients send none)\n"
             "  --metrics-port N  Prometheus metrics port of the frontend (default 1390; -1:\n"
             "                    none)\n"
             "  --cache-size B    prediction cache size in bytes (default 33554432; 0: none)\n"
@@ -466,6 +470,8 @@ static int start_actors(cluster *cl)
     }
     add_option(admin, "--http-token-file", cl->admin_token_file);
     add_option(frontend, "--metrics-token-file", cl->metrics_token_file);
+    add_option(frontend, "--query-token-file", cl->query_token_file);
+    add_option(frontend2, "--query-token-file", cl->query_token_file);
     char *manager[32] = {exe, "run", "manager", "--nats", url, "--prefix", prefix,
                          "--log-dir", cl->log_abs, NULL};
     /* Each actor connects as its own role's identity; the manager hands
@@ -701,6 +707,11 @@ static int parse(cluster *cl, int argc, char **argv)
             if (r < 0)
                 return 2;
             cl->metrics_token_file = v;
+        } else if ((r = cl_actor_take_value(cmd, "--query-token-file", argc, argv, &i, &v)) !=
+                   0) {
+            if (r < 0)
+                return 2;
+            cl->query_token_file = v;
         } else if ((r = cl_actor_take_value(cmd, "--nats-port", argc, argv, &i, &v)) != 0) {
             if (r < 0 || cl__cli_parse_int(cmd, "--nats-port", v, 1, 65535, &cl->nats_port) != 0)
                 return 2;

@@ -54,9 +54,12 @@ typedef struct {
     const char *tls_cert_file;
     const char *tls_key_file;
     /* The metrics port's bearer token: the first line of this file (mode
-     * 0600; cl_httpd_read_token); NULL: none. The query port has none:
-     * Clipper's clients send no token. Files are read at start. */
+     * 0600; cl_httpd_read_token); NULL: none. Files are read at start. */
     const char *metrics_token_file;
+    /* The query port's, likewise; NULL (the default): none, as Clipper's
+     * clients send none. With one, every request to the query port
+     * (predictions, feedback, Clipper's JSON /metrics) needs it. */
+    const char *query_token_file;
 } cl_frontend_opts;
 
 void cl_frontend_opts_init(cl_frontend_opts *opts);

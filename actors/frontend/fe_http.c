@@ -260,6 +260,15 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
     h->fe = fe;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->idle_cv, NULL);
+    char *token = NULL;
+    if (o->query_token_file != NULL) {
+        cl_status st = cl_httpd_read_token(&token, o->query_token_file, "--query-token-file",
+                                           err);
+        if (st != CL_OK) {
+            cl_fe_http_free(h);
+            return st;
+        }
+    }
     cl_httpd_opts ho = {
         .what = "HTTP queries",
         .host = o->http_host,
@@ -281,8 +290,10 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
         .error_content_type = "application/json",
         .tls_cert_file = o->tls_cert_file,
         .tls_key_file = o->tls_key_file,
+        .bearer_token = token,
     };
     cl_status st = cl_httpd_serve(&h->door, &ho, err);
+    cl_httpd_token_free(token); /* the door keeps only its hash */
     if (st != CL_OK) {
         cl_fe_http_free(h);
         return st;

@@ -45,6 +45,10 @@ static void usage(FILE *f)
             "                 the metrics port answers 401 unless a request has\n"
             "                 'Authorization: Bearer <token>', the token being FILE's first\n"
             "                 line; FILE must be mode 600 (env CLIPPER_METRICS_TOKEN_FILE)\n"
+            "  --query-token-file FILE\n"
+            "                 the same for the query port (predictions, feedback and its\n"
+            "                 /metrics); by default it takes no token, as in Clipper (env\n"
+            "                 CLIPPER_QUERY_TOKEN_FILE)\n"
             "%s",
             USAGE_LINE, CL_FRONTEND_HTTP_MAX_CONNECTIONS, CL_FRONTEND_HTTP_MAX_PER_ADDRESS,
             CL_FRONTEND_HTTP_IDLE_TIMEOUT_S, cl_actor_common_usage());
@@ -132,6 +136,10 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
             if (v[0] == '\0')
                 bad = "--metrics-token-file needs a file name";
             fopts->metrics_token_file = v;
+        } else if ((v = value_of("--query-token-file", argc, argv, &i, &missing)) != NULL) {
+            if (v[0] == '\0')
+                bad = "--query-token-file needs a file name";
+            fopts->query_token_file = v;
         } else if (missing) {
             bad = "this option needs a value";
         } else {
@@ -164,6 +172,9 @@ int cl_frontend_main(int argc, char **argv)
     const char *token_file = getenv("CLIPPER_METRICS_TOKEN_FILE");
     if (token_file != NULL && token_file[0] != '\0')
         fopts.metrics_token_file = token_file;
+    const char *query_token_file = getenv("CLIPPER_QUERY_TOKEN_FILE");
+    if (query_token_file != NULL && query_token_file[0] != '\0')
+        fopts.query_token_file = query_token_file;
     int r = parse(argc, argv, &aopts, &fopts);
     if (r != 0)
         return r == 1 ? 0 : 2;
@@ -181,8 +192,9 @@ int cl_frontend_main(int argc, char **argv)
     }
     int port = cl_frontend_http_port(fe);
     if (port >= 0)
-        cl_info("serving %s.predict.* on %s and %s on %s:%d", cl_bus_prefix(bus),
-                cl_bus_url(bus), fopts.tls_cert_file ? "HTTPS" : "HTTP", fopts.http_host, port);
+        cl_info("serving %s.predict.* on %s and %s on %s:%d%s", cl_bus_prefix(bus),
+                cl_bus_url(bus), fopts.tls_cert_file ? "HTTPS" : "HTTP", fopts.http_host, port,
+                fopts.query_token_file ? " (bearer token required)" : "");
     else
         cl_info("serving %s.predict.* on %s (HTTP disabled)", cl_bus_prefix(bus),
                 cl_bus_url(bus));

@@ -732,8 +732,13 @@ class ClipperConnection(object):
             ctx.check_hostname = False
         url = "{scheme}://{host}/metrics".format(scheme="https" if ctx else "http",
                                                  host=self.cm.get_query_addr())
+        req = urllib.request.Request(url)
+        token_file = getattr(self.cm, "query_token_file", None)
         try:
-            with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
+            if token_file is not None:  # the query port's token, when it has one
+                with open(token_file) as f:
+                    req.add_header("Authorization", "Bearer " + f.readline().strip())
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
                 return json.loads(r.read().decode("utf-8") or "{}")
         except (OSError, ValueError) as e:
             raise ClipperException("Cannot read metrics from {}: {}".format(url, e))

@@ -28,9 +28,11 @@ default:
 * ``http_tls_cert``, ``http_tls_key``: PEM files; the query, metrics and
   management ports then serve HTTPS only (clients must trust the
   certificate's CA).
-* ``admin_token_file``, ``metrics_token_file``: files (mode 0600) whose
-  first line is the bearer token the management REST, or the Prometheus
-  metrics port, then requires (``Authorization: Bearer <token>``).
+* ``admin_token_file``, ``metrics_token_file``, ``query_token_file``:
+  files (mode 0600) whose first line is the bearer token the management
+  REST, the Prometheus metrics port or the query port then requires
+  (``Authorization: Bearer <token>``). The query port takes none by
+  default, as in Clipper, whose clients send none.
 The management REST listens on 127.0.0.1 (get_admin_addr()).
 """
 import atexit
@@ -192,7 +194,7 @@ class LocalContainerManager(BusModels, ContainerManager):
                  redis_port=6379, prometheus_port=9090, nats_url=None, data_dir=None,
                  prefix=None, *, http_tls_cert=None, http_tls_key=None,
                  admin_token_file=None, metrics_token_file=None, creds=None, tls_ca=None,
-                 insecure=False):
+                 insecure=False, query_token_file=None):
         prefix = cluster_prefix(cluster_name, prefix)
         if (http_tls_cert is None) != (http_tls_key is None):
             raise ClipperException("http_tls_cert and http_tls_key go together: give both")
@@ -218,6 +220,7 @@ class LocalContainerManager(BusModels, ContainerManager):
         self.http_tls_key = _absolute(http_tls_key)
         self.admin_token_file = _absolute(admin_token_file)
         self.metrics_token_file = _absolute(metrics_token_file)
+        self.query_token_file = _absolute(query_token_file)
 
         self.bus = None
         self.bus_url = nats_url      # the bus in use (private or given)
@@ -333,7 +336,8 @@ class LocalContainerManager(BusModels, ContainerManager):
         for option, path in (("--http-tls-cert", self.http_tls_cert),
                              ("--http-tls-key", self.http_tls_key),
                              ("--admin-token-file", self.admin_token_file),
-                             ("--metrics-token-file", self.metrics_token_file)):
+                             ("--metrics-token-file", self.metrics_token_file),
+                             ("--query-token-file", self.query_token_file)):
             if path is not None:
                 args += [option, path]
         return args

@@ -33,6 +33,7 @@ from conftest import serve_cluster, start_cluster
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
+QUERY_TOKEN = "query-" + uuid.uuid4().hex
 REALM = 'Bearer realm="clipper"'
 
 
@@ -75,6 +76,7 @@ def secured(tmp_path_factory):
         "admin_token_file": write_secret(os.path.join(d, "admin.token"), ADMIN_TOKEN + "\n"),
         "metrics_token_file": write_secret(os.path.join(d, "metrics.token"),
                                            METRICS_TOKEN + "\n"),
+        "query_token_file": write_secret(os.path.join(d, "query.token"), QUERY_TOKEN + "\n"),
     }
     c = start_cluster("doors", cm_args=cm_args)
     c.ca = os.path.join(d, "ca.pem")
@@ -169,7 +171,8 @@ def test_query_port_serves_predictions_over_https(secured):
     path = "/{}/predict".format(app)
     deadline = time.monotonic() + 60
     while True:  # until the replica answers rather than the default
-        status, text, _ = request(port, "POST", path, secured.ca, body={"input": [1.0, 2.5]})
+        status, text, _ = request(port, "POST", path, secured.ca, token=QUERY_TOKEN,
+                                  body={"input": [1.0, 2.5]})
         assert status == 200, text
         reply = json.loads(text)
         if reply["default"] is False:
@@ -180,7 +183,15 @@ def test_query_port_serves_predictions_over_https(secured):
 
     plain_http_fails(port)
     with pytest.raises(ssl.SSLCertVerificationError):
-        request(port, "POST", path, body={"input": [1.0]})  # the system's CAs only
+        request(port, "POST", path, token=QUERY_TOKEN, body={"input": [1.0]})  # system CAs
+
+    # The query port's own token (query_token_file): none, another door's,
+    # or a wrong one is refused before the query reaches a handler.
+    for token, what in ((None, "no token"), (METRICS_TOKEN, "the metrics token"),
+                        (QUERY_TOKEN + "x", "a wrong token")):
+        assert_401(request(port, "POST", path, secured.ca, token=token,
+                           body={"input": [1.0, 2.5]}), what)
+        assert_401(request(port, "GET", "/metrics", secured.ca, token=token), what)
 
     # ClipperConnection reads the query port's metrics over HTTPS too,
     # trusting the port's own certificate.
