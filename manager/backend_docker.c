@@ -41,6 +41,11 @@
 #define LABEL_REPLICA_ID "ai.clipper.replica_id"
 #define LABEL_NATS "ai.clipper.nats"
 #define LABEL_PREFIX "ai.clipper.prefix"
+/* Where a replica container finds its identity and the cluster's CA:
+ * bind-mounted read-only from the engine host's files (cfg->creds,
+ * cfg->tls_ca). */
+#define REPLICA_CREDS_PATH "/run/clipper/creds/replica.creds"
+#define REPLICA_CA_PATH "/run/clipper/ca.pem"
 #define LIST_MAX_AGE_US 250000u
 #define WARN_EVERY_US 30000000u
 #define TAIL_LINES 40
@@ -56,6 +61,8 @@ typedef struct {
     cl_docker *docker;
     char *nats_url;
     char *prefix;
+    char *creds;  /* the replica identity's file on the engine's host, or NULL */
+    char *tls_ca; /* the CA's file on the engine's host, or NULL */
     cl_image_table images;
     char *network;
     char *cluster;
@@ -166,12 +173,22 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
     snprintf(id, sizeof(id), "%u", replica_id);
     snprintf(num, sizeof(num), "%u", spec->n);
     snprintf(mv, sizeof(mv), "%s_%s", model, version);
-    const char *cmd[] = {"clipper", "run", "replica", "--nats", db->nats_url,
-                         "--prefix", db->prefix, "--model", model,
-                         "--version", version, "--replica-id", id};
+    const char *cmd[17] = {"clipper", "run", "replica", "--nats", db->nats_url,
+                           "--prefix", db->prefix, "--model", model,
+                           "--version", version, "--replica-id", id};
+    int n = 13;
+    /* Only the files' paths in the container: never a secret in Cmd or Env. */
+    if (db->creds != NULL) {
+        cmd[n++] = "--creds";
+        cmd[n++] = REPLICA_CREDS_PATH;
+    }
+    if (db->tls_ca != NULL) {
+        cmd[n++] = "--tls-ca";
+        cmd[n++] = REPLICA_CA_PATH;
+    }
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "Image", image);
-    cJSON_AddItemToObject(c, "Cmd", cJSON_CreateStringArray(cmd, sizeof(cmd) / sizeof(cmd[0])));
+    cJSON_AddItemToObject(c, "Cmd", cJSON_CreateStringArray(cmd, n));
     if (db->entrypoint != NULL)
         cJSON_AddItemToObject(c, "Entrypoint", cJSON_Duplicate(db->entrypoint, true));
     cJSON_AddBoolToObject(c, "Tty", false);
@@ -187,6 +204,22 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
     cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
     cJSON_AddStringToObject(host, "NetworkMode", db->network);
     add_limits(host, spec->resources);
+    const struct {
+        const char *source, *target;
+    } files[] = {{db->creds, REPLICA_CREDS_PATH}, {db->tls_ca, REPLICA_CA_PATH}};
+    cJSON *mounts = NULL;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (files[i].source == NULL)
+            continue;
+        if (mounts == NULL)
+            mounts = cJSON_AddArrayToObject(host, "Mounts");
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "Type", "bind");
+        cJSON_AddStringToObject(m, "Source", files[i].source);
+        cJSON_AddStringToObject(m, "Target", files[i].target);
+        cJSON_AddBoolToObject(m, "ReadOnly", true);
+        cJSON_AddItemToArray(mounts, m);
+    }
     return c;
 }
 
@@ -438,6 +471,8 @@ static void docker_free(cl_backend *b)
     free(db->live);
     free(db->nats_url);
     free(db->prefix);
+    free(db->creds);
+    free(db->tls_ca);
     cl_image_table_free(&db->images);
     free(db->network);
     free(db->cluster);
@@ -619,6 +654,17 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
         return cl_err_set(err, CL_ERR_INVALID,
                           "the docker backend needs the network its replica containers join "
                           "(--docker-network NAME; 'host' for the engine host's network)");
+    const char *const files[][2] = {{"--replica-creds", cfg->creds},
+                                    {"--replica-tls-ca", cfg->tls_ca}};
+    for (size_t i = 0; i < 2; i++) {
+        const char *f = files[i][1];
+        if (f != NULL && (f[0] != '/' || strlen(f) >= PATH_MAX))
+            return cl_err_set(err, CL_ERR_INVALID,
+                              "the docker backend bind-mounts the replicas' %s file into "
+                              "their containers, so it must be an absolute path on the "
+                              "container engine's host, got '%.200s'",
+                              files[i][0], f);
+    }
     const char *prefix = cfg->prefix ? cfg->prefix : "clipper";
     docker_backend *db = calloc(1, sizeof(*db));
     if (db == NULL)
@@ -628,8 +674,11 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
     db->prefix = strdup(prefix);
     db->network = strdup(cfg->network);
     db->cluster = strdup(cfg->cluster && cfg->cluster[0] ? cfg->cluster : prefix);
+    db->creds = cfg->creds ? strdup(cfg->creds) : NULL;
+    db->tls_ca = cfg->tls_ca ? strdup(cfg->tls_ca) : NULL;
     cl_status s = CL_OK;
-    if (!db->nats_url || !db->prefix || !db->network || !db->cluster) {
+    if (!db->nats_url || !db->prefix || !db->network || !db->cluster ||
+        (cfg->creds && !db->creds) || (cfg->tls_ca && !db->tls_ca)) {
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -656,8 +705,12 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
         goto fail;
     char images[1024];
     cl_image_table_describe(&db->images, images, sizeof(images));
-    cl_info("docker backend: engine %s, images %s, network %s, cluster %s, replicas join %s",
-            cl_docker_url(db->docker), images, db->network, db->cluster, db->nats_url);
+    cl_info("docker backend: engine %s, images %s, network %s, cluster %s, replicas join %s%s%s"
+            "%s%s",
+            cl_docker_url(db->docker), images, db->network, db->cluster, db->nats_url,
+            db->creds ? " as the identity in (host file) " : " without an identity",
+            db->creds ? db->creds : "", db->tls_ca ? ", verifying it with the CA in " : "",
+            db->tls_ca ? db->tls_ca : "");
     *out = &db->base;
     return CL_OK;
 fail:

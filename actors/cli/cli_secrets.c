@@ -16,8 +16,10 @@
 
 #include "cl_actor.h"
 #include "cl_buf.h"
+#include "cl_file.h"
 #include "cl_json.h"
 #include "cl_nkey.h"
+#include "cl_proc.h"
 #include "cl_tls_certs.h"
 #include "cli_internal.h"
 
@@ -79,21 +81,12 @@ static void identity_path(const cl__secrets *s, const char *name, char out[PATH_
 }
 
 /* Writes text to path (mode), atomically: a temporary file renamed. */
+/* Writes text to path atomically, with exactly mode (cl_file.h). */
 static int write_file(const char *path, const char *text, mode_t mode)
 {
-    char tmp[PATH_MAX + 128];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        fprintf(stderr, "clipper: cannot create %s: %s\n", tmp, strerror(errno));
-        return -1;
-    }
-    size_t len = strlen(text);
-    bool ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "clipper: cannot write %s: %s\n", path, strerror(errno));
-        unlink(tmp);
+    cl_err err;
+    if (cl_file_write_atomic(path, "file", text, strlen(text), mode, &err) != CL_OK) {
+        fprintf(stderr, "clipper: %s\n", err.msg);
         return -1;
     }
     return 0;
@@ -202,6 +195,17 @@ static int paths(cl__secrets *s, const char *data_abs, const char *prefix)
 
 int cl__secrets_ensure(cl__secrets *s, const char *data_abs, const char *prefix)
 {
+    return cl__secrets_ensure_hosts(s, data_abs, prefix, NULL, 0);
+}
+
+int cl__secrets_ensure_hosts(cl__secrets *s, const char *data_abs, const char *prefix,
+                             const char *const *extra_hosts, size_t n_extra)
+{
+    if (n_extra > CL__SECRETS_MAX_HOSTS) {
+        fprintf(stderr, "clipper: at most %d extra names for nats-server's certificate\n",
+                CL__SECRETS_MAX_HOSTS);
+        return -1;
+    }
     if (paths(s, data_abs, prefix) != 0)
         return -1;
     char sub[PATH_MAX + 32];
@@ -216,9 +220,12 @@ int cl__secrets_ensure(cl__secrets *s, const char *data_abs, const char *prefix)
     cl_err err;
     char cn[160];
     snprintf(cn, sizeof(cn), "Clipper cluster %s", prefix);
-    static const char *const hosts[] = {"127.0.0.1", "localhost", "::1"};
+    const char *hosts[3 + CL__SECRETS_MAX_HOSTS] = {"127.0.0.1", "localhost", "::1"};
+    for (size_t i = 0; i < n_extra; i++)
+        hosts[3 + i] = extra_hosts[i];
     if (cl_tls_ensure_ca(s->dir, cn, CA_DAYS, &err) != CL_OK ||
-        cl_tls_ensure_leaf(s->dir, "server", hosts, 3, CERT_DAYS, false, &err) != CL_OK) {
+        cl_tls_ensure_leaf(s->dir, "server", hosts, 3 + n_extra, CERT_DAYS, false, &err) !=
+            CL_OK) {
         fprintf(stderr, "clipper: cannot make the cluster's TLS certificates in %s: %s\n", s->dir,
                 err.msg);
         return -1;
@@ -328,13 +335,22 @@ int cl__secrets_migrate_store(const cl__secrets *s, const char *store_dir)
 static void creds_usage(FILE *f)
 {
     fprintf(f,
-            "usage: clipper creds issue --role ROLE --name NAME --out FILE [options]\n"
+            "usage: clipper creds init [--tls-host NAME]... [--secrets-mount DIR] [options]\n"
+            "       clipper creds issue --role ROLE --name NAME --out FILE [options]\n"
             "       clipper creds revoke NAME [options]\n"
             "       clipper creds list [options]\n"
             "\n"
             "Issues, revokes and lists the identities that may connect to a cluster started\n"
             "with 'clipper start' (docs/security.md). A running nats-server reloads at once:\n"
             "a revoked identity's connections are closed.\n"
+            "\n"
+            "'init' makes (or keeps) a cluster's secrets without starting it, as 'clipper\n"
+            "start' does on its first start: the CA, nats-server's certificate (for\n"
+            "127.0.0.1, localhost, ::1 and each --tls-host), an identity per actor role and\n"
+            "the operator's. With --secrets-mount DIR it also writes DATA/nats/ (mode 0700)\n"
+            "for a nats-server in a container that mounts that directory read-only at DIR:\n"
+            "server.pem, server.key and nats-server.auth.conf, whose file names are under\n"
+            "DIR (DockerContainerManager runs it; docs/security.md).\n"
             "\n"
             "roles: admin, frontend, router, manager, replica, supervisor (actors on other\n"
             "hosts), operator (the Python API, 'clipper admin'), query (predict and\n"
@@ -343,6 +359,10 @@ static void creds_usage(FILE *f)
             "options:\n"
             "  --data-dir DIR  the cluster's data directory (default ./clipper-data)\n"
             "  --prefix P      the cluster's subject prefix (env CLIPPER_PREFIX; default clipper)\n"
+            "  --tls-host NAME init: another name or address nats-server's certificate is\n"
+            "                  valid for (may be repeated)\n"
+            "  --secrets-mount DIR  init: write DATA/nats/ for a container that mounts it at\n"
+            "                  DIR (an absolute path)\n"
             "  -h, --help      show this help\n");
 }
 
@@ -372,6 +392,114 @@ static int print_identity(const identity *id, void *arg)
     return 0;
 }
 
+/* Copies the text file src (at most 1 MiB) to dst (mode), atomically; the
+ * copy in memory is wiped (src may be a private key). */
+static int copy_file(const char *src, const char *dst, mode_t mode)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    cl_err err;
+    if (cl_file_read(src, "PEM file", 1 << 20, false, &buf, &len, NULL, &err) != CL_OK) {
+        fprintf(stderr, "clipper: %s\n", err.msg);
+        return -1;
+    }
+    int rc = -1;
+    if (memchr(buf, '\0', len) != NULL)
+        fprintf(stderr, "clipper: %s is not a PEM file (it holds a NUL byte)\n", src);
+    else
+        rc = write_file(dst, buf, mode);
+    cl_file_free(buf, len);
+    return rc;
+}
+
+/* A path nats-server's configuration may quote: absolute, no quote,
+ * backslash or control character. */
+static bool mount_ok(const char *dir)
+{
+    if (dir[0] != '/' || strlen(dir) > PATH_MAX / 2)
+        return false;
+    for (const char *c = dir; *c; c++) {
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 || *c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Writes what cl__secrets_write_nats_conf writes to path (atomically). */
+static int write_conf_file(const cl__secrets *s, const char *prefix, const char *path)
+{
+    char tmp[PATH_MAX + 64];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        fprintf(stderr, "clipper: cannot write %s: %s\n", tmp, strerror(errno));
+        return -1;
+    }
+    int rc = cl__secrets_write_nats_conf(s, prefix, f);
+    if (fclose(f) != 0 || rc != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "clipper: cannot write %s\n", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* DATA/nats/ for a nats-server container that mounts it read-only at
+ * mount: copies of the server's certificate and key, and the TLS and
+ * accounts configuration naming them under mount. */
+static int write_mounted(const cl__secrets *s, const char *data_abs, const char *prefix,
+                         const char *mount, char dir[PATH_MAX + 16])
+{
+    snprintf(dir, PATH_MAX + 16, "%s/nats", data_abs);
+    char pem[PATH_MAX + 32], key[PATH_MAX + 32], conf[PATH_MAX + 48];
+    snprintf(pem, sizeof(pem), "%s/server.pem", dir);
+    snprintf(key, sizeof(key), "%s/server.key", dir);
+    snprintf(conf, sizeof(conf), "%s/nats-server.auth.conf", dir);
+    if (make_dir(dir, 0700) != 0 || copy_file(s->cert, pem, 0600) != 0 ||
+        copy_file(s->key, key, 0600) != 0)
+        return -1;
+    /* The same users; the files as the container sees them. */
+    cl__secrets in = *s;
+    snprintf(in.cert, sizeof(in.cert), "%s/server.pem", mount);
+    snprintf(in.key, sizeof(in.key), "%s/server.key", mount);
+    return write_conf_file(&in, prefix, conf);
+}
+
+/* clipper creds init: the secrets of a cluster that clipper start does not
+ * run (DockerContainerManager's). */
+static int creds_init(const char *cmd, const char *data_dir, const char *prefix,
+                      const char *const *hosts, size_t n_hosts, const char *mount)
+{
+    cl_err err;
+    char data_abs[PATH_MAX];
+    if (mount != NULL && !mount_ok(mount)) {
+        fprintf(stderr, "%s init: --secrets-mount must be an absolute path without quotes, "
+                        "backslashes or control characters, got '%s'\n",
+                cmd, mount);
+        return 2;
+    }
+    if (cl_proc_mkdirs(data_dir, &err) != CL_OK) {
+        fprintf(stderr, "%s init: data directory: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (realpath(data_dir, data_abs) == NULL) {
+        fprintf(stderr, "%s init: data directory %s: %s\n", cmd, data_dir, strerror(errno));
+        return 1;
+    }
+    cl__secrets s;
+    char dir[PATH_MAX + 16];
+    if (cl__secrets_ensure_hosts(&s, data_abs, prefix, hosts, n_hosts) != 0 ||
+        (mount != NULL && write_mounted(&s, data_abs, prefix, mount, dir) != 0))
+        return 1;
+    if (mount != NULL)
+        fprintf(stderr, "clipper: the cluster's secrets are in %s; nats-server's files (for %s) "
+                        "in %s\n",
+                s.dir, mount, dir);
+    else
+        fprintf(stderr, "clipper: the cluster's secrets are in %s\n", s.dir);
+    return 0;
+}
+
 int cl__cli_creds(int argc, char **argv)
 {
     const char *cmd = "clipper creds";
@@ -381,6 +509,9 @@ int cl__cli_creds(int argc, char **argv)
     }
     const char *verb = argv[1];
     const char *data_dir = "clipper-data", *role_name = NULL, *name = NULL, *out = NULL;
+    const char *mount = NULL, *hosts[CL__SECRETS_MAX_HOSTS];
+    size_t n_hosts = 0;
+    bool init = strcmp(verb, "init") == 0;
     const char *prefix = getenv("CLIPPER_PREFIX");
     if (prefix == NULL || prefix[0] == '\0')
         prefix = "clipper";
@@ -410,6 +541,21 @@ int cl__cli_creds(int argc, char **argv)
             if (r < 0)
                 return 2;
             out = v;
+        } else if (init && (r = cl_actor_take_value(cmd, "--secrets-mount", argc, argv, &i,
+                                                    &v)) != 0) {
+            if (r < 0)
+                return 2;
+            mount = v;
+        } else if (init && (r = cl_actor_take_value(cmd, "--tls-host", argc, argv, &i, &v)) !=
+                               0) {
+            if (r < 0)
+                return 2;
+            if (n_hosts == CL__SECRETS_MAX_HOSTS || v[0] == '\0') {
+                fprintf(stderr, "%s init: --tls-host needs a name or address (at most %d)\n",
+                        cmd, CL__SECRETS_MAX_HOSTS);
+                return 2;
+            }
+            hosts[n_hosts++] = v;
         } else if (strcmp(verb, "revoke") == 0 && name == NULL && argv[i][0] != '-') {
             name = argv[i];
         } else {
@@ -418,6 +564,8 @@ int cl__cli_creds(int argc, char **argv)
             return 2;
         }
     }
+    if (init)
+        return creds_init(cmd, data_dir, prefix, hosts, n_hosts, mount);
     char data_abs[PATH_MAX];
     if (realpath(data_dir, data_abs) == NULL) {
         fprintf(stderr, "%s: no data directory %s: %s (start the cluster once with 'clipper "
@@ -502,7 +650,7 @@ int cl__cli_creds(int argc, char **argv)
         fprintf(stderr, "clipper: revoked '%s'\n", name);
         return 0;
     }
-    fprintf(stderr, "%s: unknown command '%s' (issue, revoke or list)\n\n", cmd, verb);
+    fprintf(stderr, "%s: unknown command '%s' (init, issue, revoke or list)\n\n", cmd, verb);
     creds_usage(stderr);
     return 2;
 }
@@ -511,18 +659,5 @@ int cl__secrets_rewrite_users(const cl__secrets *s, const char *data_abs, const 
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/nats-server.auth.conf", data_abs);
-    char tmp[PATH_MAX + 64];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        fprintf(stderr, "clipper: cannot write %s: %s\n", tmp, strerror(errno));
-        return -1;
-    }
-    int rc = cl__secrets_write_nats_conf(s, prefix, f);
-    if (fclose(f) != 0 || rc != 0 || rename(tmp, path) != 0) {
-        fprintf(stderr, "clipper: cannot write %s\n", path);
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return write_conf_file(s, prefix, path);
 }

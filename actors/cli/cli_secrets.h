@@ -11,6 +11,14 @@
  *                            as (one per actor role, and "operator" for the
  *                            Python API and the CLI on this host), 0600
  *
+ * `clipper creds init --secrets-mount DIR` (DockerContainerManager) makes
+ * the same without starting anything, and also
+ *
+ *   nats/                    mode 0700, mounted read-only at DIR into a
+ *     server.pem, server.key nats-server container: copies of the above
+ *     nats-server.auth.conf  the TLS and accounts part of its configuration,
+ *                            naming the files under DIR
+ *
  * A credential issued for another host (`clipper creds issue`) is written
  * where asked and only its public key stays here. Revoking removes the
  * identity; a running nats-server reloads its configuration (SIGHUP through
@@ -20,6 +28,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "cl_roles.h"
@@ -35,6 +44,13 @@ typedef struct {
 /* Makes (or finds) the CA, the server certificate and the identities of the
  * actors and the local operator. Prints what is wrong on stderr; -1 then. */
 int cl__secrets_ensure(cl__secrets *s, const char *data_abs, const char *prefix);
+
+/* The same, with nats-server's certificate also valid for extra_hosts (at
+ * most CL__SECRETS_MAX_HOSTS names or addresses): a certificate that does
+ * not cover them all is issued again. */
+#define CL__SECRETS_MAX_HOSTS 16
+int cl__secrets_ensure_hosts(cl__secrets *s, const char *data_abs, const char *prefix,
+                             const char *const *extra_hosts, size_t n_extra);
 
 /* The credential file of the built-in identity of role (its name is the
  * role's name). */
@@ -55,7 +71,7 @@ int cl__secrets_rewrite_users(const cl__secrets *s, const char *data_abs, const 
  * the global account ("$G"): moved once, so the state survives. */
 int cl__secrets_migrate_store(const cl__secrets *s, const char *store_dir);
 
-/* clipper creds issue|revoke|list ... */
+/* clipper creds init|issue|revoke|list ... */
 int cl__cli_creds(int argc, char **argv);
 
 #endif

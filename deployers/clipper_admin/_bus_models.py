@@ -83,6 +83,12 @@ class BusModels(object):
         return [r for r in rows if isinstance(r, dict)
                 and r.get("model_name") == name and str(r.get("model_version")) == str(version)]
 
+    def _bus_auth(self):
+        """The identity and CA to join the bus with, as Bus arguments
+        (creds=, tls_ca=); {} for an open bus. Managers that make
+        identities override it."""
+        return {}
+
     def _join_bus(self, found):
         """Joins the cluster's bus at self.get_bus_url() (closing the bus
         held before) and checks that its admin answers. found says what was
@@ -92,7 +98,8 @@ class BusModels(object):
             self.bus.close()
             self.bus = None
         try:
-            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin")
+            bus = Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin",
+                      **self._bus_auth())
         except BusError as e:
             raise ClipperException("Cannot connect to the bus of cluster {} at {}: {}".format(
                 self.cluster_name, self.get_bus_url(), e))

@@ -11,7 +11,8 @@ missing), from the image ``clipper/clipper:latest``:
 
   <cluster>-nats      nats-server with JetStream; the bus is this system's
                       RPC, so its client port 4222 is published on the host
-                      port ``clipper_rpc_port`` (Clipper's RPC port argument)
+                      port ``clipper_rpc_port`` (Clipper's RPC port argument),
+                      on 127.0.0.1 only
   <cluster>-admin     the admin, Clipper's management REST on 1338, published
                       on ``clipper_management_port``
   <cluster>-router    the router
@@ -25,7 +26,32 @@ missing), from the image ``clipper/clipper:latest``:
                       stops. The engine's unix socket is bind-mounted into it.
                       Replicas join the bus by nats-server's address on the
                       network (--replica-nats), not its name: see
-                      _replica_nats_url.
+                      _nats_ip.
+
+The bus is secure by default, as with ``clipper start`` (docs/security.md):
+before the containers start, ``clipper creds init`` (the clipper program on
+this host, found as LocalContainerManager finds it) makes the cluster's CA,
+nats-server's certificate (for <cluster>-nats, its address on the network,
+127.0.0.1 and localhost), an identity per actor role and an ``operator``
+identity for this API, in ``data_dir`` (default
+~/.clipper/docker/<cluster_name>; stop_all() leaves it, so a restarted
+cluster keeps its identities; remove it by hand to forget them):
+
+  <data_dir>/secrets/         the cluster's secrets (as clipper start's)
+  <data_dir>/nats/            nats-server's certificate, key and configuration,
+                              mounted read-only at /run/clipper/nats in
+                              <cluster>-nats: TLS required, one account whose
+                              users have their roles' permissions
+
+Each actor container gets only its own role's credential file, mounted
+read-only at /run/clipper/creds/<role>.creds, and the CA at
+/run/clipper/ca.pem, and connects with --creds/--tls-ca over tls://; the
+manager bind-mounts the replica identity's file and the CA (their host
+paths, --replica-creds/--replica-tls-ca) into each replica container the
+same way. No secret is in a container's command or environment. The
+processes in the containers run as root (the image's user), which can read
+the 0600 files. ``insecure=True`` starts an open bus instead (no identities,
+no TLS), as before, and says INSECURE in the log.
 
 Every container carries Clipper's labels: ``ai.clipper.container.label=
 <cluster>``, the role (``ai.clipper.name``), the query/management frontend
@@ -49,6 +75,7 @@ import socket
 import threading
 import time
 
+from . import _secrets
 from ._bus import Bus, BusError
 from ._bus_models import BusModels, check_start_args, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS,
@@ -71,12 +98,23 @@ DEFAULT_PYSPARK_IMAGE = "clipper/pyspark:latest"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 ENGINE_SOCKET_IN_MANAGER = "/run/clipper/engine.sock"
 NATS_INTERNAL_PORT = 4222
+# Where the containers find the cluster's secrets (docs/security.md).
+NATS_DIR_IN_CONTAINER = "/run/clipper/nats"   # <data_dir>/nats, nats-server's
+CA_IN_CONTAINER = "/run/clipper/ca.pem"
+CREDS_IN_CONTAINER = "/run/clipper/creds/{}.creds"
+NATS_STORE_IN_CONTAINER = "/tmp/nats"
+# The default data_dir: ~/.clipper/docker/<cluster_name>.
+DEFAULT_DATA_HOME = os.path.join("~", ".clipper", "docker")
 BUILD_HINT = "bash images/build.sh"
 ENGINE_HINT = ("is it running? images/engine.sh starts one and prints the DOCKER_HOST "
                "to export")
 
 # The subject prefix of the cluster, so that connect() need not guess it.
 CLIPPER_PREFIX_LABEL = "ai.clipper.prefix"
+# The host directory of the cluster's secrets (a path, no secret): on the
+# containers of a secure cluster only, so connect() finds the operator
+# identity and the CA.
+CLIPPER_DATA_DIR_LABEL = "ai.clipper.data_dir"
 # On a network start_clipper created: the cluster that created it.
 CLIPPER_NETWORK_LABEL = CLIPPER_DOCKER_LABEL
 
@@ -116,6 +154,14 @@ class DockerContainerManager(BusModels, ContainerManager):
         The image of PySpark model replicas (env CLIPPER_PYSPARK_IMAGE,
         default clipper/pyspark:latest: the closure image plus a Java
         runtime and pyspark).
+    data_dir : str, keyword-only, optional
+        Where the cluster's secrets are kept on this host (default
+        ~/.clipper/docker/<cluster_name>). stop_all() leaves it.
+        connect() finds it by the containers' ai.clipper.data_dir label
+        unless it is given.
+    insecure : bool, keyword-only, optional
+        Start the cluster without identities and TLS on the bus (anyone
+        who reaches its port may deploy code); logged as INSECURE.
 
     A model deployed with a base_image of its own (an image built FROM
     one of these, with more packages in it) runs in that image; Clipper's
@@ -142,7 +188,7 @@ class DockerContainerManager(BusModels, ContainerManager):
                  clipper_management_port=1338, clipper_rpc_port=7000, redis_ip=None,
                  redis_port=6379, prometheus_port=9090, docker_network="clipper_network",
                  extra_container_kwargs=None, prefix=None, clipper_image=None,
-                 replica_image=None, pyspark_image=None):
+                 replica_image=None, pyspark_image=None, *, data_dir=None, insecure=False):
         if not isinstance(cluster_name, str) or not _NAME_RE.match(cluster_name):
             raise ClipperException(
                 "Invalid cluster_name {!r}: it names the cluster's containers "
@@ -199,6 +245,13 @@ class DockerContainerManager(BusModels, ContainerManager):
                         "replica_image": DEFAULT_REPLICA_IMAGE,
                         "pyspark_image": DEFAULT_PYSPARK_IMAGE})
         self.common_labels[CLIPPER_DOCKER_LABEL] = cluster_name
+        if data_dir is not None and (not isinstance(data_dir, str) or not data_dir):
+            raise ClipperException("data_dir must be a directory path, got {!r}".format(
+                data_dir))
+        self._data_dir_given = data_dir is not None
+        self.data_dir = _host_path(data_dir if data_dir is not None else
+                                   os.path.join(DEFAULT_DATA_HOME, cluster_name))
+        self._insecure = bool(insecure)
         self.bus = None
         self._client = None
 
@@ -282,11 +335,99 @@ class DockerContainerManager(BusModels, ContainerManager):
         return "{}:{}".format(self.docker_ip_address, self.prometheus_port)
 
     def get_bus_url(self):
-        """The NATS URL of the cluster's bus as seen from this host."""
-        return "nats://{}:{}".format(self.docker_ip_address, self.clipper_rpc_port)
+        """The NATS URL of the cluster's bus as seen from this host (its port
+        is published on 127.0.0.1 only); tls:// unless insecure."""
+        return "{}://127.0.0.1:{}".format(self._scheme(), self.clipper_rpc_port)
+
+    def _scheme(self):
+        return "nats" if self._insecure else "tls"
+
+    def _nats_name(self):
+        return "{}-nats".format(self.cluster_name)
 
     def _internal_nats_url(self):
-        return "nats://{}-nats:{}".format(self.cluster_name, NATS_INTERNAL_PORT)
+        return "{}://{}:{}".format(self._scheme(), self._nats_name(), NATS_INTERNAL_PORT)
+
+    # ---- identities and TLS (docs/security.md) -----------------------------
+
+    def _secret(self, *parts):
+        return os.path.join(self.data_dir, "secrets", *parts)
+
+    def _creds_file(self, role):
+        return self._secret("creds", role + ".creds")
+
+    def _bus_auth(self):
+        """The operator identity and the CA in data_dir, as Bus arguments;
+        {} for an insecure cluster."""
+        if self._insecure:
+            return {}
+        return {"creds": self._creds_file("operator"), "tls_ca": self._secret("ca.pem")}
+
+    def bus_auth_args(self):
+        """The identity and CA this manager joins the bus with, as the
+        command-line options of the clipper programs ('--creds F --tls-ca
+        F'; [] on an open bus), with get_bus_url(): for tools such as
+        clipper-bench or 'clipper admin'."""
+        auth = self._bus_auth()
+        return ["--creds", auth["creds"], "--tls-ca", auth["tls_ca"]] if auth else []
+
+    def _make_secrets(self, hosts):
+        """Makes (or keeps) the cluster's secrets with `clipper creds init`,
+        nats-server's certificate valid for hosts too, and writes
+        data_dir/nats/ for the nats container."""
+        _secrets.creds_init(
+            self.data_dir, self.prefix, hosts, NATS_DIR_IN_CONTAINER,
+            "cluster {}; choose another with DockerContainerManager(data_dir=...)".format(
+                self.cluster_name))
+        conf = os.path.join(self.data_dir, "nats", "nats-server.conf")
+        text = ("# written by DockerContainerManager: nats-server in {} (docs/security.md)\n"
+                "port: {}\n"
+                "# JetStream in the file: nats-server drops command-line JetStream\n"
+                "# settings when it reloads its configuration.\n"
+                "jetstream {{\n  store_dir: \"{}\"\n}}\n"
+                "include \"nats-server.auth.conf\"\n").format(
+                    self._nats_name(), NATS_INTERNAL_PORT, NATS_STORE_IN_CONTAINER)
+        tmp = conf + ".tmp{}".format(os.getpid())
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(text)
+        os.replace(tmp, conf)
+
+    def _secret_volumes(self, role):
+        """The read-only mounts of role's container: its own identity and
+        the CA (single files); nats-server's directory for the nats one."""
+        if self._insecure:
+            return {}
+        if role == "nats":
+            return {os.path.join(self.data_dir, "nats"): {"bind": NATS_DIR_IN_CONTAINER,
+                                                          "mode": "ro"}}
+        return {self._creds_file(role): {"bind": CREDS_IN_CONTAINER.format(role),
+                                         "mode": "ro"},
+                self._secret("ca.pem"): {"bind": CA_IN_CONTAINER, "mode": "ro"}}
+
+    def _auth_args(self, role):
+        if self._insecure:
+            return []
+        return ["--creds", CREDS_IN_CONTAINER.format(role), "--tls-ca", CA_IN_CONTAINER]
+
+    def _reload_nats(self, nats):
+        """Makes nats-server read its configuration again (SIGHUP) and waits
+        until its log says it did."""
+        before = _log_text(nats).count("Reloaded server configuration")
+        self._call("signal container " + nats.name, nats.kill, signal="SIGHUP")
+        deadline = time.monotonic() + 15.0
+        while True:
+            text = _log_text(nats)
+            if text.count("Reloaded server configuration") > before:
+                return
+            if "Failed to reload" in text:
+                raise ClipperException(
+                    "nats-server of cluster {} did not take its new certificate; its log "
+                    "ends with:\n{}".format(self.cluster_name, _log_tail(nats)))
+            if time.monotonic() > deadline:
+                raise ClipperException(
+                    "nats-server of cluster {} did not reload its configuration within "
+                    "15 s; its log ends with:\n{}".format(self.cluster_name, _log_tail(nats)))
+            time.sleep(0.05)
 
     # ---- start -------------------------------------------------------------
 
@@ -312,6 +453,14 @@ class DockerContainerManager(BusModels, ContainerManager):
             logger.warning("%s. PySpark models cannot be deployed until it is there.", e.msg)
         self._refuse_existing()
         self._refuse_taken_ports()
+        if self._insecure:
+            logger.warning(
+                "INSECURE: cluster %s's bus has no identities and no TLS (insecure=True): "
+                "any container on network %s, and anyone on this host (port %s), may "
+                "deploy code and read every query", self.cluster_name, self.docker_network,
+                self.clipper_rpc_port)
+        else:
+            self._make_secrets([self._nats_name()])
         created_network = self._ensure_network(engine)
         started = []
         try:
@@ -377,6 +526,8 @@ class DockerContainerManager(BusModels, ContainerManager):
         labels = dict(self.common_labels)
         labels[CLIPPER_NAME_LABEL] = role
         labels[CLIPPER_PREFIX_LABEL] = self.prefix
+        if not self._insecure:
+            labels[CLIPPER_DATA_DIR_LABEL] = self.data_dir
         for key, arg in _PORTS:
             labels[CLIPPER_DOCKER_PORT_LABELS[key]] = str(getattr(self, arg))
         labels.update(extra or {})
@@ -385,10 +536,19 @@ class DockerContainerManager(BusModels, ContainerManager):
     def _specs(self, cache_size, socket_path):
         """(role, command, extra run kwargs) of each container, in start order."""
         bus = ["--nats", self._internal_nats_url(), "--prefix", self.prefix]
+        if self._insecure:
+            nats = ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT), "-sd",
+                    NATS_STORE_IN_CONTAINER]
+        else:
+            nats = ["nats-server", "-c", NATS_DIR_IN_CONTAINER + "/nats-server.conf"]
+        manager_auth = [] if self._insecure else [
+            "--replica-creds", self._creds_file("replica"),
+            "--replica-tls-ca", self._secret("ca.pem")]
         return [
-            ("nats", ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT), "-sd",
-                      "/tmp/nats"],
-             {"ports": {"{}/tcp".format(NATS_INTERNAL_PORT): self.clipper_rpc_port}}),
+            # The bus port on 127.0.0.1 only: this API reaches it there.
+            ("nats", nats,
+             {"ports": {"{}/tcp".format(NATS_INTERNAL_PORT):
+                        ("127.0.0.1", self.clipper_rpc_port)}}),
             # The admin listens on 127.0.0.1 unless told otherwise; in its
             # container that is unreachable through the published port.
             ("admin", ["clipper", "run", "admin"] + bus + [
@@ -408,7 +568,7 @@ class DockerContainerManager(BusModels, ContainerManager):
             ("manager", ["clipper", "run", "manager"] + bus + [
                 "--backend", "docker", "--docker-network", self.docker_network,
                 "--image", self.replica_image, "--image", "pyspark=" + self.pyspark_image,
-                "--cluster", self.cluster_name],
+                "--cluster", self.cluster_name] + manager_auth,
              {"volumes": {socket_path: {"bind": ENGINE_SOCKET_IN_MANAGER, "mode": "rw"}},
               "environment": {"DOCKER_HOST": "unix://" + ENGINE_SOCKET_IN_MANAGER}}),
         ]
@@ -416,13 +576,22 @@ class DockerContainerManager(BusModels, ContainerManager):
     def _run_cluster(self, cache_size, socket_path, started):
         replica_nats = None
         for role, command, extra in self._specs(cache_size, socket_path):
+            if role != "nats":
+                command = command[:3] + self._auth_args(role) + command[3:]
+            extra = dict(extra)
+            secret = self._secret_volumes(role)
+            if secret:
+                extra["volumes"] = _merged(extra.get("volumes"), secret)
             if replica_nats is not None:
                 # The actors, like the replicas, reach the bus by its
                 # address first (the name stays in the list): a restarted
                 # actor's name lookup through aardvark-dns stalled for
-                # over 30 s while containers came and went.
-                command = [replica_nats + "," + a if a == self._internal_nats_url() else a
-                           for a in command]
+                # over 30 s while containers came and went. Over TLS by
+                # the address alone: a client checks one name on every
+                # server of its list, and the certificate carries both.
+                internal = self._internal_nats_url()
+                url = replica_nats + "," + internal if self._insecure else replica_nats
+                command = [url if a == internal else a for a in command]
                 if role == "manager":
                     command = command + ["--replica-nats", replica_nats]
             kwargs = dict(self.extra_container_kwargs)
@@ -441,25 +610,31 @@ class DockerContainerManager(BusModels, ContainerManager):
             if role == "nats":
                 # The actors connect at once: the bus must accept them.
                 self.bus = self._wait_bus(started)
-                replica_nats = self._replica_nats_url(container)
+                ip = self._nats_ip(container)
+                if ip is not None:
+                    replica_nats = "{}://{}:{}".format(self._scheme(), ip, NATS_INTERNAL_PORT)
+                    if not self._insecure:
+                        # They connect by its address, which its certificate
+                        # must carry: known only now.
+                        self._make_secrets([self._nats_name(), ip])
+                        self._reload_nats(container)
 
-    def _replica_nats_url(self, nats):
-        """The URL replicas join the bus by: nats-server's address on the
+    def _nats_ip(self, nats):
+        """The address replicas join the bus by: nats-server's address on the
         network, not its name. Replicas start while containers come and go,
         and then the engine's name server can take 5 s or more to answer
         (podman 4's aardvark-dns reloads on every container start and stop),
         which delayed replicas by as much as 40 s or failed their connection
         ("No server available"). None (use the name) when the engine does not
-        say the address."""
+        say the address. nats-server's certificate is then made valid for it
+        too (TLS checks the address the client dialled)."""
         try:
             self._call("inspect container " + nats.name, nats.reload)
         except Exception:  # noqa: BLE001 - the name still works
             return None
         nets = (nats.attrs.get("NetworkSettings") or {}).get("Networks") or {}
         ip = (nets.get(self.docker_network) or {}).get("IPAddress")
-        if not ip:
-            return None
-        return "nats://{}:{}".format(ip, NATS_INTERNAL_PORT)
+        return ip or None
 
     def _check_running(self, containers):
         """Raises when one of containers has stopped, with its log's tail."""
@@ -485,7 +660,7 @@ class DockerContainerManager(BusModels, ContainerManager):
         while True:
             try:
                 return Bus(self.get_bus_url(), prefix=self.prefix, name="clipper_admin",
-                           connect_timeout_ms=1000)
+                           connect_timeout_ms=1000, **self._bus_auth())
             except BusError as e:
                 last = e
             self._check_running(started)
@@ -567,6 +742,12 @@ class DockerContainerManager(BusModels, ContainerManager):
         self.prefix = labels.get(CLIPPER_PREFIX_LABEL, self.prefix)
         if network:
             self.docker_network = network
+        # Secure unless its containers say otherwise (no data_dir label:
+        # started with insecure=True, or by an older DockerContainerManager).
+        data_dir = labels.get(CLIPPER_DATA_DIR_LABEL)
+        self._insecure = not data_dir
+        if data_dir and not self._data_dir_given:
+            self.data_dir = data_dir
         self._join_bus("The containers of cluster '{}' run".format(self.cluster_name))
 
     # ---- models ------------------------------------------------------------
@@ -625,7 +806,11 @@ class DockerContainerManager(BusModels, ContainerManager):
         stop_timeout_s) or killed when graceful is False. The cluster's
         network goes too when a DockerContainerManager created it and no
         container is left on it. Other clusters are left alone. Needs no
-        connect(): the containers are found by the cluster label."""
+        connect(): the containers are found by the cluster label.
+
+        The cluster's secrets in data_dir stay (as LocalContainerManager
+        leaves a data_dir it was given): the next start_clipper() keeps its
+        CA and identities. Remove the directory to forget them."""
         if self.bus is not None:
             self.bus.close()
             self.bus = None
@@ -713,8 +898,9 @@ class DockerContainerManager(BusModels, ContainerManager):
 
     def __repr__(self):
         return ("DockerContainerManager(cluster_name={!r}, prefix={!r}, network={!r}, "
-                "engine={!r})".format(self.cluster_name, self.prefix, self.docker_network,
-                                      self.engine_url()))
+                "engine={!r}, data_dir={!r}{})".format(
+                    self.cluster_name, self.prefix, self.docker_network, self.engine_url(),
+                    self.data_dir, ", insecure=True" if self._insecure else ""))
 
 
 def container_gone(err):
@@ -780,6 +966,25 @@ def _merged(user, ours):
         return list(user) + ["{}={}".format(k, v) for k, v in ours.items()]
     return list(user) + ["{}:{}:{}".format(k, v["bind"], v.get("mode", "rw"))
                          for k, v in ours.items()]
+
+
+def _host_path(path):
+    """path made absolute; refused when a bind mount cannot name it (the
+    engine's "SRC:DST:MODE" syntax)."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if ":" in path or "," in path or any(ord(c) < 0x20 for c in path):
+        raise ClipperException(
+            "data_dir {!r} cannot be bind-mounted into containers (':', ',' or a control "
+            "character in it); choose another with DockerContainerManager(data_dir=...)"
+            .format(path))
+    return path
+
+
+def _log_text(container):
+    try:
+        return container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - read again on the next poll
+        return ""
 
 
 def _tcp_accepts(host, port, timeout_s=0.5):

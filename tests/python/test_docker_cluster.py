@@ -13,9 +13,13 @@ skips them instead.
 """
 import io
 import json
+import logging
 import os
+import re
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -25,6 +29,7 @@ import uuid
 import pytest
 
 from clipper_admin import ClipperConnection, ClipperException, DockerContainerManager
+from clipper_admin._bus import Bus, BusError
 from clipper_admin.container_manager import (CLIPPER_DOCKER_LABEL,
                                              CLIPPER_MODEL_CONTAINER_LABEL)
 from clipper_admin.deployers import python as python_deployer
@@ -40,6 +45,10 @@ RUN = uuid.uuid4().hex[:6]        # this test run
 CLIPPER_IMAGE = os.environ.get("CLIPPER_IMAGE") or DEFAULT_CLIPPER_IMAGE
 REPLICA_IMAGE = os.environ.get("CLIPPER_REPLICA_IMAGE") or DEFAULT_REPLICA_IMAGE
 HAND_LABEL = "ai.clipper.pytest.run"  # on containers a test starts by hand
+# The clusters' secrets (data_dir): one directory for this run (made by the
+# first start_clipper, removed with the engine fixture), instead of
+# ~/.clipper/docker.
+DATA_HOME = os.path.join(tempfile.gettempdir(), "pytest-dk-secrets-" + RUN)
 
 
 # ---- the engine -------------------------------------------------------------
@@ -85,6 +94,7 @@ def engine():
     for c in client.containers.list(all=True, filters={"label": HAND_LABEL + "=" + RUN}):
         c.remove(force=True)
     client.close()
+    shutil.rmtree(DATA_HOME, ignore_errors=True)
 
 
 def labelled(engine, cluster_name, *labels, running=False):
@@ -110,7 +120,8 @@ def new_manager(tag, network=None, **kw):
     q, m, r, p = free_ports(4)
     args = dict(cluster_name=name, clipper_query_port=q, clipper_management_port=m,
                 clipper_rpc_port=r, prometheus_port=p,
-                docker_network=network or name + "-net")
+                docker_network=network or name + "-net",
+                data_dir=os.path.join(DATA_HOME, name))
     args.update(kw)
     return DockerContainerManager(**args)
 
@@ -159,6 +170,7 @@ class Clusters(object):
                 c.conn.stop_all(graceful=False)
             finally:
                 remove_everything(self.engine, c.cm)
+                shutil.rmtree(c.cm.data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -181,16 +193,25 @@ def cluster(engine, request):
         cs.close()
 
 
+def secret(cm, *parts):
+    return os.path.join(cm.data_dir, "secrets", *parts)
+
+
 def hand_replica(engine, cluster, model, version):
     """A replica container started by hand with only the NATS URL, the
-    prefix and the model's name and version (no Clipper label)."""
+    prefix, the model's name and version (no Clipper label), and the
+    replica identity and the CA mounted as the manager mounts them."""
     cm = cluster.cm
     return engine.containers.run(
         REPLICA_IMAGE,
-        ["clipper", "run", "replica", "--nats", "nats://{}-nats:4222".format(cm.cluster_name),
-         "--prefix", cm.prefix, "--model", model, "--version", str(version)],
+        ["clipper", "run", "replica", "--nats", "tls://{}-nats:4222".format(cm.cluster_name),
+         "--prefix", cm.prefix, "--model", model, "--version", str(version),
+         "--creds", "/run/clipper/creds/replica.creds", "--tls-ca", "/run/clipper/ca.pem"],
         name="{}-byhand-{}".format(cm.cluster_name, uuid.uuid4().hex[:4]),
-        network=cm.docker_network, detach=True, labels={HAND_LABEL: RUN})
+        network=cm.docker_network, detach=True, labels={HAND_LABEL: RUN},
+        volumes={secret(cm, "creds", "replica.creds"): {
+                     "bind": "/run/clipper/creds/replica.creds", "mode": "ro"},
+                 secret(cm, "ca.pem"): {"bind": "/run/clipper/ca.pem", "mode": "ro"}})
 
 
 def unique(name):
@@ -679,6 +700,126 @@ def wait_until_gone(find, timeout=10.0):
         time.sleep(0.1)
 
 
+# ---- identities and TLS on the bus (docs/security.md) -------------------------
+
+ROLES = ("admin", "router", "frontend", "manager")
+
+
+def public_key(cm, name):
+    with open(secret(cm, "identities", name + ".json")) as f:
+        return json.load(f)["public_key"]
+
+
+def test_the_bus_requires_tls_and_a_credential(engine, cluster):
+    cm = cluster.cm
+    url = cm.get_bus_url()
+    assert url == "tls://127.0.0.1:{}".format(cm.clipper_rpc_port)
+    assert cm.bus_auth_args() == ["--creds", secret(cm, "creds", "operator.creds"),
+                                  "--tls-ca", secret(cm, "ca.pem")]
+    nats = engine.containers.get(cm.cluster_name + "-nats")
+    # Published on the host's loopback only.
+    bindings = nats.attrs["HostConfig"]["PortBindings"]["4222/tcp"]
+    assert [(b["HostIp"], b["HostPort"]) for b in bindings] == [
+        ("127.0.0.1", str(cm.clipper_rpc_port))], bindings
+    # No credential at all: refused by the nats container.
+    with pytest.raises(BusError) as e:
+        Bus(url, prefix=cm.prefix, tls_ca=secret(cm, "ca.pem"), connect_timeout_ms=3000)
+    assert "Authorization Violation" in str(e.value), str(e.value)
+    # Plain NATS to it: no TLS, no connection.
+    with pytest.raises(BusError):
+        Bus(url.replace("tls://", "nats://"), prefix=cm.prefix, connect_timeout_ms=3000)
+
+
+def test_a_replica_identity_cannot_ask_the_admin(engine, cluster):
+    cm = cluster.cm
+    subject = cm.prefix + ".admin.set_num_replicas"
+    rep = Bus(cm.get_bus_url(), prefix=cm.prefix, name="attacker",
+              creds=secret(cm, "creds", "replica.creds"), tls_ca=secret(cm, "ca.pem"),
+              connect_timeout_ms=3000)
+    try:
+        with pytest.raises(BusError):
+            rep.admin("set_num_replicas", json.dumps(
+                {"model_name": "x", "model_version": "1", "num_replicas": 64}).encode(), 1500)
+    finally:
+        rep.close()
+    want = 'Publish Violation - Nkey "{}", Subject "{}"'.format(public_key(cm, "replica"),
+                                                                subject)
+    nats = engine.containers.get(cm.cluster_name + "-nats")
+    wait_until("the nats container to log: " + want,
+               lambda: want in nats.logs().decode("utf-8", "replace"), 5, 0.05)
+
+
+def test_containers_get_only_their_own_identity_as_read_only_files(engine, cluster):
+    """Each actor's container mounts its own role's credential and the CA,
+    read-only, mode 0600 inside; a replica container the manager made
+    mounts the replica identity; no seed or secret file's content is in
+    any container's command or environment."""
+    cm = cluster.cm
+    app = unique("own-id")
+    endpoint(cluster, app)
+    assert cluster.nats(app, {"input": [1.0, 2.0]})["output"] == 3.0
+    secrets = []
+    for root, _, files in os.walk(secret(cm)):
+        for f in files:
+            if f.endswith((".creds", ".key")):
+                with open(os.path.join(root, f)) as fh:
+                    secrets += [line for line in fh.read().splitlines()
+                                if len(line) >= 40 and not line.startswith(("#", "-----"))]
+    assert len(secrets) >= 9     # 7 seeds, and the two keys' base64 lines
+    containers = labelled(engine, cm.cluster_name, running=True)
+    roles = {c.labels.get("ai.clipper.name") or "replica": c for c in containers}
+    assert sorted(roles) == ["admin", "frontend", "manager", "nats", "replica", "router"]
+    for c in containers:
+        cfg = c.attrs["Config"]
+        text = json.dumps([cfg.get("Env"), cfg.get("Cmd"), cfg.get("Entrypoint"),
+                           c.attrs.get("Args")])
+        assert not re.search(r"SU[A-Z2-7]{40,}", text), (c.name, text)
+        assert not [x for x in secrets if x in text], c.name
+    for role, c in roles.items():
+        mounts = {m["Destination"]: m for m in c.attrs["Mounts"]}
+        if role == "nats":
+            m = mounts["/run/clipper/nats"]
+            assert m["Source"] == os.path.join(cm.data_dir, "nats") and not m["RW"]
+            assert "-c" in c.attrs["Config"]["Cmd"]
+            continue
+        own = "/run/clipper/creds/{}.creds".format(role)
+        assert mounts[own]["Source"] == secret(cm, "creds", role + ".creds")
+        assert mounts["/run/clipper/ca.pem"]["Source"] == secret(cm, "ca.pem")
+        assert not mounts[own]["RW"] and not mounts["/run/clipper/ca.pem"]["RW"]
+        assert not [d for d in mounts if d.startswith("/run/clipper/creds/") and d != own]
+        cmd = c.attrs["Config"]["Cmd"]
+        assert cmd[cmd.index("--creds") + 1] == own and "--tls-ca" in cmd, cmd
+        code, out = c.exec_run(["stat", "-L", "-c", "%a", own])
+        assert code == 0 and out.decode().strip() in ("400", "600"), (role, code, out)
+    manager_cmd = roles["manager"].attrs["Config"]["Cmd"]
+    assert manager_cmd[manager_cmd.index("--replica-creds") + 1] == secret(
+        cm, "creds", "replica.creds")
+    assert manager_cmd[manager_cmd.index("--replica-nats") + 1].startswith("tls://")
+    cluster.conn.stop_models([app])
+
+
+def test_insecure_starts_an_open_bus_and_says_so(engine, clusters, caplog):
+    with caplog.at_level(logging.WARNING, logger="clipper_admin"):
+        c = clusters.start("open", insecure=True)
+    assert any("INSECURE" in r.getMessage() for r in caplog.records), caplog.text
+    cm = c.cm
+    assert cm.get_bus_url().startswith("nats://") and cm.bus_auth_args() == []
+    assert not os.path.exists(cm.data_dir)
+    with Bus(cm.get_bus_url(), prefix=cm.prefix, connect_timeout_ms=3000) as bus:
+        assert bus.admin("ping", b"{}", 5000)
+    for x in labelled(engine, cm.cluster_name, running=True):
+        assert "ai.clipper.data_dir" not in x.labels
+        assert not [m for m in x.attrs["Mounts"] if m["Destination"].startswith(
+            ("/run/clipper/creds", "/run/clipper/ca.pem", "/run/clipper/nats"))]
+    # A fresh manager finds it open too.
+    fresh = DockerContainerManager(cluster_name=cm.cluster_name)
+    ClipperConnection(fresh).connect()
+    try:
+        assert fresh.get_bus_url().startswith("nats://")
+    finally:
+        fresh.bus.close()
+
+
 # ---- bad input ---------------------------------------------------------------
 
 def test_a_second_start_of_the_same_cluster_is_refused_with_clippers_error(engine, cluster):
@@ -772,6 +913,45 @@ def test_bad_arguments_are_refused_at_once():
     assert cm.prefix == "team-a" and cm.cluster_identifier == "team-a"
     assert cm.common_labels == {"team": "a", CLIPPER_DOCKER_LABEL: "team-a"}
     assert DockerContainerManager().prefix == "clipper"
+    # Secrets under the home directory by default, one directory per cluster.
+    assert cm.data_dir == os.path.expanduser("~/.clipper/docker/team-a")
+    with pytest.raises(ClipperException, match="cannot be bind-mounted"):
+        DockerContainerManager(data_dir="/tmp/a:b")
+
+
+def test_creds_init_makes_and_keeps_the_secrets_and_refuses_bad_input(tmp_path):
+    """`clipper creds init`, which start_clipper runs; no engine needed."""
+    from clipper_admin import _locate
+    import subprocess
+
+    def init(*args):
+        return subprocess.run([_locate.clipper_bin(), "creds", "init", "--data-dir",
+                               str(tmp_path / "d"), "--prefix", "p"] + list(args),
+                              capture_output=True, text=True, timeout=30)
+
+    r = init("--secrets-mount", "relative/dir")
+    assert r.returncode == 2 and "--secrets-mount must be an absolute path" in r.stderr, r.stderr
+    r = init("--tls-host", "not a name")
+    assert r.returncode == 1 and "'not a name'" in r.stderr, r.stderr
+    r = init("--tls-host", "c-nats", "--secrets-mount", "/run/clipper/nats")
+    assert r.returncode == 0, r.stderr
+    d = tmp_path / "d"
+    for f in ("nats/server.pem", "nats/server.key", "secrets/creds/operator.creds"):
+        assert os.stat(str(d / f)).st_mode & 0o077 == 0, f
+    assert os.stat(str(d / "nats")).st_mode & 0o777 == 0o700
+    conf = (d / "nats" / "nats-server.auth.conf").read_text()
+    assert 'cert_file: "/run/clipper/nats/server.pem"' in conf
+    assert 'key_file: "/run/clipper/nats/server.key"' in conf and "CLIPPER_P" in conf
+    before = (d / "secrets" / "identities" / "operator.json").read_text()
+    cert = (d / "nats" / "server.pem").read_text()
+    # Again with one more address: the identities stay, the certificate is
+    # issued again, and its copy follows.
+    r = init("--tls-host", "c-nats", "--tls-host", "10.1.2.3",
+             "--secrets-mount", "/run/clipper/nats")
+    assert r.returncode == 0, r.stderr
+    assert (d / "secrets" / "identities" / "operator.json").read_text() == before
+    assert (d / "nats" / "server.pem").read_text() != cert
+    assert (d / "nats" / "server.pem").read_text() == (d / "secrets" / "server.pem").read_text()
 
 
 def test_extra_container_kwargs_reach_the_cluster_containers(engine, clusters):
