@@ -36,6 +36,7 @@
 #define ANN_HASH "ai.clipper.spec-hash"
 #define DEPLOYMENT_NAME_MAX 46 /* + "-<rs hash>-<5>" stays a 63-byte host name */
 #define SECOND_FAILURE_US 1000000u /* a start error still there this much later */
+#define SECRET_MOUNT "/run/clipper/identity" /* the replicas' identity (a Secret volume) */
 #define WARN_EVERY_US 30000000u
 #define TAIL_LINES 40
 #define MAX_TRACKED 256
@@ -82,6 +83,8 @@ struct kube_backend {
     char *cluster;
     char cluster_label[64];
     char *pull_policy;
+    char *secret;   /* the replicas' identity (cl_backend_config.kube_secret) or NULL */
+    char *tls_name; /* or NULL */
     cl_image_table images;
     void (*changed)(void *closure);
     void *changed_closure;
@@ -280,11 +283,38 @@ static cJSON *deployment(const kube_backend *kb, const cl_backend_want *w, const
     cJSON_AddStringToObject(c, "imagePullPolicy", kb->pull_policy);
     char port[16];
     snprintf(port, sizeof(port), "%d", CL_REPLICA_HEALTH_PORT);
-    const char *cmd[] = {"clipper", "run",       "replica",  "--nats",         kb->nats_url,
-                         "--prefix", kb->prefix, "--model",  sp->model,        "--version",
-                         sp->version, "--health-port", port};
-    cJSON_AddItemToObject(c, "command",
-                          cJSON_CreateStringArray(cmd, sizeof(cmd) / sizeof(cmd[0])));
+    const char *cmd[20] = {"clipper", "run",       "replica",  "--nats",         kb->nats_url,
+                           "--prefix", kb->prefix, "--model",  sp->model,        "--version",
+                           sp->version, "--health-port", port};
+    int n = 13;
+    if (kb->secret != NULL) {
+        /* The identity as files of a Secret volume: only their paths are in
+         * the pod's spec, never a secret. */
+        cmd[n++] = "--creds";
+        cmd[n++] = SECRET_MOUNT "/replica.creds";
+        cmd[n++] = "--tls-ca";
+        cmd[n++] = SECRET_MOUNT "/ca.pem";
+    }
+    if (kb->tls_name != NULL) {
+        cmd[n++] = "--tls-name";
+        cmd[n++] = kb->tls_name;
+    }
+    cJSON_AddItemToObject(c, "command", cJSON_CreateStringArray(cmd, n));
+    if (kb->secret != NULL) {
+        cJSON *mount = cJSON_CreateObject();
+        cJSON_AddStringToObject(mount, "name", "clipper-identity");
+        cJSON_AddStringToObject(mount, "mountPath", SECRET_MOUNT);
+        cJSON_AddBoolToObject(mount, "readOnly", true);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "volumeMounts"), mount);
+        cJSON *vol = cJSON_CreateObject();
+        cJSON_AddStringToObject(vol, "name", "clipper-identity");
+        cJSON *sec = cJSON_AddObjectToObject(vol, "secret");
+        cJSON_AddStringToObject(sec, "secretName", kb->secret);
+        /* 0400: a credential file others may read is refused
+         * (cl_nkey_read_file); Kubernetes' default is 0644. */
+        cJSON_AddNumberToObject(sec, "defaultMode", 0400);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(ps, "volumes"), vol);
+    }
     cJSON *ports = cJSON_AddArrayToObject(c, "ports");
     cJSON *hp = cJSON_CreateObject();
     cJSON_AddItemToArray(ports, hp);
@@ -817,6 +847,8 @@ static void kube_free(cl_backend *b)
     free(kb->prefix);
     free(kb->cluster);
     free(kb->pull_policy);
+    free(kb->secret);
+    free(kb->tls_name);
     pthread_mutex_destroy(&kb->mu);
     free(kb);
 }
@@ -854,8 +886,11 @@ cl_status cl_backend_kube_new(cl_backend **out, const cl_backend_config *cfg, cl
     kb->prefix = strdup(prefix);
     kb->cluster = strdup(cfg->cluster && cfg->cluster[0] ? cfg->cluster : prefix);
     kb->pull_policy = strdup(cfg->pull_policy ? cfg->pull_policy : "IfNotPresent");
+    kb->secret = cfg->kube_secret ? strdup(cfg->kube_secret) : NULL;
+    kb->tls_name = cfg->tls_name ? strdup(cfg->tls_name) : NULL;
     cl_status s = CL_OK;
-    if (!kb->nats_url || !kb->prefix || !kb->cluster || !kb->pull_policy) {
+    if (!kb->nats_url || !kb->prefix || !kb->cluster || !kb->pull_policy ||
+        (cfg->kube_secret && !kb->secret) || (cfg->tls_name && !kb->tls_name)) {
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
         goto fail;
     }

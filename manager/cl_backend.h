@@ -109,8 +109,12 @@ typedef struct {
 /* Whatever a backend needs to start a replica that joins the bus. */
 typedef struct {
     const char *nats_url; /* the URL replicas connect to */
-    const char *creds;    /* their credential file (local backend); NULL: none */
-    const char *tls_ca;   /* the CA they verify nats-server with; NULL: no TLS */
+    const char *creds;    /* their credential file; NULL: none. local: the path
+                             the replica opens; docker: a file on the engine's
+                             host, bind-mounted read-only into each replica
+                             container (absolute path) */
+    const char *tls_ca;   /* the CA they verify nats-server with; NULL: no TLS.
+                             As creds for each backend */
     const char *prefix;   /* the cluster's subject prefix */
     const char *log_dir;  /* where output is kept (local backend) */
     const char *command;  /* local backend: program run as '<command> run replica ...';
@@ -134,6 +138,12 @@ typedef struct {
     const char *kube_context;   /* NULL: the kubeconfig's current context */
     const char *kube_namespace; /* NULL: the context's, or the pod's own */
     const char *pull_policy;    /* Always, IfNotPresent, Never; NULL: IfNotPresent */
+    const char *kube_secret;    /* kubernetes: the Secret holding replica.creds and
+                                   ca.pem, mounted read-only (0400) into each
+                                   replica pod; NULL: replicas without identity */
+    const char *tls_name;       /* kubernetes: the name nats-server's certificate
+                                   carries, for replicas to check (--tls-name);
+                                   NULL: the URL's host */
     /* Called, from any thread, when what a declarative backend runs has
      * changed (so the manager looks again at once). NULL: none. */
     void (*changed)(void *closure);
@@ -198,6 +208,10 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
 
 /* The docker backend: each replica is a container on cfg->network running
  *   clipper run replica --nats URL --prefix P --model M --version V --replica-id ID
+ * (plus --creds /run/clipper/creds/replica.creds and --tls-ca
+ * /run/clipper/ca.pem when cfg->creds and cfg->tls_ca name files on the
+ * engine's host, which are bind-mounted read-only there as single files;
+ * only their paths are in the container's command, never a secret)
  * named <cluster>-<model>-<version>-<n>-<6 hex> and labelled
  *   ai.clipper.container.label=<cluster>
  *   ai.clipper.model_container.label=<model>_<version>

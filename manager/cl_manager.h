@@ -67,9 +67,12 @@ typedef struct {
                                 env CLIPPER_REPLICA_CMD, else this executable */
     const char *nats_url;    /* the URL given to replicas; NULL: the bus' URL */
     const char *replica_creds;  /* the credential file replicas connect with
-                                   (role replica); NULL: none */
+                                   (role replica); NULL: none. docker: a file
+                                   on the engine's host, which the backend
+                                   bind-mounts into each replica container */
     const char *replica_tls_ca; /* the CA replicas verify nats-server with;
-                                   NULL: none (no TLS) */
+                                   NULL: none (no TLS). docker: as
+                                   replica_creds */
     int reconcile_ms;        /* 0: 500 */
     int stop_grace_ms;       /* SIGTERM to SIGKILL; 0: 5000 */
     /* docker backend (see cl_backend_docker_new) */
@@ -86,6 +89,10 @@ typedef struct {
     const char *kube_context;   /* NULL: the kubeconfig's current context */
     const char *kube_namespace; /* NULL: the context's, or the pod's own */
     const char *pull_policy;    /* NULL: IfNotPresent */
+    const char *replica_secret; /* kubernetes: the Secret of the replicas' identity
+                                   (replica.creds and ca.pem); NULL: none */
+    const char *replica_tls_name; /* the name replicas check nats-server's
+                                     certificate for; NULL: the URL's host */
 } cl_manager_opts;
 
 void cl_manager_opts_init(cl_manager_opts *opts);

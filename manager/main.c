@@ -30,10 +30,13 @@ static void usage(FILE *f)
             "                      kubernetes (a Deployment per model version, through the\n"
             "                      Kubernetes API)\n"
             "  --replica-nats URL  the NATS URL replicas connect to (default: --nats)\n"
-            "  --replica-creds FILE  the credential replicas connect with (role replica;\n"
-            "                    local backend)\n"
+            "  --replica-creds FILE  the credential replicas connect with (role replica)\n"
             "  --replica-tls-ca FILE  the CA replicas verify nats-server with (default:\n"
             "                    --tls-ca)\n"
+            "                    docker backend: both are files on the container engine's\n"
+            "                    host (absolute paths), bind-mounted read-only into each\n"
+            "                    replica container; a manager that runs in a container\n"
+            "                    gives their host paths, not its own --tls-ca's\n"
             "  --log-dir DIR       replica logs (default ./clipper_logs, or DATA/logs)\n"
             "  --data-dir DATA     keep replica logs under DATA/logs\n"
             "  --replica-cmd PROG  local: run PROG instead of this program for replicas\n"
@@ -64,7 +67,12 @@ static void usage(FILE *f)
             "  --namespace NS        where the Deployments go (default: the context's, or\n"
             "                        the pod's own namespace, else default)\n"
             "  --pull-policy P       the replicas' imagePullPolicy: Always, IfNotPresent\n"
-            "                        (default) or Never\n",
+            "                        (default) or Never\n"
+            "  --replica-secret NAME  a Secret holding replica.creds and ca.pem: mounted\n"
+            "                        read-only (0400) into each replica pod, which connects\n"
+            "                        with them (instead of --replica-creds/--replica-tls-ca)\n"
+            "  --replica-tls-name NAME  the name replicas check nats-server's certificate\n"
+            "                        for (default: --tls-name)\n",
             cl_actor_common_usage());
 }
 
@@ -95,6 +103,8 @@ static int check_backend_options(const cl_manager_opts *o)
         {"--kube-context", o->kube_context, kube, "the kubernetes backend"},
         {"--namespace", o->kube_namespace, kube, "the kubernetes backend"},
         {"--pull-policy", o->pull_policy, kube, "the kubernetes backend"},
+        {"--replica-secret", o->replica_secret, kube, "the kubernetes backend"},
+        {"--replica-tls-name", o->replica_tls_name, kube, "the kubernetes backend"},
         {"--replica-cmd", o->replica_cmd, !docker && !kube, "the local backend"},
     };
     for (size_t i = 0; i < sizeof(only) / sizeof(only[0]); i++) {
@@ -207,7 +217,11 @@ int cl_manager_main(int argc, char **argv)
             (r = cl_actor_take_value(CMD, "--namespace", argc, argv, &i,
                                      &mopts.kube_namespace)) != 0 ||
             (r = cl_actor_take_value(CMD, "--pull-policy", argc, argv, &i,
-                                     &mopts.pull_policy)) != 0) {
+                                     &mopts.pull_policy)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-secret", argc, argv, &i,
+                                     &mopts.replica_secret)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-tls-name", argc, argv, &i,
+                                     &mopts.replica_tls_name)) != 0) {
             if (r < 0)
                 return 2;
             continue;
@@ -227,6 +241,9 @@ int cl_manager_main(int argc, char **argv)
     /* Replicas verify the same server the manager does. */
     if (mopts.replica_tls_ca == NULL)
         mopts.replica_tls_ca = aopts.tls_ca_file;
+    if (mopts.replica_tls_name == NULL && strcmp(mopts.backend ? mopts.backend : "local",
+                                                 "kubernetes") == 0)
+        mopts.replica_tls_name = aopts.tls_name;
     if (mopts.log_dir == NULL && data_dir != NULL) {
         snprintf(log_dir_buf, sizeof(log_dir_buf), "%s/logs", data_dir);
         mopts.log_dir = log_dir_buf;

@@ -922,6 +922,8 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         .kube_context = opts->kube_context,
         .kube_namespace = opts->kube_namespace,
         .pull_policy = opts->pull_policy,
+        .kube_secret = opts->replica_secret,
+        .tls_name = opts->replica_tls_name,
         .changed = on_backend_change,
         .changed_closure = m,
     };

@@ -156,6 +156,8 @@ void cl_actor_opts_init(cl_actor_opts *opts)
     const char *ca = getenv("CLIPPER_TLS_CA");
     opts->creds_file = creds && creds[0] ? creds : NULL;
     opts->tls_ca_file = ca && ca[0] ? ca : NULL;
+    const char *tls_name = getenv("CLIPPER_TLS_NAME");
+    opts->tls_name = tls_name && tls_name[0] ? tls_name : NULL;
 }
 
 bool cl_actor_parse_long(const char *text, long lo, long hi, long *out)
@@ -223,6 +225,17 @@ int cl_actor_parse_common(cl_actor_opts *opts, int argc, char **argv, int *i, cl
             opts->tls_ca_file = value;
         return 1;
     }
+    const char *tls_name;
+    int tr = cl_actor_take_value(NULL, "--tls-name", argc, argv, i, &tls_name);
+    if (tr != 0) {
+        if (tr < 0 || tls_name[0] == '\0') {
+            cl_err_set(err, CL_ERR_INVALID,
+                       "option --tls-name needs the name nats-server's certificate carries");
+            return -1;
+        }
+        opts->tls_name = tls_name;
+        return 1;
+    }
     static const char *const names[] = {"--nats", "--prefix"};
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         const char *value;
@@ -262,6 +275,9 @@ const char *cl_actor_common_usage(void)
            "                 CLIPPER_CREDS)\n"
            "  --tls-ca FILE  require TLS and verify nats-server with this CA (env\n"
            "                 CLIPPER_TLS_CA)\n"
+           "  --tls-name NAME  the name nats-server's certificate must carry (default:\n"
+           "                 the URL's host; needed when --nats lists several hosts;\n"
+           "                 env CLIPPER_TLS_NAME)\n"
            "  -h, --help     show this help\n";
 }
 
@@ -318,6 +334,7 @@ cl_status cl_actor_connect(cl_bus **out, const cl_actor_opts *opts, const char *
     bo.state_replicas = opts ? opts->state_replicas : defaults.state_replicas;
     bo.nkey_file = opts ? opts->creds_file : defaults.creds_file;
     bo.tls_ca_file = opts ? opts->tls_ca_file : defaults.tls_ca_file;
+    bo.tls_name = opts ? opts->tls_name : defaults.tls_name;
     /* Said first: a connect that hangs (a name the resolver is slow to
      * answer) shows where it hangs. */
     cl_info("connecting to %s (prefix '%s', %s, %s)", url, prefix,

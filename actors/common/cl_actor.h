@@ -23,6 +23,9 @@ typedef struct {
                                 to connect as (docs/security.md); NULL: none */
     const char *tls_ca_file; /* --tls-ca FILE (env CLIPPER_TLS_CA): require TLS
                                 and verify the server with this CA; NULL: no TLS */
+    const char *tls_name;    /* --tls-name NAME (env CLIPPER_TLS_NAME): the name
+                                nats-server's certificate must carry; NULL: the
+                                URL's host (cl_bus_opts.tls_name) */
 } cl_actor_opts;
 
 /* Blocks SIGINT and SIGTERM in the calling thread (and so in every thread

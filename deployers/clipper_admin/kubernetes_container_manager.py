@@ -67,6 +67,31 @@ stop_all() removes either (the PVC, or the directory by a short-lived pod on
 that node): like Clipper's stop_all, which removed its Redis, it loses the
 state.
 
+Security (docs/security.md): the bus is secure by default, as with ``clipper
+start``. Before nats-server starts, ``clipper creds init`` (the clipper program
+on this host) makes the cluster's CA, nats-server's certificate (for the name
+nats-at-<cluster>, which every client checks it for, and the addresses of
+the NATS Services, which the routes between servers check), an identity per
+actor role and an ``operator`` identity for this API, in ``data_dir``
+(default ~/.clipper/kubernetes/<namespace>/<cluster>; stop_all() leaves it).
+They go to Kubernetes as Secrets, mounted read-only (mode 0400) and never in
+a command line or the environment:
+
+  Secret nats-secrets-at-<cluster>  nats-server's certificate, key, the CA
+                      and its configuration: TLS required of every client,
+                      one account whose users have their roles' permissions;
+                      with several servers, routes over TLS that both ends
+                      verify with the cluster's CA
+  Secret identity-<role>-at-<cluster>  one per actor role (admin, router,
+                      frontend, manager, replica): its credential file and
+                      the CA; the manager mounts the replica one into each
+                      replica pod (--replica-secret)
+
+The actors join by tls://<ClusterIP>:4222 with --creds, --tls-ca and
+--tls-name nats-at-<cluster>; this client joins as the operator identity.
+``insecure=True`` starts an open bus (no identities, no TLS), as before, and
+says INSECURE in the log.
+
 Accepted for compatibility and unused: ``redis_ip`` and ``redis_port``; the
 image arguments of start_clipper (every actor runs from ``clipper_image``)
 and its qf_http_* arguments.
@@ -80,6 +105,7 @@ import time
 import urllib.error
 import urllib.request
 
+from . import _secrets
 from ._bus import Bus, BusError
 from ._bus_models import BusModels, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_INTERNAL_MANAGEMENT_PORT,
@@ -148,6 +174,17 @@ _SERVICES = (  # (service_types key, role of the Service, port, role of the pods
 # guess it). On the NATS StatefulSet: where its JetStream store is.
 PREFIX_ANNOTATION = "ai.clipper.prefix"
 NATS_DATA_ANNOTATION = "ai.clipper.nats.host-path"
+# On the cluster's Services when its bus is secure: the name nats-server's
+# certificate carries (connect() then joins with an identity).
+TLS_NAME_ANNOTATION = "ai.clipper.bus.tls-name"
+# Where the pods find their secrets (Secret volumes, read-only, 0400).
+NATS_SECRETS_MOUNT = "/run/clipper/nats"
+IDENTITY_MOUNT = "/run/clipper/identity"
+SECRET_MODE = 0o400
+# The identity each actor connects as (bus/roles.c), by its role here.
+_IDENTITIES = {"mgmt-frontend": "admin", "router": "router", "query-frontend": "frontend",
+               "manager": "manager"}
+DEFAULT_DATA_HOME = os.path.join("~", ".clipper", "kubernetes")
 NATS_NODE_ANNOTATION = "ai.clipper.nats.node"
 # On the replica pods the manager makes (manager/backend_kube.c).
 MODEL_ANNOTATION = "ai.clipper.model"
@@ -313,7 +350,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                  redis_ip=None, redis_port=6379, useInternalIP=False, namespace='default',
                  service_types=None, create_namespace_if_not_exists=False, *, prefix=None,
                  kubeconfig=None, context=None, clipper_image=None, replica_image=None,
-                 pyspark_image=None, image_pull_policy=None, nats_url=None, nats_replicas=1):
+                 pyspark_image=None, image_pull_policy=None, nats_url=None, nats_replicas=1,
+                 data_dir=None, insecure=False):
         if not isinstance(cluster_name, str) or len(cluster_name) > CLUSTER_NAME_MAX or \
                 not _CLUSTER_NAME_RE.match(cluster_name):
             raise ClipperException(
@@ -377,6 +415,10 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 "servers for a quorum), got {!r}".format(nats_replicas))
         self._nats_replicas = nats_replicas
         self._nats_urls = None  # the URLs the pods join the bus by, from start_clipper
+        if data_dir is not None and (not isinstance(data_dir, str) or not data_dir):
+            raise ClipperException("data_dir must be a directory path, got {!r}".format(
+                data_dir))
+        self._insecure = bool(insecure)
 
         self._api_client, self._source = self._load_config()
         self.kube_server = self._api_client.configuration.host
@@ -386,6 +428,9 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         self._rbac = client.RbacAuthorizationV1Api(self._api_client)
         self.k8s_namespace = self._ensure_namespace(namespace, create_namespace_if_not_exists)
         self.namespace = self.k8s_namespace
+        self.data_dir = os.path.abspath(os.path.expanduser(
+            data_dir if data_dir is not None else
+            os.path.join(DEFAULT_DATA_HOME, self.k8s_namespace, cluster_name)))
         # As Clipper computed it.
         if self.k8s_namespace != "default":
             self.cluster_identifier = "{cluster}".format(cluster=self.cluster_name)
@@ -547,10 +592,42 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         return self._http_addr('metric', ROLE_METRICS, CLIPPER_INTERNAL_METRIC_PORT)
 
     def get_bus_url(self):
-        """The NATS URL this client joins the cluster's bus by."""
+        """The NATS URL this client joins the cluster's bus by (tls://
+        unless the cluster is insecure)."""
         if self.nats_url is not None:
             return self.nats_url
-        return "nats://{}:{}".format(*self._require_addr('query-rpc'))
+        return "{}://{}:{}".format("nats" if self._insecure else "tls",
+                                   *self._require_addr('query-rpc'))
+
+    def _tls_name(self):
+        """The name nats-server's certificate carries, which every client
+        checks: the pods reach the servers by several ClusterIPs, this
+        client by a NodePort or a forwarded port."""
+        return self._name(ROLE_NATS)
+
+    def _bus_auth(self):
+        """The operator identity and the CA in data_dir, as Bus arguments;
+        {} for an insecure cluster."""
+        if self._insecure:
+            return {}
+        creds = _secrets.creds_file(self.data_dir, "operator")
+        if not os.path.exists(creds):
+            raise ClipperException(
+                "The bus of cluster {} needs an identity, and there is none in {}: give the "
+                "data_dir start_clipper() made it in (KubernetesContainerManager(data_dir="
+                "...)), or one with an operator identity from 'clipper creds issue'".format(
+                    self.cluster_name, self.data_dir))
+        return {"creds": creds, "tls_ca": _secrets.ca_file(self.data_dir),
+                "tls_name": self._tls_name()}
+
+    def bus_auth_args(self):
+        """The identity and CA this manager joins the bus with, as options
+        of the clipper programs ([] on an open bus)."""
+        auth = self._bus_auth()
+        if not auth:
+            return []
+        return ["--creds", auth["creds"], "--tls-ca", auth["tls_ca"], "--tls-name",
+                auth["tls_name"]]
 
     def _node_hosts(self):
         """The nodes' addresses as Clipper chose them: ExternalDNS, else (with
@@ -643,6 +720,10 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             raise ClipperException("num_frontend_replicas must be a whole number >= 1, got "
                                    "{!r}".format(num_frontend_replicas))
         self._refuse_existing()
+        if self._insecure:
+            logger.warning("Cluster %s is INSECURE (insecure=True): its bus has no identities "
+                           "and no TLS, so whoever reaches it may deploy code (docs/security.md)",
+                           self.cluster_name)
         storage = self._nats_storage()
         try:
             self._create_rbac()
@@ -720,9 +801,12 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                           "namespace": self.k8s_namespace}]})
 
     def _service(self, key, role, port, selects):
+        annotations = {PREFIX_ANNOTATION: self.prefix}
+        if not self._insecure:
+            annotations[TLS_NAME_ANNOTATION] = self._tls_name()
         return {
             "apiVersion": "v1", "kind": "Service",
-            "metadata": self._metadata(role, annotations={PREFIX_ANNOTATION: self.prefix}),
+            "metadata": self._metadata(role, annotations=annotations),
             "spec": {"type": self.service_types[key],
                      "selector": {CLIPPER_DOCKER_LABEL: self.cluster_name,
                                   CLIPPER_NAME_LABEL: selects},
@@ -837,7 +921,16 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                    "--server_name", name if n == 1 else "$(POD_NAME)"]
         ports = [("client", NATS_INTERNAL_PORT), ("monitor", NATS_MONITOR_PORT)]
         peers = self._create_nats_peers(name) if n > 1 else []
-        if peers:
+        if not self._insecure:
+            # TLS and the users (and, with several servers, the routes) in
+            # the configuration file; the store and ports as before.
+            self._make_secrets(peers)
+            command[1:1] = ["-c", NATS_SECRETS_MOUNT + "/clipper.conf"]
+        if peers and not self._insecure:
+            ports.append(("cluster", NATS_ROUTE_PORT))
+            self._nats_urls = ",".join("tls://{}:{}".format(ip, NATS_INTERNAL_PORT)
+                                       for ip in peers)
+        elif peers:
             # Every server solicits every peer's Service (its own included,
             # which nats-server recognises and drops) and learns the rest
             # by gossip.
@@ -848,12 +941,20 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             ports.append(("cluster", NATS_ROUTE_PORT))
             self._nats_urls = ",".join("nats://{}:{}".format(ip, NATS_INTERNAL_PORT)
                                        for ip in peers)
+        # Alive while its monitoring port answers (a TCP probe of the client
+        # port would be a TLS handshake cut short, logged every time).
         container = self._container(
             role, command, ports=ports,
             readiness=self._http_probe("/healthz", NATS_MONITOR_PORT, 1, 3),
-            liveness={"tcpSocket": {"port": NATS_INTERNAL_PORT}, "periodSeconds": 10,
-                      "timeoutSeconds": 2, "failureThreshold": 6})
+            liveness=self._http_probe("/varz", NATS_MONITOR_PORT, 10, 6))
         container["volumeMounts"] = [{"name": "data", "mountPath": NATS_DATA_MOUNT}]
+        secret_volumes = []
+        if not self._insecure:
+            container["volumeMounts"].append({"name": "nats-secrets",
+                                              "mountPath": NATS_SECRETS_MOUNT,
+                                              "readOnly": True})
+            secret_volumes = [self._secret_volume("nats-secrets",
+                                                  self._name("nats-secrets"))]
         if n > 1:
             container["env"] = [{"name": "POD_NAME",
                                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
@@ -865,7 +966,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 "podManagementPolicy": "Parallel"}
         kind, where = storage
         if kind == "pvc":
-            spec["template"] = self._pod_template(role, container)
+            spec["template"] = self._pod_template(role, container, volumes=secret_volumes)
             spec["volumeClaimTemplates"] = [{
                 "metadata": {"name": "data", "labels": self._labels(role)},
                 "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": where,
@@ -891,7 +992,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             spec["template"] = self._pod_template(
                 role, container, node_selector=selector,
                 volumes=[{"name": "data",
-                          "hostPath": {"path": path, "type": "DirectoryOrCreate"}}])
+                          "hostPath": {"path": path, "type": "DirectoryOrCreate"}}] +
+                secret_volumes)
             logger.info("The JetStream store of cluster %s is the directory %s on node %s "
                         "(the cluster has no default StorageClass)", self.cluster_name, path,
                         where.metadata.name if where is not None else "(any)")
@@ -901,9 +1003,75 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         svc = self._create("Service", self._core.create_namespaced_service,
                            self._service('query-rpc', role, NATS_INTERNAL_PORT, role))
         if self._nats_urls is None:
-            self._nats_urls = "nats://{}:{}".format(svc.spec.cluster_ip, NATS_INTERNAL_PORT)
+            self._nats_urls = "{}://{}:{}".format("nats" if self._insecure else "tls",
+                                                  svc.spec.cluster_ip, NATS_INTERNAL_PORT)
         self._wait_bus()
         return self._nats_urls
+
+    def _make_secrets(self, peers):
+        """The cluster's secrets (`clipper creds init`, in data_dir) as
+        Secrets: nats-server's (with its configuration: the users, TLS, and
+        with several servers the routes), and one identity per actor role."""
+        _secrets.creds_init(
+            self.data_dir, self.prefix, [self._tls_name()] + list(peers), NATS_SECRETS_MOUNT,
+            "cluster {}; choose another with KubernetesContainerManager(data_dir=...)".format(
+                self.cluster_name))
+        conf = ["# written by KubernetesContainerManager (docs/security.md)",
+                'include "nats-server.auth.conf"']
+        if peers:
+            # Routes over TLS, both ends showing a certificate of the
+            # cluster's CA: only the cluster's own servers may route.
+            conf += ["cluster {",
+                     '  name: "clipper-{}"'.format(self.cluster_name),
+                     '  listen: "0.0.0.0:{}"'.format(NATS_ROUTE_PORT),
+                     "  routes: [{}]".format(", ".join(
+                         '"nats-route://{}:{}"'.format(ip, NATS_ROUTE_PORT) for ip in peers)),
+                     "  tls {",
+                     '    cert_file: "{}/server.pem"'.format(NATS_SECRETS_MOUNT),
+                     '    key_file: "{}/server.key"'.format(NATS_SECRETS_MOUNT),
+                     '    ca_file: "{}/ca.pem"'.format(NATS_SECRETS_MOUNT),
+                     "    verify: true",
+                     "    timeout: 2",
+                     "  }",
+                     "}"]
+        ca = _secrets.read_text(_secrets.ca_file(self.data_dir), "the cluster's CA")
+        data = {"clipper.conf": "\n".join(conf) + "\n", "ca.pem": ca}
+        for f in ("server.pem", "server.key", "nats-server.auth.conf"):
+            data[f] = _secrets.read_text(os.path.join(self.data_dir, "nats", f),
+                                         "nats-server's file")
+        self._create_secret(ROLE_NATS, self._name("nats-secrets"), data)
+        for identity in sorted(set(_IDENTITIES.values())) + ["replica"]:
+            self._create_secret(
+                "identity-" + identity, self._name("identity-" + identity),
+                {identity + ".creds": _secrets.read_text(
+                    _secrets.creds_file(self.data_dir, identity), "the credential file"),
+                 "ca.pem": ca})
+
+    def _create_secret(self, role, name, data):
+        self._create("Secret", self._core.create_namespaced_secret, {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": self._metadata(role, name=name), "stringData": data})
+
+    @staticmethod
+    def _secret_volume(volume, secret):
+        # 0400: a credential file others may read is refused.
+        return {"name": volume, "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}
+
+    def _with_identity(self, role, container, template_kw):
+        """container (an actor's) connecting as its role's identity, from
+        the Secret mounted into its pod."""
+        if self._insecure:
+            return
+        identity = _IDENTITIES[role]
+        container["command"] += ["--creds", "{}/{}.creds".format(IDENTITY_MOUNT, identity),
+                                 "--tls-ca", IDENTITY_MOUNT + "/ca.pem",
+                                 "--tls-name", self._tls_name()]
+        if role == ROLE_MANAGER:
+            container["command"] += ["--replica-secret", self._name("identity-replica")]
+        container["volumeMounts"] = [{"name": "identity", "mountPath": IDENTITY_MOUNT,
+                                      "readOnly": True}]
+        template_kw["volumes"] = [self._secret_volume("identity",
+                                                      self._name("identity-" + identity))]
 
     def _create_nats_peers(self, statefulset):
         """A ClusterIP Service per server of the NATS StatefulSet (its pod
@@ -940,7 +1108,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 if not pending:
                     try:
                         self.bus = Bus(self.get_bus_url(), prefix=self.prefix,
-                                       name="clipper_admin", connect_timeout_ms=1000)
+                                       name="clipper_admin", connect_timeout_ms=1000,
+                                       **self._bus_auth())
                         return
                     except BusError as e:
                         last = "this client cannot join it at {}: {}".format(
@@ -991,6 +1160,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
              {"service_account": self._name(ROLE_MANAGER)}, {"recreate": True}),
         ]
         for role, container, template_kw, deployment_kw in specs:
+            self._with_identity(role, container, template_kw)
             template = self._pod_template(role, container, **template_kw)
             self._create("Deployment", self._apps.create_namespaced_deployment,
                          self._deployment(role, template,
@@ -1172,6 +1342,12 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         if pending:
             raise ClipperException("Could not connect to Clipper Kubernetes cluster. "
                                    "Reason: {}".format("; ".join(w for _, w in pending)))
+        # Whether the bus is secure is on its Service: an open cluster is
+        # joined openly whatever insecure= said.
+        nats = services.get(ROLE_NATS)
+        if nats is not None:
+            anns = nats.metadata.annotations or {}
+            self._insecure = TLS_NAME_ANNOTATION not in anns
         self._join_bus("The Services of cluster '{}' exist".format(self.cluster_name))
 
     # ---- models ------------------------------------------------------------
@@ -1315,7 +1491,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                  self._core.delete_collection_namespaced_persistent_volume_claim),
                 ("serviceaccounts", self._core.delete_collection_namespaced_service_account),
                 ("rolebindings", self._rbac.delete_collection_namespaced_role_binding),
-                ("roles", self._rbac.delete_collection_namespaced_role)):
+                ("roles", self._rbac.delete_collection_namespaced_role),
+                ("secrets", self._core.delete_collection_namespaced_secret)):
             try:
                 self._call("delete the {} of cluster {}".format(what, self.cluster_name), fn,
                            self.k8s_namespace, label_selector=sel, **opts)
@@ -1345,7 +1522,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                  ("PersistentVolumeClaim", self._core.list_namespaced_persistent_volume_claim),
                  ("ServiceAccount", self._core.list_namespaced_service_account),
                  ("Role", self._rbac.list_namespaced_role),
-                 ("RoleBinding", self._rbac.list_namespaced_role_binding))
+                 ("RoleBinding", self._rbac.list_namespaced_role_binding),
+                 ("Secret", self._core.list_namespaced_secret))
         left = []
         for kind, fn in kinds:
             left += ["{}/{}".format(kind, o.metadata.name) for o in self._list(kind, fn)]

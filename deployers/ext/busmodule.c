@@ -177,15 +177,15 @@ static PyObject *do_request(BusObject *self, module_state *st, const char *subje
 
 static int Bus_init(BusObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"url", "prefix", "name", "connect_timeout_ms", "creds", "tls_ca",
-                             NULL};
+    static char *kwlist[] = {"url",   "prefix", "name",     "connect_timeout_ms",
+                             "creds", "tls_ca", "tls_name", NULL};
     const char *url = NULL;
     const char *prefix = CL_DEFAULT_PREFIX;
     const char *name = "clipper_admin";
-    const char *creds = NULL, *tls_ca = NULL;
+    const char *creds = NULL, *tls_ca = NULL, *tls_name = NULL;
     int connect_timeout_ms = 2000;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|ssizz:Bus", kwlist, &url, &prefix, &name,
-                                     &connect_timeout_ms, &creds, &tls_ca))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|ssizzz:Bus", kwlist, &url, &prefix, &name,
+                                     &connect_timeout_ms, &creds, &tls_ca, &tls_name))
         return -1;
     module_state *st = state_of_type(Py_TYPE(self));
     if (st == NULL)
@@ -214,6 +214,7 @@ static int Bus_init(BusObject *self, PyObject *args, PyObject *kwds)
     opts.connect_timeout_ms = connect_timeout_ms;
     opts.nkey_file = creds;
     opts.tls_ca_file = tls_ca;
+    opts.tls_name = tls_name;
     cl_bus *bus = NULL;
     cl_status s;
     Py_BEGIN_ALLOW_THREADS
@@ -678,10 +679,11 @@ static PyGetSetDef Bus_getset[] = {
 
 static PyType_Slot Bus_slots[] = {
     {Py_tp_doc, (void *)"Bus(url, prefix='clipper', name='clipper_admin', "
-                        "connect_timeout_ms=2000, creds=None, tls_ca=None)\n\n"
+                        "connect_timeout_ms=2000, creds=None, tls_ca=None, tls_name=None)\n\n"
                         "A connection to a Clipper cluster's NATS bus, as the identity in\n"
                         "the credential file creds (docs/security.md) and over TLS verified\n"
-                        "with the CA file tls_ca, when given."},
+                        "with the CA file tls_ca, when given; tls_name is the name the\n"
+                        "server's certificate must carry (default: the URL's host)."},
     {Py_tp_new, (void *)Bus_new},
     {Py_tp_init, (void *)Bus_init},
     {Py_tp_dealloc, (void *)Bus_dealloc},

@@ -283,8 +283,9 @@ def test_start_creates_clippers_objects_in_the_namespace(kube, cluster):
     assert manager.service_account_name == "manager-at-" + name
     cmd = manager.containers[0].command
     assert cmd[:3] == ["clipper", "run", "manager"] and "kubernetes" in cmd
-    assert cmd[cmd.index("--replica-nats") + 1] == "nats://{}:4222".format(
+    assert cmd[cmd.index("--replica-nats") + 1] == "tls://{}:4222".format(
         svcs["nats-at-" + name].spec.cluster_ip)
+    assert cmd[cmd.index("--replica-secret") + 1] == "identity-replica-at-" + name
     # The addresses: NodePorts on the node's InternalIP (useInternalIP=True).
     ip = node_ip(kube)
     assert cm.get_query_addr() == "{}:{}".format(
@@ -293,8 +294,14 @@ def test_start_creates_clippers_objects_in_the_namespace(kube, cluster):
         ip, svcs["mgmt-frontend-at-" + name].spec.ports[0].node_port)
     assert cm.get_metric_addr() == "{}:{}".format(
         ip, svcs["metrics-at-" + name].spec.ports[0].node_port)
-    assert cm.get_bus_url() == "nats://{}:{}".format(
+    assert cm.get_bus_url() == "tls://{}:{}".format(
         ip, svcs["nats-at-" + name].spec.ports[0].node_port)
+    # The secrets: nats-server's and one identity per actor role.
+    secrets = sorted(s.metadata.name for s in kube.core.list_namespaced_secret(
+        ns, label_selector="{}={}".format(CLIPPER_DOCKER_LABEL, name)).items)
+    assert secrets == sorted(["nats-secrets-at-" + name] + [
+        "identity-{}-at-{}".format(r, name) for r in ("admin", "frontend", "manager",
+                                                        "replica", "router")])
     # Clipper's management REST, the metrics JSON and the Prometheus text answer.
     for url, want in (("http://{}/admin/ping".format(cm.get_admin_addr()), b"PONG"),
                       ("http://{}/metrics".format(cm.get_metric_addr()), b"# ")):
@@ -685,6 +692,96 @@ def test_connect_from_a_second_process(cluster):
     assert got["query"] == cluster.cm.get_query_addr()
     assert got["admin"] == cluster.cm.get_admin_addr()
     assert got["prefix"] == cluster.cm.prefix
+
+
+# ---- security: identities and TLS on the bus (docs/security.md) ---------------------
+
+def test_the_bus_wants_identities_tls_and_the_cluster_ca(kube, cluster, tmp_path):
+    from clipper_admin._bus import Bus, BusError
+    cm = cluster.cm
+    url, auth = cm.get_bus_url(), cm._bus_auth()
+    assert url.startswith("tls://") and os.path.exists(auth["creds"])
+
+    def refused(what, **kw):
+        with pytest.raises(BusError) as e:
+            Bus(url if "url" not in kw else kw.pop("url"), prefix=cm.prefix, **kw).close()
+        print("refused ({}): {}".format(what, e.value))
+        return str(e.value)
+
+    assert "credential" in refused("no credential", tls_ca=auth["tls_ca"],
+                                   tls_name=auth["tls_name"])
+    # Another cluster's CA (made by clipper creds init in a directory of its own).
+    other = str(tmp_path / "other")
+    subprocess.run([os.environ.get("CLIPPER_BIN", "clipper"), "creds", "init", "--data-dir",
+                    other, "--prefix", "other"], check=True, capture_output=True)
+    assert "did not verify" in refused("another CA", creds=auth["creds"],
+                                       tls_ca=os.path.join(other, "secrets", "ca.pem"),
+                                       tls_name=auth["tls_name"])
+    assert "did not verify" in refused("a name the certificate does not carry",
+                                       creds=auth["creds"], tls_ca=auth["tls_ca"],
+                                       tls_name="somebody-else")
+    # The replica identity may not send admin commands: nats-server refuses
+    # the publish and says so in its log.
+    secrets = os.path.join(cm.data_dir, "secrets")
+    with open(os.path.join(secrets, "identities", "replica.json")) as f:
+        replica_pub = json.load(f)["public_key"]
+    bus = Bus(url, prefix=cm.prefix, creds=os.path.join(secrets, "creds", "replica.creds"),
+              tls_ca=auth["tls_ca"], tls_name=auth["tls_name"])
+    try:
+        with pytest.raises(BusError):
+            bus.request("{}.admin.ping".format(cm.prefix), b"{}", 1000)
+    finally:
+        bus.close()
+    want = 'Publish Violation - Nkey "{}", Subject "{}.admin.ping"'.format(replica_pub,
+                                                                           cm.prefix)
+
+    def logged():
+        log = kube.core.read_namespaced_pod_log("nats-at-" + cm.cluster_name + "-0",
+                                                cm.k8s_namespace)
+        return want in log
+    wait_until("nats-server logging " + want, logged, 10, 0.2)
+
+
+def test_secrets_are_mounted_0400_and_never_in_a_pod_spec(kube, cluster):
+    app = unique("sec")
+    endpoint(cluster, app)
+    first_answer(cluster, app, [1.0])
+    cm = cluster.cm
+    seeds = []
+    for name in ("admin", "frontend", "manager", "replica", "router", "operator"):
+        with open(os.path.join(cm.data_dir, "secrets", "creds", name + ".creds")) as f:
+            seeds += [line.strip() for line in f if line.startswith("SU")]
+    with open(os.path.join(cm.data_dir, "nats", "server.key")) as f:
+        key_body = f.read().splitlines()[1]
+    assert len(seeds) == 6
+    pods = kube.core.list_namespaced_pod(cm.k8s_namespace, label_selector="{}={}".format(
+        CLIPPER_DOCKER_LABEL, cm.cluster_name)).items
+    roles = set()
+    for p in pods:
+        spec = json.dumps(kube.api.sanitize_for_serialization(p.spec))
+        assert not any(s in spec for s in seeds) and key_body not in spec, p.metadata.name
+        assert '"SU' not in spec, p.metadata.name
+        for v in p.spec.volumes or []:
+            if v.secret is not None:
+                assert v.secret.default_mode == 0o400, (p.metadata.name, v)
+                roles.add(v.secret.secret_name)
+    # Every actor, nats-server and the replica have theirs.
+    assert {"nats-secrets-at-" + cm.cluster_name,
+            "identity-replica-at-" + cm.cluster_name} <= roles, roles
+    assert len(roles) == 6, roles
+
+
+def test_an_insecure_cluster_is_open_and_says_so(kube, clusters, caplog):
+    ns = kube.namespace("open")
+    caplog.set_level("WARNING")
+    c = clusters.start(ns, "open", insecure=True)
+    assert c.cm.get_bus_url().startswith("nats://")
+    assert any("INSECURE" in r.getMessage() for r in caplog.records)
+    from clipper_admin._bus import Bus
+    bus = Bus(c.cm.get_bus_url(), prefix=c.cm.prefix)  # no identity needed
+    bus.close()
+    assert not kube.core.list_namespaced_secret(ns, label_selector="{}={}".format(
+        CLIPPER_DOCKER_LABEL, c.cm.cluster_name)).items
 
 
 def test_get_logs_writes_each_pods_log(kube, cluster, tmp_path):
