@@ -63,6 +63,7 @@ typedef struct {
     cl_service *svc;
     cl__hb *hb;
     cl__health *health;
+    cl__bus_watch *watch; /* --exit-after-bus-loss, or NULL */
     cl_py *py;
     cl_model model;
     bool model_decoded;
@@ -501,6 +502,8 @@ static void cleanup(replica *r)
     cl_service_free(r->svc);
     cl_py_free(r->py);
     cl_kv_free(r->kv);
+    cl__replica_watch_free(r->watch); /* it looks at the bus until then */
+    r->watch = NULL;
     cl_bus_free(r->bus); /* flushes what is still buffered */
     if (r->model_decoded)
         cl_model_deinit(&r->model);
@@ -563,7 +566,7 @@ static int serve(replica *r)
         return CL_REPLICA_EXIT_ERROR;
     }
     cl__replies_init(&r->replies, (size_t)cl_bus_max_payload(r->bus));
-    cl__replica_watch_bus(r->bus, r->opts.exit_after_bus_loss_s);
+    r->watch = cl__replica_watch_bus(r->bus, r->opts.exit_after_bus_loss_s);
     if (build_subjects(r, &err) != CL_OK || start_heartbeat(r, &err) != CL_OK ||
         (r->opts.health_port > 0 &&
          cl__health_start(&r->health, r->hb, r->opts.health_port, &err) != CL_OK)) {

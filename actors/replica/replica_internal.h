@@ -108,7 +108,11 @@ cl_status cl__health_start(cl__health **out, cl__hb *hb, int port, cl_err *err) 
 void cl__health_free(cl__health *h);
 
 /* --exit-after-bus-loss: a thread that stops the replica (as SIGTERM
- * would) once the bus has been unreachable for secs seconds; 0: nothing. */
-void cl__replica_watch_bus(cl_bus *bus, int secs);
+ * would) once the bus has been unreachable for secs seconds; NULL (0
+ * secs, or it could not start: logged): none. Free it (it stops and is
+ * joined) before the bus. */
+typedef struct cl__bus_watch cl__bus_watch;
+cl__bus_watch *cl__replica_watch_bus(cl_bus *bus, int secs);
+void cl__replica_watch_free(cl__bus_watch *w);
 
 #endif

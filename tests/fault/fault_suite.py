@@ -285,7 +285,11 @@ def run_row(ctx, row):
         undo()
     out, err = bench.communicate(timeout=a.seconds + 120)
     if bench.returncode != 0:
-        raise RuntimeError("clipper-bench failed: {}".format(err.decode()[-2000:]))
+        # The exit status says a crash (a negative signal number) from a
+        # refusal with nothing printed.
+        raise RuntimeError("clipper-bench failed (exit status {}): {}; its last output: "
+                           "{}".format(bench.returncode, err.decode()[-2000:],
+                                       out.decode()[-500:]))
     if a.logs:
         os.makedirs(a.logs, exist_ok=True)
         shutil.copy(timeline, os.path.join(a.logs, "{}-timeline.txt".format(row)))
