@@ -290,25 +290,29 @@ static int add_user(const identity *id, void *arg)
     return 0;
 }
 
-int cl__secrets_write_nats_conf(const cl__secrets *s, const char *prefix, FILE *f)
+int cl__secrets_tls_conf(const cl__secrets *s, cl_buf *b)
 {
-    cl_buf b;
-    cl_buf_init(&b);
-    /* Clients must speak TLS, verified against the cluster's CA; within
-     * 2 s of connecting. */
-    cl_status st = cl_buf_printf(&b,
-                                 "tls {\n  cert_file: \"%s\"\n  key_file: \"%s\"\n  timeout: 2\n}\n"
-                                 "accounts {\n  %s: {\n    jetstream: enabled\n    users: [\n",
-                                 s->cert, s->key, s->account);
-    conf_arg arg = {&b, prefix};
-    int rc = st == CL_OK ? each_identity(s, add_user, &arg) : -1;
-    if (rc == 0 && cl_buf_append_str(&b, "    ]\n  }\n}\n") == CL_OK &&
-        fwrite(b.data, 1, b.len, f) == b.len)
-        rc = 0;
-    else
-        rc = -1;
-    cl_buf_deinit(&b);
-    return rc;
+    /* Within 2 s of connecting. */
+    if (cl_buf_printf(b, "tls {\n  cert_file: \"%s\"\n  key_file: \"%s\"\n  timeout: 2\n}\n",
+                      s->cert, s->key) != CL_OK) {
+        fprintf(stderr, "clipper: out of memory\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends the accounts part of nats-server's configuration to b. */
+static int accounts_conf(const cl__secrets *s, const char *prefix, cl_buf *b)
+{
+    conf_arg arg = {b, prefix};
+    if (cl_buf_printf(b, "accounts {\n  %s: {\n    jetstream: enabled\n    users: [\n",
+                      s->account) != CL_OK ||
+        each_identity(s, add_user, &arg) != 0 ||
+        cl_buf_append_str(b, "    ]\n  }\n}\n") != CL_OK) {
+        fprintf(stderr, "clipper: cannot write nats-server's accounts\n");
+        return -1;
+    }
+    return 0;
 }
 
 int cl__secrets_migrate_store(const cl__secrets *s, const char *store_dir)
@@ -426,22 +430,18 @@ static bool mount_ok(const char *dir)
 }
 
 /* Writes what cl__secrets_write_nats_conf writes to path (atomically). */
-static int write_conf_file(const cl__secrets *s, const char *prefix, const char *path)
+/* Writes nats-server's accounts part, after its TLS part when tls, to
+ * path (atomically). */
+static int write_conf_file(const cl__secrets *s, const char *prefix, bool tls, const char *path)
 {
-    char tmp[PATH_MAX + 64];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        fprintf(stderr, "clipper: cannot write %s: %s\n", tmp, strerror(errno));
-        return -1;
-    }
-    int rc = cl__secrets_write_nats_conf(s, prefix, f);
-    if (fclose(f) != 0 || rc != 0 || rename(tmp, path) != 0) {
-        fprintf(stderr, "clipper: cannot write %s\n", path);
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    cl_buf b;
+    cl_buf_init(&b);
+    int rc = (tls && cl__secrets_tls_conf(s, &b) != 0) || accounts_conf(s, prefix, &b) != 0 ||
+                     cl_buf_terminate(&b) != CL_OK
+                 ? -1
+                 : write_file(path, (const char *)b.data, 0600);
+    cl_buf_deinit(&b);
+    return rc;
 }
 
 /* DATA/nats/ for a nats-server container that mounts it read-only at
@@ -462,7 +462,7 @@ static int write_mounted(const cl__secrets *s, const char *data_abs, const char 
     cl__secrets in = *s;
     snprintf(in.cert, sizeof(in.cert), "%s/server.pem", mount);
     snprintf(in.key, sizeof(in.key), "%s/server.key", mount);
-    return write_conf_file(&in, prefix, conf);
+    return write_conf_file(&in, prefix, true, conf);
 }
 
 /* clipper creds init: the secrets of a cluster that clipper start does not
@@ -659,5 +659,5 @@ int cl__secrets_rewrite_users(const cl__secrets *s, const char *data_abs, const 
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/nats-server.auth.conf", data_abs);
-    return write_conf_file(s, prefix, path);
+    return write_conf_file(s, prefix, false, path);
 }

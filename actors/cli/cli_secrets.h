@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "cl_buf.h"
 #include "cl_roles.h"
 
 typedef struct {
@@ -56,14 +57,16 @@ int cl__secrets_ensure_hosts(cl__secrets *s, const char *data_abs, const char *p
  * role's name). */
 void cl__secrets_creds_path(const cl__secrets *s, cl_role role, char out[PATH_MAX + 64]);
 
-/* Writes the TLS and accounts parts of nats-server's configuration: one
- * account for the cluster, with JetStream, and a user per identity with
- * its role's permissions. -1 (printed) on failure. */
-int cl__secrets_write_nats_conf(const cl__secrets *s, const char *prefix, FILE *f);
+/* Appends the TLS part of nats-server's configuration to b: clients must
+ * speak TLS, with the server's certificate of s. -1 (printed) on failure. */
+int cl__secrets_tls_conf(const cl__secrets *s, cl_buf *b);
 
-/* Rewrites <data>/nats-server.auth.conf (what cl__secrets_write_nats_conf
- * writes), which the configuration clipper start writes includes: so
- * 'clipper creds' changes the users and a reload takes them. */
+/* Rewrites <data>/nats-server.auth.conf, the accounts part of
+ * nats-server's configuration (one account for the cluster, with
+ * JetStream, and a user per identity with its role's permissions), which
+ * the configuration clipper start writes includes (with the TLS part when
+ * the bus has TLS): so 'clipper creds' changes the users and a reload
+ * takes them. */
 int cl__secrets_rewrite_users(const cl__secrets *s, const char *data_abs, const char *prefix);
 
 /* The directory a JetStream store keeps the cluster's streams in: the

@@ -82,6 +82,8 @@ typedef struct {
     long frontends;    /* 1 or 2: both serve (one NATS queue group, one HTTP port) */
     bool insecure;     /* --insecure: no identities, no TLS */
     bool secure;       /* identities and TLS (cl__secrets) */
+    bool bus_tls_off;  /* --bus-tls off: identities without TLS */
+    bool tls;          /* the bus speaks TLS (secure and not bus_tls_off) */
     cl__secrets sec;
     cl_sv_opts svo;
     char url[512];
@@ -150,6 +152,11 @@ static void usage(FILE *f)
             "                    the nats-server port may do anything (by default each actor\n"
             "                    connects as its own identity with its role's permissions,\n"
             "                    over TLS: docs/security.md)\n"
+            "  --bus-tls on|off  off: identities and permissions as by default, but no TLS\n"
+            "                    on the nats-server this starts, which listens on 127.0.0.1\n"
+            "                    only, where only root could read the traffic; TLS costs\n"
+            "                    about a tenth of the query path's throughput and 0.2 ms of\n"
+            "                    its latency (docs/benchmarks.md). Default on\n"
             "  -h, --help        show this help\n"
             "\n"
             "Environment: CLIPPER_NATS_SERVER (the nats-server program), CLIPPER_LOG;\n"
@@ -368,11 +375,24 @@ static int start_nats(cluster *cl)
     /* JetStream in the file, not on the command line: nats-server drops
      * command-line JetStream settings when it reloads its configuration
      * (nats-server issue 6606), which 'clipper creds' makes it do. */
-    if (cf == NULL ||
-        fprintf(cf, "# written by clipper start\nping_interval: \"1s\"\n"
-                    "ping_max: 3\nwrite_deadline: \"2s\"\njetstream {\n  store_dir: \"%s\"\n}\n%s",
-                store, cl->secure ? "include \"nats-server.auth.conf\"\n" : "") < 0 ||
-        fclose(cf) != 0) {
+    cl_buf tls;
+    cl_buf_init(&tls);
+    if (cl->tls && (cl__secrets_tls_conf(&cl->sec, &tls) != 0 || cl_buf_terminate(&tls) != CL_OK)) {
+        cl_buf_deinit(&tls);
+        if (cf != NULL)
+            fclose(cf);
+        close(fd);
+        return -1;
+    }
+    int written = cf == NULL ? -1
+                             : fprintf(cf,
+                                       "# written by clipper start\nping_interval: \"1s\"\n"
+                                       "ping_max: 3\nwrite_deadline: \"2s\"\njetstream {\n"
+                                       "  store_dir: \"%s\"\n}\n%s%s",
+                                       store, cl->tls ? (const char *)tls.data : "",
+                                       cl->secure ? "include \"nats-server.auth.conf\"\n" : "");
+    cl_buf_deinit(&tls);
+    if (cf == NULL || written < 0 || fclose(cf) != 0) {
         fprintf(stderr, "clipper start: cannot write %s: %s\n", conf, strerror(errno));
         close(fd);
         return -1;
@@ -386,7 +406,7 @@ static int start_nats(cluster *cl)
     close(fd);
     if (rc != 0)
         return -1;
-    snprintf(cl->url, sizeof(cl->url), "%s://127.0.0.1:%ld", cl->secure ? "tls" : "nats",
+    snprintf(cl->url, sizeof(cl->url), "%s://127.0.0.1:%ld", cl->tls ? "tls" : "nats",
              cl->nats_port);
 
     uint64_t until = cl_mono_us() + (uint64_t)NATS_READY_MS * 1000u;
@@ -438,8 +458,10 @@ static void add_identity(const cluster *cl, char **argv, cl_role role, char cred
     cl__secrets_creds_path(&cl->sec, role, creds);
     argv[n++] = "--creds";
     argv[n++] = creds;
-    argv[n++] = "--tls-ca";
-    argv[n++] = (char *)cl->sec.ca;
+    if (cl->tls) {
+        argv[n++] = "--tls-ca";
+        argv[n++] = (char *)cl->sec.ca;
+    }
     argv[n] = NULL;
 }
 
@@ -528,7 +550,7 @@ static cl_bus *connect_bus(const cluster *cl)
     if (cl->secure) {
         cl__secrets_creds_path(&cl->sec, CL_ROLE_SUPERVISOR, creds);
         bo.nkey_file = creds;
-        bo.tls_ca_file = cl->sec.ca;
+        bo.tls_ca_file = cl->tls ? cl->sec.ca : NULL;
     }
     cl_err err;
     cl_bus *bus = NULL;
@@ -667,6 +689,16 @@ static int parse(cluster *cl, int argc, char **argv)
         }
         if (strcmp(argv[i], "--insecure") == 0) {
             cl->insecure = true;
+            continue;
+        }
+        if ((r = cl_actor_take_value(cmd, "--bus-tls", argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                fprintf(stderr, "%s: --bus-tls takes on or off, got '%s'\n", cmd, v);
+                return 2;
+            }
+            cl->bus_tls_off = strcmp(v, "off") == 0;
             continue;
         }
         if ((r = cl_actor_take_value(cmd, "--nats", argc, argv, &i, &v)) != 0) {
@@ -848,6 +880,11 @@ int cl__cli_start(int argc, char **argv)
         fprintf(stderr, "clipper start: %s\n", err.msg);
         return 1;
     }
+    if (cl.bus_tls_off && cl.nats_arg != NULL) {
+        fprintf(stderr, "clipper start: --bus-tls applies to the nats-server clipper start runs, "
+                        "not to one given with --nats (its URL says whether it speaks TLS)\n");
+        return 2;
+    }
     if (prepare_dirs(&cl) != 0)
         return 1;
     /* Identities and TLS unless asked by name not to. With --nats (a
@@ -856,6 +893,10 @@ int cl__cli_start(int argc, char **argv)
     char secrets_dir[PATH_MAX + 16];
     snprintf(secrets_dir, sizeof(secrets_dir), "%s/secrets", cl.data_abs);
     cl.secure = !cl.insecure && (cl.nats_arg == NULL || access(secrets_dir, F_OK) == 0);
+    cl.tls = cl.secure && !cl.bus_tls_off;
+    if (cl.secure && !cl.tls)
+        fprintf(stderr, "clipper: the bus has identities and permissions but no TLS (--bus-tls "
+                        "off): its nats-server listens on 127.0.0.1 only\n");
     if (cl.secure && cl__secrets_ensure(&cl.sec, cl.data_abs, cl.prefix) != 0)
         return 1;
     if (!cl.secure)
@@ -893,7 +934,7 @@ int cl__cli_start(int argc, char **argv)
     cl__secrets_creds_path(&cl.sec, CL_ROLE_SUPERVISOR, sv_creds);
     cl_sv_report_opts ro = {.nats_url = cl.url, .prefix = cl.prefix,
                             .creds_file = cl.secure ? sv_creds : NULL,
-                            .tls_ca_file = cl.secure ? cl.sec.ca : NULL,
+                            .tls_ca_file = cl.tls ? cl.sec.ca : NULL,
                             .metrics_host = cl.http_host, .metrics_port = (int)cl.sv_port};
     if (cl_sv_report_start(&report, cl.sv, &ro, &err) != CL_OK) {
         fprintf(stderr, "clipper start: %s\n", err.msg);

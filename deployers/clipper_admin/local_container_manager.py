@@ -194,7 +194,7 @@ class LocalContainerManager(BusModels, ContainerManager):
                  redis_port=6379, prometheus_port=9090, nats_url=None, data_dir=None,
                  prefix=None, *, http_tls_cert=None, http_tls_key=None,
                  admin_token_file=None, metrics_token_file=None, creds=None, tls_ca=None,
-                 insecure=False, query_token_file=None):
+                 insecure=False, query_token_file=None, bus_tls=True):
         prefix = cluster_prefix(cluster_name, prefix)
         if (http_tls_cert is None) != (http_tls_key is None):
             raise ClipperException("http_tls_cert and http_tls_key go together: give both")
@@ -205,6 +205,10 @@ class LocalContainerManager(BusModels, ContainerManager):
         # start_clipper without identities or TLS on the bus ('clipper start
         # --insecure', which says so in its log).
         self._insecure = bool(insecure)
+        # bus_tls=False: identities and permissions without TLS on the
+        # nats-server 'clipper start' runs, which listens on 127.0.0.1 only
+        # ('clipper start --bus-tls off'; docs/security.md).
+        self._bus_tls = bool(bus_tls)
         self.cluster_name = cluster_name
         self.cluster_identifier = cluster_name
         self.prefix = prefix
@@ -295,6 +299,9 @@ class LocalContainerManager(BusModels, ContainerManager):
         creds = os.path.join(secrets, "creds", "operator.creds")
         ca = os.path.join(secrets, "ca.pem")
         if os.path.exists(creds) and os.path.exists(ca):
+            # A bus without TLS (--bus-tls off) says so by its URL.
+            if (self.bus_url or "").startswith("nats://"):
+                return {"creds": creds}
             return {"creds": creds, "tls_ca": ca}
         return {}
 
@@ -333,6 +340,8 @@ class LocalContainerManager(BusModels, ContainerManager):
             args += ["--nats-port", str(nats_port)]
         if self._insecure:
             args.append("--insecure")
+        if not self._bus_tls and self.nats_url is None:
+            args += ["--bus-tls", "off"]
         for option, path in (("--http-tls-cert", self.http_tls_cert),
                              ("--http-tls-key", self.http_tls_key),
                              ("--admin-token-file", self.admin_token_file),

@@ -164,6 +164,12 @@ static void test_unknown_subcommand_exits_2_with_a_message(void **state)
     RUN(r, 5000, "start", "--admin-port", "1337");
     assert_int_equal(r->code, 2);
     assert_non_null(strstr(r->err, "--admin-port 1337 is also the HTTP port"));
+    RUN(r, 5000, "start", "--bus-tls", "maybe");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "--bus-tls takes on or off, got 'maybe'"));
+    RUN(r, 5000, "start", "--bus-tls", "off", "--nats", "nats://127.0.0.1:1");
+    assert_int_equal(r->code, 2);
+    assert_non_null(strstr(r->err, "--bus-tls applies to the nats-server clipper start runs"));
     free(r);
 }
 

@@ -107,7 +107,8 @@ def test_the_cluster_runs_with_identities_and_tls(secured):
     c = secured
     assert c.cm.bus_url.startswith("tls://"), c.cm.bus_url
     conf = open(os.path.join(c.cm.data_dir, "nats-server.auth.conf")).read()
-    assert "tls {" in conf and "allow_responses" in conf
+    assert "allow_responses" in conf
+    assert "tls {" in open(os.path.join(c.cm.data_dir, "nats-server.conf")).read()
     for role in ("admin", "frontend", "router", "manager", "replica", "supervisor",
                  "operator"):
         st = os.stat(creds(c, role))
@@ -276,6 +277,33 @@ def test_creds_commands_refuse_bad_input(secured, tmp_path):
     with pytest.raises(BusError) as e:
         connect(c, loose)
     assert "chmod 600" in str(e.value), str(e.value)
+
+
+def test_bus_tls_off_keeps_identities_and_permissions():
+    """clipper start --bus-tls off (LocalContainerManager(bus_tls=False)):
+    no TLS on the loopback bus, the same identities and permissions."""
+    c = start_cluster("plain", cm_args={"bus_tls": False}, cache_size=0)
+    try:
+        assert c.cm.bus_url.startswith("nats://"), c.cm.bus_url
+        assert "tls {" not in open(os.path.join(c.cm.data_dir, "nats-server.conf")).read()
+        python_deployer.create_endpoint(c.conn, "plain", "doubles", summed,
+                                        slo_micros=1000000)
+        wait_until("a first prediction",
+                   lambda: c.nats("plain", {"input": [1.0, 2.0]}).get("output") == 3.0, 60,
+                   0.1)
+        with pytest.raises(BusError, match="credential"):
+            Bus(c.cm.bus_url, prefix=c.cm.prefix, connect_timeout_ms=3000)
+        rep = Bus(c.cm.bus_url, prefix=c.cm.prefix, name="clipper-replica",
+                  creds=creds(c, "replica"), connect_timeout_ms=3000)
+        try:
+            with pytest.raises(BusError):
+                rep.admin("ping", b"{}", 1500)
+            refused(c, "Publish", c.cm.prefix + ".admin.ping", "replica")
+        finally:
+            rep.close()
+        assert c.nats("plain", {"input": [2.0, 2.0]})["output"] == 4.0
+    finally:
+        stop_cluster(c)
 
 
 def test_insecure_is_asked_for_by_name_and_says_so(tmp_path):
