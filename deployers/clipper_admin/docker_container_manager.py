@@ -550,12 +550,16 @@ class DockerContainerManager(BusModels, ContainerManager):
              {"ports": {"{}/tcp".format(NATS_INTERNAL_PORT):
                         ("127.0.0.1", self.clipper_rpc_port)}}),
             # The admin listens on 127.0.0.1 unless told otherwise; in its
-            # container that is unreachable through the published port.
+            # container that is unreachable through the published port. The
+            # management REST deploys code and takes no credential: its port
+            # is published on the host's loopback only, as the bus's, unless
+            # the cluster is insecure (Clipper published it everywhere).
             ("admin", ["clipper", "run", "admin"] + bus + [
                 "--http-host", "0.0.0.0",
                 "--http-port", str(CLIPPER_INTERNAL_MANAGEMENT_PORT)],
              {"ports": {"{}/tcp".format(CLIPPER_INTERNAL_MANAGEMENT_PORT):
-                        self.clipper_management_port},
+                        self.clipper_management_port if self._insecure else
+                        ("127.0.0.1", self.clipper_management_port)},
               "labels": {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}}),
             ("router", ["clipper", "run", "router"] + bus, {}),
             ("frontend", ["clipper", "run", "frontend"] + bus + [

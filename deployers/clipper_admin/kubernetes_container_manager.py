@@ -100,6 +100,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import time
 import urllib.error
@@ -180,6 +181,7 @@ TLS_NAME_ANNOTATION = "ai.clipper.bus.tls-name"
 # Where the pods find their secrets (Secret volumes, read-only, 0400).
 NATS_SECRETS_MOUNT = "/run/clipper/nats"
 IDENTITY_MOUNT = "/run/clipper/identity"
+ADMIN_TOKEN_MOUNT = "/run/clipper/admin-token"
 SECRET_MODE = 0o400
 # The identity each actor connects as (bus/roles.c), by its role here.
 _IDENTITIES = {"mgmt-frontend": "admin", "router": "router", "query-frontend": "frontend",
@@ -840,6 +842,11 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         return {"metadata": {"labels": self._labels(role, extra_labels)}, "spec": spec}
 
     @staticmethod
+    def _tcp_probe(port, period_s, failures, initial_delay_s=0):
+        return {"tcpSocket": {"port": port}, "periodSeconds": period_s, "timeoutSeconds": 2,
+                "failureThreshold": failures, "initialDelaySeconds": initial_delay_s}
+
+    @staticmethod
     def _http_probe(path, port, period_s, failures, initial_delay_s=0):
         return {"httpGet": {"path": path, "port": port}, "periodSeconds": period_s,
                 "timeoutSeconds": 2, "failureThreshold": failures,
@@ -1040,12 +1047,41 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             data[f] = _secrets.read_text(os.path.join(self.data_dir, "nats", f),
                                          "nats-server's file")
         self._create_secret(ROLE_NATS, self._name("nats-secrets"), data)
+        # The management REST deploys code and its Service is a NodePort by
+        # default: it wants a bearer token, kept in data_dir (0600).
+        self._create_secret(ROLE_MGMT, self._name("admin-token"),
+                            {"admin.token": self._admin_token() + "\n"})
         for identity in sorted(set(_IDENTITIES.values())) + ["replica"]:
             self._create_secret(
                 "identity-" + identity, self._name("identity-" + identity),
                 {identity + ".creds": _secrets.read_text(
                     _secrets.creds_file(self.data_dir, identity), "the credential file"),
                  "ca.pem": ca})
+
+    def admin_token_file(self):
+        """The file (in data_dir) holding the bearer token the management
+        REST wants ('Authorization: Bearer <token>'); None for an insecure
+        cluster, whose REST takes none."""
+        return None if self._insecure else os.path.join(self.data_dir, "admin.token")
+
+    def _admin_token(self):
+        """The management REST's token: made once (64 hex digits), kept."""
+        path = self.admin_token_file()
+        try:
+            with open(path) as f:
+                token = f.readline().strip()
+            if token:
+                return token
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ClipperException("Cannot read the management REST's token {}: {}".format(
+                path, e))
+        token = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
 
     def _create_secret(self, role, name, data):
         self._create("Secret", self._core.create_namespaced_secret, {
@@ -1072,6 +1108,13 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                                       "readOnly": True}]
         template_kw["volumes"] = [self._secret_volume("identity",
                                                       self._name("identity-" + identity))]
+        if role == ROLE_MGMT:
+            container["command"] += ["--http-token-file", ADMIN_TOKEN_MOUNT + "/admin.token"]
+            container["volumeMounts"].append({"name": "admin-token",
+                                              "mountPath": ADMIN_TOKEN_MOUNT,
+                                              "readOnly": True})
+            template_kw["volumes"].append(self._secret_volume("admin-token",
+                                                              self._name("admin-token")))
 
     def _create_nats_peers(self, statefulset):
         """A ClusterIP Service per server of the NATS StatefulSet (its pod
@@ -1137,8 +1180,13 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 ROLE_MGMT, ["clipper", "run", "admin"] + bus +
                 ["--http-host", "0.0.0.0", "--http-port", str(mgmt)],
                 ports=(("http", mgmt),),
-                readiness=self._http_probe("/admin/ping", mgmt, 1, 3),
-                liveness=self._http_probe("/admin/ping", mgmt, 10, 6, 10)),
+                # With its token, the REST answers the kubelet's probes with
+                # 401: they knock on its port instead (the admin's answer on
+                # the bus is what start_clipper waits for).
+                readiness=self._http_probe("/admin/ping", mgmt, 1, 3) if self._insecure
+                else self._tcp_probe(mgmt, 1, 3),
+                liveness=self._http_probe("/admin/ping", mgmt, 10, 6, 10) if self._insecure
+                else self._tcp_probe(mgmt, 10, 6, 10)),
              {"extra_labels": {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}}, {}),
             (ROLE_ROUTER, self._container(ROLE_ROUTER, ["clipper", "run", "router"] + bus),
              {}, {"recreate": True}),
@@ -1227,6 +1275,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             try:
                 with urllib.request.urlopen(url + path, timeout=2) as r:
                     return r.status == 200
+            except urllib.error.HTTPError as e:
+                return e.code == 401  # the management REST wants its token: it answers
             except (OSError, urllib.error.URLError, ValueError):
                 return False
         host, port = self._require_addr(key)

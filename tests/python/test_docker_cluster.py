@@ -721,6 +721,11 @@ def test_the_bus_requires_tls_and_a_credential(engine, cluster):
     bindings = nats.attrs["HostConfig"]["PortBindings"]["4222/tcp"]
     assert [(b["HostIp"], b["HostPort"]) for b in bindings] == [
         ("127.0.0.1", str(cm.clipper_rpc_port))], bindings
+    # So is the management REST, which deploys code without a credential.
+    admin = engine.containers.get(cm.cluster_name + "-admin")
+    bindings = admin.attrs["HostConfig"]["PortBindings"]["1338/tcp"]
+    assert [(b["HostIp"], b["HostPort"]) for b in bindings] == [
+        ("127.0.0.1", str(cm.clipper_management_port))], bindings
     # No credential at all: refused by the nats container.
     with pytest.raises(BusError) as e:
         Bus(url, prefix=cm.prefix, tls_ca=secret(cm, "ca.pem"), connect_timeout_ms=3000)

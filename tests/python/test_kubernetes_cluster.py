@@ -27,6 +27,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -299,14 +300,24 @@ def test_start_creates_clippers_objects_in_the_namespace(kube, cluster):
     # The secrets: nats-server's and one identity per actor role.
     secrets = sorted(s.metadata.name for s in kube.core.list_namespaced_secret(
         ns, label_selector="{}={}".format(CLIPPER_DOCKER_LABEL, name)).items)
-    assert secrets == sorted(["nats-secrets-at-" + name] + [
+    assert secrets == sorted(["nats-secrets-at-" + name, "admin-token-at-" + name] + [
         "identity-{}-at-{}".format(r, name) for r in ("admin", "frontend", "manager",
                                                         "replica", "router")])
-    # Clipper's management REST, the metrics JSON and the Prometheus text answer.
-    for url, want in (("http://{}/admin/ping".format(cm.get_admin_addr()), b"PONG"),
-                      ("http://{}/metrics".format(cm.get_metric_addr()), b"# ")):
-        with urllib.request.urlopen(url, timeout=10) as r:
-            assert r.status == 200 and want in r.read()
+    # Clipper's management REST (with its token: it deploys code and is on a
+    # NodePort), the metrics JSON and the Prometheus text answer.
+    with open(cm.admin_token_file()) as f:
+        token = f.readline().strip()
+    assert len(token) == 64 and os.stat(cm.admin_token_file()).st_mode & 0o077 == 0
+    ping = "http://{}/admin/ping".format(cm.get_admin_addr())
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(ping, timeout=10)
+    assert e.value.code == 401
+    req = urllib.request.Request(ping, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200 and b"PONG" in r.read()
+    with urllib.request.urlopen("http://{}/metrics".format(cm.get_metric_addr()),
+                                timeout=10) as r:
+        assert r.status == 200 and b"# " in r.read()
     assert isinstance(cluster.conn.inspect_instance(), dict)
 
 
@@ -765,10 +776,11 @@ def test_secrets_are_mounted_0400_and_never_in_a_pod_spec(kube, cluster):
             if v.secret is not None:
                 assert v.secret.default_mode == 0o400, (p.metadata.name, v)
                 roles.add(v.secret.secret_name)
-    # Every actor, nats-server and the replica have theirs.
-    assert {"nats-secrets-at-" + cm.cluster_name,
+    # Every actor, nats-server and the replica have theirs, and the admin
+    # its REST's token.
+    assert {"nats-secrets-at-" + cm.cluster_name, "admin-token-at-" + cm.cluster_name,
             "identity-replica-at-" + cm.cluster_name} <= roles, roles
-    assert len(roles) == 6, roles
+    assert len(roles) == 7, roles
 
 
 def test_an_insecure_cluster_is_open_and_says_so(kube, clusters, caplog):
