@@ -534,39 +534,38 @@ class ClipperConnection(object):
         raise ClipperException(msg)
 
     def _wait_router_ready(self, name, version, deadline):
-        """Until the leading router counts a ready replica of name:version.
-        It learns of replicas from their heartbeats, as the admin does, but
-        a moment later or sooner: a query sent as soon as the admin said
-        "ready" could otherwise be answered "no ready replica". Bounded (at
-        most 5 s); a cluster whose routers do not answer is not held up."""
+        """Until a router counts a ready replica of name:version. Routers
+        learn of replicas from their heartbeats, as the admin does, but a
+        moment later or sooner: a query sent as soon as the admin said
+        "ready" could otherwise be answered "no ready replica". Every router
+        hears the same heartbeats, so the first to answer stands for all.
+        Bounded (at most 5 s); a cluster whose routers do not answer is not
+        held up. (One request at a time on the connection's own reply
+        subscription, not a gather: a gather makes and drops a subscription
+        each time.)"""
+        from ._bus import BusTimeout
         bus = getattr(self.cm, "bus", None)
         prefix = getattr(self.cm, "prefix", None)
         if bus is None or prefix is None:
             return
         subject = "{}.route.stats".format(prefix)
         until = min(deadline, time.monotonic() + 5.0)
-        routers = 1
         while time.monotonic() < until:
             try:
-                replies = bus.gather(subject, b"", timeout_ms=250, max=routers)
-            except Exception:  # noqa: BLE001 - only a wait; the deploy stands
+                raw = bus.request(subject, b"", 250)
+            except BusTimeout:
+                continue
+            except Exception:  # noqa: BLE001 - no router, or no bus: only a wait
                 return
-            if not replies:
-                return  # no router answers stats: nothing to wait for
-            for raw in replies:
-                try:
-                    snap = json.loads(raw.decode("utf-8"))
-                except ValueError:
-                    continue
-                who = snap.get("router") or {}
-                routers = max(routers, int(who.get("routers") or 1))
-                if not who.get("leading"):
-                    continue
-                # replicas_live: those it would send work to now.
-                for v in snap.get("versions") or []:
-                    if (v.get("model") == name and str(v.get("version")) == version and
-                            (v.get("replicas_live") or 0) > 0):
-                        return
+            try:
+                snap = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                return
+            # replicas_live: those it would send work to now.
+            for v in snap.get("versions") or []:
+                if (v.get("model") == name and str(v.get("version")) == version and
+                        (v.get("replicas_live") or 0) > 0):
+                    return
             time.sleep(0.01)
 
     def wait_for_model_ready(self, name, version, timeout_s=None):
