@@ -17,7 +17,7 @@ import pytest
 from clipper_admin._bus import Bus, BusError
 from clipper_admin.deployers import python as python_deployer
 
-from conftest import clipper_bin_or_skip, start_cluster, stop_cluster, wait_until
+from conftest import clipper_bin_or_skip, dump_logs, start_cluster, stop_cluster, wait_until
 
 
 def summed(xs):
@@ -31,8 +31,18 @@ def secured():
         c.conn.register_application("sec", "doubles", "-1.0", 1000000)
         python_deployer.deploy_python_closure(c.conn, "sec", 1, "doubles", summed)
         c.conn.link_model_to_app("sec", "sec")
-        wait_until("a first prediction",
-                   lambda: c.nats("sec", {"input": [1.0, 2.0]}).get("output") == 3.0, 60, 0.1)
+        last = {}
+
+        def predicted():
+            last["reply"] = c.nats("sec", {"input": [1.0, 2.0]})
+            return last["reply"].get("output") == 3.0
+        try:
+            wait_until("a first prediction", predicted, 60, 0.1)
+        except AssertionError as e:
+            # Once in CI no prediction came: what the queries got, and the
+            # cluster's logs, before stop_cluster removes them.
+            dump_logs(c)
+            raise AssertionError("{}; the last reply: {}".format(e, last.get("reply")))
         yield c
     finally:
         stop_cluster(c)
