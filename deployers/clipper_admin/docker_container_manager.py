@@ -350,18 +350,18 @@ class DockerContainerManager(BusModels, ContainerManager):
 
     # ---- identities and TLS (docs/security.md) -----------------------------
 
-    def _secret(self, *parts):
-        return os.path.join(self.data_dir, "secrets", *parts)
-
     def _creds_file(self, role):
-        return self._secret("creds", role + ".creds")
+        return _secrets.creds_file(self.data_dir, role)
+
+    def _ca_file(self):
+        return _secrets.ca_file(self.data_dir)
 
     def _bus_auth(self):
         """The operator identity and the CA in data_dir, as Bus arguments;
         {} for an insecure cluster."""
         if self._insecure:
             return {}
-        return {"creds": self._creds_file("operator"), "tls_ca": self._secret("ca.pem")}
+        return {"creds": self._creds_file("operator"), "tls_ca": self._ca_file()}
 
     def bus_auth_args(self):
         """The identity and CA this manager joins the bus with, as the
@@ -402,7 +402,7 @@ class DockerContainerManager(BusModels, ContainerManager):
                                                           "mode": "ro"}}
         return {self._creds_file(role): {"bind": CREDS_IN_CONTAINER.format(role),
                                          "mode": "ro"},
-                self._secret("ca.pem"): {"bind": CA_IN_CONTAINER, "mode": "ro"}}
+                self._ca_file(): {"bind": CA_IN_CONTAINER, "mode": "ro"}}
 
     def _auth_args(self, role):
         if self._insecure:
@@ -543,7 +543,7 @@ class DockerContainerManager(BusModels, ContainerManager):
             nats = ["nats-server", "-c", NATS_DIR_IN_CONTAINER + "/nats-server.conf"]
         manager_auth = [] if self._insecure else [
             "--replica-creds", self._creds_file("replica"),
-            "--replica-tls-ca", self._secret("ca.pem")]
+            "--replica-tls-ca", self._ca_file()]
         return [
             # The bus port on 127.0.0.1 only: this API reaches it there.
             ("nats", nats,

@@ -47,7 +47,7 @@ import subprocess
 import tempfile
 import time
 
-from . import _locate
+from . import _locate, _secrets
 from ._bus_models import BusModels, check_start_args, cluster_exists, ping_admin
 from ._bus import Bus, BusError
 from .container_manager import (CLIPPER_INTERNAL_MANAGEMENT_PORT,
@@ -295,9 +295,8 @@ class LocalContainerManager(BusModels, ContainerManager):
             return {"creds": self._creds, "tls_ca": self._tls_ca}
         if not self.data_dir:
             return {}
-        secrets = os.path.join(self.data_dir, "secrets")
-        creds = os.path.join(secrets, "creds", "operator.creds")
-        ca = os.path.join(secrets, "ca.pem")
+        creds = _secrets.creds_file(self.data_dir, "operator")
+        ca = _secrets.ca_file(self.data_dir)
         if os.path.exists(creds) and os.path.exists(ca):
             # A bus without TLS (--bus-tls off) says so by its URL.
             if (self.bus_url or "").startswith("nats://"):
