@@ -289,13 +289,7 @@ static void *sweeper(void *arg)
     cl_replicas *r = arg;
     pthread_mutex_lock(&r->mu);
     while (!r->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += SWEEP_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = cl_mono_deadline(SWEEP_MS);
         while (!r->stop && pthread_cond_timedwait(&r->wake, &r->mu, &ts) != ETIMEDOUT) {
         }
         if (r->stop)
@@ -342,11 +336,7 @@ cl_status cl_replicas_start(cl_replicas **out, cl_bus *bus, cl_replicas_cb cb, v
     r->cb = cb;
     r->closure = closure;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    cl_cond_init_monotonic(&r->wake);
 
     if (pthread_create(&r->timer, NULL, sweeper, r) != 0) {
         cl_replicas_free(r);

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "cl_clock.h"
 #include "cl_log.h"
 #include "cl_view.h"
 
@@ -301,11 +302,7 @@ cl_status cl_view_start(cl_view **out, cl_kv *kv, cl_view_change_cb on_change, v
     pthread_rwlock_init(&v->lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&v->mu, NULL);
-    pthread_condattr_t cattr;
-    pthread_condattr_init(&cattr);
-    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
-    pthread_cond_init(&v->cond, &cattr);
-    pthread_condattr_destroy(&cattr);
+    cl_cond_init_monotonic(&v->cond);
 
     v->starter = pthread_self();
     cl_status st = cl_kv_watch(&v->watch, kv, ">", on_watch, v, err);

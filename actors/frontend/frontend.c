@@ -281,11 +281,7 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
 
     pthread_mutex_init(&fe->mu, NULL);
     pthread_mutex_init(&fe->store_check_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&fe->timer_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cl_cond_init_monotonic(&fe->timer_cv);
     pthread_cond_init(&fe->idle_cv, NULL);
     cl_fe_heap_init(&fe->heap);
 

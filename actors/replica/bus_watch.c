@@ -31,11 +31,7 @@ struct cl__bus_watch {
 /* Waits LOOK_EVERY_MS or until told to stop; true when told. */
 static bool wait_or_stop(cl__bus_watch *w)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += LOOK_EVERY_MS * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    struct timespec until = cl_mono_deadline(LOOK_EVERY_MS);
     pthread_mutex_lock(&w->mu);
     while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0) {
     }
@@ -77,11 +73,7 @@ cl__bus_watch *cl__replica_watch_bus(cl_bus *bus, int secs)
     }
     w->bus = bus;
     w->secs = secs;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cl_cond_init_monotonic(&w->cv);
     pthread_mutex_init(&w->mu, NULL);
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
         cl_warn("cannot start the bus watch: --exit-after-bus-loss is off");

@@ -58,32 +58,21 @@ static void publish_locked(cl__hb *hb)
     free(body);
 }
 
-static void deadline_in(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void *run(void *arg)
 {
     cl__hb *hb = arg;
     struct timespec next;
     pthread_mutex_lock(&hb->lock);
     publish_locked(hb);
-    deadline_in(&next, CL_HEARTBEAT_MS);
+    next = cl_mono_deadline(CL_HEARTBEAT_MS);
     while (!hb->stop) {
         if (pthread_cond_timedwait(&hb->wake, &hb->lock, &next) == 0) {
             /* Woken: a state change was just published (or stop). */
-            deadline_in(&next, CL_HEARTBEAT_MS);
+            next = cl_mono_deadline(CL_HEARTBEAT_MS);
             continue;
         }
         publish_locked(hb);
-        deadline_in(&next, CL_HEARTBEAT_MS);
+        next = cl_mono_deadline(CL_HEARTBEAT_MS);
     }
     pthread_mutex_unlock(&hb->lock);
     return NULL;
@@ -104,12 +93,8 @@ cl_status cl__hb_start(cl__hb **out, cl_bus *bus, const char *subject, const cl_
     copy(hb->subject, sizeof(hb->subject), subject);
     hb->info = *info;
 
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&hb->lock, NULL);
-    pthread_cond_init(&hb->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    cl_cond_init_monotonic(&hb->wake);
 
     if (pthread_create(&hb->thread, NULL, run, hb) != 0) {
         pthread_cond_destroy(&hb->wake);

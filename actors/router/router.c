@@ -571,12 +571,8 @@ cl_status cl_router_start(cl_router **out, cl_bus *bus, cl_err *err)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     r->bus = bus;
     r->ev_tail = &r->ev_head;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    cl_cond_init_monotonic(&r->cond);
     const char *prefix = cl_bus_prefix(bus);
     cl__sched_init(&r->sched, prefix, view_batch_size, r);
 
