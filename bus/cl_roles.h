@@ -38,18 +38,26 @@ cl_status cl_role_from_name(const char *name, cl_role *out, cl_err *err) CL_MUST
 #define CL_INBOX_PREFIX_MAX 80
 void cl_role_inbox_prefix(char out[CL_INBOX_PREFIX_MAX], const char *pub);
 
+/* A model name a replica identity can be scoped to: a subject token
+ * without a quote or backslash (it is quoted in nats-server's
+ * configuration). false, saying why in err, otherwise. */
+bool cl_role_model_valid(const char *model, cl_err *err);
+
 /* Appends one entry of an accounts' users list in nats-server's
  * configuration syntax:
  *   {nkey: "<pub>", permissions: {publish: {allow: [...]},
  *    subscribe: {allow: [...]}, allow_responses: ...}}  # <comment>
- * for a user of role in the cluster with this subject prefix. */
+ * for a user of role in the cluster with this subject prefix. model,
+ * when not NULL, scopes a replica identity to that model: its work,
+ * heartbeats, pulls and artifacts only (CL_ERR_INVALID for another role
+ * or a bad name). */
 cl_status cl_role_user_conf(cl_buf *out, cl_role role, const char *prefix, const char *pub,
-                            const char *comment, cl_err *err) CL_MUST_USE;
+                            const char *model, const char *comment, cl_err *err) CL_MUST_USE;
 
 /* The subjects a role may publish to (publish true) or subscribe to, as
  * NULL-terminated lists of patterns with the placeholders expanded into
  * out (one subject per line); for tests and docs. */
 cl_status cl_role_subjects(cl_buf *out, cl_role role, bool publish, const char *prefix,
-                           const char *pub, cl_err *err) CL_MUST_USE;
+                           const char *pub, const char *model, cl_err *err) CL_MUST_USE;
 
 #endif

@@ -9,7 +9,8 @@
  *   <p>.route.stats                    request -> router: its metrics snapshot (JSON)
  *   <p>.replica.work.<model>.<version>.<replica>  router -> replica: batch (wire)
  *   <p>.replica.hb.<model>.<version>.<replica>    replica heartbeat (JSON)
- *   <p>.fe.<frontend>.results          replica/router -> frontend: results (wire)
+ *   <p>.fe.<frontend>.results.<model>  replica/router -> frontend: results of
+ *                                      that model's tasks (wire)
  *   <p>.cm.<command>                   container manager commands (JSON)
  *   <p>.artifact.<model>.<version>.>   artifact chunks on JetStream
  */
@@ -52,8 +53,17 @@ cl_status cl_subj_replica_work(char out[CL_SUBJECT_MAX], const char *prefix, con
                                const char *version, const char *replica, cl_err *err) CL_MUST_USE;
 cl_status cl_subj_replica_hb(char out[CL_SUBJECT_MAX], const char *prefix, const char *model,
                              const char *version, const char *replica, cl_err *err) CL_MUST_USE;
+/* <p>.fe.<frontend>.results: a frontend's results subjects start so (it
+ * subscribes to this followed by ".*"). */
 cl_status cl_subj_fe_results(char out[CL_SUBJECT_MAX], const char *prefix, const char *frontend,
                              cl_err *err) CL_MUST_USE;
+/* <p>.fe.<frontend>.results.<model>: where the results of a task of model
+ * go. The model is in the subject so that nats-server lets a replica
+ * identity scoped to a model answer its own model's tasks only, and the
+ * frontend takes from it only results of tasks of that model. */
+cl_status cl_subj_fe_results_model(char out[CL_SUBJECT_MAX], const char *prefix,
+                                   const char *frontend, const char *model, cl_err *err)
+    CL_MUST_USE;
 cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err)
     CL_MUST_USE;
 /* <p>.route.hello: every router says, every 100 ms, who it is and whether
@@ -71,9 +81,11 @@ cl_status cl_subj_supervisor(char out[CL_SUBJECT_MAX], const char *prefix, const
  * NUL), no wildcard ('*', '>'), no empty element. subject need not be
  * NUL-terminated. Returns false and says why in err when it is not. */
 bool cl_subj_valid_publish(const char *subject, size_t len, cl_err *err);
-/* The same, and of the form <prefix>.fe.<frontend id>.results (a
- * frontend's results subject); prefix NULL accepts any prefix. */
-bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix, cl_err *err);
+/* The same, and of the form <prefix>.fe.<frontend id>.results.<model> (a
+ * frontend's results subject for a model's tasks); prefix NULL accepts any
+ * prefix, model NULL any model. */
+bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix,
+                           const char *model, cl_err *err);
 
 /* Splits subject into at most max tokens in place (subject is modified).
  * Returns the count, or -1 when there are more than max. */

@@ -4,7 +4,7 @@
  *
  * Placeholders: {p} the cluster's subject prefix, {b} the state bucket,
  * {kv} its stream (KV_{b}), {a} the artifact stream, {i} the identity's
- * inbox prefix. */
+ * inbox prefix, {m} the model a replica identity is scoped to. */
 #include "cl_roles.h"
 
 #include <stdio.h>
@@ -12,6 +12,7 @@
 
 #include "cl_artifact.h"
 #include "cl_kv.h"
+#include "cl_subject.h"
 
 static const char *const ROLE_NAMES[CL_ROLE_COUNT] = {
     "admin", "frontend", "router", "manager", "replica", "supervisor", "operator", "query",
@@ -58,12 +59,12 @@ static const char *const ADMIN_SUB[] = {"{p}.admin.*", "{p}.replica.hb.>", OWN_I
  * anyway. */
 static const char *const FRONTEND_PUB[] = {STATE_READ_PUB,    STATE_WATCH_PUB, "{p}.route.task.>",
                                            "{p}.route.stats", "_INBOX.>",      NULL};
-static const char *const FRONTEND_SUB[] = {"{p}.predict.*", "{p}.update.*", "{p}.fe.*.results",
+static const char *const FRONTEND_SUB[] = {"{p}.predict.*", "{p}.update.*", "{p}.fe.*.results.*",
                                            OWN_INBOX, SERVICE_API, NULL};
 
 static const char *const ROUTER_PUB[] = {STATE_READ_PUB,       STATE_WATCH_PUB,
                                          "{p}.replica.work.>", "{p}.route.hello",
-                                         "{p}.fe.*.results",   OWN_INBOX,
+                                         "{p}.fe.*.results.*",   OWN_INBOX,
                                          NULL};
 static const char *const ROUTER_SUB[] = {"{p}.route.task.>",  "{p}.route.pull.>",
                                          "{p}.route.hello",   "{p}.route.stats",
@@ -78,10 +79,22 @@ static const char *const MANAGER_SUB[] = {"{p}.cm.*", "{p}.replica.hb.>", OWN_IN
  * takes work, and says it is alive, idle, and what it computed. */
 static const char *const REPLICA_PUB[] = {STATE_READ_PUB,      ARTIFACT_READ_PUB,
                                           "{p}.replica.hb.>",  "{p}.route.pull.>",
-                                          "{p}.fe.*.results",  OWN_INBOX,
+                                          "{p}.fe.*.results.*",  OWN_INBOX,
                                           NULL};
 static const char *const REPLICA_SUB[] = {"{p}.replica.work.>", "{p}.route.hello", OWN_INBOX,
                                           SERVICE_API, NULL};
+
+/* A replica identity scoped to one model (the manager issues one per
+ * model): the same, for that model's subjects and artifacts only. It
+ * reads an artifact's chunks by subject ($JS.API.DIRECT.GET.<stream>.
+ * <subject>, bus/artifact.c), so the server can tell whose they are. */
+static const char *const MODEL_REPLICA_PUB[] = {
+    STATE_READ_PUB,        "$JS.API.STREAM.INFO.{a}", "$JS.API.DIRECT.GET.{a}.{p}.artifact.{m}.>",
+    "{p}.replica.hb.{m}.>", "{p}.route.pull.{m}.>",    "{p}.fe.*.results.{m}",
+    OWN_INBOX,             NULL};
+static const char *const MODEL_REPLICA_SUB[] = {"{p}.replica.work.{m}.>", "{p}.route.hello",
+                                                OWN_INBOX, SERVICE_API, NULL};
+static const role_perms MODEL_REPLICA = {MODEL_REPLICA_PUB, MODEL_REPLICA_SUB, true};
 
 static const char *const SUPERVISOR_PUB[] = {"{p}.sv.status", "{p}.admin.ping", OWN_INBOX, NULL};
 static const char *const SUPERVISOR_SUB[] = {"{p}.sv.list", OWN_INBOX, NULL};
@@ -146,7 +159,7 @@ void cl_role_inbox_prefix(char out[CL_INBOX_PREFIX_MAX], const char *pub)
 }
 
 typedef struct {
-    const char *p, *b, *a, *i;
+    const char *p, *b, *a, *i, *m;
     char kv[160];
 } names;
 
@@ -165,6 +178,8 @@ static cl_status expand(cl_buf *out, const char *pattern, const names *n)
             with = n->a, skip = 3;
         else if (strncmp(c, "{i}", 3) == 0)
             with = n->i, skip = 3;
+        else if (strncmp(c, "{m}", 3) == 0 && n->m != NULL)
+            with = n->m, skip = 3;
         else if (strncmp(c, "{kv}", 4) == 0)
             with = n->kv, skip = 4;
         if (with != NULL) {
@@ -178,8 +193,23 @@ static cl_status expand(cl_buf *out, const char *pattern, const names *n)
     return s;
 }
 
-static cl_status names_of(names *n, const char *prefix, const char *pub, char bucket[128],
-                          char stream[160], char inbox[CL_INBOX_PREFIX_MAX], cl_err *err)
+bool cl_role_model_valid(const char *model, cl_err *err)
+{
+    if (!cl_token_valid(model, "model name", err))
+        return false;
+    /* Quoted in nats-server's configuration, which has no escapes we rely on. */
+    if (strpbrk(model, "\"\\") != NULL) {
+        cl_err_set(err, CL_ERR_INVALID,
+                   "model name '%s' holds a quote or a backslash: no identity can be scoped to it",
+                   model);
+        return false;
+    }
+    return true;
+}
+
+static cl_status names_of(names *n, const char *prefix, const char *pub, const char *model,
+                          char bucket[128], char stream[160], char inbox[CL_INBOX_PREFIX_MAX],
+                          cl_err *err)
 {
     if (prefix == NULL || prefix[0] == '\0' || strpbrk(prefix, " \t\r\n\"\\*>") != NULL)
         return cl_err_set(err, CL_ERR_INVALID, "bad cluster prefix '%s'", prefix ? prefix : "");
@@ -192,8 +222,28 @@ static cl_status names_of(names *n, const char *prefix, const char *pub, char bu
     n->b = bucket;
     n->a = stream;
     n->i = inbox;
+    n->m = model;
     snprintf(n->kv, sizeof(n->kv), "KV_%s", bucket);
+    if (model != NULL && !cl_role_model_valid(model, err))
+        return CL_ERR_INVALID;
     return CL_OK;
+}
+
+/* The permissions of role, scoped to model (NULL: not scoped); NULL with
+ * err set when the role cannot be scoped. */
+static const role_perms *perms_of(cl_role role, const char *model, cl_err *err)
+{
+    if (role < 0 || role >= CL_ROLE_COUNT) {
+        cl_err_set(err, CL_ERR_INVALID, "unknown role %d", (int)role);
+        return NULL;
+    }
+    if (model == NULL)
+        return &PERMS[role];
+    if (role == CL_ROLE_REPLICA)
+        return &MODEL_REPLICA;
+    cl_err_set(err, CL_ERR_INVALID, "only a replica identity is scoped to a model, not a %s one",
+               cl_role_name(role));
+    return NULL;
 }
 
 static cl_status list_conf(cl_buf *out, const char *const *patterns, const names *n)
@@ -210,16 +260,16 @@ static cl_status list_conf(cl_buf *out, const char *const *patterns, const names
 }
 
 cl_status cl_role_user_conf(cl_buf *out, cl_role role, const char *prefix, const char *pub,
-                            const char *comment, cl_err *err)
+                            const char *model, const char *comment, cl_err *err)
 {
-    if (role < 0 || role >= CL_ROLE_COUNT)
-        return cl_err_set(err, CL_ERR_INVALID, "unknown role %d", (int)role);
+    const role_perms *r = perms_of(role, model, err);
+    if (r == NULL)
+        return CL_ERR_INVALID;
     names n;
     char bucket[128], stream[160], inbox[CL_INBOX_PREFIX_MAX];
-    cl_status s = names_of(&n, prefix, pub, bucket, stream, inbox, err);
+    cl_status s = names_of(&n, prefix, pub, model, bucket, stream, inbox, err);
     if (s != CL_OK)
         return s;
-    const role_perms *r = &PERMS[role];
     s = cl_buf_printf(out, "      {nkey: \"%s\", permissions: {publish: {allow: ", pub);
     if (s == CL_OK)
         s = list_conf(out, r->publish, &n);
@@ -243,14 +293,15 @@ cl_status cl_role_user_conf(cl_buf *out, cl_role role, const char *prefix, const
 }
 
 cl_status cl_role_subjects(cl_buf *out, cl_role role, bool publish, const char *prefix,
-                           const char *pub, cl_err *err)
+                           const char *pub, const char *model, cl_err *err)
 {
-    if (role < 0 || role >= CL_ROLE_COUNT)
-        return cl_err_set(err, CL_ERR_INVALID, "unknown role %d", (int)role);
+    const role_perms *r = perms_of(role, model, err);
+    if (r == NULL)
+        return CL_ERR_INVALID;
     names n;
     char bucket[128], stream[160], inbox[CL_INBOX_PREFIX_MAX];
-    cl_status s = names_of(&n, prefix, pub, bucket, stream, inbox, err);
-    const char *const *patterns = publish ? PERMS[role].publish : PERMS[role].subscribe;
+    cl_status s = names_of(&n, prefix, pub, model, bucket, stream, inbox, err);
+    const char *const *patterns = publish ? r->publish : r->subscribe;
     for (size_t k = 0; s == CL_OK && patterns[k] != NULL; k++) {
         s = expand(out, patterns[k], &n);
         if (s == CL_OK)

@@ -191,6 +191,12 @@ cl_status cl_subj_fe_results(char out[CL_SUBJECT_MAX], const char *prefix, const
     BUILD({"fe", NULL}, {frontend, "frontend id"}, {"results", NULL});
 }
 
+cl_status cl_subj_fe_results_model(char out[CL_SUBJECT_MAX], const char *prefix,
+                                   const char *frontend, const char *model, cl_err *err)
+{
+    BUILD({"fe", NULL}, {frontend, "frontend id"}, {"results", NULL}, {model, "model name"});
+}
+
 cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err)
 {
     BUILD({"cm", NULL}, {command, "container manager command"});
@@ -251,16 +257,22 @@ bool cl_subj_valid_publish(const char *subject, size_t len, cl_err *err)
     return false;
 }
 
-bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix, cl_err *err)
+bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix,
+                           const char *model, cl_err *err)
 {
-    static const char tail[] = ".results", fe[] = ".fe.";
+    static const char results[] = ".results.", fe[] = ".fe.";
     if (!cl_subj_valid_publish(subject, len, err))
         return false;
     char show[72];
-    size_t tl = sizeof(tail) - 1, fl = sizeof(fe) - 1;
-    /* <prefix>.fe.<id>.results: find ".fe." before the id that ends at tail. */
-    bool ok = len > tl + fl + 1 && memcmp(subject + len - tl, tail, tl) == 0;
-    size_t id_end = len - tl, id_start = id_end;
+    size_t rl = sizeof(results) - 1, fl = sizeof(fe) - 1;
+    /* <prefix>.fe.<id>.results.<model>: the model is the last element
+     * (valid_publish: not empty), ".results." before it, then the id,
+     * then ".fe." after the prefix. */
+    size_t m_start = len;
+    while (m_start > 0 && subject[m_start - 1] != '.')
+        m_start--;
+    bool ok = m_start >= rl + fl + 2 && memcmp(subject + m_start - rl, results, rl) == 0;
+    size_t id_end = ok ? m_start - rl : 0, id_start = id_end;
     while (ok && id_start > 0 && subject[id_start - 1] != '.')
         id_start--;
     ok = ok && id_start < id_end && id_start >= fl + 1 &&
@@ -268,12 +280,14 @@ bool cl_subj_is_fe_results(const char *subject, size_t len, const char *prefix, 
     size_t plen = ok ? id_start - fl : 0;
     if (ok && prefix != NULL)
         ok = strlen(prefix) == plen && memcmp(subject, prefix, plen) == 0;
+    if (ok && model != NULL)
+        ok = strlen(model) == len - m_start && memcmp(subject + m_start, model, len - m_start) == 0;
     if (ok)
         return true;
     shown(show, subject, len);
     cl_err_set(err, CL_ERR_INVALID,
-               "subject '%s' is not a frontend's results subject %s.fe.<id>.results", show,
-               prefix != NULL ? prefix : "<prefix>");
+               "subject '%s' is not a frontend's results subject %s.fe.<id>.results.%s", show,
+               prefix != NULL ? prefix : "<prefix>", model != NULL ? model : "<model>");
     return false;
 }
 

@@ -119,6 +119,11 @@ typedef struct {
     const char *log_dir;  /* where output is kept (local backend) */
     const char *command;  /* local backend: program run as '<command> run replica ...';
                              NULL: this executable */
+    const char *identities; /* local backend: the cluster's data directory; each
+                               model's replicas get an identity of their own,
+                               scoped to it, issued with '<command> creds issue
+                               --model' (kept in its secrets/creds/). NULL:
+                               every replica connects with creds */
     /* docker backend */
     const char *docker_host;    /* engine address; NULL: $DOCKER_HOST, else the default */
     const char *network;        /* the network replica containers join (required) */

@@ -70,6 +70,10 @@ typedef struct {
                                    (role replica); NULL: none. docker: a file
                                    on the engine's host, which the backend
                                    bind-mounts into each replica container */
+    const char *replica_identities; /* local: the cluster's data directory, whose
+                                       secrets issue each model's replicas an
+                                       identity scoped to it (instead of
+                                       replica_creds); NULL: none */
     const char *replica_tls_ca; /* the CA replicas verify nats-server with;
                                    NULL: none (no TLS). docker: as
                                    replica_creds */

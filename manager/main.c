@@ -31,6 +31,10 @@ static void usage(FILE *f)
             "                      Kubernetes API)\n"
             "  --replica-nats URL  the NATS URL replicas connect to (default: --nats)\n"
             "  --replica-creds FILE  the credential replicas connect with (role replica)\n"
+            "  --replica-identities DATA  local backend: give each model's replicas an\n"
+            "                    identity of their own, scoped to that model, issued\n"
+            "                    from the secrets of the cluster's data directory DATA\n"
+            "                    ('clipper creds issue --model'; clipper start does this)\n"
             "  --replica-tls-ca FILE  the CA replicas verify nats-server with (default:\n"
             "                    --tls-ca)\n"
             "                    docker backend: both are files on the container engine's\n"
@@ -201,6 +205,8 @@ int cl_manager_main(int argc, char **argv)
                 0 ||
             (r = cl_actor_take_value(CMD, "--replica-creds", argc, argv, &i,
                                      &mopts.replica_creds)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--replica-identities", argc, argv, &i,
+                                     &mopts.replica_identities)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-tls-ca", argc, argv, &i,
                                      &mopts.replica_tls_ca)) != 0 ||
             (r = cl_actor_take_value(CMD, "--docker-network", argc, argv, &i,

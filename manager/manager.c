@@ -908,6 +908,7 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         .nats_url = opts->nats_url ? opts->nats_url : cl_bus_url(bus),
         .prefix = cl_bus_prefix(bus),
         .creds = opts->replica_creds,
+        .identities = opts->replica_identities,
         .tls_ca = opts->replica_tls_ca,
         .log_dir = opts->log_dir ? opts->log_dir : "./clipper_logs",
         .command = cmd,

@@ -20,6 +20,7 @@
 #include "cl_json.h"
 #include "cl_nkey.h"
 #include "cl_proc.h"
+#include "cl_subject.h"
 #include "cl_tls_certs.h"
 #include "cli_internal.h"
 
@@ -92,13 +93,16 @@ static int write_file(const char *path, const char *text, mode_t mode)
     return 0;
 }
 
-/* Records an identity (public key only). */
+/* Records an identity (public key only; a replica's model when it is
+ * scoped to one). */
 static int register_identity(const cl__secrets *s, const char *name, cl_role role,
-                             const char *pub)
+                             const char *model, const char *pub)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", name);
     cJSON_AddStringToObject(j, "role", cl_role_name(role));
+    if (model != NULL)
+        cJSON_AddStringToObject(j, "model", model);
     cJSON_AddStringToObject(j, "public_key", pub);
     (void)cl_json_add_int(j, "issued", (int64_t)time(NULL));
     char *text = cJSON_Print(j);
@@ -117,6 +121,7 @@ static int register_identity(const cl__secrets *s, const char *name, cl_role rol
 typedef struct {
     char name[NAME_MAX_LEN + 1];
     cl_role role;
+    char model[CL_TOKEN_MAX + 1]; /* "" when not scoped to one */
     char pub[CL_NKEY_PUBLIC_LEN + 1];
 } identity;
 
@@ -134,19 +139,27 @@ static int read_identity(const char *path, identity *out)
     fclose(f);
     cJSON *j = NULL;
     cl_err err;
-    const char *name = NULL, *role = NULL, *pub = NULL;
+    const char *name = NULL, *role = NULL, *pub = NULL, *model = NULL;
+    bool has_model = false;
     int rc = -1;
     if (cl_json_parse_object(&j, buf, n, &err) != CL_OK ||
         cl_json_get_string(j, "name", &name, &err) != CL_OK ||
         cl_json_get_string(j, "role", &role, &err) != CL_OK ||
         cl_json_get_string(j, "public_key", &pub, &err) != CL_OK ||
-        cl_role_from_name(role, &out->role, &err) != CL_OK) {
+        cl_json_opt_string(j, "model", &model, &has_model, &err) != CL_OK ||
+        cl_role_from_name(role, &out->role, &err) != CL_OK ||
+        (model != NULL && !cl_role_model_valid(model, &err))) {
         fprintf(stderr, "clipper: leaving out the identity in %s: %s\n", path, err.msg);
     } else if (!name_ok(name) || !cl_nkey_public_valid(pub)) {
         fprintf(stderr, "clipper: leaving out the identity in %s: bad name or public key\n",
                 path);
+    } else if (model != NULL && out->role != CL_ROLE_REPLICA) {
+        fprintf(stderr, "clipper: leaving out the identity in %s: only a replica identity is "
+                        "scoped to a model\n",
+                path);
     } else {
         snprintf(out->name, sizeof(out->name), "%s", name);
+        snprintf(out->model, sizeof(out->model), "%s", model ? model : "");
         snprintf(out->pub, sizeof(out->pub), "%s", pub);
         rc = 0;
     }
@@ -161,20 +174,20 @@ void cl__secrets_creds_path(const cl__secrets *s, cl_role role, char out[PATH_MA
 
 /* Makes a new identity: its seed in creds_file (0600), its public key
  * registered. */
-static int issue(const cl__secrets *s, const char *name, cl_role role, const char *creds_file,
-                 const char *prefix)
+static int issue(const cl__secrets *s, const char *name, cl_role role, const char *model,
+                 const char *creds_file, const char *prefix)
 {
     char seed[CL_NKEY_SEED_LEN + 1], pub[CL_NKEY_PUBLIC_LEN + 1];
     cl_err err;
-    char comment[256];
-    snprintf(comment, sizeof(comment), "Clipper credential: %s (role %s), cluster prefix %s",
-             name, cl_role_name(role), prefix);
+    char comment[512];
+    snprintf(comment, sizeof(comment), "Clipper credential: %s (role %s%s%s), cluster prefix %s",
+             name, cl_role_name(role), model ? " of model " : "", model ? model : "", prefix);
     int rc = -1;
     if (cl_nkey_user_new(seed, pub, &err) != CL_OK ||
         cl_nkey_write_file(creds_file, seed, comment, &err) != CL_OK)
         fprintf(stderr, "clipper: cannot make the credential %s: %s\n", creds_file, err.msg);
     else
-        rc = register_identity(s, name, role, pub);
+        rc = register_identity(s, name, role, model, pub);
     cl_nkey_wipe(seed, sizeof(seed));
     return rc;
 }
@@ -238,7 +251,7 @@ int cl__secrets_ensure_hosts(cl__secrets *s, const char *data_abs, const char *p
             continue;
         /* Half made (a crash between the two files): made again. */
         unlink(creds);
-        if (issue(s, cl_role_name(BUILT_IN[i]), BUILT_IN[i], creds, prefix) != 0)
+        if (issue(s, cl_role_name(BUILT_IN[i]), BUILT_IN[i], NULL, creds, prefix) != 0)
             return -1;
     }
     return 0;
@@ -281,9 +294,11 @@ static int add_user(const identity *id, void *arg)
 {
     conf_arg *c = arg;
     cl_err err;
-    char comment[128];
-    snprintf(comment, sizeof(comment), "%s (%s)", id->name, cl_role_name(id->role));
-    if (cl_role_user_conf(c->buf, id->role, c->prefix, id->pub, comment, &err) != CL_OK) {
+    char comment[320];
+    snprintf(comment, sizeof(comment), "%s (%s%s%s)", id->name, cl_role_name(id->role),
+             id->model[0] ? " of model " : "", id->model);
+    if (cl_role_user_conf(c->buf, id->role, c->prefix, id->pub, id->model[0] ? id->model : NULL,
+                          comment, &err) != CL_OK) {
         fprintf(stderr, "clipper: cannot write the user %s: %s\n", id->name, err.msg);
         return -1;
     }
@@ -340,7 +355,7 @@ static void creds_usage(FILE *f)
 {
     fprintf(f,
             "usage: clipper creds init [--tls-host NAME]... [--secrets-mount DIR] [options]\n"
-            "       clipper creds issue --role ROLE --name NAME --out FILE [options]\n"
+            "       clipper creds issue --role ROLE --name NAME --out FILE [--model M] [options]\n"
             "       clipper creds revoke NAME [options]\n"
             "       clipper creds list [options]\n"
             "\n"
@@ -359,10 +374,13 @@ static void creds_usage(FILE *f)
             "roles: admin, frontend, router, manager, replica, supervisor (actors on other\n"
             "hosts), operator (the Python API, 'clipper admin'), query (predict and\n"
             "update only), metrics (router stats, service stats, supervisor status).\n"
+            "A replica identity issued with --model M serves that model only: its work,\n"
+            "heartbeats, pulls and artifacts (the manager issues one per model itself).\n"
             "\n"
             "options:\n"
             "  --data-dir DIR  the cluster's data directory (default ./clipper-data)\n"
             "  --prefix P      the cluster's subject prefix (env CLIPPER_PREFIX; default clipper)\n"
+            "  --model M       issue: scope a replica identity to model M\n"
             "  --tls-host NAME init: another name or address nats-server's certificate is\n"
             "                  valid for (may be repeated)\n"
             "  --secrets-mount DIR  init: write DATA/nats/ for a container that mounts it at\n"
@@ -392,7 +410,8 @@ static void reload_server(const char *data_abs)
 static int print_identity(const identity *id, void *arg)
 {
     (void)arg;
-    printf("%-24s %-10s %s\n", id->name, cl_role_name(id->role), id->pub);
+    printf("%-24s %-10s %-16s %s\n", id->name, cl_role_name(id->role),
+           id->model[0] ? id->model : "-", id->pub);
     return 0;
 }
 
@@ -509,6 +528,7 @@ int cl__cli_creds(int argc, char **argv)
     }
     const char *verb = argv[1];
     const char *data_dir = "clipper-data", *role_name = NULL, *name = NULL, *out = NULL;
+    const char *model = NULL;
     const char *mount = NULL, *hosts[CL__SECRETS_MAX_HOSTS];
     size_t n_hosts = 0;
     bool init = strcmp(verb, "init") == 0;
@@ -541,6 +561,10 @@ int cl__cli_creds(int argc, char **argv)
             if (r < 0)
                 return 2;
             out = v;
+        } else if ((r = cl_actor_take_value(cmd, "--model", argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            model = v;
         } else if (init && (r = cl_actor_take_value(cmd, "--secrets-mount", argc, argv, &i,
                                                     &v)) != 0) {
             if (r < 0)
@@ -602,6 +626,15 @@ int cl__cli_creds(int argc, char **argv)
                     NAME_MAX_LEN);
             return 2;
         }
+        if (model != NULL && role != CL_ROLE_REPLICA) {
+            fprintf(stderr, "%s issue: --model scopes a replica identity; role %s has none\n",
+                    cmd, cl_role_name(role));
+            return 2;
+        }
+        if (model != NULL && !cl_role_model_valid(model, &err)) {
+            fprintf(stderr, "%s issue: %s\n", cmd, err.msg);
+            return 2;
+        }
         char rec[PATH_MAX + 96];
         identity_path(&s, name, rec);
         if (access(rec, F_OK) == 0) {
@@ -614,14 +647,15 @@ int cl__cli_creds(int argc, char **argv)
             fprintf(stderr, "%s issue: %s exists; not overwriting a credential\n", cmd, out);
             return 1;
         }
-        if (issue(&s, name, role, out, prefix) != 0)
+        if (issue(&s, name, role, model, out, prefix) != 0)
             return 1;
         if (cl__secrets_rewrite_users(&s, data_abs, prefix) != 0)
             return 1;
         reload_server(data_abs);
-        fprintf(stderr, "clipper: issued '%s' (role %s) in %s; give it with the cluster's CA "
-                        "(%s)\n",
-                name, cl_role_name(role), out, s.ca);
+        fprintf(stderr, "clipper: issued '%s' (role %s%s%s) in %s; give it with the cluster's "
+                        "CA (%s)\n",
+                name, cl_role_name(role), model ? " of model " : "", model ? model : "", out,
+                s.ca);
         return 0;
     }
     if (strcmp(verb, "revoke") == 0) {
@@ -636,14 +670,12 @@ int cl__cli_creds(int argc, char **argv)
                     strerror(errno));
             return 1;
         }
-        /* A built-in identity's seed goes too: the next start makes a new one. */
-        for (size_t i = 0; i < sizeof(BUILT_IN) / sizeof(BUILT_IN[0]); i++) {
-            if (strcmp(name, cl_role_name(BUILT_IN[i])) == 0) {
-                char creds[PATH_MAX + 64];
-                cl__secrets_creds_path(&s, BUILT_IN[i], creds);
-                unlink(creds);
-            }
-        }
+        /* A seed kept in the cluster's own creds/ goes too (a built-in
+         * identity's, or one the manager issued for a model's replicas):
+         * the next start, or the manager, makes a new one. */
+        char creds[PATH_MAX + 96];
+        snprintf(creds, sizeof(creds), "%s/creds/%s.creds", s.dir, name);
+        unlink(creds);
         if (cl__secrets_rewrite_users(&s, data_abs, prefix) != 0)
             return 1;
         reload_server(data_abs);

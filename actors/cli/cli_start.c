@@ -508,9 +508,19 @@ static int start_actors(cluster *cl)
         size_t n = 0;
         while (manager[n] != NULL)
             n++;
-        cl__secrets_creds_path(&cl->sec, CL_ROLE_REPLICA, creds[5]);
-        manager[n++] = "--replica-creds";
-        manager[n++] = creds[5];
+        if (cl->nats_arg == NULL) {
+            /* Our nats-server: the manager issues each model's replicas an
+             * identity scoped to that model, and 'clipper creds' makes the
+             * server reload. */
+            manager[n++] = "--replica-identities";
+            manager[n++] = cl->data_abs;
+        } else {
+            /* Someone else's server does not reload our users: the
+             * replicas share the replica identity. */
+            cl__secrets_creds_path(&cl->sec, CL_ROLE_REPLICA, creds[5]);
+            manager[n++] = "--replica-creds";
+            manager[n++] = creds[5];
+        }
         manager[n] = NULL;
     }
     fprintf(stderr, "clipper: starting the admin, %s, frontend and manager (prefix '%s')\n",

@@ -93,6 +93,9 @@ typedef struct {
     uint64_t slo_us;
     uint64_t start_wall; /* wall clock when the query arrived: deadline = start_wall + slo */
     char subject[CL_SUBJECT_MAX]; /* <p>.route.task.<model>.<version> */
+    char reply[CL_SUBJECT_MAX];   /* <p>.fe.<id>.results.<model>: its tasks' results */
+    size_t reply_len;
+    uint32_t scope; /* cl_fe_scope(model): only results on reply answer its tasks */
 } cl_fe_prep;
 
 typedef struct {
@@ -113,8 +116,9 @@ struct cl_frontend {
     cl_bus *bus;
     const char *prefix;
     char id[23];
-    char results_subject[CL_SUBJECT_MAX];
-    size_t results_len;
+    char results_subject[CL_SUBJECT_MAX]; /* <p>.fe.<id>.results.*: what it
+                                             subscribes to (.<model> for each
+                                             model's tasks) */
     size_t max_payload;
     cl_frontend_opts opts;
     char *http_host;
@@ -158,7 +162,13 @@ cl_fe_reply cl_fe_update(cl_frontend *fe, const char *app, const char *body, siz
 cl_fe_reply cl_fe_error_reply(int status, const char *error, const char *cause);
 /* Fills the entries of these results (from replicas, the router, or a
  * failed send); late ones are dropped. Takes fe->mu. */
-void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n);
+/* Answers the tasks of results. model: the model whose results subject
+ * they came on (a task of another model keeps waiting: a replica cannot
+ * answer another model's tasks); NULL for answers the frontend makes
+ * itself. */
+void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n, const char *model);
+/* The tag of model a task carries in the task table. */
+uint32_t cl_fe_scope(const char *model, size_t len);
 /* Answers every expired query (timer thread). Returns the next deadline or
  * 0 when none. Takes fe->mu. */
 uint64_t cl_fe_expire(cl_frontend *fe, uint64_t now_us);

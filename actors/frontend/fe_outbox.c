@@ -39,7 +39,7 @@ static void fail_batch(cl_frontend *fe, const fe_out_batch *b)
     if (r != NULL) {
         for (uint32_t i = 0; i < n; i++)
             r[i] = (cl_result){.task_id = tasks[i].task_id, .status = CL_RESULT_NO_REPLICA};
-        cl_fe_complete(fe, r, n);
+        cl_fe_complete(fe, r, n, NULL);
     }
     free(r);
     free(tasks);

@@ -41,7 +41,8 @@ static CL_MUST_USE cl_status grow(cl_fe_table *t)
     return CL_OK;
 }
 
-cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint64_t *task_id)
+cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint32_t scope,
+                          uint64_t *task_id)
 {
     if (t->used >= t->max)
         return CL_ERR_TOO_LARGE;
@@ -55,12 +56,14 @@ cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint64_t *t
     t->free_head = s->next_free;
     s->owner = owner;
     s->idx = idx;
+    s->scope = scope;
     t->used++;
     *task_id = ((uint64_t)s->gen << 32) | i;
     return CL_OK;
 }
 
-void *cl_fe_table_take(cl_fe_table *t, uint64_t task_id, uint32_t *idx)
+static void *take(cl_fe_table *t, uint64_t task_id, bool scoped, uint32_t scope, uint32_t *idx,
+                  bool *foreign)
 {
     uint32_t i = (uint32_t)task_id;
     uint32_t gen = (uint32_t)(task_id >> 32);
@@ -69,6 +72,10 @@ void *cl_fe_table_take(cl_fe_table *t, uint64_t task_id, uint32_t *idx)
     cl_fe_slot *s = &t->slots[i];
     if (s->owner == NULL || s->gen != gen)
         return NULL;
+    if (scoped && s->scope != scope) {
+        *foreign = true;
+        return NULL;
+    }
     void *owner = s->owner;
     if (idx)
         *idx = s->idx;
@@ -78,6 +85,18 @@ void *cl_fe_table_take(cl_fe_table *t, uint64_t task_id, uint32_t *idx)
     t->free_head = i;
     t->used--;
     return owner;
+}
+
+void *cl_fe_table_take(cl_fe_table *t, uint64_t task_id, uint32_t *idx)
+{
+    return take(t, task_id, false, 0, idx, NULL);
+}
+
+void *cl_fe_table_take_scoped(cl_fe_table *t, uint64_t task_id, uint32_t scope, uint32_t *idx,
+                              bool *foreign)
+{
+    *foreign = false;
+    return take(t, task_id, true, scope, idx, foreign);
 }
 
 void cl_fe_heap_init(cl_fe_heap *h)

@@ -23,6 +23,7 @@ typedef struct {
     uint32_t next_free; /* while free: next free slot, UINT32_MAX ends */
     void *owner;        /* NULL while free */
     uint32_t idx;
+    uint32_t scope;     /* who may answer it (the frontend: a tag of its model) */
 } cl_fe_slot;
 
 typedef struct {
@@ -42,10 +43,15 @@ static inline bool cl_fe_table_room(const cl_fe_table *t, size_t n)
 }
 /* Gives (owner, idx) a task id. CL_ERR_TOO_LARGE when max are in flight,
  * CL_ERR_NOMEM when the table cannot grow. */
-cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint64_t *task_id) CL_MUST_USE;
+cl_status cl_fe_table_add(cl_fe_table *t, void *owner, uint32_t idx, uint32_t scope,
+                          uint64_t *task_id) CL_MUST_USE;
 /* Removes task_id and returns its owner (and *idx), or NULL when the id is
  * unknown or already finished. */
 void *cl_fe_table_take(cl_fe_table *t, uint64_t task_id, uint32_t *idx);
+/* The same, for an answer from scope: a task added with another scope is
+ * left in place and NULL returned (*foreign set true). */
+void *cl_fe_table_take_scoped(cl_fe_table *t, uint64_t task_id, uint32_t scope, uint32_t *idx,
+                              bool *foreign);
 
 typedef struct {
     uint64_t deadline; /* monotonic microseconds */

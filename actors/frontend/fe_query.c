@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "cl_clock.h"
 #include "cl_log.h"
 #include "fe_core.h"
@@ -321,7 +323,7 @@ static void send_resends(cl_frontend *fe, fe_resends *rs)
         if (s != CL_OK) {
             cl_warn("cannot re-send a task to %s: %s", r->subject, cl_status_text(s));
             cl_result res = {.task_id = r->task_id, .status = CL_RESULT_NO_REPLICA};
-            cl_fe_complete(fe, &res, 1);
+            cl_fe_complete(fe, &res, 1, NULL);
         }
     }
     free(rs->v);
@@ -392,7 +394,11 @@ static void ce_retask(cl_frontend *fe, cl_fe_cache_entry *ce, uint64_t now, fe_q
             rs->cap = ncap;
         }
     }
-    if (rs->n < rs->cap && cl_fe_table_add(&fe->table, ce, CACHE_IDX, &id) == CL_OK) {
+    char reply[CL_SUBJECT_MAX];
+    if (rs->n < rs->cap &&
+        cl_subj_fe_results_model(reply, fe->prefix, fe->id, k.model, &err) == CL_OK &&
+        cl_fe_table_add(&fe->table, ce, CACHE_IDX, cl_fe_scope(k.model, strlen(k.model)), &id) ==
+            CL_OK) {
         fe_resend *r = &rs->v[rs->n];
         cl_buf_init(&r->batch);
         r->task_id = id;
@@ -401,8 +407,8 @@ static void ce_retask(cl_frontend *fe, cl_fe_cache_entry *ce, uint64_t now, fe_q
             .deadline_us = first->deadline_wall,
             .slo_us = first->slo_us > UINT32_MAX ? UINT32_MAX : (uint32_t)first->slo_us,
             .input_type = k.input_type,
-            .reply_len = (uint16_t)fe->results_len,
-            .reply = fe->results_subject,
+            .reply_len = (uint16_t)strlen(reply),
+            .reply = reply,
             .input_len = (uint32_t)k.input_len,
             .input = k.input,
         };
@@ -441,17 +447,29 @@ static void ce_result(cl_frontend *fe, cl_fe_cache_entry *ce, const cl_result *r
     }
 }
 
-void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n)
+uint32_t cl_fe_scope(const char *model, size_t len)
+{
+    return (uint32_t)XXH3_64bits(model, len);
+}
+
+void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n, const char *model)
 {
     fe_query *done = NULL;
     fe_resends rs = {0};
     uint64_t now = 0;
+    uint32_t scope = model != NULL ? cl_fe_scope(model, strlen(model)) : 0;
+    size_t foreign = 0;
     pthread_mutex_lock(&fe->mu);
     for (size_t i = 0; i < n; i++) {
         uint32_t idx = 0;
-        void *owner = cl_fe_table_take(&fe->table, results[i].task_id, &idx);
+        bool other = false;
+        void *owner = model == NULL
+                          ? cl_fe_table_take(&fe->table, results[i].task_id, &idx)
+                          : cl_fe_table_take_scoped(&fe->table, results[i].task_id, scope, &idx,
+                                                    &other);
+        foreign += other;
         if (owner == NULL)
-            continue; /* late: the query was already answered */
+            continue; /* late: the query was already answered; or not this model's */
         if (idx == CACHE_IDX) {
             if (now == 0)
                 now = cl_mono_us();
@@ -462,6 +480,11 @@ void cl_fe_complete(cl_frontend *fe, const cl_result *results, size_t n)
                      results[i].len, &done);
     }
     pthread_mutex_unlock(&fe->mu);
+    if (foreign > 0)
+        CL_LOG_LIMITED(CL_LOG_WARN,
+                       "ignoring %zu results for tasks of another model than %s, whose results "
+                       "subject they came on",
+                       foreign, model);
     deliver_list(fe, done);
     if (rs.n > 0 || rs.v != NULL)
         send_resends(fe, &rs);
@@ -793,14 +816,17 @@ bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t le
         goto out;
     }
     if (outcome == 1 ||
-        cl_subj_route_task(prep->subject, fe->prefix, model, ver, &err) != CL_OK) {
+        cl_subj_route_task(prep->subject, fe->prefix, model, ver, &err) != CL_OK ||
+        cl_subj_fe_results_model(prep->reply, fe->prefix, fe->id, model, &err) != CL_OK) {
         if (outcome != 1)
             cl_warn("app %s: cannot route to %s:%s: %s", app, model, ver, err.msg);
         *reply = answer_now(fe, q, CL_FE_ANSWER_NO_MODEL);
         goto out;
     }
+    prep->reply_len = strlen(prep->reply);
+    prep->scope = cl_fe_scope(model, strlen(model));
     for (size_t i = 0; i < prep->in.n; i++) {
-        size_t need = CL_FE_BATCH_HEADER + CL_FE_TASK_OVERHEAD + fe->results_len +
+        size_t need = CL_FE_BATCH_HEADER + CL_FE_TASK_OVERHEAD + prep->reply_len +
                       cl_fe_input_len(&prep->in, i);
         if (need > fe->max_payload) {
             char *cause = printf_alloc(
@@ -858,14 +884,14 @@ static bool queue_tasks(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, uin
             .deadline_us = prep->start_wall + slo,
             .slo_us = slo > UINT32_MAX ? UINT32_MAX : (uint32_t)slo,
             .input_type = (uint8_t)prep->input_type,
-            .reply_len = (uint16_t)fe->results_len,
-            .reply = fe->results_subject,
+            .reply_len = (uint16_t)prep->reply_len,
+            .reply = prep->reply,
             .input_len = (uint32_t)cl_fe_input_len(&prep->in, i),
             .input = cl_fe_input_data(&prep->in, i),
         };
         if (cl_fe_outbox_add(fe, ob, prep->subject, &t) != CL_OK) {
             cl_result r = {.task_id = ids[i], .status = CL_RESULT_NO_REPLICA};
-            cl_fe_complete(fe, &r, 1);
+            cl_fe_complete(fe, &r, 1, NULL);
         }
     }
     free(ids);
@@ -935,7 +961,7 @@ static bool commit_cached(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob,
                 q->e[i].ce = ce;
                 break;
             case CL_FE_CACHE_MISS:
-                if (cl_fe_table_add(&fe->table, ce, CACHE_IDX, &ids[i]) != CL_OK) {
+                if (cl_fe_table_add(&fe->table, ce, CACHE_IDX, prep->scope, &ids[i]) != CL_OK) {
                     ids[i] = 0;
                     cl_fe_cache_drop(fe->cache, ce);
                     finish_entry(fe, q, (uint32_t)i, CL_FE_ANSWER_NO_MODEL, NULL, 0, &done);
@@ -945,7 +971,7 @@ static bool commit_cached(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob,
                 }
                 break;
             default: /* BYPASS: this input goes uncached */
-                if (cl_fe_table_add(&fe->table, q, (uint32_t)i, &ids[i]) != CL_OK) {
+                if (cl_fe_table_add(&fe->table, q, (uint32_t)i, prep->scope, &ids[i]) != CL_OK) {
                     ids[i] = 0;
                     finish_entry(fe, q, (uint32_t)i, CL_FE_ANSWER_NO_MODEL, NULL, 0, &done);
                 } else {
@@ -996,7 +1022,7 @@ bool cl_fe_commit(cl_frontend *fe, cl_fe_prep *prep, cl_fe_outbox *ob, cl_fe_rep
     } else {
         size_t i = 0;
         for (; i < n; i++)
-            if (cl_fe_table_add(&fe->table, q, (uint32_t)i, &ids[i]) != CL_OK)
+            if (cl_fe_table_add(&fe->table, q, (uint32_t)i, prep->scope, &ids[i]) != CL_OK)
                 break;
         q->timer.deadline = q->start_us + prep->slo_us;
         if (i < n || cl_fe_heap_push(&fe->heap, &q->timer) != CL_OK) {

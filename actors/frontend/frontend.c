@@ -159,8 +159,10 @@ static void *results_main(void *arg)
         cl_result *rs = NULL;
         uint32_t n = 0;
         cl_err err;
+        /* <p>.fe.<id>.results.<model>: the subscription gives that form. */
+        const char *subject = cl_msg_subject(m), *dot = strrchr(subject, '.');
         if (cl_wire_results_decode(cl_msg_data(m), cl_msg_len(m), &rs, &n, &err) == CL_OK)
-            cl_fe_complete(fe, rs, n);
+            cl_fe_complete(fe, rs, n, dot != NULL ? dot + 1 : subject);
         else
             CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a malformed result batch on %s: %s",
                            fe->results_subject, err.msg);
@@ -301,7 +303,11 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     s = cl_subj_fe_results(fe->results_subject, fe->prefix, fe->id, err);
     if (s != CL_OK)
         goto fail;
-    fe->results_len = strlen(fe->results_subject);
+    if (strlen(fe->results_subject) + 2 >= sizeof(fe->results_subject)) {
+        s = cl_err_set(err, CL_ERR_INVALID, "the prefix is too long");
+        goto fail;
+    }
+    strcat(fe->results_subject, ".*"); /* one per model */
 
     s = cl_kv_open(&fe->kv, bus, err);
     if (s == CL_OK)

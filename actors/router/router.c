@@ -209,14 +209,16 @@ static void count_malformed(cl_router *r)
     cl_service_count(r->svc, 1, 0);
 }
 
-/* Every task's result goes to a frontend of this cluster: a reply subject
- * elsewhere (another prefix, an admin subject) refuses the whole batch. */
-static bool replies_valid(const cl_router *r, const cl_task *tasks, uint32_t n, cl_err *err)
+/* Every task's result goes to a frontend of this cluster, on the results
+ * subject of the task's model: a reply subject elsewhere (another prefix,
+ * an admin subject, another model's results) refuses the whole batch. */
+static bool replies_valid(const cl_router *r, const char *model, const cl_task *tasks,
+                          uint32_t n, cl_err *err)
 {
     const char *prefix = cl_bus_prefix(r->bus);
     for (uint32_t i = 0; i < n; i++) {
         cl_err why;
-        if (!cl_subj_is_fe_results(tasks[i].reply, tasks[i].reply_len, prefix, &why)) {
+        if (!cl_subj_is_fe_results(tasks[i].reply, tasks[i].reply_len, prefix, model, &why)) {
             cl_err_set(err, CL_ERR_INVALID, "task %u has a bad reply subject: %s", i, why.msg);
             return false;
         }
@@ -237,7 +239,7 @@ static void on_tasks(cl_bus *bus, cl_msg *msg, void *closure)
     char model[CL_TOKEN_MAX + 1], version[CL_TOKEN_MAX + 1];
     if (!parse_subject(r, subject, "route.task", model, version, &err) ||
         cl_wire_tasks_decode(cl_msg_data(msg), cl_msg_len(msg), &tasks, &n, &err) != CL_OK ||
-        !replies_valid(r, tasks, n, &err)) {
+        !replies_valid(r, model, tasks, n, &err)) {
         CL_LOG_LIMITED(CL_LOG_WARN, "ignoring malformed task batch on %s: %s", subject, err.msg);
         count_malformed(r);
         goto out;

@@ -22,7 +22,7 @@ static char *subjects(cl_role role, bool publish, const char *prefix)
     cl_buf b;
     cl_buf_init(&b);
     cl_err err = {0};
-    assert_int_equal(cl_role_subjects(&b, role, publish, prefix, PUB, &err), CL_OK);
+    assert_int_equal(cl_role_subjects(&b, role, publish, prefix, PUB, NULL, &err), CL_OK);
     assert_int_equal(cl_buf_terminate(&b), CL_OK);
     return cl_buf_steal(&b, NULL);
 }
@@ -67,7 +67,7 @@ static void test_each_role_gets_what_it_needs_and_no_more(void **state)
     /* A replica: heartbeats, pulls, results; reads state and artifacts;
      * never writes them, never answers predictions or sees tasks. */
     assert_true(has(rp, "c1.replica.hb.>") && has(rp, "c1.route.pull.>") &&
-                has(rp, "c1.fe.*.results"));
+                has(rp, "c1.fe.*.results.*"));
     assert_true(has(rp, "$JS.API.DIRECT.GET.C1_ARTIFACTS.>"));
     assert_true(has(rp, "$JS.API.DIRECT.GET.KV_c1_state.>"));
     assert_null(strstr(rp, "$KV."));
@@ -108,11 +108,58 @@ static void test_the_prefix_keeps_clusters_apart(void **state)
     cl_buf b;
     cl_buf_init(&b);
     cl_err err = {0};
-    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_QUERY, "bad prefix", PUB, NULL, &err),
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_QUERY, "bad prefix", PUB, NULL, NULL, &err),
                      CL_ERR_INVALID);
-    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_QUERY, "ok", "U.>", NULL, &err),
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_QUERY, "ok", "U.>", NULL, NULL, &err),
                      CL_ERR_INVALID);
-    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_COUNT, "ok", PUB, NULL, &err),
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_COUNT, "ok", PUB, NULL, NULL, &err),
+                     CL_ERR_INVALID);
+    cl_buf_deinit(&b);
+}
+
+static char *model_subjects(bool publish, const char *model)
+{
+    cl_buf b;
+    cl_buf_init(&b);
+    cl_err err = {0};
+    assert_int_equal(cl_role_subjects(&b, CL_ROLE_REPLICA, publish, "c1", PUB, model, &err),
+                     CL_OK);
+    assert_int_equal(cl_buf_terminate(&b), CL_OK);
+    return cl_buf_steal(&b, NULL);
+}
+
+/* A replica identity scoped to a model: its model's work, heartbeats,
+ * pulls and artifacts, nothing of another model's; other roles and
+ * unquotable names cannot be scoped. */
+static void test_a_model_replica_gets_its_own_model_only(void **state)
+{
+    (void)state;
+    char *p = model_subjects(true, "sum");
+    char *s = model_subjects(false, "sum");
+    assert_true(has(s, "c1.replica.work.sum.>"));
+    assert_false(has(s, "c1.replica.work.>"));
+    assert_true(has(p, "c1.replica.hb.sum.>"));
+    assert_true(has(p, "c1.route.pull.sum.>"));
+    assert_true(has(p, "$JS.API.DIRECT.GET.C1_ARTIFACTS.c1.artifact.sum.>"));
+    assert_false(has(p, "$JS.API.DIRECT.GET.C1_ARTIFACTS.>"));
+    assert_false(has(p, "$JS.API.DIRECT.GET.C1_ARTIFACTS"));
+    assert_false(has(p, "c1.replica.hb.>"));
+    assert_false(has(p, "c1.route.pull.>"));
+    assert_null(strstr(p, "$KV."));
+    free(p);
+    free(s);
+    cl_buf b;
+    cl_buf_init(&b);
+    cl_err err = {0};
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_QUERY, "c1", PUB, "sum", NULL, &err),
+                     CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "only a replica identity"));
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_REPLICA, "c1", PUB, "a\"b", NULL, &err),
+                     CL_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "quote"));
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_REPLICA, "c1", PUB, "a.b", NULL, &err),
+                     CL_ERR_INVALID);
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_REPLICA, "c1", PUB, "", NULL, &err),
                      CL_ERR_INVALID);
     cl_buf_deinit(&b);
 }
@@ -138,8 +185,12 @@ static void test_nats_server_accepts_the_configuration(void **state)
         char seed[CL_NKEY_SEED_LEN + 1], pub[CL_NKEY_PUBLIC_LEN + 1];
         assert_int_equal(cl_nkey_user_new(seed, pub, &err), CL_OK);
         assert_int_equal(
-            cl_role_user_conf(&b, (cl_role)r, "c1", pub, cl_role_name((cl_role)r), &err), CL_OK);
+            cl_role_user_conf(&b, (cl_role)r, "c1", pub, NULL, cl_role_name((cl_role)r), &err), CL_OK);
     }
+    char seed[CL_NKEY_SEED_LEN + 1], pub[CL_NKEY_PUBLIC_LEN + 1];
+    assert_int_equal(cl_nkey_user_new(seed, pub, &err), CL_OK);
+    assert_int_equal(cl_role_user_conf(&b, CL_ROLE_REPLICA, "c1", pub, "my-model_2", "scoped", &err),
+                     CL_OK);
     assert_int_equal(cl_buf_append_str(&b, "    ]\n  }\n}\n"), CL_OK);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -165,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_names_round_trip_and_unknown_is_explained),
         cmocka_unit_test(test_each_role_gets_what_it_needs_and_no_more),
         cmocka_unit_test(test_the_prefix_keeps_clusters_apart),
+        cmocka_unit_test(test_a_model_replica_gets_its_own_model_only),
         cmocka_unit_test(test_nats_server_accepts_the_configuration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

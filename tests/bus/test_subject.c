@@ -203,25 +203,35 @@ static void test_publish_subjects_refuse_what_breaks_a_nats_connection(void **st
 static void test_fe_results_subjects_must_have_the_clusters_prefix(void **state)
 {
     (void)state;
-    const char *ok[] = {"clipper.fe.abc.results", "a.b.fe.x.results"};
-    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), "clipper", NULL));
-    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), NULL, NULL));
-    assert_true(cl_subj_is_fe_results(ok[1], strlen(ok[1]), "a.b", NULL));
-    const char *bad[] = {"other.fe.abc.results", "clipper.admin.delete_app",
-                         "clipper.fe.results", "clipper.fe..results", "fe.abc.results",
-                         "clipper.fe.abc.results.x", "clipper.fe.abc", "clipperx.fe.abc.results",
-                         "xclipper.fe.abc.results", "clipper.fe.a*.results"};
+    char s[CL_SUBJECT_MAX];
+    cl_err err;
+    assert_int_equal(cl_subj_fe_results_model(s, "clipper", "fe7", "sum", &err), CL_OK);
+    assert_string_equal(s, "clipper.fe.fe7.results.sum");
+    assert_int_equal(cl_subj_fe_results_model(s, "clipper", "fe7", "a.b", &err), CL_ERR_INVALID);
+    const char *ok[] = {"clipper.fe.abc.results.m", "a.b.fe.x.results.m"};
+    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), "clipper", NULL, NULL));
+    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), NULL, NULL, NULL));
+    assert_true(cl_subj_is_fe_results(ok[0], strlen(ok[0]), "clipper", "m", NULL));
+    assert_true(cl_subj_is_fe_results(ok[1], strlen(ok[1]), "a.b", NULL, NULL));
+    /* Another model's results subject is not this task's. */
+    assert_false(cl_subj_is_fe_results(ok[0], strlen(ok[0]), "clipper", "mm", &err));
+    assert_non_null(strstr(err.msg, ".results.mm"));
+    assert_false(cl_subj_is_fe_results(ok[0], strlen(ok[0]), "clipper", "", &err));
+    const char *bad[] = {"other.fe.abc.results.m", "clipper.admin.delete_app",
+                         "clipper.fe.results.m", "clipper.fe..results.m", "fe.abc.results.m",
+                         "clipper.fe.abc.results", "clipper.fe.abc.results.", "clipper.fe.abc",
+                         "clipperx.fe.abc.results.m", "xclipper.fe.abc.results.m",
+                         "clipper.fe.a*.results.m", "clipper.fe.abc.results.m.n",
+                         "clipper.fe.abc.results.*"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        cl_err err;
-        if (cl_subj_is_fe_results(bad[i], strlen(bad[i]), "clipper", &err))
+        if (cl_subj_is_fe_results(bad[i], strlen(bad[i]), "clipper", NULL, &err))
             fail_msg("'%s' accepted", bad[i]);
         assert_true(strlen(err.msg) > 0);
     }
-    cl_err err;
-    assert_false(cl_subj_is_fe_results("x.admin.y.z", 11, NULL, &err));
-    assert_non_null(strstr(err.msg, "<prefix>.fe.<id>.results"));
+    assert_false(cl_subj_is_fe_results("x.admin.y.z", 11, NULL, NULL, &err));
+    assert_non_null(strstr(err.msg, "<prefix>.fe.<id>.results.<model>"));
     /* Only the given length counts. */
-    assert_true(cl_subj_is_fe_results("p.fe.a.results.more", 14, "p", NULL));
+    assert_true(cl_subj_is_fe_results("p.fe.a.results.m.more", 16, "p", "m", NULL));
 }
 
 int main(void)

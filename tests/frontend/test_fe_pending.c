@@ -17,12 +17,36 @@ static void test_table_take_returns_owner_and_index_once(void **state)
     assert_int_equal(cl_fe_table_init(&t, 16), CL_OK);
     int owner;
     uint64_t id = 0;
-    assert_int_equal(cl_fe_table_add(&t, &owner, 5, &id), CL_OK);
+    assert_int_equal(cl_fe_table_add(&t, &owner, 5, 0, &id), CL_OK);
     assert_true(id != 0);
     uint32_t idx = 0;
     assert_ptr_equal(cl_fe_table_take(&t, id, &idx), &owner);
     assert_int_equal(idx, 5);
     assert_null(cl_fe_table_take(&t, id, &idx)); /* a late duplicate is dropped */
+    assert_int_equal(t.used, 0);
+    cl_fe_table_deinit(&t);
+}
+
+/* An answer from another scope (a replica of another model) neither takes
+ * the task nor removes it; its own scope's answer does. */
+static void test_table_scoped_take_leaves_another_scope_s_task(void **state)
+{
+    (void)state;
+    cl_fe_table t;
+    assert_int_equal(cl_fe_table_init(&t, 16), CL_OK);
+    int owner;
+    uint64_t id = 0;
+    assert_int_equal(cl_fe_table_add(&t, &owner, 3, 77, &id), CL_OK);
+    uint32_t idx = 0;
+    bool foreign = false;
+    assert_null(cl_fe_table_take_scoped(&t, id, 78, &idx, &foreign));
+    assert_true(foreign);
+    assert_int_equal(t.used, 1);
+    assert_ptr_equal(cl_fe_table_take_scoped(&t, id, 77, &idx, &foreign), &owner);
+    assert_false(foreign);
+    assert_int_equal(idx, 3);
+    assert_null(cl_fe_table_take_scoped(&t, id, 77, &idx, &foreign)); /* late duplicate */
+    assert_false(foreign);
     assert_int_equal(t.used, 0);
     cl_fe_table_deinit(&t);
 }
@@ -34,9 +58,9 @@ static void test_table_reused_slot_does_not_match_an_old_id(void **state)
     assert_int_equal(cl_fe_table_init(&t, 1), CL_OK);
     int a, b;
     uint64_t old_id, new_id;
-    assert_int_equal(cl_fe_table_add(&t, &a, 0, &old_id), CL_OK);
+    assert_int_equal(cl_fe_table_add(&t, &a, 0, 0, &old_id), CL_OK);
     assert_non_null(cl_fe_table_take(&t, old_id, NULL));
-    assert_int_equal(cl_fe_table_add(&t, &b, 0, &new_id), CL_OK);
+    assert_int_equal(cl_fe_table_add(&t, &b, 0, 0, &new_id), CL_OK);
     assert_true(new_id != old_id);
     assert_null(cl_fe_table_take(&t, old_id, NULL));
     assert_ptr_equal(cl_fe_table_take(&t, new_id, NULL), &b);
@@ -51,10 +75,10 @@ static void test_table_refuses_beyond_max_and_grows_below_it(void **state)
     int owner;
     uint64_t *ids = calloc(3000, sizeof(*ids));
     for (uint32_t i = 0; i < 3000; i++)
-        assert_int_equal(cl_fe_table_add(&t, &owner, i, &ids[i]), CL_OK);
+        assert_int_equal(cl_fe_table_add(&t, &owner, i, 0, &ids[i]), CL_OK);
     assert_false(cl_fe_table_room(&t, 1));
     uint64_t extra;
-    assert_int_equal(cl_fe_table_add(&t, &owner, 0, &extra), CL_ERR_TOO_LARGE);
+    assert_int_equal(cl_fe_table_add(&t, &owner, 0, 0, &extra), CL_ERR_TOO_LARGE);
     for (uint32_t i = 0; i < 3000; i++) {
         uint32_t idx;
         assert_ptr_equal(cl_fe_table_take(&t, ids[i], &idx), &owner);
@@ -102,6 +126,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_take_returns_owner_and_index_once),
         cmocka_unit_test(test_table_reused_slot_does_not_match_an_old_id),
+        cmocka_unit_test(test_table_scoped_take_leaves_another_scope_s_task),
         cmocka_unit_test(test_table_refuses_beyond_max_and_grows_below_it),
         cmocka_unit_test(test_heap_pops_in_deadline_order_and_removes_from_the_middle),
     };

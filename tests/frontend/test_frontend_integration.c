@@ -563,7 +563,7 @@ static void test_predict_over_nats_returns_the_model_output(void **state)
     uint64_t now = cl_wall_us();
     assert_true(W.r.last_deadline > now && W.r.last_deadline <= now + 2000000);
     char want[128];
-    snprintf(want, sizeof(want), PREFIX ".fe.%s.results", cl_frontend_id(W.fe));
+    snprintf(want, sizeof(want), PREFIX ".fe.%s.results.echo", cl_frontend_id(W.fe));
     assert_string_equal(W.r.replies[0], want);
     pthread_mutex_unlock(&W.r.mu);
 }
@@ -1353,6 +1353,34 @@ static void test_cache_waiter_with_a_later_deadline_gets_a_new_task(void **state
     stop_cache_fe(fe, bus);
 }
 
+/* A result for a held task of model slow, sent on model echo's results
+ * subject (as a replica of echo, which nats-server lets publish there
+ * only, would), does not answer it: the real one does. */
+static void test_a_result_on_another_model_s_subject_answers_nothing(void **state)
+{
+    (void)state;
+    bg_request a = {W.port, "/cslow/predict", "{\"input\": [9.0]}", {0}};
+    pthread_t ta;
+    router_reset(&W.r);
+    pthread_create(&ta, NULL, bg_post, &a);
+    assert_true(router_reaches(&W.r.n_held, 1, 2000));
+    pthread_mutex_lock(&W.r.mu);
+    held_task h = W.r.held[0];
+    pthread_mutex_unlock(&W.r.mu);
+    char forged[CL_SUBJECT_MAX];
+    snprintf(forged, sizeof(forged), PREFIX ".fe.%s.results.echo", cl_frontend_id(W.fe));
+    assert_non_null(strstr(h.reply, ".results.slow"));
+    send_result(&W.r, forged, strlen(forged), h.id, CL_RESULT_OK, "\"FORGED\"", 8);
+    assert_int_equal(cl_bus_flush(W.r.bus, 1000), CL_OK);
+    cl_sleep_ms(100);
+    assert_true(fe_holds(W.fe, 1, 1000)); /* still waiting */
+    assert_int_equal(release_held(&W.r), 1);
+    pthread_join(ta, NULL);
+    cJSON *j = bg_json(&a, 200);
+    expect_text_output(j, "late");
+    cJSON_Delete(j);
+}
+
 /* Answers every held task with status (and nothing), as a router would. */
 static size_t answer_held(router *r, uint8_t status)
 {
@@ -1606,6 +1634,7 @@ int main(void)
         cmocka_unit_test(test_cache_entry_of_a_task_that_never_answers_is_removed),
         cmocka_unit_test(test_cache_waiter_with_a_later_deadline_gets_a_new_task),
         cmocka_unit_test(test_cache_task_shed_early_is_resent_for_waiters_with_later_deadlines),
+        cmocka_unit_test(test_a_result_on_another_model_s_subject_answers_nothing),
         cmocka_unit_test(test_cache_keeps_no_error_expiry_or_lost_replica),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -216,6 +216,95 @@ def test_a_replica_identity_cannot_hijack_rewrite_or_read(secured):
     assert r["output"] == 8.0 and r["default"] is False, r
 
 
+def replica_pids(c, model):
+    """The pids of the replica processes of model, from /proc."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/{}/cmdline".format(d), "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if (b"replica" in argv and b"--model" in argv and
+                argv[argv.index(b"--model") + 1] == model.encode() and
+                c.cm.data_dir.encode() in b" ".join(argv)):
+            pids.append((int(d), argv))
+    return pids
+
+
+def test_each_model_s_replicas_get_an_identity_scoped_to_it(secured):
+    c = secured
+    p = c.cm.prefix
+    listed = clipper(c, "creds", "list").stdout
+    line = [ln for ln in listed.splitlines() if ln.startswith("replica-of-sec ")]
+    assert line and line[0].split()[1:3] == ["replica", "sec"], listed
+    mine = creds(c, "replica-of-sec")
+    assert oct(os.stat(mine).st_mode & 0o777) == "0o600"
+    # The replica runs with it (only its path is on the command line).
+    running = replica_pids(c, "sec")
+    assert running, "no replica process of model sec"
+    for _, argv in running:
+        assert argv[argv.index(b"--creds") + 1] == mine.encode(), argv
+    conf = open(os.path.join(c.cm.data_dir, "nats-server.auth.conf")).read()
+    assert '"{}.replica.work.sec.>"'.format(p) in conf, conf
+    stream = "".join(ch.upper() if ch.isalnum() or ch in "_-" else "_" for ch in p) + \
+        "_ARTIFACTS"
+    rep = connect(c, mine, name="clipper-replica-sec")
+    try:
+        # Another model's work, heartbeats, pulls and artifact are not its.
+        assert rep.listen("{}.replica.work.other.>".format(p), 300) == []
+        refused(c, "Subscription", "{}.replica.work.other.>".format(p), "replica-of-sec")
+        hb = {"model": "other", "version": "1", "replica_id": 7, "state": "ready"}
+        rep.publish("{}.replica.hb.other.1.7".format(p), json.dumps(hb).encode())
+        refused(c, "Publish", "{}.replica.hb.other.1.7".format(p), "replica-of-sec")
+        rep.publish("{}.route.pull.other.1".format(p), b'{"replica_id":7}')
+        refused(c, "Publish", "{}.route.pull.other.1".format(p), "replica-of-sec")
+        other = "$JS.API.DIRECT.GET.{}.{}.artifact.other.1.meta".format(stream, p)
+        with pytest.raises(BusError):
+            rep.request(other, b"", 500)
+        refused(c, "Publish", other, "replica-of-sec")
+        # Its own model's artifact it reads.
+        got = rep.request("$JS.API.DIRECT.GET.{}.{}.artifact.sec.1.meta".format(stream, p),
+                          b"", 2000)
+        assert b"sha256" in got, got[:200]
+    finally:
+        rep.close()
+    r = c.nats("sec", {"input": [2.0, 5.0]})
+    assert r["output"] == 7.0 and r["default"] is False, r
+
+
+def test_revoking_a_model_s_replica_identity_rotates_it(secured):
+    """Revoking replica-of-<model> cuts off whoever holds its key; the
+    manager issues the model's replicas a new one and serving goes on."""
+    c = secured
+    old_key = public_key(c, "replica-of-sec")
+    old = creds(c, "replica-of-sec")
+    with open(old) as f:
+        old_seed = f.read()
+    t0 = time.monotonic()
+    r = clipper(c, "creds", "revoke", "replica-of-sec")
+    assert "revoked 'replica-of-sec'" in r.stderr, r.stderr
+    with pytest.raises(BusError):
+        connect(c, str(old)).close()
+
+    def new_identity_serves():
+        try:
+            if public_key(c, "replica-of-sec") == old_key:
+                return False
+        except OSError:
+            return False
+        out = c.nats("sec", {"input": [1.0, 1.0]}, 1000)
+        return out.get("output") == 2.0 and out.get("default") is False
+
+    wait_until("the model to serve again under a new identity", new_identity_serves, 90, 0.2)
+    print("FIGURE replica identity rotated, serving again after {:.2f} s".format(
+        time.monotonic() - t0))
+    with open(creds(c, "replica-of-sec")) as f:
+        assert f.read() != old_seed
+
+
 def test_a_query_identity_cannot_pose_as_a_replica(secured, tmp_path):
     c = secured
     p = c.cm.prefix

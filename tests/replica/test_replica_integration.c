@@ -166,7 +166,7 @@ static void start_replica(fixture *f, const char *model, uint32_t id)
     assert_int_equal(cl_subj_replica_hb(f->hb, PREFIX, model, "1", id_str, &err), CL_OK);
     assert_int_equal(cl_subj_replica_work(f->work, PREFIX, model, "1", id_str, &err), CL_OK);
     assert_int_equal(cl_subj_route_pull(f->pull, PREFIX, model, "1", &err), CL_OK);
-    snprintf(f->reply, sizeof(f->reply), "%s.fe.%s.results", PREFIX, model);
+    snprintf(f->reply, sizeof(f->reply), "%s.fe.t.results.%s", PREFIX, model);
     assert_int_equal(cl_bus_subscribe_sync(&f->all, bus, PREFIX ".>", NULL), CL_OK);
     assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
 

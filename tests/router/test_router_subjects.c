@@ -61,7 +61,7 @@ static int setup(void **state)
     f->rbus = connect_bus(f->prefix, true);
     if (f->bus == NULL || f->rbus == NULL)
         return -1;
-    snprintf(f->reply, sizeof(f->reply), "%s.fe.test.results", f->prefix);
+    snprintf(f->reply, sizeof(f->reply), "%s.fe.test.results.m", f->prefix);
     char admin[64];
     snprintf(admin, sizeof(admin), "%s.admin.>", f->prefix);
     if (cl_bus_subscribe_sync(&f->results, f->bus, f->reply, NULL) != CL_OK ||
@@ -243,17 +243,20 @@ static void test_reply_outside_the_clusters_frontends_is_refused(void **state)
 {
     fixture *f = *state;
     wait_serving(f);
-    char admin[CL_SUBJECT_MAX], other[CL_SUBJECT_MAX];
+    char admin[CL_SUBJECT_MAX], other[CL_SUBJECT_MAX], model[CL_SUBJECT_MAX];
     snprintf(admin, sizeof(admin), "%s.admin.ping", f->prefix);
-    snprintf(other, sizeof(other), "x%s.fe.test.results", f->prefix);
+    snprintf(other, sizeof(other), "x%s.fe.test.results.m", f->prefix);
+    /* Another model's results subject: a replica of that model may answer there. */
+    snprintf(model, sizeof(model), "%s.fe.test.results.n", f->prefix);
     send_batch(f, 1, admin, strlen(admin));
     send_batch(f, 11, other, strlen(other));
-    wait_malformed(f, 2);
+    send_batch(f, 21, model, strlen(model));
+    wait_malformed(f, 3);
     uint64_t ids[8];
     assert_int_equal(read_results(f, 300, ids, 8), 0);
     cl_msg *m = NULL;
     assert_int_equal(cl_sub_next(f->elsewhere, &m, 200), CL_ERR_TIMEOUT);
-    expect_still_serving(f, 21);
+    expect_still_serving(f, 31);
 }
 
 int main(void)
