@@ -71,7 +71,9 @@ static const char *const ROUTER_SUB[] = {"{p}.route.task.>",  "{p}.route.pull.>"
                                          "{p}.replica.hb.>",  OWN_INBOX,
                                          SERVICE_API,         NULL};
 
-static const char *const MANAGER_PUB[] = {STATE_READ_PUB, STATE_WATCH_PUB, OWN_INBOX, NULL};
+/* Managers on several hosts say hello to one another (placement). */
+static const char *const MANAGER_PUB[] = {STATE_READ_PUB, STATE_WATCH_PUB, "{p}.cm.hello",
+                                          OWN_INBOX, NULL};
 static const char *const MANAGER_SUB[] = {"{p}.cm.*", "{p}.replica.hb.>", OWN_INBOX, SERVICE_API,
                                           NULL};
 

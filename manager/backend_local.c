@@ -41,6 +41,7 @@ typedef struct {
     char *nats_url;
     char *creds;  /* or NULL */
     char *identities; /* the cluster's data directory (per-model identities), or NULL */
+    char *host;       /* --host-name of its replicas; others' are not adopted */
     char *tls_ca; /* or NULL */
     char *prefix;
     char *log_dir;
@@ -189,10 +190,11 @@ static CL_MUST_USE cl_status local_start(cl_backend *b, const cl_backend_spec *s
     if (fd < 0)
         return cl_err_set(err, CL_ERR_IO, "cannot open the replica's log file %s: %s", r.log,
                           strerror(errno));
-    char *argv[20] = {lb->command, "run", "replica", "--nats", lb->nats_url,
+    char *argv[24] = {lb->command, "run", "replica", "--nats", lb->nats_url,
                       "--prefix", lb->prefix, "--model", (char *)model,
-                      "--version", (char *)version, "--exit-after-bus-loss", BUS_LOSS_EXIT_S};
-    size_t k = 13;
+                      "--version", (char *)version, "--exit-after-bus-loss", BUS_LOSS_EXIT_S,
+                      "--host-name", lb->host};
+    size_t k = 15;
     /* The credential's path, not the secret: ps shows the command line. */
     if (creds != NULL) {
         argv[k++] = "--creds";
@@ -396,6 +398,11 @@ static size_t local_adopt(cl_backend *b, cl_backend_found **out)
         const char *prefix = option_value(argv, argc, "--prefix");
         const char *model = option_value(argv, argc, "--model");
         const char *version = option_value(argv, argc, "--version");
+        /* Another host's (several hosts may share one kernel: network
+         * namespaces) is left to its own manager. */
+        const char *host = option_value(argv, argc, "--host-name");
+        if (host != NULL && strcmp(host, lb->host) != 0)
+            continue;
         if (nats == NULL || prefix == NULL || model == NULL || version == NULL ||
             strcmp(nats, lb->nats_url) != 0 || strcmp(prefix, lb->prefix) != 0 ||
             strlen(model) >= sizeof((*out)->model) || strlen(version) >= sizeof((*out)->version))
@@ -453,6 +460,7 @@ static void local_free(cl_backend *b)
     free(lb->nats_url);
     free(lb->creds);
     free(lb->identities);
+    free(lb->host);
     free(lb->tls_ca);
     free(lb->prefix);
     free(lb->log_dir);
@@ -500,13 +508,14 @@ cl_status cl_backend_local_new(cl_backend **out, const cl_backend_config *cfg, c
     lb->nats_url = strdup(cfg->nats_url ? cfg->nats_url : "nats://127.0.0.1:4222");
     lb->creds = cfg->creds ? strdup(cfg->creds) : NULL;
     lb->identities = cfg->identities ? strdup(cfg->identities) : NULL;
+    lb->host = strdup(cfg->host && cfg->host[0] ? cfg->host : "localhost");
     lb->tls_ca = cfg->tls_ca ? strdup(cfg->tls_ca) : NULL;
     lb->prefix = strdup(cfg->prefix ? cfg->prefix : "clipper");
     lb->log_dir = strdup(abs_dir);
     lb->command = strdup(exe);
     if (!lb->nats_url || !lb->prefix || !lb->log_dir || !lb->command ||
         (cfg->creds && !lb->creds) || (cfg->tls_ca && !lb->tls_ca) ||
-        (cfg->identities && !lb->identities)) {
+        (cfg->identities && !lb->identities) || !lb->host) {
         local_free(&lb->base);
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     }

@@ -116,6 +116,8 @@ typedef struct {
     const char *tls_ca;   /* the CA they verify nats-server with; NULL: no TLS.
                              As creds for each backend */
     const char *prefix;   /* the cluster's subject prefix */
+    const char *host;     /* the name this host goes by: local replicas get it
+                             (--host-name) and only this host's are adopted */
     const char *log_dir;  /* where output is kept (local backend) */
     const char *command;  /* local backend: program run as '<command> run replica ...';
                              NULL: this executable */

@@ -77,6 +77,8 @@ typedef struct {
     const char *replica_tls_ca; /* the CA replicas verify nats-server with;
                                    NULL: none (no TLS). docker: as
                                    replica_creds */
+    const char *host_name;   /* the name this host goes by (placement, status);
+                                NULL: cl_host_name() */
     int reconcile_ms;        /* 0: 500 */
     int stop_grace_ms;       /* SIGTERM to SIGKILL; 0: 5000 */
     /* docker backend (see cl_backend_docker_new) */

@@ -11,6 +11,7 @@
 #include "cl_docker.h"
 #include "cl_log.h"
 #include "cl_manager.h"
+#include "cl_placement.h"
 
 static const char CMD[] = "clipper run manager";
 
@@ -41,6 +42,12 @@ static void usage(FILE *f)
             "                    host (absolute paths), bind-mounted read-only into each\n"
             "                    replica container; a manager that runs in a container\n"
             "                    gives their host paths, not its own --tls-ca's\n"
+            "  --host-name NAME    the name this host goes by (env CLIPPER_HOST_NAME;\n"
+            "                    default: the system's host name). Managers of one\n"
+            "                    cluster on several hosts spread each version's replicas\n"
+            "                    over the hosts by it (docs/operation.md, \"Several hosts\");\n"
+            "                    <prefix>.cm.hosts shows the placement, <prefix>.cm.drain\n"
+            "                    {\"host\": NAME} moves a host's replicas to the others\n"
             "  --log-dir DIR       replica logs (default ./clipper_logs, or DATA/logs)\n"
             "  --data-dir DATA     keep replica logs under DATA/logs\n"
             "  --replica-cmd PROG  local: run PROG instead of this program for replicas\n"
@@ -230,6 +237,22 @@ int cl_manager_main(int argc, char **argv)
                                      &mopts.replica_tls_name)) != 0) {
             if (r < 0)
                 return 2;
+            continue;
+        }
+        const char *host_name;
+        if ((r = cl_actor_take_value(CMD, "--host-name", argc, argv, &i, &host_name)) != 0) {
+            if (r < 0)
+                return 2;
+            if (host_name[0] == '\0' || strlen(host_name) >= CL_PLACE_HOST_MAX ||
+                strpbrk(host_name, " \t\r\n\"\\") != NULL) {
+                fprintf(stderr, "%s: --host-name needs 1 to %d characters without spaces or "
+                                "quotes, got '%s'\n",
+                        CMD, CL_PLACE_HOST_MAX - 1, host_name);
+                return 2;
+            }
+            /* The replicas it starts inherit it (their heartbeats name it). */
+            setenv("CLIPPER_HOST_NAME", host_name, 1);
+            mopts.host_name = host_name;
             continue;
         }
         const char *image;

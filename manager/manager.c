@@ -28,6 +28,7 @@
 #include "cl_actor.h"
 #include "cl_backend.h"
 #include "cl_clock.h"
+#include "cl_host.h"
 #include "cl_json.h"
 #include "cl_kv.h"
 #include "cl_log.h"
@@ -300,11 +301,52 @@ void cl__free_wanted(want *w, size_t n)
     free(w);
 }
 
-/* Brings model:version to `wanted` active (running or waiting) slots. */
-static void scale_to(cl_manager *m, const want *w, uint64_t now)
+/* Replicas of model:version that said they are ready within the last two
+ * and a half heartbeat periods, on any host (those of other managers and
+ * hand-started ones too): one that died without a word is not counted for
+ * the seconds the table keeps it. */
+static int64_t ready_count(const cl_replica_info *live, size_t n, const char *model,
+                           const char *version, uint64_t now)
+{
+    int64_t k = 0;
+    uint64_t fresh = (uint64_t)CL_HEARTBEAT_MS * 2500u;
+    for (size_t i = 0; i < n; i++)
+        k += strcmp(live[i].model, model) == 0 && strcmp(live[i].version, version) == 0 &&
+             strcmp(live[i].state, "ready") == 0 && now - live[i].last_seen_us <= fresh;
+    return k;
+}
+
+/* This host's share of w's wanted replicas; *shared when other managers
+ * take part (or this one drains). -1: not placing yet (just started,
+ * still learning who its peers are). */
+static int64_t share_of(cl_manager *m, const want *w, int64_t total, uint64_t now, bool *shared)
+{
+    *shared = false;
+    if (m->place == NULL)
+        return total;
+    if (!cl_placement_settled(m->place, now))
+        return -1;
+    size_t others = 0;
+    unsigned share = cl_placement_share(m->place, w->model, w->version, (unsigned)total, now,
+                                        &others);
+    *shared = others > 0 || cl_placement_draining(m->place);
+    return share;
+}
+
+/* Brings model:version to this host's share of its wanted count of active
+ * (running or waiting) slots. With other managers, a replica that serves
+ * ("ready") is stopped only while the cluster has more ready replicas of
+ * the version than it wants: when a host comes back, or this one drains,
+ * the others' new replicas are up before this host's go. */
+static void scale_to(cl_manager *m, const want *w, uint64_t now, const cl_replica_info *live,
+                     size_t n_live)
 {
     const char *model = w->model, *version = w->version;
-    int64_t wanted = cl__wanted_count(m, w, now);
+    int64_t total = cl__wanted_count(m, w, now);
+    bool shared = false;
+    int64_t wanted = share_of(m, w, total, now, &shared);
+    if (wanted < 0)
+        return;
     int64_t active = 0;
     for (size_t i = 0; i < m->n_slots; i++) {
         if (slot_is(&m->slots[i], model, version) && m->slots[i].state != SLOT_STOPPING)
@@ -317,30 +359,39 @@ static void scale_to(cl_manager *m, const want *w, uint64_t now)
         }
         active++;
     }
+    int64_t spare = shared ? ready_count(live, n_live, model, version, now) - total : INT64_MAX;
     while (active > wanted) {
-        /* Drop a waiting slot first (nothing runs), else the highest-numbered
-         * running one. */
+        /* Drop a waiting slot first (nothing runs), then one that does not
+         * serve yet, else the highest-numbered running one. */
         size_t pick = m->n_slots;
+        int pick_rank = 0;
         for (size_t i = 0; i < m->n_slots; i++) {
             slot *s = &m->slots[i];
             if (!slot_is(s, model, version) || s->state == SLOT_STOPPING)
                 continue;
-            if (pick == m->n_slots) {
+            int rank = s->state == SLOT_WAITING ? 2 : strcmp(s->hb.state, "ready") != 0;
+            if (pick == m->n_slots || rank > pick_rank ||
+                (rank == pick_rank && s->n > m->slots[pick].n)) {
                 pick = i;
-                continue;
+                pick_rank = rank;
             }
-            slot *p = &m->slots[pick];
-            bool s_wait = s->state == SLOT_WAITING, p_wait = p->state == SLOT_WAITING;
-            if ((s_wait && !p_wait) || (s_wait == p_wait && s->n > p->n))
-                pick = i;
         }
         if (pick == m->n_slots)
             break;
         if (m->slots[pick].state == SLOT_WAITING) {
             slot_remove(m, pick);
         } else {
-            char why[96];
-            snprintf(why, sizeof(why), "scaling down to %" PRId64, wanted);
+            if (pick_rank == 0 && spare <= 0)
+                break; /* the version's other replicas are not ready yet */
+            if (pick_rank == 0)
+                spare--;
+            char why[128];
+            if (wanted < total)
+                snprintf(why, sizeof(why), "placed on other hosts (this one runs %" PRId64
+                                           " of %" PRId64 ")",
+                         wanted, total);
+            else
+                snprintf(why, sizeof(why), "scaling down to %" PRId64, wanted);
             stop_slot(m, &m->slots[pick], now, why);
         }
         active--;
@@ -527,8 +578,11 @@ static void reconcile(cl_manager *m)
             i++;
         }
     }
+    cl_replica_info *live = NULL;
+    size_t n_live = m->place != NULL ? cl_replicas_snapshot(m->replicas, NULL, NULL, &live) : 0;
     for (size_t j = 0; j < nw; j++)
-        scale_to(m, &w[j], now);
+        scale_to(m, &w[j], now, live, n_live);
+    free(live);
     cl__free_wanted(w, nw);
 
     for (size_t i = 0; i < m->n_slots; i++) {
@@ -618,6 +672,54 @@ static void add_log_files(const cl_manager *m, cJSON *files)
     free(names);
 }
 
+/* The answer to <p>.cm.hosts: this manager's host, whether it drains,
+ * the managers it hears, and per version its share and what runs here. */
+static char *hosts_snapshot(cl_manager *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    uint64_t now = cl_mono_us();
+    cJSON_AddStringToObject(o, "host", m->host);
+    cJSON_AddStringToObject(o, "backend", m->backend->ops->name);
+    cJSON_AddBoolToObject(o, "draining", m->place != NULL && cl_placement_draining(m->place));
+    if (m->place != NULL)
+        cJSON_AddStringToObject(o, "id", cl_placement_id(m->place));
+    cJSON *peers = cJSON_AddArrayToObject(o, "managers");
+    if (m->place != NULL && peers != NULL)
+        cl_placement_peers_json(m->place, now, peers);
+    cJSON *versions = cJSON_AddArrayToObject(o, "versions");
+    want *w = NULL;
+    size_t nw = m->view != NULL ? cl__read_wanted(m, &w) : 0; /* NULL while starting */
+    for (size_t j = 0; j < nw && versions != NULL; j++) {
+        int64_t total = cl__wanted_count(m, &w[j], now);
+        bool shared;
+        int64_t share = share_of(m, &w[j], total, now, &shared);
+        int running = 0, ready = 0;
+        for (size_t i = 0; i < m->n_slots; i++) {
+            const slot *sl = &m->slots[i];
+            if (slot_is(sl, w[j].model, w[j].version) && sl->state == SLOT_RUNNING) {
+                running++;
+                ready += strcmp(sl->hb.state, "ready") == 0;
+            }
+        }
+        cJSON *v = cJSON_CreateObject();
+        if (v == NULL)
+            break;
+        cJSON_AddStringToObject(v, "model", w[j].model);
+        cJSON_AddStringToObject(v, "version", w[j].version);
+        cJSON_AddNumberToObject(v, "wanted", (double)total);
+        cJSON_AddNumberToObject(v, "share", (double)(share < 0 ? 0 : share));
+        cJSON_AddNumberToObject(v, "running", running);
+        cJSON_AddNumberToObject(v, "ready", ready);
+        cJSON_AddItemToArray(versions, v);
+    }
+    cl__free_wanted(w, nw);
+    char *text = cl_json_print(o);
+    cJSON_Delete(o);
+    return text;
+}
+
 static void publish_snapshot(cl_manager *m)
 {
     cJSON *list = cJSON_CreateArray();
@@ -702,6 +804,11 @@ static void publish_snapshot(cl_manager *m)
         }
     }
     add_log_files(m, files);
+    char *hj = hosts_snapshot(m);
+    pthread_mutex_lock(&m->snap_mu);
+    free(m->hosts_json);
+    m->hosts_json = hj;
+    pthread_mutex_unlock(&m->snap_mu);
     cJSON_AddStringToObject(logs, "host", m->host);
     cJSON_AddStringToObject(logs, "log_dir", m->log_dir);
     cJSON_AddItemToObject(logs, "files", files);
@@ -835,9 +942,11 @@ static void on_request(cl_bus *bus, cl_msg *msg, void *closure)
     uint64_t t0 = cl_mono_us();
     const char *dot = strrchr(cl_msg_subject(msg), '.');
     bool logs = dot != NULL && strcmp(dot + 1, "logs") == 0;
+    bool hosts = dot != NULL && strcmp(dot + 1, "hosts") == 0;
     pthread_mutex_lock(&m->snap_mu);
-    char *reply = strdup(logs ? (m->logs_json ? m->logs_json : "{}")
-                              : (m->status_json ? m->status_json : "[]"));
+    char *reply = strdup(logs    ? (m->logs_json ? m->logs_json : "{}")
+                         : hosts ? (m->hosts_json ? m->hosts_json : "{}")
+                                 : (m->status_json ? m->status_json : "[]"));
     pthread_mutex_unlock(&m->snap_mu);
     cl_status s;
     if (reply != NULL) {
@@ -852,6 +961,70 @@ static void on_request(cl_bus *bus, cl_msg *msg, void *closure)
     free(reply);
     cl_service_count(m->svc, reply == NULL || s != CL_OK, (cl_mono_us() - t0) * 1000u);
     cl_msg_free(msg);
+}
+
+static void drain_reply(cl_bus *bus, cl_msg *msg, cJSON *o)
+{
+    char *text = cl_json_print(o);
+    cl_status s = text != NULL ? cl_msg_respond(bus, msg, text, strlen(text)) : CL_ERR_NOMEM;
+    if (s != CL_OK)
+        CL_LOG_LIMITED(CL_LOG_WARN, "cannot answer %s: %s", cl_msg_subject(msg),
+                       cl_status_text(s));
+    free(text);
+}
+
+/* <p>.cm.drain {"host": H, "drain": true|false}: the manager of host H
+ * (only it answers) stops taking replicas, so the others start this host's
+ * share, and stops its own as theirs become ready; "drain": false takes
+ * replicas again. Refused while no other manager would take them. */
+static void on_drain(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    cl_manager *m = closure;
+    cJSON *req = NULL, *rep = cJSON_CreateObject();
+    const char *host = NULL;
+    bool drain = true, has_drain = false;
+    cl_err err;
+    static const char *const fields[] = {"host", "drain", NULL};
+    if (rep == NULL)
+        goto out;
+    if (cl_json_parse_body(&req, cl_msg_data(msg), cl_msg_len(msg), &err) != CL_OK ||
+        !cJSON_IsObject(req) ||
+        (err.msg[0] = '\0', cl_json_only_fields(req, fields, &err) != CL_OK) ||
+        cl_json_get_string(req, "host", &host, &err) != CL_OK ||
+        cl_json_opt_bool(req, "drain", &drain, &has_drain, &err) != CL_OK) {
+        /* Every manager sees a bad request; the one on the asker's host
+         * cannot be told apart, so each answers (the first reply wins). */
+        if (err.msg[0] == '\0')
+            snprintf(err.msg, sizeof(err.msg), "the body must be a JSON object");
+        cJSON_AddStringToObject(rep, "error", err.msg);
+        drain_reply(bus, msg, rep);
+        goto out;
+    }
+    if (strcmp(host, m->host) != 0)
+        goto out; /* another host's manager answers */
+    cJSON_AddStringToObject(rep, "host", m->host);
+    if (m->place == NULL) {
+        cJSON_AddStringToObject(rep, "error", "this manager's backend places its replicas "
+                                              "itself (Kubernetes): there is nothing to drain");
+    } else if (drain && cl_placement_takers(m->place) == 0) {
+        cJSON_AddStringToObject(rep, "error",
+                                "no other manager takes replicas: draining this host would "
+                                "leave its replicas nowhere to go");
+    } else {
+        cl_placement_set_draining(m->place, drain);
+        cJSON_AddBoolToObject(rep, "draining", drain);
+        wake(m);
+    }
+    drain_reply(bus, msg, rep);
+out:
+    cJSON_Delete(req);
+    cJSON_Delete(rep);
+    cl_msg_free(msg);
+}
+
+static void on_placement_change(void *closure)
+{
+    wake(closure);
 }
 
 /* ---- lifecycle ------------------------------------------------------- */
@@ -898,8 +1071,10 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         s = cl_err_set(err, CL_ERR_IO, "cannot create an eventfd: %s", strerror(errno));
         goto fail;
     }
-    if (gethostname(m->host, sizeof(m->host)) != 0)
-        snprintf(m->host, sizeof(m->host), "localhost");
+    if (opts->host_name != NULL && opts->host_name[0] != '\0')
+        snprintf(m->host, sizeof(m->host), "%s", opts->host_name);
+    else
+        cl_host_name(m->host, sizeof(m->host));
 
     const char *cmd = opts->replica_cmd;
     if (cmd == NULL || cmd[0] == '\0')
@@ -907,6 +1082,7 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
     cl_backend_config cfg = {
         .nats_url = opts->nats_url ? opts->nats_url : cl_bus_url(bus),
         .prefix = cl_bus_prefix(bus),
+        .host = m->host,
         .creds = opts->replica_creds,
         .identities = opts->replica_identities,
         .tls_ca = opts->replica_tls_ca,
@@ -941,13 +1117,18 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
     }
     publish_snapshot(m);
 
-    char subj_status[CL_SUBJECT_MAX], subj_logs[CL_SUBJECT_MAX];
+    char subj_status[CL_SUBJECT_MAX], subj_logs[CL_SUBJECT_MAX], subj_hosts[CL_SUBJECT_MAX],
+        subj_drain[CL_SUBJECT_MAX];
     s = cl_subj_cm(subj_status, cl_bus_prefix(bus), "status", err);
     if (s == CL_OK)
         s = cl_subj_cm(subj_logs, cl_bus_prefix(bus), "logs", err);
+    if (s == CL_OK)
+        s = cl_subj_cm(subj_hosts, cl_bus_prefix(bus), "hosts", err);
+    if (s == CL_OK)
+        s = cl_subj_cm(subj_drain, cl_bus_prefix(bus), "drain", err);
     if (s != CL_OK)
         goto fail;
-    const char *endpoints[] = {subj_status, subj_logs, NULL};
+    const char *endpoints[] = {subj_status, subj_logs, subj_hosts, subj_drain, NULL};
     char description[128];
     snprintf(description, sizeof(description),
              "Clipper container manager: runs model replicas (backend %s)",
@@ -966,6 +1147,10 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
     s = cl_bus_subscribe(&m->sub_status, bus, subj_status, NULL, on_request, m);
     if (s == CL_OK)
         s = cl_bus_subscribe(&m->sub_logs, bus, subj_logs, NULL, on_request, m);
+    if (s == CL_OK)
+        s = cl_bus_subscribe(&m->sub_hosts, bus, subj_hosts, NULL, on_request, m);
+    if (s == CL_OK)
+        s = cl_bus_subscribe(&m->sub_drain, bus, subj_drain, NULL, on_drain, m);
     if (s != CL_OK) {
         cl_err_set(err, s, "cannot subscribe to %s: %s", subj_status, cl_status_text(s));
         goto fail;
@@ -974,6 +1159,13 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
     s = cl_replicas_start(&m->replicas, bus, on_replica_change, m, err);
     if (s != CL_OK)
         goto fail;
+    /* Replicas one by one (local, Docker): several managers share them;
+     * a declarative backend (Kubernetes) has one scheduler already. */
+    if (m->backend->ops->apply == NULL) {
+        s = cl_placement_start(&m->place, bus, m->host, on_placement_change, m, err);
+        if (s != CL_OK)
+            goto fail;
+    }
     s = cl_kv_open(&m->kv, bus, err);
     if (s != CL_OK)
         goto fail;
@@ -1001,11 +1193,18 @@ void cl_manager_free(cl_manager *m)
     /* Requests first, so nobody reads a snapshot being torn down. */
     cl_sub_free(m->sub_status);
     cl_sub_free(m->sub_logs);
+    cl_sub_free(m->sub_hosts);
+    cl_sub_free(m->sub_drain);
+    /* Said at once, so the other managers start this host's replicas
+     * while ours stop. */
+    if (m->place != NULL)
+        cl_placement_set_draining(m->place, true);
     if (m->thread_started) {
         atomic_store(&m->stop, true);
         wake(m);
         pthread_join(m->thread, NULL);
     }
+    cl_placement_free(m->place);
     cl_view_free(m->view);
     cl_kv_free(m->kv);
     cl_replicas_free(m->replicas);
@@ -1023,6 +1222,7 @@ void cl_manager_free(cl_manager *m)
     free(m->found);
     free(m->status_json);
     free(m->logs_json);
+    free(m->hosts_json);
     free(m->log_dir);
     if (m->wake_fd >= 0)
         close(m->wake_fd);

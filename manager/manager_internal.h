@@ -14,6 +14,7 @@
 #include "cl_backend.h"
 #include "cl_bus.h"
 #include "cl_kv.h"
+#include "cl_placement.h"
 #include "cl_replicas.h"
 #include "cl_service.h"
 #include "cl_view.h"
@@ -92,6 +93,10 @@ struct cl_manager {
     uint64_t cap_warned_us;
     cl_sub *sub_status;
     cl_sub *sub_logs;
+    cl_sub *sub_hosts;
+    cl_sub *sub_drain;
+    cl_placement *place; /* per-replica backends: the share of each version
+                            this host runs; NULL for declarative ones */
     char *log_dir;
     char host[256];
     int reconcile_ms;
@@ -118,6 +123,7 @@ struct cl_manager {
     pthread_mutex_t snap_mu; /* the two snapshots */
     char *status_json;
     char *logs_json;
+    char *hosts_json;
 };
 
 /* The wanted model versions from the view: a malloc'd array (free with

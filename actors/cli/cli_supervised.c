@@ -9,7 +9,11 @@
  * Restart=, an operator) decides. The supervisor's status goes on the
  * actor's bus (<p>.sv.status, <p>.sv.list) and, with --supervisor-port, over
  * HTTP (/metrics, /status). SIGINT/SIGTERM/SIGHUP stop the actor (SIGTERM,
- * then SIGKILL after --stop-grace-ms) and exit 0. */
+ * then SIGKILL after --stop-grace-ms) and exit 0.
+ *
+ * 'exec --name NAME PROGRAM [ARGS...]' supervises another program the same
+ * way (the deployment scripts run nats-server so); its status goes to the
+ * bus named by --supervisor-nats/--supervisor-prefix. */
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,12 +34,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clipper run --supervised [options] ACTOR [actor options]\n"
+            "       clipper run --supervised [options] exec --name NAME PROGRAM [ARGS...]\n"
             "\n"
             "Runs 'clipper run ACTOR [actor options]' under a supervisor: restarted when it\n"
             "ends (at once after a healthy run, then with a backoff up to --backoff-max-ms),\n"
             "exit 1 when it ends more than --max-restarts times within --restart-period\n"
             "seconds. Its status is on the actor's bus (<prefix>.sv.status, and the answer to\n"
-            "<prefix>.sv.list requests).\n"
+            "<prefix>.sv.list requests). 'exec' supervises another program (nats-server,\n"
+            "say) the same way, under NAME; its status goes to --supervisor-nats.\n"
             "\n"
             "options (before ACTOR):\n"
             "  --supervisor-port N  serve GET /metrics (Prometheus) and GET /status (JSON)\n"
@@ -43,6 +49,9 @@ static void usage(FILE *f)
             "  --supervisor-host H  the address it listens on (default 0.0.0.0)\n"
             "  --supervisor-creds FILE  the supervisor's own identity (role supervisor) for\n"
             "                    its status on the bus (default: the actor's --creds)\n"
+            "  --supervisor-nats URL, --supervisor-prefix P, --supervisor-tls-ca FILE\n"
+            "                    the bus (and its CA) the status goes to (default: the\n"
+            "                    actor's --nats, --prefix and --tls-ca; exec: needed)\n"
             "  --max-restarts N  default 10\n"
             "  --restart-period S  default 60\n"
             "  --backoff-max-ms N  default 5000\n"
@@ -77,7 +86,7 @@ int cl__cli_supervised(int argc, char **argv)
     cl_sv_opts_init(&so);
     long port = -1, grace = 20000, n;
     const char *host = "0.0.0.0";
-    const char *sv_creds = NULL;
+    const char *sv_creds = NULL, *sv_nats = NULL, *sv_prefix = NULL, *sv_ca = NULL;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         int r;
@@ -100,6 +109,21 @@ int cl__cli_supervised(int argc, char **argv)
             if (r < 0)
                 return 2;
             sv_creds = v;
+        } else if ((r = cl_actor_take_value("clipper run --supervised", "--supervisor-nats",
+                                            argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            sv_nats = v;
+        } else if ((r = cl_actor_take_value("clipper run --supervised", "--supervisor-prefix",
+                                            argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            sv_prefix = v;
+        } else if ((r = cl_actor_take_value("clipper run --supervised", "--supervisor-tls-ca",
+                                            argc, argv, &i, &v)) != 0) {
+            if (r < 0)
+                return 2;
+            sv_ca = v;
         } else if ((t = take_long("--max-restarts", argc, argv, &i, 1, 64, &n, &r)) != 0) {
             if (t < 0)
                 return 2;
@@ -126,41 +150,83 @@ int cl__cli_supervised(int argc, char **argv)
     }
     static const char *const known[] = {"admin", "router", "frontend", "replica", "manager"};
     const char *actor = i < argc ? argv[i] : NULL;
-    bool ok = false;
+    bool is_exec = actor != NULL && strcmp(actor, "exec") == 0;
+    bool ok = is_exec;
     for (size_t k = 0; actor != NULL && k < sizeof(known) / sizeof(known[0]); k++)
         ok = ok || strcmp(actor, known[k]) == 0;
     if (!ok) {
         fprintf(stderr, "clipper run --supervised: which actor? (admin, router, frontend, "
-                        "replica, manager)%s%s\n\n",
+                        "replica, manager, or exec)%s%s\n\n",
                 actor ? "; got " : "", actor ? actor : "");
         usage(stderr);
         return 2;
     }
-    /* The actor's bus, for the status: its own --nats/--prefix or the
-     * environment, as the actor itself reads them. */
     cl_actor_opts ao;
     cl_actor_opts_init(&ao);
-    for (int k = i + 1; k < argc; k++) {
-        cl_err e;
-        int at = k;
-        if (cl_actor_parse_common(&ao, argc, argv, &at, &e) > 0)
-            k = at;
-    }
-
     char exe[PATH_MAX];
     cl_err err;
-    if (cl_proc_self_exe(exe, sizeof(exe), &err) != CL_OK) {
-        fprintf(stderr, "clipper run --supervised: %s\n", err.msg);
-        return 1;
+    char **child = NULL;
+    if (is_exec) {
+        /* exec --name NAME PROGRAM [ARGS...] */
+        const char *name = NULL;
+        int at = i + 1;
+        int r = cl_actor_take_value("clipper run --supervised exec", "--name", argc, argv, &at,
+                                    &name);
+        if (r <= 0 || at + 1 >= argc) {
+            if (r == 0)
+                fprintf(stderr, "clipper run --supervised exec: --name NAME and a program "
+                                "are needed\n");
+            return 2;
+        }
+        bool name_ok = name[0] != '\0' && strlen(name) <= 32;
+        for (const char *c = name; *c && name_ok; c++)
+            name_ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+                      *c == '_';
+        if (!name_ok) {
+            fprintf(stderr, "clipper run --supervised exec: bad name '%s' (1 to 32 of "
+                            "[a-z0-9_-])\n",
+                    name);
+            return 2;
+        }
+        if (sv_nats == NULL) {
+            fprintf(stderr, "clipper run --supervised exec: --supervisor-nats is needed (the "
+                            "bus the status goes to)\n");
+            return 2;
+        }
+        actor = name;
+        child = calloc((size_t)(argc - at) + 1, sizeof(char *));
+        if (child == NULL)
+            return 1;
+        for (int k = at + 1; k < argc; k++)
+            child[k - at - 1] = argv[k];
+    } else {
+        /* The actor's bus, for the status: its own --nats/--prefix or the
+         * environment, as the actor itself reads them. */
+        for (int k = i + 1; k < argc; k++) {
+            cl_err e;
+            int at = k;
+            if (cl_actor_parse_common(&ao, argc, argv, &at, &e) > 0)
+                k = at;
+        }
+        if (cl_proc_self_exe(exe, sizeof(exe), &err) != CL_OK) {
+            fprintf(stderr, "clipper run --supervised: %s\n", err.msg);
+            return 1;
+        }
+        int child_argc = argc - i + 2;
+        child = calloc((size_t)child_argc + 1, sizeof(char *));
+        if (child == NULL)
+            return 1;
+        child[0] = exe;
+        child[1] = "run";
+        for (int k = i; k < argc; k++)
+            child[2 + k - i] = argv[k];
     }
-    int child_argc = argc - i + 2;
-    char **child = calloc((size_t)child_argc + 1, sizeof(char *));
-    if (child == NULL)
-        return 1;
-    child[0] = exe;
-    child[1] = "run";
-    for (int k = i; k < argc; k++)
-        child[2 + k - i] = argv[k];
+    if (sv_nats != NULL)
+        ao.nats_url = sv_nats;
+    if (sv_prefix != NULL)
+        ao.prefix = sv_prefix;
+    if (sv_ca != NULL)
+        ao.tls_ca_file = sv_ca;
 
     cl_sv *sv = NULL;
     cl_sv_report *report = NULL;

@@ -26,6 +26,9 @@ void cl__replica_usage(FILE *out, const char *program)
             "  --exit-after-bus-loss S  exit (code 1) when the bus has been unreachable\n"
             "                 for S seconds (default 0: never); the local backend's\n"
             "                 replicas, which outlive their manager, use 60\n"
+            "  --host-name NAME  the host its heartbeats name (env CLIPPER_HOST_NAME;\n"
+            "                 default: the system's host name); the manager that\n"
+            "                 started it gives its own\n"
             "%s"
             "\n"
             "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 bus unreachable, 2 bad usage,\n"
@@ -100,6 +103,11 @@ cl_status cl__replica_opts_parse(cl__replica_opts *opts, int argc, char **argv, 
                                           "65535, got '%s'",
                                           value);
             opts->health_port = (int)port;
+        } else if ((r = take_value("--host-name", argc, argv, &i, &value, err)) != 0) {
+            if (r < 0)
+                return CL_ERR_INVALID;
+            /* Read by cl_host_name() wherever the host is reported. */
+            setenv("CLIPPER_HOST_NAME", value, 1);
         } else if ((r = take_value("--exit-after-bus-loss", argc, argv, &i, &value, err)) != 0) {
             long secs = 0;
             if (r < 0 || !cl_actor_parse_long(value, 0, 86400, &secs))

@@ -29,6 +29,7 @@
 #include "cl_actor.h"
 #include "cl_artifact.h"
 #include "cl_clock.h"
+#include "cl_host.h"
 #include "cl_kv.h"
 #include "cl_log.h"
 #include "cl_loop.h"
@@ -145,8 +146,7 @@ static CL_MUST_USE cl_status start_heartbeat(replica *r, cl_err *err)
     snprintf(info.version, sizeof(info.version), "%s", r->opts.version);
     info.replica_id = r->id;
     snprintf(info.state, sizeof(info.state), "starting");
-    if (gethostname(info.host, sizeof(info.host) - 1) != 0)
-        snprintf(info.host, sizeof(info.host), "unknown");
+    cl_host_name(info.host, sizeof(info.host));
     info.pid = (int)getpid();
     return cl__hb_start(&r->hb, r->bus, r->hb_subject, &info, err);
 }

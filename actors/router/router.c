@@ -21,6 +21,7 @@
 
 #include "cl_actor.h"
 #include "cl_clock.h"
+#include "cl_host.h"
 #include "cl_json.h"
 #include "cl_kv.h"
 #include "cl_log.h"
@@ -389,8 +390,8 @@ static void on_route_stats(cl_bus *bus, cl_msg *msg, void *closure)
         /* Which router answered, whether it leads, and how many routers
          * it hears (itself included): a gatherer waits for that many. */
         cJSON *who = cJSON_AddObjectToObject(snap, "router");
-        char host[256] = "";
-        (void)gethostname(host, sizeof(host) - 1);
+        char host[256];
+        cl_host_name(host, sizeof(host));
         cJSON_AddStringToObject(who, "host", host);
         cJSON_AddNumberToObject(who, "pid", (double)getpid());
         cJSON_AddNumberToObject(who, "epoch", (double)atomic_load(&r->epoch));

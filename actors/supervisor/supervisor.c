@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cl_clock.h"
+#include "cl_host.h"
 #include "cl_proc.h"
 
 #define WINDOW 64 /* restart times kept for the intensity (max_restarts <= WINDOW) */
@@ -87,8 +88,8 @@ cl_status cl_sv_new(cl_sv **out, const cl_sv_opts *o, const char *host, cl_err *
         sv->o.backoff_max_ms = sv->o.backoff_first_ms;
     if (host != NULL && host[0] != '\0')
         snprintf(sv->host, sizeof(sv->host), "%s", host);
-    else if (gethostname(sv->host, sizeof(sv->host) - 1) != 0)
-        snprintf(sv->host, sizeof(sv->host), "unknown");
+    else
+        cl_host_name(sv->host, sizeof(sv->host));
     sv->started_wall_us = cl_wall_us();
     pthread_mutex_init(&sv->lock, NULL);
     *out = sv;

@@ -4,8 +4,10 @@
  * it prints one start line (with a monotonic timestamp) and then, by model
  * name: "crash*" exits 3 at once (as a replica that cannot load its model),
  * "stubborn*" ignores SIGTERM, "hang*" sends "ready" heartbeats for 2 s and
- * then goes silent while staying alive (a hung replica), anything else runs
- * until SIGTERM. */
+ * then goes silent while staying alive (a hung replica), "hb*" sends
+ * "ready" heartbeats every 250 ms until SIGTERM (a serving replica, which
+ * the placement of several managers counts), anything else runs until
+ * SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 #include "cl_bus.h"
 #include "cl_clock.h"
+#include "cl_host.h"
 #include "cl_replicas.h"
 #include "cl_subject.h"
 
@@ -24,6 +27,60 @@ static void on_term(int sig)
 {
     (void)sig;
     stop = 1;
+}
+
+/* "hb*": ready heartbeats every 250 ms until SIGTERM. */
+static int serve_ready(const char *nats, const char *prefix, const char *model,
+                       const char *version)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    cl_bus_opts bo;
+    cl_bus_opts_init(&bo);
+    bo.url = nats;
+    bo.prefix = prefix;
+    cl_err err;
+    cl_bus *bus = NULL;
+    if (cl_bus_connect(&bus, &bo, &err) != CL_OK) {
+        fprintf(stderr, "fake replica: %s\n", err.msg);
+        return 1;
+    }
+    cl_replica_info info;
+    memset(&info, 0, sizeof(info));
+    snprintf(info.model, sizeof(info.model), "%s", model);
+    snprintf(info.version, sizeof(info.version), "%s", version);
+    info.replica_id = (uint32_t)getpid();
+    snprintf(info.state, sizeof(info.state), "ready");
+    cl_host_name(info.host, sizeof(info.host));
+    info.pid = (int)getpid();
+    snprintf(info.input_type, sizeof(info.input_type), "doubles");
+    char id[16], subject[CL_SUBJECT_MAX];
+    snprintf(id, sizeof(id), "%u", info.replica_id);
+    if (cl_subj_replica_hb(subject, prefix, model, version, id, &err) != CL_OK) {
+        fprintf(stderr, "fake replica: %s\n", err.msg);
+        cl_bus_free(bus);
+        return 1;
+    }
+    char *body = cl_heartbeat_encode(&info, "python-closure");
+    while (!stop && body != NULL) {
+        cl_status s = cl_bus_publish(bus, subject, body, strlen(body));
+        if (s != CL_OK)
+            fprintf(stderr, "fake replica: heartbeat not sent: %s\n", cl_status_text(s));
+        cl_sleep_ms(250);
+    }
+    free(body);
+    /* As a real replica says when it stops. */
+    snprintf(info.state, sizeof(info.state), "stopped");
+    body = cl_heartbeat_encode(&info, "python-closure");
+    if (body != NULL && (cl_bus_publish(bus, subject, body, strlen(body)) != CL_OK ||
+                         cl_bus_flush(bus, 1000) != CL_OK))
+        fprintf(stderr, "fake replica: the last heartbeat was not sent\n");
+    free(body);
+    cl_bus_free(bus);
+    printf("fake replica %s:%s stopping\n", model, version);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -42,6 +99,8 @@ int main(int argc, char **argv)
             model = argv[i + 1];
         else if (strcmp(argv[i], "--version") == 0)
             version = argv[i + 1];
+        else if (strcmp(argv[i], "--host-name") == 0)
+            setenv("CLIPPER_HOST_NAME", argv[i + 1], 1);
     }
     if (!nats || !prefix || !model || !version) {
         fprintf(stderr, "fake replica: missing --nats, --prefix, --model or --version\n");
@@ -99,6 +158,8 @@ int main(int argc, char **argv)
         for (;;)
             pause();
     }
+    if (strncmp(model, "hb", 2) == 0)
+        return serve_ready(nats, prefix, model, version);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = strncmp(model, "stubborn", 8) == 0 ? SIG_IGN : on_term;

@@ -25,6 +25,7 @@
 #include "cl_clock.h"
 #include "cl_kv.h"
 #include "cl_manager.h"
+#include "cl_placement.h"
 #include "cl_state.h"
 #include "cl_test_nats.h"
 #include "cl_test_util.h"
@@ -579,6 +580,220 @@ static void test_manager_process_rejects_unknown_backend(void **state)
     assert_int_equal(WEXITSTATUS(st), 2);
 }
 
+/* ---- several managers: placement ----------------------------------------- */
+
+/* The share function spreads evenly, every replica somewhere, and a host
+ * leaving moves only what it ran. */
+static void test_place_share_spreads_evenly_and_moves_little(void **state)
+{
+    (void)state;
+    const char *hosts[] = {"h1", "h2", "h3"}, *ids[] = {"a", "b", "c"};
+    for (unsigned wanted = 0; wanted <= 7; wanted++) {
+        unsigned sum = 0, lo = UINT32_MAX, hi = 0;
+        for (size_t me = 0; me < 3; me++) {
+            unsigned k = cl_place_share("m", "1", wanted, hosts, ids, 3, me);
+            sum += k;
+            lo = k < lo ? k : lo;
+            hi = k > hi ? k : hi;
+        }
+        assert_int_equal(sum, wanted);
+        assert_true(hi - lo <= 1);
+    }
+    /* h3 leaves: h1 and h2 each keep at least what they had. */
+    for (unsigned wanted = 1; wanted <= 6; wanted++) {
+        for (size_t me = 0; me < 2; me++) {
+            unsigned before = cl_place_share("m", "1", wanted, hosts, ids, 3, me);
+            unsigned after = cl_place_share("m", "1", wanted, hosts, ids, 2, me);
+            assert_true(after >= before);
+        }
+    }
+    /* Versions of one replica start on different hosts. */
+    int on[3] = {0, 0, 0};
+    for (int v = 0; v < 60; v++) {
+        char version[8];
+        snprintf(version, sizeof(version), "%d", v);
+        for (size_t me = 0; me < 3; me++)
+            on[me] += (int)cl_place_share("m", version, 1, hosts, ids, 3, me);
+    }
+    for (size_t me = 0; me < 3; me++)
+        assert_true(on[me] >= 10);
+    assert_int_equal(cl_place_share("m", "1", 3, hosts, ids, 0, 0), 0);
+}
+
+typedef struct {
+    int running[2]; /* per manager host "ha", "hb" */
+    bool draining[2];
+    int answers;
+} placement_view;
+
+/* What each manager says it runs of model:1 (<p>.cm.hosts, gathered). */
+static placement_view hosts_view(fixture *fx, const char *model)
+{
+    placement_view v = {{-1, -1}, {false, false}, 0};
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.cm.hosts", fx->prefix);
+    cl_msg *out[8];
+    size_t n = 0;
+    if (cl_bus_gather(fx->bus, subject, "{}", 2, 300, out, 8, &n, NULL, NULL) != CL_OK)
+        return v;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *j = cJSON_ParseWithLength(cl_msg_data(out[i]), cl_msg_len(out[i]));
+        const cJSON *host = cJSON_GetObjectItem(j, "host");
+        int who = cJSON_IsString(host) ? (strcmp(host->valuestring, "ha") == 0   ? 0
+                                          : strcmp(host->valuestring, "hb") == 0 ? 1
+                                                                                  : -1)
+                                       : -1;
+        if (who >= 0) {
+            v.answers++;
+            v.draining[who] = cJSON_IsTrue(cJSON_GetObjectItem(j, "draining"));
+            v.running[who] = 0;
+            const cJSON *ver;
+            cJSON_ArrayForEach(ver, cJSON_GetObjectItem(j, "versions"))
+            {
+                const cJSON *m = cJSON_GetObjectItem(ver, "model");
+                if (cJSON_IsString(m) && strcmp(m->valuestring, model) == 0)
+                    v.running[who] = cJSON_GetObjectItem(ver, "running")->valueint;
+            }
+        }
+        cJSON_Delete(j);
+        cl_msg_free(out[i]);
+    }
+    return v;
+}
+
+static bool wait_split(fixture *fx, const char *model, int a, int b, int timeout_ms)
+{
+    uint64_t until = cl_mono_us() + (uint64_t)timeout_ms * 1000u;
+    do {
+        placement_view v = hosts_view(fx, model);
+        if (v.running[0] == a && v.running[1] == b && count_replicas(model) == a + (b > 0 ? b : 0))
+            return true;
+        cl_sleep_ms(50);
+    } while (cl_mono_us() < until);
+    placement_view v = hosts_view(fx, model);
+    fprintf(stderr, "wanted %d + %d, managers say %d + %d, %d processes\n", a, b, v.running[0],
+            v.running[1], count_replicas(model));
+    return false;
+}
+
+static cl_manager *start_named(fixture *fx, const char *host)
+{
+    cl_manager_opts o;
+    cl_manager_opts_init(&o);
+    o.log_dir = fx->log_dir;
+    o.replica_cmd = FAKE_REPLICA;
+    o.stop_grace_ms = 1000;
+    o.host_name = host;
+    cl_err err;
+    cl_manager *m = NULL;
+    if (cl_manager_start(&m, fx->bus, &o, &err) != CL_OK)
+        fail_msg("cl_manager_start: %s", err.msg);
+    return m;
+}
+
+static int setup_ha(void **state)
+{
+    if (setup_bus(state) != 0)
+        return -1;
+    fixture *fx = *state;
+    fx->mgr = start_named(fx, "ha");
+    return 0;
+}
+
+/* Sends <p>.cm.drain body and returns the first answer (NULL: none). */
+static cJSON *drain_request(fixture *fx, const char *body)
+{
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.cm.drain", fx->prefix);
+    cl_msg *reply = NULL;
+    if (cl_bus_request(fx->bus, subject, body, strlen(body), 1000, &reply) != CL_OK)
+        return NULL;
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(reply), cl_msg_len(reply));
+    cl_msg_free(reply);
+    return j;
+}
+
+/* Two managers (hosts ha and hb) share a version's replicas; when one
+ * goes, the other runs them all; when it comes back they share again, and
+ * the version never has fewer ready replicas than it wants while they
+ * move; a drained host gives its replicas away first. */
+static void test_two_managers_share_take_over_and_drain(void **state)
+{
+    fixture *fx = *state;
+    cl_manager *b = start_named(fx, "hb");
+    put_model(fx, "hbshare", "1", 4);
+    assert_true(wait_split(fx, "hbshare", 2, 2, 8000));
+
+    /* hb stops: ha runs all four. */
+    uint64_t t0 = cl_mono_us();
+    cl_manager_free(b);
+    assert_true(wait_split(fx, "hbshare", 4, -1, 8000));
+    print_message("FIGURE placement: the other host runs all 4 replicas %.2f s after one "
+                  "manager stopped\n",
+                  (double)(cl_mono_us() - t0) / 1e6);
+
+    /* hb comes back: 2 + 2 again, never fewer than 4 serving meanwhile. */
+    b = start_named(fx, "hb");
+    int least = 99;
+    uint64_t until = cl_mono_us() + 10000000u;
+    bool split = false;
+    while (!split && cl_mono_us() < until) {
+        placement_view v = hosts_view(fx, "hbshare");
+        int n = count_replicas("hbshare");
+        least = n < least ? n : least;
+        split = v.running[0] == 2 && v.running[1] == 2 && n == 4;
+        cl_sleep_ms(20);
+    }
+    if (!split) {
+        placement_view v = hosts_view(fx, "hbshare");
+        fprintf(stderr, "after hb came back: managers say %d + %d, %d processes\n",
+                v.running[0], v.running[1], count_replicas("hbshare"));
+        cJSON *st = cm_request(fx, "hosts");
+        char *t = cJSON_Print(st);
+        fprintf(stderr, "%s\n", t);
+        free(t);
+        cJSON_Delete(st);
+    }
+    assert_true(split);
+    if (least < 4)
+        fprintf(stderr, "least: %d\n", least);
+    assert_true(least >= 4);
+
+    /* A drain of hb: ha takes its two first, then hb has none. */
+    cJSON *r = drain_request(fx, "{\"host\": \"hb\"}");
+    assert_non_null(r);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "draining")));
+    cJSON_Delete(r);
+    assert_true(wait_split(fx, "hbshare", 4, 0, 8000));
+    placement_view v = hosts_view(fx, "hbshare");
+    assert_true(v.draining[1]);
+    /* Undrained, it takes its share again. */
+    r = drain_request(fx, "{\"host\": \"hb\", \"drain\": false}");
+    assert_non_null(r);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "draining")));
+    cJSON_Delete(r);
+    assert_true(wait_split(fx, "hbshare", 2, 2, 8000));
+
+    /* Bad requests are answered with what was wrong; an unknown host by nobody. */
+    r = drain_request(fx, "{\"host\": 7}");
+    assert_non_null(r);
+    assert_non_null(strstr(cJSON_GetObjectItem(r, "error")->valuestring, "host"));
+    cJSON_Delete(r);
+    r = drain_request(fx, "{\"host\": \"hb\", \"surprise\": 1}");
+    assert_non_null(r);
+    assert_non_null(strstr(cJSON_GetObjectItem(r, "error")->valuestring, "surprise"));
+    cJSON_Delete(r);
+    assert_null(drain_request(fx, "{\"host\": \"nowhere\"}"));
+
+    cl_manager_free(b);
+    assert_true(wait_split(fx, "hbshare", 4, -1, 8000));
+    /* The last manager taking replicas cannot drain. */
+    r = drain_request(fx, "{\"host\": \"ha\"}");
+    assert_non_null(r);
+    assert_non_null(strstr(cJSON_GetObjectItem(r, "error")->valuestring, "no other manager"));
+    cJSON_Delete(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +817,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_of_manager_process_leaves_no_replica,
                                         setup_bus, teardown),
         cmocka_unit_test(test_manager_process_rejects_unknown_backend),
+        cmocka_unit_test(test_place_share_spreads_evenly_and_moves_little),
+        cmocka_unit_test_setup_teardown(test_two_managers_share_take_over_and_drain, setup_ha,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
