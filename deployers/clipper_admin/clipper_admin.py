@@ -759,8 +759,15 @@ class ClipperConnection(object):
         self._require_connection()
         # A query port served over HTTPS (http_tls_cert=...) is read over
         # HTTPS, trusting exactly that certificate: pinned, so neither a CA
-        # nor the name it was issued for matters.
+        # nor the name it was issued for matters. Through a kubectl proxy
+        # (KubernetesContainerManager(kubernetes_proxy_addr=...)) it is plain
+        # HTTP to the proxy, and the query token stays here: the API server
+        # would take it for a credential of its own.
         cert = getattr(self.cm, "http_tls_cert", None)
+        token_file = getattr(self.cm, "query_token_file", None)
+        through_proxy = getattr(self.cm, "http_through_proxy", None)
+        if callable(through_proxy) and through_proxy("query"):
+            cert = token_file = None
         ctx = None
         if cert is not None:
             ctx = ssl.create_default_context(cafile=cert)
@@ -769,7 +776,6 @@ class ClipperConnection(object):
         url = "{scheme}://{host}/metrics".format(scheme="https" if ctx else "http",
                                                  host=self.cm.get_query_addr())
         req = urllib.request.Request(url)
-        token_file = getattr(self.cm, "query_token_file", None)
         try:
             if token_file is not None:  # the query port's token, when it has one
                 with open(token_file) as f:

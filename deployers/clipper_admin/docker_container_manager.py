@@ -53,6 +53,22 @@ processes in the containers run as root (the image's user), which can read
 the 0600 files. ``insecure=True`` starts an open bus instead (no identities,
 no TLS), as before, and says INSECURE in the log.
 
+The HTTP doors (docs/security.md, "HTTP doors"), keyword-only, as with
+LocalContainerManager: ``http_tls_cert`` and ``http_tls_key`` (PEM files)
+make the query, metrics and management ports serve HTTPS only;
+``admin_token_file``, ``metrics_token_file`` and ``query_token_file`` (files
+of mode 0600 whose first line is the token) make the management REST, the
+metrics port and the query port answer 401 to a request without
+``Authorization: Bearer <token>``. Each file is bind-mounted read-only, on
+its own, at /run/clipper/http/<tls.crt|tls.key|admin.token|metrics.token|
+query.token> into the admin's and the frontend's containers (only those of
+its door), and only that path is on their command lines. The management
+REST of a secure cluster wants a token even when none is given: start_clipper
+makes one (64 hex digits) in <data_dir>/admin.token (0600) and keeps it, as
+KubernetesContainerManager does; admin_token_file() names it. The host paths
+of these files (never their contents) are on the containers' labels, so
+connect() in another process reads the query port as this one does.
+
 Every container carries Clipper's labels: ``ai.clipper.container.label=
 <cluster>``, the role (``ai.clipper.name``), the query/management frontend
 labels, and the host ports as port labels, from which connect() (in any
@@ -71,6 +87,7 @@ arguments of start_clipper (the actors all run from ``clipper_image``).
 import logging
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -118,6 +135,24 @@ CLIPPER_DATA_DIR_LABEL = "ai.clipper.data_dir"
 # On a network start_clipper created: the cluster that created it.
 CLIPPER_NETWORK_LABEL = CLIPPER_DOCKER_LABEL
 
+# The HTTP doors' files (docs/security.md, "HTTP doors"): (the constructor
+# argument, the file's name in HTTP_DIR_IN_CONTAINER, {container role: the
+# actor's option}), and the label holding the file's host path (a path, no
+# secret) on the cluster's containers, for connect().
+HTTP_DIR_IN_CONTAINER = "/run/clipper/http"
+HTTP_DOOR_FILES = (
+    ("http_tls_cert", "tls.crt", {"admin": "--http-tls-cert", "frontend": "--http-tls-cert"}),
+    ("http_tls_key", "tls.key", {"admin": "--http-tls-key", "frontend": "--http-tls-key"}),
+    ("admin_token_file", "admin.token", {"admin": "--http-token-file"}),
+    ("metrics_token_file", "metrics.token", {"frontend": "--metrics-token-file"}),
+    ("query_token_file", "query.token", {"frontend": "--query-token-file"}),
+)
+HTTP_LABELS = {"http_tls_cert": "ai.clipper.http.tls-cert",
+               "admin_token_file": "ai.clipper.http.admin-token-file",
+               "metrics_token_file": "ai.clipper.http.metrics-token-file",
+               "query_token_file": "ai.clipper.http.query-token-file"}
+TOKEN_MAX = 4096   # what the doors accept (docs/security.md)
+
 # Container names: what the engine accepts.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -129,6 +164,55 @@ _RESERVED_KWARGS = ("image", "command", "entrypoint", "name", "network", "networ
 # constructor argument and attribute that holds it).
 _PORTS = (("query_rest", "clipper_query_port"), ("management", "clipper_management_port"),
           ("query_rpc", "clipper_rpc_port"), ("metric", "prometheus_port"))
+
+
+def http_door_files(who, **given):
+    """{argument: absolute path} of the HTTP doors' files among given
+    (http_tls_cert, http_tls_key, admin_token_file, metrics_token_file,
+    query_token_file; None ones left out), checked as the actors will check
+    them, so that a bad one is a ClipperException naming its argument before
+    anything is created: the certificate and its key go together; each is a
+    readable file; a token file is one only its owner may read (mode 0600;
+    the doors refuse others) whose first line is the token (printable ASCII
+    without spaces, at most 4096 bytes). who is the manager's class name."""
+    if (given.get("http_tls_cert") is None) != (given.get("http_tls_key") is None):
+        raise ClipperException("http_tls_cert and http_tls_key go together: give both")
+    out = {}
+    for arg, _, _ in HTTP_DOOR_FILES:
+        value = given.get(arg)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ClipperException("{} must be the path of a file, got {!r}".format(arg, value))
+        path = os.path.abspath(os.path.expanduser(value))
+        if not os.path.isfile(path):
+            raise ClipperException(
+                "{} {} does not exist or is not a file; give {}({}=...) the path of "
+                "{}".format(arg, path, who, arg,
+                            "a PEM certificate" if arg == "http_tls_cert" else
+                            "its unencrypted PEM key" if arg == "http_tls_key" else
+                            "a file holding the token (openssl rand -hex 32 > FILE; "
+                            "chmod 600 FILE)"))
+        try:
+            with open(path, "rb") as f:
+                first = f.readline(TOKEN_MAX + 2)
+            mode = os.stat(path).st_mode & 0o777
+        except OSError as e:
+            raise ClipperException("{} {} cannot be read: {}".format(arg, path, e))
+        if arg.endswith("token_file"):
+            if mode & 0o077:
+                raise ClipperException(
+                    "{} {} may be read by group or others (mode {:o}), and the HTTP doors "
+                    "refuse such token files: chmod 600 {}".format(arg, path, mode, path))
+            token = first.strip()
+            if not token or len(token) > TOKEN_MAX or any(
+                    c <= 0x20 or c >= 0x7f for c in token):
+                raise ClipperException(
+                    "{} {}: its first line must be the token, 1 to {} printable ASCII "
+                    "characters without spaces (openssl rand -hex 32 > FILE)".format(
+                        arg, path, TOKEN_MAX))
+        out[arg] = path
+    return out
 
 
 def _engine_unavailable(host, err):
@@ -162,6 +246,16 @@ class DockerContainerManager(BusModels, ContainerManager):
     insecure : bool, keyword-only, optional
         Start the cluster without identities and TLS on the bus (anyone
         who reaches its port may deploy code); logged as INSECURE.
+    http_tls_cert, http_tls_key : str, keyword-only, optional
+        PEM files (the certificate, leaf first, and its unencrypted key):
+        the query, metrics and management ports then serve HTTPS only.
+    admin_token_file, metrics_token_file, query_token_file : str,
+    keyword-only, optional
+        Files (mode 0600) whose first line is the bearer token the
+        management REST, the Prometheus metrics port or the query port
+        then wants. The management REST of a secure cluster has one by
+        default (admin_token_file() names it); the query port takes none
+        by default, as in Clipper.
 
     A model deployed with a base_image of its own (an image built FROM
     one of these, with more packages in it) runs in that image; Clipper's
@@ -188,7 +282,9 @@ class DockerContainerManager(BusModels, ContainerManager):
                  clipper_management_port=1338, clipper_rpc_port=7000, redis_ip=None,
                  redis_port=6379, prometheus_port=9090, docker_network="clipper_network",
                  extra_container_kwargs=None, prefix=None, clipper_image=None,
-                 replica_image=None, pyspark_image=None, *, data_dir=None, insecure=False):
+                 replica_image=None, pyspark_image=None, *, data_dir=None, insecure=False,
+                 http_tls_cert=None, http_tls_key=None, admin_token_file=None,
+                 metrics_token_file=None, query_token_file=None):
         if not isinstance(cluster_name, str) or not _NAME_RE.match(cluster_name):
             raise ClipperException(
                 "Invalid cluster_name {!r}: it names the cluster's containers "
@@ -250,8 +346,17 @@ class DockerContainerManager(BusModels, ContainerManager):
                 data_dir))
         self._data_dir_given = data_dir is not None
         self.data_dir = _host_path(data_dir if data_dir is not None else
-                                   os.path.join(DEFAULT_DATA_HOME, cluster_name))
+                                   os.path.join(DEFAULT_DATA_HOME, cluster_name), "data_dir")
         self._insecure = bool(insecure)
+        # The HTTP doors' files, bind-mounted one by one into the containers.
+        http = http_door_files("DockerContainerManager", http_tls_cert=http_tls_cert,
+                               http_tls_key=http_tls_key, admin_token_file=admin_token_file,
+                               metrics_token_file=metrics_token_file,
+                               query_token_file=query_token_file)
+        for arg, path in http.items():
+            _host_path(path, arg)
+        self._http_given = http
+        self._use_given_http_files()
         self.bus = None
         self._client = None
 
@@ -409,6 +514,75 @@ class DockerContainerManager(BusModels, ContainerManager):
             return []
         return ["--creds", CREDS_IN_CONTAINER.format(role), "--tls-ca", CA_IN_CONTAINER]
 
+    # ---- the HTTP doors (docs/security.md, "HTTP doors") -----------------
+
+    def _use_given_http_files(self):
+        """The HTTP doors' files are those given to the constructor (not
+        those connect() learnt from a running cluster's labels)."""
+        given = self._http_given
+        self.http_tls_cert = given.get("http_tls_cert")
+        self.http_tls_key = given.get("http_tls_key")
+        self.metrics_token_file = given.get("metrics_token_file")
+        self.query_token_file = given.get("query_token_file")
+        # The management REST's token file (see admin_token_file()): given,
+        # or learnt by connect() (then None means none).
+        self._admin_token = given.get("admin_token_file")
+        self._admin_token_known = self._admin_token is not None
+
+    def admin_token_file(self):
+        """The file holding the bearer token the management REST wants
+        ('Authorization: Bearer <token>'): admin_token_file= when given,
+        else <data_dir>/admin.token for a secure cluster (start_clipper
+        makes it); None when the REST takes none (an insecure cluster
+        without admin_token_file=)."""
+        if self._admin_token is not None or self._admin_token_known or self._insecure:
+            return self._admin_token
+        return os.path.join(self.data_dir, "admin.token")
+
+    def _make_admin_token(self):
+        """The default management REST token of a secure cluster: made once
+        (64 hex digits, 0600) in data_dir, then kept."""
+        path = self.admin_token_file()
+        if path is None or self._admin_token is not None:
+            return
+        try:
+            with open(path) as f:
+                if f.readline().strip():
+                    return
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise ClipperException("Cannot read the management REST's token {}: {}".format(
+                path, e))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+
+    def _http_files(self):
+        """{argument: host path} of the HTTP doors' files in use."""
+        files = {"http_tls_cert": self.http_tls_cert, "http_tls_key": self.http_tls_key,
+                 "admin_token_file": self.admin_token_file(),
+                 "metrics_token_file": self.metrics_token_file,
+                 "query_token_file": self.query_token_file}
+        return {k: v for k, v in files.items() if v is not None}
+
+    def _http_mounts(self, role):
+        """(read-only bind mounts, options) of role's container for its
+        doors' files: each file on its own under /run/clipper/http, the
+        option naming that path (a file given for two arguments is mounted
+        once)."""
+        files = self._http_files()
+        volumes, args = {}, []
+        for arg, name, options in HTTP_DOOR_FILES:
+            if arg not in files or role not in options:
+                continue
+            src = files[arg]
+            if src not in volumes:
+                volumes[src] = {"bind": "{}/{}".format(HTTP_DIR_IN_CONTAINER, name),
+                                "mode": "ro"}
+            args += [options[role], volumes[src]["bind"]]
+        return volumes, args
+
     def _reload_nats(self, nats):
         """Makes nats-server read its configuration again (SIGHUP) and waits
         until its log says it did."""
@@ -461,6 +635,10 @@ class DockerContainerManager(BusModels, ContainerManager):
                 self.clipper_rpc_port)
         else:
             self._make_secrets([self._nats_name()])
+        # What connect() learnt of a cluster that ran before does not carry
+        # over to this one.
+        self._use_given_http_files()
+        self._make_admin_token()
         created_network = self._ensure_network(engine)
         started = []
         try:
@@ -528,6 +706,9 @@ class DockerContainerManager(BusModels, ContainerManager):
         labels[CLIPPER_PREFIX_LABEL] = self.prefix
         if not self._insecure:
             labels[CLIPPER_DATA_DIR_LABEL] = self.data_dir
+        for arg, path in self._http_files().items():
+            if arg in HTTP_LABELS:
+                labels[HTTP_LABELS[arg]] = path
         for key, arg in _PORTS:
             labels[CLIPPER_DOCKER_PORT_LABELS[key]] = str(getattr(self, arg))
         labels.update(extra or {})
@@ -551,9 +732,10 @@ class DockerContainerManager(BusModels, ContainerManager):
                         ("127.0.0.1", self.clipper_rpc_port)}}),
             # The admin listens on 127.0.0.1 unless told otherwise; in its
             # container that is unreachable through the published port. The
-            # management REST deploys code and takes no credential: its port
-            # is published on the host's loopback only, as the bus's, unless
-            # the cluster is insecure (Clipper published it everywhere).
+            # management REST deploys code: besides its token (a secure
+            # cluster's default), its port is published on the host's
+            # loopback only, as the bus's, unless the cluster is insecure
+            # (Clipper published it everywhere).
             ("admin", ["clipper", "run", "admin"] + bus + [
                 "--http-host", "0.0.0.0",
                 "--http-port", str(CLIPPER_INTERNAL_MANAGEMENT_PORT)],
@@ -584,6 +766,9 @@ class DockerContainerManager(BusModels, ContainerManager):
                 command = command[:3] + self._auth_args(role) + command[3:]
             extra = dict(extra)
             secret = self._secret_volumes(role)
+            http_volumes, http_args = self._http_mounts(role)
+            secret.update(http_volumes)
+            command = command + http_args
             if secret:
                 extra["volumes"] = _merged(extra.get("volumes"), secret)
             if replica_nats is not None:
@@ -752,6 +937,16 @@ class DockerContainerManager(BusModels, ContainerManager):
         self._insecure = not data_dir
         if data_dir and not self._data_dir_given:
             self.data_dir = data_dir
+        # The HTTP doors' files the cluster was started with (their host
+        # paths), unless this manager was given its own.
+        if self.http_tls_cert is None:
+            self.http_tls_cert = labels.get(HTTP_LABELS["http_tls_cert"])
+        for arg in ("metrics_token_file", "query_token_file"):
+            if getattr(self, arg) is None:
+                setattr(self, arg, labels.get(HTTP_LABELS[arg]))
+        if not self._admin_token_known:
+            self._admin_token = labels.get(HTTP_LABELS["admin_token_file"])
+            self._admin_token_known = True
         self._join_bus("The containers of cluster '{}' run".format(self.cluster_name))
 
     # ---- models ------------------------------------------------------------
@@ -972,15 +1167,16 @@ def _merged(user, ours):
                          for k, v in ours.items()]
 
 
-def _host_path(path):
+def _host_path(path, arg):
     """path made absolute; refused when a bind mount cannot name it (the
-    engine's "SRC:DST:MODE" syntax)."""
+    engine's "SRC:DST:MODE" syntax). arg is the constructor argument that
+    gave it."""
     path = os.path.abspath(os.path.expanduser(path))
     if ":" in path or "," in path or any(ord(c) < 0x20 for c in path):
         raise ClipperException(
-            "data_dir {!r} cannot be bind-mounted into containers (':', ',' or a control "
-            "character in it); choose another with DockerContainerManager(data_dir=...)"
-            .format(path))
+            "{} {!r} cannot be bind-mounted into containers (':', ',' or a control "
+            "character in it); choose another with DockerContainerManager({}=...)"
+            .format(arg, path, arg))
     return path
 
 

@@ -92,6 +92,30 @@ The actors join by tls://<ClusterIP>:4222 with --creds, --tls-ca and
 ``insecure=True`` starts an open bus (no identities, no TLS), as before, and
 says INSECURE in the log.
 
+The management REST wants a bearer token (it deploys code and its Service is
+a NodePort by default): made once (64 hex digits) in <data_dir>/admin.token
+(0600), kept, and mounted into the admin from the Secret
+admin-token-at-<cluster>; admin_token_file() names it. An insecure cluster's
+REST takes none unless admin_token_file= is given.
+
+The HTTP doors (docs/security.md, "HTTP doors"), keyword-only, as with the
+other managers: ``http_tls_cert`` and ``http_tls_key`` (PEM files) make the
+query, metrics and management ports serve HTTPS only; ``admin_token_file``,
+``metrics_token_file`` and ``query_token_file`` (files of mode 0600 whose
+first line is the token) make the management REST, the metrics port and the
+query port answer 401 to a request without ``Authorization: Bearer
+<token>``. They go to Secrets (mode 0400 in the pods, only the paths on the
+command lines): http-tls-at-<cluster> (type kubernetes.io/tls: tls.crt,
+tls.key) mounted at /run/clipper/http-tls into the admin and the frontends,
+admin-token-at-<cluster>, metrics-token-at-<cluster> and
+query-token-at-<cluster> into the pods of their door. The kubelet's probes of
+a port with TLS or a token knock on it (tcpSocket) instead of asking it. The
+host paths of the files (no content) are annotations of the cluster's
+Services, so connect() on the same host reads the query port as
+start_clipper() did. Through ``kubernetes_proxy_addr`` a door with a token
+always answers 401: the API server keeps the Authorization header for
+itself.
+
 Accepted for compatibility and unused: ``redis_ip`` and ``redis_port``; the
 image arguments of start_clipper (every actor runs from ``clipper_image``)
 and its qf_http_* arguments.
@@ -115,6 +139,7 @@ from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_INTERNAL_MANAGEMEN
                                 CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL,
                                 CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL, ContainerManager,
                                 resolve_images)
+from .docker_container_manager import HTTP_LABELS, http_door_files
 from .exceptions import ClipperException
 from .local_container_manager import DEFAULT_CLUSTER_NAME, _ping, cluster_prefix
 
@@ -182,6 +207,11 @@ TLS_NAME_ANNOTATION = "ai.clipper.bus.tls-name"
 NATS_SECRETS_MOUNT = "/run/clipper/nats"
 IDENTITY_MOUNT = "/run/clipper/identity"
 ADMIN_TOKEN_MOUNT = "/run/clipper/admin-token"
+# The HTTP doors' Secrets (docs/security.md, "HTTP doors"): the certificate
+# and key (admin and frontends), the metrics and query ports' tokens.
+HTTP_TLS_MOUNT = "/run/clipper/http-tls"
+METRICS_TOKEN_MOUNT = "/run/clipper/metrics-token"
+QUERY_TOKEN_MOUNT = "/run/clipper/query-token"
 SECRET_MODE = 0o400
 # The identity each actor connects as (bus/roles.c), by its role here.
 _IDENTITIES = {"mgmt-frontend": "admin", "router": "router", "query-frontend": "frontend",
@@ -332,6 +362,21 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         state and artifacts kept on 3 of them (JetStream replicas 3; the
         actors run with --state-replicas 3), so losing one server loses
         nothing and the bus goes on.
+    data_dir : str, optional
+        Where the cluster's secrets are kept on this host (default
+        ~/.clipper/kubernetes/<namespace>/<cluster>).
+    insecure : bool, optional
+        Start the cluster without identities and TLS on the bus; logged as
+        INSECURE.
+    http_tls_cert, http_tls_key : str, optional
+        PEM files (the certificate, leaf first, and its unencrypted key):
+        the query, metrics and management ports then serve HTTPS only.
+    admin_token_file, metrics_token_file, query_token_file : str, optional
+        Files (mode 0600) whose first line is the bearer token the
+        management REST, the Prometheus metrics port or the query port
+        then wants. The management REST of a secure cluster has one by
+        default (admin_token_file() names it); the query port takes none
+        by default, as in Clipper.
 
     A model deployed with a base_image of its own runs in that image (with
     the pull policy Never, it must be in the nodes' container runtime too);
@@ -353,7 +398,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                  service_types=None, create_namespace_if_not_exists=False, *, prefix=None,
                  kubeconfig=None, context=None, clipper_image=None, replica_image=None,
                  pyspark_image=None, image_pull_policy=None, nats_url=None, nats_replicas=1,
-                 data_dir=None, insecure=False):
+                 data_dir=None, insecure=False, http_tls_cert=None, http_tls_key=None,
+                 admin_token_file=None, metrics_token_file=None, query_token_file=None):
         if not isinstance(cluster_name, str) or len(cluster_name) > CLUSTER_NAME_MAX or \
                 not _CLUSTER_NAME_RE.match(cluster_name):
             raise ClipperException(
@@ -421,6 +467,14 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             raise ClipperException("data_dir must be a directory path, got {!r}".format(
                 data_dir))
         self._insecure = bool(insecure)
+        # The HTTP doors' files: checked now, copied into Secrets by
+        # start_clipper.
+        http = http_door_files("KubernetesContainerManager", http_tls_cert=http_tls_cert,
+                               http_tls_key=http_tls_key, admin_token_file=admin_token_file,
+                               metrics_token_file=metrics_token_file,
+                               query_token_file=query_token_file)
+        self._http_given = http
+        self._use_given_http_files()
 
         self._api_client, self._source = self._load_config()
         self.kube_server = self._api_client.configuration.host
@@ -578,11 +632,21 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         return self._addrs[key]
 
     def _http_addr(self, key, role, port):
-        if self.service_types.get(key) != LOAD_BALANCER and self.use_k8s_proxy:
-            return ("{proxy_addr}/api/v1/namespaces/{ns}/services/{svc}:{port}/proxy".format(
-                proxy_addr=self.kubernetes_proxy_addr, ns=self.k8s_namespace,
-                svc=self._name(role), port=port))
+        if self.http_through_proxy(key):
+            # The API server speaks HTTPS to a port that serves it when the
+            # Service's name says "https:".
+            return ("{proxy_addr}/api/v1/namespaces/{ns}/services/{scheme}{svc}:{port}/proxy"
+                    .format(proxy_addr=self.kubernetes_proxy_addr, ns=self.k8s_namespace,
+                            scheme="https:" if self.http_tls_cert else "",
+                            svc=self._name(role), port=port))
         return "{}:{}".format(*self._require_addr(key))
+
+    def http_through_proxy(self, key):
+        """True when the address of the service_types key ('query',
+        'management', 'metric') goes through the kubectl proxy
+        (kubernetes_proxy_addr), which clients speak plain HTTP to, without
+        the door's certificate or token."""
+        return self.use_k8s_proxy and self.service_types.get(key) != LOAD_BALANCER
 
     def get_query_addr(self):
         return self._http_addr('query', ROLE_QUERY, CLIPPER_INTERNAL_QUERY_PORT)
@@ -722,6 +786,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             raise ClipperException("num_frontend_replicas must be a whole number >= 1, got "
                                    "{!r}".format(num_frontend_replicas))
         self._refuse_existing()
+        self._use_given_http_files()
         if self._insecure:
             logger.warning("Cluster %s is INSECURE (insecure=True): its bus has no identities "
                            "and no TLS, so whoever reaches it may deploy code (docs/security.md)",
@@ -806,6 +871,11 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         annotations = {PREFIX_ANNOTATION: self.prefix}
         if not self._insecure:
             annotations[TLS_NAME_ANNOTATION] = self._tls_name()
+        # Where the HTTP doors' files are on this host (no content): for
+        # connect().
+        for arg, path in self._http_files().items():
+            if arg in HTTP_LABELS:
+                annotations[HTTP_LABELS[arg]] = path
         return {
             "apiVersion": "v1", "kind": "Service",
             "metadata": self._metadata(role, annotations=annotations),
@@ -1047,10 +1117,6 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             data[f] = _secrets.read_text(os.path.join(self.data_dir, "nats", f),
                                          "nats-server's file")
         self._create_secret(ROLE_NATS, self._name("nats-secrets"), data)
-        # The management REST deploys code and its Service is a NodePort by
-        # default: it wants a bearer token, kept in data_dir (0600).
-        self._create_secret(ROLE_MGMT, self._name("admin-token"),
-                            {"admin.token": self._admin_token() + "\n"})
         for identity in sorted(set(_IDENTITIES.values())) + ["replica"]:
             self._create_secret(
                 "identity-" + identity, self._name("identity-" + identity),
@@ -1059,14 +1125,20 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                  "ca.pem": ca})
 
     def admin_token_file(self):
-        """The file (in data_dir) holding the bearer token the management
-        REST wants ('Authorization: Bearer <token>'); None for an insecure
-        cluster, whose REST takes none."""
+        """The file holding the bearer token the management REST wants
+        ('Authorization: Bearer <token>'): admin_token_file= when given,
+        else <data_dir>/admin.token; None for an insecure cluster without
+        admin_token_file=, whose REST takes none."""
+        if self._admin_token_given is not None:
+            return self._admin_token_given
         return None if self._insecure else os.path.join(self.data_dir, "admin.token")
 
     def _admin_token(self):
-        """The management REST's token: made once (64 hex digits), kept."""
+        """The management REST's token: admin_token_file='s, or made once
+        (64 hex digits) in data_dir and kept."""
         path = self.admin_token_file()
+        if self._admin_token_given is not None:
+            return self._token(path, "admin_token_file")
         try:
             with open(path) as f:
                 token = f.readline().strip()
@@ -1083,9 +1155,43 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             f.write(token + "\n")
         return token
 
-    def _create_secret(self, role, name, data):
+    @staticmethod
+    def _token(path, arg):
+        """The token in path (its first line; checked by http_door_files)."""
+        try:
+            with open(path) as f:
+                return f.readline().strip()
+        except OSError as e:
+            raise ClipperException("Cannot read {} {}: {}".format(arg, path, e))
+
+    def _http_files(self):
+        """{argument: host path} of the HTTP doors' files in use."""
+        files = {"http_tls_cert": self.http_tls_cert, "http_tls_key": self.http_tls_key,
+                 "admin_token_file": self.admin_token_file(),
+                 "metrics_token_file": self.metrics_token_file,
+                 "query_token_file": self.query_token_file}
+        return {k: v for k, v in files.items() if v is not None}
+
+    def _make_http_secrets(self):
+        """The HTTP doors' Secrets: the certificate and key, and a token per
+        door that has one (the management REST's by default)."""
+        if self.http_tls_cert is not None:
+            self._create_secret("http-tls", self._name("http-tls"), {
+                "tls.crt": _secrets.read_text(self.http_tls_cert, "http_tls_cert"),
+                "tls.key": _secrets.read_text(self.http_tls_key, "http_tls_key")},
+                kind="kubernetes.io/tls")
+        if self.admin_token_file() is not None:
+            self._create_secret(ROLE_MGMT, self._name("admin-token"),
+                                {"admin.token": self._admin_token() + "\n"})
+        for arg, door in (("metrics_token_file", "metrics"), ("query_token_file", "query")):
+            path = getattr(self, arg)
+            if path is not None:
+                self._create_secret(ROLE_QUERY, self._name(door + "-token"),
+                                    {door + ".token": self._token(path, arg) + "\n"})
+
+    def _create_secret(self, role, name, data, kind="Opaque"):
         self._create("Secret", self._core.create_namespaced_secret, {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "apiVersion": "v1", "kind": "Secret", "type": kind,
             "metadata": self._metadata(role, name=name), "stringData": data})
 
     @staticmethod
@@ -1104,17 +1210,38 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                                  "--tls-name", self._tls_name()]
         if role == ROLE_MANAGER:
             container["command"] += ["--replica-secret", self._name("identity-replica")]
-        container["volumeMounts"] = [{"name": "identity", "mountPath": IDENTITY_MOUNT,
-                                      "readOnly": True}]
-        template_kw["volumes"] = [self._secret_volume("identity",
-                                                      self._name("identity-" + identity))]
+        self._mount_secret(container, template_kw, "identity", "identity-" + identity,
+                           IDENTITY_MOUNT)
+
+    def _mount_secret(self, container, template_kw, volume, secret, mount):
+        """The Secret <secret>-at-<cluster> mounted read-only (0400) at
+        mount in container."""
+        container.setdefault("volumeMounts", []).append(
+            {"name": volume, "mountPath": mount, "readOnly": True})
+        template_kw.setdefault("volumes", []).append(
+            self._secret_volume(volume, self._name(secret)))
+
+    def _with_http_doors(self, role, container, template_kw):
+        """container (the admin's or a frontend's) serving its doors with
+        the certificate and the tokens, from their Secrets."""
+        if role not in (ROLE_MGMT, ROLE_QUERY):
+            return
+        if self.http_tls_cert is not None:
+            self._mount_secret(container, template_kw, "http-tls", "http-tls", HTTP_TLS_MOUNT)
+            container["command"] += ["--http-tls-cert", HTTP_TLS_MOUNT + "/tls.crt",
+                                     "--http-tls-key", HTTP_TLS_MOUNT + "/tls.key"]
         if role == ROLE_MGMT:
-            container["command"] += ["--http-token-file", ADMIN_TOKEN_MOUNT + "/admin.token"]
-            container["volumeMounts"].append({"name": "admin-token",
-                                              "mountPath": ADMIN_TOKEN_MOUNT,
-                                              "readOnly": True})
-            template_kw["volumes"].append(self._secret_volume("admin-token",
-                                                              self._name("admin-token")))
+            doors = (("admin-token", ADMIN_TOKEN_MOUNT, "admin.token", "--http-token-file",
+                      self.admin_token_file()),)
+        else:
+            doors = (("metrics-token", METRICS_TOKEN_MOUNT, "metrics.token",
+                      "--metrics-token-file", self.metrics_token_file),
+                     ("query-token", QUERY_TOKEN_MOUNT, "query.token", "--query-token-file",
+                      self.query_token_file))
+        for secret, mount, name, option, path in doors:
+            if path is not None:
+                self._mount_secret(container, template_kw, secret, secret, mount)
+                container["command"] += [option, "{}/{}".format(mount, name)]
 
     def _create_nats_peers(self, statefulset):
         """A ClusterIP Service per server of the NATS StatefulSet (its pod
@@ -1167,6 +1294,13 @@ class KubernetesContainerManager(BusModels, ContainerManager):
     # ---- the actors --------------------------------------------------------
 
     def _create_actors(self, nats, cache_size, num_frontend_replicas):
+        self._make_http_secrets()
+        # A port with TLS or a token answers the kubelet's HTTP probes with
+        # a failed handshake or 401: those probes knock on it instead (the
+        # actor's answer on the bus is what start_clipper waits for).
+        tls = self.http_tls_cert is not None
+        ask_admin = not tls and self.admin_token_file() is None
+        ask_query = not tls and self.query_token_file is None
         bus = ["--nats", nats, "--prefix", self.prefix]
         if self._nats_replicas > 1:
             bus += ["--state-replicas", "3"]
@@ -1180,12 +1314,9 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 ROLE_MGMT, ["clipper", "run", "admin"] + bus +
                 ["--http-host", "0.0.0.0", "--http-port", str(mgmt)],
                 ports=(("http", mgmt),),
-                # With its token, the REST answers the kubelet's probes with
-                # 401: they knock on its port instead (the admin's answer on
-                # the bus is what start_clipper waits for).
-                readiness=self._http_probe("/admin/ping", mgmt, 1, 3) if self._insecure
+                readiness=self._http_probe("/admin/ping", mgmt, 1, 3) if ask_admin
                 else self._tcp_probe(mgmt, 1, 3),
-                liveness=self._http_probe("/admin/ping", mgmt, 10, 6, 10) if self._insecure
+                liveness=self._http_probe("/admin/ping", mgmt, 10, 6, 10) if ask_admin
                 else self._tcp_probe(mgmt, 10, 6, 10)),
              {"extra_labels": {CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL: ""}}, {}),
             (ROLE_ROUTER, self._container(ROLE_ROUTER, ["clipper", "run", "router"] + bus),
@@ -1195,8 +1326,10 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 ["--http-host", "0.0.0.0", "--http-port", str(query),
                  "--metrics-port", str(metric), "--cache-size", str(cache_size)],
                 ports=(("http", query), ("metrics", metric)),
-                readiness=self._http_probe("/metrics", query, 1, 3),
-                liveness=self._http_probe("/metrics", query, 10, 6, 10)),
+                readiness=self._http_probe("/metrics", query, 1, 3) if ask_query
+                else self._tcp_probe(query, 1, 3),
+                liveness=self._http_probe("/metrics", query, 10, 6, 10) if ask_query
+                else self._tcp_probe(query, 10, 6, 10)),
              {"extra_labels": {CLIPPER_QUERY_FRONTEND_CONTAINER_LABEL: ""}},
              {"replicas": num_frontend_replicas}),
             (ROLE_MANAGER, self._container(
@@ -1209,6 +1342,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         ]
         for role, container, template_kw, deployment_kw in specs:
             self._with_identity(role, container, template_kw)
+            self._with_http_doors(role, container, template_kw)
             template = self._pod_template(role, container, **template_kw)
             self._create("Deployment", self._apps.create_namespaced_deployment,
                          self._deployment(role, template,
@@ -1268,7 +1402,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             and (d.status.updated_replicas or 0) >= d.spec.replicas for d in deps)
 
     def _reachable(self, key, path):
-        if self.use_k8s_proxy and self.service_types.get(key) != LOAD_BALANCER:
+        if self.http_through_proxy(key):
             # Through the API server's service proxy: an HTTP answer counts.
             addr = self.get_query_addr() if key == 'query' else self.get_admin_addr()
             url = addr if addr.startswith(("http://", "https://")) else "http://" + addr
@@ -1276,7 +1410,7 @@ class KubernetesContainerManager(BusModels, ContainerManager):
                 with urllib.request.urlopen(url + path, timeout=2) as r:
                     return r.status == 200
             except urllib.error.HTTPError as e:
-                return e.code == 401  # the management REST wants its token: it answers
+                return e.code == 401  # the port wants its token: it answers
             except (OSError, urllib.error.URLError, ValueError):
                 return False
         host, port = self._require_addr(key)
@@ -1398,7 +1532,35 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         if nats is not None:
             anns = nats.metadata.annotations or {}
             self._insecure = TLS_NAME_ANNOTATION not in anns
+        self._adopt_http_files(services.get(ROLE_QUERY), services.get(ROLE_MGMT))
         self._join_bus("The Services of cluster '{}' exist".format(self.cluster_name))
+
+    def _use_given_http_files(self):
+        """The HTTP doors' files are those given to the constructor (not
+        those connect() learnt from a running cluster's Services)."""
+        given = self._http_given
+        self.http_tls_cert = given.get("http_tls_cert")
+        self.http_tls_key = given.get("http_tls_key")
+        self.metrics_token_file = given.get("metrics_token_file")
+        self.query_token_file = given.get("query_token_file")
+        self._admin_token_given = given.get("admin_token_file")  # see admin_token_file()
+
+    def _adopt_http_files(self, query, mgmt):
+        """The HTTP doors' files the cluster was started with, from its
+        Services' annotations, unless this manager was given its own; only
+        those that exist on this host (start_clipper may have run on
+        another)."""
+        def annotated(svc, arg):
+            path = ((svc.metadata.annotations or {}) if svc is not None else {}).get(
+                HTTP_LABELS[arg])
+            return path if path and os.path.isfile(path) else None
+        if self.http_tls_cert is None:
+            self.http_tls_cert = annotated(query, "http_tls_cert")
+        for arg in ("metrics_token_file", "query_token_file"):
+            if getattr(self, arg) is None:
+                setattr(self, arg, annotated(query, arg))
+        if self._admin_token_given is None:
+            self._admin_token_given = annotated(mgmt, "admin_token_file")
 
     # ---- models ------------------------------------------------------------
     # Through the bus (BusModels), as the other managers: the same admin

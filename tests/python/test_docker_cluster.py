@@ -11,6 +11,7 @@ test fails.
 Without an engine these tests fail, saying so; env CLIPPER_TEST_NO_ENGINE=1
 skips them instead.
 """
+import http.client
 import io
 import json
 import logging
@@ -19,6 +20,8 @@ import re
 import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -263,10 +266,19 @@ def test_start_labels_the_cluster_like_clipper(engine, cluster):
     assert cm.get_query_addr() == "localhost:{}".format(cm.clipper_query_port)
     assert cm.get_admin_addr() == "localhost:{}".format(cm.clipper_management_port)
     assert cm.get_metric_addr() == "localhost:{}".format(cm.prometheus_port)
-    # Clipper's management REST and the metrics answer on the published ports.
-    with urllib.request.urlopen("http://{}/admin/ping".format(cm.get_admin_addr()),
-                                timeout=10) as r:
-        assert r.status == 200
+    # Clipper's management REST and the metrics answer on the published ports;
+    # the REST (it deploys code) with the token start_clipper made for it.
+    with open(cm.admin_token_file()) as f:
+        token = f.readline().strip()
+    assert cm.admin_token_file() == os.path.join(cm.data_dir, "admin.token")
+    assert len(token) == 64 and os.stat(cm.admin_token_file()).st_mode & 0o077 == 0
+    ping = "http://{}/admin/ping".format(cm.get_admin_addr())
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(ping, timeout=10)
+    assert e.value.code == 401
+    req = urllib.request.Request(ping, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200 and r.read() == b"PONG"
     with urllib.request.urlopen("http://{}/metrics".format(cm.get_metric_addr()),
                                 timeout=10) as r:
         assert r.status == 200
@@ -721,7 +733,7 @@ def test_the_bus_requires_tls_and_a_credential(engine, cluster):
     bindings = nats.attrs["HostConfig"]["PortBindings"]["4222/tcp"]
     assert [(b["HostIp"], b["HostPort"]) for b in bindings] == [
         ("127.0.0.1", str(cm.clipper_rpc_port))], bindings
-    # So is the management REST, which deploys code without a credential.
+    # So is the management REST, which deploys code (with its token).
     admin = engine.containers.get(cm.cluster_name + "-admin")
     bindings = admin.attrs["HostConfig"]["PortBindings"]["1338/tcp"]
     assert [(b["HostIp"], b["HostPort"]) for b in bindings] == [
@@ -812,6 +824,11 @@ def test_insecure_starts_an_open_bus_and_says_so(engine, clusters, caplog):
     assert not os.path.exists(cm.data_dir)
     with Bus(cm.get_bus_url(), prefix=cm.prefix, connect_timeout_ms=3000) as bus:
         assert bus.admin("ping", b"{}", 5000)
+    # Its management REST takes no token (as Clipper's), unless given one.
+    assert cm.admin_token_file() is None
+    with urllib.request.urlopen("http://{}/admin/ping".format(cm.get_admin_addr()),
+                                timeout=10) as r:
+        assert r.status == 200
     for x in labelled(engine, cm.cluster_name, running=True):
         assert "ai.clipper.data_dir" not in x.labels
         assert not [m for m in x.attrs["Mounts"] if m["Destination"].startswith(
@@ -823,6 +840,220 @@ def test_insecure_starts_an_open_bus_and_says_so(engine, clusters, caplog):
         assert fresh.get_bus_url().startswith("nats://")
     finally:
         fresh.bus.close()
+
+
+# ---- the HTTP doors: TLS and bearer tokens (docs/security.md) ------------------
+
+REALM = 'Bearer realm="clipper"'
+
+
+def openssl(cwd, *args):
+    r = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, "openssl {} failed: {}".format(" ".join(args), r.stderr)
+
+
+def make_ca_and_leaf(d, hosts=("localhost", "127.0.0.1")):
+    """d/ca.pem, and d/leaf.pem with its key d/leaf.key, signed by it, for
+    hosts (names and addresses), made with the openssl program."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl(d, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=clipper-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl(d, "req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj",
+            "/CN=" + hosts[0])
+    san = ",".join(("IP:" if re.match(r"^[0-9.]+$", h) else "DNS:") + h for h in hosts)
+    with open(os.path.join(d, "leaf.ext"), "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\nsubjectAltName={}\n".format(san))
+    openssl(d, "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext")
+    os.chmod(os.path.join(d, "leaf.key"), 0o600)
+    return {"ca": os.path.join(d, "ca.pem"), "cert": os.path.join(d, "leaf.pem"),
+            "key": os.path.join(d, "leaf.key")}
+
+
+def token_file(path, token):
+    """A token file only its owner may read, as the doors require."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return path
+
+
+def https(host, port, method, path, ca, token=None, body=None, timeout=30):
+    """(status, text, response) over HTTPS trusting ca (None: the system's
+    CAs), with "Authorization: Bearer token" when token is given."""
+    ctx = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+    headers = {"Authorization": "Bearer " + token} if token is not None else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace"), r
+    finally:
+        conn.close()
+
+
+def plain_http_fails(host, port):
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        raise AssertionError("plain HTTP to the TLS port {} was answered {}".format(
+            port, r.status))
+    except (http.client.HTTPException, OSError):
+        pass
+    finally:
+        conn.close()
+
+
+def assert_401(answer, what):
+    status, text, r = answer
+    assert status == 401, (what, status, text)
+    assert r.getheader("WWW-Authenticate") == REALM, (what, r.getheaders())
+
+
+def port_of(addr):
+    return int(addr.rsplit(":", 1)[1])
+
+
+def test_https_and_tokens_on_the_query_metrics_and_management_ports(engine, clusters,
+                                                                     tmp_path):
+    """One cluster with a certificate (its CA made here) and a token per
+    door: predictions over HTTPS with the query token, 401 without a
+    token, no plain HTTP, the metrics port and the management REST each
+    with its own token; the files are mounted one by one, read-only, and
+    no token is in a container's command or environment; inspect_instance()
+    reads the query port over HTTPS, here and from a manager that only
+    connected."""
+    d = str(tmp_path)
+    pki = make_ca_and_leaf(d)
+    tokens = {door: "{}-{}".format(door, uuid.uuid4().hex) for door in
+              ("admin", "metrics", "query")}
+    c = clusters.start("doors", http_tls_cert=pki["cert"], http_tls_key=pki["key"],
+                       **{door + "_token_file": token_file(os.path.join(d, door + ".token"),
+                                                           tok)
+                          for door, tok in tokens.items()})
+    cm, ca = c.cm, pki["ca"]
+    query, metrics, admin = (port_of(a) for a in (cm.get_query_addr(), cm.get_metric_addr(),
+                                                 cm.get_admin_addr()))
+    app = unique("tls")
+    endpoint(c, app)
+    path = "/{}/predict".format(app)
+
+    def answered():
+        status, text, _ = https("localhost", query, "POST", path, ca, tokens["query"],
+                                {"input": [1.0, 2.5]})
+        assert status == 200, text
+        reply = json.loads(text)
+        return reply if reply["default"] is False else None
+    assert wait_until("a non-default answer over HTTPS", answered, 60)["output"] == 3.5
+    # The certificate names 127.0.0.1 too.
+    status, _, _ = https("127.0.0.1", query, "POST", path, ca, tokens["query"],
+                         {"input": [1.0]})
+    assert status == 200
+    for token, what in ((None, "no token"), (tokens["metrics"], "the metrics token")):
+        assert_401(https("127.0.0.1", query, "POST", path, ca, token, {"input": [1.0]}), what)
+    plain_http_fails("127.0.0.1", query)
+    with pytest.raises(ssl.SSLCertVerificationError):   # the system's CAs only
+        https("127.0.0.1", query, "POST", path, None, tokens["query"], {"input": [1.0]})
+
+    assert_401(https("127.0.0.1", metrics, "GET", "/metrics", ca), "metrics, no token")
+    assert_401(https("127.0.0.1", metrics, "GET", "/metrics", ca, tokens["query"]),
+               "metrics, the query token")
+    status, text, _ = https("127.0.0.1", metrics, "GET", "/metrics", ca, tokens["metrics"])
+    assert status == 200 and "clipper_frontend_info" in text, text[:300]
+    plain_http_fails("127.0.0.1", metrics)
+
+    assert cm.admin_token_file() == os.path.join(d, "admin.token")
+    assert_401(https("127.0.0.1", admin, "GET", "/admin/ping", ca), "admin, no token")
+    status, text, _ = https("127.0.0.1", admin, "GET", "/admin/ping", ca, tokens["admin"])
+    assert (status, text) == (200, "PONG")
+    plain_http_fails("127.0.0.1", admin)
+
+    metrics_json = c.conn.inspect_instance()
+    assert any(app in json.dumps(v) for v in metrics_json.values()), metrics_json
+
+    # Each file on its own, read-only, where the options say; no token in a
+    # command or the environment.
+    want = {"admin": {"/run/clipper/http/tls.crt": pki["cert"],
+                      "/run/clipper/http/tls.key": pki["key"],
+                      "/run/clipper/http/admin.token": os.path.join(d, "admin.token")},
+            "frontend": {"/run/clipper/http/tls.crt": pki["cert"],
+                         "/run/clipper/http/tls.key": pki["key"],
+                         "/run/clipper/http/metrics.token": os.path.join(d, "metrics.token"),
+                         "/run/clipper/http/query.token": os.path.join(d, "query.token")}}
+    for x in labelled(engine, cm.cluster_name, running=True):
+        role = x.labels.get("ai.clipper.name")
+        cfg = x.attrs["Config"]
+        text = json.dumps([cfg.get("Env"), cfg.get("Cmd"), x.attrs.get("Args")])
+        assert not [t for t in tokens.values() if t in text], (x.name, text)
+        mounts = {m["Destination"]: m for m in x.attrs["Mounts"]
+                  if m["Destination"].startswith("/run/clipper/http")}
+        assert {k: m["Source"] for k, m in mounts.items()} == want.get(role, {}), x.name
+        assert not [m for m in mounts.values() if m["RW"]], x.name
+        for dst in want.get(role, {}):
+            assert dst in cfg["Cmd"], (x.name, cfg["Cmd"])
+
+    # A manager that only connects learns the files' paths from the labels.
+    fresh = DockerContainerManager(cluster_name=cm.cluster_name)
+    conn = ClipperConnection(fresh)
+    conn.connect()
+    try:
+        assert (fresh.http_tls_cert, fresh.query_token_file, fresh.admin_token_file()) == (
+            pki["cert"], os.path.join(d, "query.token"), os.path.join(d, "admin.token"))
+        assert isinstance(conn.inspect_instance(), dict)
+    finally:
+        fresh.bus.close()
+
+
+def test_bad_http_door_files_are_refused_before_anything_is_created(engine, tmp_path):
+    d = str(tmp_path)
+    cert = os.path.join(d, "cert.pem")
+    with open(cert, "w") as f:
+        f.write("not checked here: the actor reads it\n")
+    good = token_file(os.path.join(d, "good.token"), "t0ken")
+    loose = os.path.join(d, "loose.token")
+    with open(loose, "w") as f:
+        f.write("t0ken\n")
+    os.chmod(loose, 0o644)
+    empty = token_file(os.path.join(d, "empty.token"), "")
+    missing = os.path.join(d, "missing.pem")
+    cases = [
+        (dict(http_tls_cert=cert), "http_tls_cert and http_tls_key go together: give both"),
+        (dict(http_tls_key=cert), "http_tls_cert and http_tls_key go together: give both"),
+        (dict(http_tls_cert=cert, http_tls_key=missing),
+         "http_tls_key {} does not exist or is not a file".format(missing)),
+        (dict(query_token_file=missing),
+         "query_token_file {} does not exist or is not a file".format(missing)),
+        (dict(metrics_token_file=d), "metrics_token_file {} does not exist".format(d)),
+        (dict(admin_token_file=loose),
+         "admin_token_file {} may be read by group or others (mode 644)".format(loose)),
+        (dict(query_token_file=empty), "query_token_file {}: its first line".format(empty)),
+    ]
+    name = "pytest-dk-badhttp-" + RUN
+    for kw, want in cases:
+        with pytest.raises(ClipperException) as e:
+            ClipperConnection(new_manager(
+                "badhttp", cluster_name=name,
+                admin_token_file=kw.pop("admin_token_file", good), **kw)).start_clipper()
+        assert want in str(e.value), (kw, str(e.value))
+    # Refused by the constructor: no container, no secrets.
+    assert labelled(engine, name) == []
+    assert not os.path.exists(os.path.join(DATA_HOME, name))
+    # Relative paths are made absolute.
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        cm = new_manager("relhttp", query_token_file="good.token")
+    finally:
+        os.chdir(cwd)
+    assert cm.query_token_file == good and cm.admin_token_file() == os.path.join(
+        cm.data_dir, "admin.token")
 
 
 # ---- bad input ---------------------------------------------------------------

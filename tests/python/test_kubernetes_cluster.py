@@ -39,6 +39,8 @@ from clipper_admin.container_manager import (CLIPPER_DOCKER_LABEL,
 from clipper_admin.deployers import python as python_deployer
 
 from conftest import Cluster, dump_logs, stop_test_models, wait_until
+from test_docker_cluster import (assert_401, https, make_ca_and_leaf, plain_http_fails,
+                                 port_of, token_file)
 from test_pyspark import spark  # noqa: F401 - a fixture
 
 RUN = uuid.uuid4().hex[:6]          # this test run
@@ -796,6 +798,70 @@ def test_an_insecure_cluster_is_open_and_says_so(kube, clusters, caplog):
         CLIPPER_DOCKER_LABEL, c.cm.cluster_name)).items
 
 
+def test_https_and_tokens_on_the_query_metrics_and_management_services(kube, clusters,
+                                                                         tmp_path):
+    """A cluster whose doors serve HTTPS with a certificate for the node's
+    address (its CA made here), the query and metrics ports with tokens
+    of their own and the management REST with its default one: a
+    prediction through the query Service's NodePort over HTTPS with the
+    query token, 401 without it, no plain HTTP; the files reach the pods
+    as Secrets mounted 0400 and the kubelet's probes knock (tcpSocket)."""
+    ns = kube.namespace("doors")
+    ip = node_ip(kube)
+    d = str(tmp_path)
+    pki = make_ca_and_leaf(d, (ip,))
+    tokens = {door: "{}-{}".format(door, uuid.uuid4().hex) for door in ("metrics", "query")}
+    c = clusters.start(ns, "doors", http_tls_cert=pki["cert"], http_tls_key=pki["key"],
+                       **{door + "_token_file": token_file(os.path.join(d, door + ".token"),
+                                                           tok)
+                          for door, tok in tokens.items()})
+    cm, ca = c.cm, pki["ca"]
+    app = unique("tls")
+    endpoint(c, app)
+    query = port_of(cm.get_query_addr())
+    path = "/{}/predict".format(app)
+
+    def answered():
+        status, text, _ = https(ip, query, "POST", path, ca, tokens["query"],
+                                {"input": [1.0, 2.5]}, timeout=10)
+        reply = json.loads(text) if status == 200 else {}
+        return reply if reply.get("default") is False else None
+    assert wait_until("a non-default answer over HTTPS", answered, 60, 0.1)["output"] == 3.5
+    assert_401(https(ip, query, "POST", path, ca, None, {"input": [1.0]}), "no token")
+    plain_http_fails(ip, query)
+    metrics = port_of(cm.get_metric_addr())
+    assert_401(https(ip, metrics, "GET", "/metrics", ca, tokens["query"]), "another token")
+    status, text, _ = https(ip, metrics, "GET", "/metrics", ca, tokens["metrics"])
+    assert status == 200 and "clipper_frontend_info" in text, text[:300]
+    with open(cm.admin_token_file()) as f:
+        admin_token = f.readline().strip()
+    status, text, _ = https(ip, port_of(cm.get_admin_addr()), "GET", "/admin/ping", ca,
+                            admin_token)
+    assert (status, text) == (200, "PONG")
+    assert isinstance(c.conn.inspect_instance(), dict)
+
+    name = cm.cluster_name
+    tls = kube.core.read_namespaced_secret("http-tls-at-" + name, ns)
+    assert tls.type == "kubernetes.io/tls" and sorted(tls.data) == ["tls.crt", "tls.key"]
+    for door in ("metrics", "query", "admin"):
+        kube.core.read_namespaced_secret("{}-token-at-{}".format(door, name), ns)
+    mounted = {"query-frontend": ["http-tls", "query-token", "metrics-token"],
+               "mgmt-frontend": ["http-tls", "admin-token"]}
+    for role, want in mounted.items():
+        spec = kube.apps.read_namespaced_deployment("{}-at-{}".format(role, name),
+                                                    ns).spec.template.spec
+        text = json.dumps(kube.api.sanitize_for_serialization(spec))
+        assert not [t for t in list(tokens.values()) + [admin_token] if t in text], role
+        secrets = {v.secret.secret_name: v.secret.default_mode for v in spec.volumes
+                   if v.secret is not None}
+        assert {"{}-at-{}".format(w, name): 0o400 for w in want}.items() <= \
+            secrets.items(), (role, secrets)
+        (container,) = spec.containers
+        for probe in (container.readiness_probe, container.liveness_probe):
+            assert probe.tcp_socket is not None and probe.http_get is None, (role, probe)
+        assert "--http-tls-cert" in container.command, container.command
+
+
 def test_get_logs_writes_each_pods_log(kube, cluster, tmp_path):
     app = unique("logs")
     endpoint(cluster, app, func=lambda xs: ["ok" for _ in xs])
@@ -1069,6 +1135,10 @@ def test_bad_arguments_are_refused_at_once(kube):
         KubernetesContainerManager(namespace="Not OK")
     with pytest.raises(ClipperException, match="nats_url must be a NATS URL"):
         KubernetesContainerManager(nats_url="127.0.0.1:4222")
+    with pytest.raises(ClipperException, match="http_tls_cert and http_tls_key go together"):
+        KubernetesContainerManager(http_tls_cert=__file__)
+    with pytest.raises(ClipperException, match="query_token_file /nonexistent does not exist"):
+        KubernetesContainerManager(query_token_file="/nonexistent")
     assert KubernetesContainerManager().image_pull_policy == "Never"
     assert KubernetesContainerManager(
         replica_image="docker.io/me/closure:1").image_pull_policy == "IfNotPresent"
