@@ -934,6 +934,24 @@ int cl_sub_pending(cl_sub *sub)
     return msgs;
 }
 
+cl_status cl_sub_drain(cl_sub *sub, int timeout_ms)
+{
+    if (sub == NULL)
+        return CL_OK;
+    natsStatus s = natsSubscription_DrainTimeout(sub->sub, timeout_ms);
+    return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "drain a subscription");
+}
+
+cl_status cl_sub_drained(cl_sub *sub, int timeout_ms)
+{
+    if (sub == NULL)
+        return CL_OK;
+    natsStatus s = natsSubscription_WaitForDrainCompletion(sub->sub, timeout_ms);
+    if (s == NATS_TIMEOUT)
+        return CL_ERR_TIMEOUT;
+    return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "wait for a drain");
+}
+
 void cl_sub_free(cl_sub *sub)
 {
     if (sub == NULL)

@@ -130,6 +130,13 @@ cl_status cl_bus_subscribe_sync(cl_sub **out, cl_bus *bus, const char *subject,
 cl_status cl_sub_next(cl_sub *sub, cl_msg **out, int timeout_ms) CL_MUST_USE;
 /* Messages received by the client but not yet delivered to the callback. */
 int cl_sub_pending(cl_sub *sub);
+/* Drains a pull subscription: the server stops sending it messages (a
+ * queue group's other members get them), and those already received are
+ * still read with cl_sub_next; cl_sub_drained waits (up to timeout_ms)
+ * until they have been. Past timeout_ms after the drain began the rest
+ * are dropped. NULL is a no-op. */
+cl_status cl_sub_drain(cl_sub *sub, int timeout_ms) CL_MUST_USE;
+cl_status cl_sub_drained(cl_sub *sub, int timeout_ms) CL_MUST_USE;
 /* Unsubscribes and frees. After it returns no callback of sub runs. NULL is a no-op. */
 void cl_sub_free(cl_sub *sub);
 

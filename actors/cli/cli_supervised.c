@@ -236,6 +236,7 @@ int cl__cli_supervised(int argc, char **argv)
     cl_sv_report_opts ro = {.nats_url = ao.nats_url, .prefix = ao.prefix,
                             .creds_file = sv_creds != NULL ? sv_creds : ao.creds_file,
                             .tls_ca_file = ao.tls_ca_file,
+                            .tls_name = ao.tls_name, /* --tls-name, or CLIPPER_TLS_NAME */
                             .metrics_host = host,
                             .metrics_port = (int)port};
     if (cl_sv_new(&sv, &so, NULL, &err) != CL_OK || cl_sv_add(sv, &spec, &idx, &err) != CL_OK ||

@@ -391,7 +391,21 @@ void cl_frontend_free(cl_frontend *fe)
 {
     if (fe == NULL)
         return;
-    /* 1. Stop intake: no new query is accepted from here on. */
+    /* 1. Stop intake. First the bus: the server stops sending us queries
+     * (the queue group's other frontends get them) and the intake threads
+     * read and answer those already delivered to us, which a plain
+     * unsubscribe would drop (a rolling restart lost one or two); then
+     * no new query is accepted from here on. */
+    cl_status ds = fe->intake_started ? cl_sub_drain(fe->predict_sub, DRAIN_MS) : CL_OK;
+    cl_status du = fe->update_started ? cl_sub_drain(fe->update_sub, DRAIN_MS) : CL_OK;
+    if (ds == CL_OK && fe->intake_started)
+        ds = cl_sub_drained(fe->predict_sub, DRAIN_MS);
+    if (du == CL_OK && fe->update_started)
+        du = cl_sub_drained(fe->update_sub, DRAIN_MS);
+    if (ds != CL_OK || du != CL_OK)
+        cl_warn("the queries already delivered to this frontend may not all be answered: "
+                "draining its subscriptions: %s",
+                cl_status_text(ds != CL_OK ? ds : du));
     atomic_store(&fe->stop_intake, true);
     join(fe->intake_th, &fe->intake_started);
     join(fe->update_th, &fe->update_started);

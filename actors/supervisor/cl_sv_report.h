@@ -20,6 +20,7 @@ typedef struct {
     const char *prefix;
     const char *creds_file;   /* the identity to connect as (role supervisor); NULL: none */
     const char *tls_ca_file;  /* require TLS, verified with this CA; NULL: no TLS */
+    const char *tls_name;     /* the name the server's certificate carries; NULL: the URL's host */
     const char *metrics_host; /* NULL: 0.0.0.0 */
     int metrics_port;         /* -1: no HTTP; 0: a free port */
 } cl_sv_report_opts;

@@ -159,6 +159,7 @@ cl_status cl_sv_report_start(cl_sv_report **out, cl_sv *sv, const cl_sv_report_o
         bo.name = "clipper-supervisor";
         bo.nkey_file = o->creds_file;
         bo.tls_ca_file = o->tls_ca_file;
+        bo.tls_name = o->tls_name;
         bo.retry_forever = true;
         s = cl_bus_connect(&r->bus, &bo, err);
         char list[CL_SUBJECT_MAX];

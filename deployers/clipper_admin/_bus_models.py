@@ -130,12 +130,30 @@ class BusModels(object):
         its <prefix>.cm.status, or None when no manager answers. Replicas
         started by hand elsewhere join and serve but are not counted here."""
         bus = self._require_bus()
+        status = "{}.cm.status".format(bus.prefix)
         try:
-            raw = bus.request("{}.cm.status".format(bus.prefix), b"{}", 5000)
-            rows = json.loads(raw.decode("utf-8"))
+            # Managers on several hosts each run a share (docs/operation.md,
+            # "Placement"): ask how many there are, then each of them.
+            others = 0
+            try:
+                hosts = json.loads(bus.request("{}.cm.hosts".format(bus.prefix), b"{}",
+                                               5000).decode("utf-8"))
+                if isinstance(hosts, dict) and isinstance(hosts.get("managers"), list):
+                    others = len(hosts["managers"])
+            except (BusError, ValueError):
+                others = 0  # a manager from before placement: it answers alone
+            if others == 0:
+                replies = [bus.request(status, b"{}", 5000)]
+            else:
+                replies = bus.gather(status, b"{}", 2000, others + 1)
+            rows = []
+            for raw in replies:
+                part = json.loads(raw.decode("utf-8"))
+                if isinstance(part, list):
+                    rows.extend(part)
         except (BusError, ValueError):
             return None
-        if not isinstance(rows, list):
+        if not replies:
             return None
         return [r for r in rows if isinstance(r, dict) and r.get("model") == name
                 and str(r.get("version")) == str(version)]

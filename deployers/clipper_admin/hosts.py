@@ -78,9 +78,6 @@ After `up`, data_dir/cluster.json tells a client how to join:
     conn = ClipperConnection(cm); conn.connect()
     python_deployer.deploy_python_closure(conn, ...)
 
-(LocalContainerManager takes no tls_name, so its entry names one nats
-server; the client learns the others from it.)
-
 Exit status: 0 when done (status: healthy), 1 when a step failed (the
 message names the host and the step), 2 for a bad inventory or usage.
 """
@@ -1283,8 +1280,9 @@ class Run(object):
             "tls_ca": ca,
             "tls_name": self.inv.tls_name,
             "local_container_manager": {
-                "cluster_name": self.inv.cluster, "nats_url": self.inv.nats_urls[0],
-                "prefix": self.inv.prefix, "creds": creds, "tls_ca": ca},
+                "cluster_name": self.inv.cluster, "nats_url": self.inv.nats_url,
+                "prefix": self.inv.prefix, "creds": creds, "tls_ca": ca,
+                "tls_name": self.inv.tls_name},
             "query": ["{}:{}".format(h.address, h.http_port) for h in self.hosts_with("frontend")],
             "hosts": {h.name: {"address": h.address, "roles": h.roles} for h in self.inv.hosts},
         }

@@ -194,7 +194,7 @@ class LocalContainerManager(BusModels, ContainerManager):
                  redis_port=6379, prometheus_port=9090, nats_url=None, data_dir=None,
                  prefix=None, *, http_tls_cert=None, http_tls_key=None,
                  admin_token_file=None, metrics_token_file=None, creds=None, tls_ca=None,
-                 insecure=False, query_token_file=None, bus_tls=True):
+                 insecure=False, query_token_file=None, bus_tls=True, tls_name=None):
         prefix = cluster_prefix(cluster_name, prefix)
         if (http_tls_cert is None) != (http_tls_key is None):
             raise ClipperException("http_tls_cert and http_tls_key go together: give both")
@@ -202,6 +202,12 @@ class LocalContainerManager(BusModels, ContainerManager):
         # by default, the operator identity in data_dir/secrets.
         self._creds = _absolute(creds)
         self._tls_ca = _absolute(tls_ca)
+        if tls_name is not None and (not isinstance(tls_name, str) or not tls_name or
+                                     any(c.isspace() for c in tls_name)):
+            raise ClipperException(
+                "tls_name must be the name nats-server's certificate carries (no spaces), "
+                "got {!r}".format(tls_name))
+        self._tls_name = tls_name
         # start_clipper without identities or TLS on the bus ('clipper start
         # --insecure', which says so in its log).
         self._insecure = bool(insecure)
@@ -292,7 +298,10 @@ class LocalContainerManager(BusModels, ContainerManager):
         cluster without them (started with --insecure, or on a given bus
         without secrets)."""
         if self._creds is not None or self._tls_ca is not None:
-            return {"creds": self._creds, "tls_ca": self._tls_ca}
+            auth = {"creds": self._creds, "tls_ca": self._tls_ca}
+            if self._tls_name is not None:
+                auth["tls_name"] = self._tls_name
+            return auth
         if not self.data_dir:
             return {}
         creds = _secrets.creds_file(self.data_dir, "operator")
@@ -309,7 +318,8 @@ class LocalContainerManager(BusModels, ContainerManager):
         command-line options of the clipper programs ('--creds F --tls-ca
         F'; [] on an open bus): for tools such as clipper-bench."""
         out = []
-        for option, key in (("--creds", "creds"), ("--tls-ca", "tls_ca")):
+        for option, key in (("--creds", "creds"), ("--tls-ca", "tls_ca"),
+                            ("--tls-name", "tls_name")):
             value = self._bus_auth().get(key)
             if value:
                 out += [option, value]

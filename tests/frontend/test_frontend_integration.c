@@ -974,6 +974,54 @@ static void test_two_frontends_in_the_queue_group_both_answer(void **state)
     expect_serving();
 }
 
+/* A frontend that stops answers every query the bus already gave it: a
+ * burst of queries over NATS goes to two frontends of the queue group, one
+ * stops in the middle of it, and every query gets its answer (the stopping
+ * one drains its subscription instead of dropping what it received). */
+static void test_a_stopping_frontend_answers_every_query_it_was_given(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    cl_bus *bus2 = connect_bus();
+    cl_frontend_opts o;
+    cl_frontend_opts_init(&o);
+    o.metrics_port = 0;
+    o.http_port = -1;
+    o.cache_bytes = 0;
+    cl_frontend *fe2 = NULL;
+    cl_err err;
+    if (cl_frontend_start(&fe2, bus2, &o, &err) != CL_OK)
+        fail_msg("second frontend: %s", err.msg);
+    cl_sub *inbox = NULL;
+    assert_int_equal(cl_bus_subscribe_sync(&inbox, W.client, "_INBOX.stopping.>", NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(W.client, 2000), CL_OK);
+    const char *body = "{\"input\": [2.0]}";
+    for (int i = 0; i < N; i++) {
+        char reply[64];
+        snprintf(reply, sizeof(reply), "_INBOX.stopping.%d", i);
+        assert_int_equal(cl_bus_publish_request(W.client, PREFIX ".predict.dbl", reply, body,
+                                                strlen(body)),
+                         CL_OK);
+        if (i == N / 2)
+            assert_int_equal(cl_bus_flush(W.client, 2000), CL_OK);
+    }
+    assert_int_equal(cl_bus_flush(W.client, 2000), CL_OK);
+    cl_frontend_free(fe2); /* while queries are still arriving */
+    cl_bus_free(bus2);
+    int got = 0;
+    cl_msg *m = NULL;
+    while (got < N && cl_sub_next(inbox, &m, 3000) == CL_OK) {
+        cJSON *j = cJSON_ParseWithLength(cl_msg_data(m), cl_msg_len(m));
+        expect_output(j, 2);
+        cJSON_Delete(j);
+        cl_msg_free(m);
+        got++;
+    }
+    cl_sub_free(inbox);
+    assert_int_equal(got, N);
+    expect_serving();
+}
+
 typedef struct {
     int port;
     const char *path, *body;
@@ -1625,6 +1673,7 @@ int main(void)
         cmocka_unit_test(test_burst_of_nats_queries_is_coalesced_into_fewer_task_messages),
         cmocka_unit_test(test_concurrent_http_clients_each_get_their_own_answer),
         cmocka_unit_test(test_two_frontends_in_the_queue_group_both_answer),
+        cmocka_unit_test(test_a_stopping_frontend_answers_every_query_it_was_given),
         cmocka_unit_test(test_cluster_state_changes_apply_without_a_restart),
         cmocka_unit_test(test_a_query_right_after_a_state_write_sees_it),
         cmocka_unit_test(test_feedback_right_after_registering_the_app_is_accepted),
