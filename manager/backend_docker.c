@@ -27,6 +27,8 @@
 #include "cl_backend.h"
 #include "cl_clock.h"
 #include "cl_docker.h"
+#include "cl_identity.h"
+#include "cl_proc.h"
 #include "cl_log.h"
 #include "cl_replica_image.h"
 #include "cl_resources.h"
@@ -63,6 +65,11 @@ typedef struct {
     char *prefix;
     char *creds;  /* the replica identity's file on the engine's host, or NULL */
     char *tls_ca; /* the CA's file on the engine's host, or NULL */
+    char *identities;     /* the cluster's data directory, at the same path here and on
+                             the engine's host: each model's replicas get an
+                             identity of their own (cl_identity.h); or NULL */
+    char *nats_container; /* told to reload (SIGHUP) when an identity is issued */
+    char command[PATH_MAX]; /* this program, which issues them */
     cl_image_table images;
     char *network;
     char *cluster;
@@ -166,7 +173,7 @@ static void add_limits(cJSON *host, const char *resources)
 
 /* The body of POST /containers/create for one replica. */
 static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *spec,
-                             const char *image, uint32_t replica_id)
+                             const char *image, uint32_t replica_id, const char *creds)
 {
     const char *model = spec->model, *version = spec->version;
     char id[16], num[16], mv[300];
@@ -178,7 +185,7 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
                            "--version", version, "--replica-id", id};
     int n = 13;
     /* Only the files' paths in the container: never a secret in Cmd or Env. */
-    if (db->creds != NULL) {
+    if (creds != NULL) {
         cmd[n++] = "--creds";
         cmd[n++] = REPLICA_CREDS_PATH;
     }
@@ -206,7 +213,7 @@ static cJSON *replica_config(const docker_backend *db, const cl_backend_spec *sp
     add_limits(host, spec->resources);
     const struct {
         const char *source, *target;
-    } files[] = {{db->creds, REPLICA_CREDS_PATH}, {db->tls_ca, REPLICA_CA_PATH}};
+    } files[] = {{creds, REPLICA_CREDS_PATH}, {db->tls_ca, REPLICA_CA_PATH}};
     cJSON *mounts = NULL;
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         if (files[i].source == NULL)
@@ -242,7 +249,27 @@ static CL_MUST_USE cl_status docker_start(cl_backend *b, const cl_backend_spec *
     snprintf(e.rep.image, sizeof(e.rep.image), "%s", image);
     container_name(e.rep.name, sizeof(e.rep.name), db->cluster, spec->model, spec->version,
                    spec->n, random_u32());
-    cJSON *config = replica_config(db, spec, image, e.rep.replica_id);
+    char scoped[PATH_MAX];
+    const char *creds = db->creds;
+    if (db->identities != NULL) {
+        bool issued = false;
+        s = cl_model_creds(db->command, db->identities, db->prefix, spec->model, scoped,
+                           &issued, err);
+        if (s != CL_OK) {
+            cl_err_prefix(err, "no identity for the replicas of model %s", spec->model);
+            return s;
+        }
+        creds = scoped;
+        /* nats-server runs in a container of its own: 'creds issue'
+         * rewrote its users (DATA/nats/), and it reloads them on SIGHUP. */
+        cl_err kerr;
+        if (issued && db->nats_container != NULL &&
+            cl_docker_kill(db->docker, db->nats_container, "SIGHUP", &kerr) != CL_OK)
+            cl_warn("docker backend: cannot make nats-server reload its users, so the new "
+                    "identity of model %s's replicas is not known yet: %s",
+                    spec->model, kerr.msg);
+    }
+    cJSON *config = replica_config(db, spec, image, e.rep.replica_id, creds);
     if (config == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     s = cl_docker_create(db->docker, e.rep.name, config, e.rep.id, sizeof(e.rep.id), err);
@@ -473,6 +500,8 @@ static void docker_free(cl_backend *b)
     free(db->prefix);
     free(db->creds);
     free(db->tls_ca);
+    free(db->identities);
+    free(db->nats_container);
     cl_image_table_free(&db->images);
     free(db->network);
     free(db->cluster);
@@ -676,11 +705,28 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
     db->cluster = strdup(cfg->cluster && cfg->cluster[0] ? cfg->cluster : prefix);
     db->creds = cfg->creds ? strdup(cfg->creds) : NULL;
     db->tls_ca = cfg->tls_ca ? strdup(cfg->tls_ca) : NULL;
+    db->identities = cfg->identities ? strdup(cfg->identities) : NULL;
+    db->nats_container = cfg->nats_container ? strdup(cfg->nats_container) : NULL;
     cl_status s = CL_OK;
     if (!db->nats_url || !db->prefix || !db->network || !db->cluster ||
-        (cfg->creds && !db->creds) || (cfg->tls_ca && !db->tls_ca)) {
+        (cfg->creds && !db->creds) || (cfg->tls_ca && !db->tls_ca) ||
+        (cfg->identities && !db->identities) || (cfg->nats_container && !db->nats_container)) {
         s = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
         goto fail;
+    }
+    if (db->identities != NULL) {
+        if (db->identities[0] != '/') {
+            s = cl_err_set(err, CL_ERR_INVALID,
+                           "--replica-identities must be the data directory's absolute path "
+                           "(the same on the engine's host, whose files the replicas mount), "
+                           "got '%.200s'",
+                           db->identities);
+            goto fail;
+        }
+        if (cfg->command != NULL && cfg->command[0] != '\0')
+            snprintf(db->command, sizeof(db->command), "%s", cfg->command);
+        else if ((s = cl_proc_self_exe(db->command, sizeof(db->command), err)) != CL_OK)
+            goto fail;
     }
     if ((s = cl_image_table_init(&db->images, DEFAULT_IMAGE, PYSPARK_IMAGE, cfg, err)) != CL_OK)
         goto fail;
@@ -708,9 +754,11 @@ cl_status cl_backend_docker_new(cl_backend **out, const cl_backend_config *cfg, 
     cl_info("docker backend: engine %s, images %s, network %s, cluster %s, replicas join %s%s%s"
             "%s%s",
             cl_docker_url(db->docker), images, db->network, db->cluster, db->nats_url,
-            db->creds ? " as the identity in (host file) " : " without an identity",
-            db->creds ? db->creds : "", db->tls_ca ? ", verifying it with the CA in " : "",
-            db->tls_ca ? db->tls_ca : "");
+            db->identities ? " as an identity of their model's, issued from "
+            : db->creds    ? " as the identity in (host file) "
+                           : " without an identity",
+            db->identities ? db->identities : db->creds ? db->creds : "",
+            db->tls_ca ? ", verifying it with the CA in " : "", db->tls_ca ? db->tls_ca : "");
     *out = &db->base;
     return CL_OK;
 fail:

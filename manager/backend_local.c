@@ -28,8 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cl_artifact.h"
 #include "cl_backend.h"
+#include "cl_identity.h"
 #include "cl_log.h"
 #include "cl_proc.h"
 
@@ -75,85 +75,6 @@ static void write_header(int fd, char *const argv[])
     }
 }
 
-/* The identity a model's replicas connect as: "replica-of-<model>", or
- * of a digest of the name when it holds characters an identity's name
- * may not (names are [A-Za-z0-9_-], at most 64). */
-static void model_identity_name(const char *model, char out[80])
-{
-    bool plain = strlen(model) <= 53;
-    for (const char *c = model; *c && plain; c++)
-        plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
-    if (plain) {
-        snprintf(out, 80, "replica-of-%s", model);
-        return;
-    }
-    char hex[CL_SHA256_HEX];
-    cl_sha256_hex(model, strlen(model), hex);
-    snprintf(out, 80, "replica-of-%.32s", hex);
-}
-
-/* Runs '<command> creds VERB ...' and waits for it (at most 30 s). */
-static CL_MUST_USE cl_status run_creds(local_backend *lb, char *const argv[], cl_err *err)
-{
-    pid_t pid;
-    cl_proc_opts po = {.stdout_fd = -1, .stderr_fd = -1};
-    cl_status s = cl_proc_spawn(&pid, argv, &po, err);
-    if (s != CL_OK)
-        return s;
-    int code = 0;
-    if (!cl_proc_wait(pid, 30000, &code)) {
-        code = cl_proc_stop(pid, 1000);
-        return cl_err_set(err, CL_ERR_TIMEOUT, "'%s creds %s' did not end within 30 s",
-                          lb->command, argv[2]);
-    }
-    if (code != 0) {
-        char how[64];
-        cl_proc_describe(code, how, sizeof(how));
-        return cl_err_set(err, CL_ERR_IO, "'%s creds %s' failed (%s; its message is above)",
-                          lb->command, argv[2], how);
-    }
-    return CL_OK;
-}
-
-/* The credential file of model's replicas (in creds, PATH_MAX): issued
- * the first time, kept for the next replicas. One whose identity was
- * revoked ('clipper creds revoke replica-of-<model>': its seed goes with
- * it) is issued again with a new key, so a revocation kicks out whoever
- * held the old one and the model goes on serving. */
-static CL_MUST_USE cl_status model_creds(local_backend *lb, const char *model, char *creds,
-                                         cl_err *err)
-{
-    char name[80], record[PATH_MAX];
-    model_identity_name(model, name);
-    if (snprintf(creds, PATH_MAX, "%s/secrets/creds/%s.creds", lb->identities, name) >=
-            PATH_MAX ||
-        snprintf(record, sizeof(record), "%s/secrets/identities/%s.json", lb->identities,
-                 name) >= (int)sizeof(record))
-        return cl_err_set(err, CL_ERR_INVALID, "the data directory's path is too long");
-    bool have_creds = access(creds, F_OK) == 0, have_record = access(record, F_OK) == 0;
-    if (have_creds && have_record)
-        return CL_OK;
-    char *revoke[] = {lb->command, "creds", "revoke", name, "--data-dir", lb->identities,
-                      "--prefix", lb->prefix, NULL};
-    if (have_record) {
-        /* Its seed is gone: the identity cannot be used; a new one. */
-        cl_status s = run_creds(lb, revoke, err);
-        if (s != CL_OK)
-            return s;
-    }
-    if (have_creds)
-        unlink(creds);
-    char *issue[] = {lb->command, "creds", "issue", "--role", "replica", "--model",
-                     (char *)model, "--name", name, "--out", creds, "--data-dir",
-                     lb->identities, "--prefix", lb->prefix, NULL};
-    cl_status s = run_creds(lb, issue, err);
-    if (s == CL_OK)
-        cl_info("local backend: replicas of model %s connect as '%s' (scoped to it)", model,
-                name);
-    return s;
-}
-
 /* The replica reads its runtime from the model's record; the
  * container_name has nothing to choose here. */
 static CL_MUST_USE cl_status local_start(cl_backend *b, const cl_backend_spec *spec,
@@ -168,7 +89,9 @@ static CL_MUST_USE cl_status local_start(cl_backend *b, const cl_backend_spec *s
     char scoped[PATH_MAX];
     const char *creds = lb->creds;
     if (lb->identities != NULL) {
-        cl_status s = model_creds(lb, model, scoped, err);
+        bool issued = false;
+        cl_status s = cl_model_creds(lb->command, lb->identities, lb->prefix, model, scoped,
+                                     &issued, err);
         if (s != CL_OK) {
             cl_err_prefix(err, "no identity for the replicas of model %s", model);
             return s;

@@ -121,7 +121,9 @@ typedef struct {
     const char *log_dir;  /* where output is kept (local backend) */
     const char *command;  /* local backend: program run as '<command> run replica ...';
                              NULL: this executable */
-    const char *identities; /* local backend: the cluster's data directory; each
+    const char *nats_container; /* docker backend: the nats-server container, told to
+                                   reload (SIGHUP) when an identity is issued */
+    const char *identities; /* local and docker backends: the cluster's data directory; each
                                model's replicas get an identity of their own,
                                scoped to it, issued with '<command> creds issue
                                --model' (kept in its secrets/creds/). NULL:

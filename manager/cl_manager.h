@@ -70,7 +70,9 @@ typedef struct {
                                    (role replica); NULL: none. docker: a file
                                    on the engine's host, which the backend
                                    bind-mounts into each replica container */
-    const char *replica_identities; /* local: the cluster's data directory, whose
+    const char *nats_container;     /* docker: the nats-server's container (reloaded
+                                       when an identity is issued) */
+    const char *replica_identities; /* local, docker: the cluster's data directory, whose
                                        secrets issue each model's replicas an
                                        identity scoped to it (instead of
                                        replica_creds); NULL: none */

@@ -32,10 +32,13 @@ static void usage(FILE *f)
             "                      Kubernetes API)\n"
             "  --replica-nats URL  the NATS URL replicas connect to (default: --nats)\n"
             "  --replica-creds FILE  the credential replicas connect with (role replica)\n"
-            "  --replica-identities DATA  local backend: give each model's replicas an\n"
+            "  --replica-identities DATA  give each model's replicas an\n"
             "                    identity of their own, scoped to that model, issued\n"
             "                    from the secrets of the cluster's data directory DATA\n"
-            "                    ('clipper creds issue --model'; clipper start does this)\n"
+            "                    ('clipper creds issue --model'; clipper start does this).\n"
+            "                    docker backend: DATA is the same path in the manager's\n"
+            "                    container as on the engine's host, and --nats-container\n"
+            "                    NAME is the nats-server's container, told to reload\n"
             "  --replica-tls-ca FILE  the CA replicas verify nats-server with (default:\n"
             "                    --tls-ca)\n"
             "                    docker backend: both are files on the container engine's\n"
@@ -214,6 +217,8 @@ int cl_manager_main(int argc, char **argv)
                                      &mopts.replica_creds)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-identities", argc, argv, &i,
                                      &mopts.replica_identities)) != 0 ||
+            (r = cl_actor_take_value(CMD, "--nats-container", argc, argv, &i,
+                                     &mopts.nats_container)) != 0 ||
             (r = cl_actor_take_value(CMD, "--replica-tls-ca", argc, argv, &i,
                                      &mopts.replica_tls_ca)) != 0 ||
             (r = cl_actor_take_value(CMD, "--docker-network", argc, argv, &i,

@@ -1085,6 +1085,7 @@ cl_status cl_manager_start(cl_manager **out, cl_bus *bus, const cl_manager_opts 
         .host = m->host,
         .creds = opts->replica_creds,
         .identities = opts->replica_identities,
+        .nats_container = opts->nats_container,
         .tls_ca = opts->replica_tls_ca,
         .log_dir = opts->log_dir ? opts->log_dir : "./clipper_logs",
         .command = cmd,

@@ -463,25 +463,38 @@ static int write_conf_file(const cl__secrets *s, const char *prefix, bool tls, c
     return rc;
 }
 
-/* DATA/nats/ for a nats-server container that mounts it read-only at
- * mount: copies of the server's certificate and key, and the TLS and
- * accounts configuration naming them under mount. */
-static int write_mounted(const cl__secrets *s, const char *data_abs, const char *prefix,
-                         const char *mount, char dir[PATH_MAX + 16])
+/* DATA/nats/nats-server.auth.conf for a container that mounts DATA/nats
+ * at mount: the TLS part naming the server's files there, and the users. */
+static int write_mounted_conf(const cl__secrets *s, const char *dir, const char *prefix,
+                              const char *mount)
 {
-    snprintf(dir, PATH_MAX + 16, "%s/nats", data_abs);
-    char pem[PATH_MAX + 32], key[PATH_MAX + 32], conf[PATH_MAX + 48];
-    snprintf(pem, sizeof(pem), "%s/server.pem", dir);
-    snprintf(key, sizeof(key), "%s/server.key", dir);
+    char conf[PATH_MAX + 48];
     snprintf(conf, sizeof(conf), "%s/nats-server.auth.conf", dir);
-    if (make_dir(dir, 0700) != 0 || copy_file(s->cert, pem, 0600) != 0 ||
-        copy_file(s->key, key, 0600) != 0)
-        return -1;
-    /* The same users; the files as the container sees them. */
     cl__secrets in = *s;
     snprintf(in.cert, sizeof(in.cert), "%s/server.pem", mount);
     snprintf(in.key, sizeof(in.key), "%s/server.key", mount);
     return write_conf_file(&in, prefix, true, conf);
+}
+
+/* DATA/nats/ for a nats-server container that mounts it read-only at
+ * mount: copies of the server's certificate and key, the TLS and accounts
+ * configuration naming them under mount, and the mount's path (in
+ * DATA/nats/mount), so that issuing or revoking an identity later
+ * rewrites that configuration too. */
+static int write_mounted(const cl__secrets *s, const char *data_abs, const char *prefix,
+                         const char *mount, char dir[PATH_MAX + 16])
+{
+    snprintf(dir, PATH_MAX + 16, "%s/nats", data_abs);
+    char pem[PATH_MAX + 32], key[PATH_MAX + 32], where[PATH_MAX + 32];
+    snprintf(pem, sizeof(pem), "%s/server.pem", dir);
+    snprintf(key, sizeof(key), "%s/server.key", dir);
+    snprintf(where, sizeof(where), "%s/mount", dir);
+    char line[PATH_MAX + 2];
+    snprintf(line, sizeof(line), "%s\n", mount);
+    if (make_dir(dir, 0700) != 0 || copy_file(s->cert, pem, 0600) != 0 ||
+        copy_file(s->key, key, 0600) != 0 || write_file(where, line, 0600) != 0)
+        return -1;
+    return write_mounted_conf(s, dir, prefix, mount);
 }
 
 /* clipper creds init: the secrets of a cluster that clipper start does not
@@ -691,5 +704,29 @@ int cl__secrets_rewrite_users(const cl__secrets *s, const char *data_abs, const 
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/nats-server.auth.conf", data_abs);
-    return write_conf_file(s, prefix, false, path);
+    if (write_conf_file(s, prefix, false, path) != 0)
+        return -1;
+    /* The copy for a nats-server in a container (creds init --secrets-mount). */
+    char dir[PATH_MAX + 16], where[PATH_MAX + 32];
+    snprintf(dir, sizeof(dir), "%s/nats", data_abs);
+    snprintf(where, sizeof(where), "%s/mount", dir);
+    if (access(where, F_OK) != 0)
+        return 0;
+    char *text = NULL;
+    size_t len = 0;
+    cl_err err;
+    if (cl_file_read(where, "the nats-server container's mount", PATH_MAX, false, &text, &len,
+                     NULL, &err) != CL_OK) {
+        fprintf(stderr, "clipper: %s\n", err.msg);
+        return -1;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    int rc = -1;
+    if (!mount_ok(text))
+        fprintf(stderr, "clipper: %s does not hold an absolute path without quotes\n", where);
+    else
+        rc = write_mounted_conf(s, dir, prefix, text);
+    cl_file_free(text, len);
+    return rc;
 }

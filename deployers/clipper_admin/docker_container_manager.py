@@ -45,10 +45,15 @@ cluster keeps its identities; remove it by hand to forget them):
 
 Each actor container gets only its own role's credential file, mounted
 read-only at /run/clipper/creds/<role>.creds, and the CA at
-/run/clipper/ca.pem, and connects with --creds/--tls-ca over tls://; the
-manager bind-mounts the replica identity's file and the CA (their host
-paths, --replica-creds/--replica-tls-ca) into each replica container the
-same way. No secret is in a container's command or environment. The
+/run/clipper/ca.pem, and connects with --creds/--tls-ca over tls://. The
+manager gives each model's replicas an identity of their own, scoped to that
+model (docs/security.md, "One identity per model's replicas"): it issues
+replica-of-<model> into <data_dir>/secrets/creds/ with 'clipper creds
+issue', which rewrites <data_dir>/nats/'s users, makes <cluster>-nats reload
+them (SIGHUP through the engine), and bind-mounts that file and the CA into
+each replica container the same way; so the manager's container mounts
+<data_dir> at the same path (--replica-identities). No secret is in a
+container's command or environment. The
 processes in the containers run as root (the image's user), which can read
 the 0600 files. ``insecure=True`` starts an open bus instead (no identities,
 no TLS), as before, and says INSECURE in the log.
@@ -722,9 +727,16 @@ class DockerContainerManager(BusModels, ContainerManager):
                     NATS_STORE_IN_CONTAINER]
         else:
             nats = ["nats-server", "-c", NATS_DIR_IN_CONTAINER + "/nats-server.conf"]
+        # Each model's replicas get an identity of their own, which the
+        # manager issues from the data directory: mounted at the same path,
+        # so the replica containers it starts mount the files by it.
         manager_auth = [] if self._insecure else [
-            "--replica-creds", self._creds_file("replica"),
+            "--replica-identities", self.data_dir,
+            "--nats-container", "{}-nats".format(self.cluster_name),
             "--replica-tls-ca", self._ca_file()]
+        manager_volumes = {socket_path: {"bind": ENGINE_SOCKET_IN_MANAGER, "mode": "rw"}}
+        if not self._insecure:
+            manager_volumes[self.data_dir] = {"bind": self.data_dir, "mode": "rw"}
         return [
             # The bus port on 127.0.0.1 only: this API reaches it there.
             ("nats", nats,
@@ -755,7 +767,7 @@ class DockerContainerManager(BusModels, ContainerManager):
                 "--backend", "docker", "--docker-network", self.docker_network,
                 "--image", self.replica_image, "--image", "pyspark=" + self.pyspark_image,
                 "--cluster", self.cluster_name] + manager_auth,
-             {"volumes": {socket_path: {"bind": ENGINE_SOCKET_IN_MANAGER, "mode": "rw"}},
+             {"volumes": manager_volumes,
               "environment": {"DOCKER_HOST": "unix://" + ENGINE_SOCKET_IN_MANAGER}}),
         ]
 

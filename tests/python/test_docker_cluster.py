@@ -800,7 +800,10 @@ def test_containers_get_only_their_own_identity_as_read_only_files(engine, clust
             assert "-c" in c.attrs["Config"]["Cmd"]
             continue
         own = "/run/clipper/creds/{}.creds".format(role)
-        assert mounts[own]["Source"] == secret(cm, "creds", role + ".creds")
+        # A replica's is its model's own identity, issued by the manager.
+        assert mounts[own]["Source"] == secret(cm, "creds", (
+            "replica-of-" + c.labels["ai.clipper.model"] if role == "replica" else role) +
+            ".creds")
         assert mounts["/run/clipper/ca.pem"]["Source"] == secret(cm, "ca.pem")
         assert not mounts[own]["RW"] and not mounts["/run/clipper/ca.pem"]["RW"]
         assert not [d for d in mounts if d.startswith("/run/clipper/creds/") and d != own]
@@ -809,9 +812,61 @@ def test_containers_get_only_their_own_identity_as_read_only_files(engine, clust
         code, out = c.exec_run(["stat", "-L", "-c", "%a", own])
         assert code == 0 and out.decode().strip() in ("400", "600"), (role, code, out)
     manager_cmd = roles["manager"].attrs["Config"]["Cmd"]
-    assert manager_cmd[manager_cmd.index("--replica-creds") + 1] == secret(
-        cm, "creds", "replica.creds")
+    assert manager_cmd[manager_cmd.index("--replica-identities") + 1] == cm.data_dir
+    assert manager_cmd[manager_cmd.index("--nats-container") + 1] == cm.cluster_name + "-nats"
+    assert "--replica-creds" not in manager_cmd
     assert manager_cmd[manager_cmd.index("--replica-nats") + 1].startswith("tls://")
+    cluster.conn.stop_models([app])
+
+
+def test_each_model_s_replica_containers_get_an_identity_of_their_own(engine, cluster):
+    """The manager issues replica-of-<model> (scoped to the model), makes the
+    nats container reload, and mounts it into the model's replica
+    containers: with it, another model's work and artifact are refused by
+    nats-server; revoked (and the server told to reload), its holder is
+    cut off, and the model's next replica gets a new identity."""
+    cm = cluster.cm
+    app = unique("scoped")
+    endpoint(cluster, app)
+    assert cluster.nats(app, {"input": [1.0, 2.0]})["output"] == 3.0
+    name = "replica-of-" + app
+    with open(secret(cm, "identities", name + ".json")) as f:
+        record = json.load(f)
+    assert record["role"] == "replica" and record["model"] == app, record
+    mine = secret(cm, "creds", name + ".creds")
+    assert oct(os.stat(mine).st_mode & 0o777) == "0o600"
+    conf = open(os.path.join(cm.data_dir, "nats", "nats-server.auth.conf")).read()
+    assert '"{}.replica.work.{}.>"'.format(cm.prefix, app) in conf
+    nats = engine.containers.get(cm.cluster_name + "-nats")
+    rep = Bus(cm.get_bus_url(), prefix=cm.prefix, name="scoped", creds=mine,
+              tls_ca=secret(cm, "ca.pem"), connect_timeout_ms=3000)
+    try:
+        assert rep.listen(cm.prefix + ".replica.work.other.>", 300) == []
+        want = 'Subscription Violation - Nkey "{}", Subject "{}.replica.work.other.>"'.format(
+            record["public_key"], cm.prefix)
+        wait_until("the nats container to log: " + want,
+                   lambda: want in nats.logs().decode("utf-8", "replace"), 5, 0.05)
+    finally:
+        rep.close()
+    # Revoked: its key is refused once nats-server reloads (the CLI cannot
+    # signal a server in a container: the engine does), and the model's
+    # replica is replaced under a new identity.
+    from clipper_admin import _locate
+    subprocess.run([_locate.clipper_bin(), "creds", "revoke", name, "--data-dir", cm.data_dir,
+                    "--prefix", cm.prefix], check=True, capture_output=True, timeout=30)
+    nats.kill(signal="SIGHUP")
+    with pytest.raises(BusError):
+        Bus(cm.get_bus_url(), prefix=cm.prefix, name="revoked", creds=mine,
+            tls_ca=secret(cm, "ca.pem"), connect_timeout_ms=3000).close()
+    for c in replicas_of(engine, cm.cluster_name, app, 1):
+        c.kill()
+    wait_until("a new identity for the model's replicas",
+               lambda: os.path.exists(secret(cm, "identities", name + ".json")), 60, 0.2)
+    with open(secret(cm, "identities", name + ".json")) as f:
+        assert json.load(f)["public_key"] != record["public_key"]
+    wait_until("the model to answer under its new identity",
+               lambda: cluster.nats(app, {"input": [2.0, 2.0]}, 2000).get("output") == 4.0,
+               90, 0.5)
     cluster.conn.stop_models([app])
 
 
