@@ -763,6 +763,82 @@ cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, siz
     return CL_OK;
 }
 
+/* How many times the bus' connection has reconnected (cnats' count). */
+static uint64_t reconnect_count(cl_bus *bus)
+{
+    natsStatistics *st = NULL;
+    uint64_t n = 0;
+    if (natsStatistics_Create(&st) == NATS_OK && natsConnection_GetStats(bus->nc, st) == NATS_OK &&
+        natsStatistics_GetCounts(st, NULL, NULL, NULL, NULL, &n) != NATS_OK)
+        n = 0;
+    natsStatistics_Destroy(st);
+    return n;
+}
+
+#define RESEND_SLICE_MS 100
+
+cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *data, size_t len,
+                                int timeout_ms, cl_msg **reply)
+{
+    if (len > (size_t)cl_bus_max_payload(bus))
+        return CL_ERR_TOO_LARGE;
+    char token[23], inbox[128];
+    cl_bus_new_token(token);
+    snprintf(inbox, sizeof(inbox), "%s.%s", bus->inbox_prefix, token);
+    cl_sub *sub = NULL;
+    cl_status s = cl_bus_subscribe_sync(&sub, bus, inbox, NULL);
+    if (s != CL_OK)
+        return s;
+    uint64_t seen = reconnect_count(bus);
+    s = cl_bus_publish_request(bus, subject, inbox, data, len);
+    uint64_t end = cl_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u;
+    bool resent = false, again = false;
+    while (s == CL_OK) {
+        uint64_t now = cl_mono_us();
+        if (now >= end) {
+            s = again ? CL_ERR_NO_RESPONDERS : CL_ERR_TIMEOUT;
+            break;
+        }
+        uint64_t left_ms = (end - now + 999u) / 1000u;
+        cl_msg *m = NULL;
+        s = cl_sub_next(sub, &m, left_ms < RESEND_SLICE_MS ? (int)left_ms : RESEND_SLICE_MS);
+        /* cnats gives the server's "no responders" status as a message or
+         * as the status itself. */
+        bool none = s == CL_ERR_NO_RESPONDERS || (s == CL_OK && cl_msg_is_no_responders(m));
+        if (none) {
+            cl_msg_free(m);
+            if (!resent) {
+                s = CL_ERR_NO_RESPONDERS; /* nobody listens: said at once */
+                break;
+            }
+            /* Right after a reconnect the responders may not have
+             * subscribed again yet: try again in a moment. */
+            again = true;
+            s = CL_ERR_TIMEOUT;
+        } else if (s == CL_OK) {
+            *reply = m;
+            break;
+        }
+        if (s != CL_ERR_TIMEOUT)
+            break;
+        /* The connection went and came back meanwhile (its server stopped,
+         * lame duck mode): the request or its reply may be lost with the
+         * old connection. Send it again on the new one; the first reply
+         * to come answers it. */
+        uint64_t now_seen = reconnect_count(bus);
+        s = CL_OK;
+        if (now_seen != seen || again) {
+            seen = now_seen;
+            resent = true;
+            again = false;
+            cl_debug("sending a request on %s again after a reconnect", subject);
+            s = cl_bus_publish_request(bus, subject, inbox, data, len);
+        }
+    }
+    cl_sub_free(sub);
+    return s;
+}
+
 cl_status cl_bus_gather(cl_bus *bus, const char *subject, const void *data, size_t len,
                         int timeout_ms, cl_msg **out, size_t max, size_t *n,
                         cl_gather_fn enough, void *closure)

@@ -105,6 +105,13 @@ cl_status cl_bus_flush(cl_bus *bus, int timeout_ms) CL_MUST_USE;
 cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, size_t len,
                          int timeout_ms, cl_msg **reply) CL_MUST_USE;
 
+/* cl_bus_request for a request that may be sent twice (a prediction): when
+ * the connection reconnects while no reply has come (its server stopped or
+ * went into lame duck mode, taking the request or its reply with it), the
+ * request is sent again on the new connection, and the first reply
+ * answers it. Same results as cl_bus_request. */
+cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *data, size_t len,
+                                int timeout_ms, cl_msg **reply) CL_MUST_USE;
 /* Scatter-gather: publishes data on subject with a fresh inbox as its
  * reply subject and collects the replies of every responder, until `max`
  * came, `enough` (may be NULL) returns true for the replies so far, or

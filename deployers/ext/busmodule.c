@@ -119,8 +119,10 @@ static int check_timeout(int timeout_ms)
 }
 
 /* The request/reply core shared by request, admin and predict. */
+/* resend: a request that may be sent twice (a prediction) is sent again
+ * when the connection reconnects before its reply came. */
 static PyObject *do_request(BusObject *self, module_state *st, const char *subject,
-                            Py_buffer *data, int timeout_ms)
+                            Py_buffer *data, int timeout_ms, bool resend)
 {
     if (check_timeout(timeout_ms) < 0)
         return NULL;
@@ -139,7 +141,9 @@ static PyObject *do_request(BusObject *self, module_state *st, const char *subje
     cl_msg *reply = NULL;
     cl_status s;
     Py_BEGIN_ALLOW_THREADS
-    s = cl_bus_request(bus, subject, data->buf, (size_t)data->len, timeout_ms, &reply);
+    s = resend ? cl_bus_request_resend(bus, subject, data->buf, (size_t)data->len, timeout_ms,
+                                       &reply)
+               : cl_bus_request(bus, subject, data->buf, (size_t)data->len, timeout_ms, &reply);
     Py_END_ALLOW_THREADS
     release_bus(self);
 
@@ -289,7 +293,7 @@ static PyObject *Bus_request(BusObject *self, PyObject *args, PyObject *kwds)
                                      &timeout_ms))
         return NULL;
     module_state *st = state_of_type(Py_TYPE(self));
-    PyObject *out = st != NULL ? do_request(self, st, subject, &data, timeout_ms) : NULL;
+    PyObject *out = st != NULL ? do_request(self, st, subject, &data, timeout_ms, false) : NULL;
     PyBuffer_Release(&data);
     return out;
 }
@@ -463,7 +467,7 @@ static PyObject *request_on(BusObject *self, PyObject *args, PyObject *kwds, con
         PyErr_SetString(PyExc_ValueError, err.msg[0] ? err.msg : cl_status_text(s));
         goto out;
     }
-    out = do_request(self, st, subject, &data, timeout_ms);
+    out = do_request(self, st, subject, &data, timeout_ms, build == cl_subj_predict);
 out:
     PyBuffer_Release(&data);
     return out;

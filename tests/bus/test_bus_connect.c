@@ -410,6 +410,71 @@ static void test_new_tokens_are_distinct_subject_tokens(void **state)
                     (a[i] >= '0' && a[i] <= '9'));
 }
 
+/* Drops the first request it gets (as if it went with a connection that
+ * died), answers the others. */
+static atomic_int requests_seen;
+
+static void on_second(cl_bus *bus, cl_msg *msg, void *closure)
+{
+    (void)closure;
+    if (atomic_fetch_add(&requests_seen, 1) > 0)
+        assert_int_equal(cl_msg_respond(bus, msg, "again", 5), CL_OK);
+    cl_msg_free(msg);
+}
+
+typedef struct {
+    cl_bus *bus;
+    cl_status s;
+    cl_msg *reply;
+    uint64_t took_us;
+} resend_call;
+
+static void *call_resend(void *arg)
+{
+    resend_call *c = arg;
+    uint64_t t0 = cl_mono_us();
+    c->s = cl_bus_request_resend(c->bus, "t.second", "x", 1, 15000, &c->reply);
+    c->took_us = cl_mono_us() - t0;
+    return NULL;
+}
+
+/* Last: it restarts the group's server. A request whose reply did not come
+ * before the connection reconnected is sent again, and answered; without
+ * a reconnect it is sent once (a silent listener times out). */
+static void test_request_resend_sends_again_after_a_reconnect(void **state)
+{
+    (void)state;
+    cl_bus *server = connect_bus(), *client = connect_bus();
+    cl_sub *sub = NULL;
+    assert_int_equal(cl_bus_subscribe(&sub, server, "t.second", NULL, on_second, NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(server, 1000), CL_OK);
+    atomic_store(&requests_seen, 0);
+    cl_msg *reply = NULL;
+    assert_int_equal(cl_bus_request_resend(client, "t.second", "x", 1, 600, &reply),
+                     CL_ERR_TIMEOUT);
+    assert_int_equal(atomic_load(&requests_seen), 1);
+
+    atomic_store(&requests_seen, 0);
+    resend_call c = {.bus = client};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, call_resend, &c), 0);
+    uint64_t until = cl_mono_us() + 5000000u;
+    while (atomic_load(&requests_seen) == 0 && cl_mono_us() < until)
+        cl_sleep_ms(10);
+    assert_int_equal(atomic_load(&requests_seen), 1);
+    assert_int_equal(cl_test_nats_restart(&cl_test_srv), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(c.s, CL_OK);
+    assert_int_equal(cl_msg_len(c.reply), 5);
+    assert_memory_equal(cl_msg_data(c.reply), "again", 5);
+    assert_true(c.took_us < 14000000u);
+    assert_int_equal(atomic_load(&requests_seen), 2);
+    cl_msg_free(c.reply);
+    cl_sub_free(sub);
+    cl_bus_free(client);
+    cl_bus_free(server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_payload_above_max_is_refused),
         cmocka_unit_test(test_subscription_may_free_itself_from_its_callback),
         cmocka_unit_test(test_new_tokens_are_distinct_subject_tokens),
+        cmocka_unit_test(test_request_resend_sends_again_after_a_reconnect),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
