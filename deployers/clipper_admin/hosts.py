@@ -30,6 +30,8 @@ Inventory (TOML)
     nats_port = 4222                     # optional: client, route and monitoring ports
     nats_cluster_port = 6222
     nats_monitor_port = 8222
+    frontend_options = ["--cache-size", "0"]  # optional: more options for every
+                                         # frontend (`clipper run frontend --help`)
 
     [[hosts]]
     name = "h1"                          # required: [a-z0-9-], unique
@@ -40,6 +42,8 @@ Inventory (TOML)
     http_port = 1337                     # frontend: queries (HTTP, on 0.0.0.0)
     metrics_port = 1390                  # frontend: Prometheus metrics (on 0.0.0.0)
     admin_port = 1338                    # admin: management REST (on 127.0.0.1)
+    frontend_options = []                # frontend: its own options, instead of the
+                                         # top-level list (a change restarts it)
 
 Rules: exactly 1 or 3 hosts with role nats (3 make a NATS cluster with routes
 over TLS and JetStream replicated: state bucket and artifact stream R3); at
@@ -110,9 +114,10 @@ SUPERVISOR_GRACE_MS = 15000
 DEFAULT_TIMEOUT_S = 120.0
 
 TOP_FIELDS = {"cluster", "data_dir", "remote_dir", "clipper", "nats_server", "ssh_config",
-              "ssh_options", "nats_port", "nats_cluster_port", "nats_monitor_port", "hosts"}
+              "ssh_options", "nats_port", "nats_cluster_port", "nats_monitor_port", "hosts",
+              "frontend_options"}
 HOST_FIELDS = {"name", "address", "ssh", "roles", "remote_dir", "http_port", "metrics_port",
-               "admin_port"}
+               "admin_port", "frontend_options"}
 
 
 class InventoryError(Exception):
@@ -162,6 +167,7 @@ class Host(object):
         self.remote_dir_raw = remote_dir
         self.http_port, self.metrics_port, self.admin_port = http_port, metrics_port, admin_port
         self.index = index
+        self.frontend_options = []  # more options of its frontend (inventory)
         self.rd = None             # remote_dir made absolute on the host (preflight)
         self.facts = {}            # what preflight found
 
@@ -200,6 +206,16 @@ def _want_port(d, key, where, default):
     return v
 
 
+def _want_str_list(d, key, where, default):
+    if key not in d:
+        return default
+    v = d[key]
+    if not isinstance(v, list) or not all(isinstance(o, str) for o in v):
+        raise InventoryError("{}: must be a list of strings, not {!r}".format(
+            _field(where, key), v))
+    return list(v)
+
+
 def load_inventory(path):
     """Reads and checks the inventory; InventoryError names the field."""
     if tomllib is None:
@@ -236,6 +252,7 @@ def check_inventory(d, path="inventory"):
     if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
         raise InventoryError("ssh_options: must be a list of strings, not {!r}".format(opts))
     inv.ssh_options = list(opts)
+    inv.frontend_options = _want_str_list(d, "frontend_options", "", [])
     inv.nats_port = _want_port(d, "nats_port", "", 4222)
     inv.cluster_port = _want_port(d, "nats_cluster_port", "", 6222)
     inv.monitor_port = _want_port(d, "nats_monitor_port", "", 8222)
@@ -300,6 +317,8 @@ def check_inventory(d, path="inventory"):
                     _want_port(h, "admin_port", where, 1338), i)
         if "frontend" in host.roles and host.http_port == host.metrics_port:
             raise InventoryError("{}: http_port and metrics_port must differ".format(where))
+        host.frontend_options = _want_str_list(h, "frontend_options", where,
+                                               inv.frontend_options)
         inv.hosts.append(host)
     nats = [h for h in inv.hosts if "nats" in h.roles]
     if len(nats) not in (1, 3):
@@ -554,9 +573,13 @@ def nats_conf(inv, host):
         "# TLS for clients and the cluster's accounts (clipper creds init)",
         # (nats-server takes an include's path relative to this file's directory)
         'include "../secrets/nats/nats-server.auth.conf"',
-        'ping_interval: "1s"',
-        "ping_max: 3",
-        'write_deadline: "2s"',
+        # A host cut off without a word (no FIN, no RST) is noticed by its
+        # peers' pings: every 250 ms, two missed. A write to it blocks a
+        # server's other work at most 500 ms (tests/fault/hosts_faults.py,
+        # link-cut: with 1 s x 3 and 2 s the whole bus stalled for seconds).
+        'ping_interval: "250ms"',
+        "ping_max: 2",
+        'write_deadline: "500ms"',
         "# upgrade: clients leave a server in lame duck mode for the others",
         'lame_duck_duration: "30s"',
         'lame_duck_grace_period: "2s"',
@@ -629,7 +652,7 @@ def part_argv(inv, host, part):
     sec_digest.append(sha256_file(secret_path(inv, "secrets", "creds", part + ".creds")))
     if part == "frontend":
         actor += ["--http-host", "0.0.0.0", "--http-port", str(host.http_port),
-                  "--metrics-port", str(host.metrics_port)]
+                  "--metrics-port", str(host.metrics_port)] + host.frontend_options
     elif part == "admin":
         actor += ["--http-port", str(host.admin_port)]
     elif part == "manager":

@@ -96,8 +96,9 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* --creds and --tls-ca: the identity and CA every connection uses. */
-static const char *g_creds, *g_tls_ca;
+/* --creds, --tls-ca and --tls-name: the identity, CA and server name every
+ * connection uses. */
+static const char *g_creds, *g_tls_ca, *g_tls_name;
 
 static int connect_bus(cl_bus **bus, const char *url, bool asap)
 {
@@ -106,6 +107,7 @@ static int connect_bus(cl_bus **bus, const char *url, bool asap)
     o.url = url;
     o.nkey_file = g_creds;
     o.tls_ca_file = g_tls_ca;
+    o.tls_name = g_tls_name;
     o.name = "clipper-bench";
     o.send_asap = asap;
     cl_err err;
@@ -536,8 +538,10 @@ static void usage(void)
     fprintf(stderr,
             "usage: clipper-bench --nats URL --subject S [--body JSON] [--count N]\n"
             "                     [--window W] [--seconds S] [--echo|--echo-asap] [--label L]\n"
-            "                     [--creds FILE --tls-ca FILE]\n"
+            "                     [--creds FILE --tls-ca FILE [--tls-name NAME]]\n"
             "  --creds F   connect as the identity in F, --tls-ca over TLS (docs/security.md)\n"
+            "  --tls-name NAME  the name nats-server's certificate must carry (default: the\n"
+            "              URL's host; needed when --nats lists servers on several hosts)\n"
             "  --echo      also serve an echo responder on S (the bus floor); it sends\n"
             "              at once for the latency run and batched for throughput\n"
             "  --echo-asap the throughput echo sends each reply at once too\n"
@@ -590,6 +594,8 @@ int main(int argc, char **argv)
             g_creds = v;
         else if (strcmp(a, "--tls-ca") == 0)
             g_tls_ca = v;
+        else if (strcmp(a, "--tls-name") == 0)
+            g_tls_name = v;
         else if (strcmp(a, "--subject") == 0)
             o.subject = v;
         else if (strcmp(a, "--body") == 0)

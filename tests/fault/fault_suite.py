@@ -54,6 +54,9 @@ import tempfile
 import time
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timeline import read_timeline  # noqa: E402
+
 from clipper_admin import ClipperConnection, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
 from clipper_admin.local_container_manager import _free_port
@@ -61,6 +64,7 @@ from clipper_admin.local_container_manager import _free_port
 ROWS = ["replica-kill", "router-kill", "frontend-kill", "manager-kill", "admin-kill",
         "nats-kill", "replica-stop", "router-stop", "frontend-stop", "manager-stop",
         "everything"]
+
 
 
 def cmdline(pid):
@@ -295,14 +299,7 @@ def run_row(ctx, row):
         shutil.copy(timeline, os.path.join(a.logs, "{}-timeline.txt".format(row)))
         with open(os.path.join(a.logs, "{}-fault-at.txt".format(row)), "w") as f:
             f.write("{:.6f}\n".format(t_fault))
-    rows = []
-    with open(timeline) as f:
-        for line in f:
-            at, kind, lat = line.split()
-            rows.append((int(at) / 1e6, int(kind), int(lat)))
-    counts = [0, 0, 0, 0]
-    for r in rows:
-        counts[r[1]] += 1
+    rows, counts = read_timeline(timeline)
     slo = a.slo_ms / 1000.0
     # A prediction that came long after its deadline (a stopped process let
     # it go at last) is no better than a default for its client.
