@@ -46,6 +46,13 @@ void cl_placement_free(cl_placement *p);
 
 void cl_placement_set_draining(cl_placement *p, bool draining);
 bool cl_placement_draining(cl_placement *p);
+/* Whether the bus carries messages: this manager's own hellos came back
+ * within CL_PLACE_PEER_TIMEOUT_MS. A server that stalls (a write to a peer
+ * cut off without a word) or a connection that looks up but carries
+ * nothing makes every heartbeat and hello fall silent at once; that is no
+ * reason to kill replicas or to take over the others' (a fault table row
+ * did both before this). */
+bool cl_placement_bus_flowing(cl_placement *p, uint64_t now_us);
 /* False until CL_PLACE_SETTLE_MS after the start. */
 bool cl_placement_settled(cl_placement *p, uint64_t now_us);
 /* This manager's share of model:version's wanted replicas (0 while

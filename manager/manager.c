@@ -413,6 +413,19 @@ static void check_heartbeats(cl_manager *m, uint64_t now)
 {
     if (!cl__bus_up(m, now))
         return;
+    if (m->place != NULL && !cl_placement_bus_flowing(m->place, now)) {
+        /* Connected, yet our own hellos do not come back: the bus is
+         * stalled. Silence is counted afresh once it flows again. */
+        if (!m->bus_stalled)
+            cl_warn("the bus carries nothing (this manager's own hellos do not come "
+                    "back): no replica is judged by its silence until it does");
+        m->bus_stalled = true;
+        m->connected_since_us = 0;
+        return;
+    }
+    if (m->bus_stalled)
+        cl_info("the bus carries messages again: replica silence counts from now");
+    m->bus_stalled = false;
     cl_replica_info *live = NULL;
     size_t n = cl_replicas_snapshot(m->replicas, NULL, NULL, &live);
     for (size_t i = 0; i < m->n_slots; i++) {

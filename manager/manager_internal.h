@@ -89,6 +89,7 @@ struct cl_manager {
     cl_service *svc;
     cl_replicas *replicas;
     uint64_t connected_since_us; /* 0 while the bus is down */
+    bool bus_stalled;            /* connected, but our own hellos do not come back */
     uint64_t last_pass_us;       /* the reconcile thread's last pass (monotonic) */
     uint64_t cap_warned_us;
     cl_sub *sub_status;

@@ -58,6 +58,7 @@ struct cl_placement {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
+    uint64_t self_heard_us; /* our own last hello came back then (0: never) */
     peer *peers;
     size_t n, cap;
 
@@ -111,7 +112,11 @@ static void on_hello(cl_bus *bus, cl_msg *msg, void *closure)
         CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a malformed manager hello: %s", err.msg);
     } else if (!printable(host, CL_PLACE_HOST_MAX) || !printable(id, 23)) {
         CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a manager hello with a bad host or id");
-    } else if (strcmp(id, p->id) != 0) {
+    } else if (strcmp(id, p->id) == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->self_heard_us = cl_mono_us();
+        pthread_mutex_unlock(&p->mu);
+    } else {
         bool changed = false;
         pthread_mutex_lock(&p->mu);
         peer *e = NULL;
@@ -163,7 +168,11 @@ static void *hello_main(void *arg)
         pthread_mutex_lock(&p->mu);
         uint64_t now = cl_mono_us();
         bool gone = false;
-        for (size_t i = 0; i < p->n;) {
+        /* While our own hellos do not come back, the bus does not carry
+         * messages (a stalled or cut-off server): the others' silence
+         * says nothing about them. */
+        bool flowing = now - p->self_heard_us <= (uint64_t)CL_PLACE_PEER_TIMEOUT_MS * 1000u;
+        for (size_t i = 0; flowing && i < p->n;) {
             if (now - p->peers[i].last_us > (uint64_t)CL_PLACE_PEER_TIMEOUT_MS * 1000u) {
                 cl_warn("placement: manager %s (%s) not heard for %d ms: its replicas are "
                         "placed on the others",
@@ -258,6 +267,18 @@ void cl_placement_set_draining(cl_placement *p, bool draining)
 bool cl_placement_draining(cl_placement *p)
 {
     return atomic_load(&p->draining);
+}
+
+bool cl_placement_bus_flowing(cl_placement *p, uint64_t now_us)
+{
+    pthread_mutex_lock(&p->mu);
+    uint64_t heard = p->self_heard_us;
+    pthread_mutex_unlock(&p->mu);
+    uint64_t limit = (uint64_t)CL_PLACE_PEER_TIMEOUT_MS * 1000u;
+    /* Just started: nothing came back yet, and nothing is known to be wrong. */
+    if (heard == 0)
+        return now_us - p->started_us <= limit + (uint64_t)CL_PLACE_SETTLE_MS * 1000u;
+    return now_us - heard <= limit;
 }
 
 bool cl_placement_settled(cl_placement *p, uint64_t now_us)
