@@ -792,11 +792,15 @@ cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *da
     uint64_t seen = reconnect_count(bus);
     s = cl_bus_publish_request(bus, subject, inbox, data, len);
     uint64_t end = cl_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u;
-    bool resent = false, again = false;
+    bool resent = false, again = false, none_since = false;
+    if (s != CL_OK && s != CL_ERR_TOO_LARGE && s != CL_ERR_INVALID) {
+        again = true; /* the connection is between servers: send it once it is back */
+        s = CL_OK;
+    }
     while (s == CL_OK) {
         uint64_t now = cl_mono_us();
         if (now >= end) {
-            s = again ? CL_ERR_NO_RESPONDERS : CL_ERR_TIMEOUT;
+            s = none_since ? CL_ERR_NO_RESPONDERS : CL_ERR_TIMEOUT;
             break;
         }
         uint64_t left_ms = (end - now + 999u) / 1000u;
@@ -814,10 +818,18 @@ cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *da
             /* Right after a reconnect the responders may not have
              * subscribed again yet: try again in a moment. */
             again = true;
+            none_since = true;
             s = CL_ERR_TIMEOUT;
         } else if (s == CL_OK) {
             *reply = m;
             break;
+        } else if (s == CL_ERR_TIMEOUT) {
+            none_since = false;
+        } else if (s != CL_ERR_CLOSED) {
+            /* A transient error of the connection (it is reconnecting):
+             * send the request again in a moment. */
+            again = true;
+            s = CL_ERR_TIMEOUT;
         }
         if (s != CL_ERR_TIMEOUT)
             break;
@@ -833,6 +845,10 @@ cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *da
             again = false;
             cl_debug("sending a request on %s again after a reconnect", subject);
             s = cl_bus_publish_request(bus, subject, inbox, data, len);
+            if (s != CL_OK && s != CL_ERR_TOO_LARGE && s != CL_ERR_INVALID) {
+                again = true; /* not yet: the next slice tries again */
+                s = CL_OK;
+            }
         }
     }
     cl_sub_free(sub);

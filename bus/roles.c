@@ -24,6 +24,15 @@ static const char *const ROLE_NAMES[CL_ROLE_COUNT] = {
  * actors ($SRV.PING/INFO/STATS, answered through allow_responses). */
 #define OWN_INBOX "{i}.>"
 #define SERVICE_API "$SRV.>"
+/* The replies of the control plane's responders (admin, router, manager,
+ * supervisor): to any inbox. nats-server's allow_responses would be
+ * narrower, but it forgets the requests it let through whenever it reloads
+ * its users (as it does when an identity is issued or revoked, at every
+ * model's first deploy): a reply to a request received before the reload
+ * was then refused ("Publish Violation ... _INBOX...") and the asker waited
+ * out its timeout. These actors are trusted with the whole cluster anyway;
+ * the replica, which runs a model's code, keeps allow_responses. */
+#define ANY_INBOX "_INBOX.>"
 
 /* Reading the state bucket: open it, get keys directly, and watch it (an
  * ordered push consumer delivering to the inbox, with flow control). No
@@ -48,7 +57,8 @@ static const char *const ADMIN_PUB[] = {
     /* The only writer of the state and the artifact stream's settings;
      * its management REST forwards each request to <p>.admin.<command>,
      * answered by any admin of the queue group. */
-    "$JS.API.>", "$KV.{b}.>", "$JS.FC.>", "{p}.artifact.>", "{p}.admin.*", OWN_INBOX, NULL};
+    "$JS.API.>", "$KV.{b}.>", "$JS.FC.>", "{p}.artifact.>", "{p}.admin.*", OWN_INBOX, ANY_INBOX,
+    NULL};
 static const char *const ADMIN_SUB[] = {"{p}.admin.*", "{p}.replica.hb.>", OWN_INBOX, SERVICE_API,
                                         NULL};
 
@@ -64,8 +74,8 @@ static const char *const FRONTEND_SUB[] = {"{p}.predict.*", "{p}.update.*", "{p}
 
 static const char *const ROUTER_PUB[] = {STATE_READ_PUB,       STATE_WATCH_PUB,
                                          "{p}.replica.work.>", "{p}.route.hello",
-                                         "{p}.fe.*.results.*",   OWN_INBOX,
-                                         NULL};
+                                         "{p}.fe.*.results.*", OWN_INBOX,
+                                         ANY_INBOX,            NULL};
 static const char *const ROUTER_SUB[] = {"{p}.route.task.>",  "{p}.route.pull.>",
                                          "{p}.route.hello",   "{p}.route.stats",
                                          "{p}.replica.hb.>",  OWN_INBOX,
@@ -73,7 +83,7 @@ static const char *const ROUTER_SUB[] = {"{p}.route.task.>",  "{p}.route.pull.>"
 
 /* Managers on several hosts say hello to one another (placement). */
 static const char *const MANAGER_PUB[] = {STATE_READ_PUB, STATE_WATCH_PUB, "{p}.cm.hello",
-                                          OWN_INBOX, NULL};
+                                          OWN_INBOX, ANY_INBOX, NULL};
 static const char *const MANAGER_SUB[] = {"{p}.cm.*", "{p}.replica.hb.>", OWN_INBOX, SERVICE_API,
                                           NULL};
 
@@ -98,7 +108,8 @@ static const char *const MODEL_REPLICA_SUB[] = {"{p}.replica.work.{m}.>", "{p}.r
                                                 OWN_INBOX, SERVICE_API, NULL};
 static const role_perms MODEL_REPLICA = {MODEL_REPLICA_PUB, MODEL_REPLICA_SUB, true};
 
-static const char *const SUPERVISOR_PUB[] = {"{p}.sv.status", "{p}.admin.ping", OWN_INBOX, NULL};
+static const char *const SUPERVISOR_PUB[] = {"{p}.sv.status", "{p}.admin.ping", OWN_INBOX,
+                                             ANY_INBOX, NULL};
 static const char *const SUPERVISOR_SUB[] = {"{p}.sv.list", OWN_INBOX, NULL};
 
 /* An operator manages through the admin (which alone writes the state),
@@ -119,15 +130,15 @@ static const char *const METRICS_PUB[] = {"{p}.route.stats", "{p}.sv.list", SERV
 static const char *const METRICS_SUB[] = {"{p}.sv.status", OWN_INBOX, NULL};
 
 static const role_perms PERMS[CL_ROLE_COUNT] = {
-    [CL_ROLE_ADMIN] = {ADMIN_PUB, ADMIN_SUB, true},
+    [CL_ROLE_ADMIN] = {ADMIN_PUB, ADMIN_SUB, false},
     /* Not allow_responses: "_INBOX.>" covers its replies, and the server
      * would record every query's reply subject for a minute (it slowed
      * the query path sixfold at 60 000 queries a second). */
     [CL_ROLE_FRONTEND] = {FRONTEND_PUB, FRONTEND_SUB, false},
-    [CL_ROLE_ROUTER] = {ROUTER_PUB, ROUTER_SUB, true},
-    [CL_ROLE_MANAGER] = {MANAGER_PUB, MANAGER_SUB, true},
+    [CL_ROLE_ROUTER] = {ROUTER_PUB, ROUTER_SUB, false},
+    [CL_ROLE_MANAGER] = {MANAGER_PUB, MANAGER_SUB, false},
     [CL_ROLE_REPLICA] = {REPLICA_PUB, REPLICA_SUB, true},
-    [CL_ROLE_SUPERVISOR] = {SUPERVISOR_PUB, SUPERVISOR_SUB, true},
+    [CL_ROLE_SUPERVISOR] = {SUPERVISOR_PUB, SUPERVISOR_SUB, false},
     [CL_ROLE_OPERATOR] = {OPERATOR_PUB, OPERATOR_SUB, false},
     [CL_ROLE_QUERY] = {QUERY_PUB, QUERY_SUB, false},
     [CL_ROLE_METRICS] = {METRICS_PUB, METRICS_SUB, false},

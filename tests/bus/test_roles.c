@@ -81,6 +81,19 @@ static void test_each_role_gets_what_it_needs_and_no_more(void **state)
     char *ap = subjects(CL_ROLE_ADMIN, true, "c1");
     assert_true(has(ap, "c1.admin.*"));
     free(ap);
+    /* The control plane answers any inbox (a reload would make nats-server
+     * forget what allow_responses let through); the replica, which runs a
+     * model's code, answers only requests it received, and a query client
+     * answers nothing. */
+    const cl_role any[] = {CL_ROLE_ADMIN, CL_ROLE_ROUTER, CL_ROLE_MANAGER, CL_ROLE_SUPERVISOR,
+                           CL_ROLE_FRONTEND};
+    for (size_t i = 0; i < sizeof(any) / sizeof(any[0]); i++) {
+        char *p = subjects(any[i], true, "c1");
+        assert_true(has(p, "_INBOX.>"));
+        free(p);
+    }
+    assert_false(has(rp, "_INBOX.>"));
+    assert_false(has(qp, "_INBOX.>"));
     /* Only the admin writes the state. */
     for (int r = 0; r < CL_ROLE_COUNT; r++) {
         char *p = subjects((cl_role)r, true, "c1");
