@@ -34,7 +34,7 @@ static void use_inputs(const cl_fe_inputs *in, int type)
     cl_buf batch;
     cl_buf_init(&batch);
     fz_check(cl_wire_tasks_begin(&batch) == CL_OK, "out of memory");
-    static const char reply[] = "clipper.fe.0123456789abcdef.results";
+    static const char reply[] = "clipper.fe.0123456789abcdef.results.m";
     for (size_t i = 0; i < in->n; i++) {
         const uint8_t *p = cl_fe_input_data(in, i);
         size_t len = cl_fe_input_len(in, i);

@@ -34,7 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void as_router(const cl_task *tasks, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
-        if (!cl_subj_is_fe_results(tasks[i].reply, tasks[i].reply_len, "clipper", NULL))
+        if (!cl_subj_is_fe_results(tasks[i].reply, tasks[i].reply_len, "clipper", NULL, NULL))
             return;
     for (uint32_t i = 0; i < n; i++) {
         const cl_task *t = &tasks[i];

@@ -26,14 +26,14 @@ def results(*items, count=None):
     return b'CLR1' + struct.pack('<I', len(items) if count is None else count) + b''.join(items)
 
 
-FE = 'clipper.fe.0123456789abcdef.results'
+FE = 'clipper.fe.0123456789abcdef.results.m'
 SEEDS = {
     'wire_tasks': {
         'empty_batch': tasks(),
         'one_doubles': tasks(task(1, FE, struct.pack('<2d', 1.5, -2.25))),
         'three_types': tasks(task(7, FE, struct.pack('<3i', 1, 2, 3), itype=1),
                              task(8, FE, b'hello', itype=4),
-                             task(9, 'clipper.fe.other.results', b'\x00\xff', itype=0)),
+                             task(9, 'clipper.fe.other.results.m', b'\x00\xff', itype=0)),
         'empty_reply_and_input': tasks(task(2, '', b'', itype=0)),
         'max_ids': tasks(task(2**64 - 1, FE, b'x', deadline=2**64 - 1, slo=2**32 - 1)),
         'unknown_type': tasks(task(3, FE, b'', itype=5)),
@@ -42,10 +42,10 @@ SEEDS = {
         'trailing_bytes': tasks(task(6, FE, b'1')) + b'junk',
         'nul_in_reply': tasks(task(10, 'clipper.fe\x00x.results', b'')),
         'bad_magic': b'CLR1' + tasks(task(1, FE, b''))[4:],
-        'other_prefix_reply': tasks(task(11, 'other.fe.x.results', b'')),
+        'other_prefix_reply': tasks(task(11, 'other.fe.x.results.m', b'')),
         'admin_reply': tasks(task(12, 'clipper.admin.delete_app', b'')),
         'crlf_in_reply': tasks(task(13, 'clipper.fe.x.results\r\nPUB x 1', b'')),
-        'wildcard_reply': tasks(task(14, 'clipper.fe.*.results', b'')),
+        'wildcard_reply': tasks(task(14, 'clipper.fe.*.results.m', b'')),
     },
     'wire_results': {
         'empty_batch': results(),
