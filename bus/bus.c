@@ -763,6 +763,16 @@ cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, siz
     return CL_OK;
 }
 
+/* A fresh inbox of this identity's (<inbox prefix>.<token>) and a pull
+ * subscription to it, for the replies of one request. */
+static cl_status open_inbox(cl_bus *bus, char inbox[128], cl_sub **sub)
+{
+    char token[23];
+    cl_bus_new_token(token);
+    snprintf(inbox, 128, "%s.%s", bus->inbox_prefix, token);
+    return cl_bus_subscribe_sync(sub, bus, inbox, NULL);
+}
+
 /* How many times the bus' connection has reconnected (cnats' count). */
 static uint64_t reconnect_count(cl_bus *bus)
 {
@@ -782,11 +792,9 @@ cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *da
 {
     if (len > (size_t)cl_bus_max_payload(bus))
         return CL_ERR_TOO_LARGE;
-    char token[23], inbox[128];
-    cl_bus_new_token(token);
-    snprintf(inbox, sizeof(inbox), "%s.%s", bus->inbox_prefix, token);
+    char inbox[128];
     cl_sub *sub = NULL;
-    cl_status s = cl_bus_subscribe_sync(&sub, bus, inbox, NULL);
+    cl_status s = open_inbox(bus, inbox, &sub);
     if (s != CL_OK)
         return s;
     uint64_t seen = reconnect_count(bus);
@@ -864,12 +872,9 @@ cl_status cl_bus_gather(cl_bus *bus, const char *subject, const void *data, size
         return CL_ERR_TOO_LARGE;
     if (max == 0)
         return CL_ERR_INVALID;
-    char token[23];
     char inbox[128];
-    cl_bus_new_token(token);
-    snprintf(inbox, sizeof(inbox), "%s.%s", bus->inbox_prefix, token);
     cl_sub *sub = NULL;
-    cl_status s = cl_bus_subscribe_sync(&sub, bus, inbox, NULL);
+    cl_status s = open_inbox(bus, inbox, &sub);
     if (s != CL_OK)
         return s;
     s = cl_bus_publish_request(bus, subject, inbox, data, len);

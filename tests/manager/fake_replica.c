@@ -29,14 +29,12 @@ static void on_term(int sig)
     stop = 1;
 }
 
-/* "hb*": ready heartbeats every 250 ms until SIGTERM. */
-static int serve_ready(const char *nats, const char *prefix, const char *model,
-                       const char *version)
+/* Connects to the bus and fills in a "ready" heartbeat of this process and
+ * its subject; NULL (said on stderr) when it cannot. */
+static cl_bus *hb_connect(const char *nats, const char *prefix, const char *model,
+                          const char *version, cl_replica_info *info,
+                          char subject[CL_SUBJECT_MAX])
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
     cl_bus_opts bo;
     cl_bus_opts_init(&bo);
     bo.url = nats;
@@ -45,24 +43,39 @@ static int serve_ready(const char *nats, const char *prefix, const char *model,
     cl_bus *bus = NULL;
     if (cl_bus_connect(&bus, &bo, &err) != CL_OK) {
         fprintf(stderr, "fake replica: %s\n", err.msg);
-        return 1;
+        return NULL;
     }
-    cl_replica_info info;
-    memset(&info, 0, sizeof(info));
-    snprintf(info.model, sizeof(info.model), "%s", model);
-    snprintf(info.version, sizeof(info.version), "%s", version);
-    info.replica_id = (uint32_t)getpid();
-    snprintf(info.state, sizeof(info.state), "ready");
-    cl_host_name(info.host, sizeof(info.host));
-    info.pid = (int)getpid();
-    snprintf(info.input_type, sizeof(info.input_type), "doubles");
-    char id[16], subject[CL_SUBJECT_MAX];
-    snprintf(id, sizeof(id), "%u", info.replica_id);
+    memset(info, 0, sizeof(*info));
+    snprintf(info->model, sizeof(info->model), "%s", model);
+    snprintf(info->version, sizeof(info->version), "%s", version);
+    info->replica_id = (uint32_t)getpid();
+    snprintf(info->state, sizeof(info->state), "ready");
+    cl_host_name(info->host, sizeof(info->host));
+    info->pid = (int)getpid();
+    snprintf(info->input_type, sizeof(info->input_type), "doubles");
+    char id[16];
+    snprintf(id, sizeof(id), "%u", info->replica_id);
     if (cl_subj_replica_hb(subject, prefix, model, version, id, &err) != CL_OK) {
         fprintf(stderr, "fake replica: %s\n", err.msg);
         cl_bus_free(bus);
-        return 1;
+        return NULL;
     }
+    return bus;
+}
+
+/* "hb*": ready heartbeats every 250 ms until SIGTERM. */
+static int serve_ready(const char *nats, const char *prefix, const char *model,
+                       const char *version)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    cl_replica_info info;
+    char subject[CL_SUBJECT_MAX];
+    cl_bus *bus = hb_connect(nats, prefix, model, version, &info, subject);
+    if (bus == NULL)
+        return 1;
     char *body = cl_heartbeat_encode(&info, "python-closure");
     while (!stop && body != NULL) {
         cl_status s = cl_bus_publish(bus, subject, body, strlen(body));
@@ -116,31 +129,11 @@ int main(int argc, char **argv)
         return 3;
     }
     if (strncmp(model, "hang", 4) == 0) {
-        cl_bus_opts bo;
-        cl_bus_opts_init(&bo);
-        bo.url = nats;
-        bo.prefix = prefix;
-        cl_err err;
-        cl_bus *bus = NULL;
-        if (cl_bus_connect(&bus, &bo, &err) != CL_OK) {
-            fprintf(stderr, "fake replica: %s\n", err.msg);
-            return 1;
-        }
         cl_replica_info info;
-        memset(&info, 0, sizeof(info));
-        snprintf(info.model, sizeof(info.model), "%s", model);
-        snprintf(info.version, sizeof(info.version), "%s", version);
-        info.replica_id = (uint32_t)getpid();
-        snprintf(info.state, sizeof(info.state), "ready");
-        gethostname(info.host, sizeof(info.host));
-        info.pid = (int)getpid();
-        snprintf(info.input_type, sizeof(info.input_type), "doubles");
-        char id[16], subject[CL_SUBJECT_MAX];
-        snprintf(id, sizeof(id), "%u", info.replica_id);
-        if (cl_subj_replica_hb(subject, prefix, model, version, id, &err) != CL_OK) {
-            fprintf(stderr, "fake replica: %s\n", err.msg);
+        char subject[CL_SUBJECT_MAX];
+        cl_bus *bus = hb_connect(nats, prefix, model, version, &info, subject);
+        if (bus == NULL)
             return 1;
-        }
         char *body = cl_heartbeat_encode(&info, "python-closure");
         for (int i = 0; i < 3; i++) {
             cl_status s = cl_bus_publish(bus, subject, body, strlen(body));
