@@ -135,6 +135,18 @@ class ContainerManager(abc.ABC):
         """Stops every process of the cluster this manager started."""
         pass
 
+    def _use_given_http_files(self):
+        """The HTTP doors' certificate, key and metrics and query token files
+        are those given to the constructor (self._http_given), not those
+        connect() learnt from a running cluster; returns what was given,
+        for the management token, which each manager keeps its own way."""
+        given = self._http_given
+        self.http_tls_cert = given.get("http_tls_cert")
+        self.http_tls_key = given.get("http_tls_key")
+        self.metrics_token_file = given.get("metrics_token_file")
+        self.query_token_file = given.get("query_token_file")
+        return given
+
     @abc.abstractmethod
     def get_admin_addr(self):
         pass

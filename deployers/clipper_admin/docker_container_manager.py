@@ -522,13 +522,9 @@ class DockerContainerManager(BusModels, ContainerManager):
     # ---- the HTTP doors (docs/security.md, "HTTP doors") -----------------
 
     def _use_given_http_files(self):
-        """The HTTP doors' files are those given to the constructor (not
-        those connect() learnt from a running cluster's labels)."""
-        given = self._http_given
-        self.http_tls_cert = given.get("http_tls_cert")
-        self.http_tls_key = given.get("http_tls_key")
-        self.metrics_token_file = given.get("metrics_token_file")
-        self.query_token_file = given.get("query_token_file")
+        """As ContainerManager's (not the files connect() learnt from a
+        running cluster's labels)."""
+        given = super()._use_given_http_files()
         # The management REST's token file (see admin_token_file()): given,
         # or learnt by connect() (then None means none).
         self._admin_token = given.get("admin_token_file")

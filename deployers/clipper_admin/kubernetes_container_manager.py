@@ -1536,13 +1536,9 @@ class KubernetesContainerManager(BusModels, ContainerManager):
         self._join_bus("The Services of cluster '{}' exist".format(self.cluster_name))
 
     def _use_given_http_files(self):
-        """The HTTP doors' files are those given to the constructor (not
-        those connect() learnt from a running cluster's Services)."""
-        given = self._http_given
-        self.http_tls_cert = given.get("http_tls_cert")
-        self.http_tls_key = given.get("http_tls_key")
-        self.metrics_token_file = given.get("metrics_token_file")
-        self.query_token_file = given.get("query_token_file")
+        """As ContainerManager's (not the files connect() learnt from a
+        running cluster's Services)."""
+        given = super()._use_given_http_files()
         self._admin_token_given = given.get("admin_token_file")  # see admin_token_file()
 
     def _adopt_http_files(self, query, mgmt):
