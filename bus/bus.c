@@ -237,8 +237,13 @@ static natsStatus set_servers(natsOptions *no, const cl_bus *bus)
                 servers[k++] = t;
         }
         s = natsOptions_SetServers(no, servers, k);
-        /* In this order: addresses first, the names after them. */
-        if (s == NATS_OK && bus->n_addr_urls > 0)
+        /* In the order given, never shuffled: the first server is the
+         * actor's own (the hosts scripts put each host's own nats-server
+         * first), so that an actor shares its fate with its host rather
+         * than with a random one. cnats' default shuffle put actors of
+         * healthy hosts on a cut host's server, where they sat until the
+         * link came back. Addresses come before the names. */
+        if (s == NATS_OK)
             s = natsOptions_SetNoRandomize(no, true);
     }
     free(servers);
@@ -331,6 +336,13 @@ natsStatus cl__bus_options(const cl_bus *bus, const char *name, bool send_asap, 
         s = natsOptions_SetReconnectWait(no, 250);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectBufSize(no, 32 * 1024 * 1024);
+    /* A server that dies without closing its sockets (its host's link cut,
+     * its power lost) is noticed by pings alone; cnats' default is one
+     * every 2 minutes. */
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(no, CL_BUS_PING_INTERVAL_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPingsOut(no, CL_BUS_MAX_PINGS_OUT);
     if (s == NATS_OK && send_asap)
         s = natsOptions_SetSendAsap(no, true);
     if (s == NATS_OK)
@@ -533,6 +545,8 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     bus->name = strdup(opts && opts->name ? opts->name : "clipper");
     bus->connect_timeout_ms =
         opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
+    bus->resend_silent_ms = opts && opts->resend_silent_ms != 0 ? opts->resend_silent_ms
+                                                                 : CL_BUS_RESEND_SILENT_MS;
     bus->state_replicas = replicas;
     cl_status st = bus->prefix != NULL && bus->url != NULL && bus->name != NULL
                        ? take_identity(bus, opts, err)
@@ -800,6 +814,10 @@ cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *da
     uint64_t seen = reconnect_count(bus);
     s = cl_bus_publish_request(bus, subject, inbox, data, len);
     uint64_t end = cl_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000u;
+    /* UINT64_MAX: only after a reconnect */
+    uint64_t silent_wait_us =
+        bus->resend_silent_ms > 0 ? (uint64_t)bus->resend_silent_ms * 1000u : UINT64_MAX;
+    uint64_t last_send = cl_mono_us();
     bool resent = false, again = false, none_since = false;
     if (s != CL_OK && s != CL_ERR_TOO_LARGE && s != CL_ERR_INVALID) {
         again = true; /* the connection is between servers: send it once it is back */
@@ -847,11 +865,18 @@ cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *da
          * to come answers it. */
         uint64_t now_seen = reconnect_count(bus);
         s = CL_OK;
-        if (now_seen != seen || again) {
+        /* No reply for long: the request may have gone down a route to a
+         * server whose host went silent. */
+        bool silent = cl_mono_us() - last_send >= silent_wait_us;
+        if (now_seen != seen || again || silent) {
+            if (silent)
+                silent_wait_us *= 2; /* (from at most INT_MAX ms: no overflow) */
             seen = now_seen;
             resent = true;
             again = false;
-            cl_debug("sending a request on %s again after a reconnect", subject);
+            last_send = cl_mono_us();
+            cl_debug("sending a request on %s again (%s)", subject,
+                     silent ? "no reply yet" : "after a reconnect");
             s = cl_bus_publish_request(bus, subject, inbox, data, len);
             if (s != CL_OK && s != CL_ERR_TOO_LARGE && s != CL_ERR_INVALID) {
                 again = true; /* not yet: the next slice tries again */

@@ -16,6 +16,7 @@ struct cl_bus {
     natsOptions *no;         /* nc's options, kept to open the batched one */
     char *name;
     int connect_timeout_ms;
+    int resend_silent_ms; /* see cl_bus_opts; negative: never */
     int state_replicas; /* 1 .. 5 */
     jsCtx *js; /* created on first use by cl__bus_js */
     pthread_mutex_t js_mu; /* guards js */

@@ -20,6 +20,12 @@
 #define CL_DEFAULT_NATS_URL "nats://127.0.0.1:4222"
 #define CL_DEFAULT_PREFIX "clipper"
 
+/* Every connection pings its server this often and takes it for dead when
+ * this many pings in a row go unanswered: a server whose host went silent
+ * is left within 1 to 1.5 s. */
+#define CL_BUS_PING_INTERVAL_MS 500
+#define CL_BUS_MAX_PINGS_OUT 2
+
 typedef struct cl_bus cl_bus;
 typedef struct cl_sub cl_sub;
 typedef struct cl_msg cl_msg;
@@ -32,6 +38,10 @@ typedef struct {
                               letting the flusher batch them (throughput) */
     int connect_timeout_ms; /* 0: 2000 */
     bool retry_forever;    /* keep trying the first connect instead of failing */
+    int resend_silent_ms;  /* cl_bus_request_resend sends again after this
+                              long without a reply, doubling; 0:
+                              CL_BUS_RESEND_SILENT_MS, negative: only after a
+                              reconnect */
     int state_replicas;    /* JetStream replicas of the state bucket and the
                               artifact stream, when this connection is the one
                               that creates them (1 to 5; 0: 1). A cluster of
@@ -109,7 +119,12 @@ cl_status cl_bus_request(cl_bus *bus, const char *subject, const void *data, siz
  * the connection reconnects while no reply has come (its server stopped or
  * went into lame duck mode, taking the request or its reply with it), the
  * request is sent again on the new connection, and the first reply
- * answers it. Same results as cl_bus_request. */
+ * answers it. So it is when no reply came CL_BUS_RESEND_SILENT_MS after
+ * the last send, the wait doubling each time: a request can be lost
+ * without the connection noticing, on a route to a server whose host went
+ * silent, in the second or so before that server's peers give it up.
+ * Same results as cl_bus_request. */
+#define CL_BUS_RESEND_SILENT_MS 1000
 cl_status cl_bus_request_resend(cl_bus *bus, const char *subject, const void *data, size_t len,
                                 int timeout_ms, cl_msg **reply) CL_MUST_USE;
 /* Scatter-gather: publishes data on subject with a fresh inbox as its

@@ -48,6 +48,8 @@ typedef struct {
     int http_floor;    /* serve the HTTP floor on this port */
     const char *timeline; /* open-loop: one line per request written here */
     int vary;             /* open-loop: request i's first input number is i */
+    int resend_ms;        /* open-loop: send a request again after this long
+                             without a reply, doubling (0: never) */
 } bench_opts;
 
 /* A reply that is a default output or an error is counted apart: a fast
@@ -283,8 +285,11 @@ typedef struct {
     uint64_t *sent_at; /* when request i was actually handed to the bus */
     uint64_t *lat;     /* latency of reply i (0: not answered) */
     uint8_t *kind;     /* 0 none, 1 prediction, 2 default, 3 error */
+    uint64_t *last_send; /* --resend-ms: when request i was last sent */
+    uint8_t *sends;      /* --resend-ms: how often request i was sent */
     uint64_t total;
-    uint64_t answered, dup;
+    uint64_t answered, dup, resent;
+    uint64_t oldest; /* --resend-ms: no request before it is unanswered */
 } open_state;
 
 /* A prediction only when the reply has an output and is not a default: a
@@ -332,6 +337,66 @@ static uint64_t pct(const uint64_t *sorted, size_t n, int p)
     return n ? sorted[(n - 1) * (size_t)p / 100] : 0;
 }
 
+/* What request i sends: the body, with --vary its first number after the
+ * first '[' replaced by i (a number written with a point stays a double,
+ * "7.5"); and its reply subject, "<inbox prefix>.<token>.<i>". */
+typedef struct {
+    const bench_opts *o;
+    cl_bus *bus;
+    const char *token;
+    const char *vary_at, *vary_rest;
+    bool vary_dot;
+} open_sender;
+
+/* A request that could not be published has no reply: it is counted lost
+ * after the grace period, as it should be. */
+static void open_send(const open_sender *os, uint64_t i)
+{
+    char reply[192], varied[4096];
+    snprintf(reply, sizeof(reply), "%s.%s.%" PRIu64, cl_bus_inbox_prefix(os->bus), os->token, i);
+    const char *body = os->o->body;
+    size_t len = strlen(body);
+    if (os->o->vary && os->vary_at != NULL) {
+        int n = snprintf(varied, sizeof(varied), "%.*s%" PRIu64 "%s%s",
+                         (int)(os->vary_at - body), body, i, os->vary_dot ? ".5" : "",
+                         os->vary_rest);
+        if (n <= 0 || (size_t)n >= sizeof(varied))
+            return;
+        body = varied;
+        len = (size_t)n;
+    }
+    cl_status_ignore(cl_bus_publish_request(os->bus, os->o->subject, reply, body, len));
+}
+
+/* --resend-ms: sends again each request of [0, sent) with no reply after
+ * resend_ms since its last send, the wait doubling with each send, as the
+ * product's clients do (cl_bus_request_resend). */
+static void open_resend(const open_sender *os, open_state *st, uint64_t sent)
+{
+    enum { MAX_AT_ONCE = 512 };
+    uint64_t again[MAX_AT_ONCE];
+    size_t n = 0;
+    uint64_t now = cl_mono_us();
+    pthread_mutex_lock(&st->mu);
+    while (st->oldest < sent && st->kind[st->oldest] != 0)
+        st->oldest++;
+    for (uint64_t i = st->oldest; i < sent && n < MAX_AT_ONCE; i++) {
+        if (st->kind[i] != 0)
+            continue;
+        unsigned shift = st->sends[i] > 10 ? 10u : (unsigned)st->sends[i] - 1u;
+        uint64_t wait = ((uint64_t)os->o->resend_ms * 1000u) << shift;
+        if (now - st->last_send[i] < wait)
+            continue;
+        st->last_send[i] = now;
+        st->sends[i]++;
+        st->resent++;
+        again[n++] = i;
+    }
+    pthread_mutex_unlock(&st->mu);
+    for (size_t k = 0; k < n; k++)
+        open_send(os, again[k]);
+}
+
 static int open_loop(const bench_opts *o)
 {
     /* Each request is written when it is due (send_asap): a buffered
@@ -350,13 +415,16 @@ static int open_loop(const bench_opts *o)
     st.lat = calloc(st.total, sizeof(uint64_t));
     st.kind = calloc(st.total, 1);
     st.sent_at = calloc(st.total, sizeof(uint64_t));
-    char token[23], inbox[160], reply[192];
+    st.last_send = calloc(st.total, sizeof(uint64_t));
+    st.sends = calloc(st.total, 1);
+    char token[23], inbox[160];
     cl_bus_new_token(token);
     /* Replies come under the connection's own inbox prefix: an identity
      * may subscribe only there (docs/security.md). */
     snprintf(inbox, sizeof(inbox), "%s.%s.*", cl_bus_inbox_prefix(bus), token);
     cl_sub *sub;
     if (st.sched == NULL || st.lat == NULL || st.kind == NULL || st.sent_at == NULL ||
+        st.last_send == NULL || st.sends == NULL ||
         cl_bus_subscribe(&sub, bus, inbox, NULL, open_reply_cb, &st) != CL_OK) {
         fprintf(stderr, "bench: cannot set up the open-loop run\n");
         return -1;
@@ -366,20 +434,22 @@ static int open_loop(const bench_opts *o)
         cl_sub_free(sub);
         return -1;
     }
-    size_t len = strlen(o->body);
+    open_sender os = {.o = o, .bus = bus, .token = token};
     /* --vary: the first number after the first '[' becomes the request's index. */
-    const char *vary_at = strchr(o->body, '['), *vary_rest = NULL;
-    char varied[4096];
-    bool vary_dot = false;
-    if (vary_at != NULL) {
-        vary_at++;
-        vary_rest = vary_at + strcspn(vary_at, ",]");
-        vary_dot = memchr(vary_at, '.', (size_t)(vary_rest - vary_at)) != NULL;
+    os.vary_at = strchr(o->body, '[');
+    if (os.vary_at != NULL) {
+        os.vary_at++;
+        os.vary_rest = os.vary_at + strcspn(os.vary_at, ",]");
+        os.vary_dot = memchr(os.vary_at, '.', (size_t)(os.vary_rest - os.vary_at)) != NULL;
     }
-    uint64_t start = cl_mono_us() + 1000, sent = 0, max_behind = 0;
+    uint64_t start = cl_mono_us() + 1000, sent = 0, max_behind = 0, resend_check = 0;
     double gap = 1e6 / o->rate;
     while (sent < st.total) {
         uint64_t now = cl_mono_us();
+        if (o->resend_ms > 0 && now >= resend_check) {
+            open_resend(&os, &st, sent);
+            resend_check = now + 10000; /* every 10 ms */
+        }
         uint64_t due = now < start ? 0 : (uint64_t)((double)(now - start) / gap) + 1;
         if (due > st.total)
             due = st.total;
@@ -394,23 +464,10 @@ static int open_loop(const bench_opts *o)
                 max_behind = now - at;
             pthread_mutex_lock(&st.mu);
             st.sched[sent] = at;
-            st.sent_at[sent] = cl_mono_us();
+            st.sent_at[sent] = st.last_send[sent] = cl_mono_us();
+            st.sends[sent] = 1;
             pthread_mutex_unlock(&st.mu);
-            snprintf(reply, sizeof(reply), "%s.%s.%" PRIu64, cl_bus_inbox_prefix(bus), token,
-                     sent);
-            /* A request that could not be published has no reply: it is
-             * counted lost after the grace period, as it should be. */
-            if (o->vary && vary_at != NULL) {
-                /* A number written with a point stays a double ("7.5"). */
-                int n = snprintf(varied, sizeof(varied), "%.*s%" PRIu64 "%s%s",
-                                 (int)(vary_at - o->body), o->body, sent,
-                                 vary_dot ? ".5" : "", vary_rest);
-                if (n > 0 && (size_t)n < sizeof(varied))
-                    cl_status_ignore(
-                        cl_bus_publish_request(bus, o->subject, reply, varied, (size_t)n));
-            } else {
-                cl_status_ignore(cl_bus_publish_request(bus, o->subject, reply, o->body, len));
-            }
+            open_send(&os, sent);
         }
     }
     double send_secs = (double)(cl_mono_us() - start) / 1e6;
@@ -425,7 +482,11 @@ static int open_loop(const bench_opts *o)
         pthread_mutex_unlock(&st.mu);
         if (a >= st.total || cl_mono_us() >= wait_until)
             break;
-        cl_sleep_ms(20);
+        if (o->resend_ms > 0) {
+            open_resend(&os, &st, st.total);
+            cl_status_ignore(cl_bus_flush(bus, 1000));
+        }
+        cl_sleep_ms(10);
     }
     cl_sub_free(sub);
     pthread_mutex_lock(&st.mu);
@@ -446,7 +507,7 @@ static int open_loop(const bench_opts *o)
             in_slo_sent += st.lat[i] - (lag < st.lat[i] ? lag : 0) <= o->slo_us;
         }
     }
-    uint64_t dup = st.dup;
+    uint64_t dup = st.dup, resent = st.resent;
     pthread_mutex_unlock(&st.mu);
     if (o->timeline != NULL) {
         /* "<scheduled send, Unix µs> <kind: 0 never answered, 1 prediction,
@@ -465,12 +526,13 @@ static int open_loop(const bench_opts *o)
            "\"sent\":%" PRIu64 ",\"send_rate\":%.0f,\"max_send_lag_us\":%" PRIu64
            ",\"answered\":%" PRIu64 ",\"predictions\":%" PRIu64 ",\"defaults\":%" PRIu64
            ",\"errors\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64
+           ",\"resent\":%" PRIu64
            ",\"slo_us\":%" PRIu64 ",\"predictions_in_slo\":%" PRIu64
            ",\"predictions_in_slo_from_send\":%" PRIu64 ",\"goodput_rps\":%.0f"
            ",\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"max_us\":%" PRIu64
            ",\"pred_p50_us\":%" PRIu64 ",\"pred_p99_us\":%" PRIu64 ",\"pred_max_us\":%" PRIu64 "}\n",
            o->label, o->subject, o->rate, send_secs, st.total, (double)st.total / send_secs,
-           max_behind, nall, counts[1], counts[2], counts[3], counts[0], dup, o->slo_us, in_slo,
+           max_behind, nall, counts[1], counts[2], counts[3], counts[0], dup, resent, o->slo_us, in_slo,
            in_slo_sent,
            (double)in_slo / send_secs, pct(all, nall, 50), pct(all, nall, 90), pct(all, nall, 99),
            nall ? all[nall - 1] : 0, pct(good, ngood, 50), pct(good, ngood, 99),
@@ -482,6 +544,8 @@ static int open_loop(const bench_opts *o)
     free(st.sent_at);
     free(st.lat);
     free(st.kind);
+    free(st.last_send);
+    free(st.sends);
     cl_bus_free(bus);
     return 0;
 }
@@ -555,7 +619,10 @@ static void usage(void)
             "  --timeline FILE  open loop: write each request's scheduled time (Unix us),\n"
             "              outcome (0 none, 1 prediction, 2 default, 3 error) and latency\n"
             "  --vary      open loop: request i's body has its first number replaced by i\n"
-            "              (so a prediction cache cannot answer it)\n");
+            "              (so a prediction cache cannot answer it)\n"
+            "  --resend-ms MS  open loop: send a request again after MS without a reply,\n"
+            "              the wait doubling each time; --resend: the product's clients'\n"
+            "              wait (CL_BUS_RESEND_SILENT_MS, cl_bus_request_resend)\n");
 }
 
 int main(int argc, char **argv)
@@ -577,6 +644,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--vary") == 0) {
             o.vary = 1;
+            continue;
+        }
+        if (strcmp(a, "--resend") == 0) {
+            o.resend_ms = CL_BUS_RESEND_SILENT_MS;
             continue;
         }
         if (strcmp(a, "--echo-asap") == 0) {
@@ -618,6 +689,8 @@ int main(int argc, char **argv)
             o.http_floor = atoi(v);
         else if (strcmp(a, "--timeline") == 0)
             o.timeline = v;
+        else if (strcmp(a, "--resend-ms") == 0)
+            o.resend_ms = atoi(v);
         else {
             usage();
             return 2;

@@ -438,13 +438,59 @@ static void *call_resend(void *arg)
     return NULL;
 }
 
+/* Without a reconnect, a request with no reply is sent again after the
+ * bus' silence, then after twice that: a listener that drops the first
+ * answers the second; one that never answers sees 200, 400 ms later. */
+static void test_request_resend_sends_again_after_silence(void **state)
+{
+    (void)state;
+    cl_bus *server = connect_bus(), *client = NULL;
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.resend_silent_ms = 200;
+    assert_int_equal(cl_test_bus_connect_opts(&client, &cl_test_srv, &o), 0);
+    cl_sub *sub = NULL;
+    assert_int_equal(cl_bus_subscribe(&sub, server, "t.second", NULL, on_second, NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(server, 1000), CL_OK);
+    atomic_store(&requests_seen, 0);
+    cl_msg *reply = NULL;
+    uint64_t t0 = cl_mono_us();
+    assert_int_equal(cl_bus_request_resend(client, "t.second", "x", 1, 5000, &reply), CL_OK);
+    uint64_t took = cl_mono_us() - t0;
+    assert_memory_equal(cl_msg_data(reply), "again", 5);
+    assert_int_equal(atomic_load(&requests_seen), 2);
+    assert_true(took >= 200000u);
+    cl_msg_free(reply);
+
+    cl_sub *silent = NULL;
+    assert_int_equal(cl_bus_subscribe_sync(&silent, server, "t.silent", NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(server, 1000), CL_OK);
+    assert_int_equal(cl_bus_request_resend(client, "t.silent", "y", 1, 900, &reply),
+                     CL_ERR_TIMEOUT);
+    int got = 0;
+    cl_msg *m = NULL;
+    while (cl_sub_next(silent, &m, 100) == CL_OK) {
+        got++;
+        cl_msg_free(m);
+    }
+    assert_int_equal(got, 3); /* at 0, 200 and 600 ms; the next would be at 1400 */
+    cl_sub_free(silent);
+    cl_sub_free(sub);
+    cl_bus_free(client);
+    cl_bus_free(server);
+}
+
 /* Last: it restarts the group's server. A request whose reply did not come
  * before the connection reconnected is sent again, and answered; without
  * a reconnect it is sent once (a silent listener times out). */
 static void test_request_resend_sends_again_after_a_reconnect(void **state)
 {
     (void)state;
-    cl_bus *server = connect_bus(), *client = connect_bus();
+    cl_bus *server = connect_bus(), *client = NULL;
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.resend_silent_ms = -1; /* only the reconnect sends again */
+    assert_int_equal(cl_test_bus_connect_opts(&client, &cl_test_srv, &o), 0);
     cl_sub *sub = NULL;
     assert_int_equal(cl_bus_subscribe(&sub, server, "t.second", NULL, on_second, NULL), CL_OK);
     assert_int_equal(cl_bus_flush(server, 1000), CL_OK);
@@ -493,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_payload_above_max_is_refused),
         cmocka_unit_test(test_subscription_may_free_itself_from_its_callback),
         cmocka_unit_test(test_new_tokens_are_distinct_subject_tokens),
+        cmocka_unit_test(test_request_resend_sends_again_after_silence),
         cmocka_unit_test(test_request_resend_sends_again_after_a_reconnect),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);

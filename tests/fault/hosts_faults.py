@@ -12,10 +12,17 @@ frontends' prediction cache is off (inventory frontend_options =
 model (sum of the inputs) has 3 replicas, which the managers spread one per
 host; the application's SLO is --slo-ms (100 ms). clipper-bench runs in the
 client namespace as a `query` identity (`clipper creds issue --role query`)
-with the three servers in its URL list (it connects to one of them, chosen at
-random, and moves to another when that one goes), sending --rate queries a
+with the three servers in its URL list (it connects to the first, and moves to
+another when that one goes), sending --rate queries a
 second for --seconds, each with another input (--vary); --fault-at seconds
-in, the row's fault is injected. Rows:
+in, the row's fault is injected. Like the product's own clients
+(cl_bus_request_resend: Python's Bus.predict, `clipper predict`), it sends a
+query again when no reply came 1 s after the last send, the wait doubling
+(--resend; --no-client-resend sends each once): a query can go down a route
+to a server whose host just went silent, and be lost there before the other
+servers give that route up (0.6 s on nats-server 2.14, about 3 s on 2.9,
+which notices only when its writes back up). The first reply counts; the
+latency is from the query's first scheduled send. Rows:
 
   host-kill    SIGKILL every process of h3: its nats-server, frontend,
                manager, replica, supervisors and sshd (kill_host)
@@ -47,8 +54,8 @@ second; netem, whose fault lasts to the row's end: at most
 --netem-bad-max-pct, 5%, of the queries after the fault without a timely
 prediction); the host rejoined (within --rejoin-timeout-s).
 
-Where the client is: clipper-bench connects to one of the three servers at
-random; --client-on (default auto) starts it again until it is on the
+Where the client is: clipper-bench connects to the first server of its list;
+--client-on (default auto) starts it again until it is on the
 victim's server for kill rows (the worst case: its server dies under it and
 it must move) and on another for link-cut and netem (a client whose own
 server is cut off is partitioned with it: that measures the client's
@@ -291,9 +298,14 @@ class HostsCluster(object):
         return http_json("http://{}:8222{}".format(self.addr(h), path), timeout=timeout)
 
     def routes(self):
-        """{nats host: num_routes or None}."""
-        return {h: (self.monitor(h, "/routez") or {}).get("num_routes")
-                for h in self.nats_hosts()}
+        """{nats host: the number of other servers it has a route to, or None}
+        (nats-server 2.10 and later keep a pool of routes to each)."""
+        out = {}
+        for h in self.nats_hosts():
+            r = self.monitor(h, "/routez")
+            out[h] = None if r is None else len({x.get("remote_id") for x in
+                                                  r.get("routes") or []})
+        return out
 
     def meta_leader(self):
         for h in self.nats_hosts():
@@ -453,10 +465,15 @@ class FaultTable(object):
     def start_bench(self, argv, victim, want):
         """Starts clipper-bench in the client namespace; with want 'victim' or
         'other', starts it again until it is connected to the victim's
-        nats-server, or to another one (it picks one of the three at random).
+        nats-server, or to another one (the bus takes the first server of its
+        list: each attempt puts the next one first).
         Returns (process, the nats host it is on, attempts)."""
         c = self.c
+        i = argv.index("--nats") + 1
+        urls = argv[i].split(",")
         for attempt in range(1, 31):
+            k = (attempt - 1) % len(urls)
+            argv = argv[:i] + [",".join(urls[k:] + urls[:k])] + argv[i + 1:]
             bench = c.hs.popen("client", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             on, t0 = None, time.monotonic()
             while on is None and time.monotonic() - t0 < 3.0 and bench.poll() is None:
@@ -485,7 +502,7 @@ class FaultTable(object):
         argv = c.bench_argv(a.bench) + [
             "--body", BODY, "--vary", "--rate", str(a.rate), "--seconds", str(a.seconds),
             "--slo-us", str(a.slo_ms * 1000), "--grace-ms", "5000", "--timeline", timeline,
-            "--label", row]
+            "--label", row] + (["--resend"] if a.client_resend else [])
         t_start = time.monotonic()
         bench, bench_on, attempts = self.start_bench(argv, victim, want)
         fault = {}
@@ -537,6 +554,8 @@ class FaultTable(object):
         res = analyse(timeline, fault["t"], a.slo_ms, inside_after_s=0.2)
         res.update(row=row, host=victim, fault=fault["note"], bench_server=bench_on,
                    client_on=want, bench_attempts=attempts,
+                   client_resends=a.client_resend, resent=summary.get("resent"),
+                   duplicates=summary.get("duplicates"),
                    p50_ms=round(summary.get("pred_p50_us", 0) / 1000, 2),
                    p99_ms=round(summary.get("pred_p99_us", 0) / 1000, 2))
         # Coming back.
@@ -664,7 +683,7 @@ def figure_line(r):
     return ("FIGURE hosts-faults {row} ({fault}; client on {bench_server}): sent {sent}, "
             "predictions {predictions}, late {late}, defaults {defaults}, errors {errors}, "
             "never answered {never_answered} ({never_in_window} within [fault - SLO, fault + "
-            "0.2 s]), {resumed}, state {state}, rejoined {rej} "
+            "0.2 s]), {resent} sent again, {resumed}, state {state}, rejoined {rej} "
             "({comes_back}; {rejoin_s} s), ok {ok_s}").format(
                 state="intact" if r["state_intact"] else "LOST",
                 resumed=("{:.1f}% of the queries after the fault without a timely prediction "
@@ -698,6 +717,10 @@ def main(argv=None):
                         "server and must move), another for link-cut and netem (whose "
                         "client would otherwise be partitioned with the victim); any = "
                         "where it lands")
+    p.add_argument("--no-client-resend", dest="client_resend", action="store_false",
+                   help="clipper-bench sends each query once (by default it sends a query "
+                        "again after 1 s without a reply, doubling, as the product's "
+                        "clients do: cl_bus_request_resend)")
     p.add_argument("--json")
     p.add_argument("--check", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
