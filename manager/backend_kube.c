@@ -593,7 +593,9 @@ static void describe_end(const cJSON *term, int *code, char *words, size_t size)
                  reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
     else if (cJSON_IsNumber(ec))
         snprintf(words, size, "exit code %d%s%s%s%s", ec->valueint,
-                 ec->valueint == 3 ? " (the replica could not load the model)" : "",
+                 ec->valueint == CL_REPLICA_EXIT_CANNOT_SERVE
+                     ? " (the replica could not load the model)"
+                     : "",
                  reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
     else
         snprintf(words, size, "%s", reason ? reason : "ended");

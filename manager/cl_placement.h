@@ -2,9 +2,10 @@
  * one per host, share a cluster (docs/operation.md, "Several hosts").
  *
  * Every manager says hello on <p>.cm.hello every CL_PLACE_HELLO_MS
- * (JSON {"host","id","draining"}) and keeps the managers it heard within
- * CL_PLACE_PEER_TIMEOUT_MS. The replicas of a version are spread over the
- * live managers that are not draining: they are ordered by a hash of the
+ * (JSON {"host","id","draining","cannot"}) and keeps the managers it heard
+ * within CL_PLACE_PEER_TIMEOUT_MS. The replicas of a version are spread
+ * over the live managers that are not draining and can run it (see
+ * CL_PLACE_CANNOT_MAX): they are ordered by a hash of the
  * version and the host (rendezvous hashing, so each version starts at
  * another host and a host's coming or going moves few replicas), and
  * replica i goes to the i-th of them, round and round. Each manager runs
@@ -27,6 +28,15 @@
  * that it knows its peers (and does not start every replica itself). */
 #define CL_PLACE_SETTLE_MS 600
 #define CL_PLACE_HOST_MAX 128
+/* A manager whose replicas of a version cannot load the model twice in a
+ * row, or whose backend cannot start them twice in a row, says in its
+ * hello that it cannot run that version ({"model","version"} in its
+ * "cannot" list, at most CL_PLACE_CANNOT_MAX), and the managers that can
+ * run it share it; after CL_PLACE_CANNOT_RETRY_MS it tries again. */
+#define CL_PLACE_CANNOT_MAX 32
+#define CL_PLACE_CANNOT_AFTER 2
+#define CL_PLACE_CANNOT_RETRY_MS 120000
+#define CL_PLACE_NAME_MAX 128
 
 /* The share of a version's wanted replicas that the manager at index me
  * of hosts (n live, non-draining managers' host names and ids, any order)
@@ -60,6 +70,13 @@ bool cl_placement_settled(cl_placement *p, uint64_t now_us);
  * included). */
 unsigned cl_placement_share(cl_placement *p, const char *model, const char *version,
                             unsigned wanted, uint64_t now_us, size_t *others);
+/* This manager cannot run model:version (why: a sentence) from now_us for
+ * CL_PLACE_CANNOT_RETRY_MS; said at once in a hello. */
+void cl_placement_cannot_run(cl_placement *p, const char *model, const char *version,
+                             const char *why, uint64_t now_us);
+/* Adds the versions this manager cannot run to arr, as
+ * {"model","version","why","retry_in_s"}. */
+void cl_placement_cannot_json(cl_placement *p, uint64_t now_us, void *cjson_array);
 /* The live managers besides this one that take replicas (not draining). */
 size_t cl_placement_takers(cl_placement *p);
 /* Adds the live managers to arr as {"host","id","draining"} objects. */

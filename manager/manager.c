@@ -144,7 +144,9 @@ static void log_end(const slot *s, const cl_backend_end *end, uint64_t ran_us, u
             "(%u failure%s in a row). Last lines of %s:\n%s",
             s->model, s->version, s->n, rep_name(&s->rep, who, sizeof(who)),
             (double)ran_us / 1e6, code_known ? how : "",
-            end->exit_code == 3 ? " (the replica could not load the model)" : "",
+            end->exit_code == CL_REPLICA_EXIT_CANNOT_SERVE
+                ? " (the replica could not load the model)"
+                : "",
             code_known && end->error[0] ? "; " : "", end->error, (double)delay_us / 1e6,
             s->fails, s->fails == 1 ? "" : "s", s->log[0] ? s->log : who,
             end->tail[0] ? end->tail : "(no output)");
@@ -165,6 +167,19 @@ static void schedule_restart(slot *s, uint64_t now, uint64_t ran_us)
     s->state = SLOT_WAITING;
     s->next_start_mono_us = now + delay;
     s->next_start_wall_us = cl_wall_us() + delay;
+}
+
+/* With other managers, a version this host fails to run again and again
+ * (its replicas cannot load the model here: exit code 3; or the backend
+ * cannot start them) goes to the managers that can. */
+static void maybe_cannot_run(cl_manager *m, const slot *s, uint64_t now, const char *what,
+                             unsigned in_a_row)
+{
+    if (m->place == NULL || in_a_row < CL_PLACE_CANNOT_AFTER)
+        return;
+    char why[160];
+    snprintf(why, sizeof(why), "%s, %u times in a row", what, in_a_row);
+    cl_placement_cannot_run(m->place, s->model, s->version, why, now);
 }
 
 static void start_slot(cl_manager *m, slot *s, uint64_t now)
@@ -190,6 +205,7 @@ static void start_slot(cl_manager *m, slot *s, uint64_t now)
         cl_error("cannot start replica %s:%s #%u: %s; trying again in %.1f s", s->model,
                  s->version, s->n, err.msg,
                  (double)(s->next_start_mono_us - now) / 1e6);
+        maybe_cannot_run(m, s, now, "the backend cannot start its replicas", s->start_failures);
         return;
     }
     s->rep = rep;
@@ -251,6 +267,8 @@ static void poll_ended(cl_manager *m, uint64_t now)
         uint64_t ran = now - s->started_mono_us;
         schedule_restart(s, now, ran);
         log_end(s, &end, ran, s->next_start_mono_us - now);
+        if (end.exit_code == CL_REPLICA_EXIT_CANNOT_SERVE)
+            maybe_cannot_run(m, s, now, "its replicas cannot load the model here", s->fails);
         i++;
     }
 }
@@ -701,6 +719,9 @@ static char *hosts_snapshot(cl_manager *m)
     cJSON *peers = cJSON_AddArrayToObject(o, "managers");
     if (m->place != NULL && peers != NULL)
         cl_placement_peers_json(m->place, now, peers);
+    cJSON *cannot = cJSON_AddArrayToObject(o, "cannot_run");
+    if (m->place != NULL && cannot != NULL)
+        cl_placement_cannot_json(m->place, now, cannot);
     cJSON *versions = cJSON_AddArrayToObject(o, "versions");
     want *w = NULL;
     size_t nw = m->view != NULL ? cl__read_wanted(m, &w) : 0; /* NULL while starting */

@@ -15,6 +15,14 @@
 #include "cl_log.h"
 #include "cl_subject.h"
 
+/* model:version as one number: the seed of the version's order of the
+ * hosts, and the key of a version a manager cannot run. */
+static uint64_t version_key(const char *model, const char *version)
+{
+    return XXH3_64bits_withSeed(version, strlen(version) + 1,
+                                XXH3_64bits(model, strlen(model) + 1));
+}
+
 unsigned cl_place_share(const char *model, const char *version, unsigned wanted,
                         const char *const *hosts, const char *const *ids, size_t n, size_t me)
 {
@@ -23,8 +31,7 @@ unsigned cl_place_share(const char *model, const char *version, unsigned wanted,
     /* The version's own order of the hosts: by a hash of the version and
      * the host's name (not its id, so a manager that restarts keeps its
      * place), ties (two managers calling themselves the same) by id. */
-    XXH64_hash_t seed = XXH3_64bits_withSeed(version, strlen(version) + 1,
-                                             XXH3_64bits(model, strlen(model) + 1));
+    XXH64_hash_t seed = version_key(model, version);
     XXH64_hash_t mine = XXH3_64bits_withSeed(hosts[me], strlen(hosts[me]), seed);
     size_t before = 0;
     for (size_t i = 0; i < n; i++) {
@@ -42,7 +49,18 @@ typedef struct {
     char id[23];
     bool draining;
     uint64_t last_us;
+    uint64_t cannot[CL_PLACE_CANNOT_MAX]; /* version_key of what it cannot run */
+    size_t n_cannot;
 } peer;
+
+/* A version this manager cannot run, until when, and why. */
+typedef struct {
+    uint64_t key;
+    uint64_t until_us;
+    char model[CL_PLACE_NAME_MAX];
+    char version[CL_PLACE_NAME_MAX];
+    char why[160];
+} cannot_entry;
 
 struct cl_placement {
     cl_bus *bus;
@@ -61,6 +79,8 @@ struct cl_placement {
     uint64_t self_heard_us; /* our own last hello came back then (0: never) */
     peer *peers;
     size_t n, cap;
+    cannot_entry cannot[CL_PLACE_CANNOT_MAX];
+    size_t n_cannot;
 
     pthread_t thread;
     bool thread_started;
@@ -77,22 +97,69 @@ static bool printable(const char *s, size_t max)
     return true;
 }
 
+/* Forgets the versions this manager could not run whose time is up: it
+ * tries them again (the host may have been fixed). Called with mu held. */
+static void expire_cannot(cl_placement *p, uint64_t now_us)
+{
+    for (size_t i = 0; i < p->n_cannot;) {
+        if (now_us >= p->cannot[i].until_us) {
+            cl_info("placement: this manager (%s) tries %s:%s again", p->host,
+                    p->cannot[i].model, p->cannot[i].version);
+            p->cannot[i] = p->cannot[--p->n_cannot];
+        } else {
+            i++;
+        }
+    }
+}
+
 static void hello(cl_placement *p)
 {
-    char buf[CL_PLACE_HOST_MAX + 96];
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
         return;
     cJSON_AddStringToObject(o, "host", p->host);
     cJSON_AddStringToObject(o, "id", p->id);
     cJSON_AddBoolToObject(o, "draining", atomic_load(&p->draining));
-    if (cJSON_PrintPreallocated(o, buf, sizeof(buf), false)) {
+    cJSON *cannot = cJSON_AddArrayToObject(o, "cannot");
+    pthread_mutex_lock(&p->mu);
+    expire_cannot(p, cl_mono_us());
+    for (size_t i = 0; cannot != NULL && i < p->n_cannot; i++) {
+        cJSON *v = cJSON_CreateObject();
+        if (v == NULL)
+            break;
+        cJSON_AddStringToObject(v, "model", p->cannot[i].model);
+        cJSON_AddStringToObject(v, "version", p->cannot[i].version);
+        cJSON_AddItemToArray(cannot, v);
+    }
+    pthread_mutex_unlock(&p->mu);
+    char *buf = cJSON_PrintUnformatted(o);
+    if (buf != NULL) {
         cl_status s = cl_bus_publish(p->bus, p->subject, buf, strlen(buf));
         if (s != CL_OK)
             CL_LOG_LIMITED(CL_LOG_WARN, "cannot say hello on %s: %s", p->subject,
                            cl_status_text(s));
     }
+    cJSON_free(buf);
     cJSON_Delete(o);
+}
+
+/* A hello's "cannot" (absent from managers older than it: nothing): the
+ * keys of at most CL_PLACE_CANNOT_MAX well-formed entries. */
+static size_t read_cannot(const cJSON *o, uint64_t *keys)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "cannot"), *v;
+    size_t n = 0;
+    if (!cJSON_IsArray(arr))
+        return 0;
+    cJSON_ArrayForEach(v, arr)
+    {
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(v, "model");
+        const cJSON *version = cJSON_GetObjectItemCaseSensitive(v, "version");
+        if (n == CL_PLACE_CANNOT_MAX || !cJSON_IsString(model) || !cJSON_IsString(version))
+            continue;
+        keys[n++] = version_key(model->valuestring, version->valuestring);
+    }
+    return n;
 }
 
 /* Another manager's hello: recorded (a new one, or one that starts or
@@ -148,6 +215,13 @@ static void on_hello(cl_bus *bus, cl_msg *msg, void *closure)
             }
             e->draining = draining;
             e->last_us = cl_mono_us();
+            uint64_t keys[CL_PLACE_CANNOT_MAX];
+            size_t nk = read_cannot(o, keys);
+            if (nk != e->n_cannot || memcmp(keys, e->cannot, nk * sizeof(*keys)) != 0) {
+                changed = true;
+                memcpy(e->cannot, keys, nk * sizeof(*keys));
+                e->n_cannot = nk;
+            }
         }
         pthread_mutex_unlock(&p->mu);
         if (changed && p->changed != NULL)
@@ -291,25 +365,51 @@ const char *cl_placement_id(const cl_placement *p)
     return p->id;
 }
 
+static bool has_key(const uint64_t *keys, size_t n, uint64_t key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (keys[i] == key)
+            return true;
+    return false;
+}
+
+static bool self_cannot(const cl_placement *p, uint64_t key)
+{
+    for (size_t i = 0; i < p->n_cannot; i++)
+        if (p->cannot[i].key == key)
+            return true;
+    return false;
+}
+
 unsigned cl_placement_share(cl_placement *p, const char *model, const char *version,
                             unsigned wanted, uint64_t now_us, size_t *others)
 {
-    (void)now_us;
     bool draining = atomic_load(&p->draining);
+    uint64_t key = version_key(model, version);
     pthread_mutex_lock(&p->mu);
+    expire_cannot(p, now_us);
     *others = p->n;
     size_t n = 0;
     const char **hosts = malloc((p->n + 1) * sizeof(*hosts));
     const char **ids = malloc((p->n + 1) * sizeof(*ids));
     unsigned share = 0;
     if (hosts != NULL && ids != NULL) {
+        /* The managers that take replicas and can run this version; when
+         * none can, every one that takes replicas (each tries, with its
+         * backoff, and says why it fails) rather than nobody. */
+        bool me_can = !self_cannot(p, key);
+        bool any_can = !draining && me_can;
+        for (size_t i = 0; i < p->n && !any_can; i++)
+            any_can = !p->peers[i].draining &&
+                      !has_key(p->peers[i].cannot, p->peers[i].n_cannot, key);
         for (size_t i = 0; i < p->n; i++) {
-            if (!p->peers[i].draining) {
+            if (!p->peers[i].draining &&
+                (!any_can || !has_key(p->peers[i].cannot, p->peers[i].n_cannot, key))) {
                 hosts[n] = p->peers[i].host;
                 ids[n++] = p->peers[i].id;
             }
         }
-        if (!draining) {
+        if (!draining && (me_can || !any_can)) {
             hosts[n] = p->host;
             ids[n] = p->id;
             share = cl_place_share(model, version, wanted, hosts, ids, n + 1, n);
@@ -346,6 +446,58 @@ void cl_placement_peers_json(cl_placement *p, uint64_t now_us, void *cjson_array
         cJSON_AddBoolToObject(o, "draining", p->peers[i].draining);
         cJSON_AddNumberToObject(o, "heard_ms_ago",
                                 (double)(now_us - p->peers[i].last_us) / 1000.0);
+        cJSON_AddItemToArray(arr, o);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void cl_placement_cannot_run(cl_placement *p, const char *model, const char *version,
+                             const char *why, uint64_t now_us)
+{
+    uint64_t key = version_key(model, version);
+    bool fresh = false;
+    pthread_mutex_lock(&p->mu);
+    cannot_entry *e = NULL;
+    for (size_t i = 0; i < p->n_cannot && e == NULL; i++)
+        if (p->cannot[i].key == key)
+            e = &p->cannot[i];
+    if (e == NULL && p->n_cannot < CL_PLACE_CANNOT_MAX) {
+        e = &p->cannot[p->n_cannot++];
+        fresh = true;
+    }
+    if (e != NULL) {
+        e->key = key;
+        e->until_us = now_us + (uint64_t)CL_PLACE_CANNOT_RETRY_MS * 1000u;
+        snprintf(e->model, sizeof(e->model), "%s", model);
+        snprintf(e->version, sizeof(e->version), "%s", version);
+        snprintf(e->why, sizeof(e->why), "%s", why);
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (fresh) {
+        cl_warn("placement: this manager (%s) cannot run %s:%s (%s): its replicas go to the "
+                "managers that can, and it tries again in %d s",
+                p->host, model, version, why, CL_PLACE_CANNOT_RETRY_MS / 1000);
+        hello(p);
+    } else if (e == NULL) {
+        CL_LOG_LIMITED(CL_LOG_WARN, "placement: already %d versions this manager cannot run; "
+                       "%s:%s is not said",
+                       CL_PLACE_CANNOT_MAX, model, version);
+    }
+}
+
+void cl_placement_cannot_json(cl_placement *p, uint64_t now_us, void *cjson_array)
+{
+    cJSON *arr = cjson_array;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->n_cannot; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL)
+            break;
+        cJSON_AddStringToObject(o, "model", p->cannot[i].model);
+        cJSON_AddStringToObject(o, "version", p->cannot[i].version);
+        cJSON_AddStringToObject(o, "why", p->cannot[i].why);
+        uint64_t left = p->cannot[i].until_us > now_us ? p->cannot[i].until_us - now_us : 0;
+        cJSON_AddNumberToObject(o, "retry_in_s", (double)(left / 1000000u));
         cJSON_AddItemToArray(arr, o);
     }
     pthread_mutex_unlock(&p->mu);

@@ -35,6 +35,10 @@
 /* The port a replica given --health-port answers GET /ready and GET /live
  * on when a platform probes it (the kubernetes backend's pods). */
 #define CL_REPLICA_HEALTH_PORT 9102
+/* A replica's exit code when the model cannot be served here (it cannot
+ * be loaded: the cause is in its last heartbeat); managers and the
+ * Kubernetes backend read it so. */
+#define CL_REPLICA_EXIT_CANNOT_SERVE 3
 
 typedef struct {
     char model[128];

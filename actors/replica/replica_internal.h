@@ -21,7 +21,7 @@
 #define CL_REPLICA_EXIT_OK 0
 #define CL_REPLICA_EXIT_ERROR 1  /* could not reach the bus, out of memory */
 #define CL_REPLICA_EXIT_USAGE 2  /* bad command line */
-#define CL_REPLICA_EXIT_FAILED 3 /* the model cannot be served (cause in the heartbeat) */
+#define CL_REPLICA_EXIT_FAILED CL_REPLICA_EXIT_CANNOT_SERVE /* cause in the heartbeat */
 
 /* ------------------------------------------------------------- options */
 

@@ -3,6 +3,7 @@
  *   fake_replica run replica --nats URL --prefix P --model M --version V
  * it prints one start line (with a monotonic timestamp) and then, by model
  * name: "crash*" exits 3 at once (as a replica that cannot load its model),
+ * "hbpicky*" exits 3 on host "hb" and is an "hb*" elsewhere,
  * "stubborn*" ignores SIGTERM, "hang*" sends "ready" heartbeats for 2 s and
  * then goes silent while staying alive (a hung replica), "hb*" sends
  * "ready" heartbeats every 250 ms until SIGTERM (a serving replica, which
@@ -150,6 +151,15 @@ int main(int argc, char **argv)
         /* Hung: no more heartbeats, but alive (and connected) until killed. */
         for (;;)
             pause();
+    }
+    if (strncmp(model, "hbpicky", 7) == 0) {
+        /* Cannot be loaded on host "hb" (as a runtime missing there). */
+        char host[128];
+        cl_host_name(host, sizeof(host));
+        if (strcmp(host, "hb") == 0) {
+            fprintf(stderr, "cannot load model %s:%s on host hb\n", model, version);
+            return CL_REPLICA_EXIT_CANNOT_SERVE;
+        }
     }
     if (strncmp(model, "hb", 2) == 0)
         return serve_ready(nats, prefix, model, version);

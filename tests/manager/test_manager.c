@@ -794,6 +794,83 @@ static void test_two_managers_share_take_over_and_drain(void **state)
     cJSON_Delete(r);
 }
 
+/* host's "cannot_run" entry for model:1 in <p>.cm.hosts (a new object,
+ * or NULL). */
+static cJSON *cannot_entry(fixture *fx, const char *host, const char *model)
+{
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.cm.hosts", fx->prefix);
+    cl_msg *out[8];
+    size_t n = 0;
+    cJSON *found = NULL;
+    if (cl_bus_gather(fx->bus, subject, "{}", 2, 300, out, 8, &n, NULL, NULL) != CL_OK)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *j = cJSON_ParseWithLength(cl_msg_data(out[i]), cl_msg_len(out[i]));
+        const cJSON *h = cJSON_GetObjectItem(j, "host"), *e;
+        if (found == NULL && cJSON_IsString(h) && strcmp(h->valuestring, host) == 0) {
+            cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "cannot_run"))
+            {
+                const cJSON *m = cJSON_GetObjectItem(e, "model");
+                if (found == NULL && cJSON_IsString(m) && strcmp(m->valuestring, model) == 0)
+                    found = cJSON_Duplicate(e, true);
+            }
+        }
+        cJSON_Delete(j);
+        cl_msg_free(out[i]);
+    }
+    return found;
+}
+
+/* A version whose replicas cannot load the model on one host (hb) runs on
+ * the hosts that can (ha), and hb says why in <p>.cm.hosts; a version no
+ * host can run is still tried on every host rather than on none. */
+static void test_a_host_that_cannot_run_a_version_leaves_it_to_those_that_can(void **state)
+{
+    fixture *fx = *state;
+    cl_manager *b = start_named(fx, "hb");
+    put_model(fx, "hbpicky", "1", 4);
+    assert_true(wait_split(fx, "hbpicky", 4, 0, 15000));
+    cJSON *e = cannot_entry(fx, "hb", "hbpicky");
+    assert_non_null(e);
+    assert_string_equal(cJSON_GetObjectItem(e, "version")->valuestring, "1");
+    assert_non_null(strstr(cJSON_GetObjectItem(e, "why")->valuestring, "cannot load"));
+    assert_true(cJSON_GetObjectItem(e, "retry_in_s")->valuedouble > 60);
+    cJSON_Delete(e);
+    assert_null(cannot_entry(fx, "ha", "hbpicky"));
+
+    /* Nobody can: both say so, and both keep trying their share. */
+    put_model(fx, "crashboth", "1", 2);
+    uint64_t until = cl_mono_us() + 15000000u;
+    cJSON *ea = NULL, *eb = NULL;
+    while ((ea == NULL || eb == NULL) && cl_mono_us() < until) {
+        if (ea == NULL)
+            ea = cannot_entry(fx, "ha", "crashboth");
+        if (eb == NULL)
+            eb = cannot_entry(fx, "hb", "crashboth");
+        cl_sleep_ms(100);
+    }
+    assert_non_null(ea);
+    assert_non_null(eb);
+    cJSON_Delete(ea);
+    cJSON_Delete(eb);
+    cJSON *st = cm_request(fx, "hosts");
+    assert_non_null(st);
+    int share = -1;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItem(st, "versions"))
+    {
+        const cJSON *m = cJSON_GetObjectItem(v, "model");
+        if (cJSON_IsString(m) && strcmp(m->valuestring, "crashboth") == 0)
+            share = cJSON_GetObjectItem(v, "share")->valueint;
+    }
+    cJSON_Delete(st);
+    assert_int_equal(share, 1);
+    /* hbpicky stays where it runs. */
+    assert_true(wait_split(fx, "hbpicky", 4, 0, 2000));
+    cl_manager_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +897,9 @@ int main(void)
         cmocka_unit_test(test_place_share_spreads_evenly_and_moves_little),
         cmocka_unit_test_setup_teardown(test_two_managers_share_take_over_and_drain, setup_ha,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_host_that_cannot_run_a_version_leaves_it_to_those_that_can, setup_ha,
+            teardown),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
