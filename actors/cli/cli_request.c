@@ -198,7 +198,11 @@ static int send_request(const request_args *a, const char *subject, const char *
         return 1;
     }
     int rc = 1;
-    cl_status s = cl_bus_request(bus, subject, body, len, (int)a->timeout_ms, reply);
+    /* A query may be sent twice (the frontend answers each); an admin
+     * command is sent once. */
+    bool query = strcmp(who, "frontend") == 0;
+    cl_status s = query ? cl_bus_request_resend(bus, subject, body, len, (int)a->timeout_ms, reply)
+                        : cl_bus_request(bus, subject, body, len, (int)a->timeout_ms, reply);
     switch (s) {
     case CL_OK:
         rc = 0;
