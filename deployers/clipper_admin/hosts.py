@@ -24,7 +24,8 @@ Inventory (TOML)
     remote_dir = "/var/lib/clipper/prod" # required (here or per host): on each host;
                                          # "~" or "~/..." is the ssh user's home there
     clipper = "clipper"                  # the clipper program on the hosts (default clipper)
-    nats_server = "nats-server"          # nats-server on the nats hosts (default nats-server)
+    nats_server = "nats-server"          # nats-server on the nats hosts (default nats-server;
+                                         # 2.10 or later: docs/operation.md)
     ssh_config = ""                      # optional: ssh -F FILE (also scp -F FILE)
     ssh_options = ["-o", "User=clipper"] # optional: more options for ssh and scp
     nats_port = 4222                     # optional: client, route and monitoring ports
@@ -612,6 +613,17 @@ def nats_conf(inv, host):
     return "\n".join(lines) + "\n"
 
 
+def route_peers(routez):
+    """The servers (their ids) a nats-server's /routez has routes to, or None
+    when there is no answer. Not num_routes: nats-server 2.10 and later keep
+    a pool of routes to each peer (pool_size, 3 by default, and one more per
+    pinned account), so a complete cluster of 3 shows 8 routes where 2.9
+    showed 2; the distinct remote_id are the peers on every version."""
+    if not isinstance(routez, dict) or "_status" in routez:
+        return None
+    return {r.get("remote_id") for r in routez.get("routes") or [] if r.get("remote_id")}
+
+
 def part_argv(inv, host, part):
     """(argv, inputs digest) of part on host."""
     s = host.rd + "/secrets"
@@ -993,9 +1005,12 @@ class Run(object):
                 why = []
                 leaders = set()
                 for h in self.inv.nats_hosts:
-                    r = self.http_json(h, "/routez") or {}
-                    if r.get("num_routes", 0) < 2:
-                        why.append("{} has {} route(s)".format(h.name, r.get("num_routes")))
+                    peers = route_peers(self.http_json(h, "/routez"))
+                    if peers is None:
+                        why.append("{}'s /routez does not answer".format(h.name))
+                    elif len(peers) < 2:
+                        why.append("{} has routes to {} of the 2 other servers".format(
+                            h.name, len(peers)))
                     j = self.http_json(h, "/jsz") or {}
                     leader = (j.get("meta_cluster") or {}).get("leader")
                     if not leader:

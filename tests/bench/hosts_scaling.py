@@ -38,10 +38,14 @@ bytes) and /routez (the routes' messages and bytes) before and after a
 as long (hellos, heartbeats, pings), divided by the queries sent.
 
 Usage: PYTHONPATH=BUILD/deployers CLIPPER_BIN=BUILD/actors/cli/clipper \\
-       NATS_SERVER=/usr/sbin/nats-server python3 tests/bench/hosts_scaling.py \\
+       python3 tests/bench/hosts_scaling.py \\
        --bench BUILD/tests/bench/clipper-bench [--json FILE]
 Prints FIGURE lines. Needs root, iproute2, openssh-server, the clipper
-program and nats-server; removes everything it made, on failure too.
+program and nats-server; removes everything it made, on failure too. The
+hosts run the cluster nats-server (tests/hosts/netns_hosts.py
+cluster_nats_server: env CLIPPER_CLUSTER_NATS_SERVER, else the v2.14.10
+.ci/setup builds, else env NATS_SERVER or Debian's); the JSON and a FIGURE
+line name it.
 """
 import argparse
 import json
@@ -55,6 +59,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "fault"))
 from hosts_faults import HostsCluster, log, wait_for  # noqa: E402
+import netns_hosts as nh  # noqa: E402  (tests/hosts, put on sys.path by hosts_faults)
 
 APP, MODEL = "hs", "hssleep"
 BODY = '{"input":[0.5, 1.0]}'
@@ -330,11 +335,21 @@ def main(argv=None):
     a = p.parse_args(argv)
     a.bench = os.path.abspath(a.bench)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # HostsCluster (tests/fault/hosts_faults.py) writes env NATS_SERVER into
+    # the inventory: the cluster's nats-server, not the single-host one.
+    nats_server = nh.cluster_nats_server()
+    if nats_server is None:
+        p.error("no nats-server (env CLIPPER_CLUSTER_NATS_SERVER or NATS_SERVER)")
+    os.environ["NATS_SERVER"] = nats_server
+    version = subprocess.run([nats_server, "--version"], capture_output=True,
+                             text=True).stdout.strip()
+    print("FIGURE hosts-scaling nats-server: {} ({})".format(version, nats_server), flush=True)
     print("FIGURE hosts-scaling setup: the model sleeps {} ms per input (a fixed time "
           "without CPU, standing for an accelerator or a remote call), so the replicas are the "
           "bottleneck by construction on this 2-CPU machine shared by every host".format(
               a.per_input_ms), flush=True)
     s = Scaling(a)
+    s.res["nats_server"] = {"path": nats_server, "version": version}
     rc = 0
     try:
         s.run()

@@ -83,7 +83,7 @@ import zlib
 # exec is left out so that `import *` does not hide the builtin (use netns_hosts.exec)
 __all__ = ["Hosts", "Host", "HarnessError", "HarnessUnavailable", "check_requirements",
            "up", "down", "status", "kill_host", "restart_sshd", "link", "netem",
-           "netem_clear", "ssh"]
+           "netem_clear", "ssh", "cluster_nats_server"]
 
 SSHD = "/usr/sbin/sshd"
 COMMENT_PREFIX = "netns-hosts:"
@@ -99,6 +99,33 @@ class HarnessUnavailable(RuntimeError):
 
 class HarnessError(RuntimeError):
     """The harness failed (a host that did not come up, a bad argument)."""
+
+
+# The nats-server that clusters on these hosts run (clipper_admin.hosts'
+# inventory field nats_server): 2.10 or later, for JetStream's
+# sync_interval: always and for noticing a cut route by its pings
+# (docs/operation.md); .ci/setup builds it here from the Go module proxy.
+# Single-host tests keep Debian's (env NATS_SERVER).
+CLUSTER_NATS_SERVER_ENV = "CLIPPER_CLUSTER_NATS_SERVER"
+CLUSTER_NATS_SERVER = "/usr/local/lib/clipper/nats-server-2.14.10/nats-server"
+
+
+def cluster_nats_server():
+    """The nats-server for a cluster on these hosts: env
+    CLIPPER_CLUSTER_NATS_SERVER (it must be there when set), else the one
+    .ci/setup builds (CLUSTER_NATS_SERVER), else env NATS_SERVER, nats-server
+    on PATH, /usr/sbin/nats-server; None when there is none."""
+    want = os.environ.get(CLUSTER_NATS_SERVER_ENV)
+    if want:
+        if not os.access(want, os.X_OK):
+            raise HarnessError("{}={} is not an executable file".format(
+                CLUSTER_NATS_SERVER_ENV, want))
+        return want
+    for c in (CLUSTER_NATS_SERVER, os.environ.get("NATS_SERVER"), shutil.which("nats-server"),
+              "/usr/sbin/nats-server"):
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
 
 
 # --------------------------------------------------------------------------

@@ -6,7 +6,10 @@ One cluster for the module, on h1..h3 (all: nats, manager, frontend; admin
 on h1; routers on h1 and h2); h4 (frontend, manager) joins with add-host and
 leaves with drain. remote_dir is ~/clipper: the harness's sshd sets HOME to
 each host's own directory. Needs root, iproute2, openssh-server (skips
-without them), the clipper program and nats-server.
+without them), the clipper program and nats-server: the cluster one
+(tests/hosts/netns_hosts.py cluster_nats_server: env
+CLIPPER_CLUSTER_NATS_SERVER, else the v2.14.10 .ci/setup builds, else
+Debian's).
 """
 import json
 import os
@@ -18,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import clipper_bin_or_skip, nats_server_path
+from conftest import clipper_bin_or_skip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hosts"))
@@ -32,6 +35,13 @@ H4_ROLES = ["frontend", "manager"]
 APP, MODEL = "sums", "summer"
 
 
+def cluster_nats_server_or_skip():
+    p = nh.cluster_nats_server()
+    if p is None:
+        pytest.skip("nats-server is not installed")
+    return p
+
+
 class Env(object):
     """The harness, the operator's directory and the inventory."""
 
@@ -40,7 +50,7 @@ class Env(object):
         self.tmp = tmp
         self.data_dir = os.path.join(tmp, "data")
         self.clipper = clipper_bin_or_skip()
-        self.nats_server = nats_server_path()
+        self.nats_server = cluster_nats_server_or_skip()
         self.inventory = self.write_inventory("inventory.toml", BASE_ROLES)
 
     def remote_dir(self, h):
@@ -137,7 +147,7 @@ def env(tmp_path_factory):
     except nh.HarnessUnavailable as e:
         pytest.skip(str(e))
     clipper_bin_or_skip()
-    nats_server_path()
+    cluster_nats_server_or_skip()
     tmp = str(tmp_path_factory.mktemp("hosts-deploy"))
     hs = nh.Hosts(4, base_dir=os.path.join(tmp, "hosts"))
     hs.up()
@@ -234,11 +244,17 @@ def test_up_from_nothing(env):
             assert re.search(r"^\[{}\] {}: started \(pid \d+\)$".format(h, part), out, re.M), \
                 (h, part, out)
     assert "[h1] nats: " in out and "nats cluster hd: 3 servers, routes complete" in out
-    # the 2.9 warning, once
+    # sync_interval: always from nats-server 2.10 on; before, a warning, once
     version = subprocess.run([env.nats_server, "--version"], capture_output=True,
                              text=True).stdout
-    if re.search(r"v2\.([0-9])\.", version):
-        assert len(re.findall(r"^warning: .*sync_interval: always", out, re.M)) == 1, out
+    print("nats-server: {} ({})".format(version.strip(), env.nats_server))
+    old = re.search(r"v2\.([0-9])\.", version)
+    warnings = re.findall(r"^warning: .*sync_interval: always", out, re.M)
+    assert len(warnings) == (1 if old else 0), out
+    for h in BASE_ROLES:
+        with open(os.path.join(env.remote_dir(h), "nats", "nats.conf")) as f:
+            conf = f.read()
+        assert ("sync_interval: always" in conf) == (not old), (h, conf)
     # the summary: every part on its host
     table = out[out.index("cluster hd: 3 host(s), healthy"):]
     for h, roles in BASE_ROLES.items():
@@ -302,6 +318,11 @@ def test_status(env):
         assert set(got[h]) == set(roles), (h, got[h])
         for part in roles:
             assert got[h][part]["state"] == "running" and got[h][part]["pid"], got[h][part]
+    # the NATS cluster: every server has routes to both others (distinct
+    # remote_id: nats-server 2.10 and later keep a pool of routes to each)
+    for h in BASE_ROLES:
+        routes = env.monitor(h, "/routez")["routes"]
+        assert len({r["remote_id"] for r in routes}) == 2, (h, routes)
     # the state bucket and the artifact stream: 3 replicas, one per nats host
     jsz = env.monitor("h2", "/jsz?acc=CLIPPER_{}&streams=true&config=true".format(
         CLUSTER.upper()))

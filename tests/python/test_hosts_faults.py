@@ -10,7 +10,10 @@ been inside h3's frontend or nats-server), predictions back within 2 s of the
 kill, the state intact, and h3 rejoined once its sshd is restarted and
 `hosts up` is run again (its manager in cm.hosts, the NATS routes complete,
 its frontend answering). Needs root, iproute2, openssh-server (skips
-without them), the clipper program, clipper-bench and nats-server.
+without them), the clipper program, clipper-bench and nats-server: the
+cluster one (tests/hosts/netns_hosts.py cluster_nats_server: env
+CLIPPER_CLUSTER_NATS_SERVER, else the v2.14.10 .ci/setup builds, else
+Debian's), given to the suite as its NATS_SERVER.
 """
 import json
 import os
@@ -20,7 +23,7 @@ import tempfile
 
 import pytest
 
-from conftest import clipper_bin_or_skip, nats_server_path
+from conftest import clipper_bin_or_skip
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE = os.path.join(HERE, "..", "fault", "hosts_faults.py")
@@ -36,7 +39,10 @@ def test_host_kill_row():
     except nh.HarnessUnavailable as e:
         pytest.skip(str(e))
     clipper = clipper_bin_or_skip()
-    nats_server_path()
+    nats_server = nh.cluster_nats_server()
+    if nats_server is None:
+        pytest.skip("nats-server is not installed")
+    print("nats-server: {}".format(nats_server))
     bench = os.path.join(os.path.dirname(clipper), "..", "..", "tests", "bench",
                          "clipper-bench")
     assert os.access(bench, os.X_OK), bench
@@ -44,7 +50,8 @@ def test_host_kill_row():
     r = subprocess.run([sys.executable, SUITE, "--bench", bench, "--rows", "host-kill",
                         "--rate", str(RATE), "--seconds", str(SECONDS), "--fault-at",
                         str(FAULT_AT), "--slo-ms", str(SLO_MS), "--json", out, "--check"],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, NATS_SERVER=nats_server))
     print(r.stdout[-4000:])
     sys.stderr.write(r.stderr[-3000:])
     assert os.path.exists(out), (r.returncode, r.stderr[-3000:])
