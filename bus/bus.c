@@ -27,6 +27,8 @@ struct cl_sub {
     bool free_on_complete; /* freed from its own callback */
 };
 
+static void sweep_graves(cl_bus *bus, uint64_t min_age_us);
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static natsStatus init_status = NATS_OK;
 /* The subscription whose callback runs on this thread, if any. */
@@ -540,6 +542,7 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     if (bus == NULL)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&bus->js_mu, NULL);
+    pthread_mutex_init(&bus->graves_mu, NULL);
     bus->prefix = strdup(prefix);
     bus->url = strdup(url);
     bus->name = strdup(opts && opts->name ? opts->name : "clipper");
@@ -605,6 +608,9 @@ void cl_bus_free(cl_bus *bus)
         natsConnection_FlushTimeout(bus->nc, 1000);
         natsConnection_Close(bus->nc);
     }
+    /* The readers are gone with the connections: no grave can race. */
+    sweep_graves(bus, 0);
+    pthread_mutex_destroy(&bus->graves_mu);
     jsCtx_Destroy(bus->js);
     natsConnection_Destroy(bus->batched);
     natsConnection_Destroy(bus->nc);
@@ -953,9 +959,67 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     current_sub = outer;
 }
 
+/* cnats before 3.6 (Debian's 3.4.1) lets its reader thread take a
+ * subscription from the connection's table, let go of the table's lock and
+ * only then lock the subscription (nats-io/nats.c#637): a subscription
+ * destroyed by another thread in between is used after it was freed, which
+ * crashed or hung the reader (seen: clipper_admin.hosts' bus hung after a
+ * gather whose last replies came as it ended). So a subscription is only
+ * unsubscribed at once (out of the table: no message can find it after the
+ * message in hand) and destroyed CL_BUS_GRAVE_MS later, by a later bury or
+ * by cl_bus_free once the connections are closed. */
+#define CL_BUS_GRAVE_MS 1000
+
+struct cl__grave {
+    natsSubscription *sub;
+    uint64_t at_us;
+    struct cl__grave *next;
+};
+
+/* Destroys the graves older than min_age_us (all with 0). */
+static void sweep_graves(cl_bus *bus, uint64_t min_age_us)
+{
+    uint64_t now = cl_mono_us();
+    for (;;) {
+        pthread_mutex_lock(&bus->graves_mu);
+        struct cl__grave *g = bus->graves;
+        if (g == NULL || (min_age_us > 0 && now - g->at_us < min_age_us)) {
+            pthread_mutex_unlock(&bus->graves_mu);
+            return;
+        }
+        bus->graves = g->next;
+        if (bus->graves == NULL)
+            bus->graves_tail = NULL;
+        bus->n_graves--;
+        pthread_mutex_unlock(&bus->graves_mu);
+        natsSubscription_Destroy(g->sub);
+        free(g);
+    }
+}
+
+static void bury(cl_bus *bus, natsSubscription *sub)
+{
+    natsSubscription_Unsubscribe(sub);
+    struct cl__grave *g = malloc(sizeof(*g));
+    if (g == NULL) {
+        natsSubscription_Destroy(sub); /* out of memory: the old way */
+        return;
+    }
+    *g = (struct cl__grave){.sub = sub, .at_us = cl_mono_us()};
+    pthread_mutex_lock(&bus->graves_mu);
+    if (bus->graves_tail != NULL)
+        bus->graves_tail->next = g;
+    else
+        bus->graves = g;
+    bus->graves_tail = g;
+    bus->n_graves++;
+    pthread_mutex_unlock(&bus->graves_mu);
+    sweep_graves(bus, (uint64_t)CL_BUS_GRAVE_MS * 1000u);
+}
+
 static void sub_destroy(cl_sub *s)
 {
-    natsSubscription_Destroy(s->sub);
+    bury(s->bus, s->sub);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

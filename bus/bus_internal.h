@@ -53,6 +53,11 @@ struct cl_bus {
     bool writer_stop;
     pthread_mutex_t writer_mu;
     pthread_cond_t writer_cv;
+    /* Subscriptions unsubscribed but not yet destroyed (see bury in
+     * bus.c), oldest first. */
+    struct cl__grave *graves, *graves_tail;
+    size_t n_graves;
+    pthread_mutex_t graves_mu;
 };
 
 /* Options for another connection of this bus to the same server, set up

@@ -1,5 +1,5 @@
 """A slice of the fault table across hosts (tests/fault/hosts_faults.py):
-the host-kill row, short. A 3-host cluster on the multi-host harness's
+the host-kill and link-cut rows, short. A 3-host cluster on the multi-host harness's
 network namespaces (clipper_admin.hosts up over ssh), a closure with one
 replica per host, open-loop load from the client namespace, then every
 process of h3 killed (its nats-server, frontend, manager, replica, sshd).
@@ -33,7 +33,8 @@ import netns_hosts as nh  # noqa: E402
 RATE, SECONDS, FAULT_AT, SLO_MS = 200, 12, 5, 100
 
 
-def test_host_kill_row():
+def run_row(name, *extra):
+    """Runs the suite on one row with --check; its result (a dict)."""
     try:
         nh.check_requirements()
     except nh.HarnessUnavailable as e:
@@ -46,19 +47,44 @@ def test_host_kill_row():
     bench = os.path.join(os.path.dirname(clipper), "..", "..", "tests", "bench",
                          "clipper-bench")
     assert os.access(bench, os.X_OK), bench
-    out = os.path.join(tempfile.mkdtemp(prefix="hosts-faults-"), "host-kill.json")
-    r = subprocess.run([sys.executable, SUITE, "--bench", bench, "--rows", "host-kill",
+    out = os.path.join(tempfile.mkdtemp(prefix="hosts-faults-"), name + ".json")
+    r = subprocess.run([sys.executable, SUITE, "--bench", bench, "--rows", name,
                         "--rate", str(RATE), "--seconds", str(SECONDS), "--fault-at",
-                        str(FAULT_AT), "--slo-ms", str(SLO_MS), "--json", out, "--check"],
+                        str(FAULT_AT), "--slo-ms", str(SLO_MS), "--json", out, "--check"]
+                       + list(extra),
                        capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, NATS_SERVER=nats_server))
     print(r.stdout[-4000:])
     sys.stderr.write(r.stderr[-3000:])
     assert os.path.exists(out), (r.returncode, r.stderr[-3000:])
     rows = json.load(open(out))
-    assert [row["row"] for row in rows] == ["host-kill"], rows
+    assert [row["row"] for row in rows] == [name], rows
     row = rows[0]
     assert "error" not in row, row
+    row["returncode"] = r.returncode
+    return row
+
+
+def test_link_cut_row():
+    """h3's link down 3 s (no FIN, no RST: the other servers learn it only
+    by their pings), the client on another server: every query is answered,
+    the queries that went down the dead route before it closed by the
+    client's resend, and h3 rejoins by itself when its link returns."""
+    row = run_row("link-cut", "--cut-s", "3")
+    assert row["sent"] == RATE * SECONDS, row
+    assert row["client_on"] == "other" and row["bench_server"] != "h3", row
+    assert row["errors"] == 0, row
+    assert row["never_answered"] == 0, row
+    assert row["predictions"] + row["late"] + row["defaults"] == row["sent"], row
+    assert row["predictions"] >= 0.9 * row["sent"], row
+    assert row["state_intact"] and row["correct_prediction"], row
+    assert row["rejoined"], row
+    assert row["placement_after"] == {"h1": [1, 1], "h2": [1, 1], "h3": [1, 1]}, row
+    assert row["ok"] and row["returncode"] == 0, row
+
+
+def test_host_kill_row():
+    row = run_row("host-kill")
     # Every query scheduled is in the timeline, and nearly all got a prediction.
     assert row["sent"] == RATE * SECONDS, row
     assert row["errors"] == 0, row
@@ -74,4 +100,4 @@ def test_host_kill_row():
     assert row["state_intact"], row
     assert row["rejoined"], row
     assert row["placement_after"] == {"h1": [1, 1], "h2": [1, 1], "h3": [1, 1]}, row
-    assert row["ok"] and r.returncode == 0, (r.returncode, row)
+    assert row["ok"] and row["returncode"] == 0, row
