@@ -1002,26 +1002,33 @@ class Run(object):
         self.parallel(hosts, healthy)
         if n == 3:
             def formed():
-                why = []
-                leaders = set()
-                for h in self.inv.nats_hosts:
-                    peers = route_peers(self.http_json(h, "/routez"))
-                    if peers is None:
-                        why.append("{}'s /routez does not answer".format(h.name))
-                    elif len(peers) < 2:
-                        why.append("{} has routes to {} of the 2 other servers".format(
-                            h.name, len(peers)))
-                    j = self.http_json(h, "/jsz") or {}
-                    leader = (j.get("meta_cluster") or {}).get("leader")
-                    if not leader:
-                        why.append("{} knows no JetStream meta leader".format(h.name))
-                    leaders.add(leader)
-                if not why and len(leaders) != 1:
-                    why.append("the servers disagree on the meta leader: {}".format(leaders))
-                return not why, "; ".join(why) or leaders.pop()
+                why, leader, _ = self.nats_cluster()
+                return not why, "; ".join(why) or leader
             leader = self.wait_until(None, "wait nats", "the NATS cluster did not form", formed)
             say("nats cluster {}: 3 servers, routes complete, JetStream meta leader {} "
                 "({:.1f} s)".format(self.inv.cluster, leader, time.monotonic() - t0))
+
+    def nats_cluster(self):
+        """(problems, the JetStream meta leader, {host: peers it has routes
+        to or None}) of a NATS cluster of 3, from each server's monitoring
+        port."""
+        why, leaders, peers_of = [], set(), {}
+        for h in self.inv.nats_hosts:
+            peers = route_peers(self.http_json(h, "/routez"))
+            peers_of[h.name] = None if peers is None else len(peers)
+            if peers is None:
+                why.append("{}'s /routez does not answer".format(h.name))
+            elif len(peers) < 2:
+                why.append("{} has routes to {} of the 2 other servers".format(
+                    h.name, len(peers)))
+            j = self.http_json(h, "/jsz") or {}
+            leader = (j.get("meta_cluster") or {}).get("leader")
+            if not leader:
+                why.append("{} knows no JetStream meta leader".format(h.name))
+            leaders.add(leader)
+        if not why and len(leaders) != 1:
+            why.append("the servers disagree on the meta leader: {}".format(leaders))
+        return why, (leaders.pop() if len(leaders) == 1 else None), peers_of
 
     def connect_bus(self, timeout=None):
         if self.bus is not None and not self.bus.closed:
@@ -1257,6 +1264,14 @@ class Run(object):
                     problems.append("[{}] {}: its supervisor (pid {}) {}".format(
                         h.name, part, pid, "reports " + str(row["state"]) if kids
                         else "does not answer {}.sv.list".format(self.inv.prefix)))
+        if len(self.inv.nats_hosts) == 3:
+            why, leader, peers_of = self.nats_cluster()
+            problems += ["nats: " + w for w in why]
+            extra["meta_leader"] = leader
+            for name, n in peers_of.items():
+                if (name, "nats") in rows:
+                    rows[(name, "nats")]["route_peers"] = n
+                    rows[(name, "nats")]["meta_leader"] = name == leader
         mans = self.managers()
         for h in self.hosts_with("manager", live):
             if h.name not in mans:
@@ -1291,6 +1306,10 @@ class Run(object):
                     continue
                 state = r.get("state") or ("running (unsupervised)" if r.get("alive")
                                            else "not running")
+                if part == "nats" and r.get("route_peers") is not None:
+                    state += ", routes to {} of 2{}".format(
+                        r["route_peers"], ", JetStream meta leader" if r.get("meta_leader")
+                        else "")
                 if part == "router" and "leading" in r:
                     state += ", leading" if r["leading"] else ", standby"
                 if part == "manager" and "replicas" in r:
@@ -1458,7 +1477,7 @@ def cmd_status(run, args):
             "cluster": inv.cluster, "healthy": not problems, "problems": problems,
             "parts": [dict(host=h, part=p, **r) for (h, p), r in rows.items()],
             "drained": extra.get("drained"), "routers": extra.get("routers"),
-            "cm_hosts": extra.get("cm_hosts"),
+            "cm_hosts": extra.get("cm_hosts"), "meta_leader": extra.get("meta_leader"),
         }, indent=2, default=str))
     else:
         run.summary(rows, "cluster {}: {}".format(inv.cluster,

@@ -323,6 +323,9 @@ def test_status(env):
     for h in BASE_ROLES:
         routes = env.monitor(h, "/routez")["routes"]
         assert len({r["remote_id"] for r in routes}) == 2, (h, routes)
+        # and status says so, with the one meta leader
+        assert got[h]["nats"]["route_peers"] == 2, got[h]["nats"]
+    assert [h for h in BASE_ROLES if got[h]["nats"]["meta_leader"]] == [st["meta_leader"]], st
     # the state bucket and the artifact stream: 3 replicas, one per nats host
     jsz = env.monitor("h2", "/jsz?acc=CLIPPER_{}&streams=true&config=true".format(
         CLUSTER.upper()))
@@ -337,6 +340,7 @@ def test_status(env):
     assert len(leaders) == 1 and leaders[0]["host"] in ("h1", "h2")
     rc, out = env.run("status")
     assert rc == 0 and "cluster hd: healthy" in out, out
+    assert out.count("routes to 2 of 2") == 3 and out.count("JetStream meta leader") == 1, out
 
 
 # ---- a model ----------------------------------------------------------------------
