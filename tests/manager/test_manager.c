@@ -871,6 +871,61 @@ static void test_a_host_that_cannot_run_a_version_leaves_it_to_those_that_can(vo
     cl_manager_free(b);
 }
 
+/* Hellos are read from a bus anyone with the manager role may write: a
+ * malformed one is ignored, and a "cannot" list is bounded and read
+ * entry by entry (junk entries skipped). A peer that says it cannot run a
+ * version gets none of it. */
+static void test_hostile_hellos_are_bounded_and_ignored(void **state)
+{
+    fixture *fx = *state;
+    char subject[256];
+    snprintf(subject, sizeof(subject), "%s.cm.hello", fx->prefix);
+    const char *junk[] = {
+        "", "{", "[]", "{\"host\": 1, \"id\": \"x\", \"draining\": false}",
+        "{\"host\": \"h\\u0001\", \"id\": \"abc\", \"draining\": false}",
+        "{\"host\": \"hz\", \"id\": \"abc\"}",
+    };
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+        assert_int_equal(cl_bus_publish(fx->bus, subject, junk[i], strlen(junk[i])), CL_OK);
+    /* A peer "hx" that cannot run hbnot:1, among 200 entries of junk and
+     * others: it is heard, and ha runs both replicas of hbnot:1. */
+    size_t cap = 64 * 1024, n = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    n += (size_t)snprintf(body + n, cap - n,
+                          "{\"host\": \"hx\", \"id\": \"peerx\", \"draining\": false, "
+                          "\"cannot\": [{\"model\": \"hbnot\", \"version\": \"1\"}");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(body + n, cap - n, ", %s",
+                              i % 2 ? "7" : "{\"model\": \"m\", \"version\": 3}");
+    n += (size_t)snprintf(body + n, cap - n, "]}");
+    put_model(fx, "hbnot", "1", 2);
+    uint64_t until = cl_mono_us() + 8000000u;
+    bool heard = false, all_here = false;
+    while (!(heard && all_here) && cl_mono_us() < until) {
+        assert_int_equal(cl_bus_publish(fx->bus, subject, body, n), CL_OK);
+        cJSON *st = cm_request(fx, "hosts");
+        heard = all_here = false;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(st, "managers"))
+        {
+            const cJSON *h = cJSON_GetObjectItem(e, "host");
+            heard = heard || (cJSON_IsString(h) && strcmp(h->valuestring, "hx") == 0);
+        }
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(st, "versions"))
+        {
+            const cJSON *m = cJSON_GetObjectItem(e, "model");
+            if (cJSON_IsString(m) && strcmp(m->valuestring, "hbnot") == 0)
+                all_here = cJSON_GetObjectItem(e, "share")->valueint == 2;
+        }
+        cJSON_Delete(st);
+        cl_sleep_ms(100);
+    }
+    free(body);
+    assert_true(heard);
+    assert_true(all_here);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -900,6 +955,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_a_host_that_cannot_run_a_version_leaves_it_to_those_that_can, setup_ha,
             teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_hellos_are_bounded_and_ignored, setup_ha,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
