@@ -388,7 +388,8 @@ static void open_resend(const open_sender *os, open_state *st, uint64_t sent)
         if (now - st->last_send[i] < wait)
             continue;
         st->last_send[i] = now;
-        st->sends[i]++;
+        if (st->sends[i] < UINT8_MAX)
+            st->sends[i]++;
         st->resent++;
         again[n++] = i;
     }
