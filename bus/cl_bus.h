@@ -23,6 +23,14 @@
 /* Every connection pings its server this often and takes it for dead when
  * this many pings in a row go unanswered: a server whose host went silent
  * is left within 1 to 1.5 s. */
+/* The largest message the nats-server configurations the product writes
+ * allow (max_payload: clipper start, the hosts scripts, Docker): an input
+ * or an output up to about this size crosses the bus in one message, and
+ * the frontend, router and replica split batches below the server's limit.
+ * nats-server's own default is 1 MiB; a frontend on a server that allows
+ * less than this says so when it starts. */
+#define CL_BUS_MAX_PAYLOAD (32 * 1024 * 1024)
+
 #define CL_BUS_PING_INTERVAL_MS 500
 #define CL_BUS_MAX_PINGS_OUT 2
 

@@ -387,9 +387,11 @@ static int start_nats(cluster *cl)
     int written = cf == NULL ? -1
                              : fprintf(cf,
                                        "# written by clipper start\nping_interval: \"1s\"\n"
-                                       "ping_max: 3\nwrite_deadline: \"2s\"\njetstream {\n"
+                                       "ping_max: 3\nwrite_deadline: \"2s\"\n"
+                                       "# inputs and outputs larger than the 1 MiB default\n"
+                                       "max_payload: %d\njetstream {\n"
                                        "  store_dir: \"%s\"\n}\n%s%s",
-                                       store, cl->tls ? (const char *)tls.data : "",
+                                       CL_BUS_MAX_PAYLOAD, store, cl->tls ? (const char *)tls.data : "",
                                        cl->secure ? "include \"nats-server.auth.conf\"\n" : "");
     cl_buf_deinit(&tls);
     if (cf == NULL || written < 0 || fclose(cf) != 0) {

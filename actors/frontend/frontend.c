@@ -290,6 +290,11 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     cl_status s = CL_OK;
     int64_t mp = cl_bus_max_payload(bus);
     fe->max_payload = mp > 0 ? (size_t)mp : 1024 * 1024;
+    if (mp > 0 && mp < CL_BUS_MAX_PAYLOAD)
+        cl_warn("nats-server takes messages of at most %lld bytes (its max_payload; the "
+                "configurations clipper writes set %d): a query or an output above about that "
+                "size is refused with 413",
+                (long long)mp, CL_BUS_MAX_PAYLOAD);
     cl_bus_new_token(fe->id);
     if (fe->http_host == NULL || cl_fe_table_init(&fe->table, fe->opts.max_pending) != CL_OK ||
         cl_fe_metrics_new(&fe->metrics, cl_mono_us()) != CL_OK) {

@@ -98,7 +98,7 @@ import threading
 import time
 
 from . import _secrets
-from ._bus import Bus, BusError
+from ._bus import MAX_PAYLOAD, Bus, BusError
 from ._bus_models import BusModels, check_start_args, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS,
                                 CLIPPER_INTERNAL_MANAGEMENT_PORT,
@@ -492,11 +492,14 @@ class DockerContainerManager(BusModels, ContainerManager):
         conf = os.path.join(self.data_dir, "nats", "nats-server.conf")
         text = ("# written by DockerContainerManager: nats-server in {} (docs/security.md)\n"
                 "port: {}\n"
+                "# inputs and outputs larger than the 1 MiB default\n"
+                "max_payload: {}\n"
                 "# JetStream in the file: nats-server drops command-line JetStream\n"
                 "# settings when it reloads its configuration.\n"
                 "jetstream {{\n  store_dir: \"{}\"\n}}\n"
                 "include \"nats-server.auth.conf\"\n").format(
-                    self._nats_name(), NATS_INTERNAL_PORT, NATS_STORE_IN_CONTAINER)
+                    self._nats_name(), NATS_INTERNAL_PORT, MAX_PAYLOAD,
+                    NATS_STORE_IN_CONTAINER)
         tmp = conf + ".tmp{}".format(os.getpid())
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(text)

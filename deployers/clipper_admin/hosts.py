@@ -563,6 +563,12 @@ def digest(*parts):
 
 # ---- what runs ---------------------------------------------------------------------
 
+def max_payload():
+    """The max_payload every nats-server of the product allows (cl_bus.h)."""
+    from ._bus import MAX_PAYLOAD
+    return MAX_PAYLOAD
+
+
 def nats_conf(inv, host):
     rd = host.rd
     sec = rd + "/secrets"
@@ -581,6 +587,8 @@ def nats_conf(inv, host):
         'ping_interval: "250ms"',
         "ping_max: 2",
         'write_deadline: "500ms"',
+        "# inputs and outputs larger than the 1 MiB default (cl_bus.h CL_BUS_MAX_PAYLOAD)",
+        "max_payload: {}".format(max_payload()),
         "# upgrade: clients leave a server in lame duck mode for the others",
         'lame_duck_duration: "30s"',
         'lame_duck_grace_period: "2s"',

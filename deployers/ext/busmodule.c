@@ -741,7 +741,8 @@ static int busmodule_exec(PyObject *module)
         PyModule_AddType(module, st->bus_type) < 0)
         return -1;
     if (PyModule_AddStringConstant(module, "DEFAULT_PREFIX", CL_DEFAULT_PREFIX) < 0 ||
-        PyModule_AddStringConstant(module, "DEFAULT_NATS_URL", CL_DEFAULT_NATS_URL) < 0)
+        PyModule_AddStringConstant(module, "DEFAULT_NATS_URL", CL_DEFAULT_NATS_URL) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_PAYLOAD", CL_BUS_MAX_PAYLOAD) < 0)
         return -1;
     return 0;
 }

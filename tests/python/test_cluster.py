@@ -2,7 +2,9 @@
 on free ports; closures deployed with create_endpoint and queried over NATS
 (Bus.predict) and HTTP."""
 import base64
+import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -218,16 +220,60 @@ def test_a_model_returning_the_wrong_thing_is_a_clear_error(cluster):
     assert reply["cause"]
 
 
-def test_an_oversized_payload_is_a_clear_error(cluster):
+def test_inputs_and_outputs_above_nats_default_1_mib_are_served(cluster):
+    """nats-server's default max_payload is 1 MiB; the configuration clipper
+    start writes allows MAX_PAYLOAD (32 MiB), so inputs and outputs of
+    several MB cross the bus whole, over NATS and HTTP."""
+    from clipper_admin._bus import MAX_PAYLOAD
+    assert cluster.cm.bus.max_payload == MAX_PAYLOAD == 32 << 20
     app = unique("big")
+    python_deployer.create_endpoint(
+        cluster.conn, app, "bytes",
+        lambda xs: ["{}:{}".format(len(x), sum(bytes(x[:4]))) for x in xs],
+        slo_micros=20000000)
+    for size in (2 << 20, 8 << 20):  # an image tensor's bytes, base64 in the JSON
+        raw = bytes(range(256)) * (size // 256)
+        body = {"input": base64.b64encode(raw).decode()}
+        nats, (status, http) = both(cluster, app, body)
+        assert status == 200, http
+        for reply in (nats, http):
+            assert reply["output"] == "{}:{}".format(size, 0 + 1 + 2 + 3), reply
+            assert reply["default"] is False, reply
+    # 4 MiB of doubles (512 Ki numbers; 2 MB of JSON), and an output of 3 MB
+    app2 = unique("bigout")
+    python_deployer.create_endpoint(
+        cluster.conn, app2, "doubles",
+        lambda xs: ["{}:{}".format(len(x), "y" * (3 << 20)) for x in xs],
+        slo_micros=20000000)
+    nats, (status, http) = both(cluster, app2, {"input": [1.5] * (1 << 19)})
+    assert status == 200, str(http)[:300]
+    for reply in (nats, http):
+        assert reply["output"] == "{}:{}".format(1 << 19, "y" * (3 << 20)), str(reply)[:300]
+
+
+def test_an_oversized_payload_is_a_clear_error(cluster):
+    app = unique("huge")
     python_deployer.create_endpoint(cluster.conn, app, "doubles",
                                     lambda xs: [str(len(x)) for x in xs], slo_micros=2000000)
-    huge = {"input": [1.5] * 400000}  # about 2 MB of JSON, above NATS' 1 MiB
+    huge = {"input": [1.5] * (9 << 20)}  # about 45 MB of JSON: above the bus' 32 MiB
     with pytest.raises(BusError, match="exceeds the server's max payload"):
         cluster.nats(app, huge)
-    status, reply = cluster.http("/{}/predict".format(app), huge)
-    assert status in (400, 413)
-    assert isinstance(reply, dict) and reply.get("error"), reply
+    # Over HTTP the frontend's body limit (16 MiB) says so first, from the
+    # Content-Length alone (a client that sent the whole body would find
+    # the connection closed under it).
+    host, port = cluster.query_addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall("POST /{}/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     "\r\nContent-Length: {}\r\n\r\n".format(app, 45 << 20).encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert json.loads(text.decode())["error"], text
     # And the frontend still answers.
     nats = cluster.nats(app, {"input": [1.0, 2.0]})
     assert nats["output"] == 2
