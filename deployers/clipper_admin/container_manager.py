@@ -52,6 +52,19 @@ IMAGE_ARGS = (("clipper_image", "CLIPPER_IMAGE"), ("replica_image", "CLIPPER_REP
               ("pyspark_image", "CLIPPER_PYSPARK_IMAGE"))
 
 
+def nats_server_command(args):
+    """nats-server with args, from a configuration that sets max_payload
+    (clipper_admin._bus.MAX_PAYLOAD; nats-server has no command-line flag
+    for it): for the containers that start nats-server without a
+    configuration file of ours. The file is written in the container's /tmp
+    by its shell, and args (passed as "$@", unquoted by nobody) override
+    nothing in it."""
+    from ._bus import MAX_PAYLOAD
+    return ["sh", "-c", 'printf "max_payload: {}\\n" > /tmp/clipper-nats.conf && '
+            'exec nats-server -c /tmp/clipper-nats.conf "$@"'.format(int(MAX_PAYLOAD)),
+            "nats-server"] + list(args)
+
+
 def resolve_images(manager, given, defaults):
     """Sets manager.clipper_image, .replica_image and .pyspark_image: each
     the argument given, else its environment variable, else its default

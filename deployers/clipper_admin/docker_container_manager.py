@@ -101,6 +101,7 @@ from . import _secrets
 from ._bus import MAX_PAYLOAD, Bus, BusError
 from ._bus_models import BusModels, check_start_args, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_DOCKER_PORT_LABELS,
+                                nats_server_command,
                                 CLIPPER_INTERNAL_MANAGEMENT_PORT,
                                 CLIPPER_INTERNAL_METRIC_PORT,
                                 CLIPPER_INTERNAL_QUERY_PORT,
@@ -722,8 +723,8 @@ class DockerContainerManager(BusModels, ContainerManager):
         """(role, command, extra run kwargs) of each container, in start order."""
         bus = ["--nats", self._internal_nats_url(), "--prefix", self.prefix]
         if self._insecure:
-            nats = ["nats-server", "-js", "-p", str(NATS_INTERNAL_PORT), "-sd",
-                    NATS_STORE_IN_CONTAINER]
+            nats = nats_server_command(["-js", "-p", str(NATS_INTERNAL_PORT), "-sd",
+                                        NATS_STORE_IN_CONTAINER])
         else:
             nats = ["nats-server", "-c", NATS_DIR_IN_CONTAINER + "/nats-server.conf"]
         # Each model's replicas get an identity of their own, which the

@@ -131,9 +131,10 @@ import urllib.error
 import urllib.request
 
 from . import _secrets
-from ._bus import Bus, BusError
+from ._bus import MAX_PAYLOAD, Bus, BusError
 from ._bus_models import BusModels, cluster_exists
 from .container_manager import (CLIPPER_DOCKER_LABEL, CLIPPER_INTERNAL_MANAGEMENT_PORT,
+                                nats_server_command,
                                 CLIPPER_INTERNAL_METRIC_PORT, CLIPPER_INTERNAL_QUERY_PORT,
                                 CLIPPER_MGMT_FRONTEND_CONTAINER_LABEL,
                                 CLIPPER_MODEL_CONTAINER_LABEL, CLIPPER_NAME_LABEL,
@@ -1018,6 +1019,9 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             ports.append(("cluster", NATS_ROUTE_PORT))
             self._nats_urls = ",".join("nats://{}:{}".format(ip, NATS_INTERNAL_PORT)
                                        for ip in peers)
+        if self._insecure:
+            # (the secure one sets max_payload in clipper.conf)
+            command = nats_server_command(command[1:])
         # Alive while its monitoring port answers (a TCP probe of the client
         # port would be a TLS handshake cut short, logged every time).
         container = self._container(
@@ -1094,6 +1098,8 @@ class KubernetesContainerManager(BusModels, ContainerManager):
             "cluster {}; choose another with KubernetesContainerManager(data_dir=...)".format(
                 self.cluster_name))
         conf = ["# written by KubernetesContainerManager (docs/security.md)",
+                "# inputs and outputs larger than the 1 MiB default",
+                "max_payload: {}".format(MAX_PAYLOAD),
                 'include "nats-server.auth.conf"']
         if peers:
             # Routes over TLS, both ends showing a certificate of the

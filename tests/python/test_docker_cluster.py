@@ -32,7 +32,7 @@ import uuid
 import pytest
 
 from clipper_admin import ClipperConnection, ClipperException, DockerContainerManager
-from clipper_admin._bus import Bus, BusError
+from clipper_admin._bus import MAX_PAYLOAD, Bus, BusError
 from clipper_admin.container_manager import (CLIPPER_DOCKER_LABEL,
                                              CLIPPER_MODEL_CONTAINER_LABEL)
 from clipper_admin.deployers import python as python_deployer
@@ -304,6 +304,11 @@ def test_deploy_a_closure_and_query_it_over_http_and_nats(engine, cluster):
     assert reply["output"] == 3.5
     nats = cluster.nats(app, {"input": [4.0, 5.0]})
     assert nats["output"] == 9.0 and nats["default"] is False
+    # Its nats-server takes inputs of MB (max_payload in its configuration):
+    # 2 MiB of doubles in one query.
+    assert cluster.cm.bus.max_payload == MAX_PAYLOAD
+    big = cluster.nats(app, {"input": [0.5] * (1 << 18)})
+    assert big["output"] == float(1 << 17) and big["default"] is False, big
     reps = replicas_of(engine, cluster.cm.cluster_name, app, 1)
     assert len(reps) == 1
     assert reps[0].image.tags and any(t.endswith(REPLICA_IMAGE)
@@ -879,6 +884,8 @@ def test_insecure_starts_an_open_bus_and_says_so(engine, clusters, caplog):
     assert not os.path.exists(cm.data_dir)
     with Bus(cm.get_bus_url(), prefix=cm.prefix, connect_timeout_ms=3000) as bus:
         assert bus.admin("ping", b"{}", 5000)
+        # nats-server from its command line still takes inputs of MB
+        assert bus.max_payload == MAX_PAYLOAD
     # Its management REST takes no token (as Clipper's), unless given one.
     assert cm.admin_token_file() is None
     with urllib.request.urlopen("http://{}/admin/ping".format(cm.get_admin_addr()),

@@ -791,8 +791,10 @@ def test_an_insecure_cluster_is_open_and_says_so(kube, clusters, caplog):
     c = clusters.start(ns, "open", insecure=True)
     assert c.cm.get_bus_url().startswith("nats://")
     assert any("INSECURE" in r.getMessage() for r in caplog.records)
-    from clipper_admin._bus import Bus
+    from clipper_admin._bus import MAX_PAYLOAD, Bus
     bus = Bus(c.cm.get_bus_url(), prefix=c.cm.prefix)  # no identity needed
+    # nats-server from its command line still takes inputs of MB
+    assert bus.max_payload == MAX_PAYLOAD
     bus.close()
     assert not kube.core.list_namespaced_secret(ns, label_selector="{}={}".format(
         CLIPPER_DOCKER_LABEL, c.cm.cluster_name)).items
