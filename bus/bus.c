@@ -965,9 +965,9 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
  * destroyed by another thread in between is used after it was freed, which
  * crashed or hung the reader (seen: clipper_admin.hosts' bus hung after a
  * gather whose last replies came as it ended). So a subscription is only
- * unsubscribed at once (out of the table: no message can find it after the
- * message in hand) and destroyed CL_BUS_GRAVE_MS later, by a later bury or
- * by cl_bus_free once the connections are closed. */
+ * unsubscribed at once (cl_sub_free: out of the table, no message can find
+ * it after the message in hand) and destroyed CL_BUS_GRAVE_MS later, by a
+ * later bury or by cl_bus_free once the connections are closed. */
 #define CL_BUS_GRAVE_MS 1000
 
 struct cl__grave {
@@ -990,16 +990,15 @@ static void sweep_graves(cl_bus *bus, uint64_t min_age_us)
         bus->graves = g->next;
         if (bus->graves == NULL)
             bus->graves_tail = NULL;
-        bus->n_graves--;
         pthread_mutex_unlock(&bus->graves_mu);
         natsSubscription_Destroy(g->sub);
         free(g);
     }
 }
 
+/* sub: unsubscribed already. */
 static void bury(cl_bus *bus, natsSubscription *sub)
 {
-    natsSubscription_Unsubscribe(sub);
     struct cl__grave *g = malloc(sizeof(*g));
     if (g == NULL) {
         natsSubscription_Destroy(sub); /* out of memory: the old way */
@@ -1012,14 +1011,16 @@ static void bury(cl_bus *bus, natsSubscription *sub)
     else
         bus->graves = g;
     bus->graves_tail = g;
-    bus->n_graves++;
     pthread_mutex_unlock(&bus->graves_mu);
     sweep_graves(bus, (uint64_t)CL_BUS_GRAVE_MS * 1000u);
 }
 
+/* s->sub (if any) unsubscribed already: cl_sub_free and the failed
+ * subscribes do so first. */
 static void sub_destroy(cl_sub *s)
 {
-    bury(s->bus, s->sub);
+    if (s->sub != NULL)
+        bury(s->bus, s->sub);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -56,7 +56,6 @@ struct cl_bus {
     /* Subscriptions unsubscribed but not yet destroyed (see bury in
      * bus.c), oldest first. */
     struct cl__grave *graves, *graves_tail;
-    size_t n_graves;
     pthread_mutex_t graves_mu;
 };
 
