@@ -97,6 +97,32 @@ static bool printable(const char *s, size_t max)
     return true;
 }
 
+/* This manager's entry for key, or NULL. Called with mu held. */
+static cannot_entry *find_cannot(cl_placement *p, uint64_t key)
+{
+    for (size_t i = 0; i < p->n_cannot; i++)
+        if (p->cannot[i].key == key)
+            return &p->cannot[i];
+    return NULL;
+}
+
+/* c as JSON: {"model","version"} in a hello; with detail also "why" and
+ * "retry_in_s" (from now_us), for cm.hosts. */
+static cJSON *cannot_json(const cannot_entry *c, bool detail, uint64_t now_us)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    cJSON_AddStringToObject(o, "model", c->model);
+    cJSON_AddStringToObject(o, "version", c->version);
+    if (detail) {
+        cJSON_AddStringToObject(o, "why", c->why);
+        uint64_t left = c->until_us > now_us ? c->until_us - now_us : 0;
+        cJSON_AddNumberToObject(o, "retry_in_s", (double)(left / 1000000u));
+    }
+    return o;
+}
+
 /* Forgets the versions this manager could not run whose time is up: it
  * tries them again (the host may have been fixed). Called with mu held. */
 static void expire_cannot(cl_placement *p, uint64_t now_us)
@@ -124,11 +150,9 @@ static void hello(cl_placement *p)
     pthread_mutex_lock(&p->mu);
     expire_cannot(p, cl_mono_us());
     for (size_t i = 0; cannot != NULL && i < p->n_cannot; i++) {
-        cJSON *v = cJSON_CreateObject();
+        cJSON *v = cannot_json(&p->cannot[i], false, 0);
         if (v == NULL)
             break;
-        cJSON_AddStringToObject(v, "model", p->cannot[i].model);
-        cJSON_AddStringToObject(v, "version", p->cannot[i].version);
         cJSON_AddItemToArray(cannot, v);
     }
     pthread_mutex_unlock(&p->mu);
@@ -365,21 +389,17 @@ const char *cl_placement_id(const cl_placement *p)
     return p->id;
 }
 
-static bool has_key(const uint64_t *keys, size_t n, uint64_t key)
+/* Whether peer e takes replicas of the version of key. */
+static bool peer_takes(const peer *e, uint64_t key)
 {
-    for (size_t i = 0; i < n; i++)
-        if (keys[i] == key)
-            return true;
-    return false;
+    if (e->draining)
+        return false;
+    for (size_t i = 0; i < e->n_cannot; i++)
+        if (e->cannot[i] == key)
+            return false;
+    return true;
 }
 
-static bool self_cannot(const cl_placement *p, uint64_t key)
-{
-    for (size_t i = 0; i < p->n_cannot; i++)
-        if (p->cannot[i].key == key)
-            return true;
-    return false;
-}
 
 unsigned cl_placement_share(cl_placement *p, const char *model, const char *version,
                             unsigned wanted, uint64_t now_us, size_t *others)
@@ -397,14 +417,12 @@ unsigned cl_placement_share(cl_placement *p, const char *model, const char *vers
         /* The managers that take replicas and can run this version; when
          * none can, every one that takes replicas (each tries, with its
          * backoff, and says why it fails) rather than nobody. */
-        bool me_can = !self_cannot(p, key);
+        bool me_can = find_cannot(p, key) == NULL;
         bool any_can = !draining && me_can;
         for (size_t i = 0; i < p->n && !any_can; i++)
-            any_can = !p->peers[i].draining &&
-                      !has_key(p->peers[i].cannot, p->peers[i].n_cannot, key);
+            any_can = peer_takes(&p->peers[i], key);
         for (size_t i = 0; i < p->n; i++) {
-            if (!p->peers[i].draining &&
-                (!any_can || !has_key(p->peers[i].cannot, p->peers[i].n_cannot, key))) {
+            if (!p->peers[i].draining && (!any_can || peer_takes(&p->peers[i], key))) {
                 hosts[n] = p->peers[i].host;
                 ids[n++] = p->peers[i].id;
             }
@@ -457,10 +475,7 @@ void cl_placement_cannot_run(cl_placement *p, const char *model, const char *ver
     uint64_t key = version_key(model, version);
     bool fresh = false;
     pthread_mutex_lock(&p->mu);
-    cannot_entry *e = NULL;
-    for (size_t i = 0; i < p->n_cannot && e == NULL; i++)
-        if (p->cannot[i].key == key)
-            e = &p->cannot[i];
+    cannot_entry *e = find_cannot(p, key);
     if (e == NULL && p->n_cannot < CL_PLACE_CANNOT_MAX) {
         e = &p->cannot[p->n_cannot++];
         fresh = true;
@@ -490,14 +505,9 @@ void cl_placement_cannot_json(cl_placement *p, uint64_t now_us, void *cjson_arra
     cJSON *arr = cjson_array;
     pthread_mutex_lock(&p->mu);
     for (size_t i = 0; i < p->n_cannot; i++) {
-        cJSON *o = cJSON_CreateObject();
+        cJSON *o = cannot_json(&p->cannot[i], true, now_us);
         if (o == NULL)
             break;
-        cJSON_AddStringToObject(o, "model", p->cannot[i].model);
-        cJSON_AddStringToObject(o, "version", p->cannot[i].version);
-        cJSON_AddStringToObject(o, "why", p->cannot[i].why);
-        uint64_t left = p->cannot[i].until_us > now_us ? p->cannot[i].until_us - now_us : 0;
-        cJSON_AddNumberToObject(o, "retry_in_s", (double)(left / 1000000u));
         cJSON_AddItemToArray(arr, o);
     }
     pthread_mutex_unlock(&p->mu);
