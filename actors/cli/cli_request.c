@@ -179,9 +179,11 @@ static bool body_is_json(const request_args *a, const char *body, size_t len)
 }
 
 /* Connects and sends; on success *reply holds the answer. who names the
- * actor expected to answer ("admin", "frontend") for the error texts. */
+ * actor expected to answer ("admin", "frontend") for the error texts; a
+ * query may be sent twice (the frontend answers each), an admin command
+ * is sent once. */
 static int send_request(const request_args *a, const char *subject, const char *body, size_t len,
-                        const char *who, cl_msg **reply)
+                        const char *who, bool query, cl_msg **reply)
 {
     cl_bus_opts bo;
     cl_bus_opts_init(&bo);
@@ -198,9 +200,6 @@ static int send_request(const request_args *a, const char *subject, const char *
         return 1;
     }
     int rc = 1;
-    /* A query may be sent twice (the frontend answers each); an admin
-     * command is sent once. */
-    bool query = strcmp(who, "frontend") == 0;
     cl_status s = query ? cl_bus_request_resend(bus, subject, body, len, (int)a->timeout_ms, reply)
                         : cl_bus_request(bus, subject, body, len, (int)a->timeout_ms, reply);
     switch (s) {
@@ -235,14 +234,14 @@ static int send_request(const request_args *a, const char *subject, const char *
  * reply is not JSON; *reply keeps its bytes). Returns 0, or 1 after saying
  * why. The caller frees *reply and *j either way. */
 static int exchange(const request_args *a, const char *subject, const char *body_arg,
-                    const char *who, cl_msg **reply, cJSON **j)
+                    const char *who, bool query, cl_msg **reply, cJSON **j)
 {
     char *body = NULL;
     size_t len = 0;
     if (read_body(a, body_arg, &body, &len) != 0)
         return 1;
     int rc = 1;
-    if (body_is_json(a, body, len) && send_request(a, subject, body, len, who, reply) == 0) {
+    if (body_is_json(a, body, len) && send_request(a, subject, body, len, who, query, reply) == 0) {
         *j = cJSON_ParseWithLength(cl_msg_data(*reply), cl_msg_len(*reply));
         rc = 0;
     }
@@ -281,7 +280,7 @@ int cl__cli_admin(int argc, char **argv)
     int rc = 1;
     cl_msg *reply = NULL;
     cJSON *j = NULL;
-    if (exchange(&a, subject, a.n_pos > 1 ? a.pos[1] : "{}", "admin", &reply, &j) != 0)
+    if (exchange(&a, subject, a.n_pos > 1 ? a.pos[1] : "{}", "admin", false, &reply, &j) != 0)
         goto out;
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(j, "ok");
     if (!cJSON_IsBool(ok)) {
@@ -331,7 +330,7 @@ int cl__cli_predict(int argc, char **argv)
     int rc = 1;
     cl_msg *reply = NULL;
     cJSON *j = NULL;
-    if (exchange(&a, subject, a.pos[1], "frontend", &reply, &j) != 0)
+    if (exchange(&a, subject, a.pos[1], "frontend", true, &reply, &j) != 0)
         goto out;
     if (j == NULL) {
         printf("%.*s\n", (int)cl_msg_len(reply), (const char *)cl_msg_data(reply));
