@@ -438,21 +438,30 @@ static void *call_resend(void *arg)
     return NULL;
 }
 
+/* A server bus answering t.second (on_second, requests_seen zeroed) and
+ * a client bus whose cl_bus_request_resend sends again after
+ * resend_silent_ms without a reply (cl_bus_opts). */
+static void resend_pair(int resend_silent_ms, cl_bus **server, cl_bus **client, cl_sub **sub)
+{
+    *server = connect_bus();
+    cl_bus_opts o;
+    cl_bus_opts_init(&o);
+    o.resend_silent_ms = resend_silent_ms;
+    assert_int_equal(cl_test_bus_connect_opts(client, &cl_test_srv, &o), 0);
+    assert_int_equal(cl_bus_subscribe(sub, *server, "t.second", NULL, on_second, NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(*server, 1000), CL_OK);
+    atomic_store(&requests_seen, 0);
+}
+
 /* Without a reconnect, a request with no reply is sent again after the
  * bus' silence, then after twice that: a listener that drops the first
  * answers the second; one that never answers sees 200, 400 ms later. */
 static void test_request_resend_sends_again_after_silence(void **state)
 {
     (void)state;
-    cl_bus *server = connect_bus(), *client = NULL;
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.resend_silent_ms = 200;
-    assert_int_equal(cl_test_bus_connect_opts(&client, &cl_test_srv, &o), 0);
+    cl_bus *server = NULL, *client = NULL;
     cl_sub *sub = NULL;
-    assert_int_equal(cl_bus_subscribe(&sub, server, "t.second", NULL, on_second, NULL), CL_OK);
-    assert_int_equal(cl_bus_flush(server, 1000), CL_OK);
-    atomic_store(&requests_seen, 0);
+    resend_pair(200, &server, &client, &sub);
     cl_msg *reply = NULL;
     uint64_t t0 = cl_mono_us();
     assert_int_equal(cl_bus_request_resend(client, "t.second", "x", 1, 5000, &reply), CL_OK);
@@ -486,15 +495,9 @@ static void test_request_resend_sends_again_after_silence(void **state)
 static void test_request_resend_sends_again_after_a_reconnect(void **state)
 {
     (void)state;
-    cl_bus *server = connect_bus(), *client = NULL;
-    cl_bus_opts o;
-    cl_bus_opts_init(&o);
-    o.resend_silent_ms = -1; /* only the reconnect sends again */
-    assert_int_equal(cl_test_bus_connect_opts(&client, &cl_test_srv, &o), 0);
+    cl_bus *server = NULL, *client = NULL;
     cl_sub *sub = NULL;
-    assert_int_equal(cl_bus_subscribe(&sub, server, "t.second", NULL, on_second, NULL), CL_OK);
-    assert_int_equal(cl_bus_flush(server, 1000), CL_OK);
-    atomic_store(&requests_seen, 0);
+    resend_pair(-1, &server, &client, &sub); /* only the reconnect sends again */
     cl_msg *reply = NULL;
     assert_int_equal(cl_bus_request_resend(client, "t.second", "x", 1, 600, &reply),
                      CL_ERR_TIMEOUT);

@@ -300,11 +300,11 @@ class HostsCluster(object):
     def routes(self):
         """{nats host: the number of other servers it has a route to, or None}
         (nats-server 2.10 and later keep a pool of routes to each)."""
+        from clipper_admin.hosts import route_peers
         out = {}
         for h in self.nats_hosts():
-            r = self.monitor(h, "/routez")
-            out[h] = None if r is None else len({x.get("remote_id") for x in
-                                                  r.get("routes") or []})
+            peers = route_peers(self.monitor(h, "/routez"))
+            out[h] = None if peers is None else len(peers)
         return out
 
     def meta_leader(self):

@@ -626,18 +626,34 @@ typedef struct {
     int answers;
 } placement_view;
 
-/* What each manager says it runs of model:1 (<p>.cm.hosts, gathered). */
-static placement_view hosts_view(fixture *fx, const char *model)
+/* Every manager's answer to <p>.cm.hosts (gathered for 300 ms), parsed:
+ * an array (empty when none answered); the caller deletes it. */
+static cJSON *hosts_replies(fixture *fx)
 {
-    placement_view v = {{-1, -1}, {false, false}, 0};
+    cJSON *all = cJSON_CreateArray();
     char subject[256];
     snprintf(subject, sizeof(subject), "%s.cm.hosts", fx->prefix);
     cl_msg *out[8];
     size_t n = 0;
     if (cl_bus_gather(fx->bus, subject, "{}", 2, 300, out, 8, &n, NULL, NULL) != CL_OK)
-        return v;
+        return all;
     for (size_t i = 0; i < n; i++) {
         cJSON *j = cJSON_ParseWithLength(cl_msg_data(out[i]), cl_msg_len(out[i]));
+        if (j != NULL)
+            cJSON_AddItemToArray(all, j);
+        cl_msg_free(out[i]);
+    }
+    return all;
+}
+
+/* What each manager says it runs of model:1 (<p>.cm.hosts, gathered). */
+static placement_view hosts_view(fixture *fx, const char *model)
+{
+    placement_view v = {{-1, -1}, {false, false}, 0};
+    cJSON *all = hosts_replies(fx);
+    const cJSON *j;
+    cJSON_ArrayForEach(j, all)
+    {
         const cJSON *host = cJSON_GetObjectItem(j, "host");
         int who = cJSON_IsString(host) ? (strcmp(host->valuestring, "ha") == 0   ? 0
                                           : strcmp(host->valuestring, "hb") == 0 ? 1
@@ -655,9 +671,8 @@ static placement_view hosts_view(fixture *fx, const char *model)
                     v.running[who] = cJSON_GetObjectItem(ver, "running")->valueint;
             }
         }
-        cJSON_Delete(j);
-        cl_msg_free(out[i]);
     }
+    cJSON_Delete(all);
     return v;
 }
 
@@ -798,15 +813,10 @@ static void test_two_managers_share_take_over_and_drain(void **state)
  * or NULL). */
 static cJSON *cannot_entry(fixture *fx, const char *host, const char *model)
 {
-    char subject[256];
-    snprintf(subject, sizeof(subject), "%s.cm.hosts", fx->prefix);
-    cl_msg *out[8];
-    size_t n = 0;
-    cJSON *found = NULL;
-    if (cl_bus_gather(fx->bus, subject, "{}", 2, 300, out, 8, &n, NULL, NULL) != CL_OK)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        cJSON *j = cJSON_ParseWithLength(cl_msg_data(out[i]), cl_msg_len(out[i]));
+    cJSON *all = hosts_replies(fx), *found = NULL;
+    const cJSON *j;
+    cJSON_ArrayForEach(j, all)
+    {
         const cJSON *h = cJSON_GetObjectItem(j, "host"), *e;
         if (found == NULL && cJSON_IsString(h) && strcmp(h->valuestring, host) == 0) {
             cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "cannot_run"))
@@ -816,9 +826,8 @@ static cJSON *cannot_entry(fixture *fx, const char *host, const char *model)
                     found = cJSON_Duplicate(e, true);
             }
         }
-        cJSON_Delete(j);
-        cl_msg_free(out[i]);
     }
+    cJSON_Delete(all);
     return found;
 }
 
