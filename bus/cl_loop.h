@@ -39,6 +39,16 @@ void cl_loop_unsubscribe(cl_loop *loop, const char *subject);
 /* fn runs at the end of every turn in which a callback ran, before what
  * the turn published is written (e.g. to add batched work to that write). */
 void cl_loop_on_turn_end(cl_loop *loop, void (*fn)(void *closure), void *closure);
+/* Also waits for fd (readable) in cl_loop_run: a turn in which it is
+ * counts as a turn with a callback, so the turn-end hook runs (that hook
+ * serves it, e.g. an HTTP server in external mode). One fd per loop; -1
+ * stops watching. Same threads as cl_loop_subscribe. */
+void cl_loop_watch_fd(cl_loop *loop, int fd);
+/* Drains the subscription on subject (made with cl_loop_subscribe) from
+ * any thread while another runs the loop: the server stops sending, and
+ * the messages already sent are still read and handled by the loop's
+ * callbacks. Returns once they have been, or CL_ERR_TIMEOUT. */
+cl_status cl_loop_drain(cl_loop *loop, const char *subject, int timeout_ms) CL_MUST_USE;
 /* Waits until the server has seen every subscription made so far (a
  * message to ourselves comes back), running the loop meanwhile without
  * calling any callback. CL_ERR_TIMEOUT when it did not within timeout_ms. */

@@ -41,6 +41,7 @@ typedef struct {
     char *queue;
     cl_msg_cb cb;
     void *closure;
+    atomic_bool draining; /* cl_loop_drain: never subscribed again */
 } loop_sub;
 
 struct cl_loop {
@@ -60,6 +61,7 @@ struct cl_loop {
     size_t n_subs, cap_subs;
     void (*turn_end)(void *closure);
     void *turn_end_closure;
+    int watch_fd; /* cl_loop_watch_fd, -1: none */
     atomic_uint_fast64_t connects; /* successful (re)connections */
 };
 
@@ -140,8 +142,9 @@ static void flush_pending(cl_loop *l)
     pthread_mutex_unlock(&l->flush_mu);
 }
 
-/* Waits up to timeout_ms for the socket (or a wake-up), then reads once. */
-static void wait_and_read(cl_loop *l, int timeout_ms)
+/* Waits up to timeout_ms for the socket (or a wake-up, or the watched
+ * fd), then reads once. True when the watched fd is readable. */
+static bool wait_and_read(cl_loop *l, int timeout_ms)
 {
     pthread_mutex_lock(&l->mu);
     int fd = l->fd;
@@ -154,17 +157,22 @@ static void wait_and_read(cl_loop *l, int timeout_ms)
         if (atomic_load(&l->want_write))
             events |= POLLOUT;
     }
-    struct pollfd p[2] = {{.fd = l->efd, .events = POLLIN}, {.fd = fd, .events = events}};
-    nfds_t np = events ? 2 : 1;
+    /* The eventfd, the watched fd (an fd of -1 is skipped by poll), then
+     * the connection's socket when there is something to wait for. */
+    struct pollfd p[3] = {{.fd = l->efd, .events = POLLIN},
+                          {.fd = l->watch_fd, .events = POLLIN},
+                          {.fd = fd, .events = events}};
+    nfds_t np = events ? 3 : 2;
     if (poll(p, np, timeout_ms) <= 0)
-        return;
+        return false;
     if (p[0].revents & POLLIN) {
         uint64_t v;
         ssize_t n = read(l->efd, &v, sizeof(v));
         (void)n;
     }
-    if (np == 2 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
+    if (np == 3 && (p[2].revents & (POLLIN | POLLERR | POLLHUP)))
         natsConnection_ProcessReadEvent(l->nc); /* a failure starts cnats' reconnect */
+    return l->watch_fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
 }
 
 /* Runs the callbacks of every message queued on our subscriptions. */
@@ -176,6 +184,16 @@ static size_t dispatch(cl_loop *l)
         int pending = 0;
         if (ls->sub == NULL || natsSubscription_GetPending(ls->sub, &pending, NULL) != NATS_OK)
             continue;
+        if (pending == 0 && atomic_load(&ls->draining)) {
+            /* An empty draining subscription: asking it for a message lets
+             * cnats see that the drain is complete. */
+            natsMsg *m = NULL;
+            if (natsSubscription_NextMsg(&m, ls->sub, 0) == NATS_OK) {
+                ls->cb(l->bus, (cl_msg *)m, ls->closure);
+                n++;
+            }
+            continue;
+        }
         for (; pending > 0; pending--) {
             natsMsg *m = NULL;
             if (natsSubscription_NextMsg(&m, ls->sub, 0) != NATS_OK)
@@ -207,8 +225,8 @@ cl_status cl_loop_run(cl_loop *l, int timeout_ms)
     flush_pending(l);
     size_t n = dispatch(l); /* left over from cl_loop_sync */
     if (n == 0) {
-        wait_and_read(l, timeout_ms);
-        n = dispatch(l);
+        bool watched = wait_and_read(l, timeout_ms);
+        n = dispatch(l) + (watched ? 1 : 0);
     }
     if (n > 0 && l->turn_end != NULL)
         l->turn_end(l->turn_end_closure);
@@ -307,7 +325,8 @@ static void rebuild(cl_loop *l)
     atomic_store(&l->want_write, false);
     natsStatus s = loop_connect(l);
     for (size_t i = 0; s == NATS_OK && i < l->n_subs; i++)
-        s = sub_open(l, &l->subs[i]);
+        if (!atomic_load(&l->subs[i].draining))
+            s = sub_open(l, &l->subs[i]);
     if (s != NATS_OK && l->nc != NULL) {
         /* Try again from scratch next time. */
         natsConnection_Close(l->nc);
@@ -331,6 +350,7 @@ cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
         return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
     l->bus = bus;
     l->fd = -1;
+    l->watch_fd = -1;
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->flush_mu, NULL);
     pthread_rwlock_init(&l->nc_lock, NULL);
@@ -426,6 +446,33 @@ void cl_loop_unsubscribe(cl_loop *l, const char *subject)
         flush_pending(l);
         return;
     }
+}
+
+void cl_loop_watch_fd(cl_loop *l, int fd)
+{
+    l->watch_fd = fd;
+}
+
+cl_status cl_loop_drain(cl_loop *l, const char *subject, int timeout_ms)
+{
+    natsSubscription *sub = NULL;
+    pthread_rwlock_rdlock(&l->nc_lock);
+    for (size_t i = 0; i < l->n_subs; i++) {
+        if (strcmp(l->subs[i].subject, subject) == 0) {
+            atomic_store(&l->subs[i].draining, true);
+            sub = l->subs[i].sub;
+            break;
+        }
+    }
+    natsStatus s = sub != NULL ? natsSubscription_DrainTimeout(sub, timeout_ms) : NATS_OK;
+    pthread_rwlock_unlock(&l->nc_lock);
+    wake(l); /* the loop sends the UNSUB and PING and reads the rest */
+    if (sub == NULL || s != NATS_OK)
+        return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "drain a subscription");
+    s = natsSubscription_WaitForDrainCompletion(sub, timeout_ms);
+    if (s == NATS_TIMEOUT)
+        return CL_ERR_TIMEOUT;
+    return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "wait for a drain");
 }
 
 void cl_loop_on_turn_end(cl_loop *l, void (*fn)(void *closure), void *closure)

@@ -133,6 +133,18 @@ typedef struct {
 
 /* A snapshot of the counts (any thread). */
 void cl_httpd_get_stats(const cl_httpd *h, cl_httpd_stats *out);
+/* A door started without an internal thread (flags MHD_USE_EPOLL |
+ * MHD_USE_ITC, no MHD_USE_INTERNAL_POLLING_THREAD) is run by its owner:
+ * the fd to wait on (readable when the door has work: a connection, a
+ * request's bytes, a resume from another thread), and one pass over that
+ * work, never blocking. Both from the one thread that runs the door. */
+int cl_httpd_poll_fd(const cl_httpd *h);
+void cl_httpd_run(cl_httpd *h);
+/* How long the owner may wait on the fd before the door must run again
+ * (work the fd will not announce: libmicrohttpd's epoll is edge-triggered,
+ * so a connection with more to do is kept on a list of its own; and
+ * connection timeouts), capped at max_ms. */
+int cl_httpd_wait_ms(cl_httpd *h, int max_ms);
 /* Stops the daemon (every suspended connection must have been resumed)
  * and frees. NULL is a no-op. */
 void cl_httpd_free(cl_httpd *h);

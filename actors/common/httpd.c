@@ -907,6 +907,26 @@ void cl_httpd_get_stats(const cl_httpd *h, cl_httpd_stats *out)
     out->unauthorized = atomic_load(&m->unauthorized);
 }
 
+int cl_httpd_poll_fd(const cl_httpd *h)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info != NULL ? info->epoll_fd : -1;
+}
+
+void cl_httpd_run(cl_httpd *h)
+{
+    if (MHD_run(h->daemon) != MHD_YES)
+        CL_LOG_LIMITED(CL_LOG_WARN, "%s: libmicrohttpd could not run its connections", h->what);
+}
+
+int cl_httpd_wait_ms(cl_httpd *h, int max_ms)
+{
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(h->daemon, &ms) != MHD_YES || ms > (MHD_UNSIGNED_LONG_LONG)max_ms)
+        return max_ms;
+    return (int)ms;
+}
+
 void cl_httpd_free(cl_httpd *h)
 {
     if (h == NULL)

@@ -27,6 +27,7 @@
 #include "cl_bus.h"
 #include "cl_frontend.h"
 #include "cl_kv.h"
+#include "cl_loop.h"
 #include "cl_service.h"
 #include "cl_subject.h"
 #include "cl_view.h"
@@ -40,13 +41,13 @@
 #define CL_FE_DEFAULT_PORT 1337
 #define CL_FE_DEFAULT_METRICS_PORT 1390
 #define CL_FE_DEFAULT_CACHE_BYTES ((size_t)33554432)
-#define CL_FE_DEFAULT_THREADS 2
+/* HTTP on the io thread's loop; N > 0: libmicrohttpd's own N threads. */
+#define CL_FE_DEFAULT_THREADS 0
 #define CL_FE_DEFAULT_MAX_PENDING (1u << 20)
 #define CL_FE_DEFAULT_MAX_BODY ((size_t)16 << 20)
-/* Outgoing task batches: at most this many tasks or this old (µs) before
- * they are published even while more queries are waiting. */
+/* Outgoing task batches: at most this many tasks before they are
+ * published even in the middle of a turn. */
 #define CL_FE_BATCH_MAX_TASKS 1024
-#define CL_FE_BATCH_MAX_AGE_US 2000
 /* Fixed bytes of one encoded task besides its reply subject and input. */
 #define CL_FE_TASK_OVERHEAD 27
 #define CL_FE_BATCH_HEADER 8
@@ -102,7 +103,6 @@ typedef struct {
     char subject[CL_SUBJECT_MAX];
     cl_buf buf;
     uint32_t count;
-    uint64_t first_us;
 } fe_out_batch;
 
 /* Task batches waiting to be published, one per model version. Owned by
@@ -129,9 +129,17 @@ struct cl_frontend {
     cl_fe_metrics *metrics;
     cl_fe_cache *cache; /* NULL when opts.cache_bytes is 0 */
 
-    cl_sub *predict_sub, *update_sub, *results_sub;
-    pthread_t intake_th, update_th, results_th, timer_th;
-    bool intake_started, update_started, results_started, timer_started;
+    /* The hot path: one thread (io) runs a bus loop that reads queries
+     * (predict_subject, queue group "frontend") and results, serves the
+     * HTTP door when it runs on the loop (opts.http_threads 0), and at the
+     * end of every turn publishes the turn's tasks (io_ob, one batch per
+     * model version) and replies in one write. */
+    cl_loop *loop;
+    char predict_subject[CL_SUBJECT_MAX]; /* <p>.predict.* */
+    cl_fe_outbox io_ob;                   /* the io thread's */
+    cl_sub *update_sub;
+    pthread_t io_th, update_th, timer_th;
+    bool io_started, update_started, timer_started;
     atomic_bool stop_intake; /* no new queries */
     atomic_bool stop_all;    /* results and timer threads end */
     /* fe_query.c: reads of the state store on a view miss (token bucket) */
@@ -175,15 +183,18 @@ uint64_t cl_fe_expire(cl_frontend *fe, uint64_t now_us);
 /* Answers every query still waiting, with the default (shutdown). */
 void cl_fe_expire_all(cl_frontend *fe);
 
+/* Publishes on the frontend's loop: from the io thread during a turn it is
+ * written at the turn's end, with the rest of the turn's output; from any
+ * other thread at once. */
+cl_status cl_fe_publish(cl_frontend *fe, const char *subject, const void *data,
+                        size_t len) CL_MUST_USE;
+
 /* fe_outbox.c */
 void cl_fe_outbox_init(cl_fe_outbox *ob);
 void cl_fe_outbox_deinit(cl_fe_outbox *ob);
 cl_status cl_fe_outbox_add(cl_frontend *fe, cl_fe_outbox *ob, const char *subject,
                            const cl_task *task) CL_MUST_USE;
 void cl_fe_outbox_flush(cl_frontend *fe, cl_fe_outbox *ob);
-/* Monotonic time the oldest waiting task was added, 0 when empty. */
-uint64_t cl_fe_outbox_oldest(const cl_fe_outbox *ob);
-size_t cl_fe_outbox_tasks(const cl_fe_outbox *ob);
 
 /* fe_exporter.c: the router's snapshot for /metrics, and the Prometheus
  * port (opts.metrics_port; none when < 0). */
@@ -201,6 +212,12 @@ int cl_fe_http_port(const fe_http *h);
 /* Waits (up to timeout_ms) until no HTTP request is being served. */
 void cl_fe_http_wait_idle(fe_http *h, int timeout_ms);
 void cl_fe_http_free(fe_http *h);
+/* With HTTP on the io thread's loop: the fd that says the door has work,
+ * and one pass over that work (io thread only). */
+int cl_fe_http_poll_fd(const fe_http *h);
+void cl_fe_http_run(fe_http *h);
+/* How long the io thread may wait before running the door again. */
+int cl_fe_http_wait_ms(fe_http *h, int max_ms);
 /* Hands a finished reply to a suspended request and resumes it (any thread).
  * Takes ownership of body. */
 void cl_fe_http_complete(fe_http_req *req, int status, char *body);

@@ -7,8 +7,12 @@
  *
  * Every response is Content-Type: application/json, as in Clipper. A
  * prediction suspends its connection (MHD_ALLOW_SUSPEND_RESUME) and the
- * thread that completes the query resumes it, so no MHD thread ever waits
- * for a model. Bodies are capped (413 beyond opts.max_body). The door
+ * thread that completes the query resumes it, so no thread ever waits for
+ * a model. By default the door has no thread of its own: the frontend's io
+ * thread runs it on its bus loop (frontend.c), so a query read from HTTP,
+ * its task, its result and its reply take no thread switch in the
+ * frontend, and the tasks of every query read in a turn share one message
+ * per model version, as the NATS queries' do. Bodies are capped (413 beyond opts.max_body). The door
  * itself (cl_httpd.h) limits connections in all and per client address,
  * closes idle ones, and refuses ambiguous body lengths, in Clipper's error
  * JSON, before a request gets here. */
@@ -141,6 +145,13 @@ static enum MHD_Result predict(fe_http_req *r)
     prep.q->http = r;
     r->suspended = true;
     MHD_suspend_connection(r->conn);
+    if (fe->opts.http_threads == 0) {
+        /* On the io thread: the task joins the turn's batches, published
+         * at the end of the turn with the NATS queries' tasks. */
+        if (!cl_fe_commit(fe, &prep, &fe->io_ob, &reply))
+            cl_fe_http_complete(r, reply.status, reply.body);
+        return MHD_YES;
+    }
     cl_fe_outbox ob;
     cl_fe_outbox_init(&ob);
     if (!cl_fe_commit(fe, &prep, &ob, &reply))
@@ -273,7 +284,11 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
         .what = "HTTP queries",
         .host = o->http_host,
         .port = o->http_port,
-        .flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
+        /* Threads of its own, or run by the io thread's loop (epoll, and
+         * an ITC so that a resume from another thread wakes that loop). */
+        .flags = o->http_threads > 0
+                     ? MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME
+                     : MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME,
         .handler = on_request,
         .handler_cls = h,
         .completed = on_completed,
@@ -300,6 +315,21 @@ cl_status cl_fe_http_start(fe_http **out, cl_frontend *fe, cl_err *err)
     }
     *out = h;
     return CL_OK;
+}
+
+int cl_fe_http_poll_fd(const fe_http *h)
+{
+    return cl_httpd_poll_fd(h->door);
+}
+
+void cl_fe_http_run(fe_http *h)
+{
+    cl_httpd_run(h->door);
+}
+
+int cl_fe_http_wait_ms(fe_http *h, int max_ms)
+{
+    return cl_httpd_wait_ms(h->door, max_ms);
 }
 
 int cl_fe_http_port(const fe_http *h)

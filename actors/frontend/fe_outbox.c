@@ -1,13 +1,12 @@
 /* Outgoing task batches, coalesced per model version (see fe_core.h).
  *
- * The NATS intake appends the tasks of every query it reads while more
- * are waiting on its subscription and publishes when none are (or a batch
- * is full or 2 ms old): one message per model version under load, one per
- * query at light load. A batch never exceeds the server's max payload. */
+ * The io thread appends the tasks of every query it reads in a turn of its
+ * bus loop (NATS and HTTP) and publishes them at the turn's end (or when a
+ * batch is full): one message per model version under load, one per query
+ * at light load. A batch never exceeds the server's max payload. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cl_clock.h"
 #include "cl_log.h"
 #include "fe_core.h"
 
@@ -49,13 +48,12 @@ static void publish(cl_frontend *fe, fe_out_batch *b)
 {
     if (b->count == 0)
         return;
-    cl_status s = cl_bus_publish(fe->bus, b->subject, b->buf.data, b->buf.len);
+    cl_status s = cl_fe_publish(fe, b->subject, b->buf.data, b->buf.len);
     if (s != CL_OK) {
         cl_warn("cannot send %u tasks to %s: %s", b->count, b->subject, cl_status_text(s));
         fail_batch(fe, b);
     }
     b->count = 0;
-    b->first_us = 0;
     cl_buf_reset(&b->buf);
 }
 
@@ -93,7 +91,6 @@ cl_status cl_fe_outbox_add(cl_frontend *fe, cl_fe_outbox *ob, const char *subjec
         cl_buf_reset(&b->buf);
         if (cl_wire_tasks_begin(&b->buf) != CL_OK)
             return CL_ERR_NOMEM;
-        b->first_us = cl_mono_us();
     }
     if (cl_wire_tasks_add(&b->buf, task) != CL_OK) {
         if (b->count == 0)
@@ -110,19 +107,4 @@ void cl_fe_outbox_flush(cl_frontend *fe, cl_fe_outbox *ob)
         publish(fe, &ob->v[i]);
 }
 
-uint64_t cl_fe_outbox_oldest(const cl_fe_outbox *ob)
-{
-    uint64_t oldest = 0;
-    for (size_t i = 0; i < ob->n; i++)
-        if (ob->v[i].count > 0 && (oldest == 0 || ob->v[i].first_us < oldest))
-            oldest = ob->v[i].first_us;
-    return oldest;
-}
 
-size_t cl_fe_outbox_tasks(const cl_fe_outbox *ob)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < ob->n; i++)
-        n += ob->v[i].count;
-    return n;
-}

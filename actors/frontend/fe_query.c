@@ -157,9 +157,8 @@ static char *render(cl_frontend *fe, fe_query *q, int *status)
 }
 
 /* Sends q's reply (NATS or HTTP) and frees q. Never called with fe->mu held.
- * batched: more replies follow at once, so this one is buffered to share
- * a write with them (deliver_list has it written at the end of the burst). */
-static void deliver(cl_frontend *fe, fe_query *q, bool batched)
+ * On the io thread a NATS reply shares the turn's one write. */
+static void deliver(cl_frontend *fe, fe_query *q)
 {
     cl_err bad;
     int status = 500;
@@ -178,15 +177,14 @@ static void deliver(cl_frontend *fe, fe_query *q, bool batched)
         free(body);
     } else if (q->reply != NULL && body != NULL) {
         size_t len = strlen(body);
-        cl_status s = batched ? cl_bus_publish_batched(fe->bus, q->reply, body, len)
-                              : cl_bus_publish(fe->bus, q->reply, body, len);
+        cl_status s = cl_fe_publish(fe, q->reply, body, len);
         if (s == CL_ERR_TOO_LARGE) {
             char *cause = printf_alloc("The reply is %zu bytes; the bus carries at most %zu bytes "
                                        "per message. Send fewer inputs per request.",
                                        len, fe->max_payload);
             char *err = cl_fe_encode_error("Response too large", cause);
             if (err != NULL) {
-                s = cl_bus_publish(fe->bus, q->reply, err, strlen(err));
+                s = cl_fe_publish(fe, q->reply, err, strlen(err));
                 if (s != CL_OK)
                     CL_LOG_LIMITED(CL_LOG_WARN, "cannot send a reply to %s: %s", q->reply,
                                    cl_status_text(s));
@@ -208,22 +206,11 @@ static void deliver(cl_frontend *fe, fe_query *q, bool batched)
 
 static void deliver_list(cl_frontend *fe, fe_query *done)
 {
-    if (done == NULL)
-        return;
-    /* Under load, every reply but the last of a burst goes through the
-     * batched connection: one write for many instead of one each. */
-    bool more = fe->results_sub != NULL && cl_sub_pending(fe->results_sub) > 0;
-    bool any_batched = false;
     while (done != NULL) {
         fe_query *next = done->next_done;
-        bool batched = more || next != NULL;
-        any_batched |= batched;
-        deliver(fe, done, batched);
+        deliver(fe, done);
         done = next;
     }
-    /* The burst is over: what it buffered goes out now, in one write. */
-    if (any_batched)
-        cl_bus_write_batched(fe->bus);
 }
 
 /* With fe->mu held: the query has no waiting entry left. */
@@ -318,7 +305,7 @@ static void send_resends(cl_frontend *fe, fe_resends *rs)
 {
     for (size_t i = 0; i < rs->n; i++) {
         fe_resend *r = &rs->v[i];
-        cl_status s = cl_bus_publish(fe->bus, r->subject, r->batch.data, r->batch.len);
+        cl_status s = cl_fe_publish(fe, r->subject, r->batch.data, r->batch.len);
         cl_buf_deinit(&r->batch);
         if (s != CL_OK) {
             cl_warn("cannot re-send a task to %s: %s", r->subject, cl_status_text(s));

@@ -1,15 +1,17 @@
 /* The frontend actor: its lifecycle and its threads.
  *
- *   intake   pulls <p>.predict.* (queue group "frontend"), prepares and
- *            commits each query, coalesces tasks per model version while
- *            more messages are waiting, publishes when none are;
+ *   io       runs the frontend's bus loop (cl_loop): reads <p>.predict.*
+ *            (queue group "frontend") and <p>.fe.<id>.results.*, prepares
+ *            and commits each query, fills the queries' entries from the
+ *            results, and serves the HTTP door (unless it has threads of
+ *            its own, --http-threads N); at the end of each turn the
+ *            turn's tasks (one batch per model version) and replies go out
+ *            in one write;
  *   update   pulls <p>.update.* and answers feedback;
- *   results  pulls <p>.fe.<id>.results and fills the queries' entries;
- *   timer    answers each query still waiting at its deadline;
- *   HTTP     libmicrohttpd's threads (fe_http.c).
+ *   timer    answers each query still waiting at its deadline.
  *
- * Every subscription is a pull subscription read by a thread of ours, so
- * no NATS callback ever runs our code, and stopping is: flag, join. */
+ * No NATS callback thread ever runs our code, and stopping is: drain,
+ * flag, join. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +42,27 @@ void cl_frontend_opts_init(cl_frontend_opts *opts)
     opts->http_idle_timeout_s = CL_FRONTEND_HTTP_IDLE_TIMEOUT_S;
 }
 
+cl_status cl_fe_publish(cl_frontend *fe, const char *subject, const void *data, size_t len)
+{
+    /* Without a loop (a start that failed before it was opened). */
+    return fe->loop != NULL ? cl_loop_publish(fe->loop, subject, data, len)
+                            : cl_bus_publish(fe->bus, subject, data, len);
+}
+
 static void respond(cl_frontend *fe, const cl_msg *m, cl_fe_reply *r)
 {
     const char *body = r->body ? r->body : OOM_BODY;
-    cl_status s = cl_msg_respond(fe->bus, m, body, strlen(body));
+    /* A reply subject comes from the sender: one with spaces, CR/LF or
+     * wildcards would make our connection publish something else. */
+    const char *reply = cl_msg_reply(m);
+    cl_err bad;
+    cl_status s = CL_OK;
+    if (!cl_subj_valid_publish(reply, strlen(reply), &bad)) {
+        CL_LOG_LIMITED(CL_LOG_WARN, "not answering on a bad reply subject: %s", bad.msg);
+        s = CL_ERR_INVALID;
+    } else {
+        s = cl_fe_publish(fe, reply, body, strlen(body));
+    }
     if (s != CL_OK)
         cl_warn("cannot answer on %s: %s", cl_msg_reply(m), cl_status_text(s));
     cl_service_count(fe->svc, r->status >= 400, 0);
@@ -101,29 +120,55 @@ static int next_msg(cl_sub *sub, cl_msg **m, const char *what)
     return 0;
 }
 
-static void *intake_main(void *arg)
+/* Loop callbacks (io thread). */
+static void on_predict(cl_bus *bus, cl_msg *m, void *closure)
+{
+    (void)bus;
+    cl_frontend *fe = closure;
+    handle_predict(fe, m, &fe->io_ob);
+    cl_msg_free(m);
+}
+
+static void on_results(cl_bus *bus, cl_msg *m, void *closure)
+{
+    (void)bus;
+    cl_frontend *fe = closure;
+    cl_result *rs = NULL;
+    uint32_t n = 0;
+    cl_err err;
+    /* <p>.fe.<id>.results.<model>: the subscription gives that form. */
+    const char *subject = cl_msg_subject(m), *dot = strrchr(subject, '.');
+    if (cl_wire_results_decode(cl_msg_data(m), cl_msg_len(m), &rs, &n, &err) == CL_OK)
+        cl_fe_complete(fe, rs, n, dot != NULL ? dot + 1 : subject);
+    else
+        CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a malformed result batch on %s: %s",
+                       fe->results_subject, err.msg);
+    free(rs);
+    cl_msg_free(m);
+}
+
+/* The end of a turn: the HTTP door's pass (replies of the results just
+ * read, requests just arrived), then the turn's tasks. */
+static void on_turn_end(void *closure)
+{
+    cl_frontend *fe = closure;
+    if (fe->opts.http_threads == 0 && fe->http != NULL)
+        cl_fe_http_run(fe->http);
+    cl_fe_outbox_flush(fe, &fe->io_ob);
+}
+
+static void *io_main(void *arg)
 {
     cl_frontend *fe = arg;
-    cl_fe_outbox ob;
-    cl_fe_outbox_init(&ob);
-    while (!atomic_load(&fe->stop_intake)) {
-        cl_msg *m;
-        int got = next_msg(fe->predict_sub, &m, "predict requests");
-        if (got < 0)
-            break;
-        if (got > 0) {
-            handle_predict(fe, m, &ob);
-            cl_msg_free(m);
-        }
-        /* Coalesce while more queries wait; publish when none do, or
-         * when the oldest task has waited long enough. */
-        if (cl_fe_outbox_tasks(&ob) > 0 &&
-            (cl_sub_pending(fe->predict_sub) == 0 ||
-             cl_mono_us() - cl_fe_outbox_oldest(&ob) >= CL_FE_BATCH_MAX_AGE_US))
-            cl_fe_outbox_flush(fe, &ob);
+    bool door = fe->opts.http_threads == 0 && fe->http != NULL;
+    while (!atomic_load(&fe->stop_all)) {
+        int wait_ms = door ? cl_fe_http_wait_ms(fe->http, POLL_MS) : POLL_MS;
+        /* No message and nothing on the door's fd: the door may still have
+         * work its fd does not announce (see cl_httpd_wait_ms). */
+        if (cl_loop_run(fe->loop, wait_ms) == CL_ERR_TIMEOUT && door)
+            on_turn_end(fe); /* its tasks are written at once, outside a turn */
     }
-    cl_fe_outbox_flush(fe, &ob);
-    cl_fe_outbox_deinit(&ob);
+    cl_fe_outbox_flush(fe, &fe->io_ob);
     return NULL;
 }
 
@@ -141,32 +186,6 @@ static void *update_main(void *arg)
             cl_fe_reply r = cl_fe_update(fe, app_of(m), cl_msg_data(m), cl_msg_len(m));
             respond(fe, m, &r);
         }
-        cl_msg_free(m);
-    }
-    return NULL;
-}
-
-static void *results_main(void *arg)
-{
-    cl_frontend *fe = arg;
-    while (!atomic_load(&fe->stop_all)) {
-        cl_msg *m;
-        int got = next_msg(fe->results_sub, &m, "results");
-        if (got < 0)
-            break;
-        if (got == 0)
-            continue;
-        cl_result *rs = NULL;
-        uint32_t n = 0;
-        cl_err err;
-        /* <p>.fe.<id>.results.<model>: the subscription gives that form. */
-        const char *subject = cl_msg_subject(m), *dot = strrchr(subject, '.');
-        if (cl_wire_results_decode(cl_msg_data(m), cl_msg_len(m), &rs, &n, &err) == CL_OK)
-            cl_fe_complete(fe, rs, n, dot != NULL ? dot + 1 : subject);
-        else
-            CL_LOG_LIMITED(CL_LOG_WARN, "ignoring a malformed result batch on %s: %s",
-                           fe->results_subject, err.msg);
-        free(rs);
         cl_msg_free(m);
     }
     return NULL;
@@ -322,33 +341,41 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
         goto fail;
     }
 
-    s = cl_bus_open_batched(bus, err);
-    if (s != CL_OK)
-        goto fail;
-    s = cl_bus_subscribe_sync(&fe->results_sub, bus, fe->results_subject, NULL);
-    if (s != CL_OK) {
-        cl_err_set(err, s, "cannot subscribe to %s: %s", fe->results_subject,
-                   cl_status_text(s));
+    int n = snprintf(fe->predict_subject, sizeof(fe->predict_subject), "%s.predict.*",
+                     fe->prefix);
+    if (n < 0 || (size_t)n >= sizeof(fe->predict_subject)) {
+        s = cl_err_set(err, CL_ERR_TOO_LARGE, "prefix '%s' is too long", fe->prefix);
         goto fail;
     }
-    s = start_thread(&fe->results_th, &fe->results_started, results_main, fe, "results", err);
-    if (s == CL_OK)
-        s = start_thread(&fe->timer_th, &fe->timer_started, timer_main, fe, "timer", err);
-    if (s == CL_OK)
-        s = subscribe_public(fe, &fe->predict_sub, "predict", err);
+    cl_fe_outbox_init(&fe->io_ob);
+    s = cl_loop_open(&fe->loop, bus, err);
+    if (s != CL_OK)
+        goto fail;
+    cl_loop_on_turn_end(fe->loop, on_turn_end, fe);
+    const char *subject = fe->results_subject;
+    s = cl_loop_subscribe(fe->loop, subject, NULL, on_results, fe);
+    if (s == CL_OK) {
+        subject = fe->predict_subject;
+        s = cl_loop_subscribe(fe->loop, subject, "frontend", on_predict, fe);
+    }
+    if (s != CL_OK) {
+        cl_err_set(err, s, "cannot subscribe to %s: %s", subject, cl_status_text(s));
+        goto fail;
+    }
+    s = start_thread(&fe->timer_th, &fe->timer_started, timer_main, fe, "timer", err);
     if (s == CL_OK)
         s = subscribe_public(fe, &fe->update_sub, "update", err);
     if (s != CL_OK)
         goto fail;
     /* The subscriptions are known to the server before we say we are up. */
-    s = cl_bus_flush(bus, 2000);
+    s = cl_loop_sync(fe->loop, 2000);
+    if (s == CL_OK)
+        s = cl_bus_flush(bus, 2000);
     if (s != CL_OK) {
         cl_err_set(err, s, "cannot reach nats-server to register the subscriptions");
         goto fail;
     }
-    s = start_thread(&fe->intake_th, &fe->intake_started, intake_main, fe, "intake", err);
-    if (s == CL_OK)
-        s = start_thread(&fe->update_th, &fe->update_started, update_main, fe, "update", err);
+    s = start_thread(&fe->update_th, &fe->update_started, update_main, fe, "update", err);
     /* Metrics before HTTP: the query port's GET /metrics goes through it. */
     if (s == CL_OK)
         s = cl_fe_exporter_start(&fe->exporter, fe, err);
@@ -359,14 +386,18 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
         pthread_mutex_lock(&fe->mu);
         fe->http = http;
         pthread_mutex_unlock(&fe->mu);
+        if (s == CL_OK && fe->opts.http_threads == 0)
+            cl_loop_watch_fd(fe->loop, cl_fe_http_poll_fd(http));
     }
+    /* Last: from here on the io thread owns the loop, the door and io_ob. */
+    if (s == CL_OK)
+        s = start_thread(&fe->io_th, &fe->io_started, io_main, fe, "io", err);
     if (s != CL_OK)
         goto fail;
 
-    char predict[CL_SUBJECT_MAX], update[CL_SUBJECT_MAX];
-    snprintf(predict, sizeof(predict), "%s.predict.*", fe->prefix);
+    char update[CL_SUBJECT_MAX];
     snprintf(update, sizeof(update), "%s.update.*", fe->prefix);
-    const char *const endpoints[] = {predict, update, fe->results_subject, NULL};
+    const char *const endpoints[] = {fe->predict_subject, update, fe->results_subject, NULL};
     cl_service_info info = {
         .name = "clipper-frontend",
         .version = CL_VERSION,
@@ -397,14 +428,13 @@ void cl_frontend_free(cl_frontend *fe)
     if (fe == NULL)
         return;
     /* 1. Stop intake. First the bus: the server stops sending us queries
-     * (the queue group's other frontends get them) and the intake threads
-     * read and answer those already delivered to us, which a plain
-     * unsubscribe would drop (a rolling restart lost one or two); then
-     * no new query is accepted from here on. */
-    cl_status ds = fe->intake_started ? cl_sub_drain(fe->predict_sub, DRAIN_MS) : CL_OK;
+     * (the queue group's other frontends get them) and the io thread reads
+     * and answers those already delivered to us, which a plain unsubscribe
+     * would drop (a rolling restart lost one or two); then no new query is
+     * accepted from here on. */
+    cl_status ds = fe->io_started ? cl_loop_drain(fe->loop, fe->predict_subject, DRAIN_MS)
+                                  : CL_OK;
     cl_status du = fe->update_started ? cl_sub_drain(fe->update_sub, DRAIN_MS) : CL_OK;
-    if (ds == CL_OK && fe->intake_started)
-        ds = cl_sub_drained(fe->predict_sub, DRAIN_MS);
     if (du == CL_OK && fe->update_started)
         du = cl_sub_drained(fe->update_sub, DRAIN_MS);
     if (ds != CL_OK || du != CL_OK)
@@ -412,15 +442,13 @@ void cl_frontend_free(cl_frontend *fe)
                 "draining its subscriptions: %s",
                 cl_status_text(ds != CL_OK ? ds : du));
     atomic_store(&fe->stop_intake, true);
-    join(fe->intake_th, &fe->intake_started);
     join(fe->update_th, &fe->update_started);
-    cl_sub_free(fe->predict_sub);
     cl_sub_free(fe->update_sub);
-    fe->predict_sub = fe->update_sub = NULL;
+    fe->update_sub = NULL;
 
     /* 2. Let the queries in flight finish (results or deadlines), then
      * answer any left with the default. */
-    if (fe->results_started && fe->timer_started) {
+    if (fe->io_started && fe->timer_started) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += DRAIN_MS / 1000;
@@ -432,10 +460,22 @@ void cl_frontend_free(cl_frontend *fe)
     }
     cl_fe_expire_all(fe);
 
-    /* 3. HTTP: every suspended request has its reply; let them go out. */
+    /* 3. HTTP: every suspended request has its reply; let them go out
+     * (the io thread still runs a door without threads of its own). */
+    if (fe->http != NULL)
+        cl_fe_http_wait_idle(fe->http, 2000);
+
+    /* 4. The internal threads. */
+    atomic_store(&fe->stop_all, true);
+    pthread_mutex_lock(&fe->mu);
+    pthread_cond_broadcast(&fe->timer_cv);
+    pthread_mutex_unlock(&fe->mu);
+    join(fe->io_th, &fe->io_started);
+    join(fe->timer_th, &fe->timer_started);
+
+    /* 5. The door, no longer run by anyone. */
     if (fe->http != NULL) {
         fe_http *http = fe->http;
-        cl_fe_http_wait_idle(http, 2000);
         pthread_mutex_lock(&fe->mu);
         fe->http = NULL;
         pthread_mutex_unlock(&fe->mu);
@@ -444,15 +484,9 @@ void cl_frontend_free(cl_frontend *fe)
     /* After HTTP: it answered the query port's suspended /metrics. */
     cl_fe_exporter_free(fe->exporter);
     fe->exporter = NULL;
-
-    /* 4. The internal threads. */
-    atomic_store(&fe->stop_all, true);
-    pthread_mutex_lock(&fe->mu);
-    pthread_cond_broadcast(&fe->timer_cv);
-    pthread_mutex_unlock(&fe->mu);
-    join(fe->results_th, &fe->results_started);
-    join(fe->timer_th, &fe->timer_started);
-    cl_sub_free(fe->results_sub);
+    cl_loop_free(fe->loop);
+    fe->loop = NULL;
+    cl_fe_outbox_deinit(&fe->io_ob);
     /* Last: until here answers were still being counted for STATS. */
     cl_service_free(fe->svc);
 

@@ -20,7 +20,8 @@ static void usage(FILE *f)
             "  --http-host H  address to serve HTTP on (default 0.0.0.0)\n"
             "  --http-port N  HTTP port (default 1337; 0 picks a free one; -1: no HTTP)\n"
             "  --http-threads N\n"
-            "                 HTTP event-loop threads (default 2)\n"
+            "                 0 (default): HTTP is served by the thread that reads the bus;\n"
+            "                 N: by N threads of its own (e.g. for many TLS handshakes)\n"
             "  --max-pending N\n"
             "                 tasks in flight before answering 503 (default 1048576)\n"
             "  --cache-size BYTES\n"
@@ -96,8 +97,8 @@ static int parse(int argc, char **argv, cl_actor_opts *aopts, cl_frontend_opts *
                 bad = "--http-port needs a port number from 0 to 65535, or -1 for no HTTP";
             fopts->http_port = (int)n;
         } else if ((v = value_of("--http-threads", argc, argv, &i, &missing)) != NULL) {
-            if (!cl_actor_parse_long(v, 1, 1024, &n))
-                bad = "--http-threads needs a number from 1 to 1024";
+            if (!cl_actor_parse_long(v, 0, 1024, &n))
+                bad = "--http-threads needs a number from 0 to 1024";
             fopts->http_threads = (int)n;
         } else if ((v = value_of("--max-pending", argc, argv, &i, &missing)) != NULL) {
             if (!cl_actor_parse_long(v, 1, 1L << 30, &n))

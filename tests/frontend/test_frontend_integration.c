@@ -1095,6 +1095,7 @@ static void test_full_frontend_answers_503_and_a_stopping_one_answers_what_it_ho
 
 typedef struct {
     int id;
+    int port;
     int bad;
 } http_worker;
 
@@ -1103,7 +1104,7 @@ static void *http_worker_main(void *arg)
 {
     http_worker *w = arg;
     char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dbl/predict", W.port);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/dbl/predict", w->port);
     CURL *c = curl_easy_init();
     for (int i = 0; i < 50; i++) {
         char body[64];
@@ -1133,14 +1134,14 @@ static void *http_worker_main(void *arg)
     return NULL;
 }
 
-static void test_concurrent_http_clients_each_get_their_own_answer(void **state)
+/* 8 clients, 50 queries each, on port: how many answers were wrong. */
+static int concurrent_http_clients(int port)
 {
-    (void)state;
     enum { N = 8 };
     pthread_t th[N];
     http_worker w[N];
     for (int i = 0; i < N; i++) {
-        w[i] = (http_worker){i, 0};
+        w[i] = (http_worker){i, port, 0};
         pthread_create(&th[i], NULL, http_worker_main, &w[i]);
     }
     int bad = 0;
@@ -1148,7 +1149,43 @@ static void test_concurrent_http_clients_each_get_their_own_answer(void **state)
         pthread_join(th[i], NULL);
         bad += w[i].bad;
     }
-    assert_int_equal(bad, 0);
+    return bad;
+}
+
+/* The door on the io thread's loop (the default): concurrent queries are
+ * read, sent and answered by that one thread, and their tasks share
+ * messages. */
+static void test_concurrent_http_clients_each_get_their_own_answer(void **state)
+{
+    (void)state;
+    router_reset(&W.r);
+    assert_int_equal(concurrent_http_clients(W.port), 0);
+    pthread_mutex_lock(&W.r.mu);
+    size_t msgs = W.r.msgs, tasks = W.r.tasks;
+    pthread_mutex_unlock(&W.r.mu);
+    assert_int_equal(tasks, 400);
+    print_message("400 HTTP queries came in %zu task messages\n", msgs);
+}
+
+/* --http-threads N: the door has threads of its own, as before the loop. */
+static void test_http_on_threads_of_its_own_answers_concurrent_clients(void **state)
+{
+    (void)state;
+    cl_bus *bus = connect_bus();
+    cl_frontend_opts o;
+    cl_frontend_opts_init(&o);
+    o.http_host = "127.0.0.1";
+    o.http_port = 0;
+    o.metrics_port = -1;
+    o.cache_bytes = 0;
+    o.http_threads = 2;
+    cl_frontend *fe = NULL;
+    cl_err err;
+    if (cl_frontend_start(&fe, bus, &o, &err) != CL_OK)
+        fail_msg("frontend with 2 HTTP threads: %s", err.msg);
+    assert_int_equal(concurrent_http_clients(cl_frontend_http_port(fe)), 0);
+    cl_frontend_free(fe);
+    cl_bus_free(bus);
 }
 
 /* ---- the prediction cache ------------------------------------------------ */
@@ -1672,6 +1709,7 @@ int main(void)
         cmocka_unit_test(test_update_answers_feedback_received_and_explains_errors),
         cmocka_unit_test(test_burst_of_nats_queries_is_coalesced_into_fewer_task_messages),
         cmocka_unit_test(test_concurrent_http_clients_each_get_their_own_answer),
+        cmocka_unit_test(test_http_on_threads_of_its_own_answers_concurrent_clients),
         cmocka_unit_test(test_two_frontends_in_the_queue_group_both_answer),
         cmocka_unit_test(test_a_stopping_frontend_answers_every_query_it_was_given),
         cmocka_unit_test(test_cluster_state_changes_apply_without_a_restart),
