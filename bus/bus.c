@@ -570,7 +570,7 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
         return st;
     }
     s = connect_nc(&bus->nc, no);
-    bus->no = no;
+    natsOptions_Destroy(no);
     if (s != NATS_OK) {
         st = connect_error(s, bus, err);
         cl_bus_free(bus);
@@ -581,29 +581,10 @@ cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err)
     return CL_OK;
 }
 
-static void writer_stop(cl_bus *bus)
-{
-    if (!bus->writer_running)
-        return;
-    pthread_mutex_lock(&bus->writer_mu);
-    bus->writer_stop = true;
-    pthread_cond_signal(&bus->writer_cv);
-    pthread_mutex_unlock(&bus->writer_mu);
-    pthread_join(bus->writer, NULL);
-    bus->writer_running = false;
-    pthread_cond_destroy(&bus->writer_cv);
-    pthread_mutex_destroy(&bus->writer_mu);
-}
-
 void cl_bus_free(cl_bus *bus)
 {
     if (bus == NULL)
         return;
-    writer_stop(bus);
-    if (bus->batched != NULL) {
-        natsConnection_FlushTimeout(bus->batched, 1000);
-        natsConnection_Close(bus->batched);
-    }
     if (bus->nc != NULL) {
         natsConnection_FlushTimeout(bus->nc, 1000);
         natsConnection_Close(bus->nc);
@@ -612,9 +593,7 @@ void cl_bus_free(cl_bus *bus)
     sweep_graves(bus, 0);
     pthread_mutex_destroy(&bus->graves_mu);
     jsCtx_Destroy(bus->js);
-    natsConnection_Destroy(bus->batched);
     natsConnection_Destroy(bus->nc);
-    natsOptions_Destroy(bus->no);
     free(bus->name);
     pthread_mutex_destroy(&bus->js_mu);
     free(bus->prefix);
@@ -687,86 +666,8 @@ cl_status cl_bus_publish_request(cl_bus *bus, const char *subject, const char *r
                           NULL, "");
 }
 
-/* Writes the batched connection's buffer when kicked. natsConnection_
- * FlushTimeout writes the buffer and a PING at once, then waits for the
- * PONG; kicks that come meanwhile are served by the next round, so under
- * load one write carries what a round trip accumulated, and a lone kick is
- * written without waiting. */
-static void *writer_main(void *arg)
-{
-    cl_bus *bus = arg;
-    pthread_mutex_lock(&bus->writer_mu);
-    for (;;) {
-        while (!bus->writer_kicked && !bus->writer_stop)
-            pthread_cond_wait(&bus->writer_cv, &bus->writer_mu);
-        if (bus->writer_stop)
-            break;
-        bus->writer_kicked = false;
-        pthread_mutex_unlock(&bus->writer_mu);
-        /* A failure (disconnected, say) leaves the data to cnats, which
-         * writes it after reconnecting or drops it with the connection. */
-        (void)natsConnection_FlushTimeout(bus->batched, 1000);
-        pthread_mutex_lock(&bus->writer_mu);
-    }
-    pthread_mutex_unlock(&bus->writer_mu);
-    return NULL;
-}
-
-void cl_bus_write_batched(cl_bus *bus)
-{
-    if (!bus->writer_running)
-        return;
-    pthread_mutex_lock(&bus->writer_mu);
-    if (!bus->writer_kicked) {
-        bus->writer_kicked = true;
-        pthread_cond_signal(&bus->writer_cv);
-    }
-    pthread_mutex_unlock(&bus->writer_mu);
-}
-
-cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err)
-{
-    if (bus->batched != NULL)
-        return CL_OK;
-    char name[256];
-    snprintf(name, sizeof(name), "%s (batched)", bus->name);
-    natsStatus s = natsOptions_SetSendAsap(bus->no, false);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(bus->no, name);
-    if (s == NATS_OK)
-        s = connect_nc(&bus->batched, bus->no);
-    if (s != NATS_OK) {
-        bus->batched = NULL;
-        return cl__bus_status(s, err, "cannot open the batched connection");
-    }
-    pthread_mutex_init(&bus->writer_mu, NULL);
-    pthread_cond_init(&bus->writer_cv, NULL);
-    if (pthread_create(&bus->writer, NULL, writer_main, bus) != 0) {
-        pthread_cond_destroy(&bus->writer_cv);
-        pthread_mutex_destroy(&bus->writer_mu);
-        return cl_err_set(err, CL_ERR_NOMEM, "cannot start the batched connection's writer");
-    }
-    bus->writer_running = true;
-    return CL_OK;
-}
-
-cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *data, size_t len)
-{
-    if (bus->batched == NULL)
-        return cl_bus_publish(bus, subject, data, len);
-    if (len > (size_t)cl_bus_max_payload(bus))
-        return CL_ERR_TOO_LARGE;
-    return cl__bus_status(natsConnection_Publish(bus->batched, subject, data, (int)len), NULL,
-                          "");
-}
-
 cl_status cl_bus_flush(cl_bus *bus, int timeout_ms)
 {
-    if (bus->batched != NULL) {
-        natsStatus s = natsConnection_FlushTimeout(bus->batched, timeout_ms);
-        if (s != NATS_OK)
-            return cl__bus_status(s, NULL, "flush");
-    }
     return cl__bus_status(natsConnection_FlushTimeout(bus->nc, timeout_ms), NULL, "flush");
 }
 

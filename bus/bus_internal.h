@@ -12,8 +12,6 @@
 
 struct cl_bus {
     natsConnection *nc;
-    natsConnection *batched; /* cl_bus_open_batched's buffered connection, or NULL */
-    natsOptions *no;         /* nc's options, kept to open the batched one */
     char *name;
     int connect_timeout_ms;
     int resend_silent_ms; /* see cl_bus_opts; negative: never */
@@ -45,14 +43,6 @@ struct cl_bus {
     char *tls_cert_file;
     char *tls_key_file;
     char *tls_name; /* the name the server's certificate must carry */
-    /* The batched connection's writer: cl_bus_write_batched wakes it to
-     * write what is buffered now instead of after cnats' 1 ms wait. */
-    pthread_t writer;
-    bool writer_running;
-    bool writer_kicked;
-    bool writer_stop;
-    pthread_mutex_t writer_mu;
-    pthread_cond_t writer_cv;
     /* Subscriptions unsubscribed but not yet destroyed (see bury in
      * bus.c), oldest first. */
     struct cl__grave *graves, *graves_tail;

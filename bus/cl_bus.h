@@ -80,7 +80,7 @@ void cl_bus_opts_init(cl_bus_opts *opts);
  * refused the credential (or asked for one), when its certificate did not
  * verify, or when TLS was asked for and it offers none; the file's own
  * error when the credential file cannot be used (cl_nkey_read_file).
- * Every connection of the bus (cl_bus_open_batched, cl_loop_open) uses the
+ * Every connection of the bus (its own, cl_loop_open's) uses the
  * same identity and TLS. Once connected, the connection reconnects forever
  * on its own. */
 cl_status cl_bus_connect(cl_bus **out, const cl_bus_opts *opts, cl_err *err) CL_MUST_USE;
@@ -97,23 +97,6 @@ cl_status cl_bus_publish(cl_bus *bus, const char *subject, const void *data, siz
     CL_MUST_USE;
 cl_status cl_bus_publish_request(cl_bus *bus, const char *subject, const char *reply,
                                  const void *data, size_t len) CL_MUST_USE;
-/* Opens a second connection for cl_bus_publish_batched: it does not write
- * each publish at once (whatever send_asap says) but lets cnats' flusher
- * write what accumulated, about every millisecond, so many publishes share
- * one write. Call it once, before the bus is used from other threads. */
-cl_status cl_bus_open_batched(cl_bus *bus, cl_err *err) CL_MUST_USE;
-/* Publishes through the batched connection (cl_bus_publish when none is
- * open): for messages sent while more work is already pending, where one
- * write for many beats one write each. Its order relative to messages sent
- * with cl_bus_publish is not kept. */
-cl_status cl_bus_publish_batched(cl_bus *bus, const char *subject, const void *data, size_t len)
-    CL_MUST_USE;
-/* Has what cl_bus_publish_batched buffered written now, by the batched
- * connection's writer thread, instead of when cnats' flusher gets to it
- * (it waits a millisecond to gather more). Call it after the last publish
- * of a burst; it does not wait. Kicks that come while a write is under way
- * share the next one. A no-op without a batched connection. */
-void cl_bus_write_batched(cl_bus *bus);
 /* Pushes buffered outgoing data now (a round trip to the server). */
 cl_status cl_bus_flush(cl_bus *bus, int timeout_ms) CL_MUST_USE;
 

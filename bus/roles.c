@@ -62,9 +62,10 @@ static const char *const ADMIN_PUB[] = {
 static const char *const ADMIN_SUB[] = {"{p}.admin.*", "{p}.replica.hb.>", OWN_INBOX, SERVICE_API,
                                         NULL};
 
-/* Replies to queries go out in bursts through the frontend's second,
- * batched connection (cl_bus_publish_batched), which did not receive the
- * requests, so allow_responses (per connection) cannot cover them: the
+/* Replies to feedback go out on the frontend's loop connection, which did
+ * not receive the requests, and a reply may be sent after the request's
+ * allowance expired (a query answered at its deadline), so
+ * allow_responses (per connection, time-limited) cannot cover them: the
  * frontend may publish to any inbox. It sees every query and answer
  * anyway. */
 static const char *const FRONTEND_PUB[] = {STATE_READ_PUB,    STATE_WATCH_PUB, "{p}.route.task.>",

@@ -125,54 +125,6 @@ static void test_published_messages_reach_callback_subscribers(void **state)
     cl_bus_free(bus);
 }
 
-typedef struct {
-    cl_bus *bus;
-    int thread;
-} kicker;
-
-static void *publish_and_kick(void *arg)
-{
-    kicker *k = arg;
-    for (int i = 0; i < 200; i++) {
-        char body[32];
-        int n = snprintf(body, sizeof(body), "t%d-%d", k->thread, i);
-        assert_int_equal(cl_bus_publish_batched(k->bus, "t.batched.x", body, (size_t)n), CL_OK);
-        if (i % 7 == 0)
-            cl_bus_write_batched(k->bus);
-    }
-    cl_bus_write_batched(k->bus);
-    return NULL;
-}
-
-static void test_batched_publishes_arrive_when_written_from_many_threads(void **state)
-{
-    (void)state;
-    cl_bus *bus = connect_bus();
-    cl_bus_write_batched(bus); /* no batched connection yet: a no-op */
-    cl_err err;
-    assert_int_equal(cl_bus_open_batched(bus, &err), CL_OK);
-    cl_bus *reader = connect_bus();
-    inbox in = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    cl_sub *sub = NULL;
-    assert_int_equal(cl_bus_subscribe(&sub, reader, "t.batched.*", NULL, on_msg, &in), CL_OK);
-    assert_int_equal(cl_bus_flush(reader, 1000), CL_OK);
-    pthread_t th[4];
-    kicker k[4];
-    for (int i = 0; i < 4; i++) {
-        k[i] = (kicker){bus, i};
-        assert_int_equal(pthread_create(&th[i], NULL, publish_and_kick, &k[i]), 0);
-    }
-    for (int i = 0; i < 4; i++)
-        pthread_join(th[i], NULL);
-    assert_int_equal(wait_count(&in, 800, 5000), 800);
-    cl_sub_free(sub);
-    cl_bus_free(reader);
-    /* Kicked and freed at once: the writer stops and nothing is left. */
-    assert_int_equal(cl_bus_publish_batched(bus, "t.batched.y", "last", 4), CL_OK);
-    cl_bus_write_batched(bus);
-    cl_bus_free(bus);
-}
-
 static void test_pull_subscription_delivers_and_times_out(void **state)
 {
     (void)state;
@@ -531,7 +483,6 @@ int main(void)
         cmocka_unit_test(test_a_url_list_connects_to_the_server_that_answers),
         cmocka_unit_test(test_connected_bus_reports_its_settings),
         cmocka_unit_test(test_published_messages_reach_callback_subscribers),
-        cmocka_unit_test(test_batched_publishes_arrive_when_written_from_many_threads),
         cmocka_unit_test(test_pull_subscription_delivers_and_times_out),
         cmocka_unit_test(test_queue_group_delivers_each_message_once),
         cmocka_unit_test(test_request_gets_the_reply),
