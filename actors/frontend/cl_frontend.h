@@ -35,7 +35,7 @@ typedef struct {
     int http_port;         /* 1337 by default; 0: a free port; -1: no HTTP */
     int http_threads;      /* 0: HTTP on the bus loop's thread; N: MHD's own N */
     uint32_t max_pending;  /* tasks in flight before 503; 0: 1 << 20 */
-    size_t max_body;       /* largest HTTP body before 413; 0: 16 MiB */
+    size_t max_body;       /* largest HTTP body before 413; 0: 32 MiB */
     size_t cache_bytes;    /* prediction cache size in bytes (Clipper's
                             * --prediction_cache_size; default 32 MiB); 0: no cache */
     int metrics_port;      /* Prometheus text metrics on http_host:metrics_port

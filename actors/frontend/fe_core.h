@@ -44,7 +44,11 @@
 /* HTTP on the io thread's loop; N > 0: libmicrohttpd's own N threads. */
 #define CL_FE_DEFAULT_THREADS 0
 #define CL_FE_DEFAULT_MAX_PENDING (1u << 20)
-#define CL_FE_DEFAULT_MAX_BODY ((size_t)16 << 20)
+/* The largest HTTP body by default: the bus' own limit. A body is JSON,
+ * larger than the raw input it carries (about 2.4x for doubles, 1.33x for
+ * base64 bytes), so an 8 MB tensor of doubles (about 19 MB of JSON) fits;
+ * what is still too large for the bus once decoded is refused with 413. */
+#define CL_FE_DEFAULT_MAX_BODY ((size_t)CL_BUS_MAX_PAYLOAD)
 /* Outgoing task batches: at most this many tasks before they are
  * published even in the middle of a turn. */
 #define CL_FE_BATCH_MAX_TASKS 1024

@@ -249,6 +249,18 @@ def test_inputs_and_outputs_above_nats_default_1_mib_are_served(cluster):
     assert status == 200, str(http)[:300]
     for reply in (nats, http):
         assert reply["output"] == "{}:{}".format(1 << 19, "y" * (3 << 20)), str(reply)[:300]
+    # 8 MB of doubles written in full precision: about 19 MB of JSON, above
+    # what the HTTP door once took (16 MiB), within its 32 MiB now.
+    app3 = unique("bigdbl")
+    python_deployer.create_endpoint(cluster.conn, app3, "doubles",
+                                    lambda xs: ["{}:{}".format(len(x), x[-1]) for x in xs],
+                                    slo_micros=20000000)
+    doubles = [i / 7.0 for i in range(1 << 20)]
+    assert len(json.dumps({"input": doubles})) > 16 << 20
+    nats, (status, http) = both(cluster, app3, {"input": doubles})
+    assert status == 200, str(http)[:300]
+    for reply in (nats, http):
+        assert reply["output"] == "{}:{}".format(1 << 20, doubles[-1]), str(reply)[:300]
 
 
 def test_an_oversized_payload_is_a_clear_error(cluster):
@@ -258,7 +270,7 @@ def test_an_oversized_payload_is_a_clear_error(cluster):
     huge = {"input": [1.5] * (9 << 20)}  # about 45 MB of JSON: above the bus' 32 MiB
     with pytest.raises(BusError, match="exceeds the server's max payload"):
         cluster.nats(app, huge)
-    # Over HTTP the frontend's body limit (16 MiB) says so first, from the
+    # Over HTTP the frontend's body limit (32 MiB) says so first, from the
     # Content-Length alone (a client that sent the whole body would find
     # the connection closed under it).
     host, port = cluster.query_addr.rsplit(":", 1)
