@@ -2,7 +2,7 @@
  *
  * One client measures, against any request/reply subject:
  *   - sequential latency: one request at a time on a connection that writes
- *     each message at once (send_asap), p50/p99 over --count requests;
+ *     each message at once (send_asap), p50/p99/p99.9 over --count requests;
  *   - pipelined throughput: --window requests kept outstanding on a
  *     connection that lets cnats batch writes, for --seconds;
  *   - open-loop load (--rate R): requests sent on a fixed schedule of R a
@@ -11,36 +11,68 @@
  *     prediction, a default or an error, and requests never answered counted
  *     as lost.
  *
- * With --echo it also serves a bare echo responder on the subject (its own
- * connection), which is the floor: the best request/reply the bus allows.
+ * With --echo it also serves a bare echo responder on the subject, which is
+ * the floor: the best request/reply the bus allows. The echo is a process
+ * of its own (this program again, --serve-echo), so that the CPU time of
+ * the client ("cpu_s") and of the echo ("echo_cpu_s") are counted apart.
+ * It writes its replies in one of three ways (--echo-mode), each the best
+ * in some regime: "asap" (each reply written at once), "buffered" (cnats'
+ * flusher gathers them, about every millisecond) and "loop" (a cl_loop:
+ * one read, the callbacks, one write, as the frontend, the router and the
+ * replica do).
  * With --http-floor PORT it serves, until killed, a constant JSON reply over
  * HTTP with libmicrohttpd configured as the frontend configures it: the
  * floor for the HTTP load generator.
  * Prints one JSON object per measurement on stdout. */
+#include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cl_bus.h"
 #include "cl_clock.h"
 #include "cl_log.h"
+#include "cl_loop.h"
+
+/* How the echo writes its replies (see the top of the file). */
+typedef enum { ECHO_ASAP, ECHO_BUFFERED, ECHO_LOOP, ECHO_MODES } echo_mode;
+static const char *const echo_mode_name[ECHO_MODES] = {"asap", "buffered", "loop"};
+
+static int parse_echo_mode(const char *s)
+{
+    for (int m = 0; m < ECHO_MODES; m++)
+        if (strcmp(s, echo_mode_name[m]) == 0)
+            return m;
+    return -1;
+}
 
 typedef struct {
     const char *url;
     const char *subject;
     const char *body;
+    size_t body_len;
     int count;
     int window;
     double seconds;
     int echo;
-    int echo_asap; /* pipelined echo writes each reply at once too */
-    int echo_buffered; /* open-loop echo lets cnats batch its writes */
+    /* How the echo writes in each run: --echo gives asap for the
+     * sequential run, buffered for the pipelined one and asap for the open
+     * loop; --echo-asap, --echo-buffered and --echo-mode change them. */
+    echo_mode echo_seq, echo_pipe, echo_open;
+    const char *echo_reply; /* the echo answers this instead of the request */
+    int warmup;        /* sequential: requests before the measured ones */
+    int timeout_ms;    /* sequential: wait this long for each reply */
     const char *label;
     double rate;       /* open-loop requests a second; 0: no open-loop run */
     uint64_t slo_us;   /* open-loop: a prediction later than this is late */
@@ -50,6 +82,8 @@ typedef struct {
     int vary;             /* open-loop: request i's first input number is i */
     int resend_ms;        /* open-loop: send a request again after this long
                              without a reply, doubling (0: never) */
+    int burst;            /* open-loop: write each burst of due requests in
+                             one write (a flush) instead of each at once */
 } bench_opts;
 
 /* A reply that is a default output or an error is counted apart: a fast
@@ -60,36 +94,178 @@ static int reply_is_bad(const cl_msg *msg)
     return strstr(d, "\"default\":true") != NULL || strstr(d, "\"error\"") != NULL;
 }
 
+static int connect_bus(cl_bus **bus, const char *url, bool asap);
+
+/* ---- the echo: a process of its own (--serve-echo) -------------------- */
+
+typedef struct {
+    echo_mode mode;
+    cl_sub *sub;
+    cl_loop *loop;
+    const char *reply; /* NULL: the request itself */
+    size_t reply_len;
+} echo_ctx;
+
 static void echo_cb(cl_bus *bus, cl_msg *msg, void *closure)
 {
-    (void)closure;
+    echo_ctx *e = closure;
+    const void *data = e->reply ? (const void *)e->reply : cl_msg_data(msg);
+    size_t len = e->reply ? e->reply_len : cl_msg_len(msg);
+    const char *to = cl_msg_reply(msg);
     /* Best effort: an echo not sent shows as a request without an answer. */
-    cl_status_ignore(cl_msg_respond(bus, msg, cl_msg_data(msg), cl_msg_len(msg)));
+    if (to != NULL) {
+        if (e->mode == ECHO_LOOP) {
+            cl_status_ignore(cl_loop_publish(e->loop, to, data, len));
+        } else {
+            cl_status_ignore(cl_bus_publish(bus, to, data, len));
+        }
+    }
     cl_msg_free(msg);
 }
 
-typedef struct {
-    cl_bus *bus;
-    cl_sub *sub;
-} echo_server;
-
-static int connect_bus(cl_bus **bus, const char *url, bool asap);
-
-static int echo_start(echo_server *srv, const char *url, const char *subject, bool asap)
+/* --serve-echo MODE: answers every request on o->subject until SIGTERM;
+ * writes "ready" on stdout once nats-server has the subscription. */
+static int serve_echo(const bench_opts *o, echo_mode mode)
 {
-    if (connect_bus(&srv->bus, url, asap) != 0)
-        return -1;
-    if (cl_bus_subscribe(&srv->sub, srv->bus, subject, NULL, echo_cb, NULL) != CL_OK) {
-        fprintf(stderr, "bench: cannot subscribe to %s\n", subject);
-        return -1;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* cnats' threads inherit it */
+    echo_ctx e = {.mode = mode, .reply = o->echo_reply,
+                  .reply_len = o->echo_reply ? strlen(o->echo_reply) : 0};
+    cl_bus *bus;
+    cl_err err;
+    if (connect_bus(&bus, o->url, mode == ECHO_ASAP) != 0)
+        return 1;
+    int rc = 1;
+    if (mode == ECHO_LOOP) {
+        if (cl_loop_open(&e.loop, bus, &err) != CL_OK) {
+            fprintf(stderr, "bench: echo: %s\n", err.msg);
+            goto out;
+        }
+        if (cl_loop_subscribe(e.loop, o->subject, NULL, echo_cb, &e) != CL_OK ||
+            cl_loop_sync(e.loop, 5000) != CL_OK) {
+            fprintf(stderr, "bench: echo: cannot subscribe to %s\n", o->subject);
+            goto out;
+        }
+    } else if (cl_bus_subscribe(&e.sub, bus, o->subject, NULL, echo_cb, &e) != CL_OK ||
+               cl_bus_flush(bus, 5000) != CL_OK) {
+        fprintf(stderr, "bench: echo: cannot subscribe to %s\n", o->subject);
+        goto out;
     }
-    return cl_bus_flush(srv->bus, 2000) == CL_OK ? 0 : -1;
+    printf("ready\n");
+    fflush(stdout);
+    if (mode == ECHO_LOOP) {
+        struct timespec zero = {0};
+        while (sigtimedwait(&set, NULL, &zero) < 0)
+            cl_status_ignore(cl_loop_run(e.loop, 50));
+    } else {
+        int sig;
+        sigwait(&set, &sig);
+    }
+    rc = 0;
+out:
+    cl_sub_free(e.sub);
+    cl_loop_free(e.loop);
+    cl_bus_free(bus);
+    return rc;
 }
 
-static void echo_stop(echo_server *srv)
+typedef struct {
+    pid_t pid; /* 0: none */
+    int fd;    /* its stdout */
+} echo_server;
+
+/* --creds, --tls-ca and --tls-name: the identity, CA and server name every
+ * connection uses. */
+static const char *g_creds, *g_tls_ca, *g_tls_name;
+
+extern char **environ;
+
+/* Starts this program as an echo in `mode` and waits until it is ready. */
+static int echo_start(echo_server *srv, const bench_opts *o, echo_mode mode)
 {
-    cl_sub_free(srv->sub);
-    cl_bus_free(srv->bus);
+    const char *argv[20];
+    int n = 0;
+    argv[n++] = "clipper-bench";
+    argv[n++] = "--serve-echo";
+    argv[n++] = echo_mode_name[mode];
+    argv[n++] = "--nats";
+    argv[n++] = o->url;
+    argv[n++] = "--subject";
+    argv[n++] = o->subject;
+    if (o->echo_reply) {
+        argv[n++] = "--echo-reply";
+        argv[n++] = o->echo_reply;
+    }
+    const char *flag[] = {"--creds", "--tls-ca", "--tls-name"};
+    const char *val[] = {g_creds, g_tls_ca, g_tls_name};
+    for (int i = 0; i < 3; i++)
+        if (val[i] != NULL) {
+            argv[n++] = flag[i];
+            argv[n++] = val[i];
+        }
+    argv[n] = NULL;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    int e = posix_spawn(&srv->pid, "/proc/self/exe", &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (e != 0) {
+        fprintf(stderr, "bench: cannot start the echo: %s\n", strerror(e));
+        close(fds[0]);
+        srv->pid = 0;
+        return -1;
+    }
+    srv->fd = fds[0];
+    char line[16] = {0};
+    struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+    ssize_t got = poll(&p, 1, 15000) == 1 ? read(srv->fd, line, sizeof(line) - 1) : -1;
+    if (got <= 0 || strncmp(line, "ready", 5) != 0) {
+        fprintf(stderr, "bench: the echo did not start\n");
+        kill(srv->pid, SIGKILL);
+        waitpid(srv->pid, NULL, 0);
+        close(srv->fd);
+        srv->pid = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static double tv_s(struct timeval t)
+{
+    return (double)t.tv_sec + (double)t.tv_usec / 1e6;
+}
+
+/* Stops the echo; returns the CPU seconds it used (0 when none ran). */
+static double echo_stop(echo_server *srv)
+{
+    if (srv->pid <= 0)
+        return 0;
+    kill(srv->pid, SIGTERM);
+    struct rusage ru;
+    int status;
+    double cpu = 0;
+    if (wait4(srv->pid, &status, 0, &ru) == srv->pid)
+        cpu = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+    close(srv->fd);
+    srv->pid = 0;
+    return cpu;
+}
+
+/* CPU seconds this process (the client) has used so far. */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -98,9 +274,16 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* --creds, --tls-ca and --tls-name: the identity, CA and server name every
- * connection uses. */
-static const char *g_creds, *g_tls_ca, *g_tls_name;
+/* Percentile p (of 100, or of 1000 for pct1000) of n sorted values. */
+static uint64_t pct(const uint64_t *sorted, size_t n, int p)
+{
+    return n ? sorted[(n - 1) * (size_t)p / 100] : 0;
+}
+
+static uint64_t pct1000(const uint64_t *sorted, size_t n, int p)
+{
+    return n ? sorted[(n - 1) * (size_t)p / 1000] : 0;
+}
 
 static int connect_bus(cl_bus **bus, const char *url, bool asap)
 {
@@ -120,24 +303,24 @@ static int connect_bus(cl_bus **bus, const char *url, bool asap)
     return 0;
 }
 
-static int sequential(const bench_opts *o)
+static int sequential(const bench_opts *o, FILE *out)
 {
     cl_bus *bus;
     if (connect_bus(&bus, o->url, true) != 0)
         return -1;
     uint64_t *lat = calloc((size_t)o->count, sizeof(*lat));
-    size_t len = strlen(o->body);
+    size_t len = o->body_len;
     int ok = 0, bad = 0;
     /* Warm up connections, caches and the interpreter on the other side. */
-    for (int i = 0; i < 50; i++) {
+    for (int i = 0; i < o->warmup; i++) {
         cl_msg *r;
-        if (cl_bus_request(bus, o->subject, o->body, len, 5000, &r) == CL_OK)
+        if (cl_bus_request(bus, o->subject, o->body, len, o->timeout_ms, &r) == CL_OK)
             cl_msg_free(r);
     }
     for (int i = 0; i < o->count; i++) {
         cl_msg *r;
         uint64_t t0 = cl_mono_us();
-        if (cl_bus_request(bus, o->subject, o->body, len, 5000, &r) != CL_OK)
+        if (cl_bus_request(bus, o->subject, o->body, len, o->timeout_ms, &r) != CL_OK)
             continue;
         lat[ok++] = cl_mono_us() - t0;
         bad += reply_is_bad(r);
@@ -150,12 +333,11 @@ static int sequential(const bench_opts *o)
         cl_bus_free(bus);
         return -1;
     }
-    printf("{\"label\":\"%s\",\"kind\":\"sequential\",\"subject\":\"%s\",\"requests\":%d,"
-           "\"answered\":%d,\"bad\":%d,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64
-           ",\"max_us\":%" PRIu64 "}\n",
-           o->label, o->subject, o->count, ok, bad, lat[ok / 2], lat[ok * 9 / 10], lat[ok * 99 / 100],
-           lat[ok - 1]);
-    fflush(stdout);
+    fprintf(out, "{\"label\":\"%s\",\"kind\":\"sequential\",\"subject\":\"%s\",\"requests\":%d,"
+            "\"answered\":%d,\"bad\":%d,\"bytes\":%zu,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
+            ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 ",\"max_us\":%" PRIu64 "}",
+            o->label, o->subject, o->count, ok, bad, len, lat[ok / 2], lat[ok * 9 / 10],
+            lat[ok * 99 / 100], lat[(size_t)ok * 999 / 1000], lat[ok - 1]);
     free(lat);
     cl_bus_free(bus);
     return 0;
@@ -193,7 +375,7 @@ static void reply_cb(cl_bus *bus, cl_msg *msg, void *closure)
     cl_msg_free(msg);
 }
 
-static int pipelined(const bench_opts *o)
+static int pipelined(const bench_opts *o, FILE *out)
 {
     cl_bus *bus;
     if (connect_bus(&bus, o->url, false) != 0)
@@ -219,7 +401,7 @@ static int pipelined(const bench_opts *o)
         cl_sub_free(sub);
         return -1;
     }
-    size_t len = strlen(o->body);
+    size_t len = o->body_len;
     uint64_t sent = 0, unsent = 0, start = cl_mono_us();
     uint64_t end = start + (uint64_t)(o->seconds * 1e6);
     int slot = 0;
@@ -265,12 +447,12 @@ static int pipelined(const bench_opts *o)
     size_t n = st.nlat;
     qsort(st.lat, n, sizeof(uint64_t), cmp_u64);
     pthread_mutex_unlock(&st.mu);
-    printf("{\"label\":\"%s\",\"kind\":\"pipelined\",\"subject\":\"%s\",\"window\":%d,"
-           "\"seconds\":%.2f,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"bad\":%" PRIu64
-           ",\"throughput_rps\":%.0f,\"p50_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 "}\n",
-           o->label, o->subject, o->window, secs, sent, done, bad, (double)done / secs,
-           n ? st.lat[n / 2] : 0, n ? st.lat[n * 99 / 100] : 0);
-    fflush(stdout);
+    fprintf(out, "{\"label\":\"%s\",\"kind\":\"pipelined\",\"subject\":\"%s\",\"window\":%d,"
+            "\"seconds\":%.2f,\"bytes\":%zu,\"sent\":%" PRIu64 ",\"answered\":%" PRIu64
+            ",\"bad\":%" PRIu64 ",\"throughput_rps\":%.0f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
+            ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64 "}",
+            o->label, o->subject, o->window, secs, len, sent, done, bad, (double)done / secs,
+            pct(st.lat, n, 50), pct(st.lat, n, 90), pct(st.lat, n, 99), pct1000(st.lat, n, 999));
     free(st.sent_at);
     free(st.lat);
     cl_bus_free(bus);
@@ -332,11 +514,6 @@ static void sleep_us(uint64_t us)
     nanosleep(&ts, NULL);
 }
 
-static uint64_t pct(const uint64_t *sorted, size_t n, int p)
-{
-    return n ? sorted[(n - 1) * (size_t)p / 100] : 0;
-}
-
 /* What request i sends: the body, with --vary its first number after the
  * first '[' replaced by i (a number written with a point stays a double,
  * "7.5"); and its reply subject, "<inbox prefix>.<token>.<i>". */
@@ -355,7 +532,7 @@ static void open_send(const open_sender *os, uint64_t i)
     char reply[192], varied[4096];
     snprintf(reply, sizeof(reply), "%s.%s.%" PRIu64, cl_bus_inbox_prefix(os->bus), os->token, i);
     const char *body = os->o->body;
-    size_t len = strlen(body);
+    size_t len = os->o->body_len;
     if (os->o->vary && os->vary_at != NULL) {
         int n = snprintf(varied, sizeof(varied), "%.*s%" PRIu64 "%s%s",
                          (int)(os->vary_at - body), body, i, os->vary_dot ? ".5" : "",
@@ -398,12 +575,17 @@ static void open_resend(const open_sender *os, open_state *st, uint64_t sent)
         open_send(os, again[k]);
 }
 
-static int open_loop(const bench_opts *o)
+static int open_loop(const bench_opts *o, FILE *out)
 {
     /* Each request is written when it is due (send_asap): a buffered
-     * connection would hold it for cnats' flusher, about a millisecond. */
+     * connection would hold it for cnats' flusher, about a millisecond.
+     * With --burst the connection is buffered and each burst of requests
+     * due together is flushed at once: one write (and a PING) per burst,
+     * so that at high rates the client's own writes do not hold it back
+     * (the flush waits for the PONG, and what fell due meanwhile makes the
+     * next burst). */
     cl_bus *bus;
-    if (connect_bus(&bus, o->url, true) != 0)
+    if (connect_bus(&bus, o->url, !o->burst) != 0)
         return -1;
     open_state st = {.total = (uint64_t)(o->rate * o->seconds)};
     if (st.total == 0) {
@@ -470,6 +652,8 @@ static int open_loop(const bench_opts *o)
             pthread_mutex_unlock(&st.mu);
             open_send(&os, sent);
         }
+        if (o->burst)
+            cl_status_ignore(cl_bus_flush(bus, 1000));
     }
     double send_secs = (double)(cl_mono_us() - start) / 1e6;
     /* What this does not get out is never answered and counted lost below. */
@@ -523,22 +707,23 @@ static int open_loop(const bench_opts *o)
     }
     qsort(all, nall, sizeof(uint64_t), cmp_u64);
     qsort(good, ngood, sizeof(uint64_t), cmp_u64);
-    printf("{\"label\":\"%s\",\"kind\":\"open\",\"subject\":\"%s\",\"rate\":%.0f,\"seconds\":%.2f,"
+    fprintf(out, "{\"label\":\"%s\",\"kind\":\"open\",\"subject\":\"%s\",\"rate\":%.0f,\"seconds\":%.2f,"
            "\"sent\":%" PRIu64 ",\"send_rate\":%.0f,\"max_send_lag_us\":%" PRIu64
            ",\"answered\":%" PRIu64 ",\"predictions\":%" PRIu64 ",\"defaults\":%" PRIu64
            ",\"errors\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"duplicates\":%" PRIu64
            ",\"resent\":%" PRIu64
            ",\"slo_us\":%" PRIu64 ",\"predictions_in_slo\":%" PRIu64
            ",\"predictions_in_slo_from_send\":%" PRIu64 ",\"goodput_rps\":%.0f"
-           ",\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"max_us\":%" PRIu64
-           ",\"pred_p50_us\":%" PRIu64 ",\"pred_p99_us\":%" PRIu64 ",\"pred_max_us\":%" PRIu64 "}\n",
+           ",\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64
+           ",\"max_us\":%" PRIu64 ",\"pred_p50_us\":%" PRIu64 ",\"pred_p99_us\":%" PRIu64
+           ",\"pred_p999_us\":%" PRIu64 ",\"pred_max_us\":%" PRIu64 ",\"bytes\":%zu}",
            o->label, o->subject, o->rate, send_secs, st.total, (double)st.total / send_secs,
            max_behind, nall, counts[1], counts[2], counts[3], counts[0], dup, resent, o->slo_us, in_slo,
            in_slo_sent,
            (double)in_slo / send_secs, pct(all, nall, 50), pct(all, nall, 90), pct(all, nall, 99),
-           nall ? all[nall - 1] : 0, pct(good, ngood, 50), pct(good, ngood, 99),
-           ngood ? good[ngood - 1] : 0);
-    fflush(stdout);
+           pct1000(all, nall, 999), nall ? all[nall - 1] : 0, pct(good, ngood, 50),
+           pct(good, ngood, 99), pct1000(good, ngood, 999), ngood ? good[ngood - 1] : 0,
+           o->body_len);
     free(all);
     free(good);
     free(st.sched);
@@ -601,36 +786,120 @@ static int http_floor(int port)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: clipper-bench --nats URL --subject S [--body JSON] [--count N]\n"
+            "usage: clipper-bench --nats URL --subject S [--body JSON|--body-file F] [--count N]\n"
             "                     [--window W] [--seconds S] [--echo|--echo-asap] [--label L]\n"
             "                     [--creds FILE --tls-ca FILE [--tls-name NAME]]\n"
             "  --creds F   connect as the identity in F, --tls-ca over TLS (docs/security.md)\n"
             "  --tls-name NAME  the name nats-server's certificate must carry (default: the\n"
             "              URL's host; needed when --nats lists servers on several hosts)\n"
-            "  --echo      also serve an echo responder on S (the bus floor); it sends\n"
-            "              at once for the latency run and batched for throughput\n"
+            "  --body-file F  send the contents of F (for bodies too large for argv)\n"
+            "  --echo      also serve an echo responder on S (the bus floor), a process of\n"
+            "              its own; it sends at once for the latency run and buffered for\n"
+            "              throughput\n"
             "  --echo-asap the throughput echo sends each reply at once too\n"
             "  --echo-buffered  the open-loop echo lets cnats batch its writes (it\n"
             "              writes each at once otherwise)\n"
+            "  --echo-mode M  the echo writes as M in every run: asap, buffered or loop\n"
+            "              (cl_loop)\n"
+            "  --echo-reply TEXT  the echo answers TEXT instead of the request\n"
+            "  --serve-echo M  only serve the echo (as --echo-mode M) until SIGTERM\n"
             "  --count N   sequential requests for the latency figure (default 5000; 0 skips)\n"
+            "  --warmup N  sequential requests before the measured ones (default 50)\n"
+            "  --timeout-ms MS  sequential: how long to wait for each reply (default 5000)\n"
             "  --window W  outstanding requests for throughput (default 256; 0 skips)\n"
             "  --rate R    open loop: R requests a second for --seconds (instead of\n"
             "              --count/--window), with --slo-us US and --grace-ms MS\n"
             "  --http-floor PORT  serve a constant JSON reply over HTTP until killed\n"
             "  --timeline FILE  open loop: write each request's scheduled time (Unix us),\n"
             "              outcome (0 none, 1 prediction, 2 default, 3 error) and latency\n"
+            "  --burst     open loop: write the requests due together in one write\n"
+            "              (a flush per burst) instead of each at once\n"
             "  --vary      open loop: request i's body has its first number replaced by i\n"
             "              (so a prediction cache cannot answer it)\n"
             "  --resend-ms MS  open loop: send a request again after MS without a reply,\n"
             "              the wait doubling each time; --resend: the product's clients'\n"
-            "              wait (CL_BUS_RESEND_SILENT_MS, cl_bus_request_resend)\n");
+            "              wait (CL_BUS_RESEND_SILENT_MS, cl_bus_request_resend)\n"
+            "Each measurement is a JSON line; cpu_s is this client's CPU time in it,\n"
+            "echo_cpu_s the echo's (the whole life of its process).\n");
+}
+
+/* The whole of file path, NUL-terminated; *len its size. NULL on error. */
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (cap - n < 65536) {
+            cap = cap ? cap * 2 : 1 << 20;
+            char *nb = realloc(buf, cap + 1);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+typedef int (*measure_fn)(const bench_opts *o, FILE *out);
+
+/* Runs one measurement with an echo in `mode` when o->echo, and prints its
+ * JSON line with the CPU seconds of this client and of the echo added. */
+static int measure(const bench_opts *o, measure_fn fn, echo_mode mode)
+{
+    echo_server srv = {0};
+    if (o->echo && echo_start(&srv, o, mode) != 0)
+        return -1;
+    char *row = NULL;
+    size_t n = 0;
+    FILE *out = open_memstream(&row, &n);
+    if (out == NULL) {
+        echo_stop(&srv);
+        return -1;
+    }
+    double cpu0 = self_cpu_s();
+    int rc = fn(o, out);
+    double cpu = self_cpu_s() - cpu0;
+    fclose(out);
+    double echo_cpu = echo_stop(&srv);
+    char *end = rc == 0 && row != NULL ? strrchr(row, '}') : NULL;
+    if (end != NULL) {
+        *end = '\0';
+        printf("%s,\"cpu_s\":%.3f", row, cpu);
+        if (o->echo)
+            printf(",\"echo_mode\":\"%s\",\"echo_cpu_s\":%.3f", echo_mode_name[mode], echo_cpu);
+        printf("}\n");
+        fflush(stdout);
+    }
+    free(row);
+    return end != NULL ? 0 : -1;
 }
 
 int main(int argc, char **argv)
 {
     bench_opts o = {.url = CL_DEFAULT_NATS_URL, .subject = NULL, .body = "{\"input\":[1.0]}",
                     .count = 5000, .window = 256, .seconds = 5, .label = "run",
-                    .slo_us = 100000, .grace_ms = 5000};
+                    .slo_us = 100000, .grace_ms = 5000, .warmup = 50, .timeout_ms = 5000,
+                    .echo_seq = ECHO_ASAP, .echo_pipe = ECHO_BUFFERED, .echo_open = ECHO_ASAP};
+    const char *body_file = NULL;
+    int serve = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -640,11 +909,15 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--echo-buffered") == 0) {
             o.echo = 1;
-            o.echo_buffered = 1;
+            o.echo_open = ECHO_BUFFERED;
             continue;
         }
         if (strcmp(a, "--vary") == 0) {
             o.vary = 1;
+            continue;
+        }
+        if (strcmp(a, "--burst") == 0) {
+            o.burst = 1;
             continue;
         }
         if (strcmp(a, "--resend") == 0) {
@@ -653,7 +926,7 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--echo-asap") == 0) {
             o.echo = 1;
-            o.echo_asap = 1;
+            o.echo_pipe = ECHO_ASAP;
             continue;
         }
         if (v == NULL) {
@@ -672,8 +945,14 @@ int main(int argc, char **argv)
             o.subject = v;
         else if (strcmp(a, "--body") == 0)
             o.body = v;
+        else if (strcmp(a, "--body-file") == 0)
+            body_file = v;
         else if (strcmp(a, "--count") == 0)
             o.count = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o.warmup = atoi(v);
+        else if (strcmp(a, "--timeout-ms") == 0)
+            o.timeout_ms = atoi(v);
         else if (strcmp(a, "--window") == 0)
             o.window = atoi(v);
         else if (strcmp(a, "--seconds") == 0)
@@ -692,7 +971,21 @@ int main(int argc, char **argv)
             o.timeline = v;
         else if (strcmp(a, "--resend-ms") == 0)
             o.resend_ms = atoi(v);
-        else {
+        else if (strcmp(a, "--echo-reply") == 0)
+            o.echo_reply = v;
+        else if (strcmp(a, "--echo-mode") == 0 || strcmp(a, "--serve-echo") == 0) {
+            int m = parse_echo_mode(v);
+            if (m < 0) {
+                usage();
+                return 2;
+            }
+            if (a[2] == 's') {
+                serve = m;
+            } else {
+                o.echo = 1;
+                o.echo_seq = o.echo_pipe = o.echo_open = (echo_mode)m;
+            }
+        } else {
             usage();
             return 2;
         }
@@ -705,34 +998,31 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    if (o.rate > 0) {
-        echo_server srv = {0};
-        if (o.echo && echo_start(&srv, o.url, o.subject, !o.echo_buffered) != 0)
+    if (serve >= 0)
+        return serve_echo(&o, (echo_mode)serve);
+    char *file_body = NULL;
+    if (body_file != NULL) {
+        file_body = read_file(body_file, &o.body_len);
+        if (file_body == NULL) {
+            fprintf(stderr, "bench: cannot read %s\n", body_file);
             return 1;
-        int orc = open_loop(&o);
-        if (o.echo)
-            echo_stop(&srv);
-        return orc == 0 ? 0 : 1;
+        }
+        o.body = file_body;
+    } else {
+        o.body_len = strlen(o.body);
     }
-    /* The floor is the best the bus allows in each regime: for latency an
-     * echo responder that writes each reply at once, for throughput one
-     * that lets cnats batch its writes. */
     int rc = 0;
-    if (o.count > 0) {
-        echo_server srv = {0};
-        if (o.echo && echo_start(&srv, o.url, o.subject, true) != 0)
-            return 1;
-        if (sequential(&o) != 0)
+    if (o.rate > 0) {
+        rc = measure(&o, open_loop, o.echo_open) == 0 ? 0 : 1;
+    } else {
+        /* The floor is the best the bus allows in each regime: by default,
+         * for latency an echo responder that writes each reply at once,
+         * for throughput one that lets cnats batch its writes. */
+        if (o.count > 0 && measure(&o, sequential, o.echo_seq) != 0)
             rc = 1;
-        echo_stop(&srv);
-    }
-    if (o.window > 0) {
-        echo_server srv = {0};
-        if (o.echo && echo_start(&srv, o.url, o.subject, o.echo_asap) != 0)
-            return 1;
-        if (pipelined(&o) != 0)
+        if (o.window > 0 && measure(&o, pipelined, o.echo_pipe) != 0)
             rc = 1;
-        echo_stop(&srv);
     }
+    free(file_body);
     return rc;
 }

@@ -5,7 +5,11 @@ Python that has matplotlib, the benchmark venv's).
     python bench_plot.py results.json OUT_DIR
 
 Writes OUT_DIR/latency.png, throughput.png, load.png, batching.png,
-scaling.png and memory.png, each from the figures in results.json only.
+scaling.png, memory.png, pipeline.png (throughput by pipeline depth),
+connections.png (by wrk connections), tail.png (p50/p99/p99.9 at 50% and
+90% of saturation), large.png (MB/s of large inputs) and spread.png (the
+main ratios over --runs), each from the figures in results.json only (a
+plot whose figures are missing is not written).
 """
 import json
 import os
@@ -151,6 +155,181 @@ def memory(s, out, title):
     save(fig, out, "memory.png")
 
 
+def pipeline(s, out, title):
+    f, e = s.get("floor"), s.get("e2e")
+    if not (f and e and "nats_by_window" in e):
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for mode, rows in f["nats_by_window"].items():
+        ws = sorted(rows, key=int)
+        ax.plot([int(w) for w in ws], [rows[w]["throughput_rps"] for w in ws], ":o",
+                markersize=3, label="NATS echo (%s)" % mode)
+    rows = e["nats_by_window"]
+    ws = sorted(rows, key=int)
+    ax.plot([int(w) for w in ws], [rows[w]["throughput_rps"] for w in ws], "-o", color="black",
+            linewidth=2, label="no-op through the product")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("requests outstanding (clipper-bench --window)")
+    ax.set_ylabel("requests/s")
+    ax.set_title("NATS throughput by pipeline depth — " + title, fontsize=9)
+    ax.legend(fontsize=7)
+    save(fig, out, "pipeline.png")
+
+
+def connections(s, out, title):
+    f, e = s.get("floor"), s.get("e2e")
+    if not (f and e and "http_by_connections" in e):
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, sc, style in (("HTTP floor", f, ":o"), ("no-op", e, "-o")):
+        for kind, rows in sc["http_by_connections"].items():
+            cs = sorted(rows, key=int)
+            ax.plot([int(c) for c in cs], [rows[c]["rps"] for c in cs], style,
+                    label="%s, wrk %s" % (name, "counting answers" if kind == "counted"
+                                          else "without its hook"))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("wrk connections")
+    ax.set_ylabel("requests/s")
+    ax.set_title("HTTP throughput by connections — " + title, fontsize=9)
+    ax.legend(fontsize=7)
+    save(fig, out, "connections.png")
+
+
+def least(rows, key):
+    rows = [r for r in (rows or {}).values() if isinstance(r, dict) and r.get(key) is not None]
+    return min(r[key] for r in rows) if rows else None
+
+
+def tail(s, out, title):
+    e = s.get("e2e")
+    if not e or "nats_open_50" not in e or "p999_us" not in e["nats_open_50"]:
+        return
+    keys = (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, proto in zip(axes, ("NATS", "HTTP")):
+        series = {"product (no-op)": [], "floor at the same rate": [],
+                  "floor at the same share of its own saturation": []}
+        labels = []
+        for p in ("50", "90"):
+            for k, name in keys:
+                labels.append("%s\nat %s%%" % (name, p))
+                if proto == "NATS":
+                    mine = e.get("nats_open_%s_by_client" % p) or {"x": e.get("nats_open_" + p)}
+                    series["product (no-op)"].append(least(mine, k))
+                    series["floor at the same rate"].append(
+                        least(e.get("floor_open_%s_by_mode" % p), k))
+                    series["floor at the same share of its own saturation"].append(
+                        (e.get("floor_own_open_" + p) or {}).get(k))
+                else:
+                    series["product (no-op)"].append((e.get("http_paced_" + p) or {}).get(k))
+                    series["floor at the same rate"].append(
+                        (e.get("http_floor_paced_" + p) or {}).get(k))
+                    series["floor at the same share of its own saturation"].append(
+                        (e.get("http_floor_own_paced_" + p) or {}).get(k))
+        pos = list(range(len(labels)))
+        width = 0.8 / len(series)
+        for i, (name, vals) in enumerate(series.items()):
+            ax.bar([x - 0.4 + width * (i + 0.5) for x in pos], [v or 0 for v in vals], width,
+                   label=name)
+        ax.set_xticks(pos)
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("latency (µs, log)")
+        ax.set_title("%s (%s)" % (proto, "open loop" if proto == "NATS" else "paced wrk"),
+                     fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Tail at 50% and 90% of the product's saturation — " + title, fontsize=9)
+    save(fig, out, "tail.png")
+
+
+# PyTriton's bodies (bench_peers.py, scenarios.peers.large) that carry
+# what the product's input types carry.
+PEER_BODIES = {"bytes": ("u8_binary",), "doubles": ("fp64_binary", "fp64_json")}
+
+
+def peer_mbps(peers, kind, n):
+    """{series name: [MB/s]} of PyTriton for the product's input type kind,
+    at its n sizes (bench_peers' sizes are KiB/MiB where the product's are
+    KB/MB: paired by order), read defensively."""
+    lg = peers.get("large") if isinstance(peers, dict) else None
+    if not isinstance(lg, dict) or lg.get("skipped") or lg.get("failed"):
+        return {}
+    sizes = lg.get("sizes_bytes") or {}
+    labels = sorted(sizes, key=lambda x: sizes[x])[:n]
+    out = {}
+    for body in PEER_BODIES.get(kind, ()):
+        rows = lg.get(body)
+        if not isinstance(rows, dict):
+            continue
+        vals = [(rows.get(x) or {}).get("mb_per_s") for x in labels]
+        if any(v is not None for v in vals):
+            out["PyTriton, %s (%s)" % (body, "/".join(labels))] = vals + [None] * (n - len(vals))
+    return out
+
+
+def large(s, out, title):
+    lg = s.get("large")
+    if not lg:
+        return
+    kinds = [k for k in ("bytes", "doubles") if any(x.startswith(k + "_") for x in lg)]
+    if not kinds:
+        return
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        sizes = [x for x in lg.get("sizes", []) if "%s_%s" % (kind, x) in lg]
+        series = {"product over NATS": "nats_mbps", "NATS echo (floor)": "echo_mbps",
+                  "product over HTTP": "http_mbps", "HTTP floor": "http_floor_mbps"}
+        vals = {name: [lg["%s_%s" % (kind, x)].get(k) for x in sizes]
+                for name, k in series.items()}
+        vals.update(peer_mbps(s.get("peers"), kind, len(sizes)))
+        pos = list(range(len(sizes)))
+        width = 0.8 / max(len(vals), 1)
+        for i, (name, v) in enumerate(vals.items()):
+            ax.bar([x - 0.4 + width * (i + 0.5) for x in pos], [y or 0 for y in v], width,
+                   label=name)
+        ax.set_xticks(pos)
+        ax.set_xticklabels(sizes)
+        ax.set_yscale("log")
+        ax.set_xlabel("raw input size (%s)" % ("bytes" if kind == "bytes" else
+                                                "8 bytes a double"))
+        ax.set_ylabel("MB/s of raw input (log)")
+        ax.set_title("%s inputs" % kind, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Large inputs, best window / connections — " + title, fontsize=9)
+    save(fig, out, "large.png")
+
+
+MAIN_RATIOS = ("nats_throughput_vs_echo", "nats_p50_vs_echo", "http_throughput_vs_http_floor",
+               "http_p50_vs_http_floor", "nats_p99_at_50%_vs_echo_same_rate",
+               "nats_p999_at_50%_vs_echo_same_rate", "http_p99_at_50%_vs_http_floor_same_rate")
+
+
+def spread(res, out, title):
+    sp = (res.get("spread") or {}).get("ratios") or {}
+    names = [n for n in MAIN_RATIOS if sp.get(n)] + sorted(
+        n for n in sp if n.startswith("peers_") and sp[n])
+    if not names:
+        return
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
+    pos = list(range(len(names)))
+    med = [sp[n]["median"] for n in names]
+    ax.errorbar(med, pos, xerr=[[m - sp[n]["min"] for m, n in zip(med, names)],
+                                [sp[n]["max"] - m for m, n in zip(med, names)]],
+                fmt="o", capsize=4)
+    for n, y in zip(names, pos):
+        ax.plot(sp[n]["runs"], [y] * len(sp[n]["runs"]), "x", color="grey", markersize=4)
+    ax.axvline(1, color="grey", linewidth=0.8)
+    ax.set_yticks(pos)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("product / reference (median, range and each run)")
+    ax.set_title("Main ratios over %d runs — %s" % (res["spread"].get("runs", 1), title),
+                 fontsize=9)
+    save(fig, out, "spread.png")
+
+
 def main():
     res_path, out = sys.argv[1], sys.argv[2]
     with open(res_path) as f:
@@ -158,8 +337,10 @@ def main():
     m = res["machine"]
     title = "%d cores, %s" % (m["cores"], res["started"][:10])
     s = res["scenarios"]
-    for plot in (latency_and_throughput, load, batching, scaling, memory):
+    for plot in (latency_and_throughput, load, batching, scaling, memory, pipeline, connections,
+                 tail, large):
         plot(s, out, title)
+    spread(res, out, title)
     print("plots written to %s" % out)
 
 

@@ -10,9 +10,18 @@ Load generators (C, so the client is never what limits a figure):
   * wrk (Debian) for HTTP, with tests/bench/wrk_post.lua.
 
 Scenarios (see docs/benchmarks.md):
-  floor, e2e (NATS and HTTP), batching, scaling, coldstart, memory,
+  floor, e2e (NATS and HTTP), peers (tests/bench/bench_peers.py), large
+  (inputs of 100 KB to 8 MB), batching, scaling, coldstart, memory,
   overload, ray, kubernetes (the same no-op through a KubernetesContainerManager
   cluster's Services, with the same clients; needs KUBECONFIG).
+
+Throughput is swept over the client's pipeline depth (NATS, --window) and
+wrk's connections (HTTP), for the product and for the floors alike, and
+compared best to best; every depth is kept in results.json. With --runs N
+the measuring scenarios (floor, e2e, peers, large) are repeated N times in
+the same cluster, one after the other, and every ratio and target gets its
+median and range over the runs (results.json "spread"); a target is met
+when its median meets it.
 
 Writes <out>/results.json (everything), <out>/results.csv (one row per
 figure) and, when matplotlib is importable by --plot-python, PNG plots.
@@ -20,7 +29,7 @@ Usage (after `bash .ci/setup`; `bash .ci/bench` does all of it):
 
     PYTHONPATH=build/deployers python3 tests/bench/bench_suite.py \\
         --bench build/tests/bench/clipper-bench --out docs/bench \\
-        [--ray-python build/bench-venv/bin/python] [--quick]
+        [--ray-python build/bench-venv/bin/python] [--quick] [--runs 3]
 """
 import argparse
 import csv
@@ -32,9 +41,12 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
 
 from clipper_admin import ClipperConnection, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
@@ -42,8 +54,31 @@ from clipper_admin.local_container_manager import _descendants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BODY = '{"input":[1.0,2.0]}'
-SCENARIOS = ("floor", "e2e", "batching", "scaling", "coldstart", "memory", "overload", "ray",
-             "security", "kubernetes")
+SCENARIOS = ("floor", "e2e", "peers", "large", "batching", "scaling", "coldstart", "memory",
+             "overload", "ray", "security", "kubernetes")
+# The scenarios --runs repeats, in this order in each run.
+MEASURING = ("floor", "e2e", "peers", "large")
+# Pipeline depths (clipper-bench --window) and wrk connections swept for
+# the saturation figures of the product and the floors.
+WINDOWS = (1, 16, 64, 256, 1024, 4096)
+CONNECTIONS = (1, 16, 64, 256, 512)
+# How the echo writes its replies (clipper-bench --echo-mode): each is the
+# best in some regime, so the floor is the best of them. In the open loop
+# "buffered" (cnats' flusher, a millisecond's wait) is left out.
+ECHO_MODES = ("buffered", "asap", "loop")
+OPEN_ECHO_MODES = ("asap", "loop")
+# How the open-loop client writes (clipper-bench --burst or not): each
+# request at once, or each burst of requests due together in one write.
+CLIENT_WRITES = ("asap", "burst")
+# The large-input scenario: raw input sizes (bytes as the model gets them:
+# the bytes of a "bytes" input, 8 bytes per double of a "doubles" one).
+LARGE_SIZES = (("100KB", 100000), ("1MB", 1000000), ("8MB", 8000000))
+LARGE_SLO_US = 5000000
+# Requests in flight for the large inputs stay under this many bytes of
+# body: nats-server cuts a client whose pending writes pass 64 MB.
+LARGE_INFLIGHT = 48000000
+# The frontend's HTTP body limit (opts.max_body, CL_FE_DEFAULT_MAX_BODY).
+FRONTEND_MAX_BODY = 32 << 20
 
 
 def free_port():
@@ -78,14 +113,33 @@ def run_client(cmd, timeout=600):
 # ---- NATS: clipper-bench ---------------------------------------------------
 
 def nats_bench(args, url, subject, label, count=0, window=0, seconds=5.0, rate=0.0,
-               slo_us=100000, echo=False, grace_ms=3000, echo_buffered=False, auth=()):
+               slo_us=100000, echo=False, grace_ms=3000, echo_buffered=False, auth=(),
+               echo_mode=None, body_file=None, warmup=None, timeout_ms=None, echo_reply=None,
+               burst=False):
+    """Runs clipper-bench; returns its rows by kind. echo_mode: the echo
+    writes in that mode in every run (else --echo's defaults: at once for
+    latency, buffered for throughput, at once or with echo_buffered
+    buffered in the open loop). body_file: the body from a file. burst: the
+    open loop writes the requests due together in one write (clipper-bench
+    --burst) instead of each at once."""
     cmd = [args.bench, "--nats", url] + list(auth) + ["--subject", subject, "--label", label,
            "--count", str(count), "--window", str(window), "--seconds", str(seconds),
-           "--body", BODY, "--slo-us", str(slo_us), "--grace-ms", str(grace_ms)]
+           "--slo-us", str(slo_us), "--grace-ms", str(grace_ms)]
+    cmd += ["--body-file", body_file] if body_file else ["--body", BODY]
     if rate:
         cmd += ["--rate", str(rate)]
-    if echo:
+    if burst:
+        cmd.append("--burst")
+    if warmup is not None:
+        cmd += ["--warmup", str(warmup)]
+    if timeout_ms is not None:
+        cmd += ["--timeout-ms", str(timeout_ms)]
+    if echo_mode:
+        cmd += ["--echo-mode", echo_mode]
+    elif echo:
         cmd.append("--echo-buffered" if echo_buffered else "--echo")
+    if echo_reply is not None:
+        cmd += ["--echo-reply", echo_reply]
     out, wall, cpu = run_client(cmd)
     rows = {}
     for line in out.splitlines():
@@ -93,23 +147,37 @@ def nats_bench(args, url, subject, label, count=0, window=0, seconds=5.0, rate=0
             r = json.loads(line)
             rows[r["kind"]] = r
     for r in rows.values():
-        r["client_cpu_s"] = round(cpu, 2)
+        if r["kind"] == "open":
+            r["client_writes"] = "burst" if burst else "asap"
+        # clipper-bench counts its own CPU time (cpu_s) apart from the
+        # echo's (echo_cpu_s, a process of its own); the cores each used
+        # over the measurement say whether the client could have limited it.
+        r["client_cpu_s"] = round(r.get("cpu_s", cpu), 2)
         r["client_wall_s"] = round(wall, 2)
+        span = r.get("seconds") or wall
+        r["client_cores"] = round(r.get("cpu_s", cpu) / max(span, 1e-3), 2)
+        if "echo_cpu_s" in r:
+            r["echo_cores"] = round(r["echo_cpu_s"] / max(span, 1e-3), 2)
     return rows
 
 
 # ---- HTTP: wrk ---------------------------------------------------------------
 
-def wrk(args, url, connections, seconds, threads=None, rate=None):
-    """wrk against url with the suite's POST body. With rate, each connection
-    waits a fixed delay between requests so that connections/delay is the
-    wanted rate (wrk has no open-loop mode; the achieved rate is reported)."""
+def wrk(args, url, connections, seconds, threads=None, rate=None, count=True, body_file=None,
+        timeout_s=5):
+    """wrk against url with the suite's POST body (or body_file's). With
+    rate, each connection waits a fixed delay between requests so that
+    connections/delay is the wanted rate (wrk has no open-loop mode; the
+    achieved rate is reported). count=False: no Lua hook per response (no
+    count of defaults and non-2xx answers; wrk itself still counts statuses
+    of 400 and above as errors), which costs wrk less."""
     threads = threads or min(2, connections)
-    env = dict(os.environ, WRK_BODY=BODY, WRK_DELAY_MS="0")
+    env = dict(os.environ, WRK_BODY=BODY, WRK_DELAY_MS="0", WRK_COUNT="1" if count else "0",
+               WRK_BODY_FILE=body_file or "")
     if rate:
         env["WRK_DELAY_MS"] = "%d" % max(1, round(connections * 1000.0 / rate))
-    cmd = [args.wrk, "-t%d" % threads, "-c%d" % connections, "-d%ds" % int(seconds),
-           "--timeout", "5s", "-s", os.path.join(HERE, "wrk_post.lua"), url]
+    cmd = [args.wrk, "-t%d" % threads, "-c%d" % connections, "-d%ds" % max(1, round(seconds)),
+           "--timeout", "%ds" % timeout_s, "-s", os.path.join(HERE, "wrk_post.lua"), url]
     c0 = children_cpu()
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
@@ -121,10 +189,41 @@ def wrk(args, url, connections, seconds, threads=None, rate=None):
         raise RuntimeError("wrk printed no summary: %s" % proc.stdout[-800:])
     r = json.loads(m.group(1))
     r.update(url=url, connections=connections, threads=threads, client_cpu_s=round(cpu, 2),
-             client_wall_s=round(wall, 2))
+             client_wall_s=round(wall, 2), client_cores=round(cpu / max(wall, 1e-3), 2))
     if rate:
         r["target_rate"] = rate
     return r
+
+
+class HttpFloor:
+    """clipper-bench --http-floor on a free port while in a with block."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def __enter__(self):
+        port = free_port()
+        self.proc = subprocess.Popen([self.args.bench, "--http-floor", str(port)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.proc.stdout.readline()
+        return "http://127.0.0.1:%d/floor" % port
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+def best_of(rows, key):
+    """The row of rows (a list or a dict of rows) with the highest key."""
+    rows = list(rows.values()) if isinstance(rows, dict) else list(rows)
+    rows = [r for r in rows if isinstance(r, dict) and r.get(key) is not None]
+    return max(rows, key=lambda r: r[key]) if rows else None
+
+
+def least_of(rows, key):
+    rows = list(rows.values()) if isinstance(rows, dict) else list(rows)
+    rows = [r for r in rows if isinstance(r, dict) and r.get(key) is not None]
+    return min(rows, key=lambda r: r[key]) if rows else None
 
 
 # ---- the cluster --------------------------------------------------------------
@@ -143,6 +242,12 @@ def batching_model(xs):
 def sleep10(xs):
     time.sleep(0.010)
     return ["1.0"] * len(xs)
+
+
+def length(xs):
+    # The large-input apps: a short answer per input, so what is measured
+    # is the input's way in.
+    return [str(len(x)) for x in xs]
 
 
 def processes(cm):
@@ -231,7 +336,7 @@ class Suite:
         self.args = args
         self.q = args.quick
         self.res = {"machine": machine(), "started": now_iso(), "quick": bool(args.quick),
-                    "scenarios": {}, "targets": {}}
+                    "runs_wanted": args.runs, "scenarios": {}, "targets": {}}
         self.cm = None
         self.conn = None
 
@@ -262,73 +367,314 @@ class Suite:
     def http(self, app):
         return "http://127.0.0.1:%d/%s/predict" % (self.http_port, app)
 
-    def deploy(self, app, func, slo_us, batch_size=-1, replicas=1):
-        python_deployer.create_endpoint(self.conn, app, "doubles", func, slo_micros=slo_us,
+    def deploy(self, app, func, slo_us, batch_size=-1, replicas=1, input_type="doubles",
+               warm_body=BODY):
+        python_deployer.create_endpoint(self.conn, app, input_type, func, slo_micros=slo_us,
                                         batch_size=batch_size, num_replicas=replicas)
         # The first queries warm the replica's interpreter.
         for _ in range(20):
-            nats_predict(self.cm, app)
+            nats_predict(self.cm, app, body=warm_body)
+
+    # sweeps: the saturation figures, best to best ---------------------------------
+    def window_sweep(self, subject, label, windows=WINDOWS, modes=(None,), secs=None, **kw):
+        """Pipelined throughput at every window (clipper-bench --window):
+        {window: row}, or with echo modes {mode: {window: row}}. The
+        windows are the outer loop, so drift on a busy machine hits every
+        mode alike."""
+        secs = secs or self.dur(2, 1)
+        out = {m: {} for m in modes}
+        for w in windows:
+            for m in modes:
+                lab = "%s-%sw%d" % (label, m + "-" if m else "", w)
+                out[m][str(w)] = nats_bench(self.args, self.url, subject, lab, window=w,
+                                            seconds=secs, echo_mode=m, **kw)["pipelined"]
+        return out if modes != (None,) else out[None]
+
+    def http_sweep(self, url, connections=CONNECTIONS, secs=None,
+                   kinds=("counted", "uncounted"), **kw):
+        """wrk at every number of connections, with the Lua hook that counts
+        defaults and non-2xx answers and without it (cheaper for wrk):
+        {"counted": {connections: row}, "uncounted": {...}}."""
+        secs = secs or self.dur(2, 1)
+        out = {k: {} for k in kinds}
+        for c in connections:
+            for kind in out:
+                out[kind][str(c)] = wrk(self.args, url, c, secs, threads=1 if c == 1 else None,
+                                        count=kind == "counted", **kw)
+        return out
+
+    @staticmethod
+    def http_best(sweep):
+        """http_light: the lowest p50 with one connection; http_saturation:
+        the most requests a second of any run. A run without the hook is
+        given the defaults and non-2xx answers of the counted run with as
+        many connections (counted_run)."""
+        light = dict(least_of([sweep[k]["1"] for k in sweep if "1" in sweep[k]], "p50_us"))
+        sat = dict(best_of([r for k in sweep for r in sweep[k].values()], "rps"))
+        sat["hook_cost"] = Suite.hook_cost(sweep)
+        for row in (light, sat):
+            c = sweep.get("counted", {}).get(str(row["connections"]))
+            if not row["counted"] and c:
+                row["counted_run"] = {k: c[k] for k in ("rps", "defaults", "non2xx", "p50_us")}
+                row["defaults"], row["non2xx"] = c["defaults"], c["non2xx"]
+        return {"http_light": light, "http_saturation": sat}
 
     # 1. the floor -------------------------------------------------------------
     def floor(self):
+        """The bare NATS echo (every write mode, sequential and at every
+        window) and the bare libmicrohttpd reply (at every number of wrk
+        connections, with and without wrk's per-response hook). The floor
+        is the best of each."""
         a = self.args
-        r = nats_bench(a, self.url, "bench.echo", "nats-echo", count=self.dur(5000, 1000),
-                       window=256, seconds=self.dur(5, 2), echo=True)
-        port = free_port()
-        srv = subprocess.Popen([a.bench, "--http-floor", str(port)], stdout=subprocess.PIPE,
-                               text=True)
-        try:
-            srv.stdout.readline()
-            url = "http://127.0.0.1:%d/floor" % port
-            hl = wrk(a, url, 1, self.dur(5, 2), threads=1)
-            hs = wrk(a, url, 64, self.dur(5, 2))
-        finally:
-            srv.send_signal(signal.SIGTERM)
-            srv.wait(10)
-        self.res["scenarios"]["floor"] = {"nats_sequential": r["sequential"],
-                                          "nats_pipelined": r["pipelined"],
-                                          "http_light": hl, "http_saturation": hs}
+        seq = {m: nats_bench(a, self.url, "bench.echo", "echo-seq-" + m,
+                             count=self.dur(5000, 1000), echo_mode=m)["sequential"]
+               for m in ("asap", "loop")}
+        by_window = self.window_sweep("bench.echo", "echo", modes=ECHO_MODES)
+        out = {"nats_sequential": least_of(seq, "p50_us"), "nats_sequential_by_mode": seq,
+               "nats_by_window": by_window,
+               "nats_pipelined": best_of([r for m in by_window.values() for r in m.values()],
+                                         "throughput_rps")}
+        with HttpFloor(a) as url:
+            out["http_by_connections"] = self.http_sweep(url)
+        out.update(self.http_best(out["http_by_connections"]))
+        self.res["scenarios"]["floor"] = out
+
+    @staticmethod
+    def hook_cost(sweep):
+        """What wrk's per-response Lua hook costs: the best throughput with
+        it over the best without (1: nothing)."""
+        c = best_of(sweep.get("counted", {}), "rps")
+        u = best_of(sweep.get("uncounted", {}), "rps")
+        return round(c["rps"] / u["rps"], 3) if c and u and u["rps"] else None
 
     # 2. end to end, no-op closure ------------------------------------------------
     def e2e(self):
         a = self.args
-        secs = self.dur(5, 2)
-        r = nats_bench(a, self.url, self.subj("noop"), "noop-nats", count=self.dur(5000, 1000),
-                       window=256, seconds=secs)
-        sat = r["pipelined"]["throughput_rps"]
-        out = {"nats_sequential": r["sequential"], "nats_pipelined": r["pipelined"]}
+        tail_secs = self.dur(3, 2)
+        r = nats_bench(a, self.url, self.subj("noop"), "noop-nats", count=self.dur(5000, 1000))
+        by_window = self.window_sweep(self.subj("noop"), "noop-nats")
+        out = {"nats_sequential": r["sequential"], "nats_by_window": by_window,
+               "nats_pipelined": best_of(by_window, "throughput_rps")}
+        sat = out["nats_pipelined"]["throughput_rps"]
+        f = self.res["scenarios"].get("floor")
+        # The tail (p99, p99.9) at 50% and 90% of the product's saturation,
+        # open loop, with the client writing each request at once and each
+        # burst at once; beside the bare echo at the same rate in every
+        # write mode, with both clients (the floor is the best of them at
+        # each percentile); and the echo at 50% and 90% of its own
+        # saturation.
         for frac in (0.5, 0.9):
-            o = nats_bench(a, self.url, self.subj("noop"), "noop-nats-%d" % (frac * 100),
-                           rate=round(sat * frac), seconds=secs, slo_us=100000)
-            out["nats_open_%d" % (frac * 100)] = o["open"]
-            # The bare echo at the same rate: what the bus and this client
-            # give at that load. An echo that writes each reply at once is
-            # best at low rates, one that batches its writes at high rates:
-            # the floor is the better of the two.
-            tries = [nats_bench(a, self.url, "bench.echo", "echo-%d" % (frac * 100),
-                                rate=round(sat * frac), seconds=secs, echo=True,
-                                echo_buffered=buffered)["open"] for buffered in (False, True)]
-            out["floor_open_%d" % (frac * 100)] = min(tries, key=lambda x: x["p50_us"])
-        out["http_light"] = wrk(a, self.http("noop"), 1, secs, threads=1)
-        hs = wrk(a, self.http("noop"), 64, secs)
-        out["http_saturation"] = hs
-        for frac in (0.5, 0.9):
-            out["http_paced_%d" % (frac * 100)] = self.paced(self.http("noop"), hs["rps"] * frac,
-                                                             secs)
+            p = "%d" % (frac * 100)
+            rate = round(sat * frac)
+            mine = {w: nats_bench(a, self.url, self.subj("noop"), "noop-nats-%s-%s" % (p, w),
+                                  rate=rate, seconds=tail_secs, burst=w == "burst")["open"]
+                    for w in CLIENT_WRITES}
+            out["nats_open_%s_by_client" % p] = mine
+            out["nats_open_" + p] = least_of(mine, "p99_us")
+            tries = {"%s, %s client" % (m, w): nats_bench(
+                a, self.url, "bench.echo", "echo-%s-%s-%s" % (p, m, w), rate=rate,
+                seconds=tail_secs, echo_mode=m, burst=w == "burst")["open"]
+                for w in CLIENT_WRITES for m in OPEN_ECHO_MODES}
+            out["floor_open_%s_by_mode" % p] = tries
+            out["floor_open_" + p] = least_of(tries, "p99_us")
+        if f:
+            esat = f["nats_pipelined"]["throughput_rps"]
+            best = out["floor_open_90"]
+            for frac in (0.5, 0.9):
+                p = "%d" % (frac * 100)
+                o = nats_bench(a, self.url, "bench.echo", "echo-own-" + p, rate=round(esat * frac),
+                               seconds=tail_secs, echo_mode=best["echo_mode"],
+                               burst=best["client_writes"] == "burst")["open"]
+                o["of_saturation_rps"] = esat
+                out["floor_own_open_" + p] = o
+        out["tail_summary"] = self.tail_summary(out)
+        out["http_by_connections"] = self.http_sweep(self.http("noop"))
+        out.update(self.http_best(out["http_by_connections"]))
+        hsat = out["http_saturation"]["rps"]
+        # The same for HTTP, paced: the product, the bare reply at the same
+        # rates (both counting answers), and the bare reply at 50% and 90%
+        # of its own saturation (without the hook: counted, wrk cannot
+        # reach it).
+        with HttpFloor(a) as furl:
+            for frac in (0.5, 0.9):
+                p = "%d" % (frac * 100)
+                out["http_paced_" + p] = self.paced(self.http("noop"), hsat * frac, tail_secs)
+                out["http_floor_paced_" + p] = self.paced(furl, hsat * frac, tail_secs)
+                if f:
+                    fsat = f["http_saturation"]["rps"]
+                    o = self.paced(furl, fsat * frac, tail_secs, count=False)
+                    o["of_saturation_rps"] = fsat
+                    out["http_floor_own_paced_" + p] = o
         self.res["scenarios"]["e2e"] = out
 
-    def paced(self, url, rate, secs):
+    @staticmethod
+    def tail_summary(e):
+        """Where the NATS tail comes from, in figures: at each load the
+        product's and the best echo's p99 and p99.9, how far behind its
+        schedule the client fell in each (its own share of the tail: the
+        latency counts from the scheduled send), and what writing each
+        request at once instead of each burst did to the product's p99."""
+        out = {}
+        for p in ("50", "90"):
+            mine = e.get("nats_open_%s_by_client" % p) or {}
+            me, echo = e.get("nats_open_" + p), e.get("floor_open_" + p)
+            if not (me and echo):
+                continue
+            row = {"rate": me["rate"]}
+            for who, o in (("product", me), ("echo", echo)):
+                row.update({"%s_%s" % (who, k): o.get(k) for k in
+                            ("p50_us", "p99_us", "p999_us", "max_us", "max_send_lag_us",
+                             "client_writes")})
+            row["echo_mode"] = echo.get("echo_mode")
+            row["product_defaults"] = me.get("defaults")
+            if "asap" in mine and "burst" in mine and mine["burst"]["p99_us"]:
+                row["product_p99_asap_vs_burst_client"] = round(
+                    mine["asap"]["p99_us"] / mine["burst"]["p99_us"], 2)
+            out[p] = row
+        return out
+
+    def paced(self, url, rate, secs, count=True):
         """wrk at about `rate` requests a second: connections that each wait
         10 ms between requests. A request's own latency stretches each
         connection's period, so a run that falls short is repeated once
         with proportionally more connections."""
         conns = max(8, int(rate * 0.010))
-        r = wrk(self.args, url, min(conns, 1000), secs, rate=rate)
+        r = wrk(self.args, url, min(conns, 1000), secs, rate=rate, count=count)
         if r["rps"] < 0.95 * rate:
             conns = int(conns * rate / max(r["rps"], 1.0)) + 1
-            r = wrk(self.args, url, min(conns, 1000), secs, rate=rate * conns / max(1, r["connections"]))
+            r = wrk(self.args, url, min(conns, 1000), secs, count=count,
+                    rate=rate * min(conns, 1000) / max(1, r["connections"]))
             r["target_rate"] = rate
         return r
+
+    # large inputs ----------------------------------------------------------------
+    def large_bodies(self):
+        """{(input type, size label): (path, body bytes, raw bytes)}: the
+        request bodies of the large-input scenario, written once into a
+        temporary directory. bytes: {"input": "<base64>"} of random bytes;
+        doubles: {"input": [...]} of random doubles, written in full
+        (17 significant digits, about 19 bytes of JSON per 8-byte double)."""
+        if getattr(self, "_large", None):
+            return self._large
+        import base64
+        import random
+        self._large_dir = tempfile.mkdtemp(prefix="clipper-bench-large-")
+        rnd = random.Random(17)
+        self._large = {}
+        for label, size in LARGE_SIZES:
+            bodies = {"bytes": {"input": base64.b64encode(rnd.randbytes(size)).decode()},
+                      "doubles": {"input": [rnd.random() for _ in range(size // 8)]}}
+            for kind, body in bodies.items():
+                text = json.dumps(body, separators=(",", ":")).encode()
+                path = os.path.join(self._large_dir, "%s-%s.json" % (kind, label))
+                with open(path, "wb") as fh:
+                    fh.write(text)
+                self._large[(kind, label)] = (path, len(text), size)
+        return self._large
+
+    def large(self):
+        """Inputs of 100 KB, 1 MB and 8 MB (raw: the bytes a model gets;
+        8 bytes a double) as bytes (base64 in the JSON) and as doubles, to
+        apps whose closure answers each input's length (SLO 5 s, so nothing
+        defaults): over NATS (sequential, and pipelined at a few windows)
+        and over HTTP (wrk at a few connections, the body from a file),
+        beside the floors with the same bodies: the NATS echo answering a
+        short reply (so the same bytes cross the bus as to the product and
+        back), and the bare HTTP reply. MB/s count the raw input bytes."""
+        a = self.args
+        secs = self.dur(2, 1)
+        short = '{"query_id":0,"output":"1","default":false}'
+        modes = ("asap", "buffered", "loop") if not self.q else ("loop",)
+        out = {"sizes": [x[0] for x in LARGE_SIZES], "slo_us": LARGE_SLO_US,
+               "frontend_max_body": FRONTEND_MAX_BODY, "inflight_limit": LARGE_INFLIGHT}
+        for (kind, label), (path, nbody, raw) in sorted(self.large_bodies().items()):
+            app = "large-" + kind
+            row = {"input_type": kind, "raw_bytes": raw, "body_bytes": nbody}
+            # Windows and connections that keep under LARGE_INFLIGHT bytes
+            # of bodies in flight; at most three (two with --quick).
+            fits = [w for w in (1, 2, 4, 16, 64) if w * nbody <= LARGE_INFLIGHT]
+            windows = fits[-self.dur(3, 2):]
+            conns = [c for c in (1, 4, 16) if c * nbody <= LARGE_INFLIGHT][-self.dur(3, 2):]
+            count = max(5, min(self.dur(200, 50), int(self.dur(400e6, 100e6) / nbody)))
+            kw = dict(body_file=path, slo_us=LARGE_SLO_US, grace_ms=10000, timeout_ms=30000)
+            log("  large %s %s (%d bytes of JSON): windows %s, connections %s"
+                % (kind, label, nbody, windows, conns))
+            row["nats_sequential"] = nats_bench(a, self.url, self.subj(app), "large-seq", count=count,
+                                                warmup=2, **kw)["sequential"]
+            row["echo_sequential"] = nats_bench(a, self.url, "bench.large", "large-echo-seq",
+                                                count=count, warmup=2, echo_mode="asap",
+                                                echo_reply=short, **kw)["sequential"]
+            row["nats_by_window"] = self.window_sweep(self.subj(app), "large-nats", windows,
+                                                      secs=secs, **kw)
+            row["echo_by_window"] = self.window_sweep("bench.large", "large-echo", windows,
+                                                      modes=modes, secs=secs, echo_reply=short,
+                                                      **kw)
+            pbest = best_of(row["nats_by_window"], "throughput_rps")
+            ebest = best_of([r for m in row["echo_by_window"].values() for r in m.values()],
+                            "throughput_rps")
+            row["nats_mbps"] = round(pbest["throughput_rps"] * raw / 1e6, 1)
+            row["echo_mbps"] = round(ebest["throughput_rps"] * raw / 1e6, 1)
+            row["nats_best_window"], row["echo_best"] = pbest["window"], {
+                "window": ebest["window"], "echo_mode": ebest.get("echo_mode")}
+            row["nats_bad"] = sum(r["bad"] for r in row["nats_by_window"].values()) + \
+                row["nats_sequential"]["bad"]
+            if nbody > FRONTEND_MAX_BODY:
+                row["http"] = {"skipped": "a %.1f MB body is above the frontend's HTTP body limit "
+                                          "(opts.max_body, %d MiB)" % (nbody / 1e6,
+                                                                       FRONTEND_MAX_BODY >> 20),
+                               "status": self.http_status(self.http(app), nbody)}
+            else:
+                hkw = dict(body_file=path, timeout_s=30, secs=secs, kinds=("counted",))
+                row["http_by_connections"] = self.http_sweep(self.http(app), conns, **hkw)["counted"]
+                with HttpFloor(a) as furl:
+                    row["http_floor_by_connections"] = self.http_sweep(furl, conns,
+                                                                       **hkw)["counted"]
+                hb = best_of(row["http_by_connections"], "rps")
+                fb = best_of(row["http_floor_by_connections"], "rps")
+                row["http_mbps"] = round(hb["rps"] * raw / 1e6, 1)
+                row["http_floor_mbps"] = round(fb["rps"] * raw / 1e6, 1)
+                row["http_best_connections"] = hb["connections"]
+                row["http_bad"] = sum((r["defaults"] or 0) + (r["non2xx"] or 0) +
+                                      r["errors"]["timeout"]
+                                      for r in row["http_by_connections"].values())
+            out["%s_%s" % (kind, label)] = row
+        self.res["scenarios"]["large"] = out
+
+    @staticmethod
+    def http_status(url, nbytes):
+        """The status the frontend answers a POST announcing nbytes of body
+        (Content-Length): a body above its limit is refused from that
+        alone (413), before it is sent."""
+        from urllib.parse import urlsplit
+        u = urlsplit(url)
+        with socket.create_connection((u.hostname, u.port), timeout=30) as sock:
+            sock.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %d\r\n\r\n" % (u.path, nbytes)).encode())
+            head = b""
+            while b"\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        m = re.match(rb"HTTP/1\.\d (\d+)", head)
+        return int(m.group(1)) if m else "no status line: %r" % head[:100]
+
+    # peers: the same models served by other serving systems -----------------------
+    def peers(self):
+        """tests/bench/bench_peers.py, with the cluster up (the apps "noop"
+        and "batch-adaptive" deployed): its run(suite) returns the
+        scenario's figures, with a "ratios" dict (product / peer)."""
+        try:
+            import bench_peers
+        except Exception as e:  # not there yet, or broken: the rest still runs
+            self.res["scenarios"]["peers"] = {"skipped": "bench_peers cannot be imported: %r" % e}
+            log("peers skipped: %r" % e)
+            return
+        try:
+            self.res["scenarios"]["peers"] = bench_peers.run(self)
+        except Exception as e:
+            traceback.print_exc()
+            self.res["scenarios"]["peers"] = {"skipped": "bench_peers.run failed: %r" % e}
 
     # 3. adaptive batching -----------------------------------------------------------
     def sweep(self, app, rate, slo_us, secs):
@@ -604,17 +950,27 @@ class Suite:
         wanted = self.args.scenarios
         self.start_cluster()
         try:
-            if "floor" in wanted:
-                log("floor: bare NATS echo and bare HTTP reply")
-                self.floor()
             self.deploy("noop", noop, 100000)
             self.deploy("batch-adaptive", batching_model, 20000, batch_size=-1)
             self.deploy("batch-size-1", batching_model, 20000, batch_size=1)
             self.deploy("sleep10", sleep10, 10000000, batch_size=1)
+            if "large" in wanted:
+                self.deploy("large-bytes", length, LARGE_SLO_US, input_type="bytes",
+                            warm_body='{"input":"AAAA"}')
+                self.deploy("large-doubles", length, LARGE_SLO_US)
             time.sleep(1.0)
             mem_idle = memory_snapshot(self.cm, "VmRSS")
-            for name in ("e2e", "batching", "scaling", "coldstart", "overload", "ray",
-                         "security"):
+            # The measuring scenarios, --runs times: floor and product one
+            # after the other, so that drift on a busy machine hits both.
+            measuring = [n for n in MEASURING if n in wanted]
+            self.res["runs"] = []
+            for i in range(self.args.runs if measuring else 0):
+                for name in measuring:
+                    log("%s (run %d of %d)" % (name, i + 1, self.args.runs))
+                    getattr(self, name)()
+                self.res["runs"].append({"scenarios": {
+                    n: self.res["scenarios"][n] for n in measuring if n in self.res["scenarios"]}})
+            for name in ("batching", "scaling", "coldstart", "overload", "ray", "security"):
                 if name in wanted:
                     log(name)
                     getattr(self, name)()
@@ -623,17 +979,64 @@ class Suite:
                     "idle_rss_mb": mem_idle, "peak_rss_mb": memory_snapshot(self.cm, "VmHWM")}
         finally:
             self.conn.stop_all()
+            if getattr(self, "_large_dir", None):
+                shutil.rmtree(self._large_dir, ignore_errors=True)
         if "kubernetes" in wanted:
             log("kubernetes")
             self.kubernetes()
         self.res["finished"] = now_iso()
-        self.ratios()
-        self.targets()
+        self.summarize()
         return self.res
 
-    def ratios(self):
-        """Every comparison of the run as a ratio (product / reference)."""
-        s, r = self.res["scenarios"], {}
+    def summarize(self):
+        """Ratios and targets of every run, and their spread: the median and
+        the range over the runs. res["scenarios"] holds the last run of the
+        repeated scenarios (res["runs"] every run); res["ratios"] the
+        medians; a target is met when its median meets it."""
+        runs = self.res.get("runs") or []
+        for r in runs or [{"scenarios": {}}]:
+            s = dict(self.res["scenarios"])
+            s.update(r["scenarios"])
+            r["ratios"] = self.ratios_of(s)
+            r["targets"] = self.targets_of(s)
+        if not runs:
+            runs = [{"ratios": self.ratios_of(self.res["scenarios"]),
+                     "targets": self.targets_of(self.res["scenarios"])}]
+
+        def spread(values):
+            vals = [v for v in values if v is not None]
+            if not vals:
+                return None
+            return {"median": round(statistics.median(vals), 3), "min": round(min(vals), 3),
+                    "max": round(max(vals), 3), "runs": vals}
+
+        names = []
+        for r in runs:
+            names += [n for n in r["ratios"] if n not in names]
+        ratios = {n: spread([r["ratios"].get(n) for r in runs]) for n in names}
+        self.res["ratios"] = {n: v["median"] for n, v in ratios.items() if v}
+        names = []
+        for r in runs:
+            names += [n for n in r["targets"] if n not in names]
+        targets = {}
+        for n in names:
+            first = next(r["targets"][n] for r in runs if n in r["targets"])
+            sp = spread([r["targets"].get(n, {}).get("value") for r in runs])
+            t = {"value": sp["median"] if sp else None, "target": first["target"],
+                 "met": bool(sp) and OPS[first["op"]](sp["median"], first["threshold"])}
+            if sp and len(sp["runs"]) > 1:
+                t.update(min=sp["min"], max=sp["max"], runs=sp["runs"])
+            targets[n] = t
+        self.res["targets"] = targets
+        self.res["spread"] = {"runs": len(runs), "ratios": ratios,
+                              "targets": {n: {k: t[k] for k in ("value", "min", "max", "runs")
+                                              if k in t} for n, t in targets.items()}}
+
+    @staticmethod
+    def ratios_of(s):
+        """Every comparison of one run as a ratio (product / reference);
+        throughput best to best."""
+        r = {}
 
         def ratio(name, a, b):
             if a is not None and b:
@@ -648,71 +1051,152 @@ class Suite:
                   f["nats_pipelined"]["throughput_rps"])
             ratio("http_throughput_vs_http_floor", e["http_saturation"]["rps"],
                   f["http_saturation"]["rps"])
+            # The same window and connections as before these sweeps, for
+            # comparison with earlier runs.
+            ratio("nats_throughput_vs_echo_at_window_256",
+                  e["nats_by_window"].get("256", {}).get("throughput_rps"),
+                  f["nats_by_window"].get("buffered", {}).get("256", {}).get("throughput_rps"))
+        if e:
             for p in ("50", "90"):
-                if "floor_open_" + p in e:
-                    ratio("nats_p50_at_%s%%_vs_echo_same_rate" % p, e["nats_open_" + p]["p50_us"],
-                          e["floor_open_" + p]["p50_us"])
+                tries = e.get("floor_open_%s_by_mode" % p) or {}
+                mine = e.get("nats_open_%s_by_client" % p) or {
+                    "asap": e.get("nats_open_" + p)}
+                for k in ("p50_us", "p99_us", "p999_us"):
+                    best, me = least_of(tries, k), least_of(mine, k)
+                    if best and me:
+                        ratio("nats_%s_at_%s%%_vs_echo_same_rate" % (k[:-3], p), me[k], best[k])
+                    if "http_floor_paced_" + p in e:
+                        ratio("http_%s_at_%s%%_vs_http_floor_same_rate" % (k[:-3], p),
+                              e["http_paced_" + p].get(k), e["http_floor_paced_" + p].get(k))
+        lg = s.get("large") or {}
+        for key, row in lg.items():
+            if not isinstance(row, dict) or "raw_bytes" not in row:
+                continue
+            ratio("large_%s_nats_mbps_vs_echo" % key, row.get("nats_mbps"), row.get("echo_mbps"))
+            ratio("large_%s_nats_p50_vs_echo" % key, row["nats_sequential"]["p50_us"],
+                  row["echo_sequential"]["p50_us"])
+            ratio("large_%s_http_mbps_vs_http_floor" % key, row.get("http_mbps"),
+                  row.get("http_floor_mbps"))
+        # Kubernetes and Ray Serve were measured at window 256 and with wrk
+        # counting at 1 and 64 connections: against the product's same runs.
         k = s.get("kubernetes", {})
         if e and "http_light" in k:
             ratio("k8s_nats_p50_vs_local", k["nats_sequential"]["p50_us"],
                   e["nats_sequential"]["p50_us"])
             ratio("k8s_nats_throughput_vs_local", k["nats_pipelined"]["throughput_rps"],
-                  e["nats_pipelined"]["throughput_rps"])
-            ratio("k8s_http_p50_vs_local", k["http_light"]["p50_us"], e["http_light"]["p50_us"])
+                  same_run(e, "nats", "256")["throughput_rps"])
+            ratio("k8s_http_p50_vs_local", k["http_light"]["p50_us"],
+                  same_run(e, "http", "1")["p50_us"])
             ratio("k8s_http_throughput_vs_local", k["http_saturation"]["rps"],
-                  e["http_saturation"]["rps"])
+                  same_run(e, "http", "64")["rps"])
         if e and "noop_light" in ray:
-            ratio("http_noop_p50_vs_ray", e["http_light"]["p50_us"], ray["noop_light"]["p50_us"])
-            ratio("http_noop_p99_vs_ray", e["http_light"]["p99_us"], ray["noop_light"]["p99_us"])
-            ratio("http_noop_throughput_vs_ray", e["http_saturation"]["rps"],
+            light = same_run(e, "http", "1")
+            ratio("http_noop_p50_vs_ray", light["p50_us"], ray["noop_light"]["p50_us"])
+            ratio("http_noop_p99_vs_ray", light["p99_us"], ray["noop_light"]["p99_us"])
+            ratio("http_noop_throughput_vs_ray", same_run(e, "http", "64")["rps"],
                   ray["noop_saturation"]["rps"])
         if "batching_light" in ray:
             ratio("http_batching_p50_vs_ray", ray["product_batching_light"]["p50_us"],
                   ray["batching_light"]["p50_us"])
             ratio("http_batching_throughput_vs_ray", ray["product_batching_saturation"]["rps"],
                   ray["batching_saturation"]["rps"])
-        self.res["ratios"] = r
+        for name, v in peer_ratios(s.get("peers")).items():
+            r["peers_" + name] = round(v, 3)
+        return r
 
     # ---- targets --------------------------------------------------------------------------
-    def targets(self):
-        s, t = self.res["scenarios"], self.res["targets"]
+    @staticmethod
+    def targets_of(s):
+        t = {}
 
-        def put(name, value, goal, ok):
-            t[name] = {"value": value, "target": goal, "met": bool(ok)}
+        def put(name, value, op, threshold):
+            t[name] = {"value": value, "target": "%s %s" % (op, threshold), "op": op,
+                       "threshold": threshold,
+                       "met": value is not None and OPS[op](value, threshold)}
 
         if "floor" in s and "e2e" in s:
             f, e = s["floor"], s["e2e"]
+            # Best to best: the product's best window against the best echo
+            # (any write mode, any window); the sequential p50 against the
+            # best echo's.
             tr = e["nats_pipelined"]["throughput_rps"] / f["nats_pipelined"]["throughput_rps"]
             lr = e["nats_sequential"]["p50_us"] / f["nats_sequential"]["p50_us"]
-            put("nats_throughput_vs_floor", round(tr, 2), ">= 0.5", tr >= 0.5)
-            put("nats_p50_vs_floor", round(lr, 2), "<= 3", lr <= 3)
+            hr = e["http_saturation"]["rps"] / f["http_saturation"]["rps"]
+            put("nats_throughput_vs_best_echo", round(tr, 3), ">=", 0.5)
+            put("nats_p50_vs_echo", round(lr, 3), "<=", 1.5)
+            put("http_throughput_vs_http_floor", round(hr, 3), ">=", 0.5)
         if "ray" in s and "noop_saturation" in s.get("ray", {}) and "e2e" in s:
             r, e = s["ray"], s["e2e"]
-            tr = e["http_saturation"]["rps"] / r["noop_saturation"]["rps"]
-            lr = e["http_light"]["p50_us"] / r["noop_light"]["p50_us"]
-            put("http_throughput_vs_ray", round(tr, 1), ">= 10", tr >= 10)
-            put("http_p50_vs_ray", round(lr, 3), "<= 0.25", lr <= 0.25)
+            tr = same_run(e, "http", "64")["rps"] / r["noop_saturation"]["rps"]
+            lr = same_run(e, "http", "1")["p50_us"] / r["noop_light"]["p50_us"]
+            put("http_throughput_vs_ray", round(tr, 1), ">=", 10)
+            put("http_p50_vs_ray", round(lr, 3), "<=", 0.25)
+        # Ahead of every peer on throughput and p50, for the no-op and the
+        # batching model (bench_peers' ratios, product / peer: noop_best_rps,
+        # batch_goodput_rps, noop_p50_us, batch_p50_us).
+        for name, v in peer_ratios(s.get("peers")).items():
+            low = name.split("_vs_")[0].lower()
+            if not low.startswith(("noop", "batch")):
+                continue
+            if low.endswith(("_rps", "throughput")):
+                put("peers_" + name, round(v, 3), ">", 1)
+            elif "_p50" in low:
+                put("peers_" + name, round(v, 3), "<", 1)
         if "batching" in s:
             x = s["batching"]["ratio"]
-            put("adaptive_batching_vs_batch_1", round(x, 1), ">= 10", x >= 10)
+            put("adaptive_batching_vs_batch_1", round(x, 1), ">=", 10)
         if "scaling" in s:
             x = s["scaling"]["ratio_4_vs_1"]
-            put("scaling_1_to_4", round(x, 2), ">= 3.5", x >= 3.5)
+            put("scaling_1_to_4", round(x, 2), ">=", 3.5)
         if "coldstart" in s:
             x = s["coldstart"]["max_s"]
-            put("cold_start_s", x, "<= 1", x <= 1)
+            put("cold_start_s", x, "<=", 1)
         if "memory" in s:
             idle = s["memory"]["idle_rss_mb"]
             for role in ("frontend", "router"):
-                put("idle_rss_mb_" + role, idle.get(role), "< 20", (idle.get(role) or 1e9) < 20)
+                put("idle_rss_mb_" + role, idle.get(role), "<", 20)
         if "overload" in s:
             o = s["overload"]
             lost = o["lost"]
             share = o["predictions_in_slo"] / max(o["predictions"], 1)
             held = o["goodput_rps"] / max(o["saturation_rps"], 1)
-            put("overload_lost", lost, "== 0", lost == 0)
-            put("overload_predictions_in_slo", round(share, 4), ">= 0.99", share >= 0.99)
-            put("overload_goodput_vs_saturation", round(held, 2), ">= 0.9", held >= 0.9)
+            put("overload_lost", lost, "==", 0)
+            put("overload_predictions_in_slo", round(share, 4), ">=", 0.99)
+            put("overload_goodput_vs_saturation", round(held, 2), ">=", 0.9)
+        return t
+
+
+OPS = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+       "<": lambda a, b: a < b, "==": lambda a, b: a == b}
+
+
+def same_run(e, proto, at):
+    """The e2e run at window `at` (NATS) or with `at` connections and wrk
+    counting (HTTP), for comparisons with figures measured only there;
+    the best run when the sweep lacks it."""
+    if proto == "nats":
+        return e.get("nats_by_window", {}).get(at) or e["nats_pipelined"]
+    row = e.get("http_by_connections", {}).get("counted", {}).get(at)
+    return row or (e["http_light"] if at == "1" else e["http_saturation"])
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def peer_ratios(p):
+    """{name: product / peer} from the peers scenario (bench_peers.py), read
+    defensively: its "ratios" dict, either {peer: {figure: ratio}} (as
+    "<figure>_vs_<peer>") or flat {name: ratio}."""
+    if not isinstance(p, dict) or p.get("skipped"):
+        return {}
+    out = {}
+    for k, v in (p.get("ratios") or {}).items():
+        if isinstance(v, dict):
+            out.update({"%s_vs_%s" % (name, k): x for name, x in v.items() if is_number(x)})
+        elif is_number(v):
+            out[str(k)] = v
+    return out
 
 
 def ray_memory(root):
@@ -766,6 +1250,9 @@ def rows_of(res):
             out.append((prefix[0], ".".join(prefix[1:-1]), prefix[-1], node))
 
     walk([], res["scenarios"])
+    for name, sp in (res.get("spread") or {}).get("ratios", {}).items():
+        if sp:
+            out += [("spread", name, k, sp[k]) for k in ("median", "min", "max")]
     return out
 
 
@@ -781,29 +1268,132 @@ def print_table(res):
         print(fmt % (name, lat.get("p50_us", "") if lat else "", lat.get("p99_us", "") if lat else "",
                      ("%.0f" % thr) if thr else "", note))
 
+    runs = len(res.get("runs") or [])
+    if runs > 1:
+        print("(floor, e2e, peers, large: the last of %d runs; ratios and targets below: the "
+              "median and range over the runs)" % runs)
+
+    def cores(r):
+        return "client %.2f cores" % r["client_cores"] if "client_cores" in r else ""
+
+    def counted(r):
+        if r.get("counted"):
+            return "%s non-2xx, %s defaults" % (r["non2xx"], r["defaults"])
+        c = r.get("counted_run")
+        return "wrk without its hook%s" % (
+            "; counted at as many connections: %.0f/s, %s non-2xx, %s defaults" % (
+                c["rps"], c["non2xx"], c["defaults"]) if c else "")
+
     if "floor" in s:
         f = s["floor"]
-        line("NATS echo (floor)", f["nats_sequential"], f["nats_pipelined"]["throughput_rps"])
-        line("HTTP constant reply (floor)", f["http_light"], f["http_saturation"]["rps"])
+        fp = f["nats_pipelined"]
+        line("NATS echo (floor)", f["nats_sequential"], fp["throughput_rps"],
+             "best: %s echo; %s echo at window %d; %s, echo %.2f cores" % (
+                 f["nats_sequential"].get("echo_mode", "asap"), fp.get("echo_mode", "buffered"),
+                 fp["window"], cores(fp), fp.get("echo_cores", 0)))
+        hs = f["http_saturation"]
+        line("HTTP constant reply (floor)", f["http_light"], hs["rps"],
+             "best at %d connections, wrk %s; %s; best counting / best without the hook: %s" % (
+                 hs["connections"], "counting" if hs["counted"] else "without its hook",
+                 cores(hs), hs.get("hook_cost")))
     if "e2e" in s:
         e = s["e2e"]
-        line("no-op closure over NATS", e["nats_sequential"], e["nats_pipelined"]["throughput_rps"],
-             "%d bad; client used %.0f%% of a core" % (
-                 e["nats_sequential"]["bad"] + e["nats_pipelined"]["bad"],
-                 100 * e["nats_pipelined"]["client_cpu_s"] / e["nats_pipelined"]["client_wall_s"]))
-        for k in ("nats_open_50", "nats_open_90"):
-            o = e[k]
-            line("  at %s%% of saturation (open loop)" % k[-2:], o, o["send_rate"],
-                 "%d defaults, %d lost" % (o["defaults"], o["lost"]))
-            o = e["floor_open_" + k[-2:]]
-            line("  NATS echo at the same rate", o, o["send_rate"])
+        ep = e["nats_pipelined"]
+        line("no-op closure over NATS", e["nats_sequential"], ep["throughput_rps"],
+             "best at window %d; %d bad; %s" % (ep["window"], e["nats_sequential"]["bad"] +
+                                                sum(r["bad"] for r in e["nats_by_window"].values()),
+                                                cores(ep)))
         hs = e["http_saturation"]
         line("no-op closure over HTTP", e["http_light"], hs["rps"],
-             "%d non-2xx, %d defaults; wrk used %.0f%% of a core" % (
-                 hs["non2xx"], hs["defaults"], 100 * hs["client_cpu_s"] / hs["client_wall_s"]))
-        for k in ("http_paced_50", "http_paced_90"):
-            o = e[k]
-            line("  at %s%% of saturation (paced)" % k[-2:], o, o["rps"])
+             "best at %d connections; %s; %s" % (hs["connections"], counted(hs), cores(hs)))
+    sweeps = [(k, s[k]) for k in ("floor", "e2e") if k in s]
+    if sweeps:
+        print("\nthroughput (req/s) by pipeline depth (clipper-bench --window):")
+        print("  %-22s" % "window" + "".join("%9d" % w for w in WINDOWS))
+        for name, sc in sweeps:
+            bw = sc["nats_by_window"]
+            groups = bw.items() if name == "floor" else [("no-op", bw)]
+            for mode, rows in groups:
+                label = ("echo " + mode) if name == "floor" else "no-op (product)"
+                print("  %-22s" % label + "".join(
+                    "%9.0f" % rows[str(w)]["throughput_rps"] if str(w) in rows else "%9s" % "-"
+                    for w in WINDOWS))
+        print("throughput (req/s) by wrk connections (counted: with the Lua hook that counts "
+              "defaults):")
+        print("  %-22s" % "connections" + "".join("%9d" % c for c in CONNECTIONS))
+        for name, sc in sweeps:
+            for kind, rows in sc["http_by_connections"].items():
+                print("  %-22s" % ("%s, %s" % ("HTTP floor" if name == "floor" else "no-op",
+                                               kind)) + "".join(
+                    "%9.0f" % rows[str(c)]["rps"] if str(c) in rows else "%9s" % "-"
+                    for c in CONNECTIONS))
+    if "e2e" in s:
+        e = s["e2e"]
+        tf = "  %-58s %9s %8s %8s %8s  %s"
+        print("\ntail (latency in us; NATS open loop from the scheduled send, HTTP paced wrk):")
+        print(tf % ("", "req/s", "p50", "p99", "p99.9", "notes"))
+
+        def tline(name, o, note=""):
+            if o:
+                print(tf % (name, "%.0f" % (o.get("send_rate") or o.get("rps") or 0),
+                            o.get("p50_us"), o.get("p99_us"), o.get("p999_us", "-"), note))
+
+        for p in ("50", "90"):
+            mine = e.get("nats_open_%s_by_client" % p) or {"asap": e.get("nats_open_" + p)}
+            for w, o in mine.items():
+                tline("no-op over NATS at %s%% of its saturation, %s client" % (p, w), o,
+                      "%d defaults, %d lost; send lag up to %d us" % (
+                          o["defaults"], o["lost"], o.get("max_send_lag_us", 0)) if o else "")
+            tries = e.get("floor_open_%s_by_mode" % p) or {}
+            for m, o in tries.items():
+                tline("  NATS echo (%s) at the same rate" % m, o,
+                      "send lag up to %d us" % o.get("max_send_lag_us", 0))
+            o = e.get("floor_own_open_" + p)
+            tline("  NATS echo at %s%% of its own saturation" % p, o,
+                  "%s echo, %s client; send lag up to %d us" % (
+                      o.get("echo_mode"), o.get("client_writes"), o.get("max_send_lag_us", 0))
+                  if o else "")
+        for p in ("50", "90"):
+            o = e.get("http_paced_" + p)
+            tline("no-op over HTTP at %s%% of its saturation" % p, o,
+                  "%s defaults, %s non-2xx" % (o["defaults"], o["non2xx"]) if o else "")
+            tline("  HTTP floor at the same rate", e.get("http_floor_paced_" + p))
+            tline("  HTTP floor at %s%% of its own saturation" % p,
+                  e.get("http_floor_own_paced_" + p), "wrk without its hook")
+    lg = s.get("large")
+    if lg:
+        print("\nlarge inputs (MB/s of raw input; NATS: best window; HTTP: best connections; "
+              "SLO %.0f s):" % (lg["slo_us"] / 1e6))
+        lf = "  %-15s %9s %11s %11s %7s %9s %9s %11s %11s %7s  %s"
+        print(lf % ("input", "JSON MB", "NATS MB/s", "echo MB/s", "ratio", "p50 ms", "echo ms",
+                    "HTTP MB/s", "floor MB/s", "ratio", "bad"))
+        for key, row in lg.items():
+            if not isinstance(row, dict) or "raw_bytes" not in row:
+                continue
+            h = row.get("http", {})
+            print(lf % (key, "%.2f" % (row["body_bytes"] / 1e6), "%.1f" % row["nats_mbps"],
+                        "%.1f" % row["echo_mbps"], "%.2f" % (row["nats_mbps"] /
+                                                             max(row["echo_mbps"], 1e-9)),
+                        "%.1f" % (row["nats_sequential"]["p50_us"] / 1e3),
+                        "%.1f" % (row["echo_sequential"]["p50_us"] / 1e3),
+                        "%.1f" % row["http_mbps"] if "http_mbps" in row else "-",
+                        "%.1f" % row["http_floor_mbps"] if "http_floor_mbps" in row else "-",
+                        "%.2f" % (row["http_mbps"] / max(row["http_floor_mbps"], 1e-9))
+                        if "http_mbps" in row else "-",
+                        "NATS %d, HTTP %s%s" % (row["nats_bad"], row.get("http_bad", "-"),
+                                                "; HTTP: status %s, %s" % (h.get("status"),
+                                                                           h["skipped"])
+                                                if h.get("skipped") else "")))
+    p = s.get("peers")
+    if isinstance(p, dict) and p.get("skipped"):
+        print("\npeers: %s" % p["skipped"])
+    elif p:
+        print("\npeers:")
+        try:
+            import bench_peers
+            bench_peers.print_summary(p)
+        except Exception as e:  # its format is its own: the JSON has it all
+            print("  (no summary: %r)" % e)
     r = s.get("ray", {})
     if "noop_light" in r:
         line("Ray Serve no-op over HTTP", r["noop_light"], r["noop_saturation"]["rps"])
@@ -850,13 +1440,19 @@ def print_table(res):
                   k["pod_deleted_to_serving_s"]))
     elif k:
         print("Kubernetes: %s" % k.get("skipped"))
-    print("\nratios (product / reference, this run):")
+    sp = res.get("spread") or {}
+    many = sp.get("runs", 1) > 1
+    print("\nratios (product / reference%s):" % (
+        "; median [min-max] over %d runs" % sp["runs"] if many else ", this run"))
     for name, v in res.get("ratios", {}).items():
-        print("  %-40s %8.3f" % (name, v))
-    print("\ntargets:")
+        x = sp.get("ratios", {}).get(name)
+        print("  %-48s %8.3f%s" % (name, v, "  [%.3f-%.3f]" % (x["min"], x["max"])
+                                    if many and x else ""))
+    print("\ntargets%s:" % (" (met on the median)" if many else ""))
     for name, t in res["targets"].items():
-        print("  %-30s %-12s target %-10s %s" % (name, t["value"], t["target"],
-                                                 "met" if t["met"] else "MISSED"))
+        print("  %-36s %-10s target %-8s %s%s" % (
+            name, t["value"], t["target"], "met" if t["met"] else "MISSED",
+            "  [%s-%s]" % (t["min"], t["max"]) if "min" in t else ""))
 
 
 def main():
@@ -868,6 +1464,9 @@ def main():
     ap.add_argument("--plot-python", help="python with matplotlib for the plots (default: --ray-python)")
     ap.add_argument("--out", default="bench-results", help="directory for results and plots")
     ap.add_argument("--quick", action="store_true", help="short runs (a smoke test, not figures)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="repeat the measuring scenarios (%s) this many times; ratios and "
+                         "targets get their median and range" % ", ".join(MEASURING))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help="comma-separated subset of: " + ", ".join(SCENARIOS))
     args = ap.parse_args()
@@ -875,6 +1474,8 @@ def main():
     bad = [x for x in args.scenarios if x not in SCENARIOS]
     if bad:
         ap.error("unknown scenario %s (choose from %s)" % (", ".join(bad), ", ".join(SCENARIOS)))
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     if not shutil.which(args.wrk):
         ap.error("wrk not found (Debian package wrk; `bash .ci/bench` installs it)")
     os.makedirs(args.out, exist_ok=True)
