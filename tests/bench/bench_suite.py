@@ -50,6 +50,7 @@ import traceback
 
 from clipper_admin import ClipperConnection, LocalContainerManager
 from clipper_admin.deployers import python as python_deployer
+from clipper_admin._locate import clipper_bin
 from clipper_admin.local_container_manager import _descendants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -934,7 +935,7 @@ class Suite:
             out["identities_p50_added_us"] = (out["identities"]["p50_us"] -
                                               out["open"]["p50_us"])
             t0 = time.monotonic()
-            r = subprocess.run([os.environ.get("CLIPPER_BIN", "clipper"), "creds", "issue",
+            r = subprocess.run([clipper_bin(), "creds", "issue",
                                 "--role", "query", "--name", "bench-%d" % os.getpid(), "--out",
                                 os.path.join(cm.data_dir, "bench.creds"), "--data-dir",
                                 cm.data_dir, "--prefix", cm.prefix],
@@ -968,13 +969,13 @@ class Suite:
                 ran = [n for n in measuring if i == 0 or n in self.args.repeat]
                 for name in ran:
                     log("%s (run %d of %d)" % (name, i + 1, self.args.runs))
-                    getattr(self, name)()
+                    self.guarded(name)
                 self.res["runs"].append({"scenarios": {
                     n: self.res["scenarios"][n] for n in ran if n in self.res["scenarios"]}})
             for name in ("batching", "scaling", "coldstart", "overload", "ray", "security"):
                 if name in wanted:
                     log(name)
-                    getattr(self, name)()
+                    self.guarded(name)
             if "memory" in wanted:
                 self.res["scenarios"]["memory"] = {
                     "idle_rss_mb": mem_idle, "peak_rss_mb": memory_snapshot(self.cm, "VmHWM")}
@@ -984,10 +985,19 @@ class Suite:
                 shutil.rmtree(self._large_dir, ignore_errors=True)
         if "kubernetes" in wanted:
             log("kubernetes")
-            self.kubernetes()
+            self.guarded("kubernetes")
         self.res["finished"] = now_iso()
         self.summarize()
         return self.res
+
+    def guarded(self, name):
+        """Runs scenario name; one that fails is recorded with its error (and
+        the traceback logged) instead of losing the whole run's figures."""
+        try:
+            getattr(self, name)()
+        except Exception as e:  # noqa: BLE001 - any failure is reported, not hidden
+            log("%s failed: %s\n%s" % (name, e, traceback.format_exc()))
+            self.res["scenarios"][name] = {"error": "%s: %s" % (type(e).__name__, e)}
 
     def summarize(self):
         """Ratios and targets of every run, and their spread: the median and
@@ -1039,6 +1049,7 @@ class Suite:
     def ratios_of(s):
         """Every comparison of one run as a ratio (product / reference);
         throughput best to best."""
+        s = ok_scenarios(s)
         r = {}
 
         def ratio(name, a, b):
@@ -1110,6 +1121,7 @@ class Suite:
     # ---- targets --------------------------------------------------------------------------
     @staticmethod
     def targets_of(s):
+        s = ok_scenarios(s)
         t = {}
 
         def put(name, value, op, threshold):
@@ -1259,8 +1271,16 @@ def rows_of(res):
     return out
 
 
+def ok_scenarios(s):
+    """The scenarios of s that did not fail (Suite.guarded)."""
+    return {k: v for k, v in s.items() if not (isinstance(v, dict) and "error" in v)}
+
+
 def print_table(res):
-    s = res["scenarios"]
+    s = ok_scenarios(res["scenarios"])
+    for k, v in res["scenarios"].items():
+        if k not in s:
+            print("%s FAILED: %s" % (k, v["error"]))
     m = res["machine"]
     print("\nmachine: %s, %d cores, %.0f GiB, kernel %s" % (m["cpu"], m["cores"], m["memory_gib"],
                                                           m["kernel"]))
