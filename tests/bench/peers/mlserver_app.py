@@ -36,10 +36,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+from v2_server import supervise  # noqa: E402 - beside this script
 
 
 def parse_args():
@@ -79,18 +79,6 @@ def write_repo(args, root):
             json.dump(ms, f)
 
 
-def post_ok(port, model):
-    body = json.dumps({"inputs": [{"name": "INPUT", "shape": [1, 2], "datatype": "FP64",
-                                   "data": [1.0, 2.0]}]}).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d/v2/models/%s/infer" % (port, model),
-                                 data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status == 200 and json.load(r)["outputs"][0]["data"] == [1.0]
-    except (OSError, ValueError, KeyError, IndexError):
-        return False
-
-
 def main():
     args = parse_args()
     stop = threading.Event()
@@ -99,38 +87,12 @@ def main():
     root = tempfile.mkdtemp(prefix="mlserver-bench-")
     write_repo(args, root)
     mlserver = os.path.join(os.path.dirname(sys.executable), "mlserver")
-    t0 = time.monotonic()
     proc = subprocess.Popen([mlserver, "start", root], cwd=root)
     try:
-        while not all(post_ok(args.port, m) for m in ("noop", "batch")):
-            if proc.poll() is not None:
-                print("mlserver_app: mlserver exited with %d" % proc.returncode, file=sys.stderr,
-                      flush=True)
-                return 1
-            if stop.wait(0.1):
-                return 130
-            if time.monotonic() - t0 > args.start_timeout:
-                print("mlserver_app: not ready after %.0f s" % args.start_timeout,
-                      file=sys.stderr, flush=True)
-                return 3
-        print("mlserver_app: ready in %.1f s" % (time.monotonic() - t0), file=sys.stderr,
-              flush=True)
-        print("READY %d" % args.port, flush=True)
-        while not stop.wait(0.5):
-            if proc.poll() is not None:
-                print("mlserver_app: mlserver exited with %d" % proc.returncode, file=sys.stderr,
-                      flush=True)
-                return 1
+        return supervise("mlserver_app: mlserver", proc, args.port, ("noop", "batch"), stop,
+                         args.start_timeout)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
         shutil.rmtree(root, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -41,14 +41,14 @@ attribute '_recursion_count'"). So LD_LIBRARY_PATH is set to this
 interpreter's LIBDIR before Triton starts (it inherits the environment).
 """
 import argparse
-import json
 import os
 import signal
 import sys
 import sysconfig
 import threading
 import time
-import urllib.request
+
+import v2_server  # beside this script
 
 
 def parse_args():
@@ -100,14 +100,7 @@ def sample(model):
 
 
 def post_ok(port, model):
-    body = json.dumps({"inputs": [sample(model)]}).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d/v2/models/%s/infer" % (port, model),
-                                 data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status == 200 and json.load(r)["outputs"][0]["data"] == [1.0]
-    except (OSError, ValueError, KeyError, IndexError):
-        return False
+    return v2_server.post_ok(port, model, sample(model))
 
 
 def main():

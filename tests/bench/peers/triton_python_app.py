@@ -37,7 +37,6 @@ python on PATH; with pyenv's, its numpy 2 breaks the stub's tensors ("output
 tensor shape does not match size of output"), as seen here.
 """
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -46,10 +45,10 @@ import sys
 import sysconfig
 import tempfile
 import threading
-import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+from v2_server import supervise  # noqa: E402 - beside this script
 
 
 def parse_args():
@@ -107,18 +106,6 @@ def write_dirs(args, root):
     return backends, repo
 
 
-def post_ok(port, model):
-    body = json.dumps({"inputs": [{"name": "INPUT", "shape": [1, 2], "datatype": "FP64",
-                                   "data": [1.0, 2.0]}]}).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d/v2/models/%s/infer" % (port, model),
-                                 data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status == 200 and json.load(r)["outputs"][0]["data"] == [1.0]
-    except (OSError, ValueError, KeyError, IndexError):
-        return False
-
-
 def main():
     args = parse_args()
     stop = threading.Event()
@@ -141,38 +128,13 @@ def main():
            "--log-verbose", "0", "--log-info", "false"]
     if args.http_threads:
         cmd += ["--http-thread-count", str(args.http_threads)]
-    t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env)
     try:
-        while not all(post_ok(args.port, m) for m in ("noop", "batch")):
-            if proc.poll() is not None:
-                print("triton_python_app: tritonserver exited with %d" % proc.returncode,
-                      file=sys.stderr, flush=True)
-                return 1
-            if stop.wait(0.1):
-                return 130
-            if time.monotonic() - t0 > args.start_timeout:
-                print("triton_python_app: not ready after %.0f s" % args.start_timeout,
-                      file=sys.stderr, flush=True)
-                return 3
-        print("triton_python_app: ready in %.1f s" % (time.monotonic() - t0), file=sys.stderr,
-              flush=True)
-        print("READY %d" % args.port, flush=True)
-        while not stop.wait(0.5):
-            if proc.poll() is not None:
-                print("triton_python_app: tritonserver exited with %d" % proc.returncode,
-                      file=sys.stderr, flush=True)
-                return 1
+        # SIGINT: Triton's graceful stop.
+        return supervise("triton_python_app: tritonserver", proc, args.port, ("noop", "batch"),
+                         stop, args.start_timeout, stop_signal=signal.SIGINT, stop_wait_s=15)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # Triton's graceful stop
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
         shutil.rmtree(root, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
