@@ -15,7 +15,7 @@
  * message would leave the new connection misparsed. The loop's connection
  * therefore never reconnects by itself (max reconnect 0: a disconnect
  * closes it); the thread running the loop builds a new connection, with a
- * new parser, and subscribes again, retrying every 250 ms while the server
+ * new parser, and subscribes again, retrying every 100 ms while the server
  * is away. Publishes from other threads take nc_lock for reading; the
  * rebuild takes it for writing. Messages published while no connection is
  * up fail (the callers' own recovery covers them: the router requeues a
@@ -34,6 +34,11 @@
 #include "cl_clock.h"
 #include "cl_log.h"
 #include "cl_loop.h"
+
+/* How often a closed loop connection is built again while the server is
+ * away. A refused connect costs little, and until the loop's subscriptions
+ * are back a request on them gets "no responders". */
+#define REBUILD_MS 100
 
 typedef struct {
     natsSubscription *sub;
@@ -212,7 +217,7 @@ cl_status cl_loop_run(cl_loop *l, int timeout_ms)
         if (loop_closed(l)) {
             /* Still away: wait (a wake-up or the timeout), then try again. */
             struct pollfd p = {.fd = l->efd, .events = POLLIN};
-            int wait_ms = timeout_ms < 250 ? timeout_ms : 250;
+            int wait_ms = timeout_ms < REBUILD_MS ? timeout_ms : REBUILD_MS;
             if (poll(&p, 1, wait_ms) > 0) {
                 uint64_t v;
                 ssize_t n = read(l->efd, &v, sizeof(v));
@@ -314,7 +319,7 @@ static void rebuild(cl_loop *l)
     uint64_t now = cl_mono_us();
     if (now < l->next_rebuild_us)
         return;
-    l->next_rebuild_us = now + 250000;
+    l->next_rebuild_us = now + REBUILD_MS * 1000;
     pthread_rwlock_wrlock(&l->nc_lock);
     for (size_t i = 0; i < l->n_subs; i++) {
         natsSubscription_Destroy(l->subs[i].sub);

@@ -174,15 +174,20 @@ class Ctx(object):
     def wait_prediction(self, timeout):
         deadline = time.monotonic() + timeout
         last = None
+        seen = {}  # what the tries got, by kind: says a deaf frontend from defaults
         while time.monotonic() < deadline:
             try:
                 last = self.predict([1.0, 2.0])
                 if last.get("default") is False and last.get("output") == 3.0:
                     return time.monotonic()
+                kind = "default" if last.get("default") else "wrong output"
             except Exception as e:  # noqa: BLE001 - retried until the deadline
                 last = repr(e)
+                kind = type(e).__name__
+            seen[kind] = seen.get(kind, 0) + 1
             time.sleep(0.02)
-        raise RuntimeError("no prediction within {} s (last: {})".format(timeout, last))
+        raise RuntimeError("no prediction within {} s (tries: {}; last: {})".format(
+            timeout, seen, last))
 
     def state(self):
         apps = sorted(json.dumps(a, sort_keys=True) for a in
@@ -222,6 +227,27 @@ class Ctx(object):
             except Exception as e:  # noqa: BLE001 - best effort at the end
                 print("stop_all: {}".format(e), file=sys.stderr)
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def print_log_tail(ctx, row, out, lines=60):
+    """What the cluster said before a row failed: the last lines of its
+    start log (every actor's lines, the supervisor's) and of the
+    nats-server's, written to out (a file, or stdout)."""
+    cm = ctx.cm
+    if cm is None or not getattr(cm, "log_file", None):
+        return
+    paths = [cm.log_file]
+    if cm.log_dir and os.path.isdir(cm.log_dir):
+        paths += [os.path.join(cm.log_dir, f) for f in sorted(os.listdir(cm.log_dir))
+                  if f.startswith("nats")]
+    for path in paths:
+        try:
+            with open(path, errors="replace") as f:
+                tail = f.read().splitlines()[-lines:]
+        except OSError as e:
+            tail = ["(cannot read: {})".format(e)]
+        print("---- {}: the last lines of {} ----".format(row, path), file=out)
+        print("\n".join(tail), file=out, flush=True)
 
 
 def one(pids, what):
@@ -351,6 +377,8 @@ def main():
     p.add_argument("--frontends", type=int, default=2,
                    help="query frontends (clipper start --frontends; default 2)")
     p.add_argument("--json")
+    p.add_argument("--failure-logs", help="append the log tails of failing rows to this file "
+                   "(default: print them)")
     p.add_argument("--logs", help="copy each row's cluster logs into this directory")
     p.add_argument("--check", action="store_true")
     a = p.parse_args()
@@ -362,15 +390,23 @@ def main():
     for row in rows:
         ctx = Ctx(a)
         ctx.row = row
+        phase = "start"
         try:
             start_s = ctx.start()
+            phase = "deploy"
             ctx.deploy()
+            phase = "row"
             res = run_row(ctx, row)
             res["start_s"] = round(start_s, 2)
         except Exception as e:  # noqa: BLE001 - reported as the row's result
-            res = {"row": row, "ok": False, "error": repr(e)[:500]}
-        finally:
-            ctx.stop()
+            res = {"row": row, "ok": False, "phase": phase, "error": repr(e)[:500]}
+        if not res.get("ok"):
+            if a.failure_logs:
+                with open(a.failure_logs, "a") as f:
+                    print_log_tail(ctx, row, f)
+            else:
+                print_log_tail(ctx, row, sys.stdout)
+        ctx.stop()
         results.append(res)
         print("FAULT " + json.dumps(res), flush=True)
     hdr = "{:<14} {:>6} {:>6} {:>5} {:>6} {:>5} {:>6} {:>7} {:>8} {:>6} {}".format(

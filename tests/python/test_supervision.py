@@ -313,16 +313,24 @@ def test_a_slice_of_the_fault_table():
     bench = os.path.join(os.path.dirname(os.environ["CLIPPER_BIN"]), "..", "..", "tests",
                          "bench", "clipper-bench")
     assert os.access(bench, os.X_OK), bench
-    out = os.path.join(tempfile.mkdtemp(prefix="faults-"), "slice.json")
+    tmp = tempfile.mkdtemp(prefix="faults-")
+    out, logs = os.path.join(tmp, "slice.json"), os.path.join(tmp, "failing-rows.log")
     r = subprocess.run([sys.executable, fault_suite.__file__, "--bench", bench,
                         "--rows", "router-kill,frontend-kill,manager-kill,nats-kill,replica-stop,"
                         "frontend-stop",
                         "--rate", "200", "--seconds", "9", "--fault-at", "3", "--stop-s", "3",
-                        "--json", out, "--check"], capture_output=True, text=True, timeout=600)
+                        "--json", out, "--failure-logs", logs, "--check"],
+                       capture_output=True, text=True, timeout=600)
     print(r.stdout[-3000:])
     rows = json.load(open(out))
     for row in rows:
         print("FIGURE fault {}".format(json.dumps(row)))
-    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    if r.returncode != 0:
+        # Last, where a CI log's tail shows it: what the cluster of each
+        # failing row said before it failed.
+        print(r.stderr[-2000:])
+        if os.path.exists(logs):
+            print(open(logs).read())
+    assert r.returncode == 0, [row for row in rows if not row.get("ok")]
     assert [row["row"] for row in rows] == ["router-kill", "frontend-kill", "manager-kill",
                                             "nats-kill", "replica-stop", "frontend-stop"]
