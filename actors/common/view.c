@@ -3,13 +3,16 @@
  * The watcher thread owned by cl_kv_watch is the only writer: it decodes
  * each change, applies it under the write lock, releases the lock and then
  * calls on_change. Readers hold the read lock while they look things up.
- * A cluster has few apps and models, so plain arrays are enough.
+ * Entries live in arrays (iteration, removal by swapping the last in);
+ * each array has a hash index from name (and version) to position, so the
+ * lookups made for every query cost the same with 1 or 1000 applications.
  *
  * During the initial load no per-key on_change is made; once it is done
  * on_change(NULL) is called, after cl_view_start has stored *out, so the
  * callback may already use the view. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -19,6 +22,8 @@
 #include "cl_log.h"
 #include "cl_view.h"
 
+#include <xxhash.h>
+
 #define INITIAL_LOAD_TIMEOUT_S 10
 
 typedef struct {
@@ -26,8 +31,21 @@ typedef struct {
     char *version;
 } current_entry;
 
+/* Which array an index is over. */
+enum { IX_APP, IX_MODEL, IX_CURRENT, IX_COUNT };
+
+/* Open addressing with linear probing, at most half full. A slot holds a
+ * position + 1 (0: empty). Adding an entry adds its slot; a removal (an
+ * administrator's act, rare) rebuilds the index whole. cap 0: no index
+ * (out of memory when it was built): lookups scan the array instead. */
+typedef struct {
+    uint32_t *slot;
+    size_t cap;
+} name_index;
+
 struct cl_view {
     pthread_rwlock_t lock;
+    name_index ix[IX_COUNT];
     cl_app *apps;
     size_t n_apps, cap_apps;
     cl_model *models;
@@ -62,28 +80,106 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t elem)
     return true;
 }
 
+/* The key of entry i of an array: a name, and for models a version. */
+static void key_at(const cl_view *v, int k, size_t i, const char **a, const char **b)
+{
+    *b = NULL;
+    if (k == IX_APP) {
+        *a = v->apps[i].name;
+    } else if (k == IX_MODEL) {
+        *a = v->models[i].name;
+        *b = v->models[i].version;
+    } else {
+        *a = v->currents[i].model;
+    }
+}
+
+static size_t count_of(const cl_view *v, int k)
+{
+    return k == IX_APP ? v->n_apps : k == IX_MODEL ? v->n_models : v->n_currents;
+}
+
+static size_t key_hash(const char *a, const char *b)
+{
+    XXH64_hash_t h = XXH3_64bits(a, strlen(a));
+    return (size_t)(b != NULL ? XXH3_64bits_withSeed(b, strlen(b), h) : h);
+}
+
+static bool key_is(const cl_view *v, int k, size_t i, const char *a, const char *b)
+{
+    const char *ka, *kb;
+    key_at(v, k, i, &ka, &kb);
+    return strcmp(ka, a) == 0 && (b == NULL || strcmp(kb, b) == 0);
+}
+
+static ssize_t find(const cl_view *v, int k, const char *a, const char *b)
+{
+    const name_index *ix = &v->ix[k];
+    if (ix->cap == 0) {
+        for (size_t i = 0; i < count_of(v, k); i++)
+            if (key_is(v, k, i, a, b))
+                return (ssize_t)i;
+        return -1;
+    }
+    size_t mask = ix->cap - 1;
+    for (size_t s = key_hash(a, b) & mask; ix->slot[s] != 0; s = (s + 1) & mask)
+        if (key_is(v, k, ix->slot[s] - 1, a, b))
+            return (ssize_t)(ix->slot[s] - 1);
+    return -1;
+}
+
+static void index_put(name_index *ix, const cl_view *v, int k, size_t i)
+{
+    const char *a, *b;
+    key_at(v, k, i, &a, &b);
+    size_t mask = ix->cap - 1, s = key_hash(a, b) & mask;
+    while (ix->slot[s] != 0)
+        s = (s + 1) & mask;
+    ix->slot[s] = (uint32_t)(i + 1);
+}
+
+/* Builds array k's index again, sized for what it holds now. */
+static void index_rebuild(cl_view *v, int k)
+{
+    name_index *ix = &v->ix[k];
+    size_t n = count_of(v, k), cap = 16;
+    while (cap < 2 * (n + 1))
+        cap *= 2;
+    free(ix->slot);
+    ix->cap = 0;
+    ix->slot = calloc(cap, sizeof(*ix->slot));
+    if (ix->slot == NULL || n >= UINT32_MAX) {
+        cl_warn("view: out of memory for an index: lookups scan instead");
+        return;
+    }
+    ix->cap = cap;
+    for (size_t i = 0; i < n; i++)
+        index_put(ix, v, k, i);
+}
+
+/* Entry i of array k was just appended. */
+static void index_added(cl_view *v, int k, size_t i)
+{
+    name_index *ix = &v->ix[k];
+    if (ix->cap == 0 || 2 * (i + 1) > ix->cap)
+        index_rebuild(v, k);
+    else
+        index_put(ix, v, k, i);
+}
+
 static ssize_t find_app(const cl_view *v, const char *name)
 {
-    for (size_t i = 0; i < v->n_apps; i++)
-        if (strcmp(v->apps[i].name, name) == 0)
-            return (ssize_t)i;
-    return -1;
+    return find(v, IX_APP, name, NULL);
 }
 
 static ssize_t find_model(const cl_view *v, const char *name, const char *version)
 {
-    for (size_t i = 0; i < v->n_models; i++)
-        if (strcmp(v->models[i].name, name) == 0 && strcmp(v->models[i].version, version) == 0)
-            return (ssize_t)i;
-    return -1;
+    return find(v, IX_MODEL, name, version);
 }
 
 static ssize_t find_current(const cl_view *v, const char *model)
 {
-    for (size_t i = 0; i < v->n_currents; i++)
-        if (strcmp(v->currents[i].model, model) == 0)
-            return (ssize_t)i;
-    return -1;
+    return find(v, IX_CURRENT, model, NULL);
 }
 
 /* Each apply_* runs under the write lock and takes ownership of what it
@@ -95,6 +191,7 @@ static void apply_app(cl_view *v, const char *name, cl_app *app)
         if (i >= 0) {
             cl_app_deinit(&v->apps[i]);
             v->apps[i] = v->apps[--v->n_apps];
+            index_rebuild(v, IX_APP);
         }
         return;
     }
@@ -103,6 +200,7 @@ static void apply_app(cl_view *v, const char *name, cl_app *app)
         v->apps[i] = *app;
     } else if (grow((void **)&v->apps, &v->cap_apps, v->n_apps, sizeof(cl_app))) {
         v->apps[v->n_apps++] = *app;
+        index_added(v, IX_APP, v->n_apps - 1);
     } else {
         cl_error("view: out of memory adding application '%s'", name);
         cl_app_deinit(app);
@@ -116,6 +214,7 @@ static void apply_model(cl_view *v, const char *name, const char *version, cl_mo
         if (i >= 0) {
             cl_model_deinit(&v->models[i]);
             v->models[i] = v->models[--v->n_models];
+            index_rebuild(v, IX_MODEL);
         }
         return;
     }
@@ -124,6 +223,7 @@ static void apply_model(cl_view *v, const char *name, const char *version, cl_mo
         v->models[i] = *m;
     } else if (grow((void **)&v->models, &v->cap_models, v->n_models, sizeof(cl_model))) {
         v->models[v->n_models++] = *m;
+        index_added(v, IX_MODEL, v->n_models - 1);
     } else {
         cl_error("view: out of memory adding model '%s:%s'", name, version);
         cl_model_deinit(m);
@@ -138,6 +238,7 @@ static void apply_current(cl_view *v, const char *model, char *version)
             free(v->currents[i].model);
             free(v->currents[i].version);
             v->currents[i] = v->currents[--v->n_currents];
+            index_rebuild(v, IX_CURRENT);
         }
         return;
     }
@@ -155,6 +256,7 @@ static void apply_current(cl_view *v, const char *model, char *version)
         return;
     }
     v->currents[v->n_currents++] = (current_entry){m, version};
+    index_added(v, IX_CURRENT, v->n_currents - 1);
 }
 
 /* Splits "model.<name>.<version>" (names never hold '.'). */
@@ -284,6 +386,8 @@ static void free_data(cl_view *v)
     free(v->apps);
     free(v->models);
     free(v->currents);
+    for (int k = 0; k < IX_COUNT; k++)
+        free(v->ix[k].slot);
 }
 
 cl_status cl_view_start(cl_view **out, cl_kv *kv, cl_view_change_cb on_change, void *closure,

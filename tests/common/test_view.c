@@ -238,6 +238,85 @@ static void test_view_ignores_a_bad_value_and_keeps_serving(void **state)
     cl_view_unlock(fx.view);
 }
 
+/* Hundreds of entries: the indexes grow several times over, removals from
+ * the middle move the last entry into the hole, and every lookup still
+ * finds exactly what the store holds (including names that run into their
+ * versions: m1 version 2 is not m version 12). */
+static void test_view_finds_every_entry_among_hundreds(void **state)
+{
+    (void)state;
+    open_bucket("view5");
+    start_view();
+    enum { N = 300 };
+    char key[64], name[32], version[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "a%d", i);
+        snprintf(key, sizeof(key), "app.%s", name);
+        put(key, app_json(name, name));
+        snprintf(name, sizeof(name), "m%d", i / 3);
+        snprintf(version, sizeof(version), "%d", i % 3 + 1);
+        snprintf(key, sizeof(key), "model.%s.%s", name, version);
+        put(key, model_json(name, version, i));
+    }
+    put("model.m.12", model_json("m", "12", 7));
+    for (int i = 0; i < N / 3; i++) {
+        snprintf(key, sizeof(key), "current.m%d", i);
+        put(key, i % 2 ? "{\"model_version\":\"2\"}" : "{\"model_version\":\"3\"}");
+    }
+    /* The watch delivers in order: a last key seen means all were (the
+     * fixture records only the first 64 keys). */
+    clear_keys();
+    put("app.last", app_json("last", "x"));
+    wait_key("app.last");
+    /* Every third application and the first version of every model go. */
+    for (int i = 0; i < N; i += 3) {
+        snprintf(key, sizeof(key), "app.a%d", i);
+        del(key);
+        snprintf(key, sizeof(key), "model.m%d.1", i / 3);
+        del(key);
+    }
+    del("current.m7");
+    clear_keys();
+    del("app.last");
+    wait_key("app.last");
+    cl_view_rdlock(fx.view);
+    assert_int_equal(cl_view_app_count(fx.view), N - N / 3);
+    assert_int_equal(cl_view_model_count(fx.view), N - N / 3 + 1);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "a%d", i);
+        const cl_app *app = cl_view_app(fx.view, name);
+        if (i % 3 == 0) {
+            assert_null(app);
+        } else {
+            assert_non_null(app);
+            assert_string_equal(app->default_output, name);
+        }
+        snprintf(name, sizeof(name), "m%d", i / 3);
+        snprintf(version, sizeof(version), "%d", i % 3 + 1);
+        const cl_model *m = cl_view_model(fx.view, name, version);
+        if (i % 3 == 0) {
+            assert_null(m);
+        } else {
+            assert_non_null(m);
+            assert_int_equal(m->num_replicas, i);
+        }
+    }
+    assert_int_equal(cl_view_model(fx.view, "m", "12")->num_replicas, 7);
+    assert_int_equal(cl_view_model(fx.view, "m1", "2")->num_replicas, 4);
+    assert_null(cl_view_model(fx.view, "m", "1"));
+    assert_null(cl_view_model(fx.view, "m12", ""));
+    for (int i = 0; i < N / 3; i++) {
+        snprintf(name, sizeof(name), "m%d", i);
+        const char *cur = cl_view_current(fx.view, name);
+        if (i == 7)
+            assert_null(cur);
+        else
+            assert_string_equal(cur, i % 2 ? "2" : "3");
+    }
+    assert_null(cl_view_current(fx.view, "m100"));
+    cl_view_unlock(fx.view);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +324,7 @@ int main(void)
         cmocka_unit_test_teardown(test_view_on_empty_bucket_starts_empty, teardown),
         cmocka_unit_test_teardown(test_view_sees_create_update_and_delete, teardown),
         cmocka_unit_test_teardown(test_view_ignores_a_bad_value_and_keeps_serving, teardown),
+        cmocka_unit_test_teardown(test_view_finds_every_entry_among_hundreds, teardown),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
