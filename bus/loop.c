@@ -458,26 +458,42 @@ void cl_loop_watch_fd(cl_loop *l, int fd)
     l->watch_fd = fd;
 }
 
+/* The subscription on subject, or NULL (hold nc_lock). */
+static natsSubscription *sub_of(const cl_loop *l, const char *subject)
+{
+    for (size_t i = 0; i < l->n_subs; i++)
+        if (strcmp(l->subs[i].subject, subject) == 0)
+            return l->subs[i].sub;
+    return NULL;
+}
+
 cl_status cl_loop_drain(cl_loop *l, const char *subject, int timeout_ms)
 {
-    natsSubscription *sub = NULL;
     pthread_rwlock_rdlock(&l->nc_lock);
-    for (size_t i = 0; i < l->n_subs; i++) {
-        if (strcmp(l->subs[i].subject, subject) == 0) {
+    for (size_t i = 0; i < l->n_subs; i++)
+        if (strcmp(l->subs[i].subject, subject) == 0)
             atomic_store(&l->subs[i].draining, true);
-            sub = l->subs[i].sub;
-            break;
-        }
-    }
+    natsSubscription *sub = sub_of(l, subject);
     natsStatus s = sub != NULL ? natsSubscription_DrainTimeout(sub, timeout_ms) : NATS_OK;
     pthread_rwlock_unlock(&l->nc_lock);
     wake(l); /* the loop sends the UNSUB and PING and reads the rest */
     if (sub == NULL || s != NATS_OK)
         return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "drain a subscription");
-    s = natsSubscription_WaitForDrainCompletion(sub, timeout_ms);
-    if (s == NATS_TIMEOUT)
-        return CL_ERR_TIMEOUT;
-    return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "wait for a drain");
+    /* Waited for in short slices under nc_lock: a rebuild of the
+     * connection (the server lost meanwhile) destroys the subscription,
+     * and then there is nothing more to wait for: a draining subscription
+     * is not made again. */
+    uint64_t deadline = cl_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000;
+    for (;;) {
+        pthread_rwlock_rdlock(&l->nc_lock);
+        s = sub_of(l, subject) == sub ? natsSubscription_WaitForDrainCompletion(sub, 10)
+                                      : NATS_OK;
+        pthread_rwlock_unlock(&l->nc_lock);
+        if (s != NATS_TIMEOUT)
+            return s == NATS_OK ? CL_OK : cl__bus_status(s, NULL, "wait for a drain");
+        if (cl_mono_us() >= deadline)
+            return CL_ERR_TIMEOUT;
+    }
 }
 
 void cl_loop_on_turn_end(cl_loop *l, void (*fn)(void *closure), void *closure)

@@ -3,6 +3,7 @@
  * against a real nats-server. */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -198,6 +199,91 @@ static void test_loop_reaches_the_server_by_address_when_its_name_fails(void **s
     cl_bus_free(bus);
 }
 
+/* A thread that runs the loop until told to stop, as an actor's io
+ * thread does while another thread stops it. */
+typedef struct {
+    cl_loop *loop;
+    atomic_bool stop;
+} runner;
+
+static void *run_loop(void *arg)
+{
+    runner *r = arg;
+    while (!atomic_load(&r->stop))
+        cl_status_ignore(cl_loop_run(r->loop, 20)); /* CL_ERR_TIMEOUT: idle */
+    return NULL;
+}
+
+static void test_drain_from_another_thread_handles_what_was_sent_and_nothing_after(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    seen s = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.d", "q", on_msg, &s), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    runner r = {.loop = loop};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_loop, &r), 0);
+    enum { N = 2000 };
+    for (int i = 0; i < N; i++)
+        assert_int_equal(cl_bus_publish(bus, "lt.d", "x", 1), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
+    assert_int_equal(cl_loop_drain(loop, "lt.d", 5000), CL_OK);
+    /* Drained: everything sent before was handled; nothing after comes. */
+    assert_int_equal(cl_bus_publish(bus, "lt.d", "late", 4), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
+    cl_sleep_ms(100);
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    assert_int_equal(s.count, N);
+    assert_string_equal(s.last, "x");
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
+/* A drain while the server restarts: the connection is built again under
+ * the drain, which returns (with whatever the lost connection said)
+ * without touching the subscription the rebuild destroyed, and the
+ * draining subscription is not made again, while the others are. */
+static void test_drain_across_a_server_restart_is_not_subscribed_again(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    seen gone = {.loop = loop}, kept = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.gone", NULL, on_msg, &gone), CL_OK);
+    assert_int_equal(cl_loop_subscribe(loop, "lt.kept", NULL, on_msg, &kept), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    runner r = {.loop = loop};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_loop, &r), 0);
+    assert_int_equal(cl_test_nats_restart(&cl_test_srv), 0);
+    uint64_t t0 = cl_mono_us();
+    cl_status_ignore(cl_loop_drain(loop, "lt.gone", 3000)); /* lost with the connection */
+    assert_true(cl_mono_us() - t0 < 4000000);
+    uint64_t before = cl_loop_reconnects(loop);
+    uint64_t end = cl_mono_us() + 15000000;
+    while (cl_loop_reconnects(loop) == before && cl_mono_us() < end)
+        cl_sleep_ms(20);
+    assert_true(cl_loop_reconnects(loop) > before);
+    /* The loop's counts are its thread's until it is joined: publish to
+     * both for 3 s (the bus itself may still be reconnecting), then look. */
+    for (int i = 0; i < 60; i++) {
+        cl_status_ignore(cl_bus_publish(bus, "lt.gone", "no", 2)); /* fails while away */
+        cl_status_ignore(cl_bus_publish(bus, "lt.kept", "yes", 3));
+        cl_sleep_ms(50);
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    assert_true(kept.count >= 1);
+    assert_int_equal(gone.count, 0);
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
 /* Last: it restarts the group's server. */
 static void test_loop_reconnects_and_resubscribes_after_a_server_restart(void **state)
 {
@@ -231,6 +317,8 @@ int main(void)
         cmocka_unit_test(test_publish_outside_a_turn_is_written_at_once),
         cmocka_unit_test(test_unsubscribed_subject_is_not_delivered_any_more),
         cmocka_unit_test(test_loop_reaches_the_server_by_address_when_its_name_fails),
+        cmocka_unit_test(test_drain_from_another_thread_handles_what_was_sent_and_nothing_after),
+        cmocka_unit_test(test_drain_across_a_server_restart_is_not_subscribed_again),
         cmocka_unit_test(test_loop_reconnects_and_resubscribes_after_a_server_restart),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
