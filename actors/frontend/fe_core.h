@@ -163,6 +163,13 @@ struct cl_frontend {
     fe_exporter *exporter; /* metrics: JSON on the query port, Prometheus port */
 };
 
+/* The HTTP door runs on the io thread's bus loop (opts.http_threads 0),
+ * not on libmicrohttpd's own threads. */
+static inline bool cl_fe_door_on_loop(const cl_frontend *fe)
+{
+    return fe->opts.http_threads == 0;
+}
+
 /* fe_query.c */
 bool cl_fe_prepare(cl_frontend *fe, const char *app, const char *body, size_t len,
                    cl_fe_prep *prep, cl_fe_reply *reply);

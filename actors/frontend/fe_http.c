@@ -145,7 +145,7 @@ static enum MHD_Result predict(fe_http_req *r)
     prep.q->http = r;
     r->suspended = true;
     MHD_suspend_connection(r->conn);
-    if (fe->opts.http_threads == 0) {
+    if (cl_fe_door_on_loop(fe)) {
         /* On the io thread: the task joins the turn's batches, published
          * at the end of the turn with the NATS queries' tasks. */
         if (!cl_fe_commit(fe, &prep, &fe->io_ob, &reply))

@@ -152,7 +152,7 @@ static void on_results(cl_bus *bus, cl_msg *m, void *closure)
 static void on_turn_end(void *closure)
 {
     cl_frontend *fe = closure;
-    if (fe->opts.http_threads == 0 && fe->http != NULL)
+    if (cl_fe_door_on_loop(fe) && fe->http != NULL)
         cl_fe_http_run(fe->http);
     cl_fe_outbox_flush(fe, &fe->io_ob);
 }
@@ -160,7 +160,7 @@ static void on_turn_end(void *closure)
 static void *io_main(void *arg)
 {
     cl_frontend *fe = arg;
-    bool door = fe->opts.http_threads == 0 && fe->http != NULL;
+    bool door = cl_fe_door_on_loop(fe) && fe->http != NULL;
     while (!atomic_load(&fe->stop_all)) {
         int wait_ms = door ? cl_fe_http_wait_ms(fe->http, POLL_MS) : POLL_MS;
         /* No message and nothing on the door's fd: the door may still have
@@ -386,7 +386,7 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
         pthread_mutex_lock(&fe->mu);
         fe->http = http;
         pthread_mutex_unlock(&fe->mu);
-        if (s == CL_OK && fe->opts.http_threads == 0)
+        if (s == CL_OK && cl_fe_door_on_loop(fe))
             cl_loop_watch_fd(fe->loop, cl_fe_http_poll_fd(http));
     }
     /* Last: from here on the io thread owns the loop, the door and io_ob. */

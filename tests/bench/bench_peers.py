@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The peer servers of the benchmark: the product's HTTP path against the
 serving systems a user would pick instead, measured in one run, on one
-machine, by the same client (wrk with tests/bench/peers/wrk_peers.lua).
+machine, by the same client (wrk with tests/bench/wrk_post.lua).
 
 Peers (servers in tests/bench/peers/, each in a venv of its own made by
 tests/bench/peers/setup.sh; a peer whose venv is missing is recorded as
@@ -44,7 +44,7 @@ Figures, for the product and every peer (results under "peers"):
     fewer than half the answers are good ones and goodput falls); goodput =
     predictions within 20 ms per second, best over the sweep. wrk has no
     per-request timing in Lua, so the share of answers within 20 ms comes
-    from its latency histogram (wrk_peers.lua, done()); defaults (the
+    from its latency histogram (wrk_post.lua, done()); defaults (the
     product's "default":true, its answer when it misses the SLO) and
     non-2xx answers are then taken off that count as if they had all been
     fast: goodput_rps, a lower bound for the product, exact for a peer that
@@ -64,7 +64,7 @@ with the same sizes is measured elsewhere): one query carries a single
 input row of 100 KiB (102 400 bytes), 1 MiB (1 048 576) or 8 MiB
 (8 388 608) of raw tensor data, to models large_fp64 and large_u8 that
 answer one 1.0 (pytriton_app.py --models large). Bodies, read by wrk from a
-file (wrk_peers.lua, $WRK_BODY_FILE):
+file (wrk_post.lua, $WRK_BODY_FILE):
   * fp64_binary / u8_binary: Triton's binary tensor extension, Content-Type
     application/octet-stream, header Inference-Header-Content-Length: <n>,
     body = n bytes of JSON header
@@ -105,7 +105,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PEER_DIR = os.path.join(HERE, "peers")
-LUA = os.path.join(PEER_DIR, "wrk_peers.lua")
+LUA = os.path.join(HERE, "wrk_post.lua")
 SLO_US = 20000
 PRODUCT_BODY = '{"input":[1.0,2.0]}'  # bench_suite.BODY; run() takes it from there
 
@@ -268,7 +268,7 @@ def memory_mb(pids):
 
 def wrk(wrk_path, url, connections, seconds, body=None, body_file=None,
         content_type="application/json", headers=(), slo_us=SLO_US, threads=None):
-    """wrk with wrk_peers.lua; returns its WRKJSON summary plus the run's
+    """wrk with wrk_post.lua; returns its WRKJSON summary plus the run's
     settings and the client's CPU time."""
     threads = threads or min(2, connections)
     env = dict(os.environ, WRK_BODY=body or "", WRK_BODY_FILE=body_file or "",
