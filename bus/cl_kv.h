@@ -56,6 +56,16 @@ cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count,
     CL_MUST_USE;
 void cl_kv_keys_free(char **keys, size_t count);
 
+/* A key's current value, as cl_kv_values gives it (borrowed for the call). */
+typedef void (*cl_kv_value_cb)(void *closure, const char *key, const char *value, size_t len,
+                               uint64_t rev);
+/* The current value of every key matching pattern (NATS wildcards, e.g.
+ * "app.>"), read in one pass: one watcher to which the server pushes them
+ * all, instead of a request per key. cb runs on the calling thread; a
+ * failure part way returns an error after some calls. */
+cl_status cl_kv_values(cl_kv *kv, const char *pattern, cl_kv_value_cb cb, void *closure,
+                       cl_err *err) CL_MUST_USE;
+
 /* key is NULL exactly once, after the initial values (even when the bucket
  * is empty). value is NULL and len 0 when deleted. Borrowed for the call. */
 typedef void (*cl_kv_watch_cb)(void *closure, const char *key, const char *value, size_t len,

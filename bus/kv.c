@@ -316,41 +316,6 @@ cl_status cl_kv_delete(cl_kv *kv, const char *key, cl_err *err)
     return CL_OK;
 }
 
-cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count, cl_err *err)
-{
-    kvKeysList list = {0};
-    *keys = NULL;
-    *count = 0;
-    natsStatus s = kvStore_Keys(&list, kv->store, NULL);
-    if (s == NATS_NOT_FOUND) {
-        return CL_OK;
-    }
-    if (s != NATS_OK)
-        return cl__bus_status(s, err, "cannot list the state keys");
-    size_t plen = prefix ? strlen(prefix) : 0;
-    char **out = calloc(list.Count > 0 ? (size_t)list.Count : 1, sizeof(*out));
-    if (out == NULL) {
-        kvKeysList_Destroy(&list);
-        return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-    }
-    size_t n = 0;
-    for (int i = 0; i < list.Count; i++) {
-        if (plen > 0 && strncmp(list.Keys[i], prefix, plen) != 0)
-            continue;
-        out[n] = strdup(list.Keys[i]);
-        if (out[n] == NULL) {
-            cl_kv_keys_free(out, n);
-            kvKeysList_Destroy(&list);
-            return cl_err_set(err, CL_ERR_NOMEM, "out of memory");
-        }
-        n++;
-    }
-    kvKeysList_Destroy(&list);
-    *keys = out;
-    *count = n;
-    return CL_OK;
-}
-
 void cl_kv_keys_free(char **keys, size_t count)
 {
     if (keys == NULL)
@@ -358,6 +323,109 @@ void cl_kv_keys_free(char **keys, size_t count)
     for (size_t i = 0; i < count; i++)
         free(keys[i]);
     free(keys);
+}
+
+/* How long cl_kv_values waits for the next value before giving up. */
+#define VALUES_NEXT_MS 5000
+
+/* One pass over the current values of the keys matching pattern (their
+ * keys alone when meta_only), ending at the watcher's marker. */
+static cl_status values_pass(cl_kv *kv, const char *pattern, bool meta_only, cl_kv_value_cb cb,
+                             void *closure, cl_err *err)
+{
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    o.IgnoreDeletes = true;
+    o.MetaOnly = meta_only;
+    kvWatcher *w = NULL;
+    natsStatus s = kvStore_Watch(&w, kv->store, pattern, &o);
+    char what[300];
+    if (s != NATS_OK) {
+        snprintf(what, sizeof(what), "cannot read the state keys '%s'", pattern);
+        return cl__bus_status(s, err, what);
+    }
+    for (;;) {
+        kvEntry *e = NULL;
+        s = kvWatcher_Next(&e, w, VALUES_NEXT_MS);
+        if (s != NATS_OK || e == NULL) /* NULL: the last of the current values */
+            break;
+        int n = kvEntry_ValueLen(e);
+        cb(closure, kvEntry_Key(e), meta_only ? "" : kvEntry_ValueString(e),
+           meta_only || n < 0 ? 0 : (size_t)n, kvEntry_Revision(e));
+        kvEntry_Destroy(e);
+    }
+    kvWatcher_Destroy(w);
+    if (s != NATS_OK) {
+        snprintf(what, sizeof(what), "reading the state keys '%s'", pattern);
+        return cl__bus_status(s, err, what);
+    }
+    return CL_OK;
+}
+
+cl_status cl_kv_values(cl_kv *kv, const char *pattern, cl_kv_value_cb cb, void *closure,
+                       cl_err *err)
+{
+    return values_pass(kv, pattern, false, cb, closure, err);
+}
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+    bool nomem;
+} keys_acc;
+
+static void add_key(void *closure, const char *key, const char *value, size_t len, uint64_t rev)
+{
+    (void)value;
+    (void)len;
+    (void)rev;
+    keys_acc *acc = closure;
+    if (acc->nomem)
+        return;
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap ? 2 * acc->cap : 16;
+        char **v = realloc(acc->v, cap * sizeof(*v));
+        if (v == NULL) {
+            acc->nomem = true;
+            return;
+        }
+        acc->v = v;
+        acc->cap = cap;
+    }
+    if ((acc->v[acc->n] = strdup(key)) == NULL)
+        acc->nomem = true;
+    else
+        acc->n++;
+}
+
+cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count, cl_err *err)
+{
+    *keys = NULL;
+    *count = 0;
+    /* A prefix of whole tokens ("app.", "model.m.") is a subject filter:
+     * the server sends those keys only. Any other prefix filters here. */
+    size_t plen = prefix ? strlen(prefix) : 0;
+    char pattern[512];
+    bool tokens = plen > 0 && prefix[plen - 1] == '.' && plen + 2 <= sizeof(pattern);
+    snprintf(pattern, sizeof(pattern), "%s>", tokens ? prefix : "");
+    keys_acc acc = {0};
+    cl_status st = values_pass(kv, pattern, true, add_key, &acc, err);
+    if (st == CL_OK && acc.nomem)
+        st = cl_err_set(err, CL_ERR_NOMEM, "out of memory");
+    if (st != CL_OK) {
+        cl_kv_keys_free(acc.v, acc.n);
+        return st;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < acc.n; i++) {
+        if (plen > 0 && strncmp(acc.v[i], prefix, plen) != 0)
+            free(acc.v[i]);
+        else
+            acc.v[n++] = acc.v[i];
+    }
+    *keys = acc.v;
+    *count = n;
+    return CL_OK;
 }
 
 static void *watch_main(void *arg)

@@ -85,6 +85,28 @@ cl_status cl__store_model(cl_admin *a, const char *name, const char *version, cl
                           uint64_t *rev, admin_reply *rep) CL_MUST_USE;
 cl_status cl__store_current(cl_admin *a, const char *name, char **version, uint64_t *rev,
                             admin_reply *rep) CL_MUST_USE;
+/* A key of the bucket and its value (NUL-terminated, len bytes). */
+typedef struct {
+    char *key;
+    char *value;
+    size_t len;
+} cl__entry;
+/* The current values of the keys under prefix (which ends in '.'), read in
+ * one pass, sorted by key; free with cl__store_entries_free. */
+cl_status cl__store_entries(cl_admin *a, const char *prefix, cl__entry **entries, size_t *n,
+                            admin_reply *rep) CL_MUST_USE;
+void cl__store_entries_free(cl__entry *entries, size_t n);
+int cl__entry_cmp(const void *x, const void *y); /* by key */
+/* Decode an entry of app.<name> / model.<name>.<version> as cl__store_app
+ * and cl__store_model decode what they read (CL_ERR_INVALID: malformed,
+ * rep says why). */
+cl_status cl__entry_app(const cl__entry *e, const char *name, cl_app *app,
+                        admin_reply *rep) CL_MUST_USE;
+cl_status cl__entry_model(const cl__entry *e, const char *name, const char *version,
+                          cl_model *m, admin_reply *rep) CL_MUST_USE;
+/* The current version of model among sorted current.* entries (malloc'd),
+ * or NULL when it has none or it does not decode. */
+char *cl__entries_current(const cl__entry *entries, size_t n, const char *model);
 /* Keys under prefix, sorted; free with cl_kv_keys_free. */
 cl_status cl__store_keys(cl_admin *a, const char *prefix, char ***keys, size_t *n,
                          admin_reply *rep) CL_MUST_USE;
@@ -111,16 +133,15 @@ cl_status cl__store_check_links(cl_admin *a, const char *model, int input_type,
                                 admin_reply *rep) CL_MUST_USE;
 
 /* get_all_applications and get_all_models: reads {"verbose": bool}, then
- * answers a list with one element per key under prefix, in key order, made
- * by item (a name, or an object when verbose). item may change key in
- * place; it returns CL_ERR_NOT_FOUND to leave the key out (deleted
- * meanwhile), CL_ERR_INVALID with rep saying why to leave a malformed
+ * answers a list with one element per entry under prefix, in key order,
+ * made by item (a name, or an object when verbose; closure is item's).
+ * item returns CL_ERR_INVALID with rep saying why to leave a malformed
  * record out (logged, and listed in rep->skipped), and another error, with
  * rep filled, to fail. */
-typedef cl_status (*admin_list_item)(cl_admin *a, char *key, bool verbose, cJSON **item,
-                                     admin_reply *rep) CL_MUST_USE;
+typedef cl_status (*admin_list_item)(cl_admin *a, const cl__entry *e, bool verbose,
+                                     void *closure, cJSON **item, admin_reply *rep) CL_MUST_USE;
 cl_status cl__admin_list(cl_admin *a, const void *data, size_t len, const char *prefix,
-                         admin_list_item item, admin_reply *rep) CL_MUST_USE;
+                         admin_list_item item, void *closure, admin_reply *rep) CL_MUST_USE;
 
 /* Clipper's check for names grouped in its Redis values, kept for its
  * text: "Invalid <what> supplied: <value>. Contains one of: ',', ':'". */

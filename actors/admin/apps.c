@@ -136,20 +136,22 @@ out:
 }
 
 /* One element of get_all_applications (cl__admin_list). The record is
- * read even for a list of names, so both lists leave out the same
+ * decoded even for a list of names, so both lists leave out the same
  * malformed records (CL_ERR_INVALID). */
-static CL_MUST_USE cl_status app_item(cl_admin *a, char *key, bool verbose, cJSON **item,
-                                      admin_reply *rep)
+static CL_MUST_USE cl_status app_item(cl_admin *a, const cl__entry *e, bool verbose,
+                                      void *closure, cJSON **item, admin_reply *rep)
 {
-    const char *name = key + 4; /* "app.<name>" */
+    (void)a;
+    (void)closure;
+    const char *name = e->key + 4; /* "app.<name>" */
     char valid[CL_KEY_MAX];
     cl_err err;
     if (cl_key_app(valid, name, &err) != CL_OK) {
-        cl__admin_fail(rep, "the key '%s' does not name an application: %s", key, err.msg);
+        cl__admin_fail(rep, "the key '%s' does not name an application: %s", e->key, err.msg);
         return CL_ERR_INVALID;
     }
     cl_app app;
-    cl_status st = cl__store_app(a, name, &app, NULL, rep);
+    cl_status st = cl__entry_app(e, name, &app, rep);
     if (st == CL_OK) {
         *item = verbose ? app_reply(&app) : cJSON_CreateString(name);
         cl_app_deinit(&app);
@@ -160,7 +162,7 @@ static CL_MUST_USE cl_status app_item(cl_admin *a, char *key, bool verbose, cJSO
 cl_status cl__cmd_get_all_applications(cl_admin *a, const void *data, size_t len,
                                        admin_reply *rep)
 {
-    return cl__admin_list(a, data, len, "app.", app_item, rep);
+    return cl__admin_list(a, data, len, "app.", app_item, NULL, rep);
 }
 
 cl_status cl__cmd_get_application(cl_admin *a, const void *data, size_t len, admin_reply *rep)

@@ -334,27 +334,44 @@ static bool split_key(char *key, const char **name, const char **version)
     return true;
 }
 
-/* One element of get_all_models (cl__admin_list). The record is read even
- * for a list of names, so both lists leave out the same malformed records
- * (CL_ERR_INVALID). */
-static CL_MUST_USE cl_status model_item(cl_admin *a, char *key, bool verbose, cJSON **item,
-                                        admin_reply *rep)
+/* The current versions, read once per listing, on the first element that
+ * needs them. */
+typedef struct {
+    bool loaded;
+    cl__entry *entries;
+    size_t n;
+} currents;
+
+/* One element of get_all_models (cl__admin_list). The record is decoded
+ * even for a list of names, so both lists leave out the same malformed
+ * records (CL_ERR_INVALID). */
+static CL_MUST_USE cl_status model_item(cl_admin *a, const cl__entry *e, bool verbose,
+                                        void *closure, cJSON **item, admin_reply *rep)
 {
-    char copy[CL_KEY_MAX], valid[CL_KEY_MAX];
-    snprintf(copy, sizeof(copy), "%s", key);
+    char key[CL_KEY_MAX], valid[CL_KEY_MAX];
+    snprintf(key, sizeof(key), "%s", e->key);
     const char *name, *version;
     cl_err err;
     if (!split_key(key, &name, &version) || cl_key_model(valid, name, version, &err) != CL_OK) {
         cl__admin_fail(rep, "the key '%s' does not name a model version (model.<name>.<version>)",
-                       copy);
+                       e->key);
         return CL_ERR_INVALID;
     }
     cl_model m;
-    cl_status st = cl__store_model(a, name, version, &m, NULL, rep);
+    cl_status st = cl__entry_model(e, name, version, &m, rep);
     if (st != CL_OK)
         return st;
     if (verbose) {
-        *item = model_reply(&m, is_current(a, name, version));
+        currents *cur = closure;
+        if (!cur->loaded) {
+            admin_reply scratch = {0}; /* unknown: no version is said to be current */
+            cl_status_ignore(cl__store_entries(a, "current.", &cur->entries, &cur->n, &scratch));
+            cl__admin_reply_reset(&scratch);
+            cur->loaded = true;
+        }
+        char *current = cl__entries_current(cur->entries, cur->n, name);
+        *item = model_reply(&m, current != NULL && strcmp(current, version) == 0);
+        free(current);
     } else {
         char id[2 * CL_KEY_MAX];
         snprintf(id, sizeof(id), "%s:%s", name, version);
@@ -366,7 +383,10 @@ static CL_MUST_USE cl_status model_item(cl_admin *a, char *key, bool verbose, cJ
 
 cl_status cl__cmd_get_all_models(cl_admin *a, const void *data, size_t len, admin_reply *rep)
 {
-    return cl__admin_list(a, data, len, "model.", model_item, rep);
+    currents cur = {0};
+    cl_status st = cl__admin_list(a, data, len, "model.", model_item, &cur, rep);
+    cl__store_entries_free(cur.entries, cur.n);
+    return st;
 }
 
 /* Reads model name:version for a command that needs it to exist; fails

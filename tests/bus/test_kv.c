@@ -168,6 +168,59 @@ static void test_keys_lists_live_keys_by_prefix(void **state)
 }
 
 typedef struct {
+    char got[8][80]; /* "key=value@rev>0" in the order given */
+    int n;
+} values_seen;
+
+static void on_value(void *closure, const char *key, const char *value, size_t len, uint64_t rev)
+{
+    values_seen *v = closure;
+    if (v->n < 8)
+        snprintf(v->got[v->n++], sizeof(v->got[0]), "%s=%.*s@%d", key, (int)len, value,
+                 rev > 0);
+}
+
+static int cmp_got(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void test_values_reads_the_current_value_of_each_matching_key(void **state)
+{
+    (void)state;
+    cl_bus *bus = connect_bus("kv16");
+    cl_kv *kv = open_kv(bus);
+    cl_err err;
+    values_seen v = {0};
+    /* An empty bucket: no value, and no wait. */
+    uint64_t t0 = cl_mono_us();
+    assert_int_equal(cl_kv_values(kv, "app.>", on_value, &v, &err), CL_OK);
+    assert_int_equal(v.n, 0);
+    assert_true(cl_mono_us() - t0 < 2000000);
+    assert_int_equal(cl_kv_put(kv, "app.a", "1", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.b", "old", 3, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.b", "new", 3, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "app.c", "1", 1, NULL, &err), CL_OK);
+    assert_int_equal(cl_kv_put(kv, "model.m.1", "m", 1, NULL, &err), CL_OK);
+    /* The last key written is deleted: the pass still ends. */
+    assert_int_equal(cl_kv_delete(kv, "app.c", &err), CL_OK);
+    assert_int_equal(cl_kv_values(kv, "app.>", on_value, &v, &err), CL_OK);
+    assert_int_equal(v.n, 2);
+    qsort(v.got, (size_t)v.n, sizeof(v.got[0]), cmp_got);
+    assert_string_equal(v.got[0], "app.a=1@1");
+    assert_string_equal(v.got[1], "app.b=new@1");
+    v.n = 0;
+    assert_int_equal(cl_kv_values(kv, "model.*.*", on_value, &v, &err), CL_OK);
+    assert_int_equal(v.n, 1);
+    assert_string_equal(v.got[0], "model.m.1=m@1");
+    v.n = 0;
+    assert_int_equal(cl_kv_values(kv, ">", on_value, &v, &err), CL_OK);
+    assert_int_equal(v.n, 3);
+    cl_kv_free(kv);
+    cl_bus_free(bus);
+}
+
+typedef struct {
     char key[64];
     char value[64];
     bool deleted;
@@ -456,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_delete_removes_and_create_works_again),
         cmocka_unit_test(test_invalid_keys_are_rejected_with_a_message),
         cmocka_unit_test(test_keys_lists_live_keys_by_prefix),
+        cmocka_unit_test(test_values_reads_the_current_value_of_each_matching_key),
         cmocka_unit_test(test_watch_sends_initial_values_then_marker_then_changes),
         cmocka_unit_test(test_watch_of_an_empty_bucket_still_sends_the_marker),
         cmocka_unit_test(test_two_processes_opening_at_once_share_one_bucket),
