@@ -67,9 +67,14 @@ cl_status cl_subj_fe_results_model(char out[CL_SUBJECT_MAX], const char *prefix,
 cl_status cl_subj_cm(char out[CL_SUBJECT_MAX], const char *prefix, const char *command, cl_err *err)
     CL_MUST_USE;
 /* <p>.route.hello: every router says, every 100 ms, who it is and whether
- * it leads (JSON {"id","leader","epoch"}); replicas and frontends follow the
- * leader. */
+ * it leads (JSON {"id","leader","epoch"}): the routers' election. */
 cl_status cl_subj_route_hello(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
+    CL_MUST_USE;
+/* <p>.route.leader: the leading router's hello (the same JSON), at once
+ * when it takes the lead and then every second; replicas follow it (a new
+ * leader makes them pull at once). Ten times rarer than route.hello, whose
+ * every message would wake every replica. */
+cl_status cl_subj_route_leader(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
     CL_MUST_USE;
 /* <p>.sv.status (each supervisor's status, published) and <p>.sv.list
  * (request: every supervisor answers with its status). */

@@ -75,7 +75,7 @@ static const char *const FRONTEND_SUB[] = {"{p}.predict.*", "{p}.update.*", "{p}
 
 static const char *const ROUTER_PUB[] = {STATE_READ_PUB,       STATE_WATCH_PUB,
                                          "{p}.replica.work.>", "{p}.route.hello",
-                                         "{p}.fe.*.results.*", OWN_INBOX,
+                                         "{p}.route.leader",   "{p}.fe.*.results.*", OWN_INBOX,
                                          ANY_INBOX,            NULL};
 static const char *const ROUTER_SUB[] = {"{p}.route.task.>",  "{p}.route.pull.>",
                                          "{p}.route.hello",   "{p}.route.stats",
@@ -94,8 +94,10 @@ static const char *const REPLICA_PUB[] = {STATE_READ_PUB,      ARTIFACT_READ_PUB
                                           "{p}.replica.hb.>",  "{p}.route.pull.>",
                                           "{p}.fe.*.results.*",  OWN_INBOX,
                                           NULL};
-static const char *const REPLICA_SUB[] = {"{p}.replica.work.>", "{p}.route.hello", OWN_INBOX,
-                                          SERVICE_API, NULL};
+/* route.hello: what replicas of before route.leader subscribed to (a
+ * rolling upgrade runs both). */
+static const char *const REPLICA_SUB[] = {"{p}.replica.work.>", "{p}.route.leader",
+                                          "{p}.route.hello", OWN_INBOX, SERVICE_API, NULL};
 
 /* A replica identity scoped to one model (the manager issues one per
  * model): the same, for that model's subjects and artifacts only. It
@@ -105,8 +107,8 @@ static const char *const MODEL_REPLICA_PUB[] = {
     STATE_READ_PUB,        "$JS.API.STREAM.INFO.{a}", "$JS.API.DIRECT.GET.{a}.{p}.artifact.{m}.>",
     "{p}.replica.hb.{m}.>", "{p}.route.pull.{m}.>",    "{p}.fe.*.results.{m}",
     OWN_INBOX,             NULL};
-static const char *const MODEL_REPLICA_SUB[] = {"{p}.replica.work.{m}.>", "{p}.route.hello",
-                                                OWN_INBOX, SERVICE_API, NULL};
+static const char *const MODEL_REPLICA_SUB[] = {"{p}.replica.work.{m}.>", "{p}.route.leader",
+                                                "{p}.route.hello", OWN_INBOX, SERVICE_API, NULL};
 static const role_perms MODEL_REPLICA = {MODEL_REPLICA_PUB, MODEL_REPLICA_SUB, true};
 
 static const char *const SUPERVISOR_PUB[] = {"{p}.sv.status", "{p}.admin.ping", OWN_INBOX,

@@ -207,6 +207,11 @@ cl_status cl_subj_route_hello(char out[CL_SUBJECT_MAX], const char *prefix, cl_e
     BUILD({"route", NULL}, {"hello", NULL});
 }
 
+cl_status cl_subj_route_leader(char out[CL_SUBJECT_MAX], const char *prefix, cl_err *err)
+{
+    BUILD({"route", NULL}, {"leader", NULL});
+}
+
 cl_status cl_subj_supervisor(char out[CL_SUBJECT_MAX], const char *prefix, const char *what,
                              cl_err *err)
 {

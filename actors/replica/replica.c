@@ -70,7 +70,7 @@ typedef struct {
     bool model_decoded;
     cl_loop *loop; /* carries the work subject, run by the worker */
     uint64_t last_pull; /* the worker's, monotonic */
-    char hello_subject[CL_SUBJECT_MAX];
+    char leader_subject[CL_SUBJECT_MAX];
     uint64_t leader_epoch; /* the worker's: the leading router's epoch last seen */
     bool pull_reconnected; /* the worker's: the next pull says the loop reconnected */
 
@@ -443,7 +443,8 @@ static void on_work(cl_bus *bus, cl_msg *msg, void *closure)
     r->last_pull = cl_mono_us();
 }
 
-/* A router's hello (leader.h in the router), on the worker thread. A new
+/* The leading router's hello (<p>.route.leader; leader.h in the router),
+ * on the worker thread. A new
  * leader (a router took over from one that died) knows nothing of this
  * replica's being idle: pull at once instead of at the next repeat. A busy
  * replica pulls when its batch is done anyway. */
@@ -598,8 +599,8 @@ static int serve(replica *r)
     } else {
         if (cl_loop_open(&r->loop, r->bus, &err) != CL_OK ||
             cl_loop_subscribe(r->loop, r->work_subject, NULL, on_work, r) != CL_OK ||
-            cl_subj_route_hello(r->hello_subject, cl_bus_prefix(r->bus), &err) != CL_OK ||
-            cl_loop_subscribe(r->loop, r->hello_subject, NULL, on_hello, r) != CL_OK ||
+            cl_subj_route_leader(r->leader_subject, cl_bus_prefix(r->bus), &err) != CL_OK ||
+            cl_loop_subscribe(r->loop, r->leader_subject, NULL, on_hello, r) != CL_OK ||
             cl_loop_sync(r->loop, 5000) != CL_OK) {
             snprintf(cause, sizeof(cause), "cannot subscribe to %s", r->work_subject);
             return fail(r, cause);

@@ -28,6 +28,8 @@ struct cl__leader {
     cl__leader_cb cb;
     void *closure;
     char subject[CL_SUBJECT_MAX];
+    char leader_subject[CL_SUBJECT_MAX]; /* <p>.route.leader */
+    uint64_t next_announce_us;
     char id[24];
     bool leading;
     uint64_t epoch;      /* ours while leading; else the highest seen */
@@ -99,6 +101,12 @@ static void say_hello(cl__leader *l)
                      l->id, l->leading ? "true" : "false", l->epoch);
     /* Best effort: a hello lost while the bus is down is sent again in HELLO_MS. */
     cl_status_ignore(cl_loop_publish(l->loop, l->subject, body, (size_t)n));
+    uint64_t now = cl_mono_us();
+    if (l->leading && now >= l->next_announce_us) {
+        /* The same, to the replicas; lost, it goes again in ANNOUNCE_MS. */
+        cl_status_ignore(cl_loop_publish(l->loop, l->leader_subject, body, (size_t)n));
+        l->next_announce_us = now + CL_LEADER_ANNOUNCE_MS * 1000u;
+    }
 }
 
 static void set_leading(cl__leader *l, bool leading, const char *why)
@@ -108,6 +116,7 @@ static void set_leading(cl__leader *l, bool leading, const char *why)
             leading ? "leads" : "stands by", l->epoch, why);
     /* Subscribed (or not) first: the hello makes replicas pull at once. */
     l->cb(l->closure, leading);
+    l->next_announce_us = 0; /* a new leader tells the replicas at once */
     say_hello(l);
     l->next_hello_us = cl_mono_us() + CL_LEADER_HELLO_MS * 1000u;
 }
@@ -208,6 +217,8 @@ cl_status cl__leader_new(cl__leader **out, cl_loop *loop, const char *prefix, cl
     l->started_us = cl_mono_us();
     atomic_init(&l->routers, 1u);
     cl_status s = cl_subj_route_hello(l->subject, prefix, err);
+    if (s == CL_OK)
+        s = cl_subj_route_leader(l->leader_subject, prefix, err);
     if (s == CL_OK) {
         s = cl_loop_subscribe(loop, l->subject, NULL, on_hello, l);
         if (s != CL_OK)

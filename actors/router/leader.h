@@ -25,6 +25,7 @@
 #include "cl_loop.h"
 
 #define CL_LEADER_HELLO_MS 100
+#define CL_LEADER_ANNOUNCE_MS 1000 /* route.leader, to the replicas */
 #define CL_LEADER_DEAD_MS 350
 #define CL_LEADER_LISTEN_MS 250
 

@@ -621,6 +621,64 @@ static void test_idle_replica_repeats_its_pull_and_heartbeat_every_second(void *
     assert_string_equal(f->states[f->n_states - 1], "ready");
 }
 
+/* A router that takes the lead announces itself on <p>.route.leader; an
+ * idle replica pulls at once (the new leader knows nothing of it), and
+ * only once per new epoch. The routers' election chatter on
+ * <p>.route.hello (ten a second from each router) no longer reaches it. */
+static bool pulls_since(const fixture *f, const void *n)
+{
+    return f->pulls >= *(const int *)n;
+}
+
+static void announce(const char *subject, int epoch)
+{
+    char body[96];
+    int n = snprintf(body, sizeof(body), "{\"id\":\"r1\",\"leader\":true,\"epoch\":%d}", epoch);
+    assert_int_equal(cl_bus_publish(bus, subject, body, (size_t)n), CL_OK);
+    assert_int_equal(cl_bus_flush(bus, 2000), CL_OK);
+}
+
+/* Waits for the idle replica's next repeated pull: the one after it is a
+ * second away, so a pull within 600 ms of what the test does next is that
+ * act's doing. */
+static void just_after_a_repeat(fixture *f)
+{
+    int want = f->pulls + 1;
+    assert_true(pump(f, 3000, pulls_since, &want));
+}
+
+static void test_idle_replica_pulls_at_once_when_a_new_leader_is_announced(void **state)
+{
+    fixture *f = *state;
+    store_test_model("lead", CL_INPUT_DOUBLES, "sum");
+    start_replica(f, "lead", 44);
+    wait_ready(f);
+    cl_err err;
+    char leader[CL_SUBJECT_MAX], hello[CL_SUBJECT_MAX];
+    assert_int_equal(cl_subj_route_leader(leader, PREFIX, &err), CL_OK);
+    assert_int_equal(cl_subj_route_hello(hello, PREFIX, &err), CL_OK);
+    announce(leader, 5); /* the first leader it hears of: nothing to tell it */
+    pump(f, 300, never, NULL);
+    /* Each new epoch on route.leader: a pull at once. */
+    for (int epoch = 6; epoch <= 8; epoch++) {
+        just_after_a_repeat(f);
+        int want = f->pulls + 1;
+        uint64_t t0 = cl_mono_us();
+        announce(leader, epoch);
+        assert_true(pump(f, 600, pulls_since, &want));
+        print_message("epoch %d: pull %.1f ms after the announcement\n", epoch,
+                      (double)(cl_mono_us() - t0) / 1000.0);
+    }
+    /* The same epoch again, or a new one on route.hello (the routers'
+     * election, which replicas no longer follow): no pull of its own. */
+    just_after_a_repeat(f);
+    int before = f->pulls;
+    announce(leader, 8);
+    announce(hello, 9);
+    pump(f, 600, never, NULL);
+    assert_int_equal(f->pulls, before);
+}
+
 /* ------------------------------------------------------------- stopping */
 
 static void test_sigterm_answers_the_batch_in_hand_then_stops_with_exit_0(void **state)
@@ -792,6 +850,7 @@ int main(void)
         T(test_task_of_another_input_type_gets_an_error_and_the_rest_are_served),
         T(test_malformed_work_batch_is_dropped_and_the_replica_keeps_serving),
         T(test_idle_replica_repeats_its_pull_and_heartbeat_every_second),
+        T(test_idle_replica_pulls_at_once_when_a_new_leader_is_announced),
         T(test_sigterm_answers_the_batch_in_hand_then_stops_with_exit_0),
         T(test_unregistered_model_fails_with_a_cause_and_exit_code_3),
         T(test_missing_artifact_fails_with_a_cause_and_exit_code_3),

@@ -729,6 +729,49 @@ static void test_malformed_task_batches_and_pulls_are_ignored_and_router_keeps_s
     cl_sub_free(work);
 }
 
+/* A router that takes the lead says so on <p>.route.leader at once (the
+ * replicas pull from it), then once a second; its election hellos go ten
+ * times a second on <p>.route.hello, which replicas do not hear. */
+static void test_leading_router_announces_itself_once_a_second_on_route_leader(void **state)
+{
+    fixture *f = *state;
+    cl_err err;
+    char leader[CL_SUBJECT_MAX], hello[CL_SUBJECT_MAX];
+    assert_int_equal(cl_subj_route_leader(leader, f->prefix, &err), CL_OK);
+    assert_int_equal(cl_subj_route_hello(hello, f->prefix, &err), CL_OK);
+    cl_sub *on_leader = NULL, *on_hello = NULL;
+    assert_int_equal(cl_bus_subscribe_sync(&on_leader, f->bus, leader, NULL), CL_OK);
+    assert_int_equal(cl_bus_subscribe_sync(&on_hello, f->bus, hello, NULL), CL_OK);
+    assert_int_equal(cl_bus_flush(f->bus, 2000), CL_OK);
+    start_router(f);
+    cl_msg *m = NULL;
+    assert_int_equal(cl_sub_next(on_leader, &m, 5000), CL_OK);
+    cJSON *j = cJSON_ParseWithLength(cl_msg_data(m), cl_msg_len(m));
+    assert_non_null(j);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "leader")));
+    assert_true(cJSON_GetObjectItemCaseSensitive(j, "epoch")->valuedouble >= 1);
+    cJSON_Delete(j);
+    cl_msg_free(m);
+    /* Count both for 2.5 s: about 2 announcements against about 25 hellos. */
+    int n_leader = 0, n_hello = 0;
+    uint64_t end = cl_mono_us() + 2500 * MS;
+    for (uint64_t now; (now = cl_mono_us()) < end;) {
+        if (cl_sub_next(on_leader, &m, (int)((end - now) / MS) + 1) == CL_OK) {
+            n_leader++;
+            cl_msg_free(m);
+        }
+    }
+    while (cl_sub_next(on_hello, &m, 0) == CL_OK) {
+        n_hello++;
+        cl_msg_free(m);
+    }
+    print_message("in 2.5 s: %d on route.leader, %d on route.hello\n", n_leader, n_hello);
+    assert_in_range(n_leader, 1, 4);
+    assert_true(n_hello >= 10);
+    cl_sub_free(on_leader);
+    cl_sub_free(on_hello);
+}
+
 static void test_router_answers_queued_tasks_when_it_stops(void **state)
 {
     fixture *f = *state;
@@ -762,6 +805,7 @@ int main(void)
         T(test_silent_replica_loses_its_batch_after_the_timeout),
         T(test_malformed_task_batches_and_pulls_are_ignored_and_router_keeps_serving),
         T(test_router_answers_queued_tasks_when_it_stops),
+        T(test_leading_router_announces_itself_once_a_second_on_route_leader),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);
 }
