@@ -36,6 +36,9 @@ cl_status cl_loop_subscribe(cl_loop *loop, const char *subject, const char *queu
 /* Ends the subscription on subject (made with cl_loop_subscribe); its
  * messages not yet handled are dropped. Same threads as cl_loop_subscribe. */
 void cl_loop_unsubscribe(cl_loop *loop, const char *subject);
+/* Ends the wait of a cl_loop_run in progress (or the next one) at once,
+ * from any thread: e.g. after setting a flag the loop's runner checks. */
+void cl_loop_wake(cl_loop *loop);
 /* fn runs at the end of every turn in which a callback ran, before what
  * the turn published is written (e.g. to add batched work to that write). */
 void cl_loop_on_turn_end(cl_loop *loop, void (*fn)(void *closure), void *closure);

@@ -453,6 +453,11 @@ void cl_loop_unsubscribe(cl_loop *l, const char *subject)
     }
 }
 
+void cl_loop_wake(cl_loop *l)
+{
+    wake(l);
+}
+
 void cl_loop_watch_fd(cl_loop *l, int fd)
 {
     l->watch_fd = fd;

@@ -47,7 +47,6 @@
 #endif
 
 #define PULL_REPEAT_US 1000000u /* an idle replica pulls again every second */
-#define POLL_MS 100             /* how often the worker checks for a stop */
 #define CAUSE_MAX 1024
 
 typedef struct {
@@ -474,7 +473,11 @@ static void *work_loop(void *arg)
     r->last_pull = cl_mono_us(); /* the main thread pulled before "ready" */
     uint64_t connects = cl_loop_reconnects(r->loop);
     while (!atomic_load(&r->stopping)) {
-        cl_status st = cl_loop_run(r->loop, POLL_MS);
+        /* Idle, the worker wakes only for messages, its next repeated pull,
+         * or a stop (stop_worker wakes the loop). */
+        uint64_t now = cl_mono_us(), due = r->last_pull + PULL_REPEAT_US;
+        int wait_ms = due > now ? (int)((due - now) / 1000u) + 1 : 0;
+        cl_status st = cl_loop_run(r->loop, wait_ms);
         /* Back on the bus after an outage (a nats-server restart): the
          * batch or pull in flight may have gone with the server, so tell
          * the router at once rather than at the next repeat. */
@@ -493,8 +496,10 @@ static void *work_loop(void *arg)
 
 static void cleanup(replica *r)
 {
-    if (r->worker_started)
+    if (r->worker_started) {
+        cl_loop_wake(r->loop); /* stopping is set: the worker ends its wait */
         pthread_join(r->worker, NULL);
+    }
     cl_loop_free(r->loop);
     r->loop = NULL;
     cl__health_free(r->health);
@@ -621,6 +626,7 @@ static int serve(replica *r)
     cl__hb_set_state(r->hb, "stopped", NULL);
     atomic_store(&r->stopping, true);
     if (r->worker_started) {
+        cl_loop_wake(r->loop);
         pthread_join(r->worker, NULL); /* finishes the batch in hand */
         r->worker_started = false;
     }
