@@ -356,6 +356,14 @@ static int64_t share_of(cl_manager *m, const want *w, int64_t total, uint64_t no
  * ("ready") is stopped only while the cluster has more ready replicas of
  * the version than it wants: when a host comes back, or this one drains,
  * the others' new replicas are up before this host's go. */
+static int want_cmp(const void *x, const void *y)
+{
+    const want *a = x, *b = y;
+    int c = strcmp(a->model, b->model);
+    return c != 0 ? c : strcmp(a->version, b->version);
+}
+
+/* w->active: counted by reconcile in one pass over the slots. */
 static void scale_to(cl_manager *m, const want *w, uint64_t now, const cl_replica_info *live,
                      size_t n_live)
 {
@@ -365,11 +373,7 @@ static void scale_to(cl_manager *m, const want *w, uint64_t now, const cl_replic
     int64_t wanted = share_of(m, w, total, now, &shared);
     if (wanted < 0)
         return;
-    int64_t active = 0;
-    for (size_t i = 0; i < m->n_slots; i++) {
-        if (slot_is(&m->slots[i], model, version) && m->slots[i].state != SLOT_STOPPING)
-            active++;
-    }
+    int64_t active = w->active;
     while (active < wanted) {
         if (slot_add(m, w, free_number(m, model, version)) == NULL) {
             cl_error("out of memory adding a replica of %s:%s", model, version);
@@ -594,13 +598,19 @@ static void reconcile(cl_manager *m)
     size_t nw = cl__read_wanted(m, &w);
     if (m->n_found > 0)
         take_found(m, w, nw, now);
-    /* Versions no longer in the state: stop all their replicas. */
+    /* Sorted, so that each slot finds its version in log time: a pass
+     * costs the same per replica with 1 or 1000 versions. */
+    if (nw > 1)
+        qsort(w, nw, sizeof(*w), want_cmp);
+    /* Versions no longer in the state: stop all their replicas. The
+     * others count their active slots. */
     for (size_t i = 0; i < m->n_slots;) {
         slot *s = &m->slots[i];
-        bool found = false;
-        for (size_t j = 0; j < nw && !found; j++)
-            found = slot_is(s, w[j].model, w[j].version);
-        if (found || s->state == SLOT_STOPPING) {
+        want key = {.model = s->model, .version = s->version};
+        want *found = nw > 0 ? bsearch(&key, w, nw, sizeof(*w), want_cmp) : NULL;
+        if (found != NULL && s->state != SLOT_STOPPING)
+            found->active++;
+        if (found != NULL || s->state == SLOT_STOPPING) {
             i++;
         } else if (s->state == SLOT_WAITING) {
             slot_remove(m, i);

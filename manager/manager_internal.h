@@ -70,6 +70,7 @@ typedef struct {
     char *container_name;
     char *resources; /* JSON text, or NULL */
     int64_t wanted;
+    int64_t active; /* reconcile: this host's slots of it not stopping */
 } want;
 
 /* What the heartbeats of one pod (a declarative backend's replica) say,
