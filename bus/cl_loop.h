@@ -36,6 +36,12 @@ cl_status cl_loop_subscribe(cl_loop *loop, const char *subject, const char *queu
 /* Ends the subscription on subject (made with cl_loop_subscribe); its
  * messages not yet handled are dropped. Same threads as cl_loop_subscribe. */
 void cl_loop_unsubscribe(cl_loop *loop, const char *subject);
+/* While the connection is down (the server restarting), publishes are
+ * kept, in order and up to 32 MiB, and sent once the loop has connected
+ * and subscribed again, instead of failing. For messages that are better
+ * late than never (replies to clients that may still wait). Off by
+ * default. Any thread. */
+void cl_loop_hold_while_down(cl_loop *loop, bool hold);
 /* Ends the wait of a cl_loop_run in progress (or the next one) at once,
  * from any thread: e.g. after setting a flag the loop's runner checks. */
 void cl_loop_wake(cl_loop *loop);

@@ -39,6 +39,16 @@
  * away. A refused connect costs little, and until the loop's subscriptions
  * are back a request on them gets "no responders". */
 #define REBUILD_MS 100
+/* What cl_loop_hold_while_down keeps for the next connection, at most. */
+#define HELD_MAX_BYTES (32u << 20)
+
+/* A message published while the connection was down, kept for the next. */
+typedef struct held_msg {
+    struct held_msg *next;
+    char *subject;
+    size_t len;
+    unsigned char data[];
+} held_msg;
 
 typedef struct {
     natsSubscription *sub;
@@ -67,6 +77,12 @@ struct cl_loop {
     void (*turn_end)(void *closure);
     void *turn_end_closure;
     int watch_fd; /* cl_loop_watch_fd, -1: none */
+    /* cl_loop_hold_while_down: publishes while no connection is up wait
+     * here (in order, up to HELD_MAX_BYTES) and go out after a rebuild. */
+    atomic_bool hold;
+    pthread_mutex_t held_mu;
+    held_msg *held_head, **held_tail;
+    size_t held_bytes;
     atomic_uint_fast64_t connects; /* successful (re)connections */
 };
 
@@ -312,6 +328,69 @@ static natsStatus sub_open(cl_loop *l, loop_sub *ls)
     return s;
 }
 
+/* Keeps a publish for the next connection; false when not holding or
+ * full. */
+static bool hold_msg(cl_loop *l, const char *subject, const void *data, size_t len)
+{
+    if (!atomic_load(&l->hold))
+        return false;
+    held_msg *h = malloc(sizeof(*h) + len);
+    char *subj = strdup(subject);
+    pthread_mutex_lock(&l->held_mu);
+    bool ok = h != NULL && subj != NULL && l->held_bytes + len <= HELD_MAX_BYTES;
+    if (ok) {
+        h->next = NULL;
+        h->subject = subj;
+        h->len = len;
+        memcpy(h->data, data, len);
+        *l->held_tail = h;
+        l->held_tail = &h->next;
+        l->held_bytes += len;
+    }
+    pthread_mutex_unlock(&l->held_mu);
+    if (!ok) {
+        free(h);
+        free(subj);
+        CL_LOG_LIMITED(CL_LOG_WARN, "bus loop: no connection and %zu bytes held already: "
+                                    "a message to %s is lost", (size_t)HELD_MAX_BYTES, subject);
+    }
+    return ok;
+}
+
+/* The held messages, in order, on the new connection (nc_lock held for
+ * writing). One that fails now is dropped: the connection is gone again. */
+static void send_held(cl_loop *l)
+{
+    pthread_mutex_lock(&l->held_mu);
+    held_msg *h = l->held_head;
+    size_t n = 0;
+    l->held_head = NULL;
+    l->held_tail = &l->held_head;
+    l->held_bytes = 0;
+    pthread_mutex_unlock(&l->held_mu);
+    while (h != NULL) {
+        held_msg *next = h->next;
+        cl_status_ignore(cl__bus_status(
+            natsConnection_Publish(l->nc, h->subject, h->data, (int)h->len), NULL, ""));
+        n++;
+        free(h->subject);
+        free(h);
+        h = next;
+    }
+    if (n > 0)
+        cl_info("bus loop: sent the %zu messages published while the connection was down", n);
+}
+
+static void free_held(cl_loop *l)
+{
+    for (held_msg *h = l->held_head, *next; h != NULL; h = next) {
+        next = h->next;
+        free(h->subject);
+        free(h);
+    }
+    l->held_head = NULL;
+}
+
 /* On the loop's thread: the connection closed (the server went away, or
  * a protocol error): build a new one and subscribe again. */
 static void rebuild(cl_loop *l)
@@ -336,6 +415,8 @@ static void rebuild(cl_loop *l)
         /* Try again from scratch next time. */
         natsConnection_Close(l->nc);
     }
+    if (s == NATS_OK)
+        send_held(l); /* after the subscriptions, as cnats' own reconnect does */
     pthread_rwlock_unlock(&l->nc_lock);
     if (s == NATS_OK) {
         atomic_fetch_add(&l->connects, 1);
@@ -356,6 +437,8 @@ cl_status cl_loop_open(cl_loop **out, cl_bus *bus, cl_err *err)
     l->bus = bus;
     l->fd = -1;
     l->watch_fd = -1;
+    l->held_tail = &l->held_head;
+    pthread_mutex_init(&l->held_mu, NULL);
     pthread_mutex_init(&l->mu, NULL);
     pthread_mutex_init(&l->flush_mu, NULL);
     pthread_rwlock_init(&l->nc_lock, NULL);
@@ -406,6 +489,8 @@ void cl_loop_free(cl_loop *l)
     natsConnection_Destroy(l->nc);
     if (l->efd >= 0)
         close(l->efd);
+    free_held(l);
+    pthread_mutex_destroy(&l->held_mu);
     pthread_mutex_destroy(&l->flush_mu);
     pthread_mutex_destroy(&l->mu);
     pthread_rwlock_destroy(&l->nc_lock);
@@ -456,6 +541,11 @@ void cl_loop_unsubscribe(cl_loop *l, const char *subject)
 void cl_loop_wake(cl_loop *l)
 {
     wake(l);
+}
+
+void cl_loop_hold_while_down(cl_loop *l, bool hold)
+{
+    atomic_store(&l->hold, hold);
 }
 
 void cl_loop_watch_fd(cl_loop *l, int fd)
@@ -511,11 +601,18 @@ cl_status cl_loop_publish(cl_loop *l, const char *subject, const void *data, siz
 {
     if (len > (size_t)cl_bus_max_payload(l->bus))
         return CL_ERR_TOO_LARGE;
-    if (in_turn == l) /* written at the end of the turn */
-        return cl__bus_status(natsConnection_Publish(l->nc, subject, data, (int)len), NULL, "");
+    if (in_turn == l) { /* written at the end of the turn */
+        natsStatus s = natsConnection_Publish(l->nc, subject, data, (int)len);
+        if (s == NATS_CONNECTION_CLOSED && hold_msg(l, subject, data, len))
+            return CL_OK;
+        return cl__bus_status(s, NULL, "");
+    }
     pthread_rwlock_rdlock(&l->nc_lock);
     natsStatus s = NATS_CONNECTION_CLOSED;
-    if (l->nc != NULL) {
+    if (l->nc == NULL || natsConnection_IsClosed(l->nc)) {
+        if (hold_msg(l, subject, data, len))
+            s = NATS_OK;
+    } else {
         flushing = l;
         s = natsConnection_Publish(l->nc, subject, data, (int)len);
         flushing = NULL;

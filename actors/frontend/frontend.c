@@ -352,6 +352,10 @@ cl_status cl_frontend_start(cl_frontend **out, cl_bus *bus, const cl_frontend_op
     if (s != CL_OK)
         goto fail;
     cl_loop_on_turn_end(fe->loop, on_turn_end, fe);
+    /* A reply (or a task) published while nats-server restarts goes out
+     * once the loop is back, late rather than never: a client with a
+     * longer timeout, or one that resends, still gets it. */
+    cl_loop_hold_while_down(fe->loop, true);
     const char *subject = fe->results_subject;
     s = cl_loop_subscribe(fe->loop, subject, NULL, on_results, fe);
     if (s == CL_OK) {

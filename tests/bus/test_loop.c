@@ -284,6 +284,37 @@ static void test_drain_across_a_server_restart_is_not_subscribed_again(void **st
     cl_bus_free(bus);
 }
 
+/* With cl_loop_hold_while_down, what is published while the server is
+ * away is sent, in order, once the loop has connected and subscribed
+ * again; without it, such a publish fails. The loop receives its own
+ * messages, so nothing races its resubscription. */
+static void test_publishes_while_the_server_is_away_are_held_and_sent_after(void **state)
+{
+    (void)state;
+    cl_bus *bus;
+    cl_loop *loop;
+    open_both(&bus, &loop);
+    seen s = {.loop = loop};
+    assert_int_equal(cl_loop_subscribe(loop, "lt.held", NULL, on_msg, &s), CL_OK);
+    assert_int_equal(cl_loop_sync(loop, 2000), CL_OK);
+    assert_int_equal(cl_test_nats_kill(&cl_test_srv), 0);
+    /* The loop reads the end of its connection. */
+    for (int i = 0; i < 10; i++)
+        cl_status_ignore(cl_loop_run(loop, 50)); /* the server is away */
+    assert_int_not_equal(cl_loop_publish(loop, "lt.held", "lost", 4), CL_OK);
+    cl_loop_hold_while_down(loop, true);
+    assert_int_equal(cl_loop_publish(loop, "lt.held", "first", 5), CL_OK);
+    assert_int_equal(cl_loop_publish(loop, "lt.held", "second", 6), CL_OK);
+    assert_int_equal(cl_test_nats_respawn(&cl_test_srv), 0);
+    assert_int_equal(run_until(loop, &s, 2, 15000), 2);
+    assert_string_equal(s.last, "second");
+    /* Nothing else came: "lost" was refused, not kept. */
+    run_until(loop, &s, 3, 300);
+    assert_int_equal(s.count, 2);
+    cl_loop_free(loop);
+    cl_bus_free(bus);
+}
+
 /* Last: it restarts the group's server. */
 static void test_loop_reconnects_and_resubscribes_after_a_server_restart(void **state)
 {
@@ -319,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_loop_reaches_the_server_by_address_when_its_name_fails),
         cmocka_unit_test(test_drain_from_another_thread_handles_what_was_sent_and_nothing_after),
         cmocka_unit_test(test_drain_across_a_server_restart_is_not_subscribed_again),
+        cmocka_unit_test(test_publishes_while_the_server_is_away_are_held_and_sent_after),
         cmocka_unit_test(test_loop_reconnects_and_resubscribes_after_a_server_restart),
     };
     return cmocka_run_group_tests(tests, cl_test_nats_group_setup, cl_test_nats_group_teardown);

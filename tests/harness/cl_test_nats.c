@@ -245,9 +245,19 @@ int cl_test_nats_stop(cl_test_nats *srv)
     return rc;
 }
 
+int cl_test_nats_kill(cl_test_nats *srv)
+{
+    return kill_server(srv);
+}
+
 int cl_test_nats_restart(cl_test_nats *srv)
 {
     kill_server(srv);
+    return cl_test_nats_respawn(srv);
+}
+
+int cl_test_nats_respawn(cl_test_nats *srv)
+{
     /* The old listener may linger a moment; retry the same port. */
     for (int attempt = 0; attempt < 20; attempt++) {
         if (spawn(srv) == 0)

@@ -52,6 +52,11 @@ int cl_test_nats_stop(cl_test_nats *srv);
 /* Stops the process and starts it again on the same port and directory
  * (JetStream data persists). 0 on success. */
 int cl_test_nats_restart(cl_test_nats *srv);
+/* The two halves of a restart, for a test that acts while the server is
+ * away: stop the process (the directory stays), then start it again on
+ * the same port and directory. */
+int cl_test_nats_kill(cl_test_nats *srv);
+int cl_test_nats_respawn(cl_test_nats *srv);
 
 /* The server of cl_test_nats_group_setup, between it and the teardown. */
 extern cl_test_nats cl_test_srv;
