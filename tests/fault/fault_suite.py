@@ -38,6 +38,15 @@ models, and a correct prediction). Rows:
                   nats-server, then start the cluster again on the same data
                   directory (time to the first prediction is the resume time)
 
+In the rows that kill the nats-server (nats-kill, everything) the client's
+own connection goes with it: what it wrote to the dead server before it
+noticed is lost in its socket, where no actor can answer it. There the
+client does what the product's own clients do (cl_bus_request_resend:
+Python's Bus.predict, `clipper predict`; hosts_faults.py does the same for
+every row): it sends a query again when no reply came 1 s after its last
+send, the wait doubling (clipper-bench --resend). Such a query answered
+late counts as late.
+
 Usage: fault_suite.py --bench BUILD/tests/bench/clipper-bench [--rows a,b]
        [--json FILE] [--check]   (--check: exit 1 when a row misses its
        targets: never answered 0 (frontend rows: only those inside it), the
@@ -306,7 +315,8 @@ def run_row(ctx, row):
         ["--subject", subject, "--body", '{"input":[0.5, 1.0]}',
          "--vary", "--rate", str(a.rate), "--seconds", str(a.seconds),
          "--slo-us", str(a.slo_ms * 1000), "--grace-ms", "5000", "--timeline", timeline,
-         "--label", row], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         "--label", row] + (["--resend"] if row in ("nats-kill", "everything") else []),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(a.fault_at)
     t_fault = time.time()
     undo = inject(ctx, row)
