@@ -99,7 +99,15 @@ static size_t containers(const char *cluster_label, const char *model_version, b
     cl_docker_container *list = NULL;
     size_t n = 0;
     cl_err err;
-    if (cl_docker_list(engine, labels, &list, &n, &err) != CL_OK)
+    /* podman's list can fail while a container's process ends under it
+     * ("read /proc/<pid>/cgroup: no such process", HTTP 500): ask again. */
+    cl_status ls = CL_ERR_BUS;
+    for (int attempt = 0; attempt < 5 && ls != CL_OK; attempt++) {
+        if (attempt > 0)
+            cl_sleep_ms(100);
+        ls = cl_docker_list(engine, labels, &list, &n, &err);
+    }
+    if (ls != CL_OK)
         fail_msg("%s", err.msg);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
