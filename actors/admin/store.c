@@ -200,8 +200,8 @@ cl_status cl__entry_model(const cl__entry *e, const char *name, const char *vers
 char *cl__entries_current(const cl__entry *entries, size_t n, const char *model)
 {
     char key[CL_KEY_MAX];
-    if (cl_key_current(key, model, NULL) != CL_OK)
-        return NULL;
+    if (n == 0 || cl_key_current(key, model, NULL) != CL_OK)
+        return NULL; /* bsearch takes no NULL array, even empty */
     cl__entry probe = {.key = key};
     const cl__entry *e = bsearch(&probe, entries, n, sizeof(*entries), cl__entry_cmp);
     admin_reply scratch = {0};

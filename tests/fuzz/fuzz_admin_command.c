@@ -189,6 +189,22 @@ cl_status cl_kv_keys(cl_kv *kv, const char *prefix, char ***keys, size_t *count,
     return CL_OK;
 }
 
+/* The admin asks for "<prefix>>": every key under prefix, with its value. */
+cl_status cl_kv_values(cl_kv *kv, const char *pattern, cl_kv_value_cb cb, void *closure,
+                       cl_err *err)
+{
+    (void)kv;
+    (void)err;
+    size_t plen = strlen(pattern);
+    fz_check(plen > 0 && pattern[plen - 1] == '>', "the admin reads a prefix");
+    plen--;
+    for (size_t i = 0; i < store.n; i++)
+        if (strncmp(store.v[i].key, pattern, plen) == 0 && strlen(store.v[i].key) > plen)
+            cb(closure, store.v[i].key, store.v[i].value, strlen(store.v[i].value),
+               store.v[i].rev);
+    return CL_OK;
+}
+
 void cl_kv_keys_free(char **keys, size_t count)
 {
     if (keys == NULL)
